@@ -1,0 +1,147 @@
+//! Per-connection client state, and the registry that CLIENT LIST/KILL
+//! and pub/sub use to reach other connections.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Something another part of the server pushes to a connection.
+#[derive(Debug, Clone)]
+pub enum Push {
+    /// A pub/sub message: kind is `message`, `pmessage` or `smessage`.
+    Message { kind: &'static str, pattern: Option<Bytes>, channel: Bytes, payload: Bytes },
+    /// A MONITOR line (already formatted, without the leading `+`).
+    Monitor(Bytes),
+    /// CLIENT KILL or shutdown: close the connection.
+    Kill,
+}
+
+/// What other connections may see and change about a client.
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub created: Instant,
+    pub name: Mutex<Option<Bytes>>,
+    pub db: AtomicUsize,
+    pub last_cmd: Mutex<&'static str>,
+    /// Milliseconds since server start of the last command.
+    pub last_interaction_ms: AtomicU64,
+    pub resp: AtomicU8,
+    pub sub: AtomicUsize,
+    pub psub: AtomicUsize,
+    pub ssub: AtomicUsize,
+    /// Commands queued in MULTI, or -1 outside MULTI.
+    pub multi: AtomicI64,
+    pub monitor: AtomicBool,
+    pub user: Mutex<String>,
+    pub killed: AtomicBool,
+    pub tx: UnboundedSender<Push>,
+}
+
+impl ClientHandle {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Push::Kill);
+    }
+}
+
+/// MULTI state.
+#[derive(Default)]
+pub struct Multi {
+    pub queue: Vec<Vec<Bytes>>,
+    /// An error was seen while queueing: EXEC must abort.
+    pub dirty: bool,
+}
+
+/// Connection-local state, owned by the connection task.
+pub struct Client {
+    pub id: u64,
+    pub db: usize,
+    pub resp3: bool,
+    pub authenticated: bool,
+    pub user: String,
+    pub multi: Option<Multi>,
+    /// WATCHed keys: (db, key).
+    pub watched: Vec<(usize, Vec<u8>)>,
+    /// Set by writers when a watched key changes.
+    pub watch_dirty: Arc<AtomicBool>,
+    pub channels: HashSet<Bytes>,
+    pub patterns: HashSet<Bytes>,
+    pub shard_channels: HashSet<Bytes>,
+    pub handle: Arc<ClientHandle>,
+    /// Close the connection once the pending replies are written.
+    pub close_after_reply: bool,
+    /// Replies are suppressed (CLIENT REPLY OFF/SKIP).
+    pub reply_off: bool,
+    pub reply_skip: bool,
+    /// Shutdown was requested by this client.
+    pub shutdown: bool,
+}
+
+impl Client {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        Client {
+            id: handle.id,
+            db: 0,
+            resp3: false,
+            authenticated,
+            user: "default".into(),
+            multi: None,
+            watched: Vec::new(),
+            watch_dirty: Arc::new(AtomicBool::new(false)),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
+            handle,
+            close_after_reply: false,
+            reply_off: false,
+            reply_skip: false,
+            shutdown: false,
+        }
+    }
+
+    /// Subscribed to anything (RESP2 restricts commands then).
+    pub fn in_pubsub(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty() || !self.shard_channels.is_empty()
+    }
+
+    pub fn sub_count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+/// All connected clients, by id.
+#[derive(Default)]
+pub struct Clients {
+    pub map: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+    pub next_id: AtomicU64,
+}
+
+impl Clients {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn register(&self, h: Arc<ClientHandle>) {
+        self.map.lock().insert(h.id, h);
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.map.lock().remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<ClientHandle>> {
+        let mut v: Vec<_> = self.map.lock().values().cloned().collect();
+        v.sort_by_key(|h| h.id);
+        v
+    }
+}

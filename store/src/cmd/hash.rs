@@ -1,0 +1,5 @@
+//! hash commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,5 @@
+//! keys commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

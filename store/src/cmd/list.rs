@@ -1,0 +1,5 @@
+//! list commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,386 @@
+//! Command implementations and the registry that maps names to them.
+//!
+//! Each family module exports `COMMANDS: &[CmdImpl]`: the command's name
+//! (matching the Redis command table in `ferrite-commands`), its handler,
+//! and how it locks the keyspace. Arity, flags and key positions come from
+//! the shared table, never from here.
+//!
+//! A handler gets a [`Cx`]: its arguments, the reply buffer, the client,
+//! and [`Ks`], the keyspace view with the right shards already locked.
+//! Handlers are synchronous; they never await.
+//!
+//! Rules for handlers:
+//! - reply exactly once (an `Err` return is the reply);
+//! - after changing a key call `cx.ks.modified(key)` (WATCH, dirty counter);
+//! - delete collections that become empty (`cx.ks.remove_if_empty`).
+
+pub mod connection;
+pub mod hash;
+pub mod keys;
+pub mod list;
+pub mod pubsub;
+pub mod server;
+pub mod set;
+pub mod string;
+pub mod txn;
+pub mod zset;
+
+use crate::client::Client;
+use crate::keyspace::smallbytes::SmallBytes;
+use crate::keyspace::{Access, Entry, Shard, StrValue, Value};
+use crate::server::Server;
+use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
+use bytes::Bytes;
+use ferrite_commands::{key_hash_slot, table, CommandMeta};
+use ferrite_resp::ReplyBuf;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// An error reply. The text includes the error code (`ERR ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError(pub Cow<'static, str>);
+
+pub type CmdResult = Result<(), CmdError>;
+
+impl CmdError {
+    pub const fn st(s: &'static str) -> CmdError {
+        CmdError(Cow::Borrowed(s))
+    }
+    /// `ERR <msg>`
+    pub fn err(msg: impl std::fmt::Display) -> CmdError {
+        CmdError(Cow::Owned(format!("ERR {msg}")))
+    }
+    /// A full error line with its own code.
+    pub fn raw(msg: impl Into<String>) -> CmdError {
+        CmdError(Cow::Owned(msg.into()))
+    }
+}
+
+pub const WRONGTYPE: CmdError = CmdError::st("WRONGTYPE Operation against a key holding the wrong kind of value");
+pub const SYNTAX: CmdError = CmdError::st("ERR syntax error");
+pub const NOT_INT: CmdError = CmdError::st("ERR value is not an integer or out of range");
+pub const NOT_FLOAT: CmdError = CmdError::st("ERR value is not a valid float");
+pub const OVERFLOW: CmdError = CmdError::st("ERR increment or decrement would overflow");
+pub const NO_KEY: CmdError = CmdError::st("ERR no such key");
+pub const OUT_OF_RANGE: CmdError = CmdError::st("ERR index out of range");
+pub const UNDECLARED: CmdError = CmdError::st("ERR internal error: command touched a key it did not declare");
+
+/// How a command locks the keyspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Touches no keys.
+    None,
+    /// Touches exactly the keys its key specifications name.
+    Keys,
+    /// Needs a consistent view of everything (or keys it cannot declare).
+    All,
+}
+
+pub type Handler = fn(&mut Cx<'_, '_>) -> CmdResult;
+
+/// One implemented command.
+pub struct CmdImpl {
+    /// Lowercase name as in the Redis command table.
+    pub name: &'static str,
+    pub handler: Handler,
+    pub lock: Lock,
+}
+
+/// A command as dispatch sees it: our implementation plus Redis's metadata.
+pub struct Cmd {
+    pub imp: &'static CmdImpl,
+    pub meta: &'static CommandMeta,
+}
+
+pub struct Registry {
+    map: HashMap<&'static str, Cmd>,
+}
+
+/// Every family's command list.
+pub fn families() -> [&'static [CmdImpl]; 10] {
+    [
+        connection::COMMANDS,
+        server::COMMANDS,
+        keys::COMMANDS,
+        string::COMMANDS,
+        list::COMMANDS,
+        hash::COMMANDS,
+        set::COMMANDS,
+        zset::COMMANDS,
+        txn::COMMANDS,
+        pubsub::COMMANDS,
+    ]
+}
+
+impl Registry {
+    pub fn build() -> Registry {
+        let t = table();
+        let mut map = HashMap::new();
+        for fam in families() {
+            for imp in fam {
+                match t.commands.get(imp.name) {
+                    Some(meta) => {
+                        map.insert(imp.name, Cmd { imp, meta });
+                    }
+                    None => eprintln!("ferrite: no Redis metadata for command '{}', not registered", imp.name),
+                }
+            }
+        }
+        Registry { map }
+    }
+
+    /// Case-insensitive lookup without allocation for short names.
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<&Cmd> {
+        let mut buf = [0u8; 32];
+        if name.len() > buf.len() {
+            return None;
+        }
+        for (d, s) in buf.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        let s = std::str::from_utf8(&buf[..name.len()]).ok()?;
+        self.map.get(s)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Cmd> {
+        self.map.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// The keyspace as one command sees it.
+pub struct Ks<'a, 's> {
+    pub srv: &'s Server,
+    pub acc: &'a mut Access<'s>,
+    /// Selected database.
+    pub db: usize,
+    /// Command start time in unix ms (Redis caches it per command too).
+    pub now: i64,
+}
+
+macro_rules! typed_getters {
+    ($get:ident, $create:ident, $variant:ident, $ty:ty) => {
+        /// The live value at `key` if it has this type; WRONGTYPE otherwise.
+        pub fn $get(&mut self, key: &[u8]) -> Result<Option<&mut $ty>, CmdError> {
+            match self.lookup(key)? {
+                None => Ok(None),
+                Some(e) => match &mut e.value {
+                    Value::$variant(v) => Ok(Some(v)),
+                    _ => Err(WRONGTYPE),
+                },
+            }
+        }
+
+        /// Like the getter, creating an empty value when the key is missing.
+        pub fn $create(&mut self, key: &[u8]) -> Result<&mut $ty, CmdError> {
+            if self.lookup(key)?.is_none() {
+                self.insert(key, Value::$variant(Default::default()), 0)?;
+            }
+            match self.lookup(key)? {
+                Some(Entry { value: Value::$variant(v), .. }) => Ok(v),
+                Some(_) => Err(WRONGTYPE),
+                None => Err(UNDECLARED),
+            }
+        }
+    };
+}
+
+impl<'a, 's> Ks<'a, 's> {
+    /// The locked shard for `key` in `db`, and the key's slot.
+    #[inline]
+    pub fn shard_in(&mut self, db: usize, key: &[u8]) -> Result<(&mut Shard, u16), CmdError> {
+        let slot = key_hash_slot(key);
+        match self.acc.shard(db, slot) {
+            Some(s) => Ok((s, slot)),
+            None => Err(UNDECLARED),
+        }
+    }
+
+    /// Look up a live key in `db`; an expired key is deleted on the way.
+    pub fn lookup_in(&mut self, db: usize, key: &[u8]) -> Result<Option<&mut Entry>, CmdError> {
+        let now = self.now;
+        let srv = self.srv;
+        let (shard, slot) = self.shard_in(db, key)?;
+        let expired = match shard.get_raw(slot, key) {
+            None => return Ok(None),
+            Some(e) => e.is_expired(now),
+        };
+        if expired {
+            shard.remove(slot, key);
+            srv.store.dbs[db].signal_expired_deleted(key);
+            crate::stats::Stats::add(&srv.stats.expired_keys, 1);
+            return Ok(None);
+        }
+        let lru = srv.lru_clock();
+        let e = shard.get_raw(slot, key).ok_or(UNDECLARED)?;
+        e.lru = lru;
+        Ok(Some(e))
+    }
+
+    /// Look up a live key in the selected db.
+    #[inline]
+    pub fn lookup(&mut self, key: &[u8]) -> Result<Option<&mut Entry>, CmdError> {
+        self.lookup_in(self.db, key)
+    }
+
+    /// Lookup for a read command: counts keyspace hits and misses.
+    pub fn lookup_read(&mut self, key: &[u8]) -> Result<Option<&mut Entry>, CmdError> {
+        let stats = &self.srv.stats;
+        let r = self.lookup_in(self.db, key)?;
+        crate::stats::Stats::add(if r.is_some() { &stats.keyspace_hits } else { &stats.keyspace_misses }, 1);
+        Ok(r)
+    }
+
+    /// Does a live key exist?
+    pub fn exists(&mut self, key: &[u8]) -> Result<bool, CmdError> {
+        Ok(self.lookup(key)?.is_some())
+    }
+
+    /// Store `value` at `key` in `db` with the given absolute expiry
+    /// (0 = none), replacing any previous value. Signals the modification.
+    pub fn insert_in(&mut self, db: usize, key: &[u8], value: Value, expire_at: i64) -> Result<(), CmdError> {
+        let lru = self.srv.lru_clock();
+        let (shard, slot) = self.shard_in(db, key)?;
+        shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
+        self.modified_in(db, key);
+        Ok(())
+    }
+
+    pub fn insert(&mut self, key: &[u8], value: Value, expire_at: i64) -> Result<(), CmdError> {
+        self.insert_in(self.db, key, value, expire_at)
+    }
+
+    /// Replace the value of `key`, keeping its TTL if the key was live.
+    pub fn insert_keep_ttl(&mut self, key: &[u8], value: Value) -> Result<(), CmdError> {
+        let ttl = self.lookup(key)?.map_or(0, |e| e.expire_at);
+        self.insert(key, value, ttl)
+    }
+
+    /// Remove a live key from `db`; returns its entry.
+    pub fn remove_in(&mut self, db: usize, key: &[u8]) -> Result<Option<Box<Entry>>, CmdError> {
+        if self.lookup_in(db, key)?.is_none() {
+            return Ok(None);
+        }
+        let (shard, slot) = self.shard_in(db, key)?;
+        let e = shard.remove(slot, key);
+        if e.is_some() {
+            self.modified_in(db, key);
+        }
+        Ok(e)
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Result<Option<Box<Entry>>, CmdError> {
+        self.remove_in(self.db, key)
+    }
+
+    /// Delete `key` if it holds an empty collection. Returns true if deleted.
+    pub fn remove_if_empty(&mut self, key: &[u8]) -> Result<bool, CmdError> {
+        let empty = self.lookup(key)?.is_some_and(|e| e.value.is_empty_collection());
+        if empty {
+            let (shard, slot) = self.shard_in(self.db, key)?;
+            shard.remove(slot, key);
+        }
+        Ok(empty)
+    }
+
+    /// Set (or clear with 0) the absolute expiry of a live key.
+    pub fn set_expire(&mut self, key: &[u8], at: i64) -> Result<bool, CmdError> {
+        if self.lookup(key)?.is_none() {
+            return Ok(false);
+        }
+        let (shard, slot) = self.shard_in(self.db, key)?;
+        Ok(shard.set_expire(slot, key, at))
+    }
+
+    /// Signal that `key` in the selected db changed (WATCH, dirty counter).
+    #[inline]
+    pub fn modified(&self, key: &[u8]) {
+        self.modified_in(self.db, key)
+    }
+
+    #[inline]
+    pub fn modified_in(&self, db: usize, key: &[u8]) {
+        self.srv.store.dbs[db].signal_modified(key);
+        self.srv.stats.dirty.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    typed_getters!(list, list_or_create, List, Box<List>);
+    typed_getters!(hash, hash_or_create, Hash, Box<Hash>);
+    typed_getters!(set, set_or_create, Set, Box<Set>);
+    typed_getters!(zset, zset_or_create, ZSet, Box<ZSet>);
+
+    /// The live string at `key`; WRONGTYPE for other types.
+    pub fn string(&mut self, key: &[u8]) -> Result<Option<&mut StrValue>, CmdError> {
+        match self.lookup(key)? {
+            None => Ok(None),
+            Some(e) => match &mut e.value {
+                Value::Str(s) => Ok(Some(s)),
+                _ => Err(WRONGTYPE),
+            },
+        }
+    }
+}
+
+/// Everything a command handler gets.
+pub struct Cx<'a, 's> {
+    pub srv: &'s Server,
+    pub client: &'a mut Client,
+    pub out: &'a mut ReplyBuf,
+    pub ks: Ks<'a, 's>,
+    pub args: &'a [Bytes],
+    pub cmd: &'s Cmd,
+}
+
+impl<'a, 's> Cx<'a, 's> {
+    #[inline]
+    pub fn arg(&self, i: usize) -> &'a [u8] {
+        &self.args[i]
+    }
+
+    pub fn argc(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Argument `i` as a strict integer, or `ERR value is not an integer or out of range`.
+    pub fn int_arg(&self, i: usize) -> Result<i64, CmdError> {
+        parse_int(&self.args[i])
+    }
+
+    /// Argument `i` as a float (strtod rules), or `ERR value is not a valid float`.
+    pub fn float_arg(&self, i: usize) -> Result<f64, CmdError> {
+        parse_float(&self.args[i])
+    }
+
+    /// The lowercase command name (`config|get` for subcommands is not
+    /// included; use `cmd.meta.name`).
+    pub fn name(&self) -> &'static str {
+        self.cmd.imp.name
+    }
+
+    /// `ERR wrong number of arguments for '<cmd>' command`
+    pub fn arity_error(&self) -> CmdError {
+        arity_error(&self.cmd.meta.name)
+    }
+}
+
+pub fn arity_error(fullname: &str) -> CmdError {
+    CmdError::err(format!("wrong number of arguments for '{fullname}' command"))
+}
+
+pub fn parse_int(b: &[u8]) -> Result<i64, CmdError> {
+    ferrite_resp::num::parse_i64(b).ok_or(NOT_INT)
+}
+
+pub fn parse_float(b: &[u8]) -> Result<f64, CmdError> {
+    ferrite_resp::num::parse_f64(b).ok_or(NOT_FLOAT)
+}
+
+/// Case-insensitive ASCII comparison for option names.
+#[inline]
+pub fn eq_ic(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}

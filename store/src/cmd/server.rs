@@ -1,0 +1,5 @@
+//! server commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

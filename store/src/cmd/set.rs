@@ -1,0 +1,5 @@
+//! set commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,5 @@
+//! zset commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,132 @@
+//! Configuration: command-line flags (clap), an optional TOML file, and
+//! `FERRITE_*` environment variables. Precedence: flag > env > file > default.
+//!
+//! At run time the same settings are visible to CONFIG GET/SET under their
+//! Redis names. Only settings Ferrite actually honours can be SET.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug, Default, Clone)]
+#[command(name = "ferrite", version, about = "Ferrite: a Redis 7.0 compatible server")]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "FERRITE_BIND")]
+    pub bind: Option<String>,
+    /// TCP port (0 picks a free port and prints it).
+    #[arg(long, env = "FERRITE_PORT")]
+    pub port: Option<u16>,
+    /// TOML configuration file.
+    #[arg(long, env = "FERRITE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Number of databases.
+    #[arg(long, env = "FERRITE_DATABASES")]
+    pub databases: Option<usize>,
+    /// Password for the default user (like Redis's requirepass).
+    #[arg(long, env = "FERRITE_REQUIREPASS")]
+    pub requirepass: Option<String>,
+    /// Maximum simultaneous clients.
+    #[arg(long, env = "FERRITE_MAXCLIENTS")]
+    pub maxclients: Option<usize>,
+    /// Largest accepted bulk string in bytes.
+    #[arg(long = "proto-max-bulk-len", env = "FERRITE_PROTO_MAX_BULK_LEN")]
+    pub proto_max_bulk_len: Option<u64>,
+    /// Allow DEBUG (yes/no/local), like Redis's enable-debug-command.
+    #[arg(long = "enable-debug-command", env = "FERRITE_ENABLE_DEBUG_COMMAND")]
+    pub enable_debug_command: Option<String>,
+    /// Worker threads (default: number of CPUs).
+    #[arg(long, env = "FERRITE_THREADS")]
+    pub threads: Option<usize>,
+    /// Close idle clients after this many seconds (0 = never).
+    #[arg(long, env = "FERRITE_TIMEOUT")]
+    pub timeout: Option<u64>,
+    /// Background task frequency (active expiry), per second.
+    #[arg(long, env = "FERRITE_HZ")]
+    pub hz: Option<u32>,
+}
+
+/// The TOML file's shape (Redis names with `-` or `_`).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub databases: Option<usize>,
+    pub requirepass: Option<String>,
+    pub maxclients: Option<usize>,
+    pub proto_max_bulk_len: Option<u64>,
+    pub enable_debug_command: Option<String>,
+    pub threads: Option<usize>,
+    pub timeout: Option<u64>,
+    pub hz: Option<u32>,
+}
+
+/// Effective settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub port: u16,
+    pub databases: usize,
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: u64,
+    pub enable_debug_command: String,
+    pub threads: usize,
+    pub timeout: u64,
+    pub hz: u32,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            databases: 16,
+            requirepass: None,
+            maxclients: 10000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            enable_debug_command: "no".into(),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            timeout: 0,
+            hz: 10,
+            config_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// Merge defaults, the file named by `--config`, env and flags.
+    pub fn load(cli: Cli) -> Result<Config, String> {
+        let mut c = Config::default();
+        if let Some(path) = &cli.config {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let f: FileConfig = toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()))?;
+            macro_rules! take {
+                ($($f:ident),*) => { $( if let Some(v) = f.$f { c.$f = v; } )* };
+            }
+            take!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz);
+            if f.requirepass.is_some() {
+                c.requirepass = f.requirepass;
+            }
+            c.config_file = Some(path.clone());
+        }
+        macro_rules! take_cli {
+            ($($f:ident),*) => { $( if let Some(v) = cli.$f { c.$f = v; } )* };
+        }
+        take_cli!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz);
+        if cli.requirepass.is_some() {
+            c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
+        }
+        if c.databases == 0 || c.databases > 1_000_000 {
+            return Err("databases must be between 1 and 1000000".into());
+        }
+        if !matches!(c.enable_debug_command.as_str(), "yes" | "no" | "local") {
+            return Err("enable-debug-command must be yes, no or local".into());
+        }
+        c.hz = c.hz.clamp(1, 500);
+        c.threads = c.threads.max(1);
+        Ok(c)
+    }
+}

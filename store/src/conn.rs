@@ -1,0 +1,200 @@
+//! One client connection: read, parse, dispatch, write, repeat.
+//!
+//! All complete requests in the read buffer are executed before the
+//! replies are written in one go, which is what makes pipelining cheap.
+//! Pushes from other connections (pub/sub messages, MONITOR lines, CLIENT
+//! KILL) arrive on an mpsc channel and are interleaved between batches.
+
+use crate::client::{Client, ClientHandle, Push};
+use crate::dispatch;
+use crate::server::Server;
+use bytes::BytesMut;
+use ferrite_resp::parser::Parsed;
+use ferrite_resp::{Limits, ReplyBuf, RequestParser};
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Write the reply buffer early when a pipeline produces this much.
+const FLUSH_AT: usize = 1024 * 1024;
+
+/// Encode a push message for this client's protocol.
+pub fn encode_push(out: &mut ReplyBuf, p: &Push) {
+    match p {
+        Push::Message { kind, pattern, channel, payload } => {
+            out.push(if pattern.is_some() { 4 } else { 3 });
+            out.bulk(kind.as_bytes());
+            if let Some(pat) = pattern {
+                out.bulk(pat);
+            }
+            out.bulk(channel);
+            out.bulk(payload);
+        }
+        Push::Monitor(line) => out.simple(line),
+        Push::Kill => {}
+    }
+}
+
+pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    let _ = sock.set_nodelay(true);
+    let (maxclients, needs_auth, max_bulk) = {
+        let c = srv.config.read();
+        (c.maxclients, c.requirepass.is_some(), c.proto_max_bulk_len)
+    };
+    if srv.clients.len() >= maxclients {
+        srv.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = sock.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    srv.stats.total_connections_received.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Push>();
+    let handle = Arc::new(ClientHandle {
+        id: srv.clients.next_id(),
+        addr: peer.to_string(),
+        laddr: local.to_string(),
+        created: Instant::now(),
+        name: Mutex::new(None),
+        db: AtomicUsize::new(0),
+        last_cmd: Mutex::new("NULL"),
+        last_interaction_ms: AtomicU64::new(srv.uptime_ms()),
+        resp: AtomicU8::new(2),
+        sub: AtomicUsize::new(0),
+        psub: AtomicUsize::new(0),
+        ssub: AtomicUsize::new(0),
+        multi: AtomicI64::new(-1),
+        monitor: AtomicBool::new(false),
+        user: Mutex::new("default".into()),
+        killed: AtomicBool::new(false),
+        tx,
+    });
+    srv.clients.register(handle.clone());
+    let mut client = Client::new(handle.clone(), !needs_auth);
+    let mut parser = RequestParser::new(Limits { max_bulk_len: max_bulk, ..Limits::default() });
+    parser.authenticated = client.authenticated;
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = ReplyBuf::new(false);
+    let mut args = Vec::with_capacity(8);
+
+    'conn: loop {
+        // Execute everything already buffered.
+        let mut ncmds = 0u64;
+        let mut last_name: Option<&'static str> = None;
+        loop {
+            match parser.parse(&mut rbuf, &mut args) {
+                Ok(Parsed::Command) => {
+                    out.resp3 = client.resp3;
+                    let mark = out.buf.len();
+                    dispatch::execute(&srv, &mut client, &args, &mut out);
+                    if client.reply_off || client.reply_skip {
+                        out.buf.truncate(mark);
+                        client.reply_skip = false;
+                    }
+                    if let Some(c) = srv.registry.get(&args[0]) {
+                        last_name = Some(c.meta.name.as_str()).map(|_| c.imp.name);
+                    }
+                    args.clear();
+                    ncmds += 1;
+                    parser.authenticated = client.authenticated;
+                    if client.close_after_reply {
+                        break;
+                    }
+                    if out.buf.len() >= FLUSH_AT {
+                        if write_out(&srv, &mut sock, &mut out).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                }
+                Ok(Parsed::Incomplete) => break,
+                Err(e) => {
+                    out.error(&format!("ERR {}", e.message()));
+                    srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+                    client.close_after_reply = true;
+                    break;
+                }
+            }
+        }
+        if ncmds > 0 {
+            srv.stats.total_commands_processed.fetch_add(ncmds, Ordering::Relaxed);
+            handle.last_interaction_ms.store(srv.uptime_ms(), Ordering::Relaxed);
+            if let Some(n) = last_name {
+                *handle.last_cmd.lock() = n;
+            }
+        }
+        if !out.buf.is_empty() && write_out(&srv, &mut sock, &mut out).await.is_err() {
+            break;
+        }
+        if client.close_after_reply || handle.killed.load(Ordering::Relaxed) {
+            break;
+        }
+        if client.shutdown {
+            srv.shutdown();
+            break;
+        }
+        if rbuf.capacity() - rbuf.len() < 4096 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            r = sock.read_buf(&mut rbuf) => {
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => srv.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed),
+                };
+            }
+            p = rx.recv() => {
+                let Some(p) = p else { break };
+                if matches!(p, Push::Kill) {
+                    break;
+                }
+                out.resp3 = client.resp3;
+                encode_push(&mut out, &p);
+                // Drain whatever else is queued, bounded per round.
+                for _ in 0..1024 {
+                    match rx.try_recv() {
+                        Ok(Push::Kill) => break 'conn,
+                        Ok(p) => encode_push(&mut out, &p),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+    let _ = sock.shutdown().await;
+    cleanup(&srv, &mut client);
+}
+
+async fn write_out(srv: &Server, sock: &mut TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
+    let n = out.buf.len();
+    sock.write_all(&out.buf).await?;
+    srv.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    out.buf.clear();
+    if out.buf.capacity() > 4 * FLUSH_AT {
+        out.buf = BytesMut::with_capacity(16 * 1024);
+    }
+    Ok(())
+}
+
+/// Release everything the client held in shared registries.
+fn cleanup(srv: &Server, client: &mut Client) {
+    dispatch::unwatch_all(srv, client);
+    for ch in client.channels.drain() {
+        srv.pubsub.unsubscribe(&ch, client.id);
+    }
+    for p in client.patterns.drain() {
+        srv.pubsub.punsubscribe(&p, client.id);
+    }
+    for ch in client.shard_channels.drain() {
+        srv.pubsub.sunsubscribe(&ch, client.id);
+    }
+    if client.handle.monitor.load(Ordering::Relaxed) {
+        let mut m = srv.monitors.write();
+        m.retain(|(id, _)| *id != client.id);
+        srv.monitor_count.store(m.len(), Ordering::Relaxed);
+    }
+    srv.clients.unregister(client.id);
+}

@@ -1,0 +1,247 @@
+//! Command dispatch: the one path every request takes.
+//!
+//! lookup -> arity -> auth -> transaction/pub-sub context -> (MULTI queue)
+//! -> slot-ownership decision (`routing::decide`) -> lock -> handler.
+//!
+//! Everything here is synchronous; the connection task calls `execute`
+//! for each parsed request and writes the reply buffer afterwards.
+
+use crate::client::{Client, Multi, Push};
+use crate::cmd::{arity_error, Cmd, CmdError, Cx, Ks, Lock};
+use crate::keyspace::Access;
+use crate::routing::{self, ClusterView};
+use crate::server::{now_ms, Server};
+use bytes::Bytes;
+use ferrite_commands::{get_keys, key_hash_slot, CommandMeta, Flags};
+use ferrite_resp::ReplyBuf;
+use smallvec::SmallVec;
+use std::sync::atomic::Ordering;
+
+/// Redis's message for an unknown command.
+fn unknown_command(args: &[Bytes]) -> CmdError {
+    let mut list = String::new();
+    for a in &args[1..] {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        let s = String::from_utf8_lossy(a);
+        let cut: String = s.chars().take(room).collect();
+        list.push('\'');
+        list.push_str(&cut);
+        list.push_str("' ");
+    }
+    let name = String::from_utf8_lossy(&args[0]);
+    let name: String = name.chars().take(128).collect();
+    CmdError::err(format!("unknown command '{name}', with args beginning with: {list}"))
+}
+
+/// Reject a command before execution. Inside MULTI this also dooms the
+/// transaction (EXECABORT), as in Redis.
+fn reject(srv: &Server, client: &mut Client, out: &mut ReplyBuf, e: CmdError) {
+    if let Some(m) = client.multi.as_mut() {
+        m.dirty = true;
+    }
+    srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+    out.error(&e.0);
+}
+
+/// Resolve the command and, for container commands, the subcommand entry
+/// whose arity and key specs apply.
+pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'s CommandMeta), CmdError> {
+    let Some(cmd) = srv.registry.get(&args[0]) else {
+        return Err(unknown_command(args));
+    };
+    let mut meta: &CommandMeta = cmd.meta;
+    if !meta.subcommands.is_empty() && args.len() >= 2 {
+        match meta.subcommand(&args[1]) {
+            Some(sub) => meta = sub,
+            None => {
+                let sub: String = String::from_utf8_lossy(&args[1]).chars().take(128).collect();
+                return Err(CmdError::err(format!(
+                    "unknown subcommand '{sub}'. Try {} HELP.",
+                    cmd.meta.name.to_ascii_uppercase()
+                )));
+            }
+        }
+    }
+    if !meta.arity_ok(args.len()) {
+        return Err(arity_error(&meta.name));
+    }
+    Ok((cmd, meta))
+}
+
+const PUBSUB_ALLOWED: &[&str] =
+    &["ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset"];
+
+/// Execute one request, appending its reply to `out`.
+pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf) {
+    let (cmd, meta) = match resolve(srv, args) {
+        Ok(x) => x,
+        Err(e) => return reject(srv, client, out, e),
+    };
+    let name = cmd.imp.name;
+    if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) {
+        return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
+    }
+    if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
+        return reject(srv, client, out, CmdError::err("Command not allowed inside a transaction"));
+    }
+    if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
+        let e = CmdError::err(format!(
+            "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            meta.name
+        ));
+        return reject(srv, client, out, e);
+    }
+    if let Some(m) = client.multi.as_mut() {
+        if !matches!(name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+            m.queue.push(args.to_vec());
+            client.handle.multi.store(m.queue.len() as i64, Ordering::Relaxed);
+            out.simple(b"QUEUED");
+            return;
+        }
+    }
+    if name == "exec" {
+        return exec(srv, client, out);
+    }
+    run(srv, client, cmd, meta, args, out, None);
+}
+
+/// Lock what the command needs and run its handler. `shared` is the
+/// exclusive access EXEC already holds.
+fn run<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    cmd: &'s Cmd,
+    meta: &CommandMeta,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    shared: Option<&mut Access<'s>>,
+) {
+    let now = now_ms();
+    let db = client.db;
+    let mut owned;
+    let acc: &mut Access<'s> = match shared {
+        Some(a) => a,
+        None => {
+            owned = match cmd.imp.lock {
+                Lock::None => srv.store.access_none(),
+                Lock::All => srv.store.access_all(),
+                Lock::Keys => match get_keys(meta, args) {
+                    Ok(pos) => {
+                        let slots: SmallVec<[u16; 4]> = pos.iter().map(|&i| key_hash_slot(&args[i])).collect();
+                        // The one place a cluster node will refuse or redirect.
+                        let decision = routing::decide(ClusterView::Standalone, &slots);
+                        if let Some(e) = decision.error() {
+                            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+                            out.error(&e);
+                            return;
+                        }
+                        srv.store.access_slots(db, slots.into_iter())
+                    }
+                    // Arguments don't fit the key specs: the handler will
+                    // report the precise error; lock everything meanwhile.
+                    Err(_) => srv.store.access_all(),
+                },
+            };
+            &mut owned
+        }
+    };
+    let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now }, args, cmd };
+    if let Err(e) = (cmd.imp.handler)(&mut cx) {
+        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        cx.out.error(&e.0);
+    }
+    if srv.monitor_count.load(Ordering::Relaxed) > 0 && !meta.flags.has(Flags::ADMIN | Flags::SKIP_MONITOR) {
+        feed_monitors(srv, client, db, args);
+    }
+}
+
+/// EXEC: run the queued commands atomically under exclusive access.
+fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
+    let Some(multi) = client.multi.take() else {
+        return reject(srv, client, out, CmdError::err("EXEC without MULTI"));
+    };
+    client.handle.multi.store(-1, Ordering::Relaxed);
+    let Multi { queue, dirty } = multi;
+    if dirty {
+        unwatch_all(srv, client);
+        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        out.error("EXECABORT Transaction discarded because of previous errors.");
+        return;
+    }
+    let mut acc = srv.store.access_all();
+    if watched_keys_changed(srv, client, &mut acc) {
+        unwatch_all(srv, client);
+        out.null_array();
+        return;
+    }
+    unwatch_all(srv, client);
+    out.array(queue.len());
+    for args in &queue {
+        match resolve(srv, args) {
+            Ok((cmd, meta)) => run(srv, client, cmd, meta, args, out, Some(&mut acc)),
+            Err(e) => out.error(&e.0),
+        }
+    }
+}
+
+/// Did any watched key change (or expire) since WATCH?
+fn watched_keys_changed(srv: &Server, client: &mut Client, acc: &mut Access<'_>) -> bool {
+    if client.watch_dirty.load(Ordering::Relaxed) {
+        return true;
+    }
+    let now = now_ms();
+    for (db, key) in &client.watched {
+        let slot = key_hash_slot(key);
+        let expired_now = acc
+            .shard(*db, slot)
+            .and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now)))
+            .unwrap_or(false);
+        if expired_now && !srv.store.dbs[*db].watched_as_expired(key, client.id) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Forget every WATCH of this client.
+pub fn unwatch_all(srv: &Server, client: &mut Client) {
+    for (db, key) in client.watched.drain(..) {
+        srv.store.dbs[db].unwatch(&key, client.id);
+    }
+    client.watch_dirty.store(false, Ordering::Relaxed);
+}
+
+/// Append a byte string the way Redis's `sdscatrepr` quotes it.
+pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            7 => out.extend_from_slice(b"\\a"),
+            8 => out.extend_from_slice(b"\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => out.push(c),
+            c => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
+        }
+    }
+    out.push(b'"');
+}
+
+fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
+    let us = crate::server::now_us();
+    let mut line = format!("{}.{:06} [{} {}]", us / 1_000_000, us % 1_000_000, db, client.handle.addr).into_bytes();
+    for a in args {
+        line.push(b' ');
+        repr(&mut line, a);
+    }
+    let line = Bytes::from(line);
+    for (_, tx) in srv.monitors.read().iter() {
+        let _ = tx.send(Push::Monitor(line.clone()));
+    }
+}

@@ -1,0 +1,50 @@
+//! The `ferrite` binary: parse configuration, start the runtime, serve
+//! until SIGTERM/SIGINT or SHUTDOWN.
+
+use clap::Parser;
+use ferrite::config::{Cli, Config};
+use ferrite::server::Server;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let cli = Cli::parse();
+    let config = match Config::load(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrite: {e}");
+            std::process::exit(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let srv = Server::new(config);
+        let listener = match srv.bind().await {
+            Ok(l) => l,
+            Err(e) => {
+                let c = srv.config.read();
+                eprintln!("ferrite: cannot listen on {}:{}: {e}", c.bind, c.port);
+                std::process::exit(1);
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        println!("ferrite {} ready to accept connections on {addr}", env!("CARGO_PKG_VERSION"));
+        let s2 = srv.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            println!("ferrite: received shutdown signal, closing connections");
+            s2.shutdown();
+        });
+        srv.serve(listener).await;
+        println!("ferrite: bye");
+    });
+}

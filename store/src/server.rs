@@ -1,0 +1,166 @@
+//! The server: shared state, the accept loop, background tasks and
+//! graceful shutdown.
+
+use crate::client::Clients;
+use crate::cmd::Registry;
+use crate::config::Config;
+use crate::keyspace::expire::{active_expire_cycle, ExpireCursor};
+use crate::keyspace::Store;
+use crate::pubsub::PubSub;
+use crate::stats::Stats;
+use parking_lot::RwLock;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Everything connections share.
+pub struct Server {
+    pub store: Store,
+    pub config: RwLock<Config>,
+    pub clients: Clients,
+    pub pubsub: PubSub,
+    pub stats: Stats,
+    pub registry: Registry,
+    pub started: Instant,
+    pub run_id: String,
+    pub port: AtomicU16,
+    pub shutdown_tx: watch::Sender<bool>,
+    pub shutting_down: AtomicBool,
+    /// Clients in MONITOR mode.
+    pub monitors: RwLock<Vec<(u64, tokio::sync::mpsc::UnboundedSender<crate::client::Push>)>>,
+    pub monitor_count: std::sync::atomic::AtomicUsize,
+}
+
+/// Current unix time in milliseconds.
+#[inline]
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Current unix time in microseconds.
+pub fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+impl Server {
+    pub fn new(config: Config) -> Arc<Server> {
+        let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+        let (shutdown_tx, _) = watch::channel(false);
+        Arc::new(Server {
+            store: Store::new(config.databases),
+            config: RwLock::new(config),
+            clients: Clients::default(),
+            pubsub: PubSub::default(),
+            stats: Stats::default(),
+            registry: Registry::build(),
+            started: Instant::now(),
+            run_id,
+            port: AtomicU16::new(0),
+            shutdown_tx,
+            shutting_down: AtomicBool::new(false),
+            monitors: RwLock::new(Vec::new()),
+            monitor_count: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Seconds since start, as a 32-bit LRU clock.
+    pub fn lru_clock(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Ask the accept loop and every connection to stop.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.shutdown_tx.send(true);
+        for c in self.clients.snapshot() {
+            c.kill();
+        }
+    }
+
+    /// Bind the listener. The returned address has the real port when 0
+    /// was requested.
+    pub async fn bind(self: &Arc<Self>) -> std::io::Result<TcpListener> {
+        let (bind, port) = {
+            let c = self.config.read();
+            (c.bind.clone(), c.port)
+        };
+        let listener = TcpListener::bind((bind.as_str(), port)).await?;
+        let addr = listener.local_addr()?;
+        self.port.store(addr.port(), Ordering::Relaxed);
+        Ok(listener)
+    }
+
+    /// Accept connections until shutdown; also runs background tasks.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let bg = tokio::spawn(background(self.clone()));
+        let mut shutdown = self.shutdown_tx.subscribe();
+        loop {
+            tokio::select! {
+                r = listener.accept() => {
+                    match r {
+                        Ok((sock, peer)) => {
+                            let srv = self.clone();
+                            let local = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+                            tokio::spawn(async move { crate::conn::handle(srv, sock, peer, local).await });
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: back off briefly instead of spinning.
+                            eprintln!("accept error: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        bg.abort();
+        // Give connections a moment to flush their last replies.
+        for _ in 0..50 {
+            if self.clients.len() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Periodic work: active expiry at `hz` cycles per second.
+async fn background(srv: Arc<Server>) {
+    let mut cursor = ExpireCursor::default();
+    loop {
+        let hz = srv.config.read().hz.max(1);
+        tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
+        // Like Redis: keep cycling while a large share of sampled keys expired,
+        // bounded to ~25% of the period.
+        let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
+        loop {
+            let expired = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000);
+            let n = expired.len();
+            for e in &expired {
+                srv.store.dbs[e.db].signal_expired_deleted(&e.key);
+            }
+            crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);
+            if n < 100 || Instant::now() >= deadline {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Start a server on a runtime that already exists (tests, embedding).
+/// Returns the bound address and the server handle.
+pub async fn start(config: Config) -> std::io::Result<(SocketAddr, Arc<Server>)> {
+    let srv = Server::new(config);
+    let listener = srv.bind().await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(srv.clone().serve(listener));
+    Ok((addr, srv))
+}
