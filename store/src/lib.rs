@@ -17,6 +17,7 @@ pub mod conn;
 pub mod dispatch;
 pub mod glob;
 pub mod keyspace;
+pub mod ldouble;
 pub mod pubsub;
 pub mod routing;
 pub mod server;

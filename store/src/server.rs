@@ -10,11 +10,44 @@ use crate::pubsub::PubSub;
 use crate::stats::Stats;
 use parking_lot::RwLock;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// Encoding thresholds and other settings read on hot paths, as atomics
+/// so commands never take the config lock. CONFIG SET writes them.
+pub struct Tunables {
+    pub hash_max_listpack_entries: AtomicUsize,
+    pub hash_max_listpack_value: AtomicUsize,
+    pub set_max_intset_entries: AtomicUsize,
+    pub zset_max_listpack_entries: AtomicUsize,
+    pub zset_max_listpack_value: AtomicUsize,
+    pub list_max_listpack_size: std::sync::atomic::AtomicI64,
+    pub list_compress_depth: AtomicUsize,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            hash_max_listpack_entries: AtomicUsize::new(128),
+            hash_max_listpack_value: AtomicUsize::new(64),
+            set_max_intset_entries: AtomicUsize::new(512),
+            zset_max_listpack_entries: AtomicUsize::new(128),
+            zset_max_listpack_value: AtomicUsize::new(64),
+            list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
+            list_compress_depth: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Tunables {
+    #[inline]
+    pub fn get(v: &AtomicUsize) -> usize {
+        v.load(Ordering::Relaxed)
+    }
+}
 
 /// Everything connections share.
 pub struct Server {
@@ -24,6 +57,7 @@ pub struct Server {
     pub pubsub: PubSub,
     pub stats: Stats,
     pub registry: Registry,
+    pub tun: Tunables,
     pub started: Instant,
     pub run_id: String,
     pub port: AtomicU16,
@@ -31,7 +65,7 @@ pub struct Server {
     pub shutting_down: AtomicBool,
     /// Clients in MONITOR mode.
     pub monitors: RwLock<Vec<(u64, tokio::sync::mpsc::UnboundedSender<crate::client::Push>)>>,
-    pub monitor_count: std::sync::atomic::AtomicUsize,
+    pub monitor_count: AtomicUsize,
 }
 
 /// Current unix time in milliseconds.
@@ -56,13 +90,14 @@ impl Server {
             pubsub: PubSub::default(),
             stats: Stats::default(),
             registry: Registry::build(),
+            tun: Tunables::default(),
             started: Instant::now(),
             run_id,
             port: AtomicU16::new(0),
             shutdown_tx,
             shutting_down: AtomicBool::new(false),
             monitors: RwLock::new(Vec::new()),
-            monitor_count: std::sync::atomic::AtomicUsize::new(0),
+            monitor_count: AtomicUsize::new(0),
         })
     }
 

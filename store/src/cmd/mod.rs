@@ -14,13 +14,20 @@
 //! - after changing a key call `cx.ks.modified(key)` (WATCH, dirty counter);
 //! - delete collections that become empty (`cx.ks.remove_if_empty`).
 
+pub mod bitmap;
+pub mod client;
+pub mod command;
+pub mod config;
 pub mod connection;
 pub mod hash;
+pub mod info;
 pub mod keys;
 pub mod list;
 pub mod pubsub;
+pub mod scan;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod txn;
 pub mod zset;
@@ -97,8 +104,14 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 10] {
+pub fn families() -> [&'static [CmdImpl]; 16] {
     [
+        bitmap::COMMANDS,
+        client::COMMANDS,
+        command::COMMANDS,
+        config::COMMANDS,
+        info::COMMANDS,
+        sort::COMMANDS,
         connection::COMMANDS,
         server::COMMANDS,
         keys::COMMANDS,

@@ -1,0 +1,5 @@
+//! bitmap commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,5 @@
+//! client commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,5 @@
+//! command commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,5 @@
+//! config commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

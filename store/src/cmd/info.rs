@@ -1,0 +1,5 @@
+//! info commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

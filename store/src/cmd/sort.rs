@@ -1,0 +1,5 @@
+//! sort commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

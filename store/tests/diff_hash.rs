@@ -1,0 +1,7 @@
+//! Differential tests: hash commands (transcripts/hash*.txt).
+mod support;
+
+#[test]
+fn transcripts_hash() {
+    support::run_transcripts("hash");
+}

@@ -1,0 +1,7 @@
+//! Differential tests: keys commands (transcripts/keys*.txt).
+mod support;
+
+#[test]
+fn transcripts_keys() {
+    support::run_transcripts("keys");
+}

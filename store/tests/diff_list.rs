@@ -1,0 +1,7 @@
+//! Differential tests: list commands (transcripts/list*.txt).
+mod support;
+
+#[test]
+fn transcripts_list() {
+    support::run_transcripts("list");
+}
