@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(keys("get", &["get", "k"]).unwrap(), ["k"]);
         assert_eq!(keys("mset", &["mset", "a", "1", "b", "2"]).unwrap(), ["a", "b"]);
         assert_eq!(keys("del", &["del", "a", "b", "c"]).unwrap(), ["a", "b", "c"]);
-        assert_eq!(keys("zunionstore", &["zunionstore", "d", "2", "a", "b", "WEIGHTS", "1", "2"]).unwrap(), ["d", "a", "b"]);
+        assert_eq!(
+            keys("zunionstore", &["zunionstore", "d", "2", "a", "b", "WEIGHTS", "1", "2"]).unwrap(),
+            ["d", "a", "b"]
+        );
         assert_eq!(keys("zunionstore", &["zunionstore", "d", "x", "a"]), Err(KeysError::Invalid));
         assert_eq!(keys("blpop", &["blpop", "a", "b", "0"]).unwrap(), ["a", "b"]);
         assert_eq!(keys("object", &["object", "encoding", "k"]).unwrap(), ["k"]);

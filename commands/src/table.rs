@@ -173,7 +173,9 @@ fn parse_spec(n: &Node) -> KeySpec {
         Some(b) => {
             let spec = b.get("spec");
             match b.get("type").and_then(|t| t.as_str()) {
-                Some("index") => BeginSearch::Index(spec.and_then(|s| s.get("index")).and_then(|i| i.as_int()).unwrap_or(0)),
+                Some("index") => {
+                    BeginSearch::Index(spec.and_then(|s| s.get("index")).and_then(|i| i.as_int()).unwrap_or(0))
+                }
                 Some("keyword") => BeginSearch::Keyword {
                     keyword: spec.and_then(|s| s.get("keyword")).and_then(|k| k.as_str()).unwrap_or("").to_string(),
                     startfrom: spec.and_then(|s| s.get("startfrom")).and_then(|i| i.as_int()).unwrap_or(0),

@@ -106,12 +106,7 @@ pub fn fmt_c(v: f64, fmt: &[u8], out: &mut Vec<u8>) {
     // SAFETY: fmt is NUL-terminated and consumes exactly one double; buf is
     // large enough for any %g/%.17g output and snprintf never overruns its size.
     let n = unsafe {
-        libc::snprintf(
-            buf.as_mut_ptr() as *mut libc::c_char,
-            buf.len(),
-            fmt.as_ptr() as *const libc::c_char,
-            v,
-        )
+        libc::snprintf(buf.as_mut_ptr() as *mut libc::c_char, buf.len(), fmt.as_ptr() as *const libc::c_char, v)
     };
     if n > 0 {
         let n = (n as usize).min(buf.len() - 1);

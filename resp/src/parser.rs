@@ -46,9 +46,7 @@ impl ProtoError {
             ProtoError::UnbalancedQuotes => "Protocol error: unbalanced quotes in request".into(),
             ProtoError::TooBigMbulkCount => "Protocol error: too big mbulk count string".into(),
             ProtoError::InvalidMultibulkLength => "Protocol error: invalid multibulk length".into(),
-            ProtoError::UnauthenticatedMultibulkLength => {
-                "Protocol error: unauthenticated multibulk length".into()
-            }
+            ProtoError::UnauthenticatedMultibulkLength => "Protocol error: unauthenticated multibulk length".into(),
             ProtoError::TooBigBulkCount => "Protocol error: too big bulk count string".into(),
             ProtoError::ExpectedDollar(c) => format!("Protocol error: expected '$', got '{}'", *c as char),
             ProtoError::InvalidBulkLength => "Protocol error: invalid bulk length".into(),

@@ -102,7 +102,8 @@ impl Config {
         let mut c = Config::default();
         if let Some(path) = &cli.config {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let f: FileConfig = toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()))?;
+            let f: FileConfig =
+                toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()))?;
             macro_rules! take {
                 ($($f:ident),*) => { $( if let Some(v) = f.$f { c.$f = v; } )* };
             }

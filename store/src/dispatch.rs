@@ -195,10 +195,8 @@ fn watched_keys_changed(srv: &Server, client: &mut Client, acc: &mut Access<'_>)
     let now = now_ms();
     for (db, key) in &client.watched {
         let slot = key_hash_slot(key);
-        let expired_now = acc
-            .shard(*db, slot)
-            .and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now)))
-            .unwrap_or(false);
+        let expired_now =
+            acc.shard(*db, slot).and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now))).unwrap_or(false);
         if expired_now && !srv.store.dbs[*db].watched_as_expired(key, client.id) {
             return true;
         }

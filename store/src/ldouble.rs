@@ -4,7 +4,14 @@
 use std::os::raw::{c_char, c_int};
 
 extern "C" {
-    fn ferrite_ld_incr(cur: *const c_char, cur_len: usize, incr: *const c_char, incr_len: usize, out: *mut c_char, cap: usize) -> c_int;
+    fn ferrite_ld_incr(
+        cur: *const c_char,
+        cur_len: usize,
+        incr: *const c_char,
+        incr_len: usize,
+        out: *mut c_char,
+        cap: usize,
+    ) -> c_int;
     fn ferrite_ld_parse_ok(s: *const c_char, len: usize) -> c_int;
 }
 
@@ -28,7 +35,9 @@ pub fn incr(cur: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, LdError> {
     };
     // SAFETY: pointers/lengths describe live slices; the C side never
     // writes beyond `cap` bytes of `out`.
-    let n = unsafe { ferrite_ld_incr(cp, cl, incr.as_ptr() as *const c_char, incr.len(), out.as_mut_ptr() as *mut c_char, out.len()) };
+    let n = unsafe {
+        ferrite_ld_incr(cp, cl, incr.as_ptr() as *const c_char, incr.len(), out.as_mut_ptr() as *mut c_char, out.len())
+    };
     match n {
         -1 => Err(LdError::BadCurrent),
         -2 => Err(LdError::BadIncrement),

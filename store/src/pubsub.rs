@@ -56,7 +56,12 @@ impl PubSub {
         if let Some(subs) = self.channels.read().get(channel) {
             for tx in subs.values() {
                 if tx
-                    .send(Push::Message { kind: "message", pattern: None, channel: channel.clone(), payload: payload.clone() })
+                    .send(Push::Message {
+                        kind: "message",
+                        pattern: None,
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    })
                     .is_ok()
                 {
                     n += 1;
@@ -86,7 +91,12 @@ impl PubSub {
         let mut n = 0;
         if let Some(subs) = self.shard_channels.read().get(channel) {
             for tx in subs.values() {
-                let msg = Push::Message { kind: "smessage", pattern: None, channel: channel.clone(), payload: payload.clone() };
+                let msg = Push::Message {
+                    kind: "smessage",
+                    pattern: None,
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                };
                 if tx.send(msg).is_ok() {
                     n += 1;
                 }

@@ -11,9 +11,15 @@
 pub enum Decision {
     Serve,
     /// `-MOVED slot host:port`
-    Moved { slot: u16, addr: String },
+    Moved {
+        slot: u16,
+        addr: String,
+    },
     /// `-ASK slot host:port`
-    Ask { slot: u16, addr: String },
+    Ask {
+        slot: u16,
+        addr: String,
+    },
     /// `-CROSSSLOT Keys in request don't hash to the same slot`
     CrossSlot,
     /// `-TRYAGAIN Multiple keys request during rehashing of slot`

@@ -115,7 +115,10 @@ fn hello(cx: &mut Cx) -> CmdResult {
             setname = Some(i + 1);
             i += 2;
         } else {
-            return Err(CmdError::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(cx.arg(i)))));
+            return Err(CmdError::err(format!(
+                "Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(cx.arg(i))
+            )));
         }
     }
     if let Some((u, p)) = auth {

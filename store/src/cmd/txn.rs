@@ -51,12 +51,8 @@ fn watch(cx: &mut Cx) -> CmdResult {
         }
         let slot = key_hash_slot(key);
         let now = cx.ks.now;
-        let expired = cx
-            .ks
-            .acc
-            .shard(db, slot)
-            .and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now)))
-            .unwrap_or(false);
+        let expired =
+            cx.ks.acc.shard(db, slot).and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now))).unwrap_or(false);
         cx.srv.store.dbs[db].watch(key, cx.client.id, &cx.client.watch_dirty, expired);
         cx.client.watched.push((db, key.to_vec()));
     }

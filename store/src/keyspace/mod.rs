@@ -351,6 +351,21 @@ impl<'a> Access<'a> {
         }
     }
 
+    /// Run `f` on the shard holding `slot` of `db`: the guard this access
+    /// already holds if any, otherwise the shard is locked just for `f`.
+    /// Safe for commands declared `Lock::None` (they hold no shard) and
+    /// inside EXEC (exclusive). Returns None for an unknown db.
+    pub fn with_slot<R>(&mut self, db: usize, slot: u16, f: impl FnOnce(&mut Shard) -> R) -> Option<R> {
+        let id = ((db as u32) << 16) | shard_of(slot) as u32;
+        if let Some(p) = self.guards.iter().position(|(g, _)| *g == id) {
+            return Some(f(&mut self.guards[p].1));
+        }
+        debug_assert!(self.is_exclusive() || self.guards.is_empty(), "with_slot while holding other shards");
+        let d = self.store.dbs.get(db)?;
+        let mut g = d.shards[shard_of(slot)].lock();
+        Some(f(&mut g))
+    }
+
     /// Release shard locks taken lazily (keeps the world lock).
     pub fn release_shards(&mut self) {
         self.guards.clear();

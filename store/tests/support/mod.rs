@@ -96,7 +96,12 @@ pub fn start_redis(extra: &[&str]) -> Proc {
             "yes".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(&bin).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn redis-server");
+        let mut child = Command::new(&bin)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
         std::thread::sleep(Duration::from_millis(30));
         if let Ok(Some(_)) = child.try_wait() {
             continue; // port race: try another
@@ -202,7 +207,10 @@ pub fn frame_len(b: &[u8]) -> Option<usize> {
     let head = &b[1..line_end];
     let after = line_end + 2;
     let num = || -> i64 {
-        std::str::from_utf8(head).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad RESP header {:?}", show(b)))
+        std::str::from_utf8(head)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad RESP header {:?}", show(b)))
     };
     match b[0] {
         b'+' | b'-' | b':' | b',' | b'_' | b'#' | b'(' => Some(after),
@@ -348,7 +356,9 @@ pub fn run_transcripts(prefix: &str) {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.extension().is_some_and(|e| e == "txt"))
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.extension().is_some_and(|e| e == "txt")
+        })
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no transcripts matching {prefix}* in {}", dir.display());
