@@ -411,3 +411,62 @@ mod tests {
         assert_eq!(p.parse(&mut buf, &mut args), Err(ProtoError::UnauthenticatedMultibulkLength));
     }
 }
+
+#[cfg(test)]
+mod chunking {
+    //! A deterministic mini-fuzzer run in every `cargo test`: random
+    //! mutations of valid requests, parsed whole and in random chunks.
+    use super::*;
+
+    fn parse_chunks(data: &[u8], chunk: usize) -> Result<Vec<Vec<Bytes>>, ProtoError> {
+        let mut p = RequestParser::new(Limits { max_bulk_len: 1 << 20, max_inline: 4096, max_multibulk: 1 << 16 });
+        let mut buf = BytesMut::new();
+        let mut args = Vec::new();
+        let mut out = Vec::new();
+        for piece in data.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            while let Parsed::Command = p.parse(&mut buf, &mut args)? {
+                out.push(std::mem::take(&mut args));
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn random_mutations_never_panic_and_chunking_is_transparent() {
+        let seeds: &[&[u8]] = &[
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n",
+            b"PING\r\nset \"a b\" 'c'\r\n",
+            b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n",
+        ];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let mut data = seeds[round % seeds.len()].repeat(1 + (rnd() % 3) as usize);
+            for _ in 0..(rnd() % 4) {
+                let i = (rnd() as usize) % data.len();
+                match rnd() % 3 {
+                    0 => data[i] = rnd() as u8,
+                    1 => data.insert(i, b"*$\r\n-0123456789"[(rnd() % 15) as usize]),
+                    _ => {
+                        data.remove(i);
+                    }
+                }
+                if data.is_empty() {
+                    data.push(b'*');
+                }
+            }
+            let whole = parse_chunks(&data, data.len());
+            let chunk = 1 + (rnd() % 7) as usize;
+            let split = parse_chunks(&data, chunk);
+            if let (Ok(a), Ok(b)) = (&whole, &split) {
+                assert_eq!(a, b, "chunking changed the result for {:?}", String::from_utf8_lossy(&data));
+            }
+        }
+    }
+}

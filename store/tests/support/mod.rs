@@ -62,7 +62,9 @@ fn wait_ready(port: u16, child: &mut Child, what: &str) {
             panic!("{what} exited during startup with {st}");
         }
         if let Ok(mut c) = Conn::connect(port) {
-            if c.cmd(&["PING"]).starts_with(b"+PONG") {
+            let r = c.cmd(&["PING"]);
+            // +PONG, or -NOAUTH when a password is required: either way it is up.
+            if r.starts_with(b"+PONG") || r.starts_with(b"-NOAUTH") {
                 return;
             }
         }
