@@ -76,8 +76,11 @@ pub struct Client {
     pub handle: Arc<ClientHandle>,
     /// Close the connection once the pending replies are written.
     pub close_after_reply: bool,
-    /// Replies are suppressed (CLIENT REPLY OFF/SKIP).
+    /// Replies are suppressed (CLIENT REPLY OFF; the OFF command itself
+    /// writes no reply).
     pub reply_off: bool,
+    /// Suppress the reply of the next command (armed by CLIENT REPLY SKIP,
+    /// which itself writes no reply).
     pub reply_skip: bool,
     /// Shutdown was requested by this client.
     pub shutdown: bool,

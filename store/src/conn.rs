@@ -90,13 +90,14 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                 Ok(Parsed::Command) => {
                     out.resp3 = client.resp3;
                     let mark = out.buf.len();
-                    dispatch::execute(&srv, &mut client, &args, &mut out);
-                    if client.reply_off || client.reply_skip {
+                    // CLIENT REPLY SKIP armed by the previous command applies to this one.
+                    let skip_this = std::mem::take(&mut client.reply_skip);
+                    let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
+                    if client.reply_off || skip_this {
                         out.buf.truncate(mark);
-                        client.reply_skip = false;
                     }
-                    if let Some(c) = srv.registry.get(&args[0]) {
-                        last_name = Some(c.meta.name.as_str()).map(|_| c.imp.name);
+                    if ran.is_some() {
+                        last_name = ran;
                     }
                     args.clear();
                     ncmds += 1;

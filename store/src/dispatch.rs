@@ -48,11 +48,11 @@ fn reject(srv: &Server, client: &mut Client, out: &mut ReplyBuf, e: CmdError) {
 
 /// Resolve the command and, for container commands, the subcommand entry
 /// whose arity and key specs apply.
-pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'s CommandMeta), CmdError> {
+pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static CommandMeta), CmdError> {
     let Some(cmd) = srv.registry.get(&args[0]) else {
         return Err(unknown_command(args));
     };
-    let mut meta: &CommandMeta = cmd.meta;
+    let mut meta: &'static CommandMeta = cmd.meta;
     if !meta.subcommands.is_empty() && args.len() >= 2 {
         match meta.subcommand(&args[1]) {
             Some(sub) => meta = sub,
@@ -74,12 +74,29 @@ pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'s Comm
 const PUBSUB_ALLOWED: &[&str] =
     &["ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset"];
 
-/// Execute one request, appending its reply to `out`.
-pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf) {
+/// Execute one request, appending its reply to `out`. Returns the full
+/// name of the command that ran (for CLIENT LIST's `cmd=`), if it resolved.
+pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf) -> Option<&'static str> {
     let (cmd, meta) = match resolve(srv, args) {
         Ok(x) => x,
-        Err(e) => return reject(srv, client, out, e),
+        Err(e) => {
+            reject(srv, client, out, e);
+            return None;
+        }
     };
+    let meta: &'static CommandMeta = meta;
+    execute_resolved(srv, client, cmd, meta, args, out);
+    Some(meta.name.as_str())
+}
+
+fn execute_resolved(
+    srv: &Server,
+    client: &mut Client,
+    cmd: &Cmd,
+    meta: &CommandMeta,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+) {
     let name = cmd.imp.name;
     if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) {
         return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
@@ -105,7 +122,7 @@ pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut Repl
     if name == "exec" {
         return exec(srv, client, out);
     }
-    run(srv, client, cmd, meta, args, out, None);
+    run(srv, client, cmd, meta, args, out, None)
 }
 
 /// Lock what the command needs and run its handler. `shared` is the

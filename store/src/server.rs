@@ -74,6 +74,12 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The LRU clock value for a unix-ms time.
+#[inline]
+pub fn lru_of(ms: i64) -> u32 {
+    (ms / 1000) as u32
+}
+
 /// Current unix time in microseconds.
 pub fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
@@ -101,9 +107,9 @@ impl Server {
         })
     }
 
-    /// Seconds since start, as a 32-bit LRU clock.
+    /// The LRU clock: unix seconds as u32 (what `Entry::lru` stores).
     pub fn lru_clock(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        lru_of(now_ms())
     }
 
     pub fn uptime_ms(&self) -> u64 {

@@ -96,6 +96,7 @@ pub struct CmdImpl {
 /// A command as dispatch sees it: our implementation plus Redis's metadata.
 pub struct Cmd {
     pub imp: &'static CmdImpl,
+    /// Redis's metadata for the command (the table is process-static).
     pub meta: &'static CommandMeta,
 }
 
@@ -228,7 +229,7 @@ impl<'a, 's> Ks<'a, 's> {
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
             return Ok(None);
         }
-        let lru = srv.lru_clock();
+        let lru = crate::server::lru_of(now);
         let e = shard.get_raw(slot, key).ok_or(UNDECLARED)?;
         e.lru = lru;
         Ok(Some(e))
@@ -256,7 +257,7 @@ impl<'a, 's> Ks<'a, 's> {
     /// Store `value` at `key` in `db` with the given absolute expiry
     /// (0 = none), replacing any previous value. Signals the modification.
     pub fn insert_in(&mut self, db: usize, key: &[u8], value: Value, expire_at: i64) -> Result<(), CmdError> {
-        let lru = self.srv.lru_clock();
+        let lru = crate::server::lru_of(self.now);
         let (shard, slot) = self.shard_in(db, key)?;
         shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
         self.modified_in(db, key);

@@ -240,8 +240,5 @@ fn pubsub(cx: &mut Cx) -> CmdResult {
 }
 
 fn unreachable_sub(cx: &mut Cx) -> CmdResult {
-    Err(super::CmdError::err(format!(
-        "unknown subcommand '{}'. Try PUBSUB HELP.",
-        String::from_utf8_lossy(cx.arg(1))
-    )))
+    Err(super::CmdError::err(format!("unknown subcommand '{}'. Try PUBSUB HELP.", String::from_utf8_lossy(cx.arg(1)))))
 }

@@ -289,15 +289,57 @@ pub fn shard_of(slot: u16) -> usize {
     slot as usize % SHARDS
 }
 
+/// The world lock, striped so that shared lockers on different threads
+/// touch different cache lines: a reader locks its thread's stripe, the
+/// exclusive locker takes every stripe in order.
+struct WorldLock {
+    stripes: [PaddedLock; WORLD_STRIPES],
+}
+
+const WORLD_STRIPES: usize = 8;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct PaddedLock(RwLock<()>);
+
+thread_local! {
+    static WORLD_STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+impl WorldLock {
+    fn new() -> WorldLock {
+        WorldLock { stripes: Default::default() }
+    }
+
+    #[inline]
+    fn read(&self) -> RwLockReadGuard<'_, ()> {
+        let i = WORLD_STRIPE.with(|s| {
+            let v = s.get();
+            if v != usize::MAX {
+                return v;
+            }
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let v = NEXT.fetch_add(1, Ordering::Relaxed) % WORLD_STRIPES;
+            s.set(v);
+            v
+        });
+        self.stripes[i].0.read()
+    }
+
+    fn write(&self) -> Vec<RwLockWriteGuard<'_, ()>> {
+        self.stripes.iter().map(|s| s.0.write()).collect()
+    }
+}
+
 pub struct Store {
     pub dbs: Box<[Db]>,
-    world: RwLock<()>,
+    world: WorldLock,
 }
 
 enum World<'a> {
     Nothing,
     Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
-    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] Vec<RwLockWriteGuard<'a, ()>>),
 }
 
 /// The shards a command may touch, locked.
@@ -374,7 +416,7 @@ impl<'a> Access<'a> {
 
 impl Store {
     pub fn new(databases: usize) -> Store {
-        Store { dbs: (0..databases.max(1)).map(|_| Db::new()).collect(), world: RwLock::new(()) }
+        Store { dbs: (0..databases.max(1)).map(|_| Db::new()).collect(), world: WorldLock::new() }
     }
 
     /// Lock nothing (commands that touch no keys).

@@ -145,7 +145,7 @@ pub struct Entry {
     pub value: Value,
     /// Absolute expiry in unix milliseconds; 0 means no expiry.
     pub expire_at: i64,
-    /// LRU clock (seconds, server-relative) of the last access.
+    /// LRU clock (unix seconds, see `server::lru_of`) of the last access.
     pub lru: u32,
 }
 
