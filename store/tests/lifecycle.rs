@@ -1,0 +1,82 @@
+//! Process lifecycle: configuration sources and graceful shutdown.
+mod support;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut p = start_ferrite(&[]);
+    let mut c = Conn::connect(p.port).unwrap();
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    let pid = p.child.id() as i32;
+    // SAFETY: sending SIGTERM to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let st = wait_exit(&mut p.child, Duration::from_secs(10)).expect("ferrite did not exit after SIGTERM");
+    assert!(st.success(), "exit status {st}");
+    // The client sees the connection closed, not a hang.
+    assert!(c.try_read_reply().is_none());
+}
+
+fn spawn_banner(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
+}
+
+#[test]
+fn config_file_env_and_flag_precedence() {
+    let dir = TempDir::new("cfg");
+    let file = dir.0.join("ferrite.toml");
+    let file_port = free_port();
+    std::fs::write(&file, format!("port = {file_port}\nbind = \"127.0.0.1\"\nrequirepass = \"fromfile\"\n")).unwrap();
+
+    // File only.
+    let (mut child, banner) = spawn_banner(Command::new(ferrite_bin()).args(["--config", file.to_str().unwrap()]));
+    assert!(banner.trim_end().ends_with(&format!(":{file_port}")), "{banner}");
+    let mut c = Conn::connect(file_port).unwrap();
+    assert!(c.cmd(&["GET", "x"]).starts_with(b"-NOAUTH"));
+    assert_eq!(c.cmd(&["AUTH", "fromfile"]), b"+OK\r\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Env overrides file, flag overrides env.
+    let env_port = free_port();
+    let flag_port = free_port();
+    let (mut child, banner) = spawn_banner(
+        Command::new(ferrite_bin())
+            .args(["--config", file.to_str().unwrap(), "--port", &flag_port.to_string()])
+            .env("FERRITE_PORT", env_port.to_string())
+            .env("FERRITE_REQUIREPASS", "fromenv"),
+    );
+    assert!(banner.trim_end().ends_with(&format!(":{flag_port}")), "{banner}");
+    let mut c = Conn::connect(flag_port).unwrap();
+    assert!(c.cmd(&["AUTH", "fromfile"]).starts_with(b"-WRONGPASS"));
+    assert_eq!(c.cmd(&["AUTH", "fromenv"]), b"+OK\r\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let dir = TempDir::new("badcfg");
+    let file = dir.0.join("bad.toml");
+    std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+    let out = Command::new(ferrite_bin()).args(["--config", file.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad config file") && err.contains("no_such_setting"), "{err}");
+}
