@@ -218,10 +218,7 @@ impl RequestParser {
         args.clear();
         let res = split_args(&buf[..line_end], args);
         buf.advance(nl + 1);
-        match res {
-            Err(()) => Err(ProtoError::UnbalancedQuotes),
-            Ok(()) => Ok(Some(!args.is_empty())),
-        }
+        res.map(|()| Some(!args.is_empty()))
     }
 }
 
@@ -250,7 +247,7 @@ fn is_space(c: u8) -> bool {
 /// whitespace separated, with "double quoted" strings supporting escapes
 /// (`\n \r \t \b \a \\ \" \xHH`) and 'single quoted' strings supporting `\'`.
 /// A closing quote must be followed by whitespace or the end of the line.
-pub fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ()> {
+pub fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ProtoError> {
     // Redis splits a C string: an embedded NUL ends the line.
     let line = match line.iter().position(|&c| c == 0) {
         Some(z) => &line[..z],
@@ -272,7 +269,7 @@ pub fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ()> {
         while !done {
             if inq {
                 if i >= n {
-                    return Err(());
+                    return Err(ProtoError::UnbalancedQuotes);
                 }
                 let c = line[i];
                 if c == b'\\' && i + 3 < n && line[i + 1] == b'x' {
@@ -296,7 +293,7 @@ pub fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ()> {
                     cur.push(e);
                 } else if c == b'"' {
                     if i + 1 < n && !is_space(line[i + 1]) {
-                        return Err(());
+                        return Err(ProtoError::UnbalancedQuotes);
                     }
                     done = true;
                 } else {
@@ -304,7 +301,7 @@ pub fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ()> {
                 }
             } else if insq {
                 if i >= n {
-                    return Err(());
+                    return Err(ProtoError::UnbalancedQuotes);
                 }
                 let c = line[i];
                 if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
@@ -312,7 +309,7 @@ pub fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ()> {
                     cur.push(b'\'');
                 } else if c == b'\'' {
                     if i + 1 < n && !is_space(line[i + 1]) {
-                        return Err(());
+                        return Err(ProtoError::UnbalancedQuotes);
                     }
                     done = true;
                 } else {

@@ -105,10 +105,8 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     if client.close_after_reply {
                         break;
                     }
-                    if out.buf.len() >= FLUSH_AT {
-                        if write_out(&srv, &mut sock, &mut out).await.is_err() {
-                            break 'conn;
-                        }
+                    if out.buf.len() >= FLUSH_AT && write_out(&srv, &mut sock, &mut out).await.is_err() {
+                        break 'conn;
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
@@ -140,7 +138,18 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(READ_CHUNK);
         }
+        // Like Redis's `timeout`: idle normal clients are closed; clients in
+        // pub/sub or MONITOR are exempt.
+        let idle_secs = srv.tun.timeout_secs.load(Ordering::Relaxed) as u64;
+        let idle_limit = (idle_secs > 0 && !client.in_pubsub() && !handle.monitor.load(Ordering::Relaxed))
+            .then(|| std::time::Duration::from_secs(idle_secs));
         tokio::select! {
+            _ = async {
+                match idle_limit {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => break,
             r = sock.read_buf(&mut rbuf) => {
                 match r {
                     Ok(0) | Err(_) => break,

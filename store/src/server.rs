@@ -26,6 +26,8 @@ pub struct Tunables {
     pub zset_max_listpack_value: AtomicUsize,
     pub list_max_listpack_size: std::sync::atomic::AtomicI64,
     pub list_compress_depth: AtomicUsize,
+    /// Idle client timeout in seconds (0 = never), mirrors `config.timeout`.
+    pub timeout_secs: AtomicUsize,
 }
 
 impl Default for Tunables {
@@ -38,6 +40,7 @@ impl Default for Tunables {
             zset_max_listpack_value: AtomicUsize::new(64),
             list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
             list_compress_depth: AtomicUsize::new(0),
+            timeout_secs: AtomicUsize::new(0),
         }
     }
 }
@@ -89,6 +92,8 @@ impl Server {
     pub fn new(config: Config) -> Arc<Server> {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
         let (shutdown_tx, _) = watch::channel(false);
+        let tun = Tunables::default();
+        tun.timeout_secs.store(config.timeout as usize, Ordering::Relaxed);
         Arc::new(Server {
             store: Store::new(config.databases),
             config: RwLock::new(config),
@@ -96,7 +101,7 @@ impl Server {
             pubsub: PubSub::default(),
             stats: Stats::default(),
             registry: Registry::build(),
-            tun: Tunables::default(),
+            tun,
             started: Instant::now(),
             run_id,
             port: AtomicU16::new(0),

@@ -80,3 +80,16 @@ fn bad_config_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad config file") && err.contains("no_such_setting"), "{err}");
 }
+
+#[test]
+fn idle_clients_time_out() {
+    let p = start_ferrite(&["--timeout", "1"]);
+    let mut idle = Conn::connect(p.port).unwrap();
+    assert_eq!(idle.cmd(&["PING"]), b"+PONG\r\n");
+    let mut sub = Conn::connect(p.port).unwrap();
+    sub.cmd(&["SUBSCRIBE", "ch"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(idle.try_read_reply().is_none(), "idle client should have been closed");
+    // Subscribers are exempt.
+    assert_eq!(sub.cmd(&["PING"]), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+}
