@@ -20,6 +20,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod hash;
+pub mod hll;
 pub mod info;
 pub mod keys;
 pub mod list;
@@ -28,6 +29,7 @@ pub mod scan;
 pub mod server;
 pub mod set;
 pub mod sort;
+pub mod stream;
 pub mod string;
 pub mod txn;
 pub mod zset;
@@ -36,7 +38,7 @@ use crate::client::Client;
 use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::{Access, Entry, Shard, StrValue, Value};
 use crate::server::Server;
-use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
+use crate::types::{hash::Hash, list::List, set::Set, stream::Stream, zset::ZSet};
 use bytes::Bytes;
 use ferrite_commands::{key_hash_slot, table, CommandMeta};
 use ferrite_resp::ReplyBuf;
@@ -105,8 +107,10 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 16] {
+pub fn families() -> [&'static [CmdImpl]; 18] {
     [
+        hll::COMMANDS,
+        stream::COMMANDS,
         bitmap::COMMANDS,
         client::COMMANDS,
         command::COMMANDS,
@@ -326,6 +330,7 @@ impl<'a, 's> Ks<'a, 's> {
     typed_getters!(hash, hash_or_create, Hash, Box<Hash>);
     typed_getters!(set, set_or_create, Set, Box<Set>);
     typed_getters!(zset, zset_or_create, ZSet, Box<ZSet>);
+    typed_getters!(stream, stream_or_create, Stream, Box<Stream>);
 
     /// The live string at `key`; WRONGTYPE for other types.
     pub fn string(&mut self, key: &[u8]) -> Result<Option<&mut StrValue>, CmdError> {

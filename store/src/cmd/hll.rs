@@ -1,0 +1,5 @@
+//! hll commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

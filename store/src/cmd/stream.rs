@@ -1,0 +1,5 @@
+//! stream commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];
