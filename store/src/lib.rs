@@ -18,6 +18,7 @@ pub mod dispatch;
 pub mod glob;
 pub mod keyspace;
 pub mod ldouble;
+pub mod notify;
 pub mod pubsub;
 pub mod routing;
 pub mod server;

@@ -28,6 +28,8 @@ pub struct Tunables {
     pub list_compress_depth: AtomicUsize,
     /// Idle client timeout in seconds (0 = never), mirrors `config.timeout`.
     pub timeout_secs: AtomicUsize,
+    /// `notify-keyspace-events` flags (see `notify`); 0 = off.
+    pub notify_flags: std::sync::atomic::AtomicU32,
 }
 
 impl Default for Tunables {
@@ -41,6 +43,7 @@ impl Default for Tunables {
             list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
             list_compress_depth: AtomicUsize::new(0),
             timeout_secs: AtomicUsize::new(0),
+            notify_flags: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }
@@ -191,6 +194,7 @@ async fn background(srv: Arc<Server>) {
             let n = expired.len();
             for e in &expired {
                 srv.store.dbs[e.db].signal_expired_deleted(&e.key);
+                crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", &e.key, e.db);
             }
             crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);
             if n < 100 || Instant::now() >= deadline {

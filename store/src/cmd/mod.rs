@@ -231,6 +231,7 @@ impl<'a, 's> Ks<'a, 's> {
             shard.remove(slot, key);
             srv.store.dbs[db].signal_expired_deleted(key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
+            crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
             return Ok(None);
         }
         let lru = crate::server::lru_of(now);
@@ -312,6 +313,13 @@ impl<'a, 's> Ks<'a, 's> {
         }
         let (shard, slot) = self.shard_in(self.db, key)?;
         Ok(shard.set_expire(slot, key, at))
+    }
+
+    /// Publish a keyspace notification for `key` in the selected db
+    /// (`class` from `crate::notify`, e.g. `notify::LIST`, event "lpush").
+    #[inline]
+    pub fn notify(&self, class: u32, event: &str, key: &[u8]) {
+        crate::notify::notify(self.srv, class, event, key, self.db)
     }
 
     /// Signal that `key` in the selected db changed (WATCH, dirty counter).
