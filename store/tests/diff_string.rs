@@ -25,3 +25,28 @@ fn transcripts_string_float() {
 fn transcripts_string_lcs() {
     support::run_transcripts("string_lcs");
 }
+
+#[test]
+fn transcripts_string_bitmap() {
+    support::run_transcripts("string_bitmap");
+}
+
+#[test]
+fn transcripts_string_bitop() {
+    support::run_transcripts("string_bitop");
+}
+
+#[test]
+fn transcripts_string_bitfield() {
+    support::run_transcripts("string_bitfield");
+}
+
+#[test]
+fn transcripts_string_wrongtype() {
+    support::run_transcripts("string_wrongtype");
+}
+
+#[test]
+fn transcripts_string_ttl() {
+    support::run_transcripts("string_ttl");
+}

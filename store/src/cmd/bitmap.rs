@@ -360,8 +360,7 @@ struct Field {
     ow: Overflow,
 }
 
-const TYPE_ERR: &str =
-    "Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+const TYPE_ERR: &str = "Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
 
 /// `i<bits>` / `u<bits>`: signed up to 64 bits, unsigned up to 63.
 fn bitfield_type(a: &[u8]) -> Result<(bool, u32), CmdError> {
@@ -548,11 +547,8 @@ fn bitfield_generic(cx: &mut Cx, ro: bool) -> CmdResult {
     for f in &ops {
         match f.op {
             FieldOp::Get => {
-                let v = if f.signed {
-                    get_signed(p, f.offset, f.bits)
-                } else {
-                    get_unsigned(p, f.offset, f.bits) as i64
-                };
+                let v =
+                    if f.signed { get_signed(p, f.offset, f.bits) } else { get_unsigned(p, f.offset, f.bits) as i64 };
                 replies.push(Some(v));
             }
             FieldOp::Set | FieldOp::Incr if f.signed => {

@@ -546,9 +546,7 @@ fn incrbyfloat(cx: &mut Cx) -> CmdResult {
     };
     let new = match res {
         Ok(v) => v,
-        Err(crate::ldouble::LdError::NanOrInf) => {
-            return Err(CmdError::err("increment would produce NaN or Infinity"))
-        }
+        Err(crate::ldouble::LdError::NanOrInf) => return Err(CmdError::err("increment would produce NaN or Infinity")),
         Err(_) => return Err(super::NOT_FLOAT),
     };
     cx.out.bulk(&new);
