@@ -295,10 +295,9 @@ fn bitop(cx: &mut Cx) -> CmdResult {
     // Fold the sources in order; bytes past a source's end count as 0.
     let mut res: Vec<u8> = Vec::new();
     for i in 3..cx.argc() {
-        let src: &[u8];
         let mut t = itoa::Buffer::new();
         let e = cx.ks.lookup_read(cx.arg(i))?;
-        src = match e {
+        let src: &[u8] = match e {
             None => b"",
             Some(e) => match &e.value {
                 Value::Str(s) => s.as_bytes(&mut t),

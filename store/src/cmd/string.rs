@@ -170,7 +170,7 @@ fn set(cx: &mut Cx) -> CmdResult {
         None
     };
     let exists = if o.get { old.is_some() } else { cx.ks.exists(key)? };
-    let do_set = !(o.nx && exists) && !(o.xx && !exists);
+    let do_set = if exists { !o.nx } else { !o.xx };
     if do_set {
         let value = Value::str(cx.arg(2));
         match at {
@@ -309,7 +309,7 @@ fn mget(cx: &mut Cx) -> CmdResult {
 }
 
 fn mset(cx: &mut Cx) -> CmdResult {
-    if cx.argc() % 2 == 0 {
+    if cx.argc().is_multiple_of(2) {
         return Err(cx.arity_error());
     }
     for i in (1..cx.argc()).step_by(2) {
@@ -320,7 +320,7 @@ fn mset(cx: &mut Cx) -> CmdResult {
 }
 
 fn msetnx(cx: &mut Cx) -> CmdResult {
-    if cx.argc() % 2 == 0 {
+    if cx.argc().is_multiple_of(2) {
         return Err(cx.arity_error());
     }
     for i in (1..cx.argc()).step_by(2) {
