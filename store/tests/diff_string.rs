@@ -118,3 +118,83 @@ LCS l1 nokey
         p.run(&format!("small_proto_max_bulk_len (RESP{proto})"), script);
     }
 }
+
+fn dirty(c: &mut support::Conn) -> Option<i64> {
+    let r = c.cmd(&["INFO", "persistence"]);
+    let s = String::from_utf8_lossy(&r).to_string();
+    s.lines().find_map(|l| l.strip_prefix("rdb_changes_since_last_save:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The dirty counter (`rdb_changes_since_last_save`) moves like Redis's
+/// after every command. Needs INFO (server family).
+#[test]
+fn dirty_counter_matches() {
+    let mut p = support::Pair::start();
+    if dirty(&mut p.f).is_none() {
+        eprintln!("skipped: ferrite has no INFO persistence yet");
+        return;
+    }
+    let script = [
+        "SET a 1",
+        "SET a 1 NX",
+        "SETNX a 2",
+        "INCR a",
+        "INCR newint",
+        "INCRBYFLOAT fl 1.5",
+        "INCRBYFLOAT newfl 1",
+        "APPEND a x",
+        "APPEND newapp x",
+        "APPEND a \"\"",
+        "SETRANGE r 0 abc",
+        "SETRANGE r 0 abc",
+        "SETRANGE r 1 \"\"",
+        "SETRANGE none 1 \"\"",
+        "SETBIT foo 0 0",
+        "BITFIELD foo2 SET i5 0 0",
+        "SETBIT foo 0 0",
+        "BITFIELD foo2 SET i5 0 0",
+        "SETBIT foo 0 1",
+        "SETBIT foo 0 1",
+        "SETBIT foo 0 0",
+        "BITFIELD foo2 SET i5 0 1",
+        "BITFIELD foo2 SET i5 0 1",
+        "BITFIELD foo2 SET i5 0 0",
+        "BITFIELD foo3 INCRBY i5 0 1",
+        "BITFIELD foo3 INCRBY i5 0 1",
+        "BITFIELD foo3 INCRBY i5 0 1 INCRBY i5 0 1 SET i5 0 1 GET u8 0",
+        "SETBIT foo 90 0",
+        "BITFIELD foo2 SET i5 90 0",
+        "BITFIELD foo2 GET i5 90",
+        "BITOP OR dst foo foo2",
+        "BITOP OR dst none none2",
+        "BITOP OR dst none none2",
+        "GETEX a EX 100",
+        "GETEX a PERSIST",
+        "GETEX a PERSIST",
+        "GETEX a",
+        "GETEX a PXAT 1",
+        "GETDEL r",
+        "GETDEL r",
+        "GETSET g 1",
+        "MSET m1 1 m2 2 m3 3",
+        "MSETNX m1 1 m4 4",
+        "MSETNX m5 1 m4 4",
+        "SET x 1 GET",
+        "SETEX y 100 v",
+        "PSETEX y 100000 v",
+        "DECRBY a2 5",
+        "SET n 1",
+        "INCRBY n abc",
+        "LCS a n",
+        "GETRANGE a 0 -1",
+    ];
+    for line in script {
+        let args = support::split(line);
+        let (r0, f0) = (dirty(&mut p.r).unwrap(), dirty(&mut p.f).unwrap());
+        let a = p.r.cmd(&args);
+        let b = p.f.cmd(&args);
+        assert_eq!(support::show(&a), support::show(&b), "reply of {line}");
+        let (r1, f1) = (dirty(&mut p.r).unwrap(), dirty(&mut p.f).unwrap());
+        assert_eq!(r1 - r0, f1 - f0, "dirty delta of {line}");
+    }
+}

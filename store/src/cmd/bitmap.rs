@@ -34,10 +34,20 @@ fn bit_offset(arg: &[u8], max_bulk: u64, bits: Option<u32>) -> Result<u64, CmdEr
     Ok(v as u64)
 }
 
+/// How `string_for_bits` found the key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grow {
+    /// Created (the insert already signalled the change).
+    Created,
+    /// Existing string made longer.
+    Grown,
+    /// Existing string, length unchanged.
+    Same,
+}
+
 /// The string at `key` as raw bytes grown (zero padded) so that bit `maxbit`
-/// exists, creating the key when missing. Returns the bytes and whether
-/// the key was created or grown.
-fn string_for_bits<'c>(cx: &'c mut Cx, key: &[u8], maxbit: u64) -> Result<(&'c mut Vec<u8>, bool), CmdError> {
+/// exists, creating the key when missing (Redis's `lookupStringForBitCommand`).
+fn string_for_bits<'c>(cx: &'c mut Cx, key: &[u8], maxbit: u64) -> Result<(&'c mut Vec<u8>, Grow), CmdError> {
     let need = (maxbit >> 3) as usize + 1;
     let exists = cx.ks.string(key)?.is_some();
     if !exists {
@@ -45,12 +55,26 @@ fn string_for_bits<'c>(cx: &'c mut Cx, key: &[u8], maxbit: u64) -> Result<(&'c m
     }
     let s = cx.ks.string(key)?.ok_or(UNDECLARED)?;
     let v = s.make_raw();
-    let mut dirty = !exists;
+    let mut how = if exists { Grow::Same } else { Grow::Created };
     if v.len() < need {
         v.resize(need, 0);
-        dirty = true;
+        how = Grow::Grown;
     }
-    Ok((v, dirty))
+    Ok((v, how))
+}
+
+/// Signal `changes` modifications of `key` (Redis adds each to the dirty
+/// counter); a created key was already signalled once by its insert.
+fn signal_changes(cx: &mut Cx, key: &[u8], how: Grow, changes: u64) {
+    if changes == 0 {
+        return;
+    }
+    if how != Grow::Created {
+        cx.ks.modified(key);
+    }
+    if changes > 1 {
+        cx.srv.stats.dirty.fetch_add(changes - 1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn setbit(cx: &mut Cx) -> CmdResult {
@@ -62,14 +86,14 @@ fn setbit(cx: &mut Cx) -> CmdResult {
         return Err(bit_err());
     }
     let key = cx.arg(1);
-    let (v, dirty) = string_for_bits(cx, key, off)?;
+    let (v, how) = string_for_bits(cx, key, off)?;
     let byte = (off >> 3) as usize;
     let shift = 7 - (off & 7) as u32;
     let old = (v[byte] >> shift) & 1;
-    let changed = dirty || old as i64 != on;
+    let changed = how != Grow::Same || old as i64 != on;
     if changed {
         v[byte] = (v[byte] & !(1 << shift)) | ((on as u8) << shift);
-        cx.ks.modified(key);
+        signal_changes(cx, key, how, 1);
     }
     cx.out.int(old as i64);
     Ok(())
@@ -540,8 +564,9 @@ fn bitfield_generic(cx: &mut Cx, ro: bool) -> CmdResult {
     if ro {
         return Err(CmdError::err("BITFIELD_RO only supports the GET subcommand"));
     }
-    let (p, dirty) = string_for_bits(cx, key, highest)?;
-    let mut changes = 0usize;
+    let (p, how) = string_for_bits(cx, key, highest)?;
+    let dirty = how != Grow::Same;
+    let mut changes = 0u64;
     let mut replies: Vec<Option<i64>> = Vec::with_capacity(ops.len());
     for f in &ops {
         match f.op {
@@ -593,9 +618,7 @@ fn bitfield_generic(cx: &mut Cx, ro: bool) -> CmdResult {
             }
         }
     }
-    if changes > 0 {
-        cx.ks.modified(key);
-    }
+    signal_changes(cx, key, how, changes);
     cx.out.array(replies.len());
     for r in replies {
         match r {

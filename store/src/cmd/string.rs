@@ -357,10 +357,12 @@ pub fn incr_generic(cx: &mut Cx, by: i64) -> CmdResult {
     let old = cur.unwrap_or(0);
     let new = old.checked_add(by).ok_or(OVERFLOW)?;
     match cx.ks.lookup(key)? {
-        Some(e) => e.value = Value::Str(StrValue::Int(new)),
+        Some(e) => {
+            e.value = Value::Str(StrValue::Int(new));
+            cx.ks.modified(key);
+        }
         None => cx.ks.insert(key, Value::Str(StrValue::Int(new)), 0)?,
     }
-    cx.ks.modified(key);
     cx.out.int(new);
     Ok(())
 }
@@ -395,14 +397,15 @@ fn append(cx: &mut Cx) -> CmdResult {
             check_len(max, s.len() as u64, add.len() as u64)?;
             let v = s.make_raw();
             v.extend_from_slice(add);
-            v.len()
+            let n = v.len();
+            cx.ks.modified(key);
+            n
         }
         None => {
             cx.ks.insert(key, Value::str(add), 0)?;
             add.len()
         }
     };
-    cx.ks.modified(key);
     cx.out.int(len as i64);
     Ok(())
 }
