@@ -198,3 +198,150 @@ fn dirty_counter_matches() {
         assert_eq!(r1 - r0, f1 - f0, "dirty delta of {line}");
     }
 }
+
+/// Small deterministic PRNG (xorshift64*) so failures are reproducible.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn bytes(&mut self, max: u64, alphabet: &[u8]) -> Vec<u8> {
+        let n = self.below(max + 1);
+        (0..n).map(|_| alphabet[self.below(alphabet.len() as u64) as usize]).collect()
+    }
+}
+
+fn both(p: &mut support::Pair, args: &[Vec<u8>]) {
+    let a = p.r.cmd(args);
+    let b = p.f.cmd(args);
+    if a != b {
+        let line: Vec<String> = args.iter().map(|x| format!("{:?}", String::from_utf8_lossy(x))).collect();
+        panic!("\n{}\n  redis:   {}\n  ferrite: {}\n", line.join(" "), support::show(&a), support::show(&b));
+    }
+}
+
+fn a(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+/// Random (seeded) differential testing of range and bit commands.
+#[test]
+fn fuzz_ranges_and_bits() {
+    let mut p = support::Pair::start();
+    let mut r = Rng(0x9E3779B97F4A7C15);
+    let bytes_alpha: Vec<u8> = vec![0x00, 0xff, 0x0f, 0xf0, 0x80, 0x01, 0x55, 0xaa, b'a', b'7'];
+    for round in 0..1500 {
+        let key = format!("k{}", r.below(4));
+        let v = r.bytes(40, &bytes_alpha);
+        match round % 10 {
+            0 => both(&mut p, &[a("SET"), a(&key), v]),
+            1 => both(&mut p, &[a("SETRANGE"), a(&key), a(&r.range(0, 50).to_string()), v]),
+            2 => both(&mut p, &[a("SETBIT"), a(&key), a(&r.range(0, 400).to_string()), a(&r.range(0, 1).to_string())]),
+            3 => both(&mut p, &[a("SET"), a(&key), a(&r.range(-100000, 100000).to_string())]),
+            _ => {}
+        }
+        let (s, e) = (r.range(-60, 60).to_string(), r.range(-60, 60).to_string());
+        let (bs, be) = (r.range(-400, 400).to_string(), r.range(-400, 400).to_string());
+        let bit = r.range(0, 1).to_string();
+        both(&mut p, &[a("GETRANGE"), a(&key), a(&s), a(&e)]);
+        both(&mut p, &[a("BITCOUNT"), a(&key)]);
+        both(&mut p, &[a("BITCOUNT"), a(&key), a(&s), a(&e)]);
+        both(&mut p, &[a("BITCOUNT"), a(&key), a(&bs), a(&be), a("BIT")]);
+        both(&mut p, &[a("BITPOS"), a(&key), a(&bit)]);
+        both(&mut p, &[a("BITPOS"), a(&key), a(&bit), a(&s)]);
+        both(&mut p, &[a("BITPOS"), a(&key), a(&bit), a(&s), a(&e)]);
+        both(&mut p, &[a("BITPOS"), a(&key), a(&bit), a(&s), a(&e), a("BYTE")]);
+        both(&mut p, &[a("BITPOS"), a(&key), a(&bit), a(&bs), a(&be), a("BIT")]);
+        both(&mut p, &[a("GETBIT"), a(&key), a(&r.range(0, 400).to_string())]);
+        if round % 3 == 0 {
+            let op = ["AND", "OR", "XOR", "NOT"][r.below(4) as usize];
+            let mut cmd = vec![a("BITOP"), a(op), a("dst")];
+            let n = if op == "NOT" { 1 } else { 1 + r.below(4) };
+            for _ in 0..n {
+                cmd.push(a(&format!("k{}", r.below(5))));
+            }
+            both(&mut p, &cmd);
+            both(&mut p, &[a("GET"), a("dst")]);
+        }
+    }
+}
+
+/// Random (seeded) differential testing of BITFIELD arithmetic.
+#[test]
+fn fuzz_bitfield() {
+    let mut p = support::Pair::start();
+    let mut r = Rng(0xD1B54A32D192ED03);
+    let specials: [i64; 12] = [0, 1, -1, 127, 128, -128, 255, 256, i64::MAX, i64::MIN, 1 << 32, -(1 << 40)];
+    for _ in 0..1500 {
+        let mut cmd = vec![a("BITFIELD"), a(&format!("b{}", r.below(3)))];
+        for _ in 0..1 + r.below(4) {
+            let signed = r.below(2) == 0;
+            let bits = if signed { r.range(1, 64) } else { r.range(1, 63) };
+            let ty = format!("{}{}", if signed { "i" } else { "u" }, bits);
+            let off = if r.below(4) == 0 { format!("#{}", r.below(6)) } else { r.below(100).to_string() };
+            let val = if r.below(2) == 0 {
+                specials[r.below(specials.len() as u64) as usize]
+            } else {
+                r.next() as i64 >> r.below(64)
+            };
+            match r.below(5) {
+                0 => cmd.extend([a("GET"), a(&ty), a(&off)]),
+                1 => cmd.extend([a("SET"), a(&ty), a(&off), a(&val.to_string())]),
+                2 => cmd.extend([a("INCRBY"), a(&ty), a(&off), a(&val.to_string())]),
+                _ => cmd.extend([a("OVERFLOW"), a(["WRAP", "SAT", "FAIL"][r.below(3) as usize])]),
+            }
+        }
+        both(&mut p, &cmd);
+    }
+    for k in ["b0", "b1", "b2"] {
+        both(&mut p, &[a("GET"), a(k)]);
+    }
+}
+
+/// Random (seeded) differential testing of LCS on small alphabets.
+#[test]
+fn fuzz_lcs() {
+    let mut p = support::Pair::start();
+    let mut r = Rng(0xA0761D6478BD642F);
+    for _ in 0..400 {
+        let x = r.bytes(30, b"abc");
+        let y = r.bytes(30, b"abcd");
+        both(&mut p, &[a("SET"), a("x"), x]);
+        both(&mut p, &[a("SET"), a("y"), y]);
+        both(&mut p, &[a("LCS"), a("x"), a("y")]);
+        both(&mut p, &[a("LCS"), a("x"), a("y"), a("LEN")]);
+        both(&mut p, &[a("LCS"), a("x"), a("y"), a("IDX"), a("WITHMATCHLEN")]);
+        let m = r.range(0, 4).to_string();
+        both(&mut p, &[a("LCS"), a("y"), a("x"), a("IDX"), a("MINMATCHLEN"), a(&m)]);
+    }
+}
+
+/// Random (seeded) differential testing of INCRBYFLOAT formatting.
+#[test]
+fn fuzz_incrbyfloat() {
+    let mut p = support::Pair::start();
+    let mut r = Rng(0xE7037ED1A0B428DB);
+    for i in 0..600 {
+        let key = format!("f{}", i % 7);
+        let mant = (r.next() as i64 >> r.below(60)).to_string();
+        let incr = match r.below(4) {
+            0 => mant,
+            1 => format!("{mant}e{}", r.range(-30, 30)),
+            2 => format!("0.{}", r.below(1_000_000_000)),
+            _ => format!("-{}.{}", r.below(1000), r.below(1000)),
+        };
+        both(&mut p, &[a("INCRBYFLOAT"), a(&key), a(&incr)]);
+        if i % 50 == 0 {
+            both(&mut p, &[a("SET"), a(&key), a(&r.range(-1000, 1000).to_string())]);
+        }
+    }
+}

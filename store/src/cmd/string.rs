@@ -47,16 +47,6 @@ fn get(cx: &mut Cx) -> CmdResult {
     reply_string_at(cx, cx.arg(1))
 }
 
-/// Expiry option of SET/GETEX.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum ExpireOpt {
-    None,
-    KeepTtl,
-    Persist,
-    /// Absolute unix ms.
-    At(i64),
-}
-
 /// Parse an EX/PX/EXAT/PXAT value into absolute unix ms with Redis's checks.
 pub fn expire_arg(cx: &Cx, val: &[u8], unit_ms: i64, absolute: bool) -> Result<i64, CmdError> {
     let v = super::parse_int(val)?;
