@@ -119,10 +119,24 @@ LCS l1 nokey
     }
 }
 
-fn dirty(c: &mut support::Conn) -> Option<i64> {
-    let r = c.cmd(&["INFO", "persistence"]);
+fn info_field(c: &mut support::Conn, section: &str, field: &str) -> Option<i64> {
+    let r = c.cmd(&["INFO", section]);
     let s = String::from_utf8_lossy(&r).to_string();
-    s.lines().find_map(|l| l.strip_prefix("rdb_changes_since_last_save:")).and_then(|v| v.trim().parse().ok())
+    let prefix = format!("{field}:");
+    s.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok())
+}
+
+/// Dirty counter, keyspace hits, keyspace misses.
+fn counters(c: &mut support::Conn) -> [i64; 3] {
+    [
+        info_field(c, "persistence", "rdb_changes_since_last_save").unwrap_or(-1),
+        info_field(c, "stats", "keyspace_hits").unwrap_or(-1),
+        info_field(c, "stats", "keyspace_misses").unwrap_or(-1),
+    ]
+}
+
+fn dirty(c: &mut support::Conn) -> Option<i64> {
+    info_field(c, "persistence", "rdb_changes_since_last_save")
 }
 
 /// The dirty counter (`rdb_changes_since_last_save`) moves like Redis's
@@ -186,16 +200,45 @@ fn dirty_counter_matches() {
         "SET n 1",
         "INCRBY n abc",
         "LCS a n",
+        "LCS a none",
         "GETRANGE a 0 -1",
+        "GETRANGE none 0 -1",
+        "STRLEN a",
+        "STRLEN none",
+        "GET a",
+        "GET none",
+        "MGET a none n",
+        "GETEX none",
+        "GETBIT foo 0",
+        "GETBIT none 0",
+        "BITCOUNT foo",
+        "BITCOUNT none",
+        "BITPOS foo 1",
+        "BITPOS none 1",
+        "BITOP AND dst2 foo none",
+        "BITFIELD foo GET u8 0",
+        "BITFIELD none GET u8 0",
+        "BITFIELD_RO foo GET u8 0",
+        "BITFIELD foo SET u8 0 1",
+        "SET none2 v GET",
+        "SET n v XX",
+        "SETNX n v",
+        "INCRBYFLOAT nf 1",
+        "APPEND n x",
+        "SETRANGE n 0 x",
     ];
     for line in script {
         let args = support::split(line);
-        let (r0, f0) = (dirty(&mut p.r).unwrap(), dirty(&mut p.f).unwrap());
+        let (r0, f0) = (counters(&mut p.r), counters(&mut p.f));
         let a = p.r.cmd(&args);
         let b = p.f.cmd(&args);
         assert_eq!(support::show(&a), support::show(&b), "reply of {line}");
-        let (r1, f1) = (dirty(&mut p.r).unwrap(), dirty(&mut p.f).unwrap());
-        assert_eq!(r1 - r0, f1 - f0, "dirty delta of {line}");
+        let (r1, f1) = (counters(&mut p.r), counters(&mut p.f));
+        for (i, what) in ["dirty", "keyspace_hits", "keyspace_misses"].iter().enumerate() {
+            if f0[i] >= 0 {
+                assert_eq!(r1[i] - r0[i], f1[i] - f0[i], "{what} delta of {line}");
+            }
+        }
     }
 }
 
@@ -344,4 +387,9 @@ fn fuzz_incrbyfloat() {
             both(&mut p, &[a("SET"), a(&key), a(&r.range(-1000, 1000).to_string())]);
         }
     }
+}
+
+#[test]
+fn transcripts_string_watch() {
+    support::run_transcripts("string_watch");
 }

@@ -419,7 +419,13 @@ pub fn check_len(max: u64, size: u64, append: u64) -> CmdResult {
 }
 
 fn strlen(cx: &mut Cx) -> CmdResult {
-    let n = cx.ks.string(cx.arg(1))?.map_or(0, |s| s.len());
+    let n = match cx.ks.lookup_read(cx.arg(1))? {
+        None => 0,
+        Some(e) => match &e.value {
+            Value::Str(s) => s.len(),
+            _ => return Err(WRONGTYPE),
+        },
+    };
     cx.out.int(n as i64);
     Ok(())
 }
