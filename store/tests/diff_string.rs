@@ -393,3 +393,8 @@ fn fuzz_incrbyfloat() {
 fn transcripts_string_watch() {
     support::run_transcripts("string_watch");
 }
+
+#[test]
+fn transcripts_string_arity() {
+    support::run_transcripts("string_arity");
+}

@@ -220,6 +220,14 @@ fn find_bit(p: &[u8], bs: u64, be: u64, bit: bool) -> Option<u64> {
     let mut i = bs;
     while i <= be {
         let byte = p[(i >> 3) as usize];
+        if i & 63 == 0 && i + 63 <= be {
+            // Skip whole 8-byte words that cannot contain the bit.
+            let at = (i >> 3) as usize;
+            if p[at..at + 8].iter().all(|&b| b == skip) {
+                i += 64;
+                continue;
+            }
+        }
         if i & 7 == 0 && i + 7 <= be {
             if byte == skip {
                 i += 8;
