@@ -41,6 +41,10 @@ pub struct ClientHandle {
     pub user: Mutex<String>,
     pub killed: AtomicBool,
     pub tx: UnboundedSender<Push>,
+    /// Socket file descriptor (CLIENT LIST fd=).
+    pub fd: i32,
+    /// CLIENT NO-EVICT ON.
+    pub no_evict: AtomicBool,
 }
 
 impl ClientHandle {
@@ -76,7 +80,8 @@ pub struct Client {
     pub handle: Arc<ClientHandle>,
     /// Close the connection once the pending replies are written.
     pub close_after_reply: bool,
-    /// Replies are suppressed (CLIENT REPLY OFF/SKIP).
+    /// Replies are suppressed (CLIENT REPLY OFF/SKIP). `reply_skip` set
+    /// by CLIENT REPLY SKIP suppresses the reply of the next command.
     pub reply_off: bool,
     pub reply_skip: bool,
     /// Shutdown was requested by this client.

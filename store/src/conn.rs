@@ -72,6 +72,8 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         user: Mutex::new("default".into()),
         killed: AtomicBool::new(false),
         tx,
+        fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
+        no_evict: AtomicBool::new(false),
     });
     srv.clients.register(handle.clone());
     let mut client = Client::new(handle.clone(), !needs_auth);
@@ -90,10 +92,11 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                 Ok(Parsed::Command) => {
                     out.resp3 = client.resp3;
                     let mark = out.buf.len();
+                    // CLIENT REPLY SKIP suppresses the reply of the command after it.
+                    let skip_this = std::mem::take(&mut client.reply_skip);
                     dispatch::execute(&srv, &mut client, &args, &mut out);
-                    if client.reply_off || client.reply_skip {
+                    if client.reply_off || skip_this {
                         out.buf.truncate(mark);
-                        client.reply_skip = false;
                     }
                     if let Some(c) = srv.registry.get(&args[0]) {
                         last_name = Some(c.meta.name.as_str()).map(|_| c.imp.name);
