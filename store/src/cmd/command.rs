@@ -204,6 +204,37 @@ fn getkeys(cx: &mut Cx, with_flags: bool) -> CmdResult {
     }
     // Keys spec by spec, so each key knows the flags of its spec.
     let mut keys: Vec<(usize, &[String])> = Vec::new();
+    let owned_flags: [Vec<String>; 3] = [
+        vec!["OW".into(), "update".into()],
+        vec!["RW".into(), "access".into(), "update".into()],
+        vec!["RO".into(), "access".into()],
+    ];
+    let variable_flags = |name: &str, args: &[bytes::Bytes]| -> Option<&[String]> {
+        match name {
+            "set" => {
+                let get = args.iter().skip(3).any(|a| eq_ic(a, b"get"));
+                Some(if get { &owned_flags[1] } else { &owned_flags[0] })
+            }
+            "bitfield" => {
+                let mut readonly = true;
+                let mut i = 2;
+                while i < args.len() {
+                    let rem = args.len() - i - 1;
+                    let a = &args[i];
+                    if eq_ic(a, b"get") && rem >= 2 {
+                        i += 3;
+                    } else if eq_ic(a, b"overflow") && rem >= 1 {
+                        i += 2;
+                    } else {
+                        readonly = false;
+                        break;
+                    }
+                }
+                Some(if readonly { &owned_flags[2] } else { &owned_flags[1] })
+            }
+            _ => None,
+        }
+    };
     for spec in &meta.key_specs {
         let one = CommandMeta {
             name: String::new(),
@@ -231,6 +262,13 @@ fn getkeys(cx: &mut Cx, with_flags: bool) -> CmdResult {
     }
     if keys.is_empty() && !meta.flags.has(Flags::NO_MANDATORY_KEYS) {
         return Err(CmdError::err("Invalid arguments specified for command"));
+    }
+    // Specs with variable flags: Redis computes the flags from the
+    // arguments (setGetKeys, bitfieldGetKeys).
+    if let Some(f) = variable_flags(&meta.name, args) {
+        for k in keys.iter_mut() {
+            k.1 = f;
+        }
     }
     cx.out.array(keys.len());
     for (p, flags) in keys {
