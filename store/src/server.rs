@@ -31,7 +31,7 @@ pub struct Tunables {
 impl Default for Tunables {
     fn default() -> Self {
         Tunables {
-            hash_max_listpack_entries: AtomicUsize::new(128),
+            hash_max_listpack_entries: AtomicUsize::new(512),
             hash_max_listpack_value: AtomicUsize::new(64),
             set_max_intset_entries: AtomicUsize::new(512),
             zset_max_listpack_entries: AtomicUsize::new(128),
