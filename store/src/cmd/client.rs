@@ -263,8 +263,8 @@ fn list(cx: &mut Cx) -> CmdResult {
         let mut v = Vec::new();
         for i in 3..cx.argc() {
             match ferrite_resp::num::parse_i64(cx.arg(i)) {
-                Some(n) if n >= 1 => v.push(n as u64),
-                _ => return Err(CmdError::err("Invalid client ID")),
+                Some(n) => v.push(n as u64),
+                None => return Err(CmdError::err("Invalid client ID")),
             }
         }
         ids = Some(v);
