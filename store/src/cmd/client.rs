@@ -272,7 +272,8 @@ fn list(cx: &mut Cx) -> CmdResult {
         return Err(SYNTAX);
     }
     let cur = current_cmd(cx);
-    let all = cx.srv.clients.snapshot();
+    let mut all = cx.srv.clients.snapshot();
+    all.retain(|h| !h.killed.load(Ordering::Relaxed));
     let chosen: Vec<_> = match &ids {
         Some(ids) => ids.iter().filter_map(|id| all.iter().find(|h| h.id == *id).cloned()).collect(),
         None => all.into_iter().filter(|h| ty.is_none_or(|t| type_of(h) == t)).collect(),
@@ -357,6 +358,10 @@ fn kill(cx: &mut Cx) -> CmdResult {
     }
     let mut killed = 0i64;
     for h in cx.srv.clients.snapshot() {
+        // Already killed, just not unregistered yet.
+        if h.killed.load(Ordering::Relaxed) {
+            continue;
+        }
         if addr.is_some_and(|a| a != h.addr.as_bytes())
             || laddr.is_some_and(|a| a != h.laddr.as_bytes())
             || ty.is_some_and(|t| t != type_of(&h))
