@@ -278,7 +278,7 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
 }
 
 fn config_set(cx: &mut Cx) -> CmdResult {
-    if cx.argc() < 4 || cx.argc() % 2 != 0 {
+    if cx.argc() < 4 || !cx.argc().is_multiple_of(2) {
         return Err(SYNTAX);
     }
     let mut unknown: Option<String> = None;
