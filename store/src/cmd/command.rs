@@ -204,6 +204,30 @@ fn getkeys(cx: &mut Cx, with_flags: bool) -> CmdResult {
     }
     // Keys spec by spec, so each key knows the flags of its spec.
     let mut keys: Vec<(usize, &[String])> = Vec::new();
+    let sort_flags: [Vec<String>; 2] = [vec!["RO".into(), "access".into()], vec!["OW".into(), "update".into()]];
+    if meta.name == "sort" {
+        // SORT's STORE key has no usable key spec: Redis falls back to
+        // sortGetKeys, which skips LIMIT/GET/BY arguments and takes the
+        // last STORE.
+        keys.push((1, &sort_flags[0]));
+        let mut store = None;
+        let mut i = 2;
+        while i < args.len() {
+            let a = &args[i];
+            if eq_ic(a, b"limit") {
+                i += 2;
+            } else if eq_ic(a, b"get") || eq_ic(a, b"by") {
+                i += 1;
+            } else if eq_ic(a, b"store") && i + 1 < args.len() {
+                store = Some(i + 1);
+            }
+            i += 1;
+        }
+        if let Some(p) = store {
+            keys.push((p, &sort_flags[1]));
+        }
+        return reply_keys(cx, args, keys, with_flags);
+    }
     let owned_flags: [Vec<String>; 3] = [
         vec!["OW".into(), "update".into()],
         vec!["RW".into(), "access".into(), "update".into()],
@@ -270,6 +294,10 @@ fn getkeys(cx: &mut Cx, with_flags: bool) -> CmdResult {
             k.1 = f;
         }
     }
+    reply_keys(cx, args, keys, with_flags)
+}
+
+fn reply_keys(cx: &mut Cx, args: &[bytes::Bytes], keys: Vec<(usize, &[String])>, with_flags: bool) -> CmdResult {
     cx.out.array(keys.len());
     for (p, flags) in keys {
         if with_flags {

@@ -57,8 +57,8 @@ fn info(cx: &mut Cx) -> CmdResult {
         let a = String::from_utf8_lossy(cx.arg(i)).to_ascii_lowercase();
         match a.as_str() {
             "default" => select(&mut wanted, DEFAULT),
-            "all" => select(&mut wanted, &ORDER.iter().copied().filter(|s| *s != "modules").collect::<Vec<_>>()),
-            "everything" => select(&mut wanted, ORDER),
+            // Ferrite has no module-generated sections, so both are the same.
+            "all" | "everything" => select(&mut wanted, ORDER),
             s => select(&mut wanted, &[s]),
         }
     }
@@ -248,7 +248,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "lazyfreed_objects:0");
         }
         "persistence" => {
-            let start = crate::server::now_ms() / 1000 - uptime as i64;
+            let start = crate::cmd::server::start_unix(srv);
             s.push_str("# Persistence\r\n");
             line!(s, "loading:0");
             line!(s, "async_loading:0");

@@ -138,12 +138,12 @@ fn time(cx: &mut Cx) -> CmdResult {
 
 /// Unix time (seconds) of the server start: nothing is ever saved yet, and
 /// Redis reports its start time until the first save.
-pub fn start_unix(cx: &Cx) -> i64 {
-    crate::server::now_ms() / 1000 - cx.srv.started.elapsed().as_secs() as i64
+pub fn start_unix(srv: &crate::server::Server) -> i64 {
+    (crate::server::now_ms() - srv.started.elapsed().as_millis() as i64) / 1000
 }
 
 fn lastsave(cx: &mut Cx) -> CmdResult {
-    let t = start_unix(cx);
+    let t = start_unix(cx.srv);
     cx.out.int(t);
     Ok(())
 }
