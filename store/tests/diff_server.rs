@@ -419,3 +419,21 @@ fn config_set_requirepass_applies_to_new_connections() {
     let r = String::from_utf8(c.cmd(&["CONFIG", "SET", "maxmemory", "100mb"])).unwrap();
     assert!(r.starts_with("-ERR CONFIG SET failed (possibly related to argument 'maxmemory')"), "{r}");
 }
+
+#[test]
+fn idle_timeout_closes_clients() {
+    let f = start_ferrite(&[]);
+    let mut admin = Conn::connect(f.port).unwrap();
+    let mut idle = Conn::connect(f.port).unwrap();
+    assert_eq!(idle.cmd(&["PING"]), b"+PONG\r\n");
+    assert_eq!(admin.cmd(&["CONFIG", "SET", "timeout", "1"]), b"+OK\r\n");
+    let t = Instant::now();
+    // Keep the admin connection active while the other one idles.
+    while t.elapsed() < Duration::from_millis(2500) {
+        admin.cmd(&["PING"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    idle.send(&["PING"]);
+    assert!(idle.try_read_reply().is_none(), "idle client survived timeout");
+    assert_eq!(admin.cmd(&["PING"]), b"+PONG\r\n");
+}

@@ -390,3 +390,24 @@ fn kill(cx: &mut Cx) -> CmdResult {
     }
     Ok(())
 }
+
+/// Close clients idle for longer than the `timeout` setting (seconds, 0 =
+/// never), as Redis's clientsCron does. Subscribers and MONITOR clients
+/// are exempt, like Redis's pub/sub and replica connections. Called by the
+/// server's background task.
+pub fn close_idle_clients(srv: &crate::server::Server) {
+    let timeout = srv.config.read().timeout;
+    if timeout == 0 {
+        return;
+    }
+    let now = srv.uptime_ms();
+    let limit = timeout.saturating_mul(1000);
+    for h in srv.clients.snapshot() {
+        if type_of(&h) == Type::PubSub || h.monitor.load(Ordering::Relaxed) {
+            continue;
+        }
+        if now.saturating_sub(h.last_interaction_ms.load(Ordering::Relaxed)) > limit {
+            h.kill();
+        }
+    }
+}
