@@ -172,6 +172,7 @@ async fn background(srv: Arc<Server>) {
     loop {
         let hz = srv.config.read().hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
+        crate::cmd::client::close_idle_clients(&srv);
         // Like Redis: keep cycling while a large share of sampled keys expired,
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
