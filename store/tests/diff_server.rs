@@ -169,6 +169,10 @@ fn client_list_and_info_format() {
     assert_eq!(g(&la, "flags"), "N");
     assert_eq!(g(&la, "laddr"), format!("127.0.0.1:{}", f.port));
     assert_eq!(g(&la, "resp"), "2");
+    // As in Redis's introspection test: the caller's own command is still
+    // in its query buffer (*2 $6 client $4 list = 26 bytes).
+    assert_eq!(g(&la, "qbuf"), "26");
+    assert_eq!(g(&la, "argv-mem"), "10");
     let lb = parse_client_line(lines.iter().find(|l| l.starts_with(&format!("id={id_b} "))).unwrap());
     assert_eq!(g(&lb, "db"), "2");
     assert_eq!(g(&lb, "multi"), "1");
@@ -436,4 +440,30 @@ fn idle_timeout_closes_clients() {
     idle.send(&["PING"]);
     assert!(idle.try_read_reply().is_none(), "idle client survived timeout");
     assert_eq!(admin.cmd(&["PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn client_info_fields_match_redis() {
+    let r = start_redis(&[]);
+    let f = start_ferrite(&[]);
+    let mut rc = Conn::connect(r.port).unwrap();
+    let mut fc = Conn::connect(f.port).unwrap();
+    for cmd in [&["CLIENT", "INFO"][..], &["CLIENT", "LIST"][..]] {
+        let a = parse_client_line(text(&rc.cmd(cmd)).trim_end());
+        let b = parse_client_line(text(&fc.cmd(cmd)).trim_end());
+        let names = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&a), names(&b));
+        // Fields with deterministic values for a fresh connection.
+        for k in ["name", "flags", "db", "sub", "psub", "ssub", "multi", "qbuf", "argv-mem", "multi-mem", "obl", "oll"]
+        {
+            let va = &a.iter().find(|(n, _)| n == k).unwrap().1;
+            let vb = &b.iter().find(|(n, _)| n == k).unwrap().1;
+            assert_eq!(va, vb, "field {k}");
+        }
+        for k in ["omem", "events", "cmd", "user", "redir", "resp"] {
+            let va = &a.iter().find(|(n, _)| n == k).unwrap().1;
+            let vb = &b.iter().find(|(n, _)| n == k).unwrap().1;
+            assert_eq!(va, vb, "field {k}");
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! CLIENT subcommands.
 //!
 //! CLIENT LIST / INFO use Redis 7.0's line format. Fields Ferrite does not
-//! track per connection are reported as follows: qbuf=0, qbuf-free and
-//! rbs = the connection's read chunk size (16384), argv-mem/multi-mem/obl/
-//! oll/omem = 0, rbp = 0, tot-mem = an estimate of the fixed per-connection
+//! track per connection are reported as follows: qbuf and argv-mem = the
+//! size of the current command for the caller (0 for other connections),
+//! qbuf-free = read chunk size (16384) minus qbuf, rbs = 16384,
+//! multi-mem/obl/oll/omem = 0, rbp = 0, tot-mem = an estimate of the fixed per-connection
 //! buffers, events=r. For other connections `cmd=` is the last top-level
 //! command name (subcommands are not recorded); for the calling client it
 //! is the current command, as in Redis.
@@ -139,10 +140,19 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
         None => h.last_cmd.lock().to_string(),
     };
     let user = h.user.lock().clone();
+    // For the caller, the command being executed is still in the query
+    // buffer (its RESP size) and in argv (its argument bytes), as in Redis.
+    let (qbuf, argv_mem) = if me {
+        let argv: u64 = cx.args.iter().map(|a| a.len() as u64).sum();
+        let framing: u64 = cx.args.iter().map(|a| 5 + digits(a.len()) as u64).sum();
+        (3 + digits(cx.args.len()) as u64 + framing + argv, argv)
+    } else {
+        (0, 0)
+    };
     let _ = write!(
         s,
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
-         qbuf=0 qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} \
+         qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} \
          user={} redir=-1 resp={}",
         h.id,
         h.addr,
@@ -157,13 +167,19 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
         h.psub.load(Ordering::Relaxed),
         h.ssub.load(Ordering::Relaxed),
         multi,
+        qbuf,
+        READ_CHUNK.saturating_sub(qbuf),
+        argv_mem,
         READ_CHUNK,
-        READ_CHUNK,
-        2 * READ_CHUNK + 1024,
+        2 * READ_CHUNK + 1024 + qbuf + argv_mem,
         cmd,
         user,
         h.resp.load(Ordering::Relaxed),
     );
+}
+
+fn digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// The caller's current command as Redis names it (`client|list`).
