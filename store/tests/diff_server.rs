@@ -467,3 +467,38 @@ fn client_info_fields_match_redis() {
         }
     }
 }
+
+/// Every INFO field ferrite reports exists in Redis's INFO (except
+/// ferrite_version), in the same section and relative order.
+#[test]
+fn info_fields_are_redis_fields_in_redis_order() {
+    let r = start_redis(&[]);
+    let f = start_ferrite(&[]);
+    let mut rc = Conn::connect(r.port).unwrap();
+    let mut fc = Conn::connect(f.port).unwrap();
+    rc.cmd(&["SET", "k", "v"]);
+    fc.cmd(&["SET", "k", "v"]);
+    let sections = |body: &str| {
+        let mut v: Vec<(String, Vec<String>)> = Vec::new();
+        for line in body.split("\r\n") {
+            if let Some(h) = line.strip_prefix("# ") {
+                v.push((h.to_string(), Vec::new()));
+            } else if let Some((k, _)) = line.split_once(':') {
+                v.last_mut().unwrap().1.push(k.to_string());
+            }
+        }
+        v
+    };
+    let rs = sections(&text(&rc.cmd(&["INFO", "everything"])));
+    let fs = sections(&text(&fc.cmd(&["INFO", "everything"])));
+    let names = |v: &[(String, Vec<String>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&rs), names(&fs));
+    for ((sec, rk), (_, fk)) in rs.iter().zip(&fs) {
+        let mut last = 0;
+        for k in fk.iter().filter(|k| *k != "ferrite_version") {
+            let p = rk.iter().position(|x| x == k).unwrap_or_else(|| panic!("{sec}: {k} is not a Redis field"));
+            assert!(p >= last, "{sec}: {k} out of Redis's order");
+            last = p;
+        }
+    }
+}

@@ -236,8 +236,8 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "total_system_memory:{sys}");
             line!(s, "total_system_memory_human:{}", human(sys));
             line!(s, "used_memory_lua:0");
-            line!(s, "used_memory_scripts:0");
             line!(s, "number_of_cached_scripts:0");
+            line!(s, "used_memory_scripts:0");
             line!(s, "maxmemory:0");
             line!(s, "maxmemory_human:0B");
             line!(s, "maxmemory_policy:noeviction");
