@@ -200,11 +200,14 @@ fn memory(cx: &mut Cx) -> CmdResult {
 
 fn monitor(cx: &mut Cx) -> CmdResult {
     let h = &cx.client.handle;
-    if !h.monitor.swap(true, Ordering::Relaxed) {
-        let mut m = cx.srv.monitors.write();
-        m.push((cx.client.id, h.tx.clone()));
-        cx.srv.monitor_count.store(m.len(), Ordering::Relaxed);
+    // Already monitoring: ignored without a reply, as in Redis.
+    if h.monitor.swap(true, Ordering::Relaxed) {
+        return Ok(());
     }
+    let mut m = cx.srv.monitors.write();
+    m.push((cx.client.id, h.tx.clone()));
+    cx.srv.monitor_count.store(m.len(), Ordering::Relaxed);
+    drop(m);
     cx.out.ok();
     Ok(())
 }
