@@ -41,6 +41,10 @@ pub struct ClientHandle {
     pub user: Mutex<String>,
     pub killed: AtomicBool,
     pub tx: UnboundedSender<Push>,
+    /// Socket file descriptor (CLIENT LIST fd=).
+    pub fd: i32,
+    /// CLIENT NO-EVICT ON.
+    pub no_evict: AtomicBool,
 }
 
 impl ClientHandle {

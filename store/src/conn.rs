@@ -72,6 +72,8 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         user: Mutex::new("default".into()),
         killed: AtomicBool::new(false),
         tx,
+        fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
+        no_evict: AtomicBool::new(false),
     });
     srv.clients.register(handle.clone());
     let mut client = Client::new(handle.clone(), !needs_auth);
@@ -138,18 +140,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(READ_CHUNK);
         }
-        // Like Redis's `timeout`: idle normal clients are closed; clients in
-        // pub/sub or MONITOR are exempt.
-        let idle_secs = srv.tun.timeout_secs.load(Ordering::Relaxed) as u64;
-        let idle_limit = (idle_secs > 0 && !client.in_pubsub() && !handle.monitor.load(Ordering::Relaxed))
-            .then(|| std::time::Duration::from_secs(idle_secs));
         tokio::select! {
-            _ = async {
-                match idle_limit {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending::<()>().await,
-                }
-            } => break,
             r = sock.read_buf(&mut rbuf) => {
                 match r {
                     Ok(0) | Err(_) => break,

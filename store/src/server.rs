@@ -26,8 +26,6 @@ pub struct Tunables {
     pub zset_max_listpack_value: AtomicUsize,
     pub list_max_listpack_size: std::sync::atomic::AtomicI64,
     pub list_compress_depth: AtomicUsize,
-    /// Idle client timeout in seconds (0 = never), mirrors `config.timeout`.
-    pub timeout_secs: AtomicUsize,
     /// `notify-keyspace-events` flags (see `notify`); 0 = off.
     pub notify_flags: std::sync::atomic::AtomicU32,
 }
@@ -35,14 +33,13 @@ pub struct Tunables {
 impl Default for Tunables {
     fn default() -> Self {
         Tunables {
-            hash_max_listpack_entries: AtomicUsize::new(128),
+            hash_max_listpack_entries: AtomicUsize::new(512),
             hash_max_listpack_value: AtomicUsize::new(64),
             set_max_intset_entries: AtomicUsize::new(512),
             zset_max_listpack_entries: AtomicUsize::new(128),
             zset_max_listpack_value: AtomicUsize::new(64),
             list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
             list_compress_depth: AtomicUsize::new(0),
-            timeout_secs: AtomicUsize::new(0),
             notify_flags: std::sync::atomic::AtomicU32::new(0),
         }
     }
@@ -96,7 +93,6 @@ impl Server {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
         let (shutdown_tx, _) = watch::channel(false);
         let tun = Tunables::default();
-        tun.timeout_secs.store(config.timeout as usize, Ordering::Relaxed);
         Arc::new(Server {
             store: Store::new(config.databases),
             config: RwLock::new(config),
@@ -186,6 +182,7 @@ async fn background(srv: Arc<Server>) {
     loop {
         let hz = srv.config.read().hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
+        crate::cmd::client::close_idle_clients(&srv);
         // Like Redis: keep cycling while a large share of sampled keys expired,
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);

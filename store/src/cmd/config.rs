@@ -1,5 +1,388 @@
-//! config commands.
+//! CONFIG GET / SET / RESETSTAT / REWRITE / HELP.
+//!
+//! Parameters use Redis's names (and the 7.0 `*-ziplist-*` aliases). Only
+//! settings Ferrite honours can be changed; well-known Redis settings that
+//! clients query (save, appendonly, maxmemory, ...) are reported with the
+//! value Ferrite effectively has, and CONFIG SET on them fails unless the
+//! new value equals the current one.
+//!
+//! Notes: a new `proto-max-bulk-len` applies to connections accepted after
+//! the change; `requirepass` applies to new connections and AUTH.
 
-use super::CmdImpl;
+use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
+use crate::config::Config;
+use crate::glob::glob_match;
+use crate::server::Server;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-pub static COMMANDS: &[CmdImpl] = &[];
+pub static COMMANDS: &[CmdImpl] = &[CmdImpl { name: "config", handler: config, lock: Lock::None }];
+
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// How a parameter is stored and validated.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A `Config` field or tunable with integer bounds.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// Integer with memory units (1k, 2mb, ...).
+    Mem {
+        min: i64,
+        max: i64,
+    },
+    Str,
+    /// Not changeable in Redis either.
+    Immutable,
+    /// Reported but not changeable in Ferrite (yet).
+    ReadOnly,
+}
+
+struct Param {
+    name: &'static str,
+    kind: Kind,
+}
+
+const I32: (i64, i64) = (i32::MIN as i64, i32::MAX as i64);
+
+const PARAMS: &[Param] = &[
+    Param { name: "bind", kind: Kind::ReadOnly },
+    Param { name: "port", kind: Kind::ReadOnly },
+    Param { name: "databases", kind: Kind::Immutable },
+    Param { name: "requirepass", kind: Kind::Str },
+    Param { name: "maxclients", kind: Kind::Int { min: 1, max: u32::MAX as i64 } },
+    Param { name: "proto-max-bulk-len", kind: Kind::Mem { min: 1024 * 1024, max: i64::MAX } },
+    Param { name: "enable-debug-command", kind: Kind::Immutable },
+    Param { name: "timeout", kind: Kind::Int { min: 0, max: I32.1 } },
+    Param { name: "hz", kind: Kind::Int { min: 0, max: I32.1 } },
+    Param { name: "hash-max-listpack-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "hash-max-ziplist-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "hash-max-listpack-value", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "hash-max-ziplist-value", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "set-max-intset-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "zset-max-listpack-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "zset-max-ziplist-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "zset-max-listpack-value", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "zset-max-ziplist-value", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "list-max-listpack-size", kind: Kind::Int { min: I32.0, max: I32.1 } },
+    Param { name: "list-max-ziplist-size", kind: Kind::Int { min: I32.0, max: I32.1 } },
+    Param { name: "list-compress-depth", kind: Kind::Int { min: 0, max: I32.1 } },
+    Param { name: "save", kind: Kind::ReadOnly },
+    Param { name: "appendonly", kind: Kind::ReadOnly },
+    Param { name: "maxmemory", kind: Kind::ReadOnly },
+    Param { name: "maxmemory-policy", kind: Kind::ReadOnly },
+    Param { name: "cluster-enabled", kind: Kind::Immutable },
+    Param { name: "notify-keyspace-events", kind: Kind::ReadOnly },
+    Param { name: "dir", kind: Kind::ReadOnly },
+    Param { name: "dbfilename", kind: Kind::ReadOnly },
+];
+
+fn find(name: &[u8]) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| eq_ic(p.name.as_bytes(), name))
+}
+
+fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
+    let t = &srv.tun;
+    Some(match name {
+        "hash-max-listpack-entries" | "hash-max-ziplist-entries" => &t.hash_max_listpack_entries,
+        "hash-max-listpack-value" | "hash-max-ziplist-value" => &t.hash_max_listpack_value,
+        "set-max-intset-entries" => &t.set_max_intset_entries,
+        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => &t.zset_max_listpack_entries,
+        "zset-max-listpack-value" | "zset-max-ziplist-value" => &t.zset_max_listpack_value,
+        "list-compress-depth" => &t.list_compress_depth,
+        _ => return None,
+    })
+}
+
+fn list_size(srv: &Server) -> &AtomicI64 {
+    &srv.tun.list_max_listpack_size
+}
+
+/// The current value of a parameter, as CONFIG GET shows it.
+fn get_value(srv: &Server, name: &str) -> String {
+    if let Some(a) = tunable(srv, name) {
+        return a.load(Ordering::Relaxed).to_string();
+    }
+    let c = srv.config.read();
+    match name {
+        "bind" => c.bind.clone(),
+        "port" => srv.port.load(Ordering::Relaxed).to_string(),
+        "databases" => c.databases.to_string(),
+        "requirepass" => c.requirepass.clone().unwrap_or_default(),
+        "maxclients" => c.maxclients.to_string(),
+        "proto-max-bulk-len" => c.proto_max_bulk_len.to_string(),
+        "enable-debug-command" => c.enable_debug_command.clone(),
+        "timeout" => c.timeout.to_string(),
+        "hz" => c.hz.to_string(),
+        "list-max-listpack-size" | "list-max-ziplist-size" => list_size(srv).load(Ordering::Relaxed).to_string(),
+        "save" => String::new(),
+        "appendonly" => "no".into(),
+        "maxmemory" => "0".into(),
+        "maxmemory-policy" => "noeviction".into(),
+        "cluster-enabled" => "no".into(),
+        "notify-keyspace-events" => String::new(),
+        "dir" => std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        "dbfilename" => "dump.rdb".into(),
+        _ => String::new(),
+    }
+}
+
+fn config(cx: &mut Cx) -> CmdResult {
+    let sub = cx.arg(1);
+    if eq_ic(sub, b"get") {
+        config_get(cx)
+    } else if eq_ic(sub, b"set") {
+        config_set(cx)
+    } else if eq_ic(sub, b"resetstat") {
+        cx.srv.stats.reset();
+        cx.out.ok();
+        Ok(())
+    } else if eq_ic(sub, b"rewrite") {
+        config_rewrite(cx)
+    } else {
+        super::server::reply_help(cx, CONFIG_HELP);
+        Ok(())
+    }
+}
+
+fn has_glob(p: &[u8]) -> bool {
+    p.iter().any(|c| matches!(c, b'*' | b'?' | b'['))
+}
+
+fn config_get(cx: &mut Cx) -> CmdResult {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for i in 2..cx.argc() {
+        let pat = cx.arg(i);
+        if !has_glob(pat) {
+            if let Some(p) = find(pat) {
+                let given = String::from_utf8_lossy(pat).into_owned();
+                if !out.iter().any(|(n, _)| n.eq_ignore_ascii_case(&given)) {
+                    out.push((given, get_value(cx.srv, p.name)));
+                }
+            }
+            continue;
+        }
+        for p in PARAMS {
+            if glob_match(pat, p.name.as_bytes(), true) && !out.iter().any(|(n, _)| n == p.name) {
+                out.push((p.name.to_string(), get_value(cx.srv, p.name)));
+            }
+        }
+    }
+    cx.out.map(out.len());
+    for (k, v) in &out {
+        cx.out.bulk(k.as_bytes());
+        cx.out.bulk(v.as_bytes());
+    }
+    Ok(())
+}
+
+/// Redis's memtoull: digits with an optional b/k/kb/m/mb/g/gb unit.
+fn parse_mem(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
+    let (num, mul): (&str, i64) = if let Some(n) = s.strip_suffix("gb") {
+        (n, 1 << 30)
+    } else if let Some(n) = s.strip_suffix("mb") {
+        (n, 1 << 20)
+    } else if let Some(n) = s.strip_suffix("kb") {
+        (n, 1 << 10)
+    } else if let Some(n) = s.strip_suffix('g') {
+        (n, 1_000_000_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 1_000_000)
+    } else if let Some(n) = s.strip_suffix('k') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('b') {
+        (n, 1)
+    } else {
+        (s.as_str(), 1)
+    };
+    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<i64>().ok()?.checked_mul(mul)
+}
+
+/// A validated new value.
+enum NewVal {
+    Int(i64),
+    Str(String),
+}
+
+fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
+    let range_err = |min: i64, max: i64| format!("argument must be between {min} and {max} inclusive");
+    match p.kind {
+        Kind::Int { min, max } => {
+            let n = ferrite_resp::num::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            if n < min || n > max {
+                return Err(range_err(min, max));
+            }
+            Ok(Some(NewVal::Int(n)))
+        }
+        Kind::Mem { min, max } => {
+            let n = match v.first() {
+                Some(b'-') => ferrite_resp::num::parse_i64(v),
+                _ => parse_mem(v),
+            }
+            .ok_or("argument must be a memory value")?;
+            if n < min || n > max {
+                return Err(range_err(min, max));
+            }
+            Ok(Some(NewVal::Int(n)))
+        }
+        Kind::Str => Ok(Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
+        Kind::Immutable => Err("can't set immutable config".into()),
+        Kind::ReadOnly => {
+            // Setting the value it already has changes nothing: allowed.
+            if get_value(cx.srv, p.name).as_bytes().eq_ignore_ascii_case(v) {
+                Ok(None)
+            } else {
+                Err("Ferrite does not support changing this setting yet".into())
+            }
+        }
+    }
+}
+
+fn apply(srv: &Server, name: &str, v: NewVal) {
+    if let Some(a) = tunable(srv, name) {
+        if let NewVal::Int(n) = v {
+            a.store(n as usize, Ordering::Relaxed);
+        }
+        return;
+    }
+    let mut c = srv.config.write();
+    match (name, v) {
+        ("requirepass", NewVal::Str(s)) => c.requirepass = (!s.is_empty()).then_some(s),
+        ("maxclients", NewVal::Int(n)) => c.maxclients = n as usize,
+        ("proto-max-bulk-len", NewVal::Int(n)) => c.proto_max_bulk_len = n as u64,
+        ("timeout", NewVal::Int(n)) => c.timeout = n as u64,
+        // Redis clamps hz into 1..=500.
+        ("hz", NewVal::Int(n)) => c.hz = n.clamp(1, 500) as u32,
+        ("list-max-listpack-size" | "list-max-ziplist-size", NewVal::Int(n)) => {
+            list_size(srv).store(n, Ordering::Relaxed)
+        }
+        _ => {}
+    }
+}
+
+fn config_set(cx: &mut Cx) -> CmdResult {
+    if cx.argc() < 4 || !cx.argc().is_multiple_of(2) {
+        return Err(SYNTAX);
+    }
+    let mut unknown: Option<String> = None;
+    let mut failure: Option<(String, String)> = None;
+    let mut chosen: Vec<(&'static Param, String, usize)> = Vec::new();
+    let mut i = 2;
+    while i + 1 < cx.argc() {
+        let given = String::from_utf8_lossy(cx.arg(i)).to_ascii_lowercase();
+        let vi = i + 1;
+        i += 2;
+        let Some(p) = find(given.as_bytes()) else {
+            if unknown.is_none() && failure.is_none() {
+                unknown = Some(given);
+            }
+            continue;
+        };
+        if unknown.is_some() || failure.is_some() {
+            continue;
+        }
+        if matches!(p.kind, Kind::Immutable) {
+            failure = Some((given, "can't set immutable config".into()));
+            continue;
+        }
+        if chosen.iter().any(|(q, _, _)| std::ptr::eq(*q, p)) {
+            failure = Some((given, "duplicate parameter".into()));
+            continue;
+        }
+        chosen.push((p, given, vi));
+    }
+    if let Some(name) = unknown {
+        return Err(CmdError::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'")));
+    }
+    let fail = |name: &str, why: &str| {
+        CmdError::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {why}"))
+    };
+    if let Some((name, why)) = failure {
+        return Err(fail(&name, &why));
+    }
+    // Validate everything before changing anything: all or nothing.
+    let mut values = Vec::with_capacity(chosen.len());
+    for (p, given, vi) in &chosen {
+        match validate(cx, p, cx.arg(*vi)) {
+            Ok(v) => values.push((p.name, v)),
+            Err(why) => return Err(fail(given, &why)),
+        }
+    }
+    for (name, v) in values {
+        if let Some(v) = v {
+            apply(cx.srv, name, v);
+        }
+    }
+    cx.out.ok();
+    Ok(())
+}
+
+fn toml_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The TOML text for the settings the config file can hold.
+fn render(c: &Config) -> String {
+    let mut s = String::from("# Rewritten by CONFIG REWRITE\n");
+    s.push_str(&format!("bind = {}\n", toml_str(&c.bind)));
+    s.push_str(&format!("port = {}\n", c.port));
+    s.push_str(&format!("databases = {}\n", c.databases));
+    if let Some(p) = &c.requirepass {
+        s.push_str(&format!("requirepass = {}\n", toml_str(p)));
+    }
+    s.push_str(&format!("maxclients = {}\n", c.maxclients));
+    s.push_str(&format!("proto-max-bulk-len = {}\n", c.proto_max_bulk_len));
+    s.push_str(&format!("enable-debug-command = {}\n", toml_str(&c.enable_debug_command)));
+    s.push_str(&format!("threads = {}\n", c.threads));
+    s.push_str(&format!("timeout = {}\n", c.timeout));
+    s.push_str(&format!("hz = {}\n", c.hz));
+    s
+}
+
+fn config_rewrite(cx: &mut Cx) -> CmdResult {
+    let (path, text) = {
+        let c = cx.srv.config.read();
+        match &c.config_file {
+            None => return Err(CmdError::err("The server is running without a config file")),
+            Some(p) => (p.clone(), render(&c)),
+        }
+    };
+    let tmp = path.with_extension("toml.tmp");
+    let r = std::fs::write(&tmp, text.as_bytes()).and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CmdError::err(format!("Rewriting config file: {e}")));
+    }
+    cx.out.ok();
+    Ok(())
+}
