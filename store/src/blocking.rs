@@ -90,12 +90,17 @@ impl BlockRegistry {
     /// world read lock: serving happens under the exclusive world lock, so
     /// a cancel can never interleave with a serve of the same waiter.
     pub fn cancel(&self, w: &Arc<Waiter>) -> bool {
+        self.finish(w, WaitState::Cancelled)
+    }
+
+    /// Move a waiting waiter to `to` and unlink it; false if it was not waiting.
+    fn finish(&self, w: &Arc<Waiter>, to: WaitState) -> bool {
         let mut q = self.queues.lock();
         let mut st = w.state.lock();
         if *st != WaitState::Waiting {
             return false;
         }
-        *st = WaitState::Cancelled;
+        *st = to;
         Self::unlink(&mut q, w);
         self.count.fetch_sub(1, Ordering::Relaxed);
         true
@@ -113,15 +118,7 @@ impl BlockRegistry {
     /// Mark a waiter served and unlink it from all its keys. Returns false
     /// if it was cancelled concurrently (then nothing must be sent).
     pub fn mark_served(&self, w: &Arc<Waiter>) -> bool {
-        let mut q = self.queues.lock();
-        let mut st = w.state.lock();
-        if *st != WaitState::Waiting {
-            return false;
-        }
-        *st = WaitState::Served;
-        Self::unlink(&mut q, w);
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        true
+        self.finish(w, WaitState::Served)
     }
 
     pub fn blocked_clients(&self) -> usize {

@@ -183,15 +183,7 @@ async fn write_out(srv: &Server, sock: &mut TcpStream, out: &mut ReplyBuf) -> st
 /// Release everything the client held in shared registries.
 fn cleanup(srv: &Server, client: &mut Client) {
     dispatch::unwatch_all(srv, client);
-    for ch in client.channels.drain() {
-        srv.pubsub.unsubscribe(&ch, client.id);
-    }
-    for p in client.patterns.drain() {
-        srv.pubsub.punsubscribe(&p, client.id);
-    }
-    for ch in client.shard_channels.drain() {
-        srv.pubsub.sunsubscribe(&ch, client.id);
-    }
+    crate::cmd::pubsub::unsubscribe_all(srv, client);
     if client.handle.monitor.load(Ordering::Relaxed) {
         let mut m = srv.monitors.write();
         m.retain(|(id, _)| *id != client.id);

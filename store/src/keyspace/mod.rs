@@ -82,6 +82,23 @@ impl SlotTable {
     }
 }
 
+/// Keep the slot and shard counts of keys with a TTL in step when a key
+/// goes from (not) volatile to (not) volatile.
+#[inline]
+fn adjust_volatile(slot: &mut u32, shard: &mut usize, was: bool, now: bool) {
+    match (was, now) {
+        (false, true) => {
+            *slot += 1;
+            *shard += 1;
+        }
+        (true, false) => {
+            *slot -= 1;
+            *shard -= 1;
+        }
+        _ => {}
+    }
+}
+
 /// One lock shard of a database.
 pub struct Shard {
     pub slots: Box<[SlotTable]>,
@@ -124,17 +141,7 @@ impl Shard {
             }
         };
         let old_volatile = old.as_ref().is_some_and(|o| o.expire_at != 0);
-        match (old_volatile, new_volatile) {
-            (false, true) => {
-                st.volatile += 1;
-                self.volatile += 1;
-            }
-            (true, false) => {
-                st.volatile -= 1;
-                self.volatile -= 1;
-            }
-            _ => {}
-        }
+        adjust_volatile(&mut st.volatile, &mut self.volatile, old_volatile, new_volatile);
         old
     }
 
@@ -159,17 +166,7 @@ impl Shard {
         let Some(e) = st.get_mut(key) else { return false };
         let was = e.expire_at != 0;
         e.expire_at = at;
-        match (was, at != 0) {
-            (false, true) => {
-                st.volatile += 1;
-                self.volatile += 1;
-            }
-            (true, false) => {
-                st.volatile -= 1;
-                self.volatile -= 1;
-            }
-            _ => {}
-        }
+        adjust_volatile(&mut st.volatile, &mut self.volatile, was, at != 0);
         true
     }
 
