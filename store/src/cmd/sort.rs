@@ -68,8 +68,11 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
         } else if eq_ic(a, b"BY") && left >= 1 {
             let p = cx.arg(j + 1);
             sortby = Some(p);
-            // A pattern without '*' is constant: nothing to sort by.
-            dontsort = !c_str(p).contains(&b'*');
+            // A pattern without '*' is constant: nothing to sort by. (Like
+            // Redis, a later BY with a '*' does not undo this.)
+            if !c_str(p).contains(&b'*') {
+                dontsort = true;
+            }
             j += 1;
         } else if eq_ic(a, b"GET") && left >= 1 {
             gets.push(cx.arg(j + 1));
@@ -84,10 +87,14 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
     let key = cx.arg(1);
     let (kind, mut elems): (Kind, Vec<Vec<u8>>) = match cx.ks.lookup_read(key)? {
         None => (Kind::List, Vec::new()),
-        Some(e) => match &e.value {
+        Some(e) => match &mut e.value {
             Value::List(l) => (Kind::List, list_elements(l)),
             Value::Set(s) => (Kind::Set, set_elements(s)),
-            Value::ZSet(z) => (Kind::ZSet, zset_elements_by_rank(z)),
+            Value::ZSet(z) => {
+                // Redis 7.0 converts the sorted set to a skiplist here.
+                zset_force_skiplist(z);
+                (Kind::ZSet, zset_elements_by_rank(z))
+            }
             _ => return Err(WRONGTYPE),
         },
     };
@@ -354,6 +361,11 @@ fn zset_elements_by_rank(z: &ZSet) -> Vec<Vec<u8>> {
     let mut v: Vec<(f64, &SmallBytes)> = z.scores.iter().map(|(m, s)| (*s, m)).collect();
     v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal).then_with(|| a.1.cmp(b.1)));
     v.into_iter().map(|(_, m)| m.to_vec()).collect()
+}
+
+/// Switch a sorted set to the `skiplist` encoding (SORT does, in 7.0).
+fn zset_force_skiplist(z: &mut ZSet) {
+    z.big = true;
 }
 
 /// The value of a hash field.
