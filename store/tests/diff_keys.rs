@@ -256,6 +256,25 @@ fn randomkey_properties() {
     for _ in 0..50 {
         assert_eq!(cmd(&mut c, &["RANDOMKEY"]), R::Bulk(b"stay".to_vec()));
     }
+    // Uniform: two keys in neighbouring slots are both returned often.
+    cmd(&mut c, &["SELECT", "6"]);
+    let first = "k0".to_string();
+    let s0 = ferrite_commands::key_hash_slot(first.as_bytes());
+    let second = (1..100_000)
+        .map(|i| format!("k{i}"))
+        .find(|k| ferrite_commands::key_hash_slot(k.as_bytes()) == s0 + 1 || s0 == 16383)
+        .unwrap();
+    cmd(&mut c, &["SET", &first, "1"]);
+    cmd(&mut c, &["SET", &second, "1"]);
+    let mut n_first = 0;
+    for _ in 0..200 {
+        match cmd(&mut c, &["RANDOMKEY"]) {
+            R::Bulk(k) if k == first.as_bytes() => n_first += 1,
+            R::Bulk(k) if k == second.as_bytes() => {}
+            other => panic!("RANDOMKEY gave {other:?}"),
+        }
+    }
+    assert!((40..=160).contains(&n_first), "skewed RANDOMKEY: {n_first}/200");
     // RESP3 null.
     cmd(&mut c, &["SELECT", "4"]);
     c.cmd(&["HELLO", "3"]);

@@ -4,7 +4,7 @@
 
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, NO_KEY, SYNTAX};
 use crate::glob::glob_match;
-use crate::keyspace::{Entry, StrValue, Value};
+use crate::keyspace::{Entry, StrValue, Value, SHARDS};
 use crate::stats::Stats;
 use ferrite_commands::SLOTS;
 
@@ -409,38 +409,65 @@ fn scan(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
+/// RANDOMKEY: a uniformly chosen key (pick a shard weighted by its key
+/// count, then a position inside it); expired keys are skipped.
 fn randomkey(cx: &mut Cx) -> CmdResult {
     let db = cx.ks.db;
     let now = cx.ks.now;
-    let start = rand::random::<u16>() % SLOTS as u16;
-    let mut found: Option<Vec<u8>> = None;
-    for i in 0..SLOTS as u32 {
-        let s = ((start as u32 + i) % SLOTS as u32) as u16;
-        let pick = cx.ks.acc.with_slot(db, s, |shard| {
-            if shard.keys == 0 {
+    if db >= cx.srv.store.dbs.len() {
+        cx.out.null();
+        return Ok(());
+    }
+    for _ in 0..16 {
+        let mut counts = [0usize; SHARDS];
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = cx.ks.acc.with_slot(db, i as u16, |sh| sh.keys).unwrap_or(0);
+        }
+        let total: usize = counts.iter().sum();
+        if total == 0 {
+            cx.out.null();
+            return Ok(());
+        }
+        let mut r = rand::random::<usize>() % total;
+        let mut shard = 0;
+        while r >= counts[shard] {
+            r -= counts[shard];
+            shard += 1;
+        }
+        // The shard is locked again: its count may have changed meanwhile.
+        let pick = cx.ks.acc.with_slot(db, shard as u16, |sh| {
+            if sh.keys == 0 {
                 return None;
             }
-            let table = &shard.slot(s).table;
-            let live = table.iter().filter(|e| !e.is_expired(now)).count();
-            if live == 0 {
-                return None;
+            let mut r = r % sh.keys;
+            for st in sh.slots.iter() {
+                if r < st.table.len() {
+                    return st.table.iter().nth(r).map(|e| (!e.is_expired(now)).then(|| e.key.to_vec()));
+                }
+                r -= st.table.len();
             }
-            let n = rand::random::<usize>() % live;
-            table.iter().filter(|e| !e.is_expired(now)).nth(n).map(|e| e.key.to_vec())
+            None
         });
-        match pick {
-            None => break, // unknown db
-            Some(Some(k)) => {
-                found = Some(k);
-                break;
-            }
-            Some(None) => {}
+        if let Some(Some(Some(k))) = pick {
+            cx.out.bulk(&k);
+            return Ok(());
         }
     }
-    match found {
-        Some(k) => cx.out.bulk(&k),
-        None => cx.out.null(),
+    // Mostly expired keys: walk the slots from a random point for a live one.
+    let start = rand::random::<u16>() % SLOTS as u16;
+    for i in 0..SLOTS as u32 {
+        let s = ((start as u32 + i) % SLOTS as u32) as u16;
+        let found = cx
+            .ks
+            .acc
+            .with_slot(db, s, |sh| sh.slot(s).table.iter().find(|e| !e.is_expired(now)).map(|e| e.key.to_vec()))
+            .flatten();
+        if let Some(k) = found {
+            cx.out.bulk(&k);
+            return Ok(());
+        }
     }
+    cx.out.null();
     Ok(())
 }
 
