@@ -372,6 +372,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
     let now = cx.ks.now;
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut visited = 0usize;
+    let mut expired: Vec<Vec<u8>> = Vec::new();
     let mut slot = args.cursor;
     while slot < SLOTS as u64 && visited < args.count {
         let s = slot as u16;
@@ -382,6 +383,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
             for e in shard.slot(s).table.iter() {
                 visited += 1;
                 if e.is_expired(now) {
+                    expired.push(e.key.to_vec());
                     continue;
                 }
                 if let Some(p) = args.pattern {
@@ -396,7 +398,15 @@ fn scan(cx: &mut Cx) -> CmdResult {
                 }
                 keys.push(e.key.to_vec());
             }
+            // Expired keys met on the way are deleted, like Redis's scan does.
+            for k in &expired {
+                shard.remove(s, k);
+            }
         });
+        for k in expired.drain(..) {
+            cx.srv.store.dbs[db].signal_expired_deleted(&k);
+            Stats::add(&cx.srv.stats.expired_keys, 1);
+        }
         slot += 1;
     }
     let next = if slot >= SLOTS as u64 { 0 } else { slot };

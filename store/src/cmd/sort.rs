@@ -188,9 +188,8 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
 
     match store {
         None => {
-            let n = if gets.is_empty() { range.len() } else { gets.len() * range.len() };
             // Resolve the GET patterns first (they need the keyspace).
-            let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
+            let mut out: Vec<Option<Vec<u8>>> = Vec::new();
             for it in range {
                 if gets.is_empty() {
                     out.push(Some(it.obj.clone()));
