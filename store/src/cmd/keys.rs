@@ -144,7 +144,7 @@ fn expire_generic(cx: &mut Cx, unit_ms: i64, absolute: bool) -> CmdResult {
     let invalid = || CmdError::err(format!("invalid expire time in '{}' command", cx.cmd.meta.name));
     let mut when = parse_int(cx.arg(2))?;
     if unit_ms == 1000 {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             return Err(invalid());
         }
         when *= 1000;
