@@ -301,20 +301,22 @@ fn copy(cx: &mut Cx) -> CmdResult {
     if src_db == dst_db && src == dst {
         return Err(SAME_OBJECT);
     }
-    let (value, expire_at) = match cx.ks.lookup_read(src)? {
+    let expire_at = match cx.ks.lookup_read(src)? {
         None => {
             cx.out.int(0);
             return Ok(());
         }
-        Some(e) => (e.value.clone(), e.expire_at),
+        Some(e) => e.expire_at,
     };
-    if cx.ks.lookup_in(dst_db, dst)?.is_some() {
-        if !replace {
-            cx.out.int(0);
-            return Ok(());
-        }
-        cx.ks.remove_in(dst_db, dst)?;
+    if !replace && cx.ks.lookup_in(dst_db, dst)?.is_some() {
+        cx.out.int(0);
+        return Ok(());
     }
+    // Deep copy (collections included); the insert replaces any old value.
+    let Some(value) = cx.ks.lookup(src)?.map(|e| e.value.clone()) else {
+        cx.out.int(0);
+        return Ok(());
+    };
     cx.ks.insert_in(dst_db, dst, value, expire_at)?;
     cx.out.int(1);
     Ok(())
@@ -525,7 +527,7 @@ fn object(cx: &mut Cx) -> CmdResult {
     }
     let key = cx.arg(2);
     let lru_now = cx.srv.lru_clock();
-    let Some(e) = peek(&mut cx.ks, key, false)? else {
+    let Some(e) = peek(&mut cx.ks, key, true)? else {
         cx.out.null();
         return Ok(());
     };
