@@ -11,13 +11,25 @@ pub struct ScanArgs<'a> {
     pub type_filter: Option<&'a [u8]>,
 }
 
-/// Parse a scan cursor the way Redis does (`parseScanCursorOrReply`).
+/// Parse a scan cursor the way Redis does (`parseScanCursorOrReply`):
+/// `strtoul` rules, so "" is 0, a leading '+' or '-' is accepted ("-1"
+/// wraps), leading whitespace and anything unconsumed or out of range is
+/// "invalid cursor".
 pub fn parse_cursor(b: &[u8]) -> Result<u64, CmdError> {
-    // Redis uses strtoul and rejects anything not fully consumed or out of range.
-    if b.is_empty() || !b.iter().all(|c| c.is_ascii_digit()) {
-        return Err(CmdError::err("invalid cursor"));
+    let invalid = || CmdError::err("invalid cursor");
+    if b.is_empty() {
+        return Ok(0);
     }
-    std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| CmdError::err("invalid cursor"))
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(|c| c.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let v = std::str::from_utf8(digits).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(invalid)?;
+    Ok(if neg { v.wrapping_neg() } else { v })
 }
 
 /// Parse from `cx.args[first]` on (`first` is the cursor's index).
