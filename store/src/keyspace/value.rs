@@ -157,6 +157,6 @@ pub struct Entry {
 impl Entry {
     #[inline]
     pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expire_at != 0 && self.expire_at <= now_ms
+        self.expire_at != 0 && self.expire_at < now_ms
     }
 }
