@@ -168,3 +168,63 @@ fn hscan_guarantees() {
         assert_eq!(r[1..].len() / 2, 111);
     }
 }
+
+/// xorshift64* — deterministic randomness without extra dependencies.
+struct XRng(u64);
+impl XRng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// Random sequences of hash commands on listpack-sized hashes (so order is
+/// deterministic), compared byte for byte with Redis.
+#[test]
+fn random_hash_commands_match_redis() {
+    let keys = ["h1", "h2", "str", "none"];
+    let fields = ["f0", "f1", "f2", "f3", "f4", "", "n", "x"];
+    let vals = ["1", "-2", "1.5", "abc", "", "9223372036854775807", "0.1", "3e2", " 1"];
+    let incrs = ["1", "-1", "0", "x", "9223372036854775807", "1.5", "-0.25", "1e3"];
+    for proto in ["2", "3"] {
+        let mut p = support::Pair::start();
+        p.r.cmd(&["HELLO", proto]);
+        p.f.cmd(&["HELLO", proto]);
+        p.r.cmd(&["SET", "str", "v"]);
+        p.f.cmd(&["SET", "str", "v"]);
+        let mut rng = XRng(0xD1B54A32D192ED03 + proto.as_bytes()[0] as u64);
+        for step in 0..3000 {
+            let k = rng.pick(&keys);
+            let f = rng.pick(&fields);
+            let f2 = rng.pick(&fields);
+            let v = rng.pick(&vals);
+            let cmd: Vec<&str> = match rng.next() % 18 {
+                0 | 1 => vec!["HSET", k, f, v, f2, rng.pick(&vals)],
+                2 => vec!["HSETNX", k, f, v],
+                3 => vec!["HMSET", k, f, v],
+                4 => vec!["HGET", k, f],
+                5 => vec!["HMGET", k, f, f2, "nope"],
+                6 => vec!["HGETALL", k],
+                7 => vec!["HKEYS", k],
+                8 => vec!["HVALS", k],
+                9 => vec!["HDEL", k, f, f2],
+                10 => vec!["HLEN", k],
+                11 => vec!["HEXISTS", k, f],
+                12 => vec!["HSTRLEN", k, f],
+                13 => vec!["HINCRBY", k, f, rng.pick(&incrs)],
+                14 => vec!["HINCRBYFLOAT", k, f, rng.pick(&incrs)],
+                15 => vec!["HSCAN", k, "0", "MATCH", rng.pick(&["f*", "*", "?", "n"])],
+                16 => vec!["HRANDFIELD", k, "100", "WITHVALUES"],
+                _ => vec!["HRANDFIELD", k, rng.pick(&["0", "-0", "x"])],
+            };
+            let a = p.r.cmd(&cmd);
+            let b = p.f.cmd(&cmd);
+            assert_eq!(support::show(&a), support::show(&b), "RESP{proto} step {step}: {cmd:?}");
+        }
+    }
+}

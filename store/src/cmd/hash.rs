@@ -48,7 +48,7 @@ fn read<'k>(ks: &'k mut Ks, key: &[u8]) -> Result<Option<&'k mut Hash>, CmdError
 }
 
 fn hset_generic(cx: &mut Cx, ok_reply: bool) -> CmdResult {
-    if cx.argc() % 2 == 1 {
+    if !cx.argc().is_multiple_of(2) {
         return Err(cx.arity_error());
     }
     let key = cx.arg(1);
@@ -162,7 +162,7 @@ fn hdel(cx: &mut Cx) -> CmdResult {
     for f in fields {
         if h.remove(f) {
             deleted += 1;
-            if h.is_empty() {
+            if h.len() == 0 {
                 break;
             }
         }

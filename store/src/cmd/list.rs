@@ -275,27 +275,27 @@ fn lrem(cx: &mut Cx) -> CmdResult {
         cx.out.int(0);
         return Ok(());
     };
-    let limit = if count == 0 { u64::MAX } else { count.unsigned_abs() };
-    let mut removed = 0u64;
+    let limit = if count == 0 { usize::MAX } else { usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX) };
+    // Positions to remove (ascending), then one compaction pass.
+    let mut hits: Vec<usize> = Vec::new();
     if count >= 0 {
-        let mut i = 0;
-        while i < l.items.len() && removed < limit {
-            if &*l.items[i] == el {
-                l.items.remove(i);
-                removed += 1;
-            } else {
-                i += 1;
-            }
-        }
+        hits.extend(l.items.iter().enumerate().filter(|(_, e)| &***e == el).map(|(i, _)| i).take(limit));
     } else {
-        let mut i = l.items.len();
-        while i > 0 && removed < limit {
-            i -= 1;
-            if &*l.items[i] == el {
-                l.items.remove(i);
-                removed += 1;
+        hits.extend(l.items.iter().enumerate().rev().filter(|(_, e)| &***e == el).map(|(i, _)| i).take(limit));
+        hits.reverse();
+    }
+    let removed = hits.len();
+    if removed > 0 {
+        let mut idx = 0usize;
+        let mut next = hits.iter().copied().peekable();
+        l.items.retain(|_| {
+            let drop = next.peek() == Some(&idx);
+            if drop {
+                next.next();
             }
-        }
+            idx += 1;
+            !drop
+        });
     }
     if removed > 0 {
         cx.ks.remove_if_empty(key)?;

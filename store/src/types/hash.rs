@@ -41,10 +41,6 @@ impl Hash {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn encoding(&self) -> &'static str {
         match self {
             Hash::Pack(_) => "listpack",
