@@ -59,7 +59,7 @@ impl Hash {
                 std::mem::size_of::<Dict>()
                     + d.buckets.capacity() * 8
                     + d.len * std::mem::size_of::<Node>()
-                    + d.iter().map(|(k, v)| heap(k) + heap(v)).sum::<usize>()
+                    + sampled(d.len, d.iter().map(|(k, v)| heap(k) + heap(v)))
             }
         }
     }
@@ -138,6 +138,18 @@ impl Hash {
             Hash::Dict(d) => d.random(rng),
         }
     }
+}
+
+/// Sum of `it` over its first entries, extrapolated to `n` (like Redis's
+/// sampling MEMORY USAGE), so big values are not walked whole.
+pub fn sampled(n: usize, it: impl Iterator<Item = usize>) -> usize {
+    const SAMPLES: usize = 64;
+    let (mut sum, mut seen) = (0usize, 0usize);
+    for x in it.take(SAMPLES) {
+        sum += x;
+        seen += 1;
+    }
+    sum.checked_div(seen).map_or(0, |avg| avg * n + sum % seen)
 }
 
 fn heap(b: &[u8]) -> usize {
