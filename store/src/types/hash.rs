@@ -54,7 +54,7 @@ impl Hash {
 
     pub fn mem_usage(&self) -> usize {
         match self {
-            Hash::Pack(p) => p.buf.capacity(),
+            Hash::Pack(p) => p.buf.len(),
             Hash::Dict(d) => {
                 std::mem::size_of::<Dict>()
                     + d.buckets.capacity() * 8
@@ -181,7 +181,8 @@ impl<'a> Iterator for HashIter<'a> {
 /// Packed pairs: `varint(len) bytes varint(len) bytes ...`.
 #[derive(Clone, Debug, Default)]
 pub struct Pack {
-    buf: Vec<u8>,
+    /// Exact-size allocation (every change reallocates, like a listpack).
+    buf: Box<[u8]>,
     n: u32,
 }
 
@@ -274,8 +275,9 @@ impl Pack {
             Some(s) => {
                 put_varint(&mut enc, value.len());
                 enc.extend_from_slice(value);
-                self.buf.splice(s.value_at..s.end, enc);
-                self.buf.shrink_to_fit();
+                let mut v = std::mem::take(&mut self.buf).into_vec();
+                v.splice(s.value_at..s.end, enc);
+                self.buf = v.into_boxed_slice();
                 false
             }
             None => {
@@ -283,8 +285,10 @@ impl Pack {
                 enc.extend_from_slice(field);
                 put_varint(&mut enc, value.len());
                 enc.extend_from_slice(value);
-                self.buf.reserve_exact(enc.len());
-                self.buf.extend_from_slice(&enc);
+                let mut v = std::mem::take(&mut self.buf).into_vec();
+                v.reserve_exact(enc.len());
+                v.extend_from_slice(&enc);
+                self.buf = v.into_boxed_slice();
                 self.n += 1;
                 true
             }
@@ -294,8 +298,9 @@ impl Pack {
     fn remove(&mut self, field: &[u8]) -> bool {
         match self.find(field) {
             Some(s) => {
-                self.buf.drain(s.start..s.end);
-                self.buf.shrink_to_fit();
+                let mut v = std::mem::take(&mut self.buf).into_vec();
+                v.drain(s.start..s.end);
+                self.buf = v.into_boxed_slice();
                 self.n -= 1;
                 true
             }
@@ -502,6 +507,11 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     const LIM: Limits = Limits { max_entries: 128, max_value: 64 };
+
+    #[test]
+    fn compact_sizes() {
+        assert!(std::mem::size_of::<Hash>() <= 24);
+    }
 
     #[test]
     fn pack_basic_and_conversion() {
