@@ -228,3 +228,47 @@ fn random_hash_commands_match_redis() {
         }
     }
 }
+
+fn scan_cursor(c: &mut Conn, key: &str) -> (Vec<u8>, usize) {
+    let r = bulks(&c.cmd(&["HSCAN", key, "0", "COUNT", "1"]));
+    (r[0].clone(), (r.len() - 1) / 2)
+}
+
+/// Encoding conversions observed through HSCAN: a listpack hash returns
+/// everything with cursor 0 whatever COUNT says; a hashtable honours COUNT.
+#[test]
+fn encoding_conversions_via_hscan() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    fill(&mut c, "h", 128);
+    assert_eq!(scan_cursor(&mut c, "h"), (b"0".to_vec(), 128));
+    c.cmd(&["HSET", "h", "one-more", "v"]);
+    let (cur, n) = scan_cursor(&mut c, "h");
+    assert!(cur != b"0" && n < 129, "129 entries must be a hashtable");
+    // never converts back
+    for i in 0..100 {
+        c.cmd(&["HDEL", "h", &format!("f{i}")]);
+    }
+    let (cur, _) = scan_cursor(&mut c, "h");
+    assert!(cur != b"0");
+    // value and field length limit (64)
+    let v64 = "x".repeat(64);
+    let v65 = "x".repeat(65);
+    fill(&mut c, "a", 10);
+    c.cmd(&["HSET", "a", "f", &v64]);
+    c.cmd(&["HSET", "a", &v64, "v"]);
+    assert_eq!(scan_cursor(&mut c, "a").0, b"0");
+    c.cmd(&["HSET", "a", "f", &v65]);
+    assert!(scan_cursor(&mut c, "a").0 != b"0");
+    fill(&mut c, "b", 10);
+    c.cmd(&["HSETNX", "b", &v65, "v"]);
+    assert!(scan_cursor(&mut c, "b").0 != b"0");
+    // HSETNX on an existing field does not convert
+    fill(&mut c, "d", 10);
+    c.cmd(&["HSETNX", "d", "f1", &v65]);
+    assert_eq!(scan_cursor(&mut c, "d"), (b"0".to_vec(), 10));
+    // HINCRBYFLOAT producing a long value converts
+    fill(&mut c, "e", 10);
+    c.cmd(&["HINCRBYFLOAT", "e", "n", "1e70"]);
+    assert!(scan_cursor(&mut c, "e").0 != b"0");
+}

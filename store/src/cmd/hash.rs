@@ -3,7 +3,6 @@
 use super::scan::{parse as parse_scan, parse_cursor};
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, NOT_FLOAT, OVERFLOW, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
-use crate::server::Tunables;
 use crate::types::hash::{Hash, Limits};
 use rand::Rng;
 
@@ -30,10 +29,7 @@ pub static COMMANDS: &[CmdImpl] = &[
 const MAX_RAND_COUNT: u64 = 100_000_000;
 
 fn limits(cx: &Cx) -> Limits {
-    Limits {
-        max_entries: Tunables::get(&cx.srv.tun.hash_max_listpack_entries),
-        max_value: Tunables::get(&cx.srv.tun.hash_max_listpack_value),
-    }
+    Limits::of(&cx.srv.tun)
 }
 
 /// The hash at `key` for a read command (counts hits/misses).

@@ -100,7 +100,8 @@ fn rpushx(cx: &mut Cx) -> CmdResult {
     push_generic(cx, End::Right, true)
 }
 
-fn pop_one(l: &mut List, end: End) -> Option<SmallBytes> {
+/// Pop one element from the given end.
+pub fn pop_one(l: &mut List, end: End) -> Option<SmallBytes> {
     match end {
         End::Left => l.items.pop_front(),
         End::Right => l.items.pop_back(),

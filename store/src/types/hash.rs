@@ -21,6 +21,17 @@ pub struct Limits {
     pub max_value: usize,
 }
 
+impl Limits {
+    /// The current `hash-max-listpack-*` settings.
+    pub fn of(tun: &crate::server::Tunables) -> Limits {
+        use crate::server::Tunables;
+        Limits {
+            max_entries: Tunables::get(&tun.hash_max_listpack_entries),
+            max_value: Tunables::get(&tun.hash_max_listpack_value),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Hash {
     Pack(Pack),
