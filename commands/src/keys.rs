@@ -69,7 +69,8 @@ pub fn get_keys(meta: &CommandMeta, args: &[impl AsRef<[u8]>]) -> Result<SmallVe
                     return Err(KeysError::Invalid);
                 }
                 let f = first + firstkey;
-                (f, f + (n - 1) * keystep, *keystep)
+                let last = (n - 1).checked_mul(*keystep).and_then(|x| x.checked_add(f)).ok_or(KeysError::Invalid)?;
+                (f, last, *keystep)
             }
             FindKeys::Unknown => continue,
         };

@@ -15,6 +15,6 @@ impl List {
 
     pub fn mem_usage(&self) -> usize {
         self.items.capacity() * std::mem::size_of::<SmallBytes>()
-            + self.items.iter().map(|i| i.heap_size()).sum::<usize>()
+            + crate::types::hash::sampled(self.items.len(), self.items.iter().map(|i| i.heap_size()))
     }
 }
