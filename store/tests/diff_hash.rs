@@ -240,6 +240,7 @@ fn scan_cursor(c: &mut Conn, key: &str) -> (Vec<u8>, usize) {
 fn encoding_conversions_via_hscan() {
     let f = start_ferrite(&[]);
     let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(c.cmd(&["CONFIG", "SET", "hash-max-listpack-entries", "128"]), b"+OK\r\n");
     fill(&mut c, "h", 128);
     assert_eq!(scan_cursor(&mut c, "h"), (b"0".to_vec(), 128));
     c.cmd(&["HSET", "h", "one-more", "v"]);

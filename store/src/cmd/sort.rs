@@ -516,7 +516,7 @@ fn zset_force_skiplist(z: &mut ZSet) {
 
 /// The value of a hash field.
 fn hash_get(h: &Hash, field: &[u8]) -> Option<Vec<u8>> {
-    h.map.get(field).map(|v| v.to_vec())
+    h.get(field).map(|v| v.to_vec())
 }
 
 /// A list value holding `items` in order (SORT ... STORE).
