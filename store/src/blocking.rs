@@ -27,15 +27,15 @@ pub enum WaitState {
 
 /// One blocked client.
 pub struct Waiter {
-    pub client_id: u64,
+    pub handle: Arc<crate::client::ClientHandle>,
     pub db: usize,
     pub resp3: bool,
+    pub user: String,
     /// The blocking command, as sent.
     pub args: Vec<Bytes>,
     /// Keys it waits on (each registered in the registry).
     pub keys: Vec<Bytes>,
     pub state: Mutex<WaitState>,
-    pub tx: tokio::sync::mpsc::UnboundedSender<crate::client::Push>,
 }
 
 #[derive(Default)]

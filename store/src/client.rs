@@ -18,6 +18,12 @@ pub enum Push {
     Monitor(Bytes),
     /// CLIENT KILL or shutdown: close the connection.
     Kill,
+    /// The reply of a blocked command, served by another connection's
+    /// write (already encoded for this client's protocol).
+    Reply(Bytes),
+    /// CLIENT UNBLOCK: stop waiting; `error` picks the UNBLOCKED error
+    /// over the timeout reply.
+    Unblock { error: bool },
 }
 
 /// What other connections may see and change about a client.
@@ -40,6 +46,8 @@ pub struct ClientHandle {
     pub monitor: AtomicBool,
     pub user: Mutex<String>,
     pub killed: AtomicBool,
+    /// Blocked in BLPOP & co (CLIENT LIST flag `b`, exempt from `timeout`).
+    pub blocked: AtomicBool,
     pub tx: UnboundedSender<Push>,
     /// Socket file descriptor (CLIENT LIST fd=).
     pub fd: i32,
@@ -52,6 +60,17 @@ impl ClientHandle {
         self.killed.store(true, Ordering::Relaxed);
         let _ = self.tx.send(Push::Kill);
     }
+}
+
+/// What a blocking command asks for when it finds nothing to serve.
+#[derive(Debug, Clone)]
+pub struct BlockRequest {
+    /// Keys to wait on.
+    pub keys: Vec<Bytes>,
+    /// Absolute deadline in unix ms; None waits forever.
+    pub deadline_ms: Option<i64>,
+    /// Reply on timeout: null array (true) or null bulk (false).
+    pub null_array: bool,
 }
 
 /// MULTI state.
@@ -88,6 +107,13 @@ pub struct Client {
     pub reply_skip: bool,
     /// Shutdown was requested by this client.
     pub shutdown: bool,
+    /// Set by a blocking command that found nothing (see `blocking`).
+    pub block: Option<BlockRequest>,
+    /// The registered waiter while the client is blocked.
+    pub waiter: Option<Arc<crate::blocking::Waiter>>,
+    /// Keys written by this client's commands that blocked clients may wait
+    /// on; served at the end of the command (or of EXEC).
+    pub ready_keys: Vec<(usize, Bytes)>,
 }
 
 impl Client {
@@ -109,6 +135,9 @@ impl Client {
             reply_off: false,
             reply_skip: false,
             shutdown: false,
+            block: None,
+            waiter: None,
+            ready_keys: Vec::new(),
         }
     }
 

@@ -37,7 +37,8 @@ pub fn encode_push(out: &mut ReplyBuf, p: &Push) {
             out.bulk(payload);
         }
         Push::Monitor(line) => out.simple(line),
-        Push::Kill => {}
+        Push::Reply(b) => out.raw(b),
+        Push::Kill | Push::Unblock { .. } => {}
     }
 }
 
@@ -71,6 +72,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         monitor: AtomicBool::new(false),
         user: Mutex::new("default".into()),
         killed: AtomicBool::new(false),
+        blocked: AtomicBool::new(false),
         tx,
         fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
         no_evict: AtomicBool::new(false),
@@ -104,7 +106,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     args.clear();
                     ncmds += 1;
                     parser.authenticated = client.authenticated;
-                    if client.close_after_reply {
+                    if client.close_after_reply || client.waiter.is_some() {
                         break;
                     }
                     if out.buf.len() >= FLUSH_AT && write_out(&srv, &mut sock, &mut out).await.is_err() {
@@ -136,6 +138,14 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         if client.shutdown {
             srv.shutdown();
             break;
+        }
+        if client.waiter.is_some() {
+            let stay = wait_blocked(&srv, &mut sock, &mut rbuf, &mut rx, &mut client, &mut out).await;
+            if !stay || write_out(&srv, &mut sock, &mut out).await.is_err() {
+                break;
+            }
+            // Process what arrived while blocked.
+            continue;
         }
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(READ_CHUNK);
@@ -169,6 +179,88 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     cleanup(&srv, &mut client);
 }
 
+/// Wait until the blocked command is served, times out, is unblocked, or
+/// the client goes away. Returns false when the connection must close.
+/// The reply (served or timeout) is appended to `out`.
+async fn wait_blocked(
+    srv: &Server,
+    sock: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    rx: &mut mpsc::UnboundedReceiver<Push>,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+) -> bool {
+    let Some(w) = client.waiter.clone() else { return true };
+    let req = client.block.take();
+    let deadline = req.as_ref().and_then(|r| r.deadline_ms);
+    let null_array = req.as_ref().is_none_or(|r| r.null_array);
+    let cancel = |srv: &Server| {
+        let _world = srv.store.world_read();
+        srv.blocking.cancel(&w)
+    };
+    out.resp3 = client.resp3;
+    let mut stay = true;
+    loop {
+        let wait = deadline.map(|d| std::time::Duration::from_millis((d - crate::server::now_ms()).max(0) as u64));
+        tokio::select! {
+            p = rx.recv() => match p {
+                Some(Push::Reply(b)) => {
+                    out.raw(&b);
+                    break;
+                }
+                None | Some(Push::Kill) => {
+                    cancel(srv);
+                    stay = false;
+                    break;
+                }
+                Some(Push::Unblock { error }) => {
+                    if cancel(srv) {
+                        if error {
+                            out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+                        } else if null_array {
+                            out.null_array();
+                        } else {
+                            out.null();
+                        }
+                        break;
+                    }
+                    // Already served: the reply is on its way.
+                }
+                Some(other) => encode_push(out, &other),
+            },
+            _ = async {
+                match wait {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                if cancel(srv) {
+                    if null_array {
+                        out.null_array();
+                    } else {
+                        out.null();
+                    }
+                    break;
+                }
+            }
+            r = sock.read_buf(rbuf) => match r {
+                // The client went away while blocked.
+                Ok(0) | Err(_) => {
+                    cancel(srv);
+                    stay = false;
+                    break;
+                }
+                Ok(n) => {
+                    srv.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            },
+        }
+    }
+    client.waiter = None;
+    client.handle.blocked.store(false, Ordering::Relaxed);
+    stay
+}
+
 async fn write_out(srv: &Server, sock: &mut TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
     let n = out.buf.len();
     sock.write_all(&out.buf).await?;
@@ -182,6 +274,10 @@ async fn write_out(srv: &Server, sock: &mut TcpStream, out: &mut ReplyBuf) -> st
 
 /// Release everything the client held in shared registries.
 fn cleanup(srv: &Server, client: &mut Client) {
+    if let Some(w) = client.waiter.take() {
+        let _world = srv.store.world_read();
+        srv.blocking.cancel(&w);
+    }
     dispatch::unwatch_all(srv, client);
     crate::cmd::pubsub::unsubscribe_all(srv, client);
     if client.handle.monitor.load(Ordering::Relaxed) {

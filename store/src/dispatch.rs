@@ -6,6 +6,7 @@
 //! Everything here is synchronous; the connection task calls `execute`
 //! for each parsed request and writes the reply buffer afterwards.
 
+use crate::blocking::{WaitState, Waiter};
 use crate::client::{Client, Multi, Push};
 use crate::cmd::{arity_error, Cmd, CmdError, Cx, Ks, Lock};
 use crate::keyspace::Access;
@@ -16,6 +17,7 @@ use ferrite_commands::{get_keys, key_hash_slot, CommandMeta, Flags};
 use ferrite_resp::ReplyBuf;
 use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Redis's message for an unknown command.
 fn unknown_command(args: &[Bytes]) -> CmdError {
@@ -126,7 +128,8 @@ fn execute_resolved(
 }
 
 /// Lock what the command needs and run its handler. `shared` is the
-/// exclusive access EXEC already holds.
+/// exclusive access EXEC already holds (then blocked clients are served by
+/// EXEC once the whole transaction ran, as in Redis).
 fn run<'s>(
     srv: &'s Server,
     client: &mut Client,
@@ -138,6 +141,7 @@ fn run<'s>(
 ) {
     let now = now_ms();
     let db = client.db;
+    let in_exec = shared.is_some();
     let mut owned;
     let acc: &mut Access<'s> = match shared {
         Some(a) => a,
@@ -155,7 +159,16 @@ fn run<'s>(
                             out.error(&e);
                             return;
                         }
-                        srv.store.access_slots(db, slots.into_iter())
+                        // A write to a key somebody is blocked on runs
+                        // exclusively, so serving the blocked clients is
+                        // atomic with the write (first blocked, first served).
+                        if meta.flags.has(Flags::WRITE)
+                            && srv.blocking.has_waiters(db, pos.iter().map(|&i| &args[i][..]))
+                        {
+                            srv.store.access_all()
+                        } else {
+                            srv.store.access_slots(db, slots.into_iter())
+                        }
                     }
                     // Arguments don't fit the key specs: the handler will
                     // report the precise error; lock everything meanwhile.
@@ -165,13 +178,91 @@ fn run<'s>(
             &mut owned
         }
     };
-    let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now }, args, cmd };
+    let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now }, args, cmd, in_exec };
     if let Err(e) = (cmd.imp.handler)(&mut cx) {
         srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
         cx.out.error(&e.0);
     }
+    if let Some(req) = &client.block {
+        // Register while the keys' shards are still locked: no write can
+        // slip in between "nothing to pop" and "waiting".
+        let w = Arc::new(Waiter {
+            handle: client.handle.clone(),
+            db,
+            resp3: client.resp3,
+            user: client.user.clone(),
+            args: args.to_vec(),
+            keys: req.keys.clone(),
+            state: parking_lot::Mutex::new(WaitState::Waiting),
+        });
+        srv.blocking.register(w.clone());
+        client.handle.blocked.store(true, Ordering::Relaxed);
+        client.waiter = Some(w);
+    } else if meta.flags.has(Flags::WRITE) && srv.blocking.any() {
+        if let Ok(pos) = get_keys(meta, args) {
+            client.ready_keys.extend(pos.iter().map(|&i| (db, args[i].clone())));
+        }
+        if !in_exec && acc.is_exclusive() {
+            serve_blocked(srv, acc, std::mem::take(&mut client.ready_keys));
+        }
+    }
     if srv.monitor_count.load(Ordering::Relaxed) > 0 && !meta.flags.has(Flags::ADMIN | Flags::SKIP_MONITOR) {
         feed_monitors(srv, client, db, args);
+    }
+}
+
+/// Serve clients blocked on `ready` keys, oldest first, by re-running their
+/// commands under the exclusive access the writer holds. A served command
+/// may make further keys ready (BLMOVE's destination); those are served too.
+pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usize, Bytes)>) {
+    if ready.is_empty() || !srv.blocking.any() {
+        return;
+    }
+    let mut queue: std::collections::VecDeque<(usize, Bytes)> = ready.into();
+    let mut rounds = 0;
+    while let Some((db, key)) = queue.pop_front() {
+        rounds += 1;
+        if rounds > 100_000 {
+            break;
+        }
+        for w in srv.blocking.waiters(db, &key) {
+            let Ok((cmd, meta)) = resolve(srv, &w.args) else { continue };
+            let mut tmp = Client::new(w.handle.clone(), true);
+            tmp.db = w.db;
+            tmp.resp3 = w.resp3;
+            tmp.user = w.user.clone();
+            let mut out = ReplyBuf { buf: bytes::BytesMut::with_capacity(128), resp3: w.resp3 };
+            let mut cx = Cx {
+                srv,
+                client: &mut tmp,
+                out: &mut out,
+                ks: Ks { srv, acc, db: w.db, now: now_ms() },
+                args: &w.args,
+                cmd,
+                in_exec: false,
+            };
+            if let Err(e) = (cmd.imp.handler)(&mut cx) {
+                out.error(&e.0);
+            }
+            if tmp.block.is_some() {
+                // Nothing left on this key for anybody behind this waiter.
+                break;
+            }
+            if srv.blocking.mark_served(&w) {
+                w.handle.blocked.store(false, Ordering::Relaxed);
+                let _ = w.handle.tx.send(Push::Reply(out.buf.freeze()));
+                if let Ok(pos) = get_keys(meta, &w.args) {
+                    for i in pos {
+                        if w.args[i] != key {
+                            queue.push_back((w.db, w.args[i].clone()));
+                        }
+                    }
+                }
+                if srv.monitor_count.load(Ordering::Relaxed) > 0 {
+                    feed_monitors(srv, &tmp, w.db, &w.args);
+                }
+            }
+        }
     }
 }
 
@@ -202,6 +293,7 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
             Err(e) => out.error(&e.0),
         }
     }
+    serve_blocked(srv, &mut acc, std::mem::take(&mut client.ready_keys));
 }
 
 /// Did any watched key change (or expire) since WATCH?

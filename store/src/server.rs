@@ -69,6 +69,8 @@ pub struct Server {
     /// Clients in MONITOR mode.
     pub monitors: RwLock<Vec<(u64, tokio::sync::mpsc::UnboundedSender<crate::client::Push>)>>,
     pub monitor_count: AtomicUsize,
+    /// Clients blocked on keys.
+    pub blocking: crate::blocking::BlockRegistry,
 }
 
 /// Current unix time in milliseconds.
@@ -108,6 +110,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             monitors: RwLock::new(Vec::new()),
             monitor_count: AtomicUsize::new(0),
+            blocking: Default::default(),
         })
     }
 

@@ -6,6 +6,11 @@ use crate::keyspace::Value;
 use crate::types::list::List;
 
 pub static COMMANDS: &[CmdImpl] = &[
+    CmdImpl { name: "blpop", handler: blpop, lock: Lock::Keys },
+    CmdImpl { name: "brpop", handler: brpop, lock: Lock::Keys },
+    CmdImpl { name: "blmove", handler: blmove, lock: Lock::Keys },
+    CmdImpl { name: "brpoplpush", handler: brpoplpush, lock: Lock::Keys },
+    CmdImpl { name: "blmpop", handler: blmpop, lock: Lock::Keys },
     CmdImpl { name: "lpush", handler: lpush, lock: Lock::Keys },
     CmdImpl { name: "rpush", handler: rpush, lock: Lock::Keys },
     CmdImpl { name: "lpushx", handler: lpushx, lock: Lock::Keys },
@@ -468,11 +473,21 @@ fn rpoplpush(cx: &mut Cx) -> CmdResult {
 }
 
 fn lmpop(cx: &mut Cx) -> CmdResult {
-    let numkeys = parse_int(cx.arg(1))
+    lmpop_generic(cx, 1, false)
+}
+
+fn blmpop(cx: &mut Cx) -> CmdResult {
+    lmpop_generic(cx, 2, true)
+}
+
+/// LMPOP / BLMPOP: `numkeys` at `numkeys_idx`, keys after it, then
+/// LEFT|RIGHT [COUNT n]; BLMPOP's timeout is argument 1.
+fn lmpop_generic(cx: &mut Cx, numkeys_idx: usize, block: bool) -> CmdResult {
+    let numkeys = parse_int(cx.arg(numkeys_idx))
         .ok()
         .filter(|n| *n >= 1)
         .ok_or_else(|| CmdError::err("numkeys should be greater than 0"))? as u64;
-    let where_idx = numkeys.saturating_add(2);
+    let where_idx = numkeys.saturating_add(numkeys_idx as u64 + 1);
     if where_idx >= cx.argc() as u64 {
         return Err(SYNTAX);
     }
@@ -495,8 +510,10 @@ fn lmpop(cx: &mut Cx) -> CmdResult {
         j += 1;
     }
     let count = count.unwrap_or(1);
+    let deadline = if block { Some(cx.timeout_arg(1)?) } else { None };
     let args = cx.args;
-    for key in &args[2..where_idx] {
+    let keys = &args[numkeys_idx + 1..where_idx];
+    for key in keys {
         let Some(l) = cx.ks.list(key)? else {
             continue;
         };
@@ -516,6 +533,60 @@ fn lmpop(cx: &mut Cx) -> CmdResult {
         cx.ks.modified(key);
         return Ok(());
     }
-    cx.out.null_array();
+    match deadline {
+        Some(d) => cx.block_on(keys.to_vec(), d, true),
+        None => cx.out.null_array(),
+    }
     Ok(())
+}
+
+/// BLPOP / BRPOP: pop from the first non-empty list, or block.
+fn bpop(cx: &mut Cx, end: End) -> CmdResult {
+    let last = cx.argc() - 1;
+    let deadline = cx.timeout_arg(last)?;
+    let args = cx.args;
+    let keys = &args[1..last];
+    for key in keys {
+        let Some(l) = cx.ks.list(key)? else { continue };
+        let Some(e) = pop_one(l, end) else { continue };
+        cx.out.array(2);
+        cx.out.bulk(key);
+        cx.out.bulk(&e);
+        cx.ks.remove_if_empty(key)?;
+        cx.ks.modified(key);
+        return Ok(());
+    }
+    cx.block_on(keys.to_vec(), deadline, true);
+    Ok(())
+}
+
+fn blpop(cx: &mut Cx) -> CmdResult {
+    bpop(cx, End::Left)
+}
+
+fn brpop(cx: &mut Cx) -> CmdResult {
+    bpop(cx, End::Right)
+}
+
+/// BLMOVE / BRPOPLPUSH: LMOVE when the source has elements, else block on it.
+fn bmove(cx: &mut Cx, from: End, to: End, timeout_idx: usize) -> CmdResult {
+    let (src, dst) = (cx.arg(1), cx.arg(2));
+    let deadline = cx.timeout_arg(timeout_idx)?;
+    match cx.ks.list(src)? {
+        Some(l) if l.len() > 0 => move_generic(cx, src, dst, from, to),
+        _ => {
+            cx.block_on(vec![cx.args[1].clone()], deadline, false);
+            Ok(())
+        }
+    }
+}
+
+fn blmove(cx: &mut Cx) -> CmdResult {
+    let from = parse_end(cx.arg(3))?;
+    let to = parse_end(cx.arg(4))?;
+    bmove(cx, from, to, 5)
+}
+
+fn brpoplpush(cx: &mut Cx) -> CmdResult {
+    bmove(cx, End::Right, End::Left, 3)
 }

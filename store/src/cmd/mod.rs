@@ -360,9 +360,48 @@ pub struct Cx<'a, 's> {
     pub ks: Ks<'a, 's>,
     pub args: &'a [Bytes],
     pub cmd: &'s Cmd,
+    /// Running inside EXEC: blocking commands must not block.
+    pub in_exec: bool,
 }
 
 impl<'a, 's> Cx<'a, 's> {
+    /// A blocking command found nothing: block on `keys` until `deadline_ms`
+    /// (None = forever), or, inside MULTI/EXEC, reply the timeout reply now.
+    pub fn block_on(&mut self, keys: Vec<Bytes>, deadline_ms: Option<i64>, null_array: bool) {
+        if self.in_exec {
+            if null_array {
+                self.out.null_array();
+            } else {
+                self.out.null();
+            }
+            return;
+        }
+        self.client.block = Some(crate::client::BlockRequest { keys, deadline_ms, null_array });
+    }
+
+    /// Parse a blocking timeout in seconds (Redis's `getTimeoutFromObjectOrReply`
+    /// with UNIT_SECONDS) into an absolute deadline; 0 means forever.
+    pub fn timeout_arg(&self, i: usize) -> Result<Option<i64>, CmdError> {
+        let v = ferrite_resp::num::parse_f64(self.arg(i))
+            .filter(|_| crate::ldouble::is_valid(self.arg(i)))
+            .ok_or_else(|| CmdError::err("timeout is not a float or out of range"))?;
+        let ms = v * 1000.0;
+        if ms > i64::MAX as f64 {
+            return Err(CmdError::err("timeout is out of range"));
+        }
+        let ms = ms.ceil() as i64;
+        if ms < 0 {
+            return Err(CmdError::err("timeout is negative"));
+        }
+        if ms == 0 {
+            return Ok(None);
+        }
+        if ms > i64::MAX - self.ks.now {
+            return Err(CmdError::err("timeout is out of range"));
+        }
+        Ok(Some(self.ks.now + ms))
+    }
+
     #[inline]
     pub fn arg(&self, i: usize) -> &'a [u8] {
         &self.args[i]
