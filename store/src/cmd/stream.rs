@@ -474,7 +474,9 @@ pub struct XReadArgs {
     pub ids: Vec<StreamId>,
 }
 
-fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError> {
+/// Parse XREAD (`xreadgroup` false) or XREADGROUP arguments, with the
+/// argument errors and key checks (WRONGTYPE, NOGROUP) Redis gives.
+pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError> {
     let argc = cx.argc();
     let mut count: i64 = 0;
     let mut block_ms = None;
@@ -488,8 +490,8 @@ fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError> {
         let o = cstr(cx.arg(i));
         if eq_ic(o, b"BLOCK") && moreargs > 0 {
             i += 1;
-            let t = super::parse_int(cx.arg(i))
-                .map_err(|_| CmdError::err("timeout is not an integer or out of range"))?;
+            let t =
+                super::parse_int(cx.arg(i)).map_err(|_| CmdError::err("timeout is not an integer or out of range"))?;
             if t < 0 {
                 return Err(CmdError::err("timeout is negative"));
             }
@@ -500,7 +502,7 @@ fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError> {
         } else if eq_ic(o, b"STREAMS") && moreargs > 0 {
             streams_arg = i + 1;
             let n = argc - streams_arg;
-            if n % 2 != 0 {
+            if !n.is_multiple_of(2) {
                 return Err(CmdError::err(
                     "Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
                 ));
@@ -568,14 +570,7 @@ fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError> {
         keys.push(key.to_vec());
         ids.push(id);
     }
-    Ok(XReadArgs {
-        count: usize::try_from(count).unwrap_or(usize::MAX),
-        block_ms,
-        noack,
-        group,
-        keys,
-        ids,
-    })
+    Ok(XReadArgs { count: usize::try_from(count).unwrap_or(usize::MAX), block_ms, noack, group, keys, ids })
 }
 
 /// Serve an XREAD/XREADGROUP synchronously if any stream has data for it.
@@ -587,7 +582,7 @@ pub fn xread_try(cx: &mut Cx, a: &XReadArgs) -> Result<bool, CmdError> {
     let mut body = ReplyBuf { buf: bytes::BytesMut::new(), resp3 };
     let mut served = 0usize;
     for (i, key) in a.keys.iter().enumerate() {
-        let s = match cx.ks.lookup(key)? {
+        let s = match cx.ks.lookup_read(key)? {
             None => continue,
             Some(e) => match &mut e.value {
                 Value::Stream(s) => s,
@@ -646,10 +641,9 @@ pub fn xread_try(cx: &mut Cx, a: &XReadArgs) -> Result<bool, CmdError> {
         cx.out.array(served);
     }
     cx.out.raw(&body.buf);
-    for (i, key) in a.keys.iter().enumerate() {
-        if a.group.is_some() && a.keys[..i].iter().all(|k| k != key) {
-            dirty(cx);
-        }
+    if a.group.is_some() {
+        // Redis counts the group changes as dirty but signals no key.
+        dirty(cx);
     }
     Ok(true)
 }
@@ -846,11 +840,8 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
     let now = cx.ks.now;
     if create && (5..=8).contains(&argc) {
         let ida = cx.arg(4);
-        let id = if ida == b"$" {
-            cx.ks.stream(key)?.map_or(StreamId::MIN, |s| s.last_id)
-        } else {
-            parse_strict(ida, 0)?
-        };
+        let id =
+            if ida == b"$" { cx.ks.stream(key)?.map_or(StreamId::MIN, |s| s.last_id) } else { parse_strict(ida, 0)? };
         let s = cx.ks.stream_or_create(key)?;
         if s.groups.contains_key(gname) {
             if !exists {
@@ -1132,9 +1123,8 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
     if !has_group {
         return Err(nogroup_key_or_group(key, gname));
     }
-    let minidle = super::parse_int(cx.arg(4))
-        .map_err(|_| CmdError::err("Invalid min-idle-time argument for XCLAIM"))?
-        .max(0);
+    let minidle =
+        super::parse_int(cx.arg(4)).map_err(|_| CmdError::err("Invalid min-idle-time argument for XCLAIM"))?.max(0);
     let mut ids = Vec::new();
     let mut j = 5;
     while j < args.len() {
@@ -1159,13 +1149,12 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
             justid = true;
         } else if eq_ic(opt, b"IDLE") && moreargs > 0 {
             j += 1;
-            let v = super::parse_int(&args[j])
-                .map_err(|_| CmdError::err("Invalid IDLE option argument for XCLAIM"))?;
+            let v = super::parse_int(&args[j]).map_err(|_| CmdError::err("Invalid IDLE option argument for XCLAIM"))?;
             deliverytime = now.wrapping_sub(v);
         } else if eq_ic(opt, b"TIME") && moreargs > 0 {
             j += 1;
-            deliverytime = super::parse_int(&args[j])
-                .map_err(|_| CmdError::err("Invalid TIME option argument for XCLAIM"))?;
+            deliverytime =
+                super::parse_int(&args[j]).map_err(|_| CmdError::err("Invalid TIME option argument for XCLAIM"))?;
         } else if eq_ic(opt, b"RETRYCOUNT") && moreargs > 0 {
             j += 1;
             retrycount = super::parse_int(&args[j])
@@ -1206,7 +1195,7 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
             continue;
         }
         let forced = if force && !g.pel.contains_key(&id) {
-            g.pel.insert(id, Nack { delivery_time: now, delivery_count: 0, consumer: None });
+            g.pel.insert(id, Nack { delivery_time: now, delivery_count: 1, consumer: None });
             true
         } else {
             false
@@ -1237,9 +1226,8 @@ fn xautoclaim(cx: &mut Cx) -> CmdResult {
     let key = cx.arg(1);
     let gname = cx.arg(2);
     let cname = cx.arg(3);
-    let minidle = super::parse_int(cx.arg(4))
-        .map_err(|_| CmdError::err("Invalid min-idle-time argument for XAUTOCLAIM"))?
-        .max(0);
+    let minidle =
+        super::parse_int(cx.arg(4)).map_err(|_| CmdError::err("Invalid min-idle-time argument for XAUTOCLAIM"))?.max(0);
     let start = parse_range_start(cx.arg(5))?;
     let mut count: i64 = 100;
     let mut justid = false;

@@ -244,7 +244,12 @@ impl Stream {
         let groups: usize = self
             .groups
             .iter()
-            .map(|(k, g)| k.len() + 96 + g.pel.len() * 64 + g.consumers.iter().map(|(n, c)| n.len() + 64 + c.pel.len() * 32).sum::<usize>())
+            .map(|(k, g)| {
+                k.len()
+                    + 96
+                    + g.pel.len() * 64
+                    + g.consumers.iter().map(|(n, c)| n.len() + 64 + c.pel.len() * 32).sum::<usize>()
+            })
             .sum();
         nodes + groups
     }
@@ -305,13 +310,7 @@ impl Stream {
     }
 
     /// Append an entry with the given ID (already checked by `next_id`).
-    pub fn append(
-        &mut self,
-        id: StreamId,
-        fv: &[&[u8]],
-        max_entries: usize,
-        max_bytes: usize,
-    ) -> Result<(), AddError> {
+    pub fn append(&mut self, id: StreamId, fv: &[&[u8]], max_entries: usize, max_bytes: usize) -> Result<(), AddError> {
         if id <= self.last_id {
             return Err(AddError::NotGreater);
         }
@@ -320,7 +319,8 @@ impl Stream {
             return Err(AddError::TooLarge);
         }
         let numfields = fv.len() / 2;
-        let node_max_bytes = if max_bytes == 0 || max_bytes > LISTPACK_MAX_SIZE { LISTPACK_MAX_SIZE } else { max_bytes };
+        let node_max_bytes =
+            if max_bytes == 0 || max_bytes > LISTPACK_MAX_SIZE { LISTPACK_MAX_SIZE } else { max_bytes };
         let mut use_tail = false;
         if let Some((_, tail)) = self.nodes.iter().next_back() {
             use_tail = !(tail.lp_bytes() + totelelen >= node_max_bytes
