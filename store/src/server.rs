@@ -28,6 +28,9 @@ pub struct Tunables {
     pub list_compress_depth: AtomicUsize,
     /// Idle client timeout in seconds (0 = never), mirrors `config.timeout`.
     pub timeout_secs: AtomicUsize,
+    /// `stream-node-max-entries` / `stream-node-max-bytes`.
+    pub stream_node_max_entries: AtomicUsize,
+    pub stream_node_max_bytes: AtomicUsize,
 }
 
 impl Default for Tunables {
@@ -41,6 +44,8 @@ impl Default for Tunables {
             list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
             list_compress_depth: AtomicUsize::new(0),
             timeout_secs: AtomicUsize::new(0),
+            stream_node_max_entries: AtomicUsize::new(100),
+            stream_node_max_bytes: AtomicUsize::new(4096),
         }
     }
 }
