@@ -8,9 +8,9 @@
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, NO_KEY, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
+use crate::server::Tunables;
 use crate::types::stream::{
-    AddError, Group, Nack, Stream, StreamEntry, StreamId, Trim, TrimArgs, INVALID_ENTRIES_READ, NODE_MAX_BYTES,
-    NODE_MAX_ENTRIES,
+    AddError, Group, Nack, Stream, StreamEntry, StreamId, Trim, TrimArgs, INVALID_ENTRIES_READ,
 };
 use ferrite_resp::ReplyBuf;
 
@@ -310,7 +310,10 @@ fn parse_add_trim(cx: &Cx, xadd: bool) -> Result<(AddTrimArgs, usize), CmdError>
             return Err(CmdError::err("syntax error, LIMIT cannot be used without the special ~ option"));
         }
     } else if a.trim.approx {
-        a.trim.limit = (100 * NODE_MAX_ENTRIES as i64).clamp(1, 1_000_000);
+        // 100 nodes' worth, capped on both sides as Redis does.
+        let per_node = Tunables::get(&cx.srv.tun.stream_node_max_entries) as i64;
+        let limit = per_node.saturating_mul(100);
+        a.trim.limit = if limit <= 0 { 10_000 } else { limit.min(1_000_000) };
     } else {
         a.trim.limit = 0;
     }
@@ -340,7 +343,9 @@ fn xadd(cx: &mut Cx) -> CmdResult {
     }
     let use_id = a.id_given.then_some((a.id, a.seq_given));
     let fv: Vec<&[u8]> = args[field_pos..].iter().map(|b| &b[..]).collect();
-    let res = s.next_id(use_id, now).and_then(|id| s.append(id, &fv, NODE_MAX_ENTRIES, NODE_MAX_BYTES).map(|_| id));
+    let max_entries = Tunables::get(&cx.srv.tun.stream_node_max_entries);
+    let max_bytes = Tunables::get(&cx.srv.tun.stream_node_max_bytes);
+    let res = s.next_id(use_id, now).and_then(|id| s.append(id, &fv, max_entries, max_bytes).map(|_| id));
     let id = match res {
         Ok(id) => id,
         Err(AddError::NotGreater) => {

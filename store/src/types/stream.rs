@@ -604,4 +604,63 @@ mod tests {
         });
         assert_eq!(ids, vec![5, 4, 2, 1]);
     }
+
+    fn fill(n: u64, max_entries: usize) -> Stream {
+        let mut s = Stream::default();
+        for i in 1..=n {
+            s.append(StreamId::new(i, 0), &[b"xitem", b"v"], max_entries, NODE_MAX_BYTES).unwrap();
+        }
+        s
+    }
+
+    fn approx(strategy: Trim, limit: i64) -> TrimArgs {
+        TrimArgs { strategy, approx: true, limit }
+    }
+
+    // The next tests replay Redis's stream.tcl cases that change
+    // stream-node-max-entries.
+    #[test]
+    fn limit_consecutive_calls_node_size_10() {
+        let mut s = fill(100, 10);
+        s.append(StreamId::new(101, 0), &[b"xitem", b"v"], 10, NODE_MAX_BYTES).unwrap();
+        s.trim(&approx(Trim::MaxLen(55), 30));
+        assert_eq!(s.len(), 71);
+        s.append(StreamId::new(102, 0), &[b"xitem", b"v"], 10, NODE_MAX_BYTES).unwrap();
+        s.trim(&approx(Trim::MaxLen(55), 30));
+        assert_eq!(s.len(), 62);
+    }
+
+    #[test]
+    fn approx_trim_is_limited_node_size_1() {
+        let mut s = fill(102, 1);
+        assert_eq!(s.rax_keys(), 102);
+        s.trim(&approx(Trim::MaxLen(1), 100));
+        assert_eq!(s.len(), 2);
+        let mut s = fill(102, 1);
+        s.trim(&TrimArgs { strategy: Trim::MaxLen(1), approx: false, limit: 0 });
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn trim_limit_node_size_2() {
+        let mut s = fill(3, 2);
+        assert_eq!(s.trim(&approx(Trim::MaxLen(0), 1)), 0);
+        assert_eq!(s.trim(&approx(Trim::MaxLen(0), 2)), 2);
+    }
+
+    #[test]
+    fn node_split_by_bytes() {
+        let mut s = Stream::default();
+        let big = vec![b'x'; 1500];
+        for i in 1..=3 {
+            s.append(StreamId::new(i, 0), &[b"f", &big], 100, 4096).unwrap();
+        }
+        // Two 1.5 KB values fit in a node; the third would pass 4096 bytes.
+        assert_eq!(s.rax_keys(), 2);
+        let mut s = Stream::default();
+        for i in 1..=5 {
+            s.append(StreamId::new(i, 0), &[b"f", &big], 100, 0).unwrap();
+        }
+        assert_eq!(s.rax_keys(), 1);
+    }
 }
