@@ -467,6 +467,15 @@ fn xdel(cx: &mut Cx) -> CmdResult {
 
 /// Parsed XREAD/XREADGROUP arguments, IDs resolved (`$` to the stream's
 /// last ID at parse time, `>` to the maximal ID).
+///
+/// For real blocking: when nothing was served and `block_ms` is set, park
+/// the client on `keys` and call [`xread_try`] again when one of them
+/// changes. Redis serves a client woken after blocking with at most 1000
+/// entries per stream when no COUNT was given (`XREAD_BLOCKED_DEFAULT_COUNT`),
+/// so set `count` to 1000 if it is 0 before retrying, and reply with the
+/// null array on timeout. A `>` ID is re-resolved against the group's
+/// last-delivered ID on every try; `$` was resolved once, at parse time, as
+/// in Redis.
 pub struct XReadArgs {
     /// 0 = no limit.
     pub count: usize,
@@ -555,14 +564,14 @@ pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError>
                 )));
             }
         }
-        let id = if cstr(ida) == b"$" && ida.len() == 1 {
+        let id = if cstr(ida) == b"$" {
             if xreadgroup {
                 return Err(CmdError::err(
                     "The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
                 ));
             }
             s.map_or(StreamId::MIN, |s| s.last_id)
-        } else if ida == b">" {
+        } else if cstr(ida) == b">" {
             if !xreadgroup {
                 return Err(CmdError::err(
                     "The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
@@ -846,7 +855,7 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
     if create && (5..=8).contains(&argc) {
         let ida = cx.arg(4);
         let id =
-            if ida == b"$" { cx.ks.stream(key)?.map_or(StreamId::MIN, |s| s.last_id) } else { parse_strict(ida, 0)? };
+            if cstr(ida) == b"$" { cx.ks.stream(key)?.map_or(StreamId::MIN, |s| s.last_id) } else { parse_strict(ida, 0)? };
         let s = cx.ks.stream_or_create(key)?;
         if s.groups.contains_key(gname) {
             if !exists {
@@ -860,7 +869,7 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
     } else if setid && (argc == 5 || argc == 7) {
         let ida = cx.arg(4);
         let s = cx.ks.stream(key)?.ok_or(NO_KEY)?;
-        let id = if ida == b"$" { s.last_id } else { parse_loose(ida, 0)? };
+        let id = if cstr(ida) == b"$" { s.last_id } else { parse_loose(ida, 0)? };
         if let Some(g) = s.groups.get_mut(gname) {
             g.last_id = id;
             g.entries_read = entries_read;
