@@ -313,3 +313,42 @@ fn many_entries_and_big_counts() {
     assert_eq!(q(&mut c, "XTRIM s MAXLEN ~ 0").int(), 1000);
     assert_eq!(q(&mut c, "XLEN s").int(), 0);
 }
+
+/// Redis's "XINFO FULL output" test (stream-cgroups.tcl).
+#[test]
+fn xinfo_full_output_redis_case() {
+    both(|c| {
+        for (i, f) in ["a", "b", "c", "e", "f"].iter().enumerate() {
+            q(c, &format!("XADD x {} {f} 1", 100 + i));
+        }
+        q(c, "XGROUP CREATE x g1 0");
+        q(c, "XGROUP CREATE x g2 0");
+        q(c, "XREADGROUP GROUP g1 Alice COUNT 1 STREAMS x >");
+        q(c, "XREADGROUP GROUP g1 Bob COUNT 1 STREAMS x >");
+        q(c, "XREADGROUP GROUP g1 Bob NOACK COUNT 1 STREAMS x >");
+        q(c, "XREADGROUP GROUP g2 Charlie COUNT 4 STREAMS x >");
+        q(c, "XDEL x 103");
+        let reply = q(c, "XINFO STREAM x FULL");
+        assert_eq!(reply.get("length").int(), 4);
+        let ids: Vec<String> = reply.get("entries").arr().iter().map(|e| e.arr()[0].s()).collect();
+        assert_eq!(ids, vec!["100-0", "101-0", "102-0", "104-0"]);
+        let groups = reply.get("groups").arr();
+        assert_eq!(groups[0].get("name").s(), "g1");
+        assert_eq!(groups[0].get("pending").arr()[0].arr()[0].s(), "100-0");
+        assert_eq!(groups[0].get("pel-count").int(), 2);
+        assert_eq!(groups[0].get("entries-read").int(), 3);
+        let alice = &groups[0].get("consumers").arr()[0];
+        assert_eq!(alice.get("name").s(), "Alice");
+        assert_eq!(alice.get("pending").arr()[0].arr()[0].s(), "100-0");
+        assert_eq!(groups[1].get("name").s(), "g2");
+        let charlie = &groups[1].get("consumers").arr()[0];
+        assert_eq!(charlie.get("name").s(), "Charlie");
+        let cp = charlie.get("pending").arr();
+        assert_eq!(cp[0].arr()[0].s(), "100-0");
+        assert_eq!(cp[1].arr()[0].s(), "101-0");
+        assert_eq!(groups[1].get("lag"), &V::Nil);
+        let reply = q(c, "XINFO STREAM x FULL COUNT 1");
+        assert_eq!(reply.get("length").int(), 4);
+        assert_eq!(reply.get("entries").arr().len(), 1);
+    });
+}

@@ -854,8 +854,11 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
     let now = cx.ks.now;
     if create && (5..=8).contains(&argc) {
         let ida = cx.arg(4);
-        let id =
-            if cstr(ida) == b"$" { cx.ks.stream(key)?.map_or(StreamId::MIN, |s| s.last_id) } else { parse_strict(ida, 0)? };
+        let id = if cstr(ida) == b"$" {
+            cx.ks.stream(key)?.map_or(StreamId::MIN, |s| s.last_id)
+        } else {
+            parse_strict(ida, 0)?
+        };
         let s = cx.ks.stream_or_create(key)?;
         if s.groups.contains_key(gname) {
             if !exists {
