@@ -155,7 +155,7 @@ fn pending_times_and_counts() {
         }
         q(c, "XGROUP CREATE s g 0");
         q(c, "XREADGROUP GROUP g alice STREAMS s >");
-        std::thread::sleep(Duration::from_millis(120));
+        std::thread::sleep(Duration::from_millis(500));
         let p = q(c, "XPENDING s g - + 10");
         let p = p.arr();
         assert_eq!(p.len(), 3);
@@ -163,7 +163,7 @@ fn pending_times_and_counts() {
             let e = e.arr();
             assert_eq!(e[1].s(), "alice");
             let idle = e[2].int();
-            assert!((100..10_000).contains(&idle), "idle {idle}");
+            assert!((500..30_000).contains(&idle), "idle {idle}");
             assert_eq!(e[3].int(), 1);
         }
         // Reading the history re-delivers: count 2, idle reset.
@@ -171,15 +171,15 @@ fn pending_times_and_counts() {
         let p = q(c, "XPENDING s g - + 1");
         let e = p.arr()[0].arr();
         assert_eq!(e[0].s(), "1-0");
-        assert!(e[2].int() < 100);
+        assert!(e[2].int() < 400);
         assert_eq!(e[3].int(), 2);
         // IDLE filter: only the two untouched entries are idle enough.
-        let p = q(c, "XPENDING s g IDLE 100 - + 10");
+        let p = q(c, "XPENDING s g IDLE 400 - + 10");
         let ids: Vec<String> = p.arr().iter().map(|e| e.arr()[0].s()).collect();
         assert_eq!(ids, vec!["2-0", "3-0"]);
-        let p = q(c, "XPENDING s g IDLE 100 - + 10 alice");
+        let p = q(c, "XPENDING s g IDLE 400 - + 10 alice");
         assert_eq!(p.arr().len(), 2);
-        let p = q(c, "XPENDING s g IDLE 100 - + 10 bob");
+        let p = q(c, "XPENDING s g IDLE 400 - + 10 bob");
         assert_eq!(p.arr().len(), 0);
         // XCLAIM with a min idle time larger than the idle: nothing moves.
         let r = q(c, "XCLAIM s g bob 100000 2-0 JUSTID");
@@ -190,7 +190,7 @@ fn pending_times_and_counts() {
         let e = q(c, "XPENDING s g 2-0 2-0 1");
         let e = e.arr()[0].arr();
         assert_eq!(e[1].s(), "bob");
-        assert!((500_000..510_000).contains(&e[2].int()), "idle {:?}", e[2]);
+        assert!((500_000..530_000).contains(&e[2].int()), "idle {:?}", e[2]);
         assert_eq!(e[3].int(), 1);
         // XCLAIM TIME sets the delivery time; a normal claim increments the count.
         let t = now_ms() - 700_000;
@@ -198,13 +198,13 @@ fn pending_times_and_counts() {
         let e = q(c, "XPENDING s g 2-0 2-0 1");
         let e = e.arr()[0].arr();
         assert_eq!(e[1].s(), "carol");
-        assert!((700_000..710_000).contains(&e[2].int()), "idle {:?}", e[2]);
+        assert!((700_000..730_000).contains(&e[2].int()), "idle {:?}", e[2]);
         assert_eq!(e[3].int(), 2);
         // A TIME in the future is clamped to now.
         q(c, &format!("XCLAIM s g carol 0 2-0 TIME {} RETRYCOUNT 9", now_ms() + 1_000_000));
         let e = q(c, "XPENDING s g 2-0 2-0 1");
         let e = e.arr()[0].arr();
-        assert!(e[2].int() < 1000);
+        assert!(e[2].int() < 5000);
         assert_eq!(e[3].int(), 9);
         // XAUTOCLAIM honours min-idle.
         std::thread::sleep(Duration::from_millis(60));
@@ -213,7 +213,7 @@ fn pending_times_and_counts() {
         assert_eq!(r[0].s(), "0-0");
         let ids: Vec<String> = r[1].arr().iter().map(|v| v.s()).collect();
         assert_eq!(ids, vec!["1-0", "2-0", "3-0"]);
-        let r = q(c, "XAUTOCLAIM s g erin 50 - JUSTID");
+        let r = q(c, "XAUTOCLAIM s g erin 5000 - JUSTID");
         assert_eq!(r.arr()[1].arr().len(), 0);
         // XINFO CONSUMERS idle and pending.
         std::thread::sleep(Duration::from_millis(30));
@@ -223,7 +223,7 @@ fn pending_times_and_counts() {
         assert_eq!(names, vec!["alice", "bob", "carol", "dave"]);
         for m in cons {
             let idle = m.get("idle").int();
-            assert!((20..10_000).contains(&idle), "idle {idle}");
+            assert!((20..30_000).contains(&idle), "idle {idle}");
         }
         assert_eq!(cons[3].get("pending").int(), 3);
         assert_eq!(cons[0].get("pending").int(), 0);
