@@ -28,6 +28,9 @@ pub struct Tunables {
     pub list_compress_depth: AtomicUsize,
     /// `notify-keyspace-events` flags (see `notify`); 0 = off.
     pub notify_flags: std::sync::atomic::AtomicU32,
+    /// `stream-node-max-entries` / `stream-node-max-bytes`.
+    pub stream_node_max_entries: AtomicUsize,
+    pub stream_node_max_bytes: AtomicUsize,
 }
 
 impl Default for Tunables {
@@ -41,6 +44,8 @@ impl Default for Tunables {
             list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
             list_compress_depth: AtomicUsize::new(0),
             notify_flags: std::sync::atomic::AtomicU32::new(0),
+            stream_node_max_entries: AtomicUsize::new(100),
+            stream_node_max_bytes: AtomicUsize::new(4096),
         }
     }
 }

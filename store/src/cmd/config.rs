@@ -49,6 +49,8 @@ enum Kind {
     Immutable,
     /// Reported but not changeable in Ferrite (yet).
     ReadOnly,
+    /// `notify-keyspace-events` class characters.
+    Notify,
 }
 
 struct Param {
@@ -85,7 +87,9 @@ const PARAMS: &[Param] = &[
     Param { name: "maxmemory", kind: Kind::ReadOnly },
     Param { name: "maxmemory-policy", kind: Kind::ReadOnly },
     Param { name: "cluster-enabled", kind: Kind::Immutable },
-    Param { name: "notify-keyspace-events", kind: Kind::ReadOnly },
+    Param { name: "notify-keyspace-events", kind: Kind::Notify },
+    Param { name: "stream-node-max-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "stream-node-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "dir", kind: Kind::ReadOnly },
     Param { name: "dbfilename", kind: Kind::ReadOnly },
 ];
@@ -103,6 +107,8 @@ fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
         "zset-max-listpack-entries" | "zset-max-ziplist-entries" => &t.zset_max_listpack_entries,
         "zset-max-listpack-value" | "zset-max-ziplist-value" => &t.zset_max_listpack_value,
         "list-compress-depth" => &t.list_compress_depth,
+        "stream-node-max-entries" => &t.stream_node_max_entries,
+        "stream-node-max-bytes" => &t.stream_node_max_bytes,
         _ => return None,
     })
 }
@@ -133,7 +139,7 @@ fn get_value(srv: &Server, name: &str) -> String {
         "maxmemory" => "0".into(),
         "maxmemory-policy" => "noeviction".into(),
         "cluster-enabled" => "no".into(),
-        "notify-keyspace-events" => String::new(),
+        "notify-keyspace-events" => crate::notify::flags_to_string(srv.tun.notify_flags.load(Ordering::Relaxed)),
         "dir" => std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         "dbfilename" => "dump.rdb".into(),
         _ => String::new(),
@@ -243,6 +249,10 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Ok(Some(NewVal::Int(n)))
         }
         Kind::Str => Ok(Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
+        Kind::Notify => match crate::notify::parse_flags(v) {
+            Some(f) => Ok(Some(NewVal::Int(f as i64))),
+            None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
+        },
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
@@ -268,6 +278,7 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("maxclients", NewVal::Int(n)) => c.maxclients = n as usize,
         ("proto-max-bulk-len", NewVal::Int(n)) => c.proto_max_bulk_len = n as u64,
         ("timeout", NewVal::Int(n)) => c.timeout = n as u64,
+        ("notify-keyspace-events", NewVal::Int(n)) => srv.tun.notify_flags.store(n as u32, Ordering::Relaxed),
         // Redis clamps hz into 1..=500.
         ("hz", NewVal::Int(n)) => c.hz = n.clamp(1, 500) as u32,
         ("list-max-listpack-size" | "list-max-ziplist-size", NewVal::Int(n)) => {
