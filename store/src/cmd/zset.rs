@@ -213,13 +213,13 @@ fn zadd(cx: &mut Cx) -> CmdResult {
         i += 1;
     }
     let elements = cx.argc() - i;
-    if elements == 0 || elements % 2 != 0 {
+    if elements == 0 || !elements.is_multiple_of(2) {
         return Err(SYNTAX);
     }
     if f.nx && f.xx {
         return Err(CmdError::err("XX and NX options at the same time are not compatible"));
     }
-    if (f.gt && f.nx) || (f.lt && f.nx) || (f.gt && f.lt) {
+    if (f.nx && (f.gt || f.lt)) || (f.gt && f.lt) {
         return Err(CmdError::err("GT, LT, and/or NX options at the same time are not compatible"));
     }
     if f.incr && elements > 2 {
@@ -749,7 +749,7 @@ fn zrandmember(cx: &mut Cx) -> CmdResult {
     } else if cx.argc() > 3 {
         return Err(SYNTAX);
     }
-    if withscores && (l < -(i64::MAX / 2) || l > i64::MAX / 2) {
+    if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
         return Err(CmdError::err("value is out of range"));
     }
     let out = &mut *cx.out;

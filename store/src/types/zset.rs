@@ -295,8 +295,8 @@ impl ZSet {
     }
 
     /// Elements in a lex range, following Redis's walk (the first element
-    /// >= min, then consecutive elements <= max); meaningful when all
-    /// scores are equal. With equal scores this seeks in O(log n).
+    /// at or above min, then consecutive elements up to max); meaningful
+    /// when all scores are equal. With equal scores this seeks in O(log n).
     pub fn range_by_lex<'a>(&'a self, r: &'a LexRange, rev: bool) -> ZIter<'a> {
         if r.is_empty() || self.tree.is_empty() {
             return Box::new(std::iter::empty());
