@@ -129,3 +129,38 @@ fn sscan_big_set_returns_everything() {
         assert!(seen.contains(&format!("e{i}")));
     }
 }
+
+/// Random integer-set operations (intset order is deterministic) against
+/// real Redis; every reply compared.
+#[test]
+fn random_intset_ops_match_redis() {
+    let mut pair = support::Pair::start();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let keys = ["s1", "s2", "s3"];
+    let mut script = String::new();
+    for _ in 0..4000 {
+        let k = keys[rnd(3) as usize];
+        let k2 = keys[rnd(3) as usize];
+        let m = rnd(60) as i64 - 20;
+        let line = match rnd(12) {
+            0..=3 => format!("SADD {k} {m} {}", rnd(60) as i64 - 20),
+            4 => format!("SREM {k} {m}"),
+            5 => format!("SMEMBERS {k}"),
+            6 => format!("SINTER {k} {k2}"),
+            7 => format!("SUNION {k} {k2}"),
+            8 => format!("SDIFF {k} {k2} s3"),
+            9 => format!("SINTERSTORE {k} {k2} s1\nSMEMBERS {k}"),
+            10 => format!("SMOVE {k} {k2} {m}\nSCARD {k}"),
+            _ => format!("SINTERCARD 2 {k} {k2} LIMIT {}\nSMISMEMBER {k} {m} 1 2", rnd(4)),
+        };
+        script.push_str(&line);
+        script.push('\n');
+    }
+    pair.run("random_intset_ops", &script);
+}
