@@ -953,7 +953,7 @@ fn setop_generic(cx: &mut Cx, nk: usize, op: SetOp, dst: Option<&[u8]>, card_onl
                         let mut score = weighted(*sc, first.weight);
                         for o in rest {
                             match o.get(m) {
-                                Some(v) => aggregate(&mut score, weighted(v, o.weight), agg),
+                                Some(v) => aggregate(&mut score, v * o.weight, agg),
                                 None => continue 'outer,
                             }
                         }
