@@ -281,10 +281,13 @@ enum Op {
 }
 
 /// Look up every input set, checking all types first (missing = None).
-fn load_sets(cx: &mut Cx, keys: &[bytes::Bytes]) -> Result<Vec<Option<Set>>, CmdError> {
+/// `write`: the command stores its result (Redis then looks inputs up for
+/// writing, which does not count keyspace hits/misses).
+fn load_sets(cx: &mut Cx, keys: &[bytes::Bytes], write: bool) -> Result<Vec<Option<Set>>, CmdError> {
     let mut v = Vec::with_capacity(keys.len());
     for k in keys {
-        v.push(read_set(&mut cx.ks, k)?.map(|s| s.clone()));
+        let s = if write { cx.ks.set(k)?.map(|s| (**s).clone()) } else { read_set(&mut cx.ks, k)?.map(|s| s.clone()) };
+        v.push(s);
     }
     Ok(v)
 }
@@ -292,9 +295,9 @@ fn load_sets(cx: &mut Cx, keys: &[bytes::Bytes]) -> Result<Vec<Option<Set>>, Cmd
 /// Compute a set operation over `keys` into a fresh set built the way
 /// Redis builds its result (starting as an intset). Inputs are snapshotted
 /// first (keys may repeat or share a shard), which costs O(total input).
-fn compute(cx: &mut Cx, keys: &[bytes::Bytes], op: Op) -> Result<Set, CmdError> {
+fn compute(cx: &mut Cx, keys: &[bytes::Bytes], op: Op, write: bool) -> Result<Set, CmdError> {
     let max = max_intset(cx);
-    let sets = load_sets(cx, keys)?;
+    let sets = load_sets(cx, keys, write)?;
     let mut out = Set::default();
     match op {
         Op::Inter => {
@@ -333,7 +336,7 @@ fn compute(cx: &mut Cx, keys: &[bytes::Bytes], op: Op) -> Result<Set, CmdError> 
 
 fn reply_generic(cx: &mut Cx, keys_from: usize, op: Op) -> CmdResult {
     let keys = &cx.args[keys_from..];
-    let r = compute(cx, keys, op)?;
+    let r = compute(cx, keys, op, false)?;
     reply_members(cx.out, &r);
     Ok(())
 }
@@ -341,7 +344,7 @@ fn reply_generic(cx: &mut Cx, keys_from: usize, op: Op) -> CmdResult {
 fn store_generic(cx: &mut Cx, op: Op) -> CmdResult {
     let dst = cx.arg(1);
     let keys = &cx.args[2..];
-    let r = compute(cx, keys, op)?;
+    let r = compute(cx, keys, op, true)?;
     let n = r.len();
     if n == 0 {
         cx.ks.remove(dst)?;
@@ -398,7 +401,7 @@ fn sintercard(cx: &mut Cx) -> CmdResult {
         }
     }
     let keys = &cx.args[2..2 + numkeys];
-    let sets = load_sets(cx, keys)?;
+    let sets = load_sets(cx, keys, false)?;
     if sets.iter().any(|s| s.is_none()) {
         cx.out.int(0);
         return Ok(());
