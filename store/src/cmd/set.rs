@@ -280,53 +280,86 @@ enum Op {
     Diff,
 }
 
-/// Look up every input set, checking all types first (missing = None).
+/// Type-check every input (missing = None) and return the sizes.
 /// `write`: the command stores its result (Redis then looks inputs up for
 /// writing, which does not count keyspace hits/misses).
-fn load_sets(cx: &mut Cx, keys: &[bytes::Bytes], write: bool) -> Result<Vec<Option<Set>>, CmdError> {
+fn input_sizes(cx: &mut Cx, keys: &[bytes::Bytes], write: bool) -> Result<Vec<Option<usize>>, CmdError> {
     let mut v = Vec::with_capacity(keys.len());
     for k in keys {
-        let s = if write { cx.ks.set(k)?.map(|s| (**s).clone()) } else { read_set(&mut cx.ks, k)?.map(|s| s.clone()) };
+        let s = if write { cx.ks.set(k)?.map(|s| s.len()) } else { read_set(&mut cx.ks, k)?.map(|s| s.len()) };
         v.push(s);
     }
     Ok(v)
 }
 
+/// Members of the set at `key` (already type-checked), in iteration order.
+fn members_of(cx: &mut Cx, key: &[u8]) -> Result<Vec<SmallBytes>, CmdError> {
+    Ok(cx.ks.set(key)?.map(|s| s.ordered().into_iter().cloned().collect()).unwrap_or_default())
+}
+
+/// Keep only the candidates that are (`keep_present`) or are not members
+/// of the set at `key`.
+fn filter_by(cx: &mut Cx, key: &[u8], cands: &mut Vec<SmallBytes>, keep_present: bool) -> CmdResult {
+    if let Some(s) = cx.ks.set(key)? {
+        cands.retain(|m| s.contains(m) == keep_present);
+    } else if keep_present {
+        cands.clear();
+    }
+    Ok(())
+}
+
+/// The intersection's members in the smallest input's order (empty if any
+/// input is missing). Costs O(smallest * inputs).
+fn intersect(cx: &mut Cx, keys: &[bytes::Bytes], sizes: &[Option<usize>]) -> Result<Vec<SmallBytes>, CmdError> {
+    if sizes.iter().any(|s| s.is_none()) || keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Smallest first (stable), like Redis's qsort by cardinality.
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&i| sizes[i].unwrap_or(0));
+    let mut cands = members_of(cx, &keys[order[0]])?;
+    for &i in &order[1..] {
+        if cands.is_empty() {
+            break;
+        }
+        filter_by(cx, &keys[i], &mut cands, true)?;
+    }
+    Ok(cands)
+}
+
 /// Compute a set operation over `keys` into a fresh set built the way
-/// Redis builds its result (starting as an intset). Inputs are snapshotted
-/// first (keys may repeat or share a shard), which costs O(total input).
+/// Redis builds its result (starting as an intset). Only the candidates
+/// are copied, never whole inputs besides the one being iterated.
 fn compute(cx: &mut Cx, keys: &[bytes::Bytes], op: Op, write: bool) -> Result<Set, CmdError> {
     let max = max_intset(cx);
-    let sets = load_sets(cx, keys, write)?;
+    let sizes = input_sizes(cx, keys, write)?;
     let mut out = Set::default();
     match op {
         Op::Inter => {
-            if sets.iter().any(|s| s.is_none()) {
-                return Ok(out);
-            }
-            let mut sets: Vec<&Set> = sets.iter().flatten().collect();
-            sets.sort_by_key(|s| s.len());
-            if let Some((first, rest)) = sets.split_first() {
-                for m in first.ordered() {
-                    if rest.iter().all(|s| s.contains(m)) {
-                        out.add(m, max);
-                    }
-                }
+            for m in intersect(cx, keys, &sizes)? {
+                out.add(&m, max);
             }
         }
         Op::Union => {
-            for s in sets.iter().flatten() {
-                for m in s.ordered() {
-                    out.add(m, max);
+            for k in keys {
+                if let Some(s) = cx.ks.set(k)? {
+                    for m in s.ordered() {
+                        out.add(m, max);
+                    }
                 }
             }
         }
         Op::Diff => {
-            if let Some((Some(first), rest)) = sets.split_first() {
-                for m in first.ordered() {
-                    if !rest.iter().flatten().any(|s| s.contains(m)) {
-                        out.add(m, max);
+            if sizes.first().is_some_and(|s| s.is_some()) {
+                let mut cands = members_of(cx, &keys[0])?;
+                for k in &keys[1..] {
+                    if cands.is_empty() {
+                        break;
                     }
+                    filter_by(cx, k, &mut cands, false)?;
+                }
+                for m in cands {
+                    out.add(&m, max);
                 }
             }
         }
@@ -401,23 +434,10 @@ fn sintercard(cx: &mut Cx) -> CmdResult {
         }
     }
     let keys = &cx.args[2..2 + numkeys];
-    let sets = load_sets(cx, keys, false)?;
-    if sets.iter().any(|s| s.is_none()) {
-        cx.out.int(0);
-        return Ok(());
-    }
-    let mut sets: Vec<&Set> = sets.iter().flatten().collect();
-    sets.sort_by_key(|s| s.len());
-    let mut n = 0usize;
-    if let Some((first, rest)) = sets.split_first() {
-        for m in first.members.iter() {
-            if rest.iter().all(|s| s.contains(m)) {
-                n += 1;
-                if limit != 0 && n >= limit {
-                    break;
-                }
-            }
-        }
+    let sizes = input_sizes(cx, keys, false)?;
+    let mut n = intersect(cx, keys, &sizes)?.len();
+    if limit != 0 {
+        n = n.min(limit);
     }
     cx.out.int(n as i64);
     Ok(())
