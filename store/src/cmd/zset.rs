@@ -828,19 +828,6 @@ enum Agg {
     Max,
 }
 
-/// One input: member -> score (sets give score 1), in iteration order.
-struct Src {
-    items: Vec<(SmallBytes, f64)>,
-    map: Option<HashMap<SmallBytes, f64>>,
-    weight: f64,
-}
-
-impl Src {
-    fn get(&self, m: &[u8]) -> Option<f64> {
-        self.map.as_ref().and_then(|h| h.get(m).copied())
-    }
-}
-
 fn aggregate(target: &mut f64, val: f64, agg: Agg) {
     match agg {
         Agg::Sum => {
@@ -862,8 +849,57 @@ fn aggregate(target: &mut f64, val: f64, agg: Agg) {
     }
 }
 
+/// `w * s`, with NaN (0 * inf) read as 0.
+fn weighted(s: f64, w: f64) -> f64 {
+    let v = s * w;
+    if v.is_nan() {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// Size of the zset or set at `k` (None if missing); WRONGTYPE otherwise.
+fn input_size(cx: &mut Cx, k: &[u8], write: bool) -> Result<Option<usize>, CmdError> {
+    let e = if write { cx.ks.lookup(k)? } else { cx.ks.lookup_read(k)? };
+    match e {
+        None => Ok(None),
+        Some(e) => match &e.value {
+            Value::ZSet(z) => Ok(Some(z.len())),
+            Value::Set(s) => Ok(Some(s.len())),
+            _ => Err(WRONGTYPE),
+        },
+    }
+}
+
+/// All (member, score) pairs of an input in its iteration order (sets
+/// give score 1).
+fn input_items(cx: &mut Cx, k: &[u8]) -> Result<Vec<(SmallBytes, f64)>, CmdError> {
+    Ok(match cx.ks.lookup(k)? {
+        None => Vec::new(),
+        Some(e) => match &e.value {
+            Value::ZSet(z) => z.tree.iter().map(|k| (k.member.clone(), k.score)).collect(),
+            Value::Set(s) => s.ordered().into_iter().map(|m| (m.clone(), 1.0)).collect(),
+            _ => return Err(WRONGTYPE),
+        },
+    })
+}
+
+/// Run `f(member) -> Option<score>` lookups against the input at `k`.
+fn with_input<R>(cx: &mut Cx, k: &[u8], f: impl FnOnce(&dyn Fn(&[u8]) -> Option<f64>) -> R) -> Result<R, CmdError> {
+    match cx.ks.lookup(k)? {
+        None => Ok(f(&|_| None)),
+        Some(e) => match &e.value {
+            Value::ZSet(z) => Ok(f(&|m| z.score(m))),
+            Value::Set(s) => Ok(f(&|m| s.contains(m).then_some(1.0))),
+            _ => Err(WRONGTYPE),
+        },
+    }
+}
+
 /// The shared body of ZUNION/ZINTER/ZDIFF[STORE] and ZINTERCARD.
-/// `nk` is the index of numkeys.
+/// `nk` is the index of numkeys. Inputs are read in place; only the
+/// result candidates are copied.
 fn setop_generic(cx: &mut Cx, nk: usize, op: SetOp, dst: Option<&[u8]>, card_only: bool) -> CmdResult {
     let setnum = parse_int(cx.arg(nk))?;
     if setnum < 1 {
@@ -875,27 +911,11 @@ fn setop_generic(cx: &mut Cx, nk: usize, op: SetOp, dst: Option<&[u8]>, card_onl
     let setnum = setnum as usize;
     let keys = &cx.args[nk + 1..nk + 1 + setnum];
     // Look up and type-check every input before parsing options.
-    let mut srcs: Vec<Src> = Vec::with_capacity(setnum);
+    let mut sizes = Vec::with_capacity(setnum);
     for k in keys {
-        let e = if dst.is_some() { cx.ks.lookup(k)? } else { cx.ks.lookup_read(k)? };
-        let src = match e {
-            None => Src { items: Vec::new(), map: None, weight: 1.0 },
-            Some(e) => match &e.value {
-                Value::ZSet(z) => Src {
-                    items: z.tree.iter().map(|k| (k.member.clone(), k.score)).collect(),
-                    map: Some(z.scores.clone()),
-                    weight: 1.0,
-                },
-                Value::Set(s) => {
-                    let items: Vec<(SmallBytes, f64)> = s.ordered().into_iter().map(|m| (m.clone(), 1.0)).collect();
-                    let map = items.iter().cloned().collect();
-                    Src { items, map: Some(map), weight: 1.0 }
-                }
-                _ => return Err(WRONGTYPE),
-            },
-        };
-        srcs.push(src);
+        sizes.push(input_size(cx, k, dst.is_some())?);
     }
+    let mut weights = vec![1.0f64; setnum];
     let mut agg = Agg::Sum;
     let mut withscores = false;
     let mut limit = 0usize;
@@ -905,8 +925,8 @@ fn setop_generic(cx: &mut Cx, nk: usize, op: SetOp, dst: Option<&[u8]>, card_onl
         let a = cx.arg(j);
         if op != SetOp::Diff && !card_only && remaining > setnum && eq_ic(a, b"WEIGHTS") {
             j += 1;
-            for s in srcs.iter_mut() {
-                s.weight = parse_double(cx.arg(j)).ok_or_else(|| CmdError::err("weight value is not a float"))?;
+            for w in weights.iter_mut() {
+                *w = parse_double(cx.arg(j)).ok_or_else(|| CmdError::err("weight value is not a float"))?;
                 j += 1;
             }
         } else if op != SetOp::Diff && !card_only && remaining >= 2 && eq_ic(a, b"AGGREGATE") {
@@ -934,77 +954,72 @@ fn setop_generic(cx: &mut Cx, nk: usize, op: SetOp, dst: Option<&[u8]>, card_onl
             return Err(SYNTAX);
         }
     }
-    let weighted = |s: f64, w: f64| {
-        let v = s * w;
-        if v.is_nan() {
-            0.0
-        } else {
-            v
-        }
-    };
+    // Smallest input first (stable, like Redis's qsort on glibc), except
+    // for DIFF whose first input is the base.
+    let mut order: Vec<usize> = (0..setnum).collect();
+    if op != SetOp::Diff {
+        order.sort_by_key(|&i| sizes[i].unwrap_or(0));
+    }
     let mut result: Vec<(SmallBytes, f64)> = Vec::new();
     match op {
         SetOp::Inter => {
-            // Smallest input first (stable, like Redis's qsort on glibc).
-            srcs.sort_by_key(|s| s.items.len());
-            if srcs.iter().all(|s| s.map.is_some()) {
-                if let Some((first, rest)) = srcs.split_first() {
-                    'outer: for (m, sc) in &first.items {
-                        let mut score = weighted(*sc, first.weight);
-                        for o in rest {
-                            match o.get(m) {
-                                Some(v) => aggregate(&mut score, v * o.weight, agg),
-                                None => continue 'outer,
+            if sizes.iter().all(|s| s.is_some()) {
+                let first = order[0];
+                let mut cands: Vec<(SmallBytes, f64, bool)> = input_items(cx, &keys[first])?
+                    .into_iter()
+                    .map(|(m, s)| (m, weighted(s, weights[first]), true))
+                    .collect();
+                for &i in &order[1..] {
+                    let w = weights[i];
+                    with_input(cx, &keys[i], |get| {
+                        for c in cands.iter_mut().filter(|c| c.2) {
+                            match get(&c.0) {
+                                // Not normalised: a NaN product leaves MIN/MAX alone.
+                                Some(v) => aggregate(&mut c.1, v * w, agg),
+                                None => c.2 = false,
                             }
                         }
-                        if card_only {
-                            result.push((m.clone(), score));
-                            if limit != 0 && result.len() >= limit {
-                                break;
-                            }
-                        } else {
-                            result.push((m.clone(), score));
-                        }
-                    }
+                    })?;
                 }
+                result = cands.into_iter().filter(|c| c.2).map(|c| (c.0, c.1)).collect();
             }
         }
         SetOp::Union => {
-            srcs.sort_by_key(|s| s.items.len());
-            let mut acc: HashMap<SmallBytes, f64> = HashMap::new();
-            let mut order: Vec<SmallBytes> = Vec::new();
-            for s in &srcs {
-                for (m, sc) in &s.items {
-                    let v = weighted(*sc, s.weight);
-                    match acc.get_mut(m.as_slice()) {
-                        Some(t) => aggregate(t, v, agg),
+            let mut acc: HashMap<SmallBytes, usize> = HashMap::new();
+            for &i in &order {
+                let w = weights[i];
+                for (m, sc) in input_items(cx, &keys[i])? {
+                    let v = weighted(sc, w);
+                    match acc.get(m.as_slice()) {
+                        Some(&idx) => aggregate(&mut result[idx].1, v, agg),
                         None => {
-                            acc.insert(m.clone(), v);
-                            order.push(m.clone());
+                            acc.insert(m.clone(), result.len());
+                            result.push((m, v));
                         }
                     }
                 }
             }
-            result = order
-                .into_iter()
-                .map(|m| {
-                    let s = acc.get(m.as_slice()).copied().unwrap_or(0.0);
-                    (m, s)
-                })
-                .collect();
         }
         SetOp::Diff => {
-            if let Some((first, rest)) = srcs.split_first() {
-                for (m, sc) in &first.items {
-                    if !rest.iter().any(|o| o.get(m).is_some()) {
-                        result.push((m.clone(), *sc));
-                    }
+            if sizes[0].is_some() {
+                let mut cands: Vec<(SmallBytes, f64, bool)> =
+                    input_items(cx, &keys[0])?.into_iter().map(|(m, s)| (m, s, true)).collect();
+                for k in &keys[1..] {
+                    with_input(cx, k, |get| {
+                        for c in cands.iter_mut().filter(|c| c.2) {
+                            if get(&c.0).is_some() {
+                                c.2 = false;
+                            }
+                        }
+                    })?;
                 }
+                result = cands.into_iter().filter(|c| c.2).map(|c| (c.0, c.1)).collect();
             }
         }
     }
     if card_only {
-        cx.out.int(result.len() as i64);
+        let n = if limit != 0 { result.len().min(limit) } else { result.len() };
+        cx.out.int(n as i64);
         return Ok(());
     }
     match dst {
