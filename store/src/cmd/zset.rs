@@ -494,7 +494,26 @@ fn zrange_generic(cx: &mut Cx, first: usize, kind: Option<Kind>, rev: Option<boo
                     Some((s, e)) => z.range_by_rank(s, e, rev).cloned().collect(),
                 },
                 Spec::Score(r) => skip_take(z.range_by_score(r, rev)),
-                Spec::Lex(r) => skip_take(z.range_by_lex(r, rev)),
+                Spec::Lex(r) => {
+                    // Redis skips the offset without range checks, then
+                    // stops at the first element out of range.
+                    if offset < 0 || limit == 0 {
+                        Vec::new()
+                    } else {
+                        let it = z.lex_start(r, rev).skip(offset as usize).take_while(|k| {
+                            if rev {
+                                r.gte_min(&k.member)
+                            } else {
+                                r.lte_max(&k.member)
+                            }
+                        });
+                        if limit < 0 {
+                            it.cloned().collect()
+                        } else {
+                            it.take(limit as usize).cloned().collect()
+                        }
+                    }
+                }
             }
         }
     };

@@ -294,46 +294,70 @@ impl ZSet {
         }
     }
 
-    /// Elements in a lex range, following Redis's walk (the first element
-    /// at or above min, then consecutive elements up to max); meaningful
-    /// when all scores are equal. With equal scores this seeks in O(log n).
+    /// Elements in a lex range (see [`ZSet::lex_start`]).
     pub fn range_by_lex<'a>(&'a self, r: &'a LexRange, rev: bool) -> ZIter<'a> {
-        if r.is_empty() || self.tree.is_empty() {
-            return Box::new(std::iter::empty());
+        let it = self.lex_start(r, rev);
+        if rev {
+            Box::new(it.take_while(move |k| r.gte_min(&k.member)))
+        } else {
+            Box::new(it.take_while(move |k| r.lte_max(&k.member)))
         }
+    }
+
+    /// Redis's lex walk: empty unless the last element is at or above min
+    /// and the first at or below max; otherwise start at the first element
+    /// at or above min (going backwards: the last at or below max), which
+    /// must itself be in range, and continue unfiltered from there (callers
+    /// skip their offset, then stop at the first element out of range).
+    /// Meaningful when all scores are equal, where it seeks in O(log n);
+    /// with mixed scores it reproduces the listpack walk.
+    pub fn lex_start<'a>(&'a self, r: &'a LexRange, rev: bool) -> ZIter<'a> {
         let (first, last) = match (self.tree.first(), self.tree.last()) {
-            (Some(a), Some(b)) => (a.score, b.score),
+            (Some(a), Some(b)) => (a, b),
             _ => return Box::new(std::iter::empty()),
         };
-        if first.to_bits() == last.to_bits() || first == last {
-            let s = first;
-            let lower = match &r.min {
-                LexBound::NegInf => Bound::Unbounded,
-                LexBound::PosInf => return Box::new(std::iter::empty()),
-                LexBound::Incl(x) => Bound::Included(zk(s, x)),
-                LexBound::Excl(x) => Bound::Excluded(zk(s, x)),
-            };
-            let upper = match &r.max {
-                LexBound::NegInf => return Box::new(std::iter::empty()),
-                LexBound::PosInf => Bound::Unbounded,
-                LexBound::Incl(x) => Bound::Included(zk(s, x)),
-                LexBound::Excl(x) => Bound::Excluded(zk(s, x)),
-            };
-            let it = self.tree.range((lower, upper));
-            return if rev { Box::new(it.rev()) } else { Box::new(it) };
+        if r.is_empty() || !r.gte_min(&last.member) || !r.lte_max(&first.member) {
+            return Box::new(std::iter::empty());
         }
-        if rev {
-            Box::new(
-                self.tree
-                    .iter()
-                    .rev()
-                    .skip_while(move |k| !r.lte_max(&k.member))
-                    .take_while(move |k| r.gte_min(&k.member)),
-            )
+        let it: ZIter<'a> = if first.score == last.score {
+            let s = first.score;
+            if rev {
+                let upper = match &r.max {
+                    LexBound::NegInf => return Box::new(std::iter::empty()),
+                    LexBound::PosInf => Bound::Unbounded,
+                    LexBound::Incl(x) => Bound::Included(zk(s, x)),
+                    LexBound::Excl(x) => Bound::Excluded(zk(s, x)),
+                };
+                Box::new(self.tree.range((Bound::Unbounded, upper)).rev())
+            } else {
+                let lower = match &r.min {
+                    LexBound::NegInf => Bound::Unbounded,
+                    LexBound::PosInf => return Box::new(std::iter::empty()),
+                    LexBound::Incl(x) => Bound::Included(zk(s, x)),
+                    LexBound::Excl(x) => Bound::Excluded(zk(s, x)),
+                };
+                Box::new(self.tree.range((lower, Bound::Unbounded)))
+            }
+        } else if rev {
+            Box::new(self.tree.iter().rev().skip_while(move |k| !r.lte_max(&k.member)))
         } else {
-            Box::new(
-                self.tree.iter().skip_while(move |k| !r.gte_min(&k.member)).take_while(move |k| r.lte_max(&k.member)),
-            )
+            Box::new(self.tree.iter().skip_while(move |k| !r.gte_min(&k.member)))
+        };
+        let mut it = it.peekable();
+        let ok = match it.peek() {
+            Some(k) => {
+                if rev {
+                    r.gte_min(&k.member)
+                } else {
+                    r.lte_max(&k.member)
+                }
+            }
+            None => false,
+        };
+        if ok {
+            Box::new(it)
+        } else {
+            Box::new(std::iter::empty())
         }
     }
 
