@@ -265,8 +265,8 @@ fn smove(cx: &mut Cx) -> CmdResult {
     }
     cx.ks.modified(src);
     cx.ks.remove_if_empty(src)?;
-    let d = cx.ks.set_or_create(dst)?;
-    if d.add(m, max) {
+    // Like Redis, the destination is signalled only if the member was new.
+    if cx.ks.set_or_create(dst)?.add(m, max) {
         cx.ks.modified(dst);
     }
     cx.out.int(1);
