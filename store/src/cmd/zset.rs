@@ -384,7 +384,14 @@ fn zrevrank(cx: &mut Cx) -> CmdResult {
 fn zcount(cx: &mut Cx) -> CmdResult {
     let key = cx.arg(1);
     let r = parse_score_range(cx.arg(2), cx.arg(3))?;
-    let n = get_zset(&mut cx.ks, key, true)?.map_or(0, |z| z.range_by_score(&r, false).count());
+    let n = get_zset(&mut cx.ks, key, true)?.map_or(0, |z| {
+        let it = z.range_by_score(&r, false);
+        // The rank interval's length is exact: O(log n).
+        match it.size_hint() {
+            (a, Some(b)) if a == b => a,
+            _ => it.count(),
+        }
+    });
     cx.out.int(n as i64);
     Ok(())
 }
@@ -750,7 +757,7 @@ fn zrandmember(cx: &mut Cx) -> CmdResult {
             return Ok(());
         }
         let i = rand::thread_rng().gen_range(0..n);
-        match z.tree.iter().nth(i) {
+        match z.tree.get(i) {
             Some(k) => cx.out.bulk(&k.member),
             None => cx.out.null(),
         }
@@ -782,7 +789,6 @@ fn zrandmember(cx: &mut Cx) -> CmdResult {
         return Ok(());
     }
     if l < 0 {
-        let v: Vec<&ZKey> = z.tree.iter().collect();
         let cnt = l.unsigned_abs();
         let mut rng = rand::thread_rng();
         // Stream the reply: no allocation proportional to the count.
@@ -794,7 +800,9 @@ fn zrandmember(cx: &mut Cx) -> CmdResult {
             out.array(cnt as usize);
         }
         for _ in 0..cnt {
-            let k = v[rng.gen_range(0..v.len())];
+            let Some(k) = z.tree.get(rng.gen_range(0..n)) else {
+                break;
+            };
             if withscores && out.resp3 {
                 out.array(2);
             }
@@ -809,17 +817,7 @@ fn zrandmember(cx: &mut Cx) -> CmdResult {
         z.tree.iter().collect()
     } else {
         let idx = crate::types::set::distinct_indices(n, l as usize);
-        let mut j = 0;
-        let mut v = Vec::with_capacity(idx.len());
-        for (i, k) in z.tree.iter().enumerate() {
-            if j < idx.len() && idx[j] == i {
-                v.push(k);
-                j += 1;
-                if j == idx.len() {
-                    break;
-                }
-            }
-        }
+        let mut v: Vec<&ZKey> = idx.into_iter().filter_map(|i| z.tree.get(i)).collect();
         // Random order, like Redis's dict-based pick.
         let mut rng = rand::thread_rng();
         for i in (1..v.len()).rev() {

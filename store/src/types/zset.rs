@@ -1,13 +1,13 @@
 //! Sorted sets: members ordered by (score, member).
 //!
 //! Representation: a hash map member -> score for O(1) ZSCORE/membership,
-//! plus a B-tree of (score, member) keys for order. Complexity:
-//! - add/remove/score update: O(log n);
-//! - ranges by score or lex (equal scores): O(log n) seek + O(k) output;
-//! - ZRANK: O(min(rank, n - rank)) (the B-tree has no subtree counts; both
-//!   ends are walked at once so the nearer one wins);
-//! - range by rank: O(min(start, n - end) + k), walking from the nearer end;
-//! - ZCOUNT/ZLEXCOUNT: O(log n + matching elements).
+//! plus [`ZTree`], an order-statistic index of (score, member) keys (sorted
+//! chunks with a Fenwick tree of chunk sizes). Complexity:
+//! - add/remove/score update: O(log n + chunk size);
+//! - ZRANK/ZREVRANK and the key at a rank: O(log n);
+//! - ranges by rank, score or lex (equal scores): O(log n) seek + O(k)
+//!   output, LIMIT offsets skipped in O(log n);
+//! - ZCOUNT/ZLEXCOUNT (equal scores): O(log n).
 //!
 //! Encoding names follow Redis 7.0: `listpack` while the zset holds at most
 //! `zset-max-listpack-entries` members none longer than
@@ -15,7 +15,7 @@
 
 use crate::keyspace::smallbytes::SmallBytes;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 /// A (score, member) pair ordered like Redis's skiplist.
@@ -55,7 +55,8 @@ fn zk(score: f64, member: &[u8]) -> ZKey {
 #[derive(Clone, Debug, Default)]
 pub struct ZSet {
     pub scores: HashMap<SmallBytes, f64>,
-    pub tree: BTreeSet<ZKey>,
+    /// Order-statistic index of (score, member).
+    pub tree: ZTree,
     /// Set once the zset outgrew the listpack limits.
     pub big: bool,
 }
@@ -140,6 +141,292 @@ impl LexRange {
     }
 }
 
+/// An order-statistic sorted container of [`ZKey`]s: a list of sorted
+/// chunks (at most `CHUNK_MAX` keys each) plus a Fenwick tree over the
+/// chunk sizes. With n keys and c = n / CHUNK_MAX chunks:
+/// - insert/remove: O(log n + CHUNK_MAX) (plus O(c) when a chunk splits
+///   or empties, amortised over CHUNK_MAX/2 operations);
+/// - rank of a key and key at a rank: O(log n);
+/// - iterators are double-ended and `nth`/`nth_back` jump in O(log n),
+///   so skipping an offset costs O(log n).
+#[derive(Clone, Debug, Default)]
+pub struct ZTree {
+    chunks: Vec<Vec<ZKey>>,
+    /// Fenwick tree (1-based) over `chunks[i].len()`.
+    fen: Vec<usize>,
+    len: usize,
+}
+
+const CHUNK_MAX: usize = 256;
+
+impl ZTree {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn rebuild(&mut self) {
+        let m = self.chunks.len();
+        self.fen = vec![0; m + 1];
+        for i in 0..m {
+            let j = i + 1;
+            self.fen[j] += self.chunks[i].len();
+            let p = j + (j & j.wrapping_neg());
+            if p <= m {
+                let v = self.fen[j];
+                self.fen[p] += v;
+            }
+        }
+    }
+
+    fn fen_add(&mut self, chunk: usize, delta: isize) {
+        let mut j = chunk + 1;
+        while j < self.fen.len() {
+            self.fen[j] = (self.fen[j] as isize + delta) as usize;
+            j += j & j.wrapping_neg();
+        }
+    }
+
+    /// Number of keys in chunks `0..chunk`.
+    fn prefix(&self, chunk: usize) -> usize {
+        let mut j = chunk;
+        let mut s = 0;
+        while j > 0 {
+            s += self.fen[j];
+            j -= j & j.wrapping_neg();
+        }
+        s
+    }
+
+    /// (chunk, offset) of the key at rank `r` (< len).
+    fn locate(&self, mut r: usize) -> (usize, usize) {
+        let m = self.chunks.len();
+        let mut pos = 0;
+        let mut step = if m == 0 { 0 } else { 1usize << (usize::BITS - 1 - m.leading_zeros()) };
+        while step > 0 {
+            let nxt = pos + step;
+            if nxt <= m && self.fen[nxt] <= r {
+                pos = nxt;
+                r -= self.fen[nxt];
+            }
+            step >>= 1;
+        }
+        (pos, r)
+    }
+
+    /// Index of the chunk where `k` is or would go.
+    fn chunk_for(&self, k: &ZKey) -> usize {
+        let i = self.chunks.partition_point(|c| c.last().is_some_and(|l| l < k));
+        i.min(self.chunks.len().saturating_sub(1))
+    }
+
+    /// Insert; returns false if an equal key was present.
+    pub fn insert(&mut self, k: ZKey) -> bool {
+        if self.chunks.is_empty() {
+            self.chunks.push(vec![k]);
+            self.len = 1;
+            self.rebuild();
+            return true;
+        }
+        let ci = self.chunk_for(&k);
+        let c = &mut self.chunks[ci];
+        match c.binary_search(&k) {
+            Ok(_) => return false,
+            Err(p) => c.insert(p, k),
+        }
+        self.len += 1;
+        if self.chunks[ci].len() > CHUNK_MAX {
+            let tail = self.chunks[ci].split_off(CHUNK_MAX / 2);
+            self.chunks.insert(ci + 1, tail);
+            self.rebuild();
+        } else {
+            self.fen_add(ci, 1);
+        }
+        true
+    }
+
+    /// Remove an equal key; returns it.
+    pub fn remove(&mut self, k: &ZKey) -> Option<ZKey> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        let ci = self.chunk_for(k);
+        let p = self.chunks[ci].binary_search(k).ok()?;
+        let out = self.chunks[ci].remove(p);
+        self.len -= 1;
+        if self.chunks[ci].is_empty() {
+            self.chunks.remove(ci);
+            self.rebuild();
+        } else {
+            self.fen_add(ci, -1);
+        }
+        Some(out)
+    }
+
+    pub fn first(&self) -> Option<&ZKey> {
+        self.chunks.first().and_then(|c| c.first())
+    }
+
+    pub fn last(&self) -> Option<&ZKey> {
+        self.chunks.last().and_then(|c| c.last())
+    }
+
+    pub fn pop_first(&mut self) -> Option<ZKey> {
+        let k = self.first()?.clone();
+        self.remove(&k)
+    }
+
+    pub fn pop_last(&mut self) -> Option<ZKey> {
+        let k = self.last()?.clone();
+        self.remove(&k)
+    }
+
+    /// Number of keys strictly less than `k`.
+    pub fn rank_of(&self, k: &ZKey) -> usize {
+        if self.chunks.is_empty() {
+            return 0;
+        }
+        let ci = self.chunk_for(k);
+        self.prefix(ci) + self.chunks[ci].partition_point(|x| x < k)
+    }
+
+    /// Number of keys less than or equal to `k`.
+    fn rank_after(&self, k: &ZKey) -> usize {
+        if self.chunks.is_empty() {
+            return 0;
+        }
+        let ci = self.chunk_for(k);
+        self.prefix(ci) + self.chunks[ci].partition_point(|x| x <= k)
+    }
+
+    pub fn get(&self, rank: usize) -> Option<&ZKey> {
+        if rank >= self.len {
+            return None;
+        }
+        let (c, o) = self.locate(rank);
+        self.chunks.get(c).and_then(|c| c.get(o))
+    }
+
+    /// Keys with ranks in `lo..hi`.
+    pub fn ranks(&self, lo: usize, hi: usize) -> ZTreeIter<'_> {
+        let hi = hi.min(self.len);
+        let lo = lo.min(hi);
+        let mut it = ZTreeIter { t: self, lo, hi, f: (0, 0), b: (0, 0) };
+        it.seek_front();
+        it.seek_back();
+        it
+    }
+
+    pub fn iter(&self) -> ZTreeIter<'_> {
+        self.ranks(0, self.len)
+    }
+
+    /// Keys within the bounds (never panics on inverted bounds).
+    pub fn range(&self, (lower, upper): (Bound<ZKey>, Bound<ZKey>)) -> ZTreeIter<'_> {
+        let lo = match &lower {
+            Bound::Unbounded => 0,
+            Bound::Included(k) => self.rank_of(k),
+            Bound::Excluded(k) => self.rank_after(k),
+        };
+        let hi = match &upper {
+            Bound::Unbounded => self.len,
+            Bound::Included(k) => self.rank_after(k),
+            Bound::Excluded(k) => self.rank_of(k),
+        };
+        self.ranks(lo, hi.max(lo))
+    }
+}
+
+/// A double-ended iterator over a rank interval of a [`ZTree`].
+pub struct ZTreeIter<'a> {
+    t: &'a ZTree,
+    lo: usize,
+    hi: usize,
+    /// Position of rank `lo` (valid when lo < hi).
+    f: (usize, usize),
+    /// Position of rank `hi - 1` (valid when lo < hi).
+    b: (usize, usize),
+}
+
+impl<'a> ZTreeIter<'a> {
+    fn seek_front(&mut self) {
+        if self.lo < self.hi {
+            self.f = self.t.locate(self.lo);
+        }
+    }
+    fn seek_back(&mut self) {
+        if self.lo < self.hi {
+            self.b = self.t.locate(self.hi - 1);
+        }
+    }
+}
+
+impl<'a> Iterator for ZTreeIter<'a> {
+    type Item = &'a ZKey;
+
+    fn next(&mut self) -> Option<&'a ZKey> {
+        if self.lo >= self.hi {
+            return None;
+        }
+        let (c, o) = self.f;
+        let item = self.t.chunks.get(c)?.get(o)?;
+        self.lo += 1;
+        if o + 1 < self.t.chunks[c].len() {
+            self.f = (c, o + 1);
+        } else {
+            self.f = (c + 1, 0);
+        }
+        Some(item)
+    }
+
+    fn nth(&mut self, n: usize) -> Option<&'a ZKey> {
+        if n > 0 {
+            self.lo = self.lo.saturating_add(n).min(self.hi);
+            self.seek_front();
+        }
+        self.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.hi - self.lo;
+        (n, Some(n))
+    }
+
+    fn count(self) -> usize {
+        self.hi - self.lo
+    }
+}
+
+impl<'a> DoubleEndedIterator for ZTreeIter<'a> {
+    fn next_back(&mut self) -> Option<&'a ZKey> {
+        if self.lo >= self.hi {
+            return None;
+        }
+        let (c, o) = self.b;
+        let item = self.t.chunks.get(c)?.get(o)?;
+        self.hi -= 1;
+        if o > 0 {
+            self.b = (c, o - 1);
+        } else if c > 0 {
+            self.b = (c - 1, self.t.chunks[c - 1].len().saturating_sub(1));
+        }
+        Some(item)
+    }
+
+    fn nth_back(&mut self, n: usize) -> Option<&'a ZKey> {
+        if n > 0 {
+            self.hi = self.hi.saturating_sub(n).max(self.lo);
+            self.seek_back();
+        }
+        self.next_back()
+    }
+}
+
+impl<'a> ExactSizeIterator for ZTreeIter<'a> {}
+
 pub type ZIter<'a> = Box<dyn Iterator<Item = &'a ZKey> + 'a>;
 
 impl ZSet {
@@ -219,24 +506,11 @@ impl ZSet {
         Some(k)
     }
 
-    /// 0-based rank in ascending order (descending with `rev`).
+    /// 0-based rank in ascending order (descending with `rev`). O(log n).
     pub fn rank(&self, m: &[u8], rev: bool) -> Option<usize> {
         let s = self.score(m)?;
-        let key = zk(s, m);
-        let mut below = self.tree.range(..&key);
-        let mut above = self.tree.range(&key..);
-        let n = self.tree.len();
-        let mut steps = 0usize;
-        let asc = loop {
-            if below.next().is_none() {
-                break steps;
-            }
-            if above.next().is_none() {
-                break n - steps;
-            }
-            steps += 1;
-        };
-        Some(if rev { n - 1 - asc } else { asc })
+        let asc = self.tree.rank_of(&zk(s, m));
+        Some(if rev { self.tree.len() - 1 - asc } else { asc })
     }
 
     /// Elements with ascending ranks `start..=end` (already clamped, start
@@ -244,23 +518,10 @@ impl ZSet {
     /// (rank 0 = highest) in descending order.
     pub fn range_by_rank(&self, start: usize, end: usize, rev: bool) -> ZIter<'_> {
         let n = self.tree.len();
-        let cnt = end - start + 1;
-        // Ascending positions covered.
-        let (a_start, a_end) = if rev { (n - 1 - end, n - 1 - start) } else { (start, end) };
-        let from_front = a_start <= n - 1 - a_end;
-        match (rev, from_front) {
-            (false, true) => Box::new(self.tree.iter().skip(a_start).take(cnt)),
-            (true, false) => Box::new(self.tree.iter().rev().skip(n - 1 - a_end).take(cnt)),
-            (false, false) => {
-                let mut v: Vec<&ZKey> = self.tree.iter().rev().skip(n - 1 - a_end).take(cnt).collect();
-                v.reverse();
-                Box::new(v.into_iter())
-            }
-            (true, true) => {
-                let mut v: Vec<&ZKey> = self.tree.iter().skip(a_start).take(cnt).collect();
-                v.reverse();
-                Box::new(v.into_iter())
-            }
+        if rev {
+            Box::new(self.tree.ranks(n - 1 - end, n - start).rev())
+        } else {
+            Box::new(self.tree.ranks(start, end + 1))
         }
     }
 
@@ -281,11 +542,6 @@ impl ZSet {
         } else {
             Bound::Excluded(zk(r.max.next_up(), b""))
         };
-        if let (Bound::Included(a), Bound::Excluded(b)) = (&lower, &upper) {
-            if a > b {
-                return Box::new(std::iter::empty());
-            }
-        }
         let it = self.tree.range((lower, upper));
         if rev {
             Box::new(it.rev())
@@ -437,6 +693,73 @@ mod tests {
         assert_eq!(z.range_by_score(&r, false).count(), 2);
         let r = ScoreRange { min: 3.0, max: 2.0, minex: false, maxex: false };
         assert_eq!(z.range_by_score(&r, false).count(), 0);
+    }
+
+    #[test]
+    fn ztree_matches_btreeset() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeSet;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut t = ZTree::default();
+        let mut r: BTreeSet<ZKey> = BTreeSet::new();
+        for step in 0..40000 {
+            let k = zk(rng.gen_range(0..50) as f64, format!("m{}", rng.gen_range(0..400)).as_bytes());
+            if rng.gen_bool(0.6) {
+                assert_eq!(t.insert(k.clone()), r.insert(k.clone()));
+            } else {
+                assert_eq!(t.remove(&k).is_some(), r.remove(&k));
+            }
+            assert_eq!(t.len(), r.len());
+            if step % 97 == 0 {
+                let a: Vec<&ZKey> = t.iter().collect();
+                let b: Vec<&ZKey> = r.iter().collect();
+                assert_eq!(a, b);
+                let a: Vec<&ZKey> = t.iter().rev().collect();
+                let b: Vec<&ZKey> = r.iter().rev().collect();
+                assert_eq!(a, b);
+                let probe = zk(rng.gen_range(0..50) as f64, format!("m{}", rng.gen_range(0..400)).as_bytes());
+                assert_eq!(t.rank_of(&probe), r.range(..&probe).count());
+                let lo = zk(rng.gen_range(0..50) as f64, b"");
+                let hi = zk(rng.gen_range(0..50) as f64, b"m2");
+                let a: Vec<&ZKey> = t.range((Bound::Included(lo.clone()), Bound::Excluded(hi.clone()))).collect();
+                let b: Vec<&ZKey> = if lo <= hi {
+                    r.range((Bound::Included(lo.clone()), Bound::Excluded(hi.clone()))).collect()
+                } else {
+                    vec![]
+                };
+                assert_eq!(a, b);
+                let a: Vec<&ZKey> = t.range((Bound::Excluded(lo.clone()), Bound::Included(hi.clone()))).rev().collect();
+                let b: Vec<&ZKey> = if lo < hi {
+                    r.range((Bound::Excluded(lo.clone()), Bound::Included(hi.clone()))).rev().collect()
+                } else {
+                    vec![]
+                };
+                assert_eq!(a, b);
+                if !r.is_empty() {
+                    let n = r.len();
+                    let i = rng.gen_range(0..n);
+                    assert_eq!(t.get(i), r.iter().nth(i));
+                    let j = rng.gen_range(i..n);
+                    let a: Vec<&ZKey> = t.ranks(i, j + 1).collect();
+                    let b: Vec<&ZKey> = r.iter().skip(i).take(j + 1 - i).collect();
+                    assert_eq!(a, b);
+                    let mut it = t.iter();
+                    let mut rit = r.iter();
+                    assert_eq!(it.nth(i), rit.nth(i));
+                    assert_eq!(it.nth_back(j.min(n - i - 1)), rit.nth_back(j.min(n - i - 1)));
+                    assert_eq!(it.next(), rit.next());
+                    assert_eq!(it.next_back(), rit.next_back());
+                    assert_eq!(it.len(), rit.len());
+                }
+            }
+        }
+        while let Some(k) = t.pop_first() {
+            assert_eq!(Some(k), r.pop_first());
+            if let Some(k) = t.pop_last() {
+                assert_eq!(Some(k), r.pop_last());
+            }
+        }
+        assert!(r.is_empty() && t.is_empty());
     }
 
     #[test]
