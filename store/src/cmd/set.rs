@@ -7,7 +7,7 @@
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, SYNTAX, WRONGTYPE};
 use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::Value;
-use crate::types::set::{scan_step, Set};
+use crate::types::set::{scan_batch, scan_step, Set};
 use std::sync::atomic::Ordering;
 
 pub static COMMANDS: &[CmdImpl] = &[
@@ -460,7 +460,7 @@ fn sscan(cx: &mut Cx) -> CmdResult {
     let (items, next): (Vec<&SmallBytes>, u64) = if !s.big {
         (s.ordered(), 0)
     } else {
-        scan_step(s.members.iter(), |m: &SmallBytes| m.as_slice(), a.cursor, a.count)
+        scan_step(s.members.iter(), |m: &SmallBytes| m.as_slice(), a.cursor, scan_batch(a.count, s.len()))
     };
     let out = &mut *cx.out;
     let items: Vec<&SmallBytes> = match a.pattern {

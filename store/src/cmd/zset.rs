@@ -3,7 +3,7 @@
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, SYNTAX, WRONGTYPE};
 use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::Value;
-use crate::types::set::scan_step;
+use crate::types::set::{scan_batch, scan_step};
 use crate::types::zset::{LexBound, LexRange, ScoreRange, ZKey, ZSet};
 use ferrite_resp::ReplyBuf;
 use std::collections::HashMap;
@@ -1100,7 +1100,7 @@ fn zscan(cx: &mut Cx) -> CmdResult {
     let (items, next): (Vec<&ZKey>, u64) = if !z.big {
         (z.tree.iter().collect(), 0)
     } else {
-        scan_step(z.tree.iter(), |k: &ZKey| k.member.as_slice(), a.cursor, a.count)
+        scan_step(z.tree.iter(), |k: &ZKey| k.member.as_slice(), a.cursor, scan_batch(a.count, z.len()))
     };
     let items: Vec<&ZKey> = match a.pattern {
         None => items,

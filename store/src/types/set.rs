@@ -136,6 +136,14 @@ pub fn scan_hash(m: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Elements returned per SSCAN/ZSCAN step of a big collection: COUNT, but
+/// at least 1/256 of the collection, so that a whole iteration (each step
+/// costs O(n log batch)) stays within ~256 passes. COUNT is only a hint in
+/// Redis too.
+pub fn scan_batch(count: usize, len: usize) -> usize {
+    count.max(len / 256)
+}
+
 /// One step of a cursor scan over a big collection: the items whose
 /// `scan_hash` is >= `cursor`, in hash order, at least `count` of them (all
 /// items sharing the last hash are included). Returns them and the next
