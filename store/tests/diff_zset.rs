@@ -153,7 +153,19 @@ fn random_ops(members: u64) {
         let lex = ["-", "+", "[m1", "(m2", "[m3", "(m", "[m39"];
         let la = lex[rnd(lex.len() as u64) as usize];
         let lb = lex[rnd(lex.len() as u64) as usize];
-        let line = match rnd(16) {
+        let o = rnd(5);
+        let cnt = rnd(6) as i64 - 1;
+        let line = match rnd(26) {
+            16 => format!("ZRANGE {key} {b} {a} BYSCORE REV LIMIT {o} {cnt} WITHSCORES"),
+            17 => format!("ZRANGE {key} {r1} {r2} REV WITHSCORES"),
+            18 => format!("ZREMRANGEBYRANK {key} {r1} {r2}"),
+            19 => format!("ZRANGEBYLEX lx {la} {lb} LIMIT {o} {cnt}\nZREVRANGEBYLEX lx {lb} {la} LIMIT {o} {cnt}"),
+            20 => format!("ZMPOP 2 z1 z2 MAX COUNT {}", rnd(3) + 1),
+            21 => "ZDIFF 2 z1 z2 WITHSCORES".to_string(),
+            22 => format!("ZINTERCARD 2 z1 z2 LIMIT {}", rnd(4)),
+            23 => format!("ZRANGESTORE z3 {key} {r1} {r2}\nZRANGE z3 0 -1 WITHSCORES"),
+            24 => format!("ZRANGE {key} {a} {b} BYSCORE LIMIT {o} {cnt}"),
+            25 => format!("ZUNION 2 z1 z2 WEIGHTS {s} 2 AGGREGATE MIN WITHSCORES"),
             0..=3 => format!("ZADD {key} {s} {m} {b_} {m}x", b_ = scores[rnd(8) as usize]),
             4 => format!("ZINCRBY {key} {s} {m}"),
             5 => format!("ZREM {key} {m}"),
