@@ -399,7 +399,7 @@ fn zcount(cx: &mut Cx) -> CmdResult {
 fn zlexcount(cx: &mut Cx) -> CmdResult {
     let key = cx.arg(1);
     let r = parse_lex_range(cx.arg(2), cx.arg(3))?;
-    let n = get_zset(&mut cx.ks, key, true)?.map_or(0, |z| z.range_by_lex(&r, false).count());
+    let n = get_zset(&mut cx.ks, key, true)?.map_or(0, |z| z.lex_count(&r));
     cx.out.int(n as i64);
     Ok(())
 }

@@ -560,6 +560,32 @@ impl ZSet {
         }
     }
 
+    /// Number of elements in a lex range: O(log n) when all scores are
+    /// equal (the meaningful case), a walk otherwise.
+    pub fn lex_count(&self, r: &LexRange) -> usize {
+        let (first, last) = match (self.tree.first(), self.tree.last()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return 0,
+        };
+        if first.score != last.score || r.is_empty() {
+            return self.range_by_lex(r, false).count();
+        }
+        let s = first.score;
+        let lower = match &r.min {
+            LexBound::NegInf => Bound::Unbounded,
+            LexBound::PosInf => return 0,
+            LexBound::Incl(x) => Bound::Included(zk(s, x)),
+            LexBound::Excl(x) => Bound::Excluded(zk(s, x)),
+        };
+        let upper = match &r.max {
+            LexBound::NegInf => return 0,
+            LexBound::PosInf => Bound::Unbounded,
+            LexBound::Incl(x) => Bound::Included(zk(s, x)),
+            LexBound::Excl(x) => Bound::Excluded(zk(s, x)),
+        };
+        self.tree.range((lower, upper)).len()
+    }
+
     /// Redis's lex walk: empty unless the last element is at or above min
     /// and the first at or below max; otherwise start at the first element
     /// at or above min (going backwards: the last at or below max), which
