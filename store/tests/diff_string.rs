@@ -41,34 +41,14 @@ fn transcripts_string_bitfield() {
     support::run_transcripts("string_bitfield");
 }
 
-/// These transcripts use commands of other families (RPUSH, TTL, OBJECT,
-/// TYPE, DEL, EXISTS). On a branch where those are not implemented yet the
-/// test says so and passes; once they exist it runs in full.
-fn needs(cmds: &[&[&str]]) -> bool {
-    let f = support::start_ferrite(&[]);
-    let mut c = support::Conn::connect(f.port).unwrap();
-    for cmd in cmds {
-        let r = c.cmd(cmd);
-        if r.starts_with(b"-ERR unknown command") {
-            eprintln!("skipped: ferrite has no {} yet", cmd[0]);
-            return false;
-        }
-    }
-    true
-}
-
 #[test]
 fn transcripts_string_wrongtype() {
-    if needs(&[&["RPUSH", "x", "y"], &["TYPE", "x"], &["EXISTS", "x"]]) {
-        support::run_transcripts("string_wrongtype");
-    }
+    support::run_transcripts("string_wrongtype");
 }
 
 #[test]
 fn transcripts_string_ttl() {
-    if needs(&[&["TTL", "x"], &["PTTL", "x"], &["OBJECT", "ENCODING", "x"], &["EXISTS", "x"]]) {
-        support::run_transcripts("string_ttl");
-    }
+    support::run_transcripts("string_ttl");
 }
 
 /// Size limits with a small `proto-max-bulk-len` (1 MB) on both servers.
@@ -144,10 +124,7 @@ fn dirty(c: &mut support::Conn) -> Option<i64> {
 #[test]
 fn dirty_counter_matches() {
     let mut p = support::Pair::start();
-    if dirty(&mut p.f).is_none() {
-        eprintln!("skipped: ferrite has no INFO persistence yet");
-        return;
-    }
+    assert!(dirty(&mut p.f).is_some(), "ferrite INFO persistence lacks rdb_changes_since_last_save");
     let script = [
         "SET a 1",
         "SET a 1 NX",
