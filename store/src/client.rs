@@ -69,7 +69,8 @@ pub struct BlockRequest {
     pub keys: Vec<Bytes>,
     /// Absolute deadline in unix ms; None waits forever.
     pub deadline_ms: Option<i64>,
-    /// Reply on timeout: null array (true) or null bulk (false).
+    /// Reply when it cannot block (inside EXEC): null array (true) or null
+    /// bulk (false). A real timeout always replies a null array.
     pub null_array: bool,
 }
 

@@ -193,7 +193,6 @@ async fn wait_blocked(
     let Some(w) = client.waiter.clone() else { return true };
     let req = client.block.take();
     let deadline = req.as_ref().and_then(|r| r.deadline_ms);
-    let null_array = req.as_ref().is_none_or(|r| r.null_array);
     let cancel = |srv: &Server| {
         let _world = srv.store.world_read();
         srv.blocking.cancel(&w)
@@ -217,10 +216,8 @@ async fn wait_blocked(
                     if cancel(srv) {
                         if error {
                             out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
-                        } else if null_array {
-                            out.null_array();
                         } else {
-                            out.null();
+                            out.null_array();
                         }
                         break;
                     }
@@ -234,12 +231,10 @@ async fn wait_blocked(
                     None => std::future::pending::<()>().await,
                 }
             } => {
+                // Redis answers every blocking timeout with a null array
+                // (even BLMOVE, whose non-blocking null is a null bulk).
                 if cancel(srv) {
-                    if null_array {
-                        out.null_array();
-                    } else {
-                        out.null();
-                    }
+                    out.null_array();
                     break;
                 }
             }

@@ -211,6 +211,15 @@ fn run<'s>(
     }
 }
 
+/// The type of key a blocking command waits for.
+fn blocked_on_type(cmd: &str) -> &'static str {
+    match cmd {
+        "bzpopmin" | "bzpopmax" | "bzmpop" => "zset",
+        "xread" | "xreadgroup" => "stream",
+        _ => "list",
+    }
+}
+
 /// Serve clients blocked on `ready` keys, oldest first, by re-running their
 /// commands under the exclusive access the writer holds. A served command
 /// may make further keys ready (BLMOVE's destination); those are served too.
@@ -225,8 +234,21 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
         if rounds > 100_000 {
             break;
         }
+        // Like Redis, a key only serves the clients blocked for its type
+        // (a list serves BLPOP, not BZPOPMIN); other writes serve nobody.
+        let slot = key_hash_slot(&key);
+        let now = now_ms();
+        let Some(ty) = acc
+            .shard(db, slot)
+            .and_then(|s| s.get_raw(slot, &key).filter(|e| !e.is_expired(now)).map(|e| e.value.type_name()))
+        else {
+            continue;
+        };
         for w in srv.blocking.waiters(db, &key) {
             let Ok((cmd, meta)) = resolve(srv, &w.args) else { continue };
+            if blocked_on_type(cmd.imp.name) != ty {
+                continue;
+            }
             let mut tmp = Client::new(w.handle.clone(), true);
             tmp.db = w.db;
             tmp.resp3 = w.resp3;

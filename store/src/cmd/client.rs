@@ -126,6 +126,9 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     if multi >= 0 {
         flags.push('x');
     }
+    if h.blocked.load(Ordering::Relaxed) {
+        flags.push('b');
+    }
     if me && cx.client.close_after_reply {
         flags.push('c');
     }
@@ -419,7 +422,9 @@ pub fn close_idle_clients(srv: &crate::server::Server) {
     let now = srv.uptime_ms();
     let limit = timeout.saturating_mul(1000);
     for h in srv.clients.snapshot() {
-        if type_of(&h) == Type::PubSub || h.monitor.load(Ordering::Relaxed) {
+        // Like Redis: pub/sub, MONITOR and blocked clients are not timed out
+        // (a blocked client has its own timeout).
+        if type_of(&h) == Type::PubSub || h.monitor.load(Ordering::Relaxed) || h.blocked.load(Ordering::Relaxed) {
             continue;
         }
         if now.saturating_sub(h.last_interaction_ms.load(Ordering::Relaxed)) > limit {

@@ -217,7 +217,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "maxclients:{maxclients}");
             line!(s, "client_recent_max_input_buffer:0");
             line!(s, "client_recent_max_output_buffer:0");
-            line!(s, "blocked_clients:0");
+            line!(s, "blocked_clients:{}", srv.blocking.blocked_clients());
             line!(s, "tracking_clients:0");
             line!(s, "clients_in_timeout_table:0");
         }

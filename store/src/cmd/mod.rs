@@ -385,11 +385,10 @@ impl<'a, 's> Cx<'a, 's> {
         let v = ferrite_resp::num::parse_f64(self.arg(i))
             .filter(|_| crate::ldouble::is_valid(self.arg(i)))
             .ok_or_else(|| CmdError::err("timeout is not a float or out of range"))?;
-        let ms = v * 1000.0;
-        if ms > i64::MAX as f64 {
-            return Err(CmdError::err("timeout is out of range"));
-        }
-        let ms = ms.ceil() as i64;
+        let ms = (v * 1000.0).ceil();
+        // Redis converts with a C cast, which turns anything beyond the
+        // i64 range (including inf) into a negative number on x86_64.
+        let ms = if ms >= i64::MAX as f64 || ms.is_nan() { -1 } else { ms as i64 };
         if ms < 0 {
             return Err(CmdError::err("timeout is negative"));
         }
