@@ -72,6 +72,9 @@ pub struct BlockRequest {
     /// Reply when it cannot block (inside EXEC): null array (true) or null
     /// bulk (false). A real timeout always replies a null array.
     pub null_array: bool,
+    /// The command to re-run when woken, if not the one as sent (XREAD
+    /// keeps the IDs `$` resolved to when it blocked).
+    pub rerun: Option<Vec<Bytes>>,
 }
 
 /// MULTI state.

@@ -191,7 +191,7 @@ fn run<'s>(
             db,
             resp3: client.resp3,
             user: client.user.clone(),
-            args: args.to_vec(),
+            args: req.rerun.clone().unwrap_or_else(|| args.to_vec()),
             keys: req.keys.clone(),
             state: parking_lot::Mutex::new(WaitState::Waiting),
         });

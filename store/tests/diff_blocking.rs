@@ -117,11 +117,78 @@ fn script(port: u16, resp3: bool) -> Vec<String> {
     seen
 }
 
+/// Sorted sets and streams.
+fn script_zset_stream(port: u16, resp3: bool) -> Vec<String> {
+    let conn = || {
+        let mut c = Conn::connect(port).unwrap();
+        if resp3 {
+            c.cmd(&["HELLO", "3"]);
+        }
+        c
+    };
+    let (mut a, mut b, mut c) = (conn(), conn(), conn());
+    let mut seen = Vec::new();
+    let mut log = |r: Vec<u8>| seen.push(show(&r));
+
+    log(a.cmd(&["BZPOPMIN", "z", "-1"]));
+    log(a.cmd(&["BZMPOP", "0", "1", "z", "MIDDLE"]));
+    log(c.cmd(&["ZADD", "zr", "1", "a", "2", "b"]));
+    log(a.cmd(&["BZPOPMAX", "zempty", "zr", "0"]));
+    log(a.cmd(&["BZPOPMIN", "nothing", "0.1"]));
+    log(a.cmd(&["BZMPOP", "0.1", "1", "nothing", "MIN"]));
+    a.send(&["BZPOPMIN", "z1", "z2", "5"]);
+    pause();
+    b.send(&["BZMPOP", "5", "1", "z2", "MAX", "COUNT", "5"]);
+    pause();
+    log(c.cmd(&["ZADD", "z2", "3", "c", "1", "a", "2", "b"]));
+    log(a.read_reply());
+    log(b.read_reply());
+    // A list push does not wake a sorted-set waiter.
+    a.send(&["BZPOPMIN", "mixed", "0.3"]);
+    pause();
+    log(c.cmd(&["RPUSH", "mixed", "x"]));
+    log(a.read_reply());
+    log(a.cmd(&["MULTI"]));
+    log(a.cmd(&["BZPOPMIN", "nothing", "0"]));
+    log(a.cmd(&["EXEC"]));
+
+    // Streams: XREAD BLOCK with $ only sees entries added after it blocked.
+    log(c.cmd(&["XADD", "s", "1-1", "f", "old"]));
+    a.send(&["XREAD", "BLOCK", "5000", "STREAMS", "s", "$"]);
+    pause();
+    log(c.cmd(&["XADD", "s", "2-1", "f", "new"]));
+    log(a.read_reply());
+    log(a.cmd(&["XREAD", "BLOCK", "100", "STREAMS", "s", "$"]));
+    log(a.cmd(&["XREAD", "BLOCK", "-1", "STREAMS", "s", "$"]));
+    log(a.cmd(&["XREAD", "BLOCK", "abc", "STREAMS", "s", "$"]));
+    // XREADGROUP BLOCK with > and several readers.
+    log(c.cmd(&["XGROUP", "CREATE", "s", "g", "$"]));
+    a.send(&["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "5000", "STREAMS", "s", ">"]);
+    pause();
+    b.send(&["XREADGROUP", "GROUP", "g", "bob", "COUNT", "1", "BLOCK", "5000", "STREAMS", "s", ">"]);
+    pause();
+    log(c.cmd(&["XADD", "s", "3-1", "f", "x"]));
+    log(a.read_reply());
+    log(c.cmd(&["XADD", "s", "4-1", "f", "y"]));
+    log(b.read_reply());
+    log(c.cmd(&["XPENDING", "s", "g"]));
+    log(a.cmd(&["MULTI"]));
+    log(a.cmd(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]));
+    log(a.cmd(&["EXEC"]));
+    seen
+}
+
 fn compare(resp3: bool) {
     let redis = start_redis(&[]);
     let ferrite = start_ferrite(&[]);
     let a = script(redis.port, resp3);
     let b = script(ferrite.port, resp3);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "step {i} differs (resp3={resp3})");
+    }
+    assert_eq!(a.len(), b.len());
+    let a = script_zset_stream(redis.port, resp3);
+    let b = script_zset_stream(ferrite.port, resp3);
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "step {i} differs (resp3={resp3})");
     }

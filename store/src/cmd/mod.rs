@@ -376,7 +376,16 @@ impl<'a, 's> Cx<'a, 's> {
             }
             return;
         }
-        self.client.block = Some(crate::client::BlockRequest { keys, deadline_ms, null_array });
+        self.client.block = Some(crate::client::BlockRequest { keys, deadline_ms, null_array, rerun: None });
+    }
+
+    /// Like [`Cx::block_on`], re-running `rerun` instead of the command as
+    /// sent when a key becomes ready.
+    pub fn block_on_rerun(&mut self, keys: Vec<Bytes>, deadline_ms: Option<i64>, rerun: Vec<Bytes>) {
+        self.block_on(keys, deadline_ms, true);
+        if let Some(b) = self.client.block.as_mut() {
+            b.rerun = Some(rerun);
+        }
     }
 
     /// Parse a blocking timeout in seconds (Redis's `getTimeoutFromObjectOrReply`

@@ -764,11 +764,39 @@ fn deliver_nack(g: &mut Group, id: StreamId, cname: &[u8], now: i64) {
 
 fn xread_generic(cx: &mut Cx, xreadgroup: bool) -> CmdResult {
     let a = parse_xread(cx, xreadgroup)?;
-    if !xread_try(cx, &a)? {
-        // Nothing to serve. Without BLOCK this is the reply; with BLOCK it
-        // is what Redis sends on timeout (real blocking is not done here).
-        cx.out.null_array();
+    if xread_try(cx, &a)? {
+        return Ok(());
     }
+    let Some(ms) = a.block_ms else {
+        cx.out.null_array();
+        return Ok(());
+    };
+    let deadline = if ms == 0 {
+        None
+    } else {
+        Some(cx.ks.now.checked_add(ms).ok_or_else(|| CmdError::err("timeout is out of range"))?)
+    };
+    // Re-run with the IDs resolved now (`$` means "after what exists when
+    // blocking"), and at most 1000 entries per stream when no COUNT was
+    // given, as Redis serves woken readers.
+    let mut rerun: Vec<bytes::Bytes> = Vec::with_capacity(8 + 2 * a.keys.len());
+    let b = |s: &[u8]| bytes::Bytes::copy_from_slice(s);
+    rerun.push(b(if xreadgroup { b"XREADGROUP" } else { b"XREAD" }));
+    if let Some((g, c)) = &a.group {
+        rerun.extend([b(b"GROUP"), b(g), b(c)]);
+    }
+    let count = if a.count == 0 { 1000 } else { a.count };
+    rerun.extend([b(b"COUNT"), b(count.to_string().as_bytes()), b(b"BLOCK"), b(ms.to_string().as_bytes())]);
+    if a.noack {
+        rerun.push(b(b"NOACK"));
+    }
+    rerun.push(b(b"STREAMS"));
+    rerun.extend(a.keys.iter().map(|k| b(k)));
+    for id in &a.ids {
+        rerun.push(if *id == StreamId::MAX { b(b">") } else { b(id.fmt().as_bytes()) });
+    }
+    let keys = a.keys.iter().map(|k| b(k)).collect();
+    cx.block_on_rerun(keys, deadline, rerun);
     Ok(())
 }
 

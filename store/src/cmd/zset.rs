@@ -33,6 +33,9 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "zpopmin", handler: zpopmin, lock: Lock::Keys },
     CmdImpl { name: "zpopmax", handler: zpopmax, lock: Lock::Keys },
     CmdImpl { name: "zmpop", handler: zmpop, lock: Lock::Keys },
+    CmdImpl { name: "bzmpop", handler: bzmpop, lock: Lock::Keys },
+    CmdImpl { name: "bzpopmin", handler: bzpopmin, lock: Lock::Keys },
+    CmdImpl { name: "bzpopmax", handler: bzpopmax, lock: Lock::Keys },
     CmdImpl { name: "zrandmember", handler: zrandmember, lock: Lock::Keys },
     CmdImpl { name: "zunion", handler: zunion, lock: Lock::Keys },
     CmdImpl { name: "zinter", handler: zinter, lock: Lock::Keys },
@@ -707,15 +710,25 @@ fn zpopmax(cx: &mut Cx) -> CmdResult {
 }
 
 fn zmpop(cx: &mut Cx) -> CmdResult {
-    let numkeys = match parse_int(cx.arg(1)) {
+    zmpop_generic(cx, 1, false)
+}
+
+fn bzmpop(cx: &mut Cx) -> CmdResult {
+    zmpop_generic(cx, 2, true)
+}
+
+/// ZMPOP / BZMPOP: `numkeys` at `numkeys_idx`, keys, MIN|MAX [COUNT n];
+/// BZMPOP's timeout is argument 1.
+fn zmpop_generic(cx: &mut Cx, numkeys_idx: usize, block: bool) -> CmdResult {
+    let numkeys = match parse_int(cx.arg(numkeys_idx)) {
         Ok(n) if n > 0 => n as usize,
         _ => return Err(CmdError::err("numkeys should be greater than 0")),
     };
     // numkeys keys, then MIN|MAX.
-    if numkeys > cx.argc().saturating_sub(3) {
+    if numkeys > cx.argc().saturating_sub(numkeys_idx + 2) {
         return Err(SYNTAX);
     }
-    let wi = 2 + numkeys;
+    let wi = numkeys_idx + 1 + numkeys;
     let w = cx.arg(wi);
     let max = if eq_ic(w, b"MIN") {
         false
@@ -737,8 +750,56 @@ fn zmpop(cx: &mut Cx) -> CmdResult {
             return Err(SYNTAX);
         }
     }
-    let keys = &cx.args[2..2 + numkeys];
+    let args = cx.args;
+    let keys = &args[numkeys_idx + 1..numkeys_idx + 1 + numkeys];
+    if block {
+        let deadline = cx.timeout_arg(1)?;
+        if !any_zset(cx, keys)? {
+            cx.block_on(keys.to_vec(), deadline, true);
+            return Ok(());
+        }
+    }
     pop_generic(cx, keys, max, Some(count.unwrap_or(1)), true)
+}
+
+/// Does any of `keys` hold a (non-empty) sorted set? WRONGTYPE first, like Redis.
+fn any_zset(cx: &mut Cx, keys: &[bytes::Bytes]) -> Result<bool, CmdError> {
+    for k in keys {
+        if get_zset(&mut cx.ks, k, false)?.is_some_and(|z| z.len() > 0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// BZPOPMIN / BZPOPMAX: `[key, member, score]` from the first non-empty
+/// sorted set, or block.
+fn bzpop(cx: &mut Cx, max: bool) -> CmdResult {
+    let last = cx.argc() - 1;
+    let deadline = cx.timeout_arg(last)?;
+    let args = cx.args;
+    let keys = &args[1..last];
+    for key in keys {
+        let Some(z) = get_zset(&mut cx.ks, key, false)? else { continue };
+        let Some(k) = (if max { z.pop_last() } else { z.pop_first() }) else { continue };
+        cx.ks.modified(key);
+        cx.ks.remove_if_empty(key)?;
+        cx.out.array(3);
+        cx.out.bulk(key);
+        cx.out.bulk(&k.member);
+        cx.out.double(k.score);
+        return Ok(());
+    }
+    cx.block_on(keys.to_vec(), deadline, true);
+    Ok(())
+}
+
+fn bzpopmin(cx: &mut Cx) -> CmdResult {
+    bzpop(cx, false)
+}
+
+fn bzpopmax(cx: &mut Cx) -> CmdResult {
+    bzpop(cx, true)
 }
 
 // ------------------------------------------------------------ ZRANDMEMBER
