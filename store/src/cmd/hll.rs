@@ -406,16 +406,13 @@ mod repr {
         } else {
             let mut idx = 0usize;
             for op in ops(s) {
-                match op {
-                    Op::Zero(n) | Op::XZero(n) => {
-                        idx += n;
-                        h[0] += n as u64;
-                    }
-                    Op::Val(v, n) => {
-                        idx += n;
-                        h[v as usize] += n as u64;
-                    }
+                let n = op.span();
+                if idx + n > REGS {
+                    return Err(());
                 }
+                idx += n;
+                let v = if let Op::Val(v, _) = op { v as usize } else { 0 };
+                h[v] += n as u64;
             }
             if idx != REGS {
                 return Err(());
