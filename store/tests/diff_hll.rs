@@ -2,52 +2,11 @@
 //! tests for what transcripts cannot compare.
 mod support;
 
-use std::path::PathBuf;
-use support::{Conn, Pair};
-
-/// Transcripts that also need commands of other families (lists, keys).
-const NEEDS_OTHER_FAMILIES: &[&str] = &["hll_types.txt"];
+use support::Conn;
 
 #[test]
 fn transcripts_hll() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/transcripts");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with("hll") && p.extension().is_some_and(|e| e == "txt")
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
-        for proto in ["2", "3"] {
-            let mut p = Pair::start();
-            if NEEDS_OTHER_FAMILIES.contains(&name.as_str()) {
-                let ok = ["LPUSH", "HSET", "EXISTS", "TYPE", "EXPIRE", "TTL", "PEXPIRE", "DEL", "OBJECT"]
-                    .iter()
-                    .all(|c| probe(&mut p.f, c));
-                if !ok {
-                    eprintln!("skipping {name}: ferrite lacks list/hash/keys commands in this build");
-                    break;
-                }
-            }
-            if proto == "3" {
-                p.r.cmd(&["HELLO", "3"]);
-                p.f.cmd(&["HELLO", "3"]);
-            }
-            p.run(&format!("{name} (RESP{proto})"), &text);
-        }
-    }
-}
-
-/// Whether ferrite dispatches `cmd` (other families may not be merged yet;
-/// an arity error means the command exists).
-fn probe(f: &mut Conn, cmd: &str) -> bool {
-    let r = f.cmd(&[cmd]);
-    !r.starts_with(b"-ERR unknown command")
+    support::run_transcripts("hll");
 }
 
 fn int(r: &[u8]) -> i64 {

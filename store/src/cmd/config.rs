@@ -89,6 +89,7 @@ const PARAMS: &[Param] = &[
     Param { name: "cluster-enabled", kind: Kind::Immutable },
     Param { name: "notify-keyspace-events", kind: Kind::Notify },
     Param { name: "stream-node-max-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "hll-sparse-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "stream-node-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "dir", kind: Kind::ReadOnly },
     Param { name: "dbfilename", kind: Kind::ReadOnly },
@@ -109,6 +110,7 @@ fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
         "list-compress-depth" => &t.list_compress_depth,
         "stream-node-max-entries" => &t.stream_node_max_entries,
         "stream-node-max-bytes" => &t.stream_node_max_bytes,
+        "hll-sparse-max-bytes" => &crate::cmd::hll::SPARSE_MAX_BYTES,
         _ => return None,
     })
 }
