@@ -10,6 +10,7 @@
 //! (`ferrite-commands`), or where other cluster nodes are (`routing`
 //! only decides, from a view it is given).
 
+pub mod acl;
 pub mod blocking;
 pub mod client;
 pub mod cmd;

@@ -14,11 +14,13 @@
 //! - after changing a key call `cx.ks.modified(key)` (WATCH, dirty counter);
 //! - delete collections that become empty (`cx.ks.remove_if_empty`).
 
+pub mod acl;
 pub mod bitmap;
 pub mod client;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod info;
@@ -107,8 +109,10 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 18] {
+pub fn families() -> [&'static [CmdImpl]; 20] {
     [
+        acl::COMMANDS,
+        geo::COMMANDS,
         hll::COMMANDS,
         stream::COMMANDS,
         bitmap::COMMANDS,

@@ -1,0 +1,1 @@
+//! Access control lists: users, their rules and permission checks.

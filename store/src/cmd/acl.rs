@@ -1,0 +1,5 @@
+//! ACL commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

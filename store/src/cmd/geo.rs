@@ -1,0 +1,5 @@
+//! geo commands.
+
+use super::CmdImpl;
+
+pub static COMMANDS: &[CmdImpl] = &[];

@@ -1,0 +1,7 @@
+//! Differential tests: acl (transcripts/acl*.txt).
+mod support;
+
+#[test]
+fn transcripts_acl() {
+    support::run_transcripts("acl");
+}
