@@ -45,7 +45,6 @@ use bytes::Bytes;
 use ferrite_commands::{key_hash_slot, table, CommandMeta};
 use ferrite_resp::ReplyBuf;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 /// An error reply. The text includes the error code (`ERR ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +104,7 @@ pub struct Cmd {
 }
 
 pub struct Registry {
-    map: HashMap<&'static str, Cmd>,
+    map: hashbrown::HashMap<&'static str, Cmd, foldhash::fast::RandomState>,
 }
 
 /// Every family's command list.
@@ -137,7 +136,7 @@ pub fn families() -> [&'static [CmdImpl]; 20] {
 impl Registry {
     pub fn build() -> Registry {
         let t = table();
-        let mut map = HashMap::new();
+        let mut map = hashbrown::HashMap::with_hasher(foldhash::fast::RandomState::default());
         for fam in families() {
             for imp in fam {
                 match t.commands.get(imp.name) {
