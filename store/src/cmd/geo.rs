@@ -583,8 +583,8 @@ fn fmt_dist(d: f64) -> String {
     }
     let r = (d * 10000.0).round_ties_even();
     // llrint gives LLONG_MIN for anything it cannot represent.
-    let sv: i64 =
-        if r.is_finite() && r >= -9.223372036854775808e18 && r < 9.223372036854775808e18 { r as i64 } else { i64::MIN };
+    const TWO63: f64 = 9_223_372_036_854_775_808.0;
+    let sv: i64 = if (-TWO63..TWO63).contains(&r) { r as i64 } else { i64::MIN };
     let neg = sv < 0;
     let v = sv.unsigned_abs();
     format!("{}{}.{:04}", if neg { "-" } else { "" }, v / 10000, v % 10000)
