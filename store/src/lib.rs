@@ -11,6 +11,7 @@
 //! only decides, from a view it is given).
 
 pub mod acl;
+pub mod alloc;
 pub mod blocking;
 pub mod client;
 pub mod cmd;

@@ -6,9 +6,10 @@ use ferrite::config::{Cli, Config};
 use ferrite::server::Server;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ferrite::alloc::CountingMi = ferrite::alloc::CountingMi;
 
 fn main() {
+    ferrite::alloc::mark_installed();
     let cli = Cli::parse();
     let config = match Config::load(cli) {
         Ok(c) => c,
