@@ -93,6 +93,7 @@ const PARAMS: &[Param] = &[
     Param { name: "stream-node-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "dir", kind: Kind::ReadOnly },
     Param { name: "dbfilename", kind: Kind::ReadOnly },
+    Param { name: "aclfile", kind: Kind::Immutable },
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -130,6 +131,7 @@ fn get_value(srv: &Server, name: &str) -> String {
         "port" => srv.port.load(Ordering::Relaxed).to_string(),
         "databases" => c.databases.to_string(),
         "requirepass" => c.requirepass.clone().unwrap_or_default(),
+        "aclfile" => c.aclfile.clone(),
         "maxclients" => c.maxclients.to_string(),
         "proto-max-bulk-len" => c.proto_max_bulk_len.to_string(),
         "enable-debug-command" => c.enable_debug_command.clone(),
@@ -276,7 +278,10 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
     }
     let mut c = srv.config.write();
     match (name, v) {
-        ("requirepass", NewVal::Str(s)) => c.requirepass = (!s.is_empty()).then_some(s),
+        ("requirepass", NewVal::Str(s)) => {
+            srv.acl.set_default_password((!s.is_empty()).then_some(s.as_bytes()));
+            c.requirepass = (!s.is_empty()).then_some(s)
+        }
         ("maxclients", NewVal::Int(n)) => c.maxclients = n as usize,
         ("proto-max-bulk-len", NewVal::Int(n)) => c.proto_max_bulk_len = n as u64,
         ("timeout", NewVal::Int(n)) => c.timeout = n as u64,
