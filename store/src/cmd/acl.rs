@@ -28,11 +28,14 @@ fn acl_cmd(cx: &mut Cx) -> CmdResult {
         "log" => log(cx),
         "dryrun" => dryrun(cx),
         "help" => help(cx),
-        _ => Err(CmdError::err(format!(
-            "unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",
-            String::from_utf8_lossy(cx.arg(1))
-        ))),
+        _ => Err(subcmd_err(cx)),
     }
+}
+
+/// Redis's `addReplySubcommandSyntaxError`.
+fn subcmd_err(cx: &Cx) -> CmdError {
+    let sub: String = String::from_utf8_lossy(cx.arg(1)).chars().take(128).collect();
+    CmdError::err(format!("unknown subcommand or wrong number of arguments for '{sub}'. Try ACL HELP."))
 }
 
 fn has_spaces(s: &[u8]) -> bool {
@@ -92,7 +95,7 @@ fn selector_reply(cx: &mut Cx, s: &Selector) {
 
 fn getuser(cx: &mut Cx) -> CmdResult {
     if cx.argc() != 3 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     let Some(u) = cx.srv.acl.get(cx.arg(2)) else {
         cx.out.null();
@@ -131,7 +134,7 @@ fn getuser(cx: &mut Cx) -> CmdResult {
 
 fn list(cx: &mut Cx, names_only: bool) -> CmdResult {
     if cx.argc() != 2 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     let users = cx.srv.acl.users();
     cx.out.array(users.len());
@@ -178,7 +181,7 @@ fn io_error_text(e: &std::io::Error) -> String {
 
 fn load(cx: &mut Cx) -> CmdResult {
     if cx.argc() != 2 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     let path = cx.srv.config.read().aclfile.clone();
     let old = load_file(cx.srv, &path).map_err(CmdError::err)?;
@@ -189,7 +192,7 @@ fn load(cx: &mut Cx) -> CmdResult {
 
 fn save(cx: &mut Cx) -> CmdResult {
     if cx.argc() != 2 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     let path = cx.srv.config.read().aclfile.clone();
     let text = cx.srv.acl.save_text();
@@ -227,13 +230,13 @@ fn cat(cx: &mut Cx) -> CmdResult {
             }
             Ok(())
         }
-        _ => Err(cx.arity_error()),
+        _ => Err(subcmd_err(cx)),
     }
 }
 
 fn genpass(cx: &mut Cx) -> CmdResult {
     if cx.argc() > 3 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     let bits = if cx.argc() == 3 { cx.int_arg(2)? } else { 256 };
     if bits <= 0 || bits > 4096 {
@@ -250,7 +253,7 @@ fn genpass(cx: &mut Cx) -> CmdResult {
 
 fn log(cx: &mut Cx) -> CmdResult {
     if cx.argc() > 3 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     let mut count: i64 = 10;
     if cx.argc() == 3 {
@@ -332,7 +335,7 @@ fn dryrun(cx: &mut Cx) -> CmdResult {
 
 fn help(cx: &mut Cx) -> CmdResult {
     if cx.argc() != 2 {
-        return Err(cx.arity_error());
+        return Err(subcmd_err(cx));
     }
     const LINES: &[&str] = &[
         "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -363,7 +366,7 @@ fn help(cx: &mut Cx) -> CmdResult {
         "WHOAMI",
         "    Return the current connection username.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     ];
     cx.out.array(LINES.len());
     for l in LINES {
