@@ -528,6 +528,35 @@ fn channel_spec(meta: &CommandMeta) -> Option<(usize, i64, bool)> {
 /// from the key specs (Redis's `getKeysFromCommandWithSpecs`).
 pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
     let argc = args.len() as i64;
+    // Key specs with variable flags: Redis asks the command's own key finder.
+    match meta.name.as_str() {
+        "set" if args.len() > 1 => {
+            let get = args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get"));
+            return vec![(1, if get { PERM_ALL } else { PERM_WRITE })];
+        }
+        "bitfield" if args.len() > 1 => {
+            let mut readonly = true;
+            let mut i = 2;
+            while i < args.len() {
+                let rem = args.len() - i - 1;
+                let a = &args[i];
+                if a.eq_ignore_ascii_case(b"get") && rem >= 2 {
+                    i += 2;
+                } else if (a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby")) && rem >= 3 {
+                    readonly = false;
+                    break;
+                } else if a.eq_ignore_ascii_case(b"overflow") && rem >= 1 {
+                    i += 1;
+                } else {
+                    readonly = false;
+                    break;
+                }
+                i += 1;
+            }
+            return vec![(1, if readonly { PERM_READ } else { PERM_ALL })];
+        }
+        _ => {}
+    }
     let mut out = Vec::new();
     for spec in &meta.key_specs {
         if spec.has_flag("not_key") {
