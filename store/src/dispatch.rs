@@ -108,6 +108,15 @@ fn execute_resolved(
     }
     // ACL permissions (a single flag check for the unrestricted default user).
     if let Err(e) = crate::acl::check(srv, client, meta, args) {
+        if name == "exec" {
+            // Redis's execCommandAbort: the transaction is discarded.
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
         return reject(srv, client, out, e);
     }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
