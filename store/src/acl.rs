@@ -474,8 +474,7 @@ impl Selector {
     }
 
     fn check_channel(&self, ch: &[u8], is_pattern: bool) -> bool {
-        self.allchannels
-            || self.channels.iter().any(|p| if is_pattern { p == ch } else { glob_match(p, ch, false) })
+        self.allchannels || self.channels.iter().any(|p| if is_pattern { p == ch } else { glob_match(p, ch, false) })
     }
 
     /// Redis's `ACLSelectorCheckCmd`: Err((reason, argument position)).
@@ -608,8 +607,7 @@ pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
                 if i < 0 || i >= argc {
                     continue;
                 }
-                let Some(n) = ferrite_resp::num::parse_i64(&args[i as usize]).filter(|n| *n >= 0 && *n < argc)
-                else {
+                let Some(n) = ferrite_resp::num::parse_i64(&args[i as usize]).filter(|n| *n >= 0 && *n < argc) else {
                     continue;
                 };
                 (first + firstkey, first + firstkey + n - 1, *keystep)
@@ -666,7 +664,13 @@ pub struct Rules {
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { enabled: false, nopass: false, sanitize: Sanitize::Unset, passwords: Vec::new(), selectors: vec![Selector::new(true)] }
+        Rules {
+            enabled: false,
+            nopass: false,
+            sanitize: Sanitize::Unset,
+            passwords: Vec::new(),
+            selectors: vec![Selector::new(true)],
+        }
     }
 }
 
@@ -963,7 +967,11 @@ impl Acl {
         };
         for op in &merged {
             if let Err(e) = tmp.apply(op) {
-                return Err(format!("Error in ACL SETUSER modifier '{}': {}", String::from_utf8_lossy(op), e.message()));
+                return Err(format!(
+                    "Error in ACL SETUSER modifier '{}': {}",
+                    String::from_utf8_lossy(op),
+                    e.message()
+                ));
             }
         }
         match existing {
@@ -996,7 +1004,8 @@ impl Acl {
             }
             let argv: Vec<&str> = line.split(' ').collect();
             if argv[0] != "user" || argv.len() < 2 {
-                let _ = write!(errors, "{filename}:{linenum} should start with user keyword followed by the username. ");
+                let _ =
+                    write!(errors, "{filename}:{linenum} should start with user keyword followed by the username. ");
                 continue;
             }
             if has_spaces(argv[1].as_bytes()) {

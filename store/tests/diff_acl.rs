@@ -283,7 +283,10 @@ fn acl_file_load_and_save() {
     std::fs::write(&path, "user carol on +nosuch\nfoo bar\n").unwrap();
     let err = String::from_utf8(c.line("ACL LOAD")).unwrap();
     assert!(err.starts_with("-ERR "), "{err}");
-    assert!(err.contains(":1: Error in applying operation '+nosuch': Unknown command or category name in ACL."), "{err}");
+    assert!(
+        err.contains(":1: Error in applying operation '+nosuch': Unknown command or category name in ACL."),
+        "{err}"
+    );
     assert!(err.contains(":2 should start with user keyword followed by the username."), "{err}");
     assert!(err.contains("WARNING: ACL errors detected, no change to the previously active ACL rules was performed"));
     assert_eq!(c.line("ACL USERS"), b"*3\r\n$5\r\nalice\r\n$3\r\nbob\r\n$7\r\ndefault\r\n");
@@ -298,7 +301,10 @@ fn acl_file_load_and_save() {
     // Missing file.
     std::fs::remove_file(&path).unwrap();
     let err = String::from_utf8(c.line("ACL LOAD")).unwrap();
-    assert!(err.starts_with(&format!("-ERR Error loading ACLs, opening file '{p}': No such file or directory")), "{err}");
+    assert!(
+        err.starts_with(&format!("-ERR Error loading ACLs, opening file '{p}': No such file or directory")),
+        "{err}"
+    );
     // Startup with a broken file fails.
     std::fs::write(&path, "user x on +nosuch\n").unwrap();
     let st = std::process::Command::new(support::ferrite_bin())

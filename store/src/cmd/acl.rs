@@ -75,8 +75,7 @@ fn deluser(cx: &mut Cx) -> CmdResult {
         return Err(CmdError::err("The 'default' user cannot be removed"));
     }
     let names: Vec<&[u8]> = cx.args[2..].iter().map(|a| &a[..]).collect();
-    let existed: Vec<Vec<u8>> =
-        names.iter().filter(|n| cx.srv.acl.get(n).is_some()).map(|n| n.to_vec()).collect();
+    let existed: Vec<Vec<u8>> = names.iter().filter(|n| cx.srv.acl.get(n).is_some()).map(|n| n.to_vec()).collect();
     let n = cx.srv.acl.delete(&names);
     kill_clients_of(cx, &existed);
     cx.out.int(n as i64);
@@ -162,8 +161,8 @@ pub fn load_at_startup(srv: &Server) -> Result<(), String> {
 }
 
 fn load_file(srv: &Server, path: &str) -> Result<Vec<Vec<u8>>, String> {
-    let text = std::fs::read(path)
-        .map_err(|e| format!("Error loading ACLs, opening file '{path}': {}", io_error_text(&e)))?;
+    let text =
+        std::fs::read(path).map_err(|e| format!("Error loading ACLs, opening file '{path}': {}", io_error_text(&e)))?;
     srv.acl.load_text(&String::from_utf8_lossy(&text), path)
 }
 
