@@ -114,7 +114,10 @@ impl Config {
             macro_rules! take {
                 ($($f:ident),*) => { $( if let Some(v) = f.$f { c.$f = v; } )* };
             }
-            take!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz, aclfile);
+            take!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz);
+            if let Some(v) = f.aclfile {
+                c.aclfile = v;
+            }
             if f.requirepass.is_some() {
                 c.requirepass = f.requirepass;
             }
@@ -123,7 +126,10 @@ impl Config {
         macro_rules! take_cli {
             ($($f:ident),*) => { $( if let Some(v) = cli.$f { c.$f = v; } )* };
         }
-        take_cli!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz, aclfile);
+        take_cli!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz);
+        if let Some(v) = cli.aclfile {
+            c.aclfile = v;
+        }
         if cli.requirepass.is_some() {
             c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
         }
