@@ -801,6 +801,22 @@ impl Rules {
         out
     }
 
+    /// Redis's `ACLKillPubsubClientsIfNeeded` test: None when the new rules
+    /// still allow every channel the old ones did; otherwise the channel
+    /// patterns that subscribers of this user must still match.
+    pub fn channels_revoked(old: &Rules, new: &Rules) -> Option<Vec<Vec<u8>>> {
+        if new.selectors.iter().any(|s| s.allchannels) {
+            return None;
+        }
+        let upcoming: Vec<Vec<u8>> = new.selectors.iter().flat_map(|s| s.channels.iter().cloned()).collect();
+        let superset = old.selectors.iter().all(|s| !s.allchannels && s.channels.iter().all(|c| upcoming.contains(c)));
+        if superset {
+            None
+        } else {
+            Some(upcoming)
+        }
+    }
+
     /// Can this user run anything on any key and channel?
     fn unrestricted(&self) -> bool {
         let r = self.root();
@@ -958,7 +974,9 @@ impl Acl {
     }
 
     /// ACL SETUSER: apply all rules to a copy, then commit (or nothing).
-    pub fn set_user(&self, name: &[u8], ops: &[&[u8]]) -> Result<(), String> {
+    /// Returns the channel patterns existing subscribers must still match
+    /// when channel permissions were revoked.
+    pub fn set_user(&self, name: &[u8], ops: &[&[u8]]) -> Result<Option<Vec<Vec<u8>>>, String> {
         let merged = merge_selector_args(ops)?;
         let existing = self.get(name);
         let mut tmp = match &existing {
@@ -974,15 +992,20 @@ impl Acl {
                 ));
             }
         }
+        let mut revoked = None;
         match existing {
-            Some(u) => *u.rules.write() = tmp,
+            Some(u) => {
+                let mut r = u.rules.write();
+                revoked = Rules::channels_revoked(&r, &tmp);
+                *r = tmp;
+            }
             None => {
                 let u = Arc::new(User { name: String::from_utf8_lossy(name).into_owned(), rules: RwLock::new(tmp) });
                 self.users.write().insert(name.to_vec(), u);
             }
         }
         self.refresh_default();
-        Ok(())
+        Ok(revoked)
     }
 
     /// Remove users; returns how many existed.

@@ -322,3 +322,32 @@ fn load_save_without_aclfile() {
     let f = start_ferrite(&[]);
     compare_steps(&r, &f, 1, &[(0, "ACL LOAD"), (0, "ACL SAVE"), (0, "CONFIG GET aclfile")]);
 }
+
+#[test]
+fn revoked_channels_close_subscribers() {
+    let r = start_redis(&[]);
+    let f = start_ferrite(&[]);
+    for p in [&r, &f] {
+        let mut admin = Conn::connect(p.port).unwrap();
+        assert_eq!(admin.line("ACL SETUSER u on nopass +@all ~* resetchannels &a &p*"), b"+OK\r\n");
+        let mut s1 = Conn::connect(p.port).unwrap();
+        let mut s2 = Conn::connect(p.port).unwrap();
+        assert_eq!(s1.line("AUTH u x"), b"+OK\r\n");
+        assert_eq!(s2.line("AUTH u x"), b"+OK\r\n");
+        assert!(s1.line("SUBSCRIBE a").starts_with(b"*3\r\n"));
+        assert!(s2.line("PSUBSCRIBE p*").starts_with(b"*3\r\n"));
+        assert!(s2.line("SUBSCRIBE b").starts_with(b"-NOPERM"), "{}", p.name);
+        // A superset keeps everybody.
+        assert_eq!(admin.line("ACL SETUSER u &c"), b"+OK\r\n");
+        assert_eq!(admin.line("PUBLISH a hi"), b":1\r\n");
+        // Dropping "a" closes the channel subscriber only.
+        assert_eq!(admin.line("ACL SETUSER u resetchannels &p* &zz"), b"+OK\r\n");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(admin.line("PUBLISH a hi"), b":0\r\n", "{}", p.name);
+        assert_eq!(admin.line("PUBLISH px hi"), b":1\r\n", "{}", p.name);
+        // Pattern subscriptions must match an allowed pattern literally.
+        assert_eq!(admin.line("ACL SETUSER u resetchannels &p**"), b"+OK\r\n");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(admin.line("PUBLISH px hi"), b":0\r\n", "{}", p.name);
+    }
+}

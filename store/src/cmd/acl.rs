@@ -4,6 +4,7 @@
 use super::{CmdError, CmdImpl, CmdResult, Cx, Lock};
 use crate::acl::{self, index, Denied, Reason, Sanitize, Selector, CATEGORIES};
 use crate::server::Server;
+use std::sync::atomic::Ordering;
 
 pub static COMMANDS: &[CmdImpl] = &[CmdImpl { name: "acl", handler: acl_cmd, lock: Lock::None }];
 
@@ -48,9 +49,37 @@ fn setuser(cx: &mut Cx) -> CmdResult {
         return Err(CmdError::err("Usernames can't contain spaces or null characters"));
     }
     let ops: Vec<&[u8]> = cx.args[3..].iter().map(|a| &a[..]).collect();
-    cx.srv.acl.set_user(name, &ops).map_err(CmdError::err)?;
+    let revoked = cx.srv.acl.set_user(name, &ops).map_err(CmdError::err)?;
+    if let Some(allowed) = revoked {
+        kill_pubsub_clients(cx, name, &allowed);
+    }
     cx.out.ok();
     Ok(())
+}
+
+/// Close the subscribed connections of `user` whose subscriptions the
+/// user's channel patterns no longer allow.
+fn kill_pubsub_clients(cx: &mut Cx, user: &[u8], allowed: &[Vec<u8>]) {
+    let ok_channel = |ch: &[u8]| allowed.iter().any(|p| crate::glob::glob_match(p, ch, false));
+    let ok_pattern = |pat: &[u8]| allowed.iter().any(|p| p.as_slice() == pat);
+    let ps = &cx.srv.pubsub;
+    for h in cx.srv.clients.snapshot() {
+        let subs = h.sub.load(Ordering::Relaxed) + h.psub.load(Ordering::Relaxed) + h.ssub.load(Ordering::Relaxed);
+        if subs == 0 || h.user.lock().as_bytes() != user {
+            continue;
+        }
+        let id = h.id;
+        let bad = ps.patterns.read().iter().any(|(p, m)| m.contains_key(&id) && !ok_pattern(p))
+            || ps.channels.read().iter().any(|(c, m)| m.contains_key(&id) && !ok_channel(c))
+            || ps.shard_channels.read().iter().any(|(c, m)| m.contains_key(&id) && !ok_channel(c));
+        if bad {
+            if id == cx.client.id {
+                cx.client.close_after_reply = true;
+            } else {
+                h.kill();
+            }
+        }
+    }
 }
 
 /// Close the connections authenticated as one of `names` (the caller's
