@@ -123,7 +123,7 @@ fn log_entries(reply: &[u8]) -> Vec<Vec<(String, String)>> {
         let m: usize = h[1..].parse().unwrap_or_else(|_| panic!("bad header {h:?} in {text}"));
         let mut e = Vec::new();
         for _ in 0..m / 2 {
-            let mut read = |lines: &mut std::str::Split<&str>| {
+            let read = |lines: &mut std::str::Split<&str>| {
                 let h = lines.next().unwrap();
                 if h.starts_with('$') {
                     lines.next().unwrap().to_string()
@@ -241,7 +241,7 @@ fn describe_rules_as_sets() {
             let mut args = vec!["ACL".to_string(), "SETUSER".into(), name.clone(), "reset".into()];
             args.extend(rules.split(' ').map(String::from));
             assert_eq!(c.cmd(&args), b"+OK\r\n");
-            let rep = String::from_utf8(c.line(&format!("ACL LIST"))).unwrap();
+            let rep = String::from_utf8(c.line("ACL LIST")).unwrap();
             let line = rep.split("\r\n").find(|l| l.starts_with(&format!("user {name} "))).unwrap().to_string();
             let mut toks: Vec<String> = line.split(' ').map(String::from).collect();
             let head: Vec<String> = toks.drain(..5).collect();
@@ -294,7 +294,7 @@ fn acl_file_load_and_save() {
     std::fs::write(&path, "user carol on nopass +@all ~*\n").unwrap();
     assert_eq!(c.line("ACL LOAD"), b"+OK\r\n");
     assert_eq!(c.line("ACL USERS"), b"*2\r\n$5\r\ncarol\r\n$7\r\ndefault\r\n");
-    assert_eq!(c.line("ACL GETUSER default").len() > 10, true);
+    assert!(c.line("ACL GETUSER default").len() > 10);
     std::thread::sleep(std::time::Duration::from_millis(100));
     a.send(&["PING"]);
     assert!(a.try_read_reply().is_none());
