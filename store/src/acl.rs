@@ -272,7 +272,7 @@ impl Selector {
                     }
                     offset += 1;
                 }
-                if flags == 0 || op[offset - 1] != b'~' {
+                if flags == 0 {
                     return Err(OpError::Inval);
                 }
             } else {
