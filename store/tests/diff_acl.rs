@@ -232,6 +232,8 @@ fn describe_rules_as_sets() {
         "+@all -@dangerous +info",
         "-@all +@geo +@stream -xadd",
         "+@all -config +config|get",
+        "+@all -@dangerous +@admin -@write +@set",
+        "-@all +@read +@write -@keyspace +@fast",
     ];
     for (i, rules) in cases.iter().enumerate() {
         let mut outs = Vec::new();
