@@ -94,6 +94,7 @@ const PARAMS: &[Param] = &[
     Param { name: "dir", kind: Kind::ReadOnly },
     Param { name: "dbfilename", kind: Kind::ReadOnly },
     Param { name: "aclfile", kind: Kind::Immutable },
+    Param { name: "acllog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -112,6 +113,7 @@ fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
         "stream-node-max-entries" => &t.stream_node_max_entries,
         "stream-node-max-bytes" => &t.stream_node_max_bytes,
         "hll-sparse-max-bytes" => &crate::cmd::hll::SPARSE_MAX_BYTES,
+        "acllog-max-len" => &srv.acl.log_max_len,
         _ => return None,
     })
 }
