@@ -353,3 +353,24 @@ fn revoked_channels_close_subscribers() {
         assert_eq!(admin.line("PUBLISH px hi"), b":0\r\n", "{}", p.name);
     }
 }
+
+#[test]
+fn acl_log_max_len() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(c.line("CONFIG SET acllog-max-len 3"), b"+OK\r\n");
+    for i in 0..6 {
+        c.line(&format!("AUTH user{i} x"));
+    }
+    let e = log_entries(&c.line("ACL LOG"));
+    assert_eq!(e.len(), 3);
+    assert_eq!(field(&e[0], "username"), "user5");
+    assert_eq!(field(&e[2], "username"), "user3");
+    assert_eq!(field(&e[0], "reason"), "auth");
+    assert_eq!(field(&e[0], "object"), "AUTH");
+    // Repeated failures are grouped into one entry.
+    c.line("AUTH user5 x");
+    let e = log_entries(&c.line("ACL LOG"));
+    assert_eq!(field(&e[0], "count"), "2");
+    assert_eq!(e.len(), 3);
+}
