@@ -589,7 +589,7 @@ pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
                 }
                 found
             }
-            BeginSearch::Unknown => continue,
+            BeginSearch::Unknown => return fallback_keys(meta, args),
         };
         let (first, last, step) = match &spec.find {
             FindKeys::Range { lastkey, keystep, limit } => {
@@ -605,25 +605,80 @@ pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
             FindKeys::Keynum { keynumidx, firstkey, keystep } => {
                 let i = first + keynumidx;
                 if i < 0 || i >= argc {
-                    continue;
+                    return fallback_keys(meta, args);
                 }
                 let Some(n) = ferrite_resp::num::parse_i64(&args[i as usize]).filter(|n| *n >= 0 && *n < argc) else {
-                    continue;
+                    return fallback_keys(meta, args);
                 };
                 (first + firstkey, first + firstkey + n - 1, *keystep)
             }
-            FindKeys::Unknown => continue,
+            FindKeys::Unknown => return fallback_keys(meta, args),
         };
         if step <= 0 || last >= argc || last < first || first >= argc || first < 1 {
-            continue;
+            return fallback_keys(meta, args);
         }
         let mut i = first;
         while i <= last {
             out.push((i as usize, perm));
             i += step;
         }
+        if spec.has_flag("incomplete") {
+            return fallback_keys(meta, args);
+        }
     }
     out
+}
+
+/// Redis's getkeys procedures, used when the key specs can't tell (unknown
+/// or incomplete specs, invalid key counts): SORT and MIGRATE find their
+/// keys by scanning the arguments; the others then name no keys.
+fn fallback_keys(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
+    let is = |i: usize, w: &[u8]| args[i].eq_ignore_ascii_case(w);
+    match meta.name.as_str() {
+        "sort_ro" if args.len() > 1 => vec![(1, PERM_READ)],
+        "sort" if args.len() > 1 => {
+            let mut out = vec![(1, PERM_READ)];
+            let mut store = None;
+            let mut i = 2;
+            while i < args.len() {
+                if is(i, b"limit") {
+                    i += 2;
+                } else if is(i, b"get") || is(i, b"by") {
+                    i += 1;
+                } else if is(i, b"store") && i + 1 < args.len() {
+                    store = Some(i + 1);
+                }
+                i += 1;
+            }
+            if let Some(s) = store {
+                out.push((s, PERM_WRITE));
+            }
+            out
+        }
+        "migrate" if args.len() > 3 => {
+            let (mut first, mut num) = (3, 1);
+            if args.len() > 6 {
+                let mut i = 6;
+                while i < args.len() {
+                    if is(i, b"keys") {
+                        if args[3].is_empty() {
+                            first = i + 1;
+                            num = args.len() - first;
+                        }
+                        break;
+                    }
+                    if is(i, b"auth") {
+                        i += 1;
+                    } else if is(i, b"auth2") {
+                        i += 2;
+                    }
+                    i += 1;
+                }
+            }
+            (first..first + num).map(|i| (i, PERM_ALL)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
