@@ -1343,6 +1343,24 @@ pub fn authenticate(srv: &Server, client: &mut Client, user: &[u8], pass: &[u8],
     }
 }
 
+/// Redis's `ACLUserCheckCmdWithUnrestrictedKeyAccess` for reads: may the
+/// client run this command with read access to every key? SORT ... BY/GET
+/// must refuse patterns otherwise ("BY option of SORT denied due to
+/// insufficient ACL permissions.").
+pub fn can_read_any_key(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes]) -> bool {
+    if client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed) {
+        return true;
+    }
+    let Some(u) = srv.acl.get(client.user.as_bytes()) else { return false };
+    let r = u.rules.read();
+    let Some(id) = index().id_of(meta) else { return true };
+    let keys = if meta.key_specs.is_empty() { Vec::new() } else { keys_with_flags(meta, args) };
+    r.selectors.iter().any(|s| {
+        s.check_cmd(id, meta, args, &keys).is_ok()
+            && (s.allkeys || s.patterns.iter().any(|(f, p)| f & PERM_READ != 0 && p.as_slice() == b"*"))
+    })
+}
+
 /// Check a user against a command for ACL DRYRUN.
 pub fn dry_run(u: &User, meta: &CommandMeta, args: &[Bytes]) -> Result<(), Denied> {
     u.rules.read().check(meta, args)
