@@ -44,6 +44,9 @@ pub struct Cli {
     /// Background task frequency (active expiry), per second.
     #[arg(long, env = "FERRITE_HZ")]
     pub hz: Option<u32>,
+    /// ACL file with users (like Redis's aclfile).
+    #[arg(long, env = "FERRITE_ACLFILE")]
+    pub aclfile: Option<String>,
 }
 
 /// The TOML file's shape (Redis names with `-` or `_`).
@@ -60,6 +63,7 @@ pub struct FileConfig {
     pub threads: Option<usize>,
     pub timeout: Option<u64>,
     pub hz: Option<u32>,
+    pub aclfile: Option<String>,
 }
 
 /// Effective settings.
@@ -76,6 +80,8 @@ pub struct Config {
     pub timeout: u64,
     pub hz: u32,
     pub config_file: Option<PathBuf>,
+    /// ACL file path ("" = none).
+    pub aclfile: String,
 }
 
 impl Default for Config {
@@ -92,6 +98,7 @@ impl Default for Config {
             timeout: 0,
             hz: 10,
             config_file: None,
+            aclfile: String::new(),
         }
     }
 }
@@ -108,6 +115,9 @@ impl Config {
                 ($($f:ident),*) => { $( if let Some(v) = f.$f { c.$f = v; } )* };
             }
             take!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz);
+            if let Some(v) = f.aclfile {
+                c.aclfile = v;
+            }
             if f.requirepass.is_some() {
                 c.requirepass = f.requirepass;
             }
@@ -117,6 +127,9 @@ impl Config {
             ($($f:ident),*) => { $( if let Some(v) = cli.$f { c.$f = v; } )* };
         }
         take_cli!(bind, port, databases, maxclients, proto_max_bulk_len, enable_debug_command, threads, timeout, hz);
+        if let Some(v) = cli.aclfile {
+            c.aclfile = v;
+        }
         if cli.requirepass.is_some() {
             c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
         }

@@ -46,7 +46,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     let _ = sock.set_nodelay(true);
     let (maxclients, needs_auth, max_bulk) = {
         let c = srv.config.read();
-        (c.maxclients, c.requirepass.is_some(), c.proto_max_bulk_len)
+        (c.maxclients, srv.acl.auth_required(), c.proto_max_bulk_len)
     };
     if srv.clients.len() >= maxclients {
         srv.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);

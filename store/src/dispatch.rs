@@ -100,11 +100,24 @@ fn execute_resolved(
     out: &mut ReplyBuf,
 ) {
     let name = cmd.imp.name;
-    if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) {
+    if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) && srv.acl.auth_required() {
         return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
     }
     if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
         return reject(srv, client, out, CmdError::err("Command not allowed inside a transaction"));
+    }
+    // ACL permissions (a single flag check for the unrestricted default user).
+    if let Err(e) = crate::acl::check(srv, client, meta, args) {
+        if name == "exec" {
+            // Redis's execCommandAbort: the transaction is discarded.
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
+        return reject(srv, client, out, e);
     }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
@@ -311,7 +324,10 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
     out.array(queue.len());
     for args in &queue {
         match resolve(srv, args) {
-            Ok((cmd, meta)) => run(srv, client, cmd, meta, args, out, Some(&mut acc)),
+            Ok((cmd, meta)) => match crate::acl::check_exec(srv, client, meta, args) {
+                Ok(()) => run(srv, client, cmd, meta, args, out, Some(&mut acc)),
+                Err(e) => out.error(&e.0),
+            },
             Err(e) => out.error(&e.0),
         }
     }

@@ -25,6 +25,10 @@ fn main() {
         .expect("tokio runtime");
     rt.block_on(async move {
         let srv = Server::new(config);
+        if let Err(e) = ferrite::cmd::acl::load_at_startup(&srv) {
+            eprintln!("ferrite: Aborting startup because of ACL errors: {e}");
+            std::process::exit(1);
+        }
         let listener = match srv.bind().await {
             Ok(l) => l,
             Err(e) => {

@@ -76,6 +76,8 @@ pub struct Server {
     pub monitor_count: AtomicUsize,
     /// Clients blocked on keys.
     pub blocking: crate::blocking::BlockRegistry,
+    /// ACL users and log.
+    pub acl: crate::acl::Acl,
 }
 
 /// Current unix time in milliseconds.
@@ -100,6 +102,8 @@ impl Server {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
         let (shutdown_tx, _) = watch::channel(false);
         let tun = Tunables::default();
+        let acl = crate::acl::Acl::new();
+        acl.set_default_password(config.requirepass.as_deref().map(str::as_bytes));
         Arc::new(Server {
             store: Store::new(config.databases),
             config: RwLock::new(config),
@@ -116,6 +120,7 @@ impl Server {
             monitors: RwLock::new(Vec::new()),
             monitor_count: AtomicUsize::new(0),
             blocking: Default::default(),
+            acl,
         })
     }
 

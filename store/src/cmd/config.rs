@@ -93,6 +93,8 @@ const PARAMS: &[Param] = &[
     Param { name: "stream-node-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "dir", kind: Kind::ReadOnly },
     Param { name: "dbfilename", kind: Kind::ReadOnly },
+    Param { name: "aclfile", kind: Kind::Immutable },
+    Param { name: "acllog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -111,6 +113,7 @@ fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
         "stream-node-max-entries" => &t.stream_node_max_entries,
         "stream-node-max-bytes" => &t.stream_node_max_bytes,
         "hll-sparse-max-bytes" => &crate::cmd::hll::SPARSE_MAX_BYTES,
+        "acllog-max-len" => &srv.acl.log_max_len,
         _ => return None,
     })
 }
@@ -130,6 +133,7 @@ fn get_value(srv: &Server, name: &str) -> String {
         "port" => srv.port.load(Ordering::Relaxed).to_string(),
         "databases" => c.databases.to_string(),
         "requirepass" => c.requirepass.clone().unwrap_or_default(),
+        "aclfile" => c.aclfile.clone(),
         "maxclients" => c.maxclients.to_string(),
         "proto-max-bulk-len" => c.proto_max_bulk_len.to_string(),
         "enable-debug-command" => c.enable_debug_command.clone(),
@@ -276,7 +280,10 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
     }
     let mut c = srv.config.write();
     match (name, v) {
-        ("requirepass", NewVal::Str(s)) => c.requirepass = (!s.is_empty()).then_some(s),
+        ("requirepass", NewVal::Str(s)) => {
+            srv.acl.set_default_password((!s.is_empty()).then_some(s.as_bytes()));
+            c.requirepass = (!s.is_empty()).then_some(s)
+        }
         ("maxclients", NewVal::Int(n)) => c.maxclients = n as usize,
         ("proto-max-bulk-len", NewVal::Int(n)) => c.proto_max_bulk_len = n as u64,
         ("timeout", NewVal::Int(n)) => c.timeout = n as u64,

@@ -51,15 +51,9 @@ fn select(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
-/// Check a username/password pair against the default user (requirepass).
+/// Check a username/password pair against the ACL users (no side effects).
 pub fn check_credentials(cx: &Cx, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
-    }
-    match &cx.srv.config.read().requirepass {
-        None => true,
-        Some(p) => p.as_bytes() == pass,
-    }
+    cx.srv.acl.check_credentials(user, pass)
 }
 
 const WRONGPASS: CmdError = CmdError::st("WRONGPASS invalid username-password pair or user is disabled.");
@@ -67,7 +61,7 @@ const WRONGPASS: CmdError = CmdError::st("WRONGPASS invalid username-password pa
 fn auth(cx: &mut Cx) -> CmdResult {
     let (user, pass): (&[u8], &[u8]) = match cx.argc() {
         2 => {
-            if cx.srv.config.read().requirepass.is_none() {
+            if cx.srv.acl.default_nopass() {
                 return Err(CmdError::err(
                     "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
@@ -77,10 +71,7 @@ fn auth(cx: &mut Cx) -> CmdResult {
         3 => (cx.arg(1), cx.arg(2)),
         _ => return Err(SYNTAX),
     };
-    if check_credentials(cx, user, pass) {
-        cx.client.authenticated = true;
-        cx.client.user = String::from_utf8_lossy(user).into_owned();
-        *cx.client.handle.user.lock() = cx.client.user.clone();
+    if crate::acl::authenticate(cx.srv, cx.client, user, pass, cx.arg(0)) {
         cx.out.ok();
         Ok(())
     } else {
@@ -122,12 +113,9 @@ fn hello(cx: &mut Cx) -> CmdResult {
         }
     }
     if let Some((u, p)) = auth {
-        if !check_credentials(cx, cx.arg(u), cx.arg(p)) {
+        if !crate::acl::authenticate(cx.srv, cx.client, cx.arg(u), cx.arg(p), cx.arg(0)) {
             return Err(WRONGPASS);
         }
-        cx.client.authenticated = true;
-        cx.client.user = String::from_utf8_lossy(cx.arg(u)).into_owned();
-        *cx.client.handle.user.lock() = cx.client.user.clone();
     }
     if !cx.client.authenticated {
         return Err(CmdError::st(
@@ -183,10 +171,9 @@ fn reset(cx: &mut Cx) -> CmdResult {
     cx.client.handle.resp.store(2, Ordering::Relaxed);
     cx.client.reply_off = false;
     *cx.client.handle.name.lock() = None;
-    if srv.config.read().requirepass.is_some() {
-        cx.client.authenticated = false;
-    }
+    cx.client.authenticated = !srv.acl.auth_required();
     cx.client.user = "default".into();
+    *cx.client.handle.user.lock() = "default".into();
     cx.out.simple(b"RESET");
     Ok(())
 }
