@@ -82,6 +82,17 @@ unsafe impl GlobalAlloc for CountingMi {
     }
 }
 
+/// Fold this thread's pending count into the global counter (eviction
+/// wants an exact figure right after freeing).
+pub fn flush_local() {
+    let _ = LOCAL.try_with(|c| {
+        let v = c.replace(0);
+        if v != 0 {
+            USED.fetch_add(v, Ordering::Relaxed);
+        }
+    });
+}
+
 /// Called once by the binary after installing `CountingMi`.
 pub fn mark_installed() {
     INSTALLED.store(true, Ordering::Relaxed);

@@ -119,6 +119,19 @@ fn execute_resolved(
         }
         return reject(srv, client, out, e);
     }
+    // maxmemory: evict first; if still over the limit, refuse commands that
+    // may grow memory (and anything queued in MULTI), as Redis does.
+    if srv.tun.maxmemory.load(Ordering::Relaxed) > 0 && !crate::evict::perform_evictions(srv) {
+        let denyoom = meta.flags.has(Flags::DENYOOM)
+            || (name == "exec"
+                && client.multi.as_ref().is_some_and(|m| {
+                    m.queue.iter().any(|a| resolve(srv, a).is_ok_and(|(_, qm)| qm.flags.has(Flags::DENYOOM)))
+                }))
+            || (client.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"));
+        if denyoom {
+            return reject(srv, client, out, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
+        }
+    }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",

@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
+pub mod evict;
 pub mod glob;
 pub mod keyspace;
 pub mod ldouble;

@@ -26,6 +26,12 @@ pub struct Tunables {
     pub zset_max_listpack_value: AtomicUsize,
     pub list_max_listpack_size: std::sync::atomic::AtomicI64,
     pub list_compress_depth: AtomicUsize,
+    /// `maxmemory` in bytes (0 = no limit) and the eviction settings.
+    pub maxmemory: std::sync::atomic::AtomicU64,
+    pub maxmemory_policy: std::sync::atomic::AtomicU8,
+    pub maxmemory_samples: AtomicUsize,
+    pub lfu_log_factor: AtomicUsize,
+    pub lfu_decay_time: AtomicUsize,
     /// `notify-keyspace-events` flags (see `notify`); 0 = off.
     pub notify_flags: std::sync::atomic::AtomicU32,
     /// `stream-node-max-entries` / `stream-node-max-bytes`.
@@ -44,6 +50,11 @@ impl Default for Tunables {
             list_max_listpack_size: std::sync::atomic::AtomicI64::new(-2),
             list_compress_depth: AtomicUsize::new(0),
             notify_flags: std::sync::atomic::AtomicU32::new(0),
+            maxmemory: std::sync::atomic::AtomicU64::new(0),
+            maxmemory_policy: std::sync::atomic::AtomicU8::new(0),
+            maxmemory_samples: AtomicUsize::new(5),
+            lfu_log_factor: AtomicUsize::new(10),
+            lfu_decay_time: AtomicUsize::new(1),
             stream_node_max_entries: AtomicUsize::new(100),
             stream_node_max_bytes: AtomicUsize::new(4096),
         }
@@ -78,6 +89,8 @@ pub struct Server {
     pub blocking: crate::blocking::BlockRegistry,
     /// ACL users and log.
     pub acl: crate::acl::Acl,
+    /// Highest `used_memory` seen (INFO's used_memory_peak).
+    pub mem_peak: std::sync::atomic::AtomicU64,
 }
 
 /// Current unix time in milliseconds.
@@ -120,6 +133,7 @@ impl Server {
             monitors: RwLock::new(Vec::new()),
             monitor_count: AtomicUsize::new(0),
             blocking: Default::default(),
+            mem_peak: std::sync::atomic::AtomicU64::new(0),
             acl,
         })
     }

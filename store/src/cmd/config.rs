@@ -51,6 +51,8 @@ enum Kind {
     ReadOnly,
     /// `notify-keyspace-events` class characters.
     Notify,
+    /// `maxmemory-policy` names.
+    Policy,
 }
 
 struct Param {
@@ -84,8 +86,11 @@ const PARAMS: &[Param] = &[
     Param { name: "list-compress-depth", kind: Kind::Int { min: 0, max: I32.1 } },
     Param { name: "save", kind: Kind::ReadOnly },
     Param { name: "appendonly", kind: Kind::ReadOnly },
-    Param { name: "maxmemory", kind: Kind::ReadOnly },
-    Param { name: "maxmemory-policy", kind: Kind::ReadOnly },
+    Param { name: "maxmemory", kind: Kind::Mem { min: 0, max: i64::MAX } },
+    Param { name: "maxmemory-policy", kind: Kind::Policy },
+    Param { name: "maxmemory-samples", kind: Kind::Int { min: 1, max: I32.1 } },
+    Param { name: "lfu-log-factor", kind: Kind::Int { min: 0, max: I32.1 } },
+    Param { name: "lfu-decay-time", kind: Kind::Int { min: 0, max: I32.1 } },
     Param { name: "cluster-enabled", kind: Kind::Immutable },
     Param { name: "notify-keyspace-events", kind: Kind::Notify },
     Param { name: "stream-node-max-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
@@ -113,6 +118,9 @@ fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
         "stream-node-max-entries" => &t.stream_node_max_entries,
         "stream-node-max-bytes" => &t.stream_node_max_bytes,
         "hll-sparse-max-bytes" => &crate::cmd::hll::SPARSE_MAX_BYTES,
+        "maxmemory-samples" => &t.maxmemory_samples,
+        "lfu-log-factor" => &t.lfu_log_factor,
+        "lfu-decay-time" => &t.lfu_decay_time,
         "acllog-max-len" => &srv.acl.log_max_len,
         _ => return None,
     })
@@ -142,8 +150,8 @@ fn get_value(srv: &Server, name: &str) -> String {
         "list-max-listpack-size" | "list-max-ziplist-size" => list_size(srv).load(Ordering::Relaxed).to_string(),
         "save" => String::new(),
         "appendonly" => "no".into(),
-        "maxmemory" => "0".into(),
-        "maxmemory-policy" => "noeviction".into(),
+        "maxmemory" => srv.tun.maxmemory.load(Ordering::Relaxed).to_string(),
+        "maxmemory-policy" => crate::evict::policy(srv).name().into(),
         "cluster-enabled" => "no".into(),
         "notify-keyspace-events" => crate::notify::flags_to_string(srv.tun.notify_flags.load(Ordering::Relaxed)),
         "dir" => std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
@@ -255,6 +263,12 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Ok(Some(NewVal::Int(n)))
         }
         Kind::Str => Ok(Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
+        Kind::Policy => match crate::evict::Policy::parse(v) {
+            Some(p) => Ok(Some(NewVal::Int(p as i64))),
+            None => Err("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, \
+                         volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"
+                .into()),
+        },
         Kind::Notify => match crate::notify::parse_flags(v) {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
@@ -287,6 +301,8 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("maxclients", NewVal::Int(n)) => c.maxclients = n as usize,
         ("proto-max-bulk-len", NewVal::Int(n)) => c.proto_max_bulk_len = n as u64,
         ("timeout", NewVal::Int(n)) => c.timeout = n as u64,
+        ("maxmemory", NewVal::Int(n)) => srv.tun.maxmemory.store(n as u64, Ordering::Relaxed),
+        ("maxmemory-policy", NewVal::Int(n)) => srv.tun.maxmemory_policy.store(n as u8, Ordering::Relaxed),
         ("notify-keyspace-events", NewVal::Int(n)) => srv.tun.notify_flags.store(n as u32, Ordering::Relaxed),
         // Redis clamps hz into 1..=500.
         ("hz", NewVal::Int(n)) => c.hz = n.clamp(1, 500) as u32,

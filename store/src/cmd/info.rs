@@ -222,26 +222,29 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "clients_in_timeout_table:0");
         }
         "memory" => {
-            // used_memory is the process RSS: Ferrite does not instrument
-            // its allocator, so the resident size is the real measurement.
+            // used_memory: bytes handed out by the allocator (the binary
+            // counts them, like Redis's zmalloc); RSS when not instrumented.
+            let used = crate::alloc::used_memory() as u64;
             let rss = rss_bytes();
             let sys = total_system_memory();
+            let maxmem = srv.tun.maxmemory.load(Ordering::Relaxed);
+            let peak = srv.mem_peak.fetch_max(used, Ordering::Relaxed).max(used);
             s.push_str("# Memory\r\n");
-            line!(s, "used_memory:{rss}");
-            line!(s, "used_memory_human:{}", human(rss));
+            line!(s, "used_memory:{used}");
+            line!(s, "used_memory_human:{}", human(used));
             line!(s, "used_memory_rss:{rss}");
             line!(s, "used_memory_rss_human:{}", human(rss));
-            line!(s, "used_memory_peak:{rss}");
-            line!(s, "used_memory_peak_human:{}", human(rss));
+            line!(s, "used_memory_peak:{peak}");
+            line!(s, "used_memory_peak_human:{}", human(peak));
             line!(s, "total_system_memory:{sys}");
             line!(s, "total_system_memory_human:{}", human(sys));
             line!(s, "used_memory_lua:0");
             line!(s, "number_of_cached_scripts:0");
             line!(s, "used_memory_scripts:0");
-            line!(s, "maxmemory:0");
-            line!(s, "maxmemory_human:0B");
-            line!(s, "maxmemory_policy:noeviction");
-            line!(s, "mem_fragmentation_ratio:1.00");
+            line!(s, "maxmemory:{maxmem}");
+            line!(s, "maxmemory_human:{}", human(maxmem));
+            line!(s, "maxmemory_policy:{}", crate::evict::policy(srv).name());
+            line!(s, "mem_fragmentation_ratio:{:.2}", if used > 0 { rss as f64 / used as f64 } else { 1.0 });
             line!(s, "mem_allocator:mimalloc");
             line!(s, "active_defrag_running:0");
             line!(s, "lazyfree_pending_objects:0");

@@ -537,12 +537,22 @@ fn object(cx: &mut Cx) -> CmdResult {
         let shared = matches!(e.value, Value::Str(StrValue::Int(i)) if (0..SHARED_INTEGERS).contains(&i));
         cx.out.int(if shared { i32::MAX as i64 } else { 1 });
     } else if eq_ic(sub, b"IDLETIME") {
+        if crate::evict::policy(cx.srv).is_lfu() {
+            return Err(CmdError::err(
+                "An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching \
+                 between policies at runtime LRU and LFU data will take some time to adjust.",
+            ));
+        }
         cx.out.int(lru_now.saturating_sub(e.lru) as i64);
     } else if eq_ic(sub, b"FREQ") {
-        return Err(CmdError::err(
-            "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
-             switching between policies at runtime LRU and LFU data will take some time to adjust.",
-        ));
+        if !crate::evict::policy(cx.srv).is_lfu() {
+            return Err(CmdError::err(
+                "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
+                 switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ));
+        }
+        let decay = cx.srv.tun.lfu_decay_time.load(std::sync::atomic::Ordering::Relaxed) as u32;
+        cx.out.int(crate::evict::lfu_counter(e.lru, cx.ks.now, decay) as i64);
     } else {
         return Err(SYNTAX);
     }

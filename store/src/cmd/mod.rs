@@ -173,6 +173,33 @@ impl Registry {
     }
 }
 
+/// The `lru` field after an access: the LRU clock, or Redis's LFU
+/// counter update under an LFU policy.
+#[inline]
+pub fn touch_lru(srv: &Server, lru: u32, now: i64) -> u32 {
+    if crate::evict::policy(srv).is_lfu() {
+        let t = &srv.tun;
+        crate::evict::lfu_touch(
+            lru,
+            now,
+            t.lfu_log_factor.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            t.lfu_decay_time.load(std::sync::atomic::Ordering::Relaxed) as u32,
+        )
+    } else {
+        crate::server::lru_of(now)
+    }
+}
+
+/// The `lru` field of a new key.
+#[inline]
+pub fn new_lru(srv: &Server, now: i64) -> u32 {
+    if crate::evict::policy(srv).is_lfu() {
+        crate::evict::lfu_init(now)
+    } else {
+        crate::server::lru_of(now)
+    }
+}
+
 /// The keyspace as one command sees it.
 pub struct Ks<'a, 's> {
     pub srv: &'s Server,
@@ -237,9 +264,8 @@ impl<'a, 's> Ks<'a, 's> {
             crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
             return Ok(None);
         }
-        let lru = crate::server::lru_of(now);
         let e = shard.get_raw(slot, key).ok_or(UNDECLARED)?;
-        e.lru = lru;
+        e.lru = touch_lru(srv, e.lru, now);
         Ok(Some(e))
     }
 
@@ -265,7 +291,7 @@ impl<'a, 's> Ks<'a, 's> {
     /// Store `value` at `key` in `db` with the given absolute expiry
     /// (0 = none), replacing any previous value. Signals the modification.
     pub fn insert_in(&mut self, db: usize, key: &[u8], value: Value, expire_at: i64) -> Result<(), CmdError> {
-        let lru = crate::server::lru_of(self.now);
+        let lru = new_lru(self.srv, self.now);
         let (shard, slot) = self.shard_in(db, key)?;
         shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
         self.modified_in(db, key);
