@@ -253,7 +253,11 @@ impl<'a, 's> Ks<'a, 's> {
     /// Lookup for a read command: counts keyspace hits and misses.
     pub fn lookup_read(&mut self, key: &[u8]) -> Result<Option<&mut Entry>, CmdError> {
         let stats = &self.srv.stats;
-        let r = self.lookup_in(self.db, key)?;
+        let (srv, db) = (self.srv, self.db);
+        let r = self.lookup_in(db, key)?;
+        if r.is_none() {
+            crate::notify::notify(srv, crate::notify::KEY_MISS, "keymiss", key, db);
+        }
         crate::stats::Stats::add(if r.is_some() { &stats.keyspace_hits } else { &stats.keyspace_misses }, 1);
         Ok(r)
     }
@@ -267,9 +271,14 @@ impl<'a, 's> Ks<'a, 's> {
     /// (0 = none), replacing any previous value. Signals the modification.
     pub fn insert_in(&mut self, db: usize, key: &[u8], value: Value, expire_at: i64) -> Result<(), CmdError> {
         let lru = crate::server::lru_of(self.now);
+        let (now, srv) = (self.now, self.srv);
         let (shard, slot) = self.shard_in(db, key)?;
-        shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
+        let old = shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
         self.modified_in(db, key);
+        // "new" (class n) when the key did not exist.
+        if old.is_none_or(|e| e.is_expired(now)) {
+            crate::notify::notify(srv, crate::notify::NEW, "new", key, db);
+        }
         Ok(())
     }
 
@@ -306,6 +315,7 @@ impl<'a, 's> Ks<'a, 's> {
         if empty {
             let (shard, slot) = self.shard_in(self.db, key)?;
             shard.remove(slot, key);
+            self.notify(crate::notify::GENERIC, "del", key);
         }
         Ok(empty)
     }
