@@ -19,7 +19,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{show, split, sorted_elements, Conn, Pair};
+use support::{show, sorted_elements, split, Conn, Pair};
 
 const MARK: &str = "__keymark__:end";
 
