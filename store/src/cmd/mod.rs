@@ -274,9 +274,19 @@ impl<'a, 's> Ks<'a, 's> {
         let (now, srv) = (self.now, self.srv);
         let (shard, slot) = self.shard_in(db, key)?;
         let old = shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
+        // Replacing a logically expired key: Redis expires it first (its
+        // lookup before the write), then adds the key anew.
+        let was_expired = old.as_ref().is_some_and(|e| e.is_expired(now));
+        if was_expired {
+            srv.store.dbs[db].signal_expired_deleted(key);
+            crate::stats::Stats::add(&srv.stats.expired_keys, 1);
+        }
         self.modified_in(db, key);
+        if was_expired {
+            crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
+        }
         // "new" (class n) when the key did not exist.
-        if old.is_none_or(|e| e.is_expired(now)) {
+        if old.is_none() || was_expired {
             crate::notify::notify(srv, crate::notify::NEW, "new", key, db);
         }
         Ok(())
@@ -307,6 +317,21 @@ impl<'a, 's> Ks<'a, 's> {
 
     pub fn remove(&mut self, key: &[u8]) -> Result<Option<Box<Entry>>, CmdError> {
         self.remove_in(self.db, key)
+    }
+
+    /// Redis's `dbDelete` for a key the command did not look up (a store
+    /// destination whose result is empty): removes it even if it is
+    /// logically expired, publishing "del" (not "expired") when something
+    /// was removed. Returns whether it was.
+    pub fn delete_unchecked(&mut self, key: &[u8]) -> Result<bool, CmdError> {
+        let db = self.db;
+        let (shard, slot) = self.shard_in(db, key)?;
+        let removed = shard.remove(slot, key).is_some();
+        if removed {
+            self.modified_in(db, key);
+            self.notify(crate::notify::GENERIC, "del", key);
+        }
+        Ok(removed)
     }
 
     /// Delete `key` if it holds an empty collection. Returns true if deleted.
