@@ -363,8 +363,8 @@ fn bitop(cx: &mut Cx) -> CmdResult {
     if n > 0 {
         cx.ks.insert(dest, Value::Str(StrValue::Raw(res)), 0)?;
         cx.ks.notify(crate::notify::STRING, "set", dest);
-    } else if cx.ks.remove(dest)?.is_some() {
-        cx.ks.notify(crate::notify::GENERIC, "del", dest);
+    } else {
+        cx.ks.delete_unchecked(dest)?;
     }
     cx.out.int(n as i64);
     Ok(())

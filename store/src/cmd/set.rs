@@ -388,9 +388,7 @@ fn store_generic(cx: &mut Cx, op: Op) -> CmdResult {
     let r = compute(cx, keys, op, true)?;
     let n = r.len();
     if n == 0 {
-        if cx.ks.remove(dst)?.is_some() {
-            cx.ks.notify(notify::GENERIC, "del", dst);
-        }
+        cx.ks.delete_unchecked(dst)?;
     } else {
         cx.ks.insert(dst, Value::Set(Box::new(r)), 0)?;
         let ev = match op {

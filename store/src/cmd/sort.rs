@@ -230,8 +230,8 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
             if n > 0 {
                 cx.ks.insert(dest, make_list(result), 0)?;
                 cx.ks.notify(crate::notify::LIST, "sortstore", dest);
-            } else if cx.ks.remove(dest)?.is_some() {
-                cx.ks.notify(crate::notify::GENERIC, "del", dest);
+            } else {
+                cx.ks.delete_unchecked(dest)?;
             }
             cx.out.int(n as i64);
         }

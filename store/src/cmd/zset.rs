@@ -546,9 +546,7 @@ fn store_result(cx: &mut Cx, dst: &[u8], event: &str, pairs: impl IntoIterator<I
     let z = ZSet::from_pairs(pairs, me, mv);
     let n = z.len();
     if n == 0 {
-        if cx.ks.remove(dst)?.is_some() {
-            cx.ks.notify(notify::GENERIC, "del", dst);
-        }
+        cx.ks.delete_unchecked(dst)?;
     } else {
         cx.ks.insert(dst, Value::ZSet(Box::new(z)), 0)?;
         cx.ks.notify(notify::ZSET, event, dst);
