@@ -33,10 +33,15 @@ struct Side {
 }
 
 impl Side {
-    fn new(port: u16) -> Side {
-        let cmd = Conn::connect(port).unwrap();
-        let cmd2 = Conn::connect(port).unwrap();
+    fn new(port: u16, resp3: bool) -> Side {
+        let mut cmd = Conn::connect(port).unwrap();
+        let mut cmd2 = Conn::connect(port).unwrap();
         let mut sub = Conn::connect(port).unwrap();
+        if resp3 {
+            for c in [&mut cmd, &mut cmd2, &mut sub] {
+                c.cmd(&["HELLO", "3"]);
+            }
+        }
         sub.cmd(&["PSUBSCRIBE", "__key*__:*"]);
         Side { cmd, cmd2, sub, seq: 0 }
     }
@@ -55,7 +60,9 @@ impl Side {
                 return out;
             }
             if items.len() == 4 {
-                out.push(format!("{} {}", show(&items[2]), show(&items[3])));
+                // Frame type (* or >), pattern, channel, payload.
+                let t = m[0] as char;
+                out.push(format!("{t}{} {} {}", show(&items[1]), show(&items[2]), show(&items[3])));
             } else {
                 out.push(show(&m));
             }
@@ -77,10 +84,11 @@ fn bulk_items(m: &[u8]) -> Vec<Vec<u8>> {
     v
 }
 
-fn run_script(name: &str, text: &str) {
+fn run_script(name: &str, text: &str, resp3: bool) {
     let pair = Pair::start();
-    let mut r = Side::new(pair.redis.port);
-    let mut f = Side::new(pair.ferrite.port);
+    let mut r = Side::new(pair.redis.port, resp3);
+    let mut f = Side::new(pair.ferrite.port, resp3);
+    let name = &format!("{name} (RESP{})", if resp3 { 3 } else { 2 });
     let mut in_multi = false;
     let mut fails = Vec::new();
     for (lineno, raw) in text.lines().enumerate() {
@@ -175,6 +183,7 @@ fn notify_events() {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap();
-        run_script(&name, &text);
+        run_script(&name, &text, false);
+        run_script(&name, &text, true);
     }
 }
