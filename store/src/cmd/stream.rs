@@ -495,6 +495,13 @@ pub struct XReadArgs {
     pub ids: Vec<StreamId>,
 }
 
+/// Is this the re-run that serves a blocked XREAD/XREADGROUP? Redis serves
+/// the ready key without looking the keys up again (no hit/miss counts, no
+/// "keymiss" events).
+fn serving_blocked(cx: &Cx) -> bool {
+    cx.client.handle.blocked.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Parse XREAD (`xreadgroup` false) or XREADGROUP arguments, with the
 /// argument errors and key checks (WRONGTYPE, NOGROUP) Redis gives.
 pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError> {
@@ -558,10 +565,11 @@ pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError>
     }
     let mut keys = Vec::with_capacity(streams_count);
     let mut ids = Vec::with_capacity(streams_count);
+    let serving = serving_blocked(cx);
     for k in 0..streams_count {
         let key = cx.arg(streams_arg + k);
         let ida = cx.arg(streams_arg + streams_count + k);
-        let s = stream_read(&mut cx.ks, key)?;
+        let s = if serving { cx.ks.stream(key)?.map(|b| &mut **b) } else { stream_read(&mut cx.ks, key)? };
         if let Some((g, _)) = &group {
             if !s.as_ref().is_some_and(|s| s.groups.contains_key(g)) {
                 return Err(CmdError::raw(format!(
@@ -598,13 +606,15 @@ pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError>
 /// Writes the reply and returns true if it did; writes nothing and returns
 /// false otherwise (the caller replies with the timeout null or blocks).
 pub fn xread_try(cx: &mut Cx, a: &XReadArgs) -> Result<bool, CmdError> {
+    let serving = serving_blocked(cx);
     let now = cx.ks.now;
     let resp3 = cx.out.resp3;
     let mut body = ReplyBuf { buf: bytes::BytesMut::new(), resp3 };
     let mut served = 0usize;
     let mut new_consumer_keys = Vec::new();
     for (i, key) in a.keys.iter().enumerate() {
-        let s = match cx.ks.lookup_read(key)? {
+        let e = if serving { cx.ks.lookup(key)? } else { cx.ks.lookup_read(key)? };
+        let s = match e {
             None => continue,
             Some(e) => match &mut e.value {
                 Value::Stream(s) => s,
