@@ -88,13 +88,6 @@ pub fn flags_to_string(f: u32) -> String {
     s
 }
 
-/// Is any event of `class` published right now? (One atomic load.)
-#[inline]
-pub fn wants(srv: &Server, class: u32) -> bool {
-    let flags = srv.tun.notify_flags.load(Ordering::Relaxed);
-    flags & class != 0 && flags & (KEYSPACE | KEYEVENT) != 0
-}
-
 /// Publish a keyspace event if its class is enabled. The disabled case is
 /// one atomic load and inlined at every call site.
 #[inline]
