@@ -46,6 +46,24 @@ impl Side {
         Side { cmd, cmd2, sub, seq: 0 }
     }
 
+    /// Wait (bounded) until a client is blocked (`!async` commands block).
+    fn wait_blocked(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = String::from_utf8_lossy(&self.cmd.cmd(&["INFO", "clients"])).to_string();
+            let blocked = info
+                .lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if blocked > 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the !async command never blocked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Publish an end marker and collect the notifications before it.
     fn events(&mut self) -> Vec<String> {
         self.seq += 1;
@@ -112,7 +130,8 @@ fn run_script(name: &str, text: &str, resp3: bool) {
             r.cmd2.send(&split(cmd));
             f.cmd2.send(&split(cmd));
             // Let the blocking command register before going on.
-            std::thread::sleep(Duration::from_millis(100));
+            r.wait_blocked();
+            f.wait_blocked();
             compare_events = false;
         } else if line == "!await" {
             let a = r.cmd2.read_reply();
