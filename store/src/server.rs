@@ -214,12 +214,10 @@ async fn background(srv: Arc<Server>) {
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
         loop {
-            let expired = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000);
-            let n = expired.len();
-            for e in &expired {
-                srv.store.dbs[e.db].signal_expired_deleted(&e.key);
-                crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", &e.key, e.db);
-            }
+            let n = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
+                srv.store.dbs[db].signal_expired_deleted(key);
+                crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
+            });
             crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);
             if n < 100 || Instant::now() >= deadline {
                 break;

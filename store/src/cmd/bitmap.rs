@@ -72,6 +72,7 @@ fn signal_changes(cx: &mut Cx, key: &[u8], how: Grow, changes: u64) {
     if how != Grow::Created {
         cx.ks.modified(key);
     }
+    cx.ks.notify(crate::notify::STRING, "setbit", key);
     if changes > 1 {
         cx.srv.stats.dirty.fetch_add(changes - 1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -361,8 +362,9 @@ fn bitop(cx: &mut Cx) -> CmdResult {
     let n = res.len();
     if n > 0 {
         cx.ks.insert(dest, Value::Str(StrValue::Raw(res)), 0)?;
+        cx.ks.notify(crate::notify::STRING, "set", dest);
     } else {
-        cx.ks.remove(dest)?;
+        cx.ks.delete_unchecked(dest)?;
     }
     cx.out.int(n as i64);
     Ok(())

@@ -3,6 +3,7 @@
 use super::scan::{parse as parse_scan, parse_cursor};
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, NOT_FLOAT, OVERFLOW, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
+use crate::notify;
 use crate::types::hash::{Hash, Limits};
 use rand::Rng;
 
@@ -59,6 +60,7 @@ fn hset_generic(cx: &mut Cx, ok_reply: bool) -> CmdResult {
         }
     }
     cx.ks.modified(key);
+    cx.ks.notify(notify::HASH, "hset", key);
     if ok_reply {
         cx.out.ok();
     } else {
@@ -85,6 +87,7 @@ fn hsetnx(cx: &mut Cx) -> CmdResult {
     }
     h.set(field, value, lim);
     cx.ks.modified(key);
+    cx.ks.notify(notify::HASH, "hset", key);
     cx.out.int(1);
     Ok(())
 }
@@ -164,6 +167,7 @@ fn hdel(cx: &mut Cx) -> CmdResult {
         }
     }
     if deleted > 0 {
+        cx.ks.notify(notify::HASH, "hdel", key);
         cx.ks.remove_if_empty(key)?;
         cx.ks.modified(key);
     }
@@ -205,6 +209,7 @@ fn hincrby(cx: &mut Cx) -> CmdResult {
     let mut ib = itoa::Buffer::new();
     h.set(field, ib.format(new).as_bytes(), lim);
     cx.ks.modified(key);
+    cx.ks.notify(notify::HASH, "hincrby", key);
     cx.out.int(new);
     Ok(())
 }
@@ -236,6 +241,7 @@ fn hincrbyfloat(cx: &mut Cx) -> CmdResult {
     };
     h.set(field, &new, lim);
     cx.ks.modified(key);
+    cx.ks.notify(notify::HASH, "hincrbyfloat", key);
     cx.out.bulk(&new);
     Ok(())
 }

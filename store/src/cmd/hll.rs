@@ -604,6 +604,7 @@ fn pfadd(cx: &mut Cx) -> CmdResult {
     if updated > 0 {
         repr::invalidate_cache(s);
         cx.ks.modified(key);
+        cx.ks.notify(crate::notify::STRING, "pfadd", key);
     }
     cx.out.int(i64::from(updated > 0));
     Ok(())
@@ -677,6 +678,8 @@ fn pfmerge(cx: &mut Cx) -> CmdResult {
     }
     repr::invalidate_cache(s);
     cx.ks.modified(dest);
+    // Redis publishes "pfadd" for PFMERGE too.
+    cx.ks.notify(crate::notify::STRING, "pfadd", dest);
     cx.out.ok();
     Ok(())
 }

@@ -5,6 +5,7 @@
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, NO_KEY, SYNTAX};
 use crate::glob::glob_match;
 use crate::keyspace::{Entry, StrValue, Value, SHARDS};
+use crate::notify;
 use crate::stats::Stats;
 use ferrite_commands::SLOTS;
 
@@ -40,6 +41,16 @@ const DB_RANGE: CmdError = CmdError::st("ERR DB index is out of range");
 /// `LOOKUP_NOTOUCH`). Expired keys are deleted on the way. `stats` counts
 /// a keyspace hit or miss.
 fn peek<'c>(ks: &'c mut Ks, key: &[u8], stats: bool) -> Result<Option<&'c mut Entry>, CmdError> {
+    peek_notify(ks, key, stats, true)
+}
+
+/// [`peek`], choosing whether a miss publishes "keymiss" (OBJECT does not).
+fn peek_notify<'c>(
+    ks: &'c mut Ks,
+    key: &[u8],
+    stats: bool,
+    notify_miss: bool,
+) -> Result<Option<&'c mut Entry>, CmdError> {
     let now = ks.now;
     let db = ks.db;
     let live = {
@@ -49,6 +60,13 @@ fn peek<'c>(ks: &'c mut Ks, key: &[u8], stats: bool) -> Result<Option<&'c mut En
     if stats {
         let st = &ks.srv.stats;
         Stats::add(if live == Some(true) { &st.keyspace_hits } else { &st.keyspace_misses }, 1);
+    }
+    if live != Some(true) && notify_miss {
+        if live == Some(false) {
+            // Let the regular lookup delete it and signal the expiry.
+            ks.lookup(key)?;
+        }
+        ks.notify(notify::KEY_MISS, "keymiss", key);
     }
     match live {
         None => Ok(None),
@@ -87,6 +105,7 @@ fn del(cx: &mut Cx) -> CmdResult {
     for i in 1..cx.argc() {
         let key = cx.arg(i);
         if cx.ks.remove(key)?.is_some() {
+            cx.ks.notify(notify::GENERIC, "del", key);
             n += 1;
         }
     }
@@ -172,9 +191,11 @@ fn expire_generic(cx: &mut Cx, unit_ms: i64, absolute: bool) -> CmdResult {
     }
     if when <= cx.ks.now {
         cx.ks.remove(key)?;
+        cx.ks.notify(notify::GENERIC, "del", key);
     } else {
         cx.ks.set_expire(key, when)?;
         cx.ks.modified(key);
+        cx.ks.notify(notify::GENERIC, "expire", key);
     }
     cx.out.int(1);
     Ok(())
@@ -229,6 +250,7 @@ fn persist(cx: &mut Cx) -> CmdResult {
     if has_ttl {
         cx.ks.set_expire(key, 0)?;
         cx.ks.modified(key);
+        cx.ks.notify(notify::GENERIC, "persist", key);
     }
     cx.out.int(has_ttl as i64);
     Ok(())
@@ -264,7 +286,12 @@ fn rename_generic(cx: &mut Cx, nx: bool) -> CmdResult {
     let Some(e) = cx.ks.remove(src)? else { return Err(NO_KEY) };
     let e = *e;
     let db = cx.ks.db;
+    // Redis deletes an existing destination before adding the key anew
+    // (so "new" is published for it either way).
+    cx.ks.remove(dst)?;
     put_entry(&mut cx.ks, db, dst, e.value, e.expire_at, e.lru)?;
+    cx.ks.notify(notify::GENERIC, "rename_from", src);
+    cx.ks.notify(notify::GENERIC, "rename_to", dst);
     if nx {
         cx.out.int(1);
     } else {
@@ -317,7 +344,9 @@ fn copy(cx: &mut Cx) -> CmdResult {
         cx.out.int(0);
         return Ok(());
     };
+    cx.ks.remove_in(dst_db, dst)?;
     cx.ks.insert_in(dst_db, dst, value, expire_at)?;
+    notify::notify(cx.srv, notify::GENERIC, "copy_to", dst, dst_db);
     cx.out.int(1);
     Ok(())
 }
@@ -339,6 +368,8 @@ fn move_cmd(cx: &mut Cx) -> CmdResult {
     };
     let e = *e;
     put_entry(&mut cx.ks, dst_db, key, e.value, e.expire_at, e.lru)?;
+    notify::notify(cx.srv, notify::GENERIC, "move_from", key, src_db);
+    notify::notify(cx.srv, notify::GENERIC, "move_to", key, dst_db);
     cx.out.int(1);
     Ok(())
 }
@@ -408,6 +439,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
         for k in expired.drain(..) {
             cx.srv.store.dbs[db].signal_expired_deleted(&k);
             Stats::add(&cx.srv.stats.expired_keys, 1);
+            notify::notify(cx.srv, notify::EXPIRED, "expired", &k, db);
         }
         slot += 1;
     }
@@ -527,7 +559,7 @@ fn object(cx: &mut Cx) -> CmdResult {
     }
     let key = cx.arg(2);
     let lru_now = cx.srv.lru_clock();
-    let Some(e) = peek(&mut cx.ks, key, true)? else {
+    let Some(e) = peek_notify(&mut cx.ks, key, true, false)? else {
         cx.out.null();
         return Ok(());
     };

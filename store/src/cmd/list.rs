@@ -3,6 +3,7 @@
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, NO_KEY, OUT_OF_RANGE, SYNTAX, WRONGTYPE};
 use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::Value;
+use crate::notify;
 use crate::types::list::List;
 
 pub static COMMANDS: &[CmdImpl] = &[
@@ -85,8 +86,25 @@ fn push_generic(cx: &mut Cx, end: End, only_existing: bool) -> CmdResult {
     }
     let n = l.len();
     cx.ks.modified(key);
+    cx.ks.notify(notify::LIST, push_event(end), key);
     cx.out.int(n as i64);
     Ok(())
+}
+
+/// The event a push at `end` publishes.
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
+    }
+}
+
+/// The event a pop at `end` publishes.
+pub fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    }
 }
 
 fn lpush(cx: &mut Cx) -> CmdResult {
@@ -156,6 +174,7 @@ fn pop_generic(cx: &mut Cx, end: End) -> CmdResult {
             }
         }
     }
+    cx.ks.notify(notify::LIST, pop_event(end), key);
     cx.ks.remove_if_empty(key)?;
     cx.ks.modified(key);
     Ok(())
@@ -246,6 +265,7 @@ fn lset(cx: &mut Cx) -> CmdResult {
     };
     l.items[i] = SmallBytes::new(val);
     cx.ks.modified(key);
+    cx.ks.notify(notify::LIST, "lset", key);
     cx.out.ok();
     Ok(())
 }
@@ -270,6 +290,7 @@ fn linsert(cx: &mut Cx) -> CmdResult {
     l.items.insert(if after { pos + 1 } else { pos }, SmallBytes::new(val));
     let n = l.len();
     cx.ks.modified(key);
+    cx.ks.notify(notify::LIST, "linsert", key);
     cx.out.int(n as i64);
     Ok(())
 }
@@ -304,6 +325,7 @@ fn lrem(cx: &mut Cx) -> CmdResult {
         });
     }
     if removed > 0 {
+        cx.ks.notify(notify::LIST, "lrem", key);
         cx.ks.remove_if_empty(key)?;
         cx.ks.modified(key);
     }
@@ -330,6 +352,7 @@ fn ltrim(cx: &mut Cx) -> CmdResult {
     if l.items.capacity() > 64 && l.items.capacity() > 4 * l.items.len() {
         l.items.shrink_to_fit();
     }
+    cx.ks.notify(notify::LIST, "ltrim", key);
     cx.ks.remove_if_empty(key)?;
     cx.ks.modified(key);
     cx.out.ok();
@@ -455,6 +478,8 @@ fn move_generic(cx: &mut Cx, src: &[u8], dst: &[u8], from: End, to: End) -> CmdR
     }
     cx.ks.modified(src);
     cx.ks.modified(dst);
+    cx.ks.notify(notify::LIST, push_event(to), dst);
+    cx.ks.notify(notify::LIST, pop_event(from), src);
     cx.ks.remove_if_empty(src)?;
     cx.out.bulk(&e);
     Ok(())
@@ -529,6 +554,7 @@ fn lmpop_generic(cx: &mut Cx, numkeys_idx: usize, block: bool) -> CmdResult {
                 cx.out.bulk(&e);
             }
         }
+        cx.ks.notify(notify::LIST, pop_event(end), key);
         cx.ks.remove_if_empty(key)?;
         cx.ks.modified(key);
         return Ok(());
@@ -552,6 +578,7 @@ fn bpop(cx: &mut Cx, end: End) -> CmdResult {
         cx.out.array(2);
         cx.out.bulk(key);
         cx.out.bulk(&e);
+        cx.ks.notify(notify::LIST, pop_event(end), key);
         cx.ks.remove_if_empty(key)?;
         cx.ks.modified(key);
         return Ok(());

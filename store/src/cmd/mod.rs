@@ -278,7 +278,11 @@ impl<'a, 's> Ks<'a, 's> {
     /// Lookup for a read command: counts keyspace hits and misses.
     pub fn lookup_read(&mut self, key: &[u8]) -> Result<Option<&mut Entry>, CmdError> {
         let stats = &self.srv.stats;
-        let r = self.lookup_in(self.db, key)?;
+        let (srv, db) = (self.srv, self.db);
+        let r = self.lookup_in(db, key)?;
+        if r.is_none() {
+            crate::notify::notify(srv, crate::notify::KEY_MISS, "keymiss", key, db);
+        }
         crate::stats::Stats::add(if r.is_some() { &stats.keyspace_hits } else { &stats.keyspace_misses }, 1);
         Ok(r)
     }
@@ -292,9 +296,24 @@ impl<'a, 's> Ks<'a, 's> {
     /// (0 = none), replacing any previous value. Signals the modification.
     pub fn insert_in(&mut self, db: usize, key: &[u8], value: Value, expire_at: i64) -> Result<(), CmdError> {
         let lru = new_lru(self.srv, self.now);
+        let (now, srv) = (self.now, self.srv);
         let (shard, slot) = self.shard_in(db, key)?;
-        shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
+        let old = shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
+        // Replacing a logically expired key: Redis expires it first (its
+        // lookup before the write), then adds the key anew.
+        let was_expired = old.as_ref().is_some_and(|e| e.is_expired(now));
+        if was_expired {
+            srv.store.dbs[db].signal_expired_deleted(key);
+            crate::stats::Stats::add(&srv.stats.expired_keys, 1);
+        }
         self.modified_in(db, key);
+        if was_expired {
+            crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
+        }
+        // "new" (class n) when the key did not exist.
+        if old.is_none() || was_expired {
+            crate::notify::notify(srv, crate::notify::NEW, "new", key, db);
+        }
         Ok(())
     }
 
@@ -325,12 +344,28 @@ impl<'a, 's> Ks<'a, 's> {
         self.remove_in(self.db, key)
     }
 
+    /// Redis's `dbDelete` for a key the command did not look up (a store
+    /// destination whose result is empty): removes it even if it is
+    /// logically expired, publishing "del" (not "expired") when something
+    /// was removed. Returns whether it was.
+    pub fn delete_unchecked(&mut self, key: &[u8]) -> Result<bool, CmdError> {
+        let db = self.db;
+        let (shard, slot) = self.shard_in(db, key)?;
+        let removed = shard.remove(slot, key).is_some();
+        if removed {
+            self.modified_in(db, key);
+            self.notify(crate::notify::GENERIC, "del", key);
+        }
+        Ok(removed)
+    }
+
     /// Delete `key` if it holds an empty collection. Returns true if deleted.
     pub fn remove_if_empty(&mut self, key: &[u8]) -> Result<bool, CmdError> {
         let empty = self.lookup(key)?.is_some_and(|e| e.value.is_empty_collection());
         if empty {
             let (shard, slot) = self.shard_in(self.db, key)?;
             shard.remove(slot, key);
+            self.notify(crate::notify::GENERIC, "del", key);
         }
         Ok(empty)
     }

@@ -7,6 +7,7 @@
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, SYNTAX, WRONGTYPE};
 use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::Value;
+use crate::notify;
 use crate::types::set::{scan_batch, scan_step, Set};
 use std::sync::atomic::Ordering;
 
@@ -66,6 +67,7 @@ fn sadd(cx: &mut Cx) -> CmdResult {
     }
     if added > 0 {
         cx.ks.modified(key);
+        cx.ks.notify(notify::SET, "sadd", key);
     }
     cx.out.int(added);
     Ok(())
@@ -89,6 +91,7 @@ fn srem(cx: &mut Cx) -> CmdResult {
     }
     if n > 0 {
         cx.ks.modified(key);
+        cx.ks.notify(notify::SET, "srem", key);
         cx.ks.remove_if_empty(key)?;
     }
     cx.out.int(n);
@@ -146,6 +149,7 @@ fn spop(cx: &mut Cx) -> CmdResult {
             None => cx.out.null(),
         }
         cx.ks.modified(key);
+        cx.ks.notify(notify::SET, "spop", key);
         cx.ks.remove_if_empty(key)?;
         return Ok(());
     }
@@ -165,6 +169,8 @@ fn spop(cx: &mut Cx) -> CmdResult {
         // The whole set goes, replied in its iteration order.
         let all: Vec<SmallBytes> = s.ordered().into_iter().cloned().collect();
         cx.ks.remove(key)?;
+        cx.ks.notify(notify::SET, "spop", key);
+        cx.ks.notify(notify::GENERIC, "del", key);
         cx.out.set(all.len());
         for m in &all {
             cx.out.bulk(m);
@@ -177,6 +183,7 @@ fn spop(cx: &mut Cx) -> CmdResult {
         cx.out.bulk(m);
     }
     cx.ks.modified(key);
+    cx.ks.notify(notify::SET, "spop", key);
     Ok(())
 }
 
@@ -264,10 +271,12 @@ fn smove(cx: &mut Cx) -> CmdResult {
         s.remove(m);
     }
     cx.ks.modified(src);
+    cx.ks.notify(notify::SET, "srem", src);
     cx.ks.remove_if_empty(src)?;
     // Like Redis, the destination is signalled only if the member was new.
     if cx.ks.set_or_create(dst)?.add(m, max) {
         cx.ks.modified(dst);
+        cx.ks.notify(notify::SET, "sadd", dst);
     }
     cx.out.int(1);
     Ok(())
@@ -281,13 +290,12 @@ enum Op {
 }
 
 /// Type-check every input (missing = None) and return the sizes.
-/// `write`: the command stores its result (Redis then looks inputs up for
-/// writing, which does not count keyspace hits/misses).
-fn input_sizes(cx: &mut Cx, keys: &[bytes::Bytes], write: bool) -> Result<Vec<Option<usize>>, CmdError> {
+/// Redis 7.0 looks inputs up for reading even when storing (`_write`):
+/// hits/misses are counted and a missing input publishes "keymiss".
+fn input_sizes(cx: &mut Cx, keys: &[bytes::Bytes], _write: bool) -> Result<Vec<Option<usize>>, CmdError> {
     let mut v = Vec::with_capacity(keys.len());
     for k in keys {
-        let s = if write { cx.ks.set(k)?.map(|s| s.len()) } else { read_set(&mut cx.ks, k)?.map(|s| s.len()) };
-        v.push(s);
+        v.push(read_set(&mut cx.ks, k)?.map(|s| s.len()));
     }
     Ok(v)
 }
@@ -380,9 +388,15 @@ fn store_generic(cx: &mut Cx, op: Op) -> CmdResult {
     let r = compute(cx, keys, op, true)?;
     let n = r.len();
     if n == 0 {
-        cx.ks.remove(dst)?;
+        cx.ks.delete_unchecked(dst)?;
     } else {
         cx.ks.insert(dst, Value::Set(Box::new(r)), 0)?;
+        let ev = match op {
+            Op::Inter => "sinterstore",
+            Op::Union => "sunionstore",
+            Op::Diff => "sdiffstore",
+        };
+        cx.ks.notify(notify::SET, ev, dst);
     }
     cx.out.int(n as i64);
     Ok(())

@@ -229,8 +229,9 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
             let n = result.len();
             if n > 0 {
                 cx.ks.insert(dest, make_list(result), 0)?;
+                cx.ks.notify(crate::notify::LIST, "sortstore", dest);
             } else {
-                cx.ks.remove(dest)?;
+                cx.ks.delete_unchecked(dest)?;
             }
             cx.out.int(n as i64);
         }

@@ -8,6 +8,7 @@
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, NO_KEY, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
+use crate::notify;
 use crate::server::Tunables;
 use crate::types::stream::{
     AddError, Group, Nack, Stream, StreamEntry, StreamId, Trim, TrimArgs, INVALID_ENTRIES_READ,
@@ -354,8 +355,12 @@ fn xadd(cx: &mut Cx) -> CmdResult {
         Err(AddError::TooLarge) => return Err(CmdError::err("Elements are too large to be stored")),
     };
     reply_id(cx.out, id);
-    s.trim(&a.trim);
+    let trimmed = s.trim(&a.trim);
     cx.ks.modified(key);
+    cx.ks.notify(notify::STREAM, "xadd", key);
+    if trimmed > 0 {
+        cx.ks.notify(notify::STREAM, "xtrim", key);
+    }
     Ok(())
 }
 
@@ -370,6 +375,7 @@ fn xtrim(cx: &mut Cx) -> CmdResult {
     cx.out.int(n as i64);
     if n > 0 {
         cx.ks.modified(key);
+        cx.ks.notify(notify::STREAM, "xtrim", key);
     }
     Ok(())
 }
@@ -457,6 +463,7 @@ fn xdel(cx: &mut Cx) -> CmdResult {
     cx.out.int(deleted);
     if deleted > 0 {
         cx.ks.modified(key);
+        cx.ks.notify(notify::STREAM, "xdel", key);
     }
     Ok(())
 }
@@ -486,6 +493,13 @@ pub struct XReadArgs {
     pub group: Option<(Vec<u8>, Vec<u8>)>,
     pub keys: Vec<Vec<u8>>,
     pub ids: Vec<StreamId>,
+}
+
+/// Is this the re-run that serves a blocked XREAD/XREADGROUP? Redis serves
+/// the ready key without looking the keys up again (no hit/miss counts, no
+/// "keymiss" events).
+fn serving_blocked(cx: &Cx) -> bool {
+    cx.client.handle.blocked.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Parse XREAD (`xreadgroup` false) or XREADGROUP arguments, with the
@@ -551,10 +565,11 @@ pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError>
     }
     let mut keys = Vec::with_capacity(streams_count);
     let mut ids = Vec::with_capacity(streams_count);
+    let serving = serving_blocked(cx);
     for k in 0..streams_count {
         let key = cx.arg(streams_arg + k);
         let ida = cx.arg(streams_arg + streams_count + k);
-        let s = stream_read(&mut cx.ks, key)?;
+        let s = if serving { cx.ks.stream(key)?.map(|b| &mut **b) } else { stream_read(&mut cx.ks, key)? };
         if let Some((g, _)) = &group {
             if !s.as_ref().is_some_and(|s| s.groups.contains_key(g)) {
                 return Err(CmdError::raw(format!(
@@ -591,12 +606,15 @@ pub fn parse_xread(cx: &mut Cx, xreadgroup: bool) -> Result<XReadArgs, CmdError>
 /// Writes the reply and returns true if it did; writes nothing and returns
 /// false otherwise (the caller replies with the timeout null or blocks).
 pub fn xread_try(cx: &mut Cx, a: &XReadArgs) -> Result<bool, CmdError> {
+    let serving = serving_blocked(cx);
     let now = cx.ks.now;
     let resp3 = cx.out.resp3;
     let mut body = ReplyBuf { buf: bytes::BytesMut::new(), resp3 };
     let mut served = 0usize;
+    let mut new_consumer_keys = Vec::new();
     for (i, key) in a.keys.iter().enumerate() {
-        let s = match cx.ks.lookup_read(key)? {
+        let e = if serving { cx.ks.lookup(key)? } else { cx.ks.lookup_read(key)? };
+        let s = match e {
             None => continue,
             Some(e) => match &mut e.value {
                 Value::Stream(s) => s,
@@ -643,8 +661,15 @@ pub fn xread_try(cx: &mut Cx, a: &XReadArgs) -> Result<bool, CmdError> {
                 }
                 None => body.array(0),
             },
-            Some((g, c)) => serve_group(&mut body, s, g, c, start, a.count, a.noack, history, now),
+            Some((g, c)) => {
+                if serve_group(&mut body, s, g, c, start, a.count, a.noack, history, now) {
+                    new_consumer_keys.push(key.clone());
+                }
+            }
         }
+    }
+    for key in &new_consumer_keys {
+        cx.ks.notify(notify::STREAM, "xgroup-createconsumer", key);
     }
     if served == 0 {
         return Ok(false);
@@ -674,9 +699,11 @@ fn serve_group(
     noack: bool,
     history: bool,
     now: i64,
-) {
+) -> bool {
     // Look up (refreshing seen-time) or create the consumer.
+    let mut created = false;
     if let Some(g) = s.groups.get_mut(gname) {
+        created = !g.consumers.contains_key(cname);
         g.consumers.entry(cname.to_vec()).or_default().seen_time = now;
     }
     if history {
@@ -708,7 +735,7 @@ fn serve_group(
                 }
             }
         }
-        return;
+        return created;
     }
     let mut delivered = Vec::new();
     match start {
@@ -730,7 +757,7 @@ fn serve_group(
         let tomb = s.range_has_tombstones(id);
         let est = s.estimate_distance(id);
         let added = s.entries_added;
-        let Some(g) = s.groups.get_mut(gname) else { return };
+        let Some(g) = s.groups.get_mut(gname) else { return created };
         if id > g.last_id {
             if g.entries_read != INVALID_ENTRIES_READ && !tomb {
                 g.entries_read += 1;
@@ -743,6 +770,7 @@ fn serve_group(
             deliver_nack(g, id, cname, now);
         }
     }
+    created
 }
 
 /// Create or reassign the PEL entry for `id` to consumer `cname`.
@@ -897,6 +925,7 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
         s.groups.insert(gname.to_vec(), Group::new(id, entries_read));
         cx.out.ok();
         dirty(cx);
+        cx.ks.notify(notify::STREAM, "xgroup-create", key);
     } else if setid && (argc == 5 || argc == 7) {
         let ida = cx.arg(4);
         let s = cx.ks.stream(key)?.ok_or(NO_KEY)?;
@@ -907,11 +936,13 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
         }
         cx.out.ok();
         dirty(cx);
+        cx.ks.notify(notify::STREAM, "xgroup-setid", key);
     } else if is(b"DESTROY") && argc == 4 {
         let s = cx.ks.stream(key)?.ok_or(NO_KEY)?;
         if s.groups.remove(gname).is_some() {
             cx.out.int(1);
             dirty(cx);
+            cx.ks.notify(notify::STREAM, "xgroup-destroy", key);
         } else {
             cx.out.int(0);
         }
@@ -925,6 +956,7 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
             g.consumers.insert(cname.to_vec(), crate::types::stream::Consumer { seen_time: now, ..Default::default() });
             cx.out.int(1);
             dirty(cx);
+            cx.ks.notify(notify::STREAM, "xgroup-createconsumer", key);
         }
     } else if is(b"DELCONSUMER") && argc == 5 {
         let cname = cx.arg(4);
@@ -937,6 +969,7 @@ fn xgroup(cx: &mut Cx) -> CmdResult {
                 }
                 cx.out.int(c.pel.len() as i64);
                 dirty(cx);
+                cx.ks.notify(notify::STREAM, "xgroup-delconsumer", key);
             }
             None => cx.out.int(0),
         }
@@ -994,6 +1027,7 @@ fn xsetid(cx: &mut Cx) -> CmdResult {
     }
     cx.out.ok();
     dirty(cx);
+    cx.ks.notify(notify::STREAM, "xsetid", key);
     Ok(())
 }
 
@@ -1149,11 +1183,16 @@ fn claim(g: &mut Group, id: StreamId, cname: &[u8], delivery_time: i64, retry: O
     }
 }
 
-fn ensure_consumer(g: &mut Group, cname: &[u8], now: i64, done: &mut bool) {
-    if !*done {
-        g.consumers.entry(cname.to_vec()).or_default().seen_time = now;
-        *done = true;
+/// Look up (refreshing seen-time) or create the consumer once; true if it
+/// was created.
+fn ensure_consumer(g: &mut Group, cname: &[u8], now: i64, done: &mut bool) -> bool {
+    if *done {
+        return false;
     }
+    *done = true;
+    let created = !g.consumers.contains_key(cname);
+    g.consumers.entry(cname.to_vec()).or_default().seen_time = now;
+    created
 }
 
 fn xclaim(cx: &mut Cx) -> CmdResult {
@@ -1230,6 +1269,7 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
     let mut body = ReplyBuf { buf: bytes::BytesMut::new(), resp3: cx.out.resp3 };
     let mut n = 0usize;
     let mut have_consumer = false;
+    let mut new_consumer = false;
     for id in ids {
         let exists = s.exists(id);
         let Some(g) = s.groups.get_mut(gname) else { break };
@@ -1249,7 +1289,7 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
         if !forced && nack.consumer.is_some() && minidle != 0 && now.saturating_sub(nack.delivery_time) < minidle {
             continue;
         }
-        ensure_consumer(g, cname, now, &mut have_consumer);
+        new_consumer |= ensure_consumer(g, cname, now, &mut have_consumer);
         claim(g, id, cname, deliverytime, (retrycount >= 0).then_some(retrycount as u64), !justid);
         changed = true;
         n += 1;
@@ -1261,6 +1301,9 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
     }
     cx.out.array(n);
     cx.out.raw(&body.buf);
+    if new_consumer {
+        cx.ks.notify(notify::STREAM, "xgroup-createconsumer", key);
+    }
     if changed {
         dirty(cx);
     }
@@ -1306,6 +1349,7 @@ fn xautoclaim(cx: &mut Cx) -> CmdResult {
     let mut body = ReplyBuf { buf: bytes::BytesMut::new(), resp3: cx.out.resp3 };
     let mut n = 0usize;
     let mut have_consumer = false;
+    let mut new_consumer = false;
     let mut changed = false;
     loop {
         if attempts == 0 {
@@ -1335,7 +1379,7 @@ fn xautoclaim(cx: &mut Cx) -> CmdResult {
         if !idle_ok {
             continue;
         }
-        ensure_consumer(g, cname, now, &mut have_consumer);
+        new_consumer |= ensure_consumer(g, cname, now, &mut have_consumer);
         claim(g, id, cname, now, None, !justid);
         changed = true;
         if justid {
@@ -1358,6 +1402,9 @@ fn xautoclaim(cx: &mut Cx) -> CmdResult {
     out.array(deleted_ids.len());
     for id in deleted_ids {
         reply_id(out, id);
+    }
+    if new_consumer {
+        cx.ks.notify(notify::STREAM, "xgroup-createconsumer", key);
     }
     if changed {
         dirty(cx);

@@ -2,6 +2,7 @@
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, NOT_INT, OVERFLOW, SYNTAX, WRONGTYPE};
 use crate::keyspace::{StrValue, Value};
+use crate::notify;
 
 pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "get", handler: get, lock: Lock::Keys },
@@ -168,6 +169,10 @@ fn set(cx: &mut Cx) -> CmdResult {
             None if o.keepttl => cx.ks.insert_keep_ttl(key, value)?,
             None => cx.ks.insert(key, value, 0)?,
         }
+        cx.ks.notify(notify::STRING, "set", key);
+        if at.is_some() {
+            cx.ks.notify(notify::GENERIC, "expire", key);
+        }
     }
     if o.get {
         match old {
@@ -205,14 +210,17 @@ fn getex(cx: &mut Cx) -> CmdResult {
     match at {
         Some(at) if absolute && at <= crate::server::now_ms() => {
             cx.ks.remove(key)?;
+            cx.ks.notify(notify::GENERIC, "del", key);
         }
         Some(at) => {
             cx.ks.set_expire(key, at)?;
             cx.ks.modified(key);
+            cx.ks.notify(notify::GENERIC, "expire", key);
         }
         None if o.persist && had_ttl => {
             cx.ks.set_expire(key, 0)?;
             cx.ks.modified(key);
+            cx.ks.notify(notify::GENERIC, "persist", key);
         }
         None => {}
     }
@@ -225,6 +233,7 @@ fn setnx(cx: &mut Cx) -> CmdResult {
         cx.out.int(0);
     } else {
         cx.ks.insert(key, Value::str(cx.arg(2)), 0)?;
+        cx.ks.notify(notify::STRING, "set", key);
         cx.out.int(1);
     }
     Ok(())
@@ -233,6 +242,8 @@ fn setnx(cx: &mut Cx) -> CmdResult {
 fn setex_generic(cx: &mut Cx, unit: i64) -> CmdResult {
     let at = expire_arg(cx, cx.arg(2), unit, false)?;
     cx.ks.insert(cx.arg(1), Value::str(cx.arg(3)), at)?;
+    cx.ks.notify(notify::STRING, "set", cx.arg(1));
+    cx.ks.notify(notify::GENERIC, "expire", cx.arg(1));
     cx.out.ok();
     Ok(())
 }
@@ -255,6 +266,7 @@ fn getset(cx: &mut Cx) -> CmdResult {
         },
     };
     cx.ks.insert(key, Value::str(cx.arg(2)), 0)?;
+    cx.ks.notify(notify::STRING, "set", key);
     match old {
         Some(v) => cx.out.bulk(&v),
         None => cx.out.null(),
@@ -277,6 +289,7 @@ fn getdel(cx: &mut Cx) -> CmdResult {
             let mut t = itoa::Buffer::new();
             cx.out.bulk(s.as_bytes(&mut t));
         }
+        cx.ks.notify(notify::GENERIC, "del", key);
     }
     Ok(())
 }
@@ -304,6 +317,7 @@ fn mset(cx: &mut Cx) -> CmdResult {
     }
     for i in (1..cx.argc()).step_by(2) {
         cx.ks.insert(cx.arg(i), Value::str(cx.arg(i + 1)), 0)?;
+        cx.ks.notify(notify::STRING, "set", cx.arg(i));
     }
     cx.out.ok();
     Ok(())
@@ -321,6 +335,7 @@ fn msetnx(cx: &mut Cx) -> CmdResult {
     }
     for i in (1..cx.argc()).step_by(2) {
         cx.ks.insert(cx.arg(i), Value::str(cx.arg(i + 1)), 0)?;
+        cx.ks.notify(notify::STRING, "set", cx.arg(i));
     }
     cx.out.int(1);
     Ok(())
@@ -353,6 +368,7 @@ pub fn incr_generic(cx: &mut Cx, by: i64) -> CmdResult {
         }
         None => cx.ks.insert(key, Value::Str(StrValue::Int(new)), 0)?,
     }
+    cx.ks.notify(notify::STRING, "incrby", key);
     cx.out.int(new);
     Ok(())
 }
@@ -396,6 +412,7 @@ fn append(cx: &mut Cx) -> CmdResult {
             add.len()
         }
     };
+    cx.ks.notify(notify::STRING, "append", key);
     cx.out.int(len as i64);
     Ok(())
 }
@@ -497,6 +514,7 @@ fn setrange(cx: &mut Cx) -> CmdResult {
             let mut v = vec![0u8; total];
             v[offset as usize..].copy_from_slice(val);
             cx.ks.insert(key, Value::Str(StrValue::Raw(v)), 0)?;
+            cx.ks.notify(notify::STRING, "setrange", key);
             total
         }
         Some(s) => {
@@ -513,6 +531,7 @@ fn setrange(cx: &mut Cx) -> CmdResult {
             v[offset as usize..total].copy_from_slice(val);
             let n = v.len();
             cx.ks.modified(key);
+            cx.ks.notify(notify::STRING, "setrange", key);
             n
         }
     };
@@ -557,6 +576,7 @@ fn incrbyfloat(cx: &mut Cx) -> CmdResult {
         }
         None => cx.ks.insert(key, value, 0)?,
     }
+    cx.ks.notify(notify::STRING, "incrbyfloat", key);
     Ok(())
 }
 

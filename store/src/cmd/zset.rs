@@ -3,6 +3,7 @@
 use super::{eq_ic, parse_int, CmdError, CmdImpl, CmdResult, Cx, Ks, Lock, SYNTAX, WRONGTYPE};
 use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::Value;
+use crate::notify;
 use crate::types::set::{scan_batch, scan_step};
 use crate::types::zset::{LexBound, LexRange, ScoreRange, ZKey, ZSet};
 use ferrite_resp::ReplyBuf;
@@ -288,6 +289,7 @@ fn zadd_generic(cx: &mut Cx, key: &[u8], f: &AddFlags, pairs: &[(f64, &[u8])]) -
     }
     if added + updated > 0 {
         cx.ks.modified(key);
+        cx.ks.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
     }
     cx.ks.remove_if_empty(key)?;
     if let Some(e) = err {
@@ -330,6 +332,7 @@ fn zrem(cx: &mut Cx) -> CmdResult {
     }
     if n > 0 {
         cx.ks.modified(key);
+        cx.ks.notify(notify::ZSET, "zrem", key);
         cx.ks.remove_if_empty(key)?;
     }
     cx.out.int(n);
@@ -483,7 +486,8 @@ fn zrange_generic(cx: &mut Cx, first: usize, kind: Option<Kind>, rev: Option<boo
         Kind::Score => Spec::Score(parse_score_range(cx.arg(mi), cx.arg(ma))?),
         Kind::Lex => Spec::Lex(parse_lex_range(cx.arg(mi), cx.arg(ma))?),
     };
-    let result: Vec<ZKey> = match get_zset(&mut cx.ks, src, store.is_none())? {
+    // ZRANGESTORE reads its source like ZRANGE does (hits/misses, keymiss).
+    let result: Vec<ZKey> = match get_zset(&mut cx.ks, src, true)? {
         None => Vec::new(),
         Some(z) => {
             let z: &ZSet = z;
@@ -529,21 +533,23 @@ fn zrange_generic(cx: &mut Cx, first: usize, kind: Option<Kind>, rev: Option<boo
     };
     match store {
         None => reply_keys(cx.out, &result, withscores),
-        Some(dst) => store_result(cx, dst, result.into_iter().map(|k| (k.member, k.score)))?,
+        Some(dst) => store_result(cx, dst, "zrangestore", result.into_iter().map(|k| (k.member, k.score)))?,
     }
     Ok(())
 }
 
 /// Replace `dst` with the given pairs (deleting it when empty) and reply
 /// with the count.
-fn store_result(cx: &mut Cx, dst: &[u8], pairs: impl IntoIterator<Item = (SmallBytes, f64)>) -> CmdResult {
+/// `event` is published for a stored result, "del" for a deleted `dst`.
+fn store_result(cx: &mut Cx, dst: &[u8], event: &str, pairs: impl IntoIterator<Item = (SmallBytes, f64)>) -> CmdResult {
     let (me, mv) = limits(cx);
     let z = ZSet::from_pairs(pairs, me, mv);
     let n = z.len();
     if n == 0 {
-        cx.ks.remove(dst)?;
+        cx.ks.delete_unchecked(dst)?;
     } else {
         cx.ks.insert(dst, Value::ZSet(Box::new(z)), 0)?;
+        cx.ks.notify(notify::ZSET, event, dst);
     }
     cx.out.int(n as i64);
     Ok(())
@@ -608,6 +614,12 @@ fn zremrange_generic(cx: &mut Cx, kind: Kind) -> CmdResult {
     let n = z.remove_keys(victims);
     if n > 0 {
         cx.ks.modified(key);
+        let ev = match kind {
+            Kind::Rank => "zremrangebyrank",
+            Kind::Score => "zremrangebyscore",
+            Kind::Lex => "zremrangebylex",
+        };
+        cx.ks.notify(notify::ZSET, ev, key);
         cx.ks.remove_if_empty(key)?;
     }
     cx.out.int(n as i64);
@@ -662,6 +674,9 @@ fn pop_generic(cx: &mut Cx, keys: &[bytes::Bytes], max: bool, count: Option<u64>
         }
     }
     cx.ks.modified(&key);
+    if !popped.is_empty() {
+        cx.ks.notify(notify::ZSET, if max { "zpopmax" } else { "zpopmin" }, &key);
+    }
     cx.ks.remove_if_empty(&key)?;
     let out = &mut *cx.out;
     if zmpop {
@@ -783,6 +798,7 @@ fn bzpop(cx: &mut Cx, max: bool) -> CmdResult {
         let Some(z) = get_zset(&mut cx.ks, key, false)? else { continue };
         let Some(k) = (if max { z.pop_last() } else { z.pop_first() }) else { continue };
         cx.ks.modified(key);
+        cx.ks.notify(notify::ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
         cx.ks.remove_if_empty(key)?;
         cx.out.array(3);
         cx.out.bulk(key);
@@ -938,8 +954,9 @@ fn weighted(s: f64, w: f64) -> f64 {
 }
 
 /// Size of the zset or set at `k` (None if missing); WRONGTYPE otherwise.
-fn input_size(cx: &mut Cx, k: &[u8], write: bool) -> Result<Option<usize>, CmdError> {
-    let e = if write { cx.ks.lookup(k)? } else { cx.ks.lookup_read(k)? };
+/// Redis 7.0 looks inputs up for reading even when storing (`_write`).
+fn input_size(cx: &mut Cx, k: &[u8], _write: bool) -> Result<Option<usize>, CmdError> {
+    let e = cx.ks.lookup_read(k)?;
     match e {
         None => Ok(None),
         Some(e) => match &e.value {
@@ -1101,7 +1118,14 @@ fn setop_generic(cx: &mut Cx, nk: usize, op: SetOp, dst: Option<&[u8]>, card_onl
         return Ok(());
     }
     match dst {
-        Some(d) => store_result(cx, d, result),
+        Some(d) => {
+            let ev = match op {
+                SetOp::Union => "zunionstore",
+                SetOp::Inter => "zinterstore",
+                SetOp::Diff => "zdiffstore",
+            };
+            store_result(cx, d, ev, result)
+        }
         None => {
             let mut keys: Vec<ZKey> = result.into_iter().map(|(member, score)| ZKey { score, member }).collect();
             keys.sort();

@@ -16,16 +16,18 @@ pub struct ExpireCursor {
     pos: usize,
 }
 
-/// Keys removed by one cycle, to report as expired.
-pub struct Expired {
-    pub db: usize,
-    pub key: Vec<u8>,
-}
-
 /// Visit up to `budget` entries of volatile slots, removing expired keys.
-/// Returns the removed keys (the caller signals watchers and counts stats).
-pub fn active_expire_cycle(store: &Store, cur: &mut ExpireCursor, now_ms: i64, mut budget: usize) -> Vec<Expired> {
-    let mut out = Vec::new();
+/// `on_expired(db, key)` runs for each removed key while its shard is still
+/// locked, so its effects (watchers, notifications) are ordered before any
+/// later command on that key. Returns how many keys expired.
+pub fn active_expire_cycle(
+    store: &Store,
+    cur: &mut ExpireCursor,
+    now_ms: i64,
+    mut budget: usize,
+    mut on_expired: impl FnMut(usize, &[u8]),
+) -> usize {
+    let mut out = 0usize;
     let ndb = store.dbs.len();
     let total_shards = ndb * SHARDS;
     let mut visited_shards = 0;
@@ -46,7 +48,8 @@ pub fn active_expire_cycle(store: &Store, cur: &mut ExpireCursor, now_ms: i64, m
                         let mut removed = 0u32;
                         st.table.retain(|e| {
                             if e.is_expired(now_ms) {
-                                out.push(Expired { db, key: e.key.to_vec() });
+                                on_expired(db, &e.key);
+                                out += 1;
                                 removed += 1;
                                 false
                             } else {
