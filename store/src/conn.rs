@@ -90,6 +90,10 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         let mut ncmds = 0u64;
         let mut last_name: Option<&'static str> = None;
         loop {
+            // CLIENT KILL takes effect before anything else the client sent.
+            if handle.killed.load(Ordering::Relaxed) {
+                break 'conn;
+            }
             match parser.parse(&mut rbuf, &mut args) {
                 Ok(Parsed::Command) => {
                     out.resp3 = client.resp3;

@@ -96,7 +96,7 @@ pub fn lfu_counter(lru: u32, now_ms: i64, decay_time: u32) -> u32 {
     // garbage, exactly as in Redis when the policy changes at run time.
     let ldt = (lru >> 8) & 0xffff;
     let counter = lru & 255;
-    let periods = if decay_time > 0 { lfu_elapsed(ldt, now_ms) / decay_time } else { 0 };
+    let periods = lfu_elapsed(ldt, now_ms).checked_div(decay_time).unwrap_or(0);
     counter.saturating_sub(periods)
 }
 

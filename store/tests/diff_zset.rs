@@ -175,7 +175,7 @@ fn random_ops(members: u64) {
             9 => format!("ZREVRANGEBYSCORE {key} {a} {b}"),
             10 => format!("ZCOUNT {key} {a} {b}"),
             11 => format!("ZUNIONSTORE z3 2 z1 z2 WEIGHTS 1 {s}"),
-            12 => format!("ZINTER 2 z1 z2 AGGREGATE MAX WITHSCORES"),
+            12 => "ZINTER 2 z1 z2 AGGREGATE MAX WITHSCORES".to_string(),
             13 => format!("ZPOPMIN {key} {}", rnd(3)),
             14 => format!("ZREVRANK {key} {m}"),
             _ => {
