@@ -8,7 +8,7 @@
 
 use crate::blocking::{WaitState, Waiter};
 use crate::client::{Client, Multi, Push};
-use crate::cmd::{arity_error, Cmd, CmdError, Cx, Ks, Lock};
+use crate::cmd::{arity_error, Cmd, CmdError, Cx, Ks, Lock, SlotCache};
 use crate::keyspace::Access;
 use crate::routing::{self, ClusterView};
 use crate::server::{now_ms, Server};
@@ -169,6 +169,7 @@ fn run<'s>(
     let db = client.db;
     let in_exec = shared.is_some();
     let mut owned;
+    let mut slot_cache = SlotCache::default();
     let acc: &mut Access<'s> = match shared {
         Some(a) => a,
         None => {
@@ -178,6 +179,9 @@ fn run<'s>(
                 Lock::Keys => match get_keys(meta, args) {
                     Ok(pos) => {
                         let slots: SmallVec<[u16; 4]> = pos.iter().map(|&i| key_hash_slot(&args[i])).collect();
+                        for (&i, &sl) in pos.iter().zip(&slots) {
+                            slot_cache.0.push((args[i].as_ptr() as usize, args[i].len(), sl));
+                        }
                         // The one place a cluster node will refuse or redirect.
                         let decision = routing::decide(ClusterView::Standalone, &slots);
                         if let Some(e) = decision.error() {
@@ -204,7 +208,7 @@ fn run<'s>(
             &mut owned
         }
     };
-    let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now }, args, cmd, in_exec };
+    let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     if let Err(e) = (cmd.imp.handler)(&mut cx) {
         srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
         cx.out.error(&e.0);
@@ -284,7 +288,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 srv,
                 client: &mut tmp,
                 out: &mut out,
-                ks: Ks { srv, acc, db: w.db, now: now_ms() },
+                ks: Ks { srv, acc, db: w.db, now: now_ms(), slots: SlotCache::default() },
                 args: &w.args,
                 cmd,
                 in_exec: false,

@@ -44,6 +44,7 @@ use crate::types::{hash::Hash, list::List, set::Set, stream::Stream, zset::ZSet}
 use bytes::Bytes;
 use ferrite_commands::{key_hash_slot, table, CommandMeta};
 use ferrite_resp::ReplyBuf;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// An error reply. The text includes the error code (`ERR ...`).
@@ -208,6 +209,26 @@ pub struct Ks<'a, 's> {
     pub db: usize,
     /// Command start time in unix ms (Redis caches it per command too).
     pub now: i64,
+    /// Hash slots already computed by dispatch for the command's key
+    /// arguments, by argument address: CRC16 runs once per key per command.
+    pub slots: SlotCache,
+}
+
+/// (argument address, length, slot) for the keys of the current command.
+#[derive(Default)]
+pub struct SlotCache(pub SmallVec<[(usize, usize, u16); 4]>);
+
+impl SlotCache {
+    #[inline]
+    pub fn slot_of(&self, key: &[u8]) -> u16 {
+        let id = (key.as_ptr() as usize, key.len());
+        for &(p, l, s) in &self.0 {
+            if (p, l) == id {
+                return s;
+            }
+        }
+        key_hash_slot(key)
+    }
 }
 
 macro_rules! typed_getters {
@@ -241,7 +262,7 @@ impl<'a, 's> Ks<'a, 's> {
     /// The locked shard for `key` in `db`, and the key's slot.
     #[inline]
     pub fn shard_in(&mut self, db: usize, key: &[u8]) -> Result<(&mut Shard, u16), CmdError> {
-        let slot = key_hash_slot(key);
+        let slot = self.slots.slot_of(key);
         match self.acc.shard(db, slot) {
             Some(s) => Ok((s, slot)),
             None => Err(UNDECLARED),
