@@ -9,7 +9,7 @@ ratio ferrite/redis for every test at pipeline depths 1 and 16. Then loads
 This is a benchmark, not a test: it prints numbers and never fails on them.
 Every loop is bounded; everything talks to 127.0.0.1 only.
 
-Usage: benches/compare.py [--requests N] [--rounds R] [--keys K] [--skip-memory]
+Usage: benches/compare.py [--requests N] [--rounds R] [--keys K] [--skip-memory] [--skip-throughput]
 """
 import argparse
 import csv
@@ -89,13 +89,53 @@ def cli(port, *args, stdin=None):
                           timeout=600).stdout
 
 
-def load_keys(port, nkeys):
-    batch = 100_000
-    value = b"v" * 16
+def load(port, nkeys, make):
+    """Pipe `make(i)` commands for i in range(nkeys) through redis-cli --pipe."""
+    batch = 50_000
     for start_i in range(0, nkeys, batch):
-        payload = b"".join(b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\n%s\r\n" % (i, value)
-                           for i in range(start_i, min(nkeys, start_i + batch)))
+        payload = b"".join(make(i) for i in range(start_i, min(nkeys, start_i + batch)))
         cli(port, "--pipe", stdin=payload)
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for x in args:
+        out += b"$%d\r\n%s\r\n" % (len(x), x)
+    return out
+
+
+# Datasets for the memory comparison: (name, number of items, command maker).
+DATASETS = [
+    ("1M keys, 16-byte values", lambda n: n, lambda i: resp(b"SET", b"key:%012d" % i, b"v" * 16)),
+    ("1M small hashes (5 fields)", lambda n: n,
+     lambda i: resp(b"HSET", b"h:%010d" % i, b"name", b"n%d" % i, b"age", b"%d" % (i % 90), b"city", b"paris",
+                    b"zip", b"75001", b"score", b"%d" % (i % 1000))),
+    ("1M small sets (5 members)", lambda n: n,
+     lambda i: resp(b"SADD", b"s:%010d" % i, b"alpha", b"beta", b"gamma", b"m%d" % i, b"x%d" % (i % 7))),
+    ("1M-entry stream", lambda n: n,
+     lambda i: resp(b"XADD", b"stream", b"%d-1" % (i + 1), b"sensor", b"t%d" % (i % 100), b"value", b"%d" % i)),
+]
+
+
+def memory(nkeys):
+    """Resident memory of fresh servers after loading each dataset."""
+    print(f"\nresident memory (fresh servers per dataset, RSS after load minus RSS at start)")
+    print(f"{'dataset':<30}{'redis MB':>10}{'ferrite MB':>12}{'ratio':>8}")
+    for name, count, make in DATASETS:
+        res = {}
+        for kind in ("redis", "ferrite"):
+            p, port = start(kind)
+            try:
+                before = rss_kb(p.pid)
+                load(port, count(nkeys), make)
+                time.sleep(1)
+                res[kind] = (rss_kb(p.pid) - before) / 1024, rss_kb(p.pid) / 1024
+            finally:
+                p.terminate()
+                p.wait(10)
+        r, f = res["redis"][0], res["ferrite"][0]
+        print(f"{name:<30}{r:>10.1f}{f:>12.1f}{f / r if r else 0:>7.2f}x   "
+              f"(total RSS redis {res['redis'][1]:.1f} MB, ferrite {res['ferrite'][1]:.1f} MB)")
 
 
 def main():
@@ -104,12 +144,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     a = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if not shutil.which(tool):
             sys.exit(f"{tool} missing: run scripts/deps.sh")
     subprocess.run(["cargo", "build", "--release", "--bin", "ferrite"], cwd=ROOT, check=True)
 
+    if a.skip_throughput:
+        memory(a.keys)
+        return
     servers = {k: start(k) for k in ("redis", "ferrite")}
     try:
         print(f"redis-benchmark -t {TESTS} -c 50 -n {a.requests}, median of {a.rounds} alternating rounds")
@@ -126,22 +170,7 @@ def main():
                 ratio = f / r if r else 0
                 print(f"{test:<28}{r:>14.0f}{f:>14.0f}{ratio:>7.2f}x")
         if not a.skip_memory:
-            print(f"\nresident memory, {a.keys} keys with 16-byte values")
-            for kind in ("redis", "ferrite"):
-                p, port = servers[kind]
-                cli(port, "FLUSHALL")
-                time.sleep(0.5)
-            res = {}
-            for kind in ("redis", "ferrite"):
-                p, port = servers[kind]
-                before = rss_kb(p.pid)
-                load_keys(port, a.keys)
-                time.sleep(1)
-                after = rss_kb(p.pid)
-                dbsize = cli(port, "DBSIZE").strip().decode()
-                res[kind] = after
-                print(f"{kind:<8} dbsize={dbsize} rss_before={before/1024:.1f}MB rss_after={after/1024:.1f}MB")
-            print(f"memory ratio ferrite/redis: {res['ferrite'] / res['redis']:.2f}x")
+            memory(a.keys)
     finally:
         for p, _ in servers.values():
             p.terminate()
