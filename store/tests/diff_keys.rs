@@ -510,3 +510,22 @@ fn random_sort_matches_redis() {
         }
     }
 }
+
+/// OBJECT IDLETIME has one-second resolution, so transcripts can't compare
+/// it exactly: check it grows with time and resets on access.
+#[test]
+fn object_idletime_tracks_access() {
+    let f = support::start_ferrite(&[]);
+    let mut c = support::Conn::connect(f.port).unwrap();
+    c.cmd(&["SET", "k", "v"]);
+    let idle = |c: &mut support::Conn| -> i64 {
+        let r = c.cmd(&["OBJECT", "IDLETIME", "k"]);
+        std::str::from_utf8(&r[1..r.len() - 2]).unwrap().parse().unwrap()
+    };
+    assert!(idle(&mut c) <= 1);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let i = idle(&mut c);
+    assert!((2..=3).contains(&i), "idle {i}");
+    c.cmd(&["GET", "k"]);
+    assert!(idle(&mut c) <= 1);
+}

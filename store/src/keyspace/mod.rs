@@ -25,7 +25,7 @@ use smallbytes::SmallBytes;
 use smallvec::SmallVec;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 pub use value::{Entry, StrValue, Value};
 
 /// Lock shards per database.
@@ -107,30 +107,38 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Slot tables are allocated on the first write, so the 15 databases
+    /// most deployments never use cost next to nothing.
     fn new() -> Shard {
-        Shard { slots: (0..SLOTS_PER_SHARD).map(|_| SlotTable::default()).collect(), keys: 0, volatile: 0 }
+        Shard { slots: Box::new([]), keys: 0, volatile: 0 }
     }
 
     #[inline]
     pub fn slot(&self, slot: u16) -> &SlotTable {
-        &self.slots[slot as usize / SHARDS]
+        static EMPTY: LazyLock<SlotTable> = LazyLock::new(SlotTable::default);
+        self.slots.get(slot as usize / SHARDS).unwrap_or(&EMPTY)
     }
 
+    /// The slot table, allocating this shard's tables if needed.
     #[inline]
     pub fn slot_mut(&mut self, slot: u16) -> &mut SlotTable {
+        if self.slots.is_empty() {
+            self.slots = (0..SLOTS_PER_SHARD).map(|_| SlotTable::default()).collect();
+        }
         &mut self.slots[slot as usize / SHARDS]
     }
 
     /// The entry for `key`, whether expired or not.
     #[inline]
     pub fn get_raw(&mut self, slot: u16, key: &[u8]) -> Option<&mut Entry> {
-        self.slot_mut(slot).get_mut(key)
+        self.slots.get_mut(slot as usize / SHARDS)?.get_mut(key)
     }
 
     /// Insert or replace the entry for `entry.key`. Returns the old entry.
     pub fn put(&mut self, slot: u16, entry: Box<Entry>) -> Option<Box<Entry>> {
         let h = hash_key(&entry.key);
         let new_volatile = entry.expire_at != 0;
+        self.slot_mut(slot);
         let st = &mut self.slots[slot as usize / SHARDS];
         let old = match st.table.find_mut(h, |e| e.key == entry.key) {
             Some(slot_e) => Some(std::mem::replace(slot_e, entry)),
@@ -147,7 +155,7 @@ impl Shard {
 
     /// Remove `key`, returning its entry.
     pub fn remove(&mut self, slot: u16, key: &[u8]) -> Option<Box<Entry>> {
-        let st = &mut self.slots[slot as usize / SHARDS];
+        let st = self.slots.get_mut(slot as usize / SHARDS)?;
         let e = match st.table.find_entry(hash_key(key), |e| &*e.key == key) {
             Ok(occ) => occ.remove().0,
             Err(_) => return None,
@@ -162,7 +170,7 @@ impl Shard {
 
     /// Change the expiry of an existing key, keeping the volatile counters.
     pub fn set_expire(&mut self, slot: u16, key: &[u8], at: i64) -> bool {
-        let st = &mut self.slots[slot as usize / SHARDS];
+        let Some(st) = self.slots.get_mut(slot as usize / SHARDS) else { return false };
         let Some(e) = st.get_mut(key) else { return false };
         let was = e.expire_at != 0;
         e.expire_at = at;
@@ -171,9 +179,7 @@ impl Shard {
     }
 
     pub fn clear(&mut self) {
-        for st in self.slots.iter_mut() {
-            *st = SlotTable::default();
-        }
+        self.slots = Box::new([]);
         self.keys = 0;
         self.volatile = 0;
     }
