@@ -96,6 +96,11 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
             }
             match parser.parse(&mut rbuf, &mut args) {
                 Ok(Parsed::Command) => {
+                    if srv.paused.load(Ordering::Relaxed)
+                        && !wait_while_paused(&srv, &client, &args, &mut sock, &mut out).await
+                    {
+                        break 'conn;
+                    }
                     out.resp3 = client.resp3;
                     let mark = out.buf.len();
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
@@ -183,6 +188,50 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     }
     let _ = sock.shutdown().await;
     cleanup(&srv, &mut client);
+}
+
+/// CLIENT PAUSE: hold this command (flushing earlier replies first) until
+/// the pause ends or is lifted. Returns false if the connection broke.
+async fn wait_while_paused(
+    srv: &Server,
+    client: &Client,
+    args: &[bytes::Bytes],
+    sock: &mut TcpStream,
+    out: &mut ReplyBuf,
+) -> bool {
+    use ferrite_commands::Flags;
+    let write = match dispatch::resolve(srv, args) {
+        Ok((cmd, meta)) => {
+            meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE)
+                || (cmd.imp.name == "exec"
+                    && client.multi.as_ref().is_some_and(|m| {
+                        m.queue.iter().any(|a| {
+                            dispatch::resolve(srv, a)
+                                .is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE | Flags::MAY_REPLICATE))
+                        })
+                    }))
+        }
+        Err(_) => false,
+    };
+    // Queued inside MULTI: nothing runs yet, so nothing waits.
+    if client.multi.is_some() && !matches!(args[0].to_ascii_lowercase().as_slice(), b"exec") {
+        return true;
+    }
+    let mut flushed = false;
+    while let Some(until) = srv.pause_until(write) {
+        if !flushed && !out.buf.is_empty() {
+            if write_out(srv, sock, out).await.is_err() {
+                return false;
+            }
+            flushed = true;
+        }
+        let wait = std::time::Duration::from_millis((until - crate::server::now_ms()).max(1) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = srv.unpaused.notified() => {}
+        }
+    }
+    true
 }
 
 /// Wait until the blocked command is served, times out, is unblocked, or

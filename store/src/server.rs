@@ -91,6 +91,10 @@ pub struct Server {
     pub acl: crate::acl::Acl,
     /// Highest `used_memory` seen (INFO's used_memory_peak).
     pub mem_peak: std::sync::atomic::AtomicU64,
+    /// CLIENT PAUSE state: (end in unix ms, pauses all commands or only writes).
+    pub pause: parking_lot::Mutex<Option<(i64, bool)>>,
+    pub paused: AtomicBool,
+    pub unpaused: tokio::sync::Notify,
 }
 
 /// Current unix time in milliseconds.
@@ -134,6 +138,9 @@ impl Server {
             monitor_count: AtomicUsize::new(0),
             blocking: Default::default(),
             mem_peak: std::sync::atomic::AtomicU64::new(0),
+            pause: parking_lot::Mutex::new(None),
+            paused: AtomicBool::new(false),
+            unpaused: tokio::sync::Notify::new(),
             acl,
         })
     }
@@ -145,6 +152,40 @@ impl Server {
 
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// CLIENT PAUSE: pause until `until_ms`; `all` pauses every command,
+    /// otherwise only writes. Like Redis, the latest mode wins and the
+    /// later end time is kept.
+    pub fn pause_clients(&self, until_ms: i64, all: bool) {
+        let mut p = self.pause.lock();
+        let end = p.map_or(until_ms, |(e, _)| e.max(until_ms));
+        *p = Some((end, all));
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// CLIENT UNPAUSE.
+    pub fn unpause_clients(&self) {
+        *self.pause.lock() = None;
+        self.paused.store(false, Ordering::SeqCst);
+        self.unpaused.notify_waiters();
+    }
+
+    /// If a pause applies to a command (`write`: may it modify data?),
+    /// when it ends.
+    pub fn pause_until(&self, write: bool) -> Option<i64> {
+        if !self.paused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut p = self.pause.lock();
+        match *p {
+            Some((end, all)) if end > now_ms() => (all || write).then_some(end),
+            _ => {
+                *p = None;
+                self.paused.store(false, Ordering::SeqCst);
+                None
+            }
+        }
     }
 
     /// Ask the accept loop and every connection to stop.

@@ -9,9 +9,10 @@
 //! command name (subcommands are not recorded); for the calling client it
 //! is the current command, as in Redis.
 //!
-//! Not provided: PAUSE, UNPAUSE, TRACKING, UNBLOCK (they reply an error
-//! saying so). GETREDIR, TRACKINGINFO and CACHING answer as Redis does for
-//! a client that never enabled tracking.
+//! PAUSE/UNPAUSE hold commands in the connection loop (see `conn.rs`);
+//! UNBLOCK wakes a blocked client. Not provided: TRACKING (it replies an
+//! error saying so). GETREDIR, TRACKINGINFO and CACHING answer as Redis
+//! does for a client that never enabled tracking.
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
 use crate::client::ClientHandle;
@@ -257,6 +258,50 @@ fn client(cx: &mut Cx) -> CmdResult {
         )),
         "help" => {
             super::server::reply_help(cx, CLIENT_HELP);
+            Ok(())
+        }
+        "pause" => {
+            let t =
+                super::parse_int(cx.arg(2)).map_err(|_| CmdError::err("timeout is not an integer or out of range"))?;
+            if t < 0 {
+                return Err(CmdError::err("timeout is negative"));
+            }
+            let all = match cx.args.get(3) {
+                None => true,
+                Some(m) if eq_ic(m, b"ALL") => true,
+                Some(m) if eq_ic(m, b"WRITE") => false,
+                Some(_) => return Err(CmdError::err("CLIENT PAUSE mode must be WRITE or ALL")),
+            };
+            if cx.argc() > 4 {
+                return Err(SYNTAX);
+            }
+            cx.srv.pause_clients(cx.ks.now.saturating_add(t), all);
+            cx.out.ok();
+            Ok(())
+        }
+        "unpause" => {
+            cx.srv.unpause_clients();
+            cx.out.ok();
+            Ok(())
+        }
+        "unblock" => {
+            let id = super::parse_int(cx.arg(2))?;
+            let error = match cx.args.get(3) {
+                None => false,
+                Some(m) if eq_ic(m, b"TIMEOUT") => false,
+                Some(m) if eq_ic(m, b"ERROR") => true,
+                Some(_) => {
+                    return Err(CmdError::err("CLIENT UNBLOCK reason should be TIMEOUT or ERROR"));
+                }
+            };
+            let target = cx.srv.clients.map.lock().get(&(id as u64)).cloned();
+            match target {
+                Some(h) if h.blocked.load(Ordering::Relaxed) => {
+                    let _ = h.tx.send(crate::client::Push::Unblock { error });
+                    cx.out.int(1);
+                }
+                _ => cx.out.int(0),
+            }
             Ok(())
         }
         other => Err(CmdError::err(format!("CLIENT {} is not supported by Ferrite", other.to_ascii_uppercase()))),
