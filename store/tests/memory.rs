@@ -41,7 +41,13 @@ fn eviction_policies_keep_memory_under_the_limit() {
             // Half the keys have a TTL; only they may be evicted.
             let mut req = Vec::new();
             for i in 0..20_000 {
-                req.extend_from_slice(&encode(&["SET".to_string(), format!("v:{i}"), "y".repeat(100), "EX".into(), "1000".into()]));
+                req.extend_from_slice(&encode(&[
+                    "SET".to_string(),
+                    format!("v:{i}"),
+                    "y".repeat(100),
+                    "EX".into(),
+                    "1000".into(),
+                ]));
             }
             c.send_raw(&req);
             for _ in 0..20_000 {
@@ -98,7 +104,13 @@ fn active_expiry_reclaims_keys_like_redis() {
         let mut c = Conn::connect(port).unwrap();
         let mut req = Vec::new();
         for i in 0..500 {
-            req.extend_from_slice(&encode(&["SET".to_string(), format!("t:{i}"), "v".into(), "PX".into(), "100".into()]));
+            req.extend_from_slice(&encode(&[
+                "SET".to_string(),
+                format!("t:{i}"),
+                "v".into(),
+                "PX".into(),
+                "100".into(),
+            ]));
         }
         req.extend_from_slice(&encode(&["SET", "keep", "v"]));
         c.send_raw(&req);

@@ -72,9 +72,14 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
             // Redis, a later BY with a '*' does not undo this.)
             if !c_str(p).contains(&b'*') {
                 dontsort = true;
+            } else if !full_key_access(cx) {
+                return Err(CmdError::err("BY option of SORT denied due to insufficient ACL permissions."));
             }
             j += 1;
         } else if eq_ic(a, b"GET") && left >= 1 {
+            if !full_key_access(cx) {
+                return Err(CmdError::err("GET option of SORT denied due to insufficient ACL permissions."));
+            }
             gets.push(cx.arg(j + 1));
             j += 1;
         } else {
@@ -525,4 +530,10 @@ fn make_list(items: Vec<Vec<u8>>) -> Value {
     let mut l = List::default();
     l.items.extend(items.into_iter().map(SmallBytes::from));
     Value::List(Box::new(l))
+}
+
+/// BY/GET patterns read keys no key spec names: Redis allows them only to
+/// users who may read every key.
+fn full_key_access(cx: &Cx) -> bool {
+    crate::acl::can_read_any_key(cx.srv, cx.client, cx.cmd.meta, cx.args)
 }
