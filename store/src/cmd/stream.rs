@@ -10,9 +10,7 @@ use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, NO_KEY, SYNTAX, WRONG
 use crate::keyspace::Value;
 use crate::notify;
 use crate::server::Tunables;
-use crate::types::stream::{
-    AddError, Group, Nack, Stream, StreamEntry, StreamId, Trim, TrimArgs, INVALID_ENTRIES_READ,
-};
+use crate::types::stream::{AddError, EntryRef, Group, Nack, Stream, StreamId, Trim, TrimArgs, INVALID_ENTRIES_READ};
 use ferrite_resp::ReplyBuf;
 
 pub static COMMANDS: &[CmdImpl] = &[
@@ -156,13 +154,11 @@ fn reply_id(out: &mut ReplyBuf, id: StreamId) {
     out.bulk(id.fmt().as_bytes());
 }
 
-fn reply_entry(out: &mut ReplyBuf, e: &StreamEntry) {
+fn reply_entry(out: &mut ReplyBuf, e: &EntryRef<'_>) {
     out.array(2);
     reply_id(out, e.id);
-    out.array(e.fv.len());
-    for x in &e.fv {
-        out.bulk(x);
-    }
+    out.array(e.fv_len());
+    e.for_each_fv(|x| out.bulk(x));
 }
 
 /// Emit entries of `[start, end]` (count 0 = all); returns how many.
@@ -722,7 +718,7 @@ fn serve_group(
         for id in ids {
             match s.get(id) {
                 Some(e) => {
-                    reply_entry(out, e);
+                    reply_entry(out, &e);
                     if let Some(n) = s.groups.get_mut(gname).and_then(|g| g.pel.get_mut(&id)) {
                         n.delivery_time = now;
                         n.delivery_count = n.delivery_count.wrapping_add(1);
@@ -1296,7 +1292,7 @@ fn xclaim(cx: &mut Cx) -> CmdResult {
         if justid {
             reply_id(&mut body, id);
         } else if let Some(e) = s.get(id) {
-            reply_entry(&mut body, e);
+            reply_entry(&mut body, &e);
         }
     }
     cx.out.array(n);
@@ -1385,7 +1381,7 @@ fn xautoclaim(cx: &mut Cx) -> CmdResult {
         if justid {
             reply_id(&mut body, id);
         } else if let Some(e) = s.get(id) {
-            reply_entry(&mut body, e);
+            reply_entry(&mut body, &e);
         }
         n += 1;
         count -= 1;

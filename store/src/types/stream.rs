@@ -80,19 +80,175 @@ impl StreamId {
     }
 }
 
-/// One stream entry; `fv` holds field, value, field, value...
-#[derive(Clone, Debug)]
-pub struct StreamEntry {
-    pub id: StreamId,
-    pub deleted: bool,
-    pub fv: Vec<SmallBytes>,
+/// Entry flag: the entry is deleted (a tombstone).
+const FLAG_DELETED: u8 = 1;
+/// Entry flag: the entry has exactly the node's master fields.
+const FLAG_SAME_FIELDS: u8 = 2;
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
 }
 
-/// One listpack node.
+/// Read a varint written by `put_varint` (the buffer is ours, but a
+/// truncated one still never panics: missing bytes read as 0).
+fn get_varint(buf: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0u32;
+    while let Some(&b) = buf.get(*pos) {
+        *pos += 1;
+        if shift < 64 {
+            v |= ((b & 0x7f) as u64) << shift;
+        }
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    v
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Append one element: canonical integers (as `parse_i64` accepts them,
+/// which is exactly the text `fmt_int` gives back) as `zigzag << 1 | 1`,
+/// other strings as `len << 1` followed by the bytes.
+fn put_elem(buf: &mut Vec<u8>, s: &[u8]) {
+    if let Some(n) = ferrite_resp::num::parse_i64(s) {
+        let z = zigzag(n);
+        if z < 1 << 63 {
+            put_varint(buf, (z << 1) | 1);
+            return;
+        }
+    }
+    put_varint(buf, (s.len() as u64) << 1);
+    buf.extend_from_slice(s);
+}
+
+/// A decoded element.
+enum Elem<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+}
+
+fn get_elem<'a>(buf: &'a [u8], pos: &mut usize) -> Elem<'a> {
+    let tag = get_varint(buf, pos);
+    if tag & 1 == 1 {
+        return Elem::Int(unzigzag(tag >> 1));
+    }
+    let len = (tag >> 1) as usize;
+    let start = (*pos).min(buf.len());
+    let end = start.saturating_add(len).min(buf.len());
+    *pos = end;
+    Elem::Str(&buf[start..end])
+}
+
+fn skip_elem(buf: &[u8], pos: &mut usize) {
+    let tag = get_varint(buf, pos);
+    if tag & 1 == 0 {
+        *pos = pos.saturating_add((tag >> 1) as usize).min(buf.len());
+    }
+}
+
+/// Decimal text of `v` into `out`; returns the used tail.
+fn fmt_int(v: i64, out: &mut [u8; 20]) -> &[u8] {
+    let mut u = v.unsigned_abs();
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        out[i] = b'-';
+    }
+    &out[i..]
+}
+
+fn with_elem(e: Elem<'_>, f: &mut impl FnMut(&[u8])) {
+    match e {
+        Elem::Str(s) => f(s),
+        Elem::Int(n) => {
+            let mut b = [0u8; 20];
+            f(fmt_int(n, &mut b))
+        }
+    }
+}
+
+/// A view of one encoded stream entry.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    pub id: StreamId,
+    flags: u8,
+    master_fields: &'a [SmallBytes],
+    /// The encoded fields/values (after the entry header).
+    body: &'a [u8],
+}
+
+impl<'a> EntryRef<'a> {
+    pub fn deleted(&self) -> bool {
+        self.flags & FLAG_DELETED != 0
+    }
+
+    /// Number of field and value strings (twice the field count).
+    pub fn fv_len(&self) -> usize {
+        if self.flags & FLAG_SAME_FIELDS != 0 {
+            self.master_fields.len() * 2
+        } else {
+            let mut p = 0;
+            (get_varint(self.body, &mut p) as usize).saturating_mul(2)
+        }
+    }
+
+    /// Visit field, value, field, value...
+    pub fn for_each_fv(&self, mut f: impl FnMut(&[u8])) {
+        let mut p = 0;
+        if self.flags & FLAG_SAME_FIELDS != 0 {
+            for field in self.master_fields {
+                f(field);
+                with_elem(get_elem(self.body, &mut p), &mut f);
+            }
+        } else {
+            let n = get_varint(self.body, &mut p);
+            for _ in 0..n {
+                if p >= self.body.len() {
+                    break;
+                }
+                with_elem(get_elem(self.body, &mut p), &mut f);
+                with_elem(get_elem(self.body, &mut p), &mut f);
+            }
+        }
+    }
+
+    /// Field, value, ... as owned strings.
+    pub fn fv(&self) -> Vec<Vec<u8>> {
+        let mut v = Vec::with_capacity(self.fv_len().min(1024));
+        self.for_each_fv(|x| v.push(x.to_vec()));
+        v
+    }
+}
+
+/// One listpack node: its entries are encoded in one byte buffer, each as
+/// a flags byte, the ms delta and the zigzag seq delta to the node's
+/// master ID, then (unless the fields are the master fields) the field
+/// count and field, value pairs, else only the values.
 #[derive(Clone, Debug)]
 struct Node {
-    master_fields: Vec<SmallBytes>,
-    entries: Vec<StreamEntry>,
+    master_fields: Box<[SmallBytes]>,
+    buf: Vec<u8>,
     valid: usize,
     tombstones: usize,
     /// Listpack bytes except the header, the terminator and the two
@@ -103,6 +259,67 @@ struct Node {
 impl Node {
     fn lp_bytes(&self) -> usize {
         6 + 1 + int_elem_size(self.valid as i64) + int_elem_size(self.tombstones as i64) + self.body_bytes
+    }
+
+    /// Decode the entry at `off`; returns it and the next entry's offset.
+    fn entry_at(&self, master: StreamId, off: usize) -> (EntryRef<'_>, usize) {
+        let buf = &self.buf[..];
+        let mut p = off;
+        let flags = buf.get(p).copied().unwrap_or(0);
+        p += 1;
+        let ms = master.ms.wrapping_add(get_varint(buf, &mut p));
+        let seq = master.seq.wrapping_add(unzigzag(get_varint(buf, &mut p)) as u64);
+        let body_start = p.min(buf.len());
+        if flags & FLAG_SAME_FIELDS != 0 {
+            for _ in 0..self.master_fields.len() {
+                skip_elem(buf, &mut p);
+            }
+        } else {
+            let n = get_varint(buf, &mut p);
+            for _ in 0..n {
+                if p >= buf.len() {
+                    break;
+                }
+                skip_elem(buf, &mut p);
+                skip_elem(buf, &mut p);
+            }
+        }
+        let end = p.min(buf.len());
+        let e = EntryRef {
+            id: StreamId::new(ms, seq),
+            flags,
+            master_fields: &self.master_fields,
+            body: &buf[body_start.min(end)..end],
+        };
+        (e, end.max(off + 1))
+    }
+
+    /// Offset of the entry with this ID (live or deleted).
+    fn find(&self, master: StreamId, id: StreamId) -> Option<usize> {
+        let mut off = 0;
+        while off < self.buf.len() {
+            let (e, next) = self.entry_at(master, off);
+            if e.id == id {
+                return Some(off);
+            }
+            if e.id > id {
+                return None;
+            }
+            off = next;
+        }
+        None
+    }
+
+    /// The last entry's ID (live or deleted).
+    fn last_entry_id(&self, master: StreamId) -> StreamId {
+        let mut off = 0;
+        let mut last = master;
+        while off < self.buf.len() {
+            let (e, next) = self.entry_at(master, off);
+            last = e.id;
+            off = next;
+        }
+        last
     }
 }
 
@@ -326,18 +543,21 @@ impl Stream {
             use_tail = !(tail.lp_bytes() + totelelen >= node_max_bytes
                 || (max_entries > 0 && tail.valid + tail.tombstones >= max_entries));
         }
-        let owned: Vec<SmallBytes> = fv.iter().map(|s| SmallBytes::new(s)).collect();
         if !use_tail {
+            // The tail node is closed: give back its spare capacity.
+            if let Some((_, tail)) = self.nodes.iter_mut().next_back() {
+                tail.buf.shrink_to_fit();
+            }
             let mut body = int_elem_size(numfields as i64);
             for i in 0..numfields {
                 body += str_elem_size(fv[i * 2]);
             }
             body += int_elem_size(0);
             let master_fields = (0..numfields).map(|i| SmallBytes::new(fv[i * 2])).collect();
-            let node = Node { master_fields, entries: Vec::new(), valid: 0, tombstones: 0, body_bytes: body };
+            let node = Node { master_fields, buf: Vec::new(), valid: 0, tombstones: 0, body_bytes: body };
             self.nodes.insert(id, node);
         }
-        let Some((master_id, node)) = self.nodes.iter_mut().next_back() else {
+        let Some((&master_id, node)) = self.nodes.iter_mut().next_back() else {
             return Err(AddError::TooLarge);
         };
         let same = node.master_fields.len() == numfields
@@ -362,7 +582,20 @@ impl Stream {
         b += int_elem_size(lp_count);
         node.body_bytes += b;
         node.valid += 1;
-        node.entries.push(StreamEntry { id, deleted: false, fv: owned });
+        node.buf.push(if same { FLAG_SAME_FIELDS } else { 0 });
+        put_varint(&mut node.buf, id.ms.wrapping_sub(master_id.ms));
+        put_varint(&mut node.buf, zigzag(id.seq.wrapping_sub(master_id.seq) as i64));
+        if same {
+            for i in 0..numfields {
+                put_elem(&mut node.buf, fv[i * 2 + 1]);
+            }
+        } else {
+            put_varint(&mut node.buf, numfields as u64);
+            for i in 0..numfields {
+                put_elem(&mut node.buf, fv[i * 2]);
+                put_elem(&mut node.buf, fv[i * 2 + 1]);
+            }
+        }
         self.length += 1;
         self.entries_added += 1;
         self.last_id = id;
@@ -374,34 +607,50 @@ impl Stream {
 
     /// Visit live entries in `[start, end]`, in order (or reverse). The
     /// visitor returns false to stop.
-    pub fn range(&self, start: StreamId, end: StreamId, rev: bool, mut f: impl FnMut(&StreamEntry) -> bool) {
+    pub fn range<'a>(&'a self, start: StreamId, end: StreamId, rev: bool, mut f: impl FnMut(&EntryRef<'a>) -> bool) {
         if start > end {
             return;
         }
         if !rev {
             let from = self.nodes.range(..=start).next_back().map(|(k, _)| *k).unwrap_or(StreamId::MIN);
-            for (k, node) in self.nodes.range(from..) {
-                if *k > end {
+            for (&k, node) in self.nodes.range(from..) {
+                if k > end {
                     return;
                 }
-                let i = node.entries.partition_point(|e| e.id < start);
-                for e in &node.entries[i..] {
+                let mut off = 0;
+                while off < node.buf.len() {
+                    let (e, next) = node.entry_at(k, off);
+                    off = next;
+                    if e.id < start {
+                        continue;
+                    }
                     if e.id > end {
                         return;
                     }
-                    if !e.deleted && !f(e) {
+                    if !e.deleted() && !f(&e) {
                         return;
                     }
                 }
             }
         } else {
-            for (_, node) in self.nodes.range(..=end).rev() {
-                let i = node.entries.partition_point(|e| e.id <= end);
-                for e in node.entries[..i].iter().rev() {
+            let mut offs: Vec<usize> = Vec::new();
+            for (&k, node) in self.nodes.range(..=end).rev() {
+                offs.clear();
+                let mut off = 0;
+                while off < node.buf.len() {
+                    let (e, next) = node.entry_at(k, off);
+                    if e.id > end {
+                        break;
+                    }
+                    offs.push(off);
+                    off = next;
+                }
+                for &off in offs.iter().rev() {
+                    let (e, _) = node.entry_at(k, off);
                     if e.id < start {
                         return;
                     }
-                    if !e.deleted && !f(e) {
+                    if !e.deleted() && !f(&e) {
                         return;
                     }
                 }
@@ -410,11 +659,11 @@ impl Stream {
     }
 
     /// The live entry with this ID.
-    pub fn get(&self, id: StreamId) -> Option<&StreamEntry> {
-        let (_, node) = self.nodes.range(..=id).next_back()?;
-        let i = node.entries.binary_search_by(|e| e.id.cmp(&id)).ok()?;
-        let e = &node.entries[i];
-        (!e.deleted).then_some(e)
+    pub fn get(&self, id: StreamId) -> Option<EntryRef<'_>> {
+        let (&k, node) = self.nodes.range(..=id).next_back()?;
+        let off = node.find(k, id)?;
+        let (e, _) = node.entry_at(k, off);
+        (!e.deleted()).then_some(e)
     }
 
     pub fn exists(&self, id: StreamId) -> bool {
@@ -436,16 +685,16 @@ impl Stream {
         let Some((&key, node)) = self.nodes.range_mut(..=id).next_back() else {
             return false;
         };
-        let Ok(i) = node.entries.binary_search_by(|e| e.id.cmp(&id)) else {
+        let Some(off) = node.find(key, id) else {
             return false;
         };
-        if node.entries[i].deleted {
+        if node.buf[off] & FLAG_DELETED != 0 {
             return false;
         }
         if node.valid == 1 {
             self.nodes.remove(&key);
         } else {
-            node.entries[i].deleted = true;
+            node.buf[off] |= FLAG_DELETED;
             node.valid -= 1;
             node.tombstones += 1;
         }
@@ -474,7 +723,7 @@ impl Stream {
             }
             let remove_node = match args.strategy {
                 Trim::MaxLen(m) => self.length - entries >= m,
-                Trim::MinId(min) => node.entries.last().map_or(key, |e| e.id) < min,
+                Trim::MinId(min) => node.last_entry_id(key) < min,
                 Trim::None => false,
             };
             if remove_node {
@@ -487,20 +736,24 @@ impl Stream {
                 break;
             }
             let mut from_lp = 0usize;
-            for e in node.entries.iter_mut() {
+            let mut off = 0;
+            while off < node.buf.len() {
+                let (e, next) = node.entry_at(key, off);
+                let (id, was_deleted) = (e.id, e.deleted());
                 let stop = match args.strategy {
                     Trim::MaxLen(m) => self.length <= m,
-                    Trim::MinId(min) => e.id >= min,
+                    Trim::MinId(min) => id >= min,
                     Trim::None => true,
                 };
                 if stop {
                     break;
                 }
-                if !e.deleted {
-                    e.deleted = true;
+                if !was_deleted {
+                    node.buf[off] |= FLAG_DELETED;
                     from_lp += 1;
                     self.length -= 1;
                 }
+                off = next;
             }
             node.valid -= from_lp;
             node.tombstones += from_lp;
@@ -600,6 +853,7 @@ mod tests {
         let mut ids = vec![];
         s.range(StreamId::MIN, StreamId::MAX, true, |e| {
             ids.push(e.id.ms);
+            assert_eq!(e.fv(), vec![b"a".to_vec(), b"1".to_vec()]);
             true
         });
         assert_eq!(ids, vec![5, 4, 2, 1]);
@@ -662,5 +916,65 @@ mod tests {
             s.append(StreamId::new(i, 0), &[b"f", &big], 100, 0).unwrap();
         }
         assert_eq!(s.rax_keys(), 1);
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let big = vec![b'z'; 5000];
+        let vals: Vec<&[u8]> = vec![
+            b"0",
+            b"-0",
+            b"01",
+            b"+1",
+            b"-1",
+            b"9223372036854775807",
+            b"-9223372036854775808",
+            b"4611686018427387904",
+            b"-4611686018427387905",
+            b"18446744073709551616",
+            b"",
+            b"abc",
+            &big,
+            b"123456",
+            b" 1",
+            b"1.5",
+        ];
+        let mut s = Stream::default();
+        let mut want = Vec::new();
+        for (i, v) in vals.iter().enumerate() {
+            let ms = 10 + i as u64;
+            let seq = if i % 3 == 0 { u64::MAX - i as u64 } else { i as u64 };
+            let fv: Vec<&[u8]> = if i % 2 == 0 { vec![b"f", v] } else { vec![b"f", v, b"g", b"-12"] };
+            let id = StreamId::new(ms, seq);
+            s.append(id, &fv, 4, 0).unwrap();
+            want.push((id, fv.iter().map(|x| x.to_vec()).collect::<Vec<_>>()));
+        }
+        let mut got = Vec::new();
+        s.range(StreamId::MIN, StreamId::MAX, false, |e| {
+            got.push((e.id, e.fv()));
+            assert_eq!(e.fv_len(), e.fv().len());
+            true
+        });
+        assert_eq!(got, want);
+        let mut rgot = Vec::new();
+        s.range(StreamId::MIN, StreamId::MAX, true, |e| {
+            rgot.push((e.id, e.fv()));
+            true
+        });
+        rgot.reverse();
+        assert_eq!(rgot, want);
+        for (id, fv) in &want {
+            assert_eq!(&s.get(*id).unwrap().fv(), fv);
+        }
+        let (id3, _) = want[3].clone();
+        assert!(s.delete(id3));
+        assert!(s.get(id3).is_none());
+        let (lo, hi) = (want[2].0, want[5].0);
+        let mut ids = Vec::new();
+        s.range(lo, hi, true, |e| {
+            ids.push(e.id);
+            true
+        });
+        assert_eq!(ids, vec![want[5].0, want[4].0, want[2].0]);
     }
 }
