@@ -13,11 +13,12 @@ fn timed(c: &mut Conn, args: &[&str]) -> (Vec<u8>, Duration) {
 fn pause_behaviour(port: u16) -> Vec<String> {
     let mut a = Conn::connect(port).unwrap();
     let mut b = Conn::connect(port).unwrap();
-    let mut seen = vec![];
-    seen.push(show(&a.cmd(&["CLIENT", "PAUSE", "abc"])));
-    seen.push(show(&a.cmd(&["CLIENT", "PAUSE", "-1"])));
-    seen.push(show(&a.cmd(&["CLIENT", "PAUSE", "100", "SOME"])));
-    seen.push(show(&a.cmd(&["CLIENT", "PAUSE", "600", "WRITE"])));
+    let mut seen = vec![
+        show(&a.cmd(&["CLIENT", "PAUSE", "abc"])),
+        show(&a.cmd(&["CLIENT", "PAUSE", "-1"])),
+        show(&a.cmd(&["CLIENT", "PAUSE", "100", "SOME"])),
+        show(&a.cmd(&["CLIENT", "PAUSE", "600", "WRITE"])),
+    ];
     let (r, t) = timed(&mut b, &["GET", "k"]);
     seen.push(show(&r));
     assert!(t < Duration::from_millis(300), "reads must not wait under WRITE pause ({t:?})");
@@ -47,10 +48,11 @@ fn unblock_behaviour(port: u16) -> Vec<String> {
     let mut a = Conn::connect(port).unwrap();
     let mut b = Conn::connect(port).unwrap();
     let id = String::from_utf8_lossy(&a.cmd(&["CLIENT", "ID"])).trim_matches([':', '\r', '\n']).to_string();
-    let mut seen = vec![];
-    seen.push(show(&b.cmd(&["CLIENT", "UNBLOCK", &id])));
-    seen.push(show(&b.cmd(&["CLIENT", "UNBLOCK", &id, "MAYBE"])));
-    seen.push(show(&b.cmd(&["CLIENT", "UNBLOCK", "notanid"])));
+    let mut seen = vec![
+        show(&b.cmd(&["CLIENT", "UNBLOCK", &id])),
+        show(&b.cmd(&["CLIENT", "UNBLOCK", &id, "MAYBE"])),
+        show(&b.cmd(&["CLIENT", "UNBLOCK", "notanid"])),
+    ];
     a.send(&["BLPOP", "k", "10"]);
     std::thread::sleep(Duration::from_millis(100));
     seen.push(show(&b.cmd(&["CLIENT", "UNBLOCK", &id])));
