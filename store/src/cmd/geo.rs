@@ -436,118 +436,6 @@ fn collect(z: &ZSet, areas: &[Bits; 9], s: &Shape, limit: u64) -> Vec<Point> {
     out
 }
 
-// ------------------------------------------------------- partial quicksort
-
-/// Redis's pqsort (NetBSD qsort that only recurses into partitions
-/// overlapping the element range `lo..=hi`), so ties come out in the same
-/// order as Redis when COUNT truncates a sorted result.
-fn pqsort<T>(v: &mut [T], cmp: &dyn Fn(&T, &T) -> i32, lo: usize, hi: usize) {
-    pq(v, 0, v.len(), cmp, lo, hi)
-}
-
-fn med3<T>(v: &[T], a: usize, b: usize, c: usize, cmp: &dyn Fn(&T, &T) -> i32) -> usize {
-    if cmp(&v[a], &v[b]) < 0 {
-        if cmp(&v[b], &v[c]) < 0 {
-            b
-        } else if cmp(&v[a], &v[c]) < 0 {
-            c
-        } else {
-            a
-        }
-    } else if cmp(&v[b], &v[c]) > 0 {
-        b
-    } else if cmp(&v[a], &v[c]) < 0 {
-        a
-    } else {
-        c
-    }
-}
-
-fn vecswap<T>(v: &mut [T], a: usize, b: usize, n: usize) {
-    for i in 0..n {
-        v.swap(a + i, b + i);
-    }
-}
-
-fn pq<T>(v: &mut [T], mut a: usize, mut n: usize, cmp: &dyn Fn(&T, &T) -> i32, lo: usize, hi: usize) {
-    let outside = |s: usize, cnt: usize| (lo < s && hi < s) || (lo >= s + cnt && hi >= s + cnt);
-    loop {
-        if n < 7 {
-            for pm in a + 1..a + n {
-                let mut pl = pm;
-                while pl > a && cmp(&v[pl - 1], &v[pl]) > 0 {
-                    v.swap(pl, pl - 1);
-                    pl -= 1;
-                }
-            }
-            return;
-        }
-        let mut pm = a + n / 2;
-        if n > 7 {
-            let mut pl = a;
-            let mut pn = a + n - 1;
-            if n > 40 {
-                let d = n / 8;
-                pl = med3(v, pl, pl + d, pl + 2 * d, cmp);
-                pm = med3(v, pm - d, pm, pm + d, cmp);
-                pn = med3(v, pn - 2 * d, pn - d, pn, cmp);
-            }
-            pm = med3(v, pl, pm, pn, cmp);
-        }
-        v.swap(a, pm);
-        let (mut pa, mut pb) = (a + 1, a + 1);
-        let (mut pc, mut pd) = (a + n - 1, a + n - 1);
-        loop {
-            while pb <= pc {
-                let c = cmp(&v[pb], &v[a]);
-                if c > 0 {
-                    break;
-                }
-                if c == 0 {
-                    v.swap(pa, pb);
-                    pa += 1;
-                }
-                pb += 1;
-            }
-            while pb <= pc {
-                let c = cmp(&v[pc], &v[a]);
-                if c < 0 {
-                    break;
-                }
-                if c == 0 {
-                    v.swap(pc, pd);
-                    pd -= 1;
-                }
-                pc -= 1;
-            }
-            if pb > pc {
-                break;
-            }
-            v.swap(pb, pc);
-            pb += 1;
-            pc -= 1;
-        }
-        let pn = a + n;
-        let r = (pa - a).min(pb - pa);
-        vecswap(v, a, pb - r, r);
-        let r = (pd - pc).min(pn - pd - 1);
-        vecswap(v, pb, pn - r, r);
-        let r = pb - pa;
-        if r > 1 && !outside(a, r) {
-            pq(v, a, r, cmp, lo, hi);
-        }
-        let r = pd - pc;
-        if r > 1 {
-            a = pn - r;
-            n = r;
-            if !outside(a, n) {
-                continue;
-            }
-        }
-        return;
-    }
-}
-
 // ------------------------------------------------------------- formatting
 
 /// Redis's addReplyHumanLongDouble text: `%.17Lf` without trailing zeros.
@@ -1038,7 +926,7 @@ fn search_generic(cx: &mut Cx, src_idx: usize, flags: u32) -> CmdResult {
         if returned == len {
             points.sort_by(|a, b| cmp(a, b).cmp(&0));
         } else {
-            pqsort(&mut points, cmp, 0, returned - 1);
+            crate::pqsort::partial_qsort(&mut points, 0, returned as i64 - 1, &mut |a, b| cmp(a, b).cmp(&0));
         }
     }
     points.truncate(returned);
@@ -1120,15 +1008,5 @@ mod tests {
         assert_eq!(human(0.0), "0");
         assert_eq!(human(-0.0), "0");
         assert_eq!(human(2.5), "2.5");
-    }
-
-    #[test]
-    fn pqsort_sorts_prefix() {
-        let mut v: Vec<i32> = (0..200).map(|i| (i * 7919) % 101).collect();
-        let cmp = |a: &i32, b: &i32| a.cmp(b) as i32;
-        pqsort(&mut v, &cmp, 0, 19);
-        let mut all: Vec<i32> = (0..200).map(|i| (i * 7919) % 101).collect();
-        all.sort();
-        assert_eq!(&v[..20], &all[..20]);
     }
 }
