@@ -37,7 +37,6 @@ pub mod txn;
 pub mod zset;
 
 use crate::client::Client;
-use crate::keyspace::smallbytes::SmallBytes;
 use crate::keyspace::{Access, Entry, Shard, StrValue, Value};
 use crate::server::Server;
 use crate::types::{hash::Hash, list::List, set::Set, stream::Stream, zset::ZSet};
@@ -319,10 +318,10 @@ impl<'a, 's> Ks<'a, 's> {
         let lru = new_lru(self.srv, self.now);
         let (now, srv) = (self.now, self.srv);
         let (shard, slot) = self.shard_in(db, key)?;
-        let old = shard.put(slot, Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru }));
+        let old = shard.put_value(slot, key, value, expire_at, lru);
         // Replacing a logically expired key: Redis expires it first (its
         // lookup before the write), then adds the key anew.
-        let was_expired = old.as_ref().is_some_and(|e| e.is_expired(now));
+        let was_expired = old.as_ref().is_some_and(|(_, x)| *x != 0 && *x < now);
         if was_expired {
             srv.store.dbs[db].signal_expired_deleted(key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);

@@ -153,6 +153,31 @@ impl Shard {
         old
     }
 
+    /// Set `key` to `value`, reusing the existing entry's allocation when
+    /// the key is present (the common overwrite path of SET). Returns the
+    /// previous value and expiry, if any.
+    pub fn put_value(&mut self, slot: u16, key: &[u8], value: Value, expire_at: i64, lru: u32) -> Option<(Value, i64)> {
+        let h = hash_key(key);
+        self.slot_mut(slot);
+        let st = &mut self.slots[slot as usize / SHARDS];
+        let old = match st.table.find_mut(h, |e| &*e.key == key) {
+            Some(e) => {
+                let old_expire = std::mem::replace(&mut e.expire_at, expire_at);
+                e.lru = lru;
+                Some((std::mem::replace(&mut e.value, value), old_expire))
+            }
+            None => {
+                let entry = Box::new(Entry { key: SmallBytes::new(key), value, expire_at, lru });
+                st.table.insert_unique(h, entry, |e| hash_key(&e.key));
+                self.keys += 1;
+                None
+            }
+        };
+        let old_volatile = old.as_ref().is_some_and(|(_, x)| *x != 0);
+        adjust_volatile(&mut st.volatile, &mut self.volatile, old_volatile, expire_at != 0);
+        old
+    }
+
     /// Remove `key`, returning its entry.
     pub fn remove(&mut self, slot: u16, key: &[u8]) -> Option<Box<Entry>> {
         let st = self.slots.get_mut(slot as usize / SHARDS)?;
