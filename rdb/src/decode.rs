@@ -130,10 +130,7 @@ impl<'a> Reader<'a> {
             255 => Ok(f64::NEG_INFINITY),
             n => {
                 let s = self.take(n as usize)?;
-                std::str::from_utf8(s)
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .ok_or(RdbError::Bad("bad double"))
+                std::str::from_utf8(s).ok().and_then(|s| s.parse::<f64>().ok()).ok_or(RdbError::Bad("bad double"))
             }
         }
     }
@@ -148,7 +145,7 @@ fn score_from(s: &[u8]) -> Result<f64> {
 }
 
 fn pairs(v: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    if v.len() % 2 != 0 {
+    if v.len() & 1 == 1 {
         return Err(RdbError::Bad("odd number of entries"));
     }
     let mut out = Vec::with_capacity(v.len() / 2);

@@ -4,9 +4,9 @@
 //! allocation is sized by an unchecked length.
 
 pub mod crc64;
-pub mod lzf;
 mod decode;
 mod encode;
+pub mod lzf;
 mod packs;
 
 pub use decode::{decode_value, Reader};

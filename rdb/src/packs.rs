@@ -349,8 +349,7 @@ pub fn zipmap(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             }
         }
     };
-    loop {
-        let Some(kl) = read_len(&mut p)? else { break };
+    while let Some(kl) = read_len(&mut p)? {
         let k = slice(b, p, kl)?.to_vec();
         p += kl;
         let Some(vl) = read_len(&mut p)? else { return Err(bad("zipmap missing value")) };
