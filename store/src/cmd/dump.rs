@@ -119,10 +119,12 @@ fn restore(cx: &mut Cx) -> CmdResult {
         return Err(CmdError::err("Invalid TTL value, must be >= 0"));
     }
     let payload = cx.arg(3);
-    let Some(body) = ferrite_rdb::verify_dump_payload(payload) else {
+    if ferrite_rdb::verify_dump_payload(payload).is_none() {
         return Err(CmdError::err("DUMP payload version or checksum are wrong"));
-    };
-    let rv = ferrite_rdb::decode_dump_body(body).map_err(|_| CmdError::err("Bad data format"))?;
+    }
+    // Like Redis, the value is read from the whole payload: a value whose
+    // last bytes run into the footer still loads if it is well formed.
+    let rv = ferrite_rdb::decode_dump_body(payload).map_err(|_| CmdError::err("Bad data format"))?;
     let value = from_rdb(rv, &cx.srv.tun);
     let deleted = replace && cx.ks.remove(key)?.is_some();
     if ttl != 0 && !absttl {
