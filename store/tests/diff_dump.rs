@@ -283,3 +283,244 @@ fn hostile_payloads_do_not_crash_ferrite() {
     }
     assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
 }
+
+// ------------------------------------------------------------------
+// Older encodings (Redis < 7.0 writes them, 7.0 still loads them): the
+// payloads are built here and both servers must load them identically.
+
+fn rdb_len(out: &mut Vec<u8>, l: usize) {
+    if l < 64 {
+        out.push(l as u8);
+    } else if l < 16384 {
+        out.push(0x40 | (l >> 8) as u8);
+        out.push(l as u8);
+    } else {
+        out.push(0x80);
+        out.extend_from_slice(&(l as u32).to_be_bytes());
+    }
+}
+
+fn rdb_str(out: &mut Vec<u8>, s: &[u8]) {
+    rdb_len(out, s.len());
+    out.extend_from_slice(s);
+}
+
+fn ziplist(items: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![0u8; 10];
+    let mut prev = 0usize;
+    let mut tail = 10;
+    for it in items {
+        let start = out.len();
+        tail = start;
+        if prev < 254 {
+            out.push(prev as u8);
+        } else {
+            out.push(0xfe);
+            out.extend_from_slice(&(prev as u32).to_le_bytes());
+        }
+        let int = std::str::from_utf8(it)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|v| v.to_string().as_bytes() == &it[..]);
+        match int {
+            Some(v) if (0..=12).contains(&v) => out.push(0xf1 + v as u8),
+            Some(v) if i8::try_from(v).is_ok() => {
+                out.push(0xfe);
+                out.push(v as i8 as u8);
+            }
+            Some(v) if i16::try_from(v).is_ok() => {
+                out.push(0xc0);
+                out.extend_from_slice(&(v as i16).to_le_bytes());
+            }
+            Some(v) if (-(1 << 23)..(1 << 23)).contains(&v) => {
+                out.push(0xf0);
+                out.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+            }
+            Some(v) if i32::try_from(v).is_ok() => {
+                out.push(0xd0);
+                out.extend_from_slice(&(v as i32).to_le_bytes());
+            }
+            Some(v) => {
+                out.push(0xe0);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            None if it.len() <= 63 => {
+                out.push(it.len() as u8);
+                out.extend_from_slice(it);
+            }
+            None if it.len() <= 16383 => {
+                out.push(0x40 | (it.len() >> 8) as u8);
+                out.push(it.len() as u8);
+                out.extend_from_slice(it);
+            }
+            None => {
+                out.push(0x80);
+                out.extend_from_slice(&(it.len() as u32).to_be_bytes());
+                out.extend_from_slice(it);
+            }
+        }
+        prev = out.len() - start;
+    }
+    out.push(0xff);
+    let total = out.len() as u32;
+    out[0..4].copy_from_slice(&total.to_le_bytes());
+    out[4..8].copy_from_slice(&(tail as u32).to_le_bytes());
+    out[8..10].copy_from_slice(&(items.len().min(0xffff) as u16).to_le_bytes());
+    out
+}
+
+fn zipmap(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![pairs.len().min(253) as u8];
+    let zl = |out: &mut Vec<u8>, l: usize| {
+        if l < 254 {
+            out.push(l as u8);
+        } else {
+            out.push(254);
+            out.extend_from_slice(&(l as u32).to_le_bytes());
+        }
+    };
+    for (k, v) in pairs {
+        zl(&mut out, k.len());
+        out.extend_from_slice(k);
+        zl(&mut out, v.len());
+        out.push(0); // free
+        out.extend_from_slice(v);
+    }
+    out.push(0xff);
+    out
+}
+
+fn typed(t: u8, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = vec![t];
+    f(&mut b);
+    with_footer(&b)
+}
+
+fn mixed_items(n: usize) -> Vec<Vec<u8>> {
+    let pool: Vec<Vec<u8>> = s(&[
+        "a",
+        "0",
+        "12",
+        "13",
+        "-1",
+        "127",
+        "-128",
+        "200",
+        "-30000",
+        "40000",
+        "-8388608",
+        "8388608",
+        "2147483647",
+        "-2147483649",
+        "9223372036854775807",
+        "007",
+        "1.5",
+        "",
+    ]);
+    let mut v = Vec::new();
+    for i in 0..n {
+        let mut e = pool[i % pool.len()].clone();
+        if i >= pool.len() {
+            e.extend_from_slice(format!(":{i}").as_bytes());
+        }
+        v.push(e);
+    }
+    v.push(vec![b'L'; 300]);
+    v
+}
+
+#[test]
+fn older_encodings_load_like_redis() {
+    let mut p = Pair::start();
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for n in [5usize, 600] {
+        let items = mixed_items(n);
+        // LIST (linked list), LIST_ZIPLIST, LIST_QUICKLIST with several nodes.
+        cases.push((
+            format!("list1:{n}"),
+            typed(1, |b| {
+                rdb_len(b, items.len());
+                items.iter().for_each(|x| rdb_str(b, x));
+            }),
+        ));
+        cases.push((format!("listzl:{n}"), typed(10, |b| rdb_str(b, &ziplist(&items)))));
+        cases.push((
+            format!("quicklist:{n}"),
+            typed(14, |b| {
+                let chunks: Vec<&[Vec<u8>]> = items.chunks(100).collect();
+                rdb_len(b, chunks.len());
+                chunks.iter().for_each(|c| rdb_str(b, &ziplist(c)));
+            }),
+        ));
+        // Hashes: ziplist and zipmap.
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+            items.iter().enumerate().map(|(i, v)| (format!("f{i}").into_bytes(), v.clone())).collect();
+        let flat: Vec<Vec<u8>> = pairs.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+        cases.push((format!("hashzl:{n}"), typed(13, |b| rdb_str(b, &ziplist(&flat)))));
+        if n < 254 {
+            cases.push((format!("zipmap:{n}"), typed(9, |b| rdb_str(b, &zipmap(&pairs)))));
+        }
+        // Sorted sets: ziplist and ZSET with string doubles.
+        let scores = ["1", "-2.5", "0", "3e10", "-0.125", "7"];
+        let zflat: Vec<Vec<u8>> = items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                [[m.clone(), format!("#{i}").into_bytes()].concat(), scores[i % scores.len()].as_bytes().to_vec()]
+            })
+            .collect();
+        // A real ziplist zset is sorted by (score, member).
+        let mut zpairs: Vec<(f64, Vec<u8>, Vec<u8>)> = zflat
+            .chunks(2)
+            .map(|c| (std::str::from_utf8(&c[1]).unwrap().parse::<f64>().unwrap(), c[0].clone(), c[1].clone()))
+            .collect();
+        zpairs.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let zsorted: Vec<Vec<u8>> = zpairs.iter().flat_map(|(_, m, sc)| [m.clone(), sc.clone()]).collect();
+        cases.push((format!("zsetzl:{n}"), typed(12, |b| rdb_str(b, &ziplist(&zsorted)))));
+        cases.push((
+            format!("zset1:{n}"),
+            typed(3, |b| {
+                rdb_len(b, zflat.len() / 2);
+                for pair in zflat.chunks(2) {
+                    rdb_str(b, &pair[0]);
+                    b.push(pair[1].len() as u8);
+                    b.extend_from_slice(&pair[1]);
+                }
+                rdb_str(b, b"plusinf");
+                b.push(254);
+                rdb_str(b, b"minusinf");
+                b.push(255);
+            }),
+        ));
+        // The zset header count must include the two infinities.
+        if let Some((_, last)) = cases.last_mut() {
+            let mut body = last[..last.len() - 10].to_vec();
+            let mut fixed = vec![3u8];
+            rdb_len(&mut fixed, zflat.len() / 2 + 2);
+            let mut old_hdr = Vec::new();
+            rdb_len(&mut old_hdr, zflat.len() / 2);
+            fixed.extend_from_slice(&body[1 + old_hdr.len()..]);
+            body = fixed;
+            *last = with_footer(&body);
+        }
+        // Intset with 16/32/64-bit encodings.
+        for (enc, vals) in [(2u32, vec![-5i64, 1, 300]), (4, vec![-70000, 5, 70000]), (8, vec![-1, 1 << 40])] {
+            let mut blob = Vec::new();
+            blob.extend_from_slice(&enc.to_le_bytes());
+            blob.extend_from_slice(&(vals.len() as u32).to_le_bytes());
+            for v in &vals {
+                blob.extend_from_slice(&v.to_le_bytes()[..enc as usize]);
+            }
+            cases.push((format!("intset{enc}:{n}"), typed(11, |b| rdb_str(b, &blob))));
+        }
+    }
+    for (k, payload) in &cases {
+        let key = k.as_bytes();
+        let r = cmd(&mut p.r, &[b"RESTORE", key, b"0", payload]);
+        let f = cmd(&mut p.f, &[b"RESTORE", key, b"0", payload]);
+        assert_eq!(support::show(&f), support::show(&r), "{k}");
+        if r == b"+OK\r\n" {
+            assert_eq!(view(&mut p.f, key), view(&mut p.r, key), "{k}");
+        }
+    }
+}

@@ -27,7 +27,9 @@ fn to_rdb(v: &Value) -> Option<RdbValue> {
 
 /// Build a ferrite value through the type modules, which apply Redis's
 /// encoding rules (listpack/intset limits).
-fn from_rdb(v: RdbValue, tun: &Tunables) -> Value {
+/// `compact`: the payload held a ziplist/listpack blob (not a zipmap); Redis 7.0
+/// then only checks the entry count, not the element sizes.
+fn from_rdb(v: RdbValue, tun: &Tunables, compact: bool) -> Value {
     match v {
         RdbValue::Str(s) => Value::str(&s),
         RdbValue::List(items) => {
@@ -45,7 +47,7 @@ fn from_rdb(v: RdbValue, tun: &Tunables) -> Value {
         }
         RdbValue::ZSet(z) => {
             let me = Tunables::get(&tun.zset_max_listpack_entries);
-            let mv = Tunables::get(&tun.zset_max_listpack_value);
+            let mv = if compact { usize::MAX } else { Tunables::get(&tun.zset_max_listpack_value) };
             let mut zs = ZSet::default();
             if z.len() > me {
                 zs.big = true;
@@ -56,7 +58,10 @@ fn from_rdb(v: RdbValue, tun: &Tunables) -> Value {
             Value::ZSet(Box::new(zs))
         }
         RdbValue::Hash(h) => {
-            let lim = Limits::of(tun);
+            let mut lim = Limits::of(tun);
+            if compact {
+                lim.max_value = usize::MAX;
+            }
             let mut hs = Hash::default();
             for (f, x) in &h {
                 hs.set(f, x, lim);
@@ -125,7 +130,8 @@ fn restore(cx: &mut Cx) -> CmdResult {
     // Like Redis, the value is read from the whole payload: a value whose
     // last bytes run into the footer still loads if it is well formed.
     let rv = ferrite_rdb::decode_dump_body(payload).map_err(|_| CmdError::err("Bad data format"))?;
-    let value = from_rdb(rv, &cx.srv.tun);
+    let compact = matches!(payload.first(), Some(&(12 | 13 | 16 | 17)));
+    let value = from_rdb(rv, &cx.srv.tun, compact);
     let deleted = replace && cx.ks.remove(key)?.is_some();
     if ttl != 0 && !absttl {
         ttl = ttl.saturating_add(cx.ks.now);
