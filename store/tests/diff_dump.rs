@@ -172,6 +172,16 @@ fn ttl_and_options() {
         assert_eq!(cmd(c, &[b"RESTORE", b"k4", b"0", &payload, b"IDLETIME", b"1000"]), b"+OK\r\n");
         let idle = elems_int(&cmd(c, &[b"OBJECT", b"IDLETIME", b"k4"]));
         assert!((999..=1001).contains(&idle), "{idle}");
+        // FREQ applies under an LFU policy (and IDLETIME is then ignored).
+        assert_eq!(cmd(c, &[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lfu"]), b"+OK\r\n");
+        assert_eq!(cmd(c, &[b"RESTORE", b"k5", b"0", &payload, b"FREQ", b"100"]), b"+OK\r\n");
+        assert_eq!(cmd(c, &[b"OBJECT", b"FREQ", b"k5"]), b":100\r\n");
+        assert_eq!(cmd(c, &[b"RESTORE", b"k6", b"0", &payload, b"IDLETIME", b"100"]), b"+OK\r\n");
+        assert_eq!(cmd(c, &[b"OBJECT", b"FREQ", b"k6"]), b":5\r\n");
+        assert_eq!(cmd(c, &[b"CONFIG", b"SET", b"maxmemory-policy", b"noeviction"]), b"+OK\r\n");
+        assert_eq!(cmd(c, &[b"RESTORE", b"k7", b"0", &payload, b"FREQ", b"100"]), b"+OK\r\n");
+        let idle = elems_int(&cmd(c, &[b"OBJECT", b"IDLETIME", b"k7"]));
+        assert!(idle <= 1, "{idle}");
     }
 }
 
