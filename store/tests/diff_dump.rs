@@ -534,3 +534,8 @@ fn older_encodings_load_like_redis() {
         }
     }
 }
+
+#[test]
+fn transcripts_dump() {
+    support::run_transcripts("dump");
+}
