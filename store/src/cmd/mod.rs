@@ -20,6 +20,7 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod dump;
 pub mod geo;
 pub mod hash;
 pub mod hll;
@@ -108,7 +109,7 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 20] {
+pub fn families() -> [&'static [CmdImpl]; 21] {
     [
         acl::COMMANDS,
         geo::COMMANDS,
@@ -130,6 +131,7 @@ pub fn families() -> [&'static [CmdImpl]; 20] {
         zset::COMMANDS,
         txn::COMMANDS,
         pubsub::COMMANDS,
+        dump::COMMANDS,
     ]
 }
 

@@ -1,0 +1,289 @@
+//! Decoding of RDB values.
+
+use crate::packs;
+use crate::{lzf, types as t, RdbError, RdbValue, Result, PREALLOC_CAP};
+use std::collections::HashSet;
+
+/// A cursor over input bytes.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn u8(&mut self) -> Result<u8> {
+        let b = *self.buf.get(self.pos).ok_or(RdbError::Truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(RdbError::Truncated);
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// An RDB length, or a special string encoding (`Err(Ok(enc))` style is
+    /// avoided: returns (value, is_encoded)).
+    pub fn len_or_enc(&mut self) -> Result<(u64, bool)> {
+        let b = self.u8()?;
+        match b >> 6 {
+            0 => Ok(((b & 0x3f) as u64, false)),
+            1 => {
+                let c = self.u8()?;
+                Ok(((((b & 0x3f) as u64) << 8) | c as u64, false))
+            }
+            2 => match b {
+                0x80 => {
+                    let s = self.take(4)?;
+                    Ok((u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as u64, false))
+                }
+                0x81 => {
+                    let s = self.take(8)?;
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(s);
+                    Ok((u64::from_be_bytes(a), false))
+                }
+                _ => Err(RdbError::Bad("bad length encoding")),
+            },
+            _ => Ok(((b & 0x3f) as u64, true)),
+        }
+    }
+
+    /// A plain length (special encodings rejected).
+    pub fn len(&mut self) -> Result<u64> {
+        match self.len_or_enc()? {
+            (l, false) => Ok(l),
+            _ => Err(RdbError::Bad("unexpected encoded length")),
+        }
+    }
+
+    /// A length usable as a count: must not exceed the remaining input
+    /// (every element takes at least one byte).
+    fn count(&mut self) -> Result<usize> {
+        let l = self.len()?;
+        if l > self.remaining() as u64 {
+            return Err(RdbError::Truncated);
+        }
+        Ok(l as usize)
+    }
+
+    /// An RDB string (raw, integer or LZF encoded).
+    pub fn string(&mut self) -> Result<Vec<u8>> {
+        let (l, enc) = self.len_or_enc()?;
+        if !enc {
+            if l > self.remaining() as u64 {
+                return Err(RdbError::Truncated);
+            }
+            return Ok(self.take(l as usize)?.to_vec());
+        }
+        match l {
+            0 => Ok((self.u8()? as i8).to_string().into_bytes()),
+            1 => {
+                let s = self.take(2)?;
+                Ok(i16::from_le_bytes([s[0], s[1]]).to_string().into_bytes())
+            }
+            2 => {
+                let s = self.take(4)?;
+                Ok(i32::from_le_bytes([s[0], s[1], s[2], s[3]]).to_string().into_bytes())
+            }
+            3 => {
+                let clen = self.len()?;
+                let ulen = self.len()?;
+                if clen > self.remaining() as u64 {
+                    return Err(RdbError::Truncated);
+                }
+                // LZF expands at most ~264/2 times per input byte.
+                if ulen == 0 || ulen > clen.saturating_mul(132).saturating_add(64) {
+                    return Err(RdbError::Bad("bad lzf lengths"));
+                }
+                let c = self.take(clen as usize)?;
+                lzf::decompress(c, ulen as usize)
+            }
+            _ => Err(RdbError::Bad("unknown string encoding")),
+        }
+    }
+
+    fn binary_double(&mut self) -> Result<f64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(f64::from_le_bytes(a))
+    }
+
+    fn string_double(&mut self) -> Result<f64> {
+        let l = self.u8()?;
+        match l {
+            253 => Ok(f64::NAN),
+            254 => Ok(f64::INFINITY),
+            255 => Ok(f64::NEG_INFINITY),
+            n => {
+                let s = self.take(n as usize)?;
+                std::str::from_utf8(s).ok().and_then(|s| s.parse::<f64>().ok()).ok_or(RdbError::Bad("bad double"))
+            }
+        }
+    }
+}
+
+fn score_from(s: &[u8]) -> Result<f64> {
+    let v: f64 = std::str::from_utf8(s).ok().and_then(|s| s.parse().ok()).ok_or(RdbError::Bad("bad score"))?;
+    if v.is_nan() {
+        return Err(RdbError::Bad("nan score"));
+    }
+    Ok(v)
+}
+
+fn pairs(v: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if v.len() & 1 == 1 {
+        return Err(RdbError::Bad("odd number of entries"));
+    }
+    let mut out = Vec::with_capacity(v.len() / 2);
+    let mut it = v.into_iter();
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+fn no_dups<'a>(it: impl Iterator<Item = &'a [u8]>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for k in it {
+        if !seen.insert(k) {
+            return Err(RdbError::Bad("duplicate element"));
+        }
+    }
+    Ok(())
+}
+
+fn zset_from_pairs(p: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RdbValue> {
+    let mut out = Vec::with_capacity(p.len());
+    for (m, s) in p {
+        let sc = score_from(&s)?;
+        out.push((m, sc));
+    }
+    finish_zset(out)
+}
+
+fn finish_zset(v: Vec<(Vec<u8>, f64)>) -> Result<RdbValue> {
+    if v.is_empty() {
+        return Err(RdbError::Bad("empty key"));
+    }
+    no_dups(v.iter().map(|(m, _)| m.as_slice()))?;
+    Ok(RdbValue::ZSet(v))
+}
+
+fn finish_hash(v: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RdbValue> {
+    if v.is_empty() {
+        return Err(RdbError::Bad("empty key"));
+    }
+    no_dups(v.iter().map(|(f, _)| f.as_slice()))?;
+    Ok(RdbValue::Hash(v))
+}
+
+fn finish_set(v: Vec<Vec<u8>>) -> Result<RdbValue> {
+    if v.is_empty() {
+        return Err(RdbError::Bad("empty key"));
+    }
+    no_dups(v.iter().map(|m| m.as_slice()))?;
+    Ok(RdbValue::Set(v))
+}
+
+/// Decode a value of RDB type `ty` from `r`.
+pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
+    match ty {
+        t::STRING => Ok(RdbValue::Str(r.string()?)),
+        t::LIST => {
+            let n = r.count()?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_CAP));
+            for _ in 0..n {
+                v.push(r.string()?);
+            }
+            if v.is_empty() {
+                return Err(RdbError::Bad("empty key"));
+            }
+            Ok(RdbValue::List(v))
+        }
+        t::SET => {
+            let n = r.count()?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_CAP));
+            for _ in 0..n {
+                v.push(r.string()?);
+            }
+            finish_set(v)
+        }
+        t::ZSET | t::ZSET_2 => {
+            let n = r.count()?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_CAP));
+            for _ in 0..n {
+                let m = r.string()?;
+                let s = if ty == t::ZSET_2 { r.binary_double()? } else { r.string_double()? };
+                if s.is_nan() {
+                    return Err(RdbError::Bad("nan score"));
+                }
+                v.push((m, s));
+            }
+            finish_zset(v)
+        }
+        t::HASH => {
+            let n = r.count()?;
+            let mut v = Vec::with_capacity(n.min(PREALLOC_CAP));
+            for _ in 0..n {
+                let f = r.string()?;
+                let val = r.string()?;
+                v.push((f, val));
+            }
+            finish_hash(v)
+        }
+        t::HASH_ZIPMAP => finish_hash(packs::zipmap(&r.string()?)?),
+        t::LIST_ZIPLIST => {
+            let v = packs::ziplist(&r.string()?)?;
+            if v.is_empty() {
+                return Err(RdbError::Bad("empty key"));
+            }
+            Ok(RdbValue::List(v))
+        }
+        t::SET_INTSET => finish_set(packs::intset(&r.string()?)?),
+        t::SET_LISTPACK => finish_set(packs::listpack(&r.string()?)?),
+        t::ZSET_ZIPLIST => zset_from_pairs(pairs(packs::ziplist(&r.string()?)?)?),
+        t::ZSET_LISTPACK => zset_from_pairs(pairs(packs::listpack(&r.string()?)?)?),
+        t::HASH_ZIPLIST => finish_hash(pairs(packs::ziplist(&r.string()?)?)?),
+        t::HASH_LISTPACK => finish_hash(pairs(packs::listpack(&r.string()?)?)?),
+        t::LIST_QUICKLIST | t::LIST_QUICKLIST_2 => {
+            let nodes = r.count()?;
+            let mut v = Vec::new();
+            for _ in 0..nodes {
+                let container = if ty == t::LIST_QUICKLIST_2 { r.len()? } else { 2 };
+                let blob = r.string()?;
+                match container {
+                    1 => v.push(blob),
+                    2 => {
+                        let items =
+                            if ty == t::LIST_QUICKLIST { packs::ziplist(&blob)? } else { packs::listpack(&blob)? };
+                        // Redis skips empty nodes.
+                        v.extend(items);
+                    }
+                    _ => return Err(RdbError::Bad("bad quicklist container")),
+                }
+            }
+            if v.is_empty() {
+                return Err(RdbError::Bad("empty key"));
+            }
+            Ok(RdbValue::List(v))
+        }
+        t::MODULE | t::MODULE_2 | t::STREAM_LISTPACKS | t::STREAM_LISTPACKS_2 | t::STREAM_LISTPACKS_3 => {
+            Err(RdbError::Unsupported(ty))
+        }
+        _ => Err(RdbError::Bad("unknown type")),
+    }
+}

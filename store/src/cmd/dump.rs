@@ -1,0 +1,162 @@
+//! DUMP and RESTORE: values serialized in Redis 7.0's RDB format.
+
+use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
+use crate::keyspace::smallbytes::SmallBytes;
+use crate::keyspace::Value;
+use crate::notify;
+use crate::server::Tunables;
+use crate::types::{hash::Hash, hash::Limits, list::List, set::Set, zset::ZSet};
+use ferrite_rdb::RdbValue;
+
+pub static COMMANDS: &[CmdImpl] = &[
+    CmdImpl { name: "dump", handler: dump, lock: Lock::Keys },
+    CmdImpl { name: "restore", handler: restore, lock: Lock::Keys },
+];
+
+/// The neutral RDB model of a ferrite value (streams are not supported).
+fn to_rdb(v: &Value) -> Option<RdbValue> {
+    Some(match v {
+        Value::Str(s) => RdbValue::Str(s.to_vec()),
+        Value::List(l) => RdbValue::List(l.items.iter().map(|x| x.to_vec()).collect()),
+        Value::Set(s) => RdbValue::Set(s.ordered().into_iter().map(|x| x.to_vec()).collect()),
+        Value::ZSet(z) => RdbValue::ZSet(z.tree.iter().map(|k| (k.member.to_vec(), k.score)).collect()),
+        Value::Hash(h) => RdbValue::Hash(h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect()),
+        Value::Stream(_) => return None,
+    })
+}
+
+/// Build a ferrite value through the type modules, which apply Redis's
+/// encoding rules (listpack/intset limits).
+/// `compact`: the payload held a ziplist/listpack blob (not a zipmap); Redis 7.0
+/// then only checks the entry count, not the element sizes.
+fn from_rdb(v: RdbValue, tun: &Tunables, compact: bool) -> Value {
+    match v {
+        RdbValue::Str(s) => Value::str(&s),
+        RdbValue::List(items) => {
+            let mut l = List::default();
+            l.items.extend(items.iter().map(|x| SmallBytes::new(x)));
+            Value::List(Box::new(l))
+        }
+        RdbValue::Set(m) => {
+            let max = Tunables::get(&tun.set_max_intset_entries);
+            let mut s = Set::default();
+            for x in &m {
+                s.add(x, max);
+            }
+            Value::Set(Box::new(s))
+        }
+        RdbValue::ZSet(z) => {
+            let me = Tunables::get(&tun.zset_max_listpack_entries);
+            let mv = if compact { usize::MAX } else { Tunables::get(&tun.zset_max_listpack_value) };
+            let mut zs = ZSet::default();
+            if z.len() > me {
+                zs.big = true;
+            }
+            for (m, sc) in &z {
+                zs.set_score(m, *sc, me, mv);
+            }
+            Value::ZSet(Box::new(zs))
+        }
+        RdbValue::Hash(h) => {
+            let mut lim = Limits::of(tun);
+            if compact {
+                lim.max_value = usize::MAX;
+            }
+            let mut hs = Hash::default();
+            for (f, x) in &h {
+                hs.set(f, x, lim);
+            }
+            Value::Hash(Box::new(hs))
+        }
+    }
+}
+
+fn dump(cx: &mut Cx) -> CmdResult {
+    let key = cx.arg(1);
+    let payload = match cx.ks.lookup_read(key)? {
+        None => None,
+        Some(e) => match to_rdb(&e.value) {
+            Some(v) => Some(ferrite_rdb::dump_payload(&v)),
+            None => return Err(CmdError::err("DUMP of stream values is not supported")),
+        },
+    };
+    match payload {
+        Some(p) => cx.out.bulk(&p),
+        None => cx.out.null(),
+    }
+    Ok(())
+}
+
+fn restore(cx: &mut Cx) -> CmdResult {
+    let key = cx.arg(1);
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (i64, i64) = (-1, -1);
+    let mut j = 4;
+    while j < cx.argc() {
+        let a = cx.arg(j);
+        let more = cx.argc() - j - 1;
+        if eq_ic(a, b"replace") {
+            replace = true;
+        } else if eq_ic(a, b"absttl") {
+            absttl = true;
+        } else if eq_ic(a, b"idletime") && more >= 1 && freq == -1 {
+            idle = cx.int_arg(j + 1)?;
+            if idle < 0 {
+                return Err(CmdError::err("Invalid IDLETIME value, must be >= 0"));
+            }
+            j += 1;
+        } else if eq_ic(a, b"freq") && more >= 1 && idle == -1 {
+            freq = cx.int_arg(j + 1)?;
+            if !(0..=255).contains(&freq) {
+                return Err(CmdError::err("Invalid FREQ value, must be >= 0 and <= 255"));
+            }
+            j += 1;
+        } else {
+            return Err(SYNTAX);
+        }
+        j += 1;
+    }
+    if !replace && cx.ks.lookup(key)?.is_some() {
+        return Err(CmdError::st("BUSYKEY Target key name already exists."));
+    }
+    let mut ttl = cx.int_arg(2)?;
+    if ttl < 0 {
+        return Err(CmdError::err("Invalid TTL value, must be >= 0"));
+    }
+    let payload = cx.arg(3);
+    if ferrite_rdb::verify_dump_payload(payload).is_none() {
+        return Err(CmdError::err("DUMP payload version or checksum are wrong"));
+    }
+    // Like Redis, the value is read from the whole payload: a value whose
+    // last bytes run into the footer still loads if it is well formed.
+    let rv = ferrite_rdb::decode_dump_body(payload).map_err(|_| CmdError::err("Bad data format"))?;
+    let compact = matches!(payload.first(), Some(&(12 | 13 | 16 | 17)));
+    let value = from_rdb(rv, &cx.srv.tun, compact);
+    let deleted = replace && cx.ks.remove(key)?.is_some();
+    if ttl != 0 && !absttl {
+        ttl = ttl.saturating_add(cx.ks.now);
+    }
+    if ttl != 0 && ttl <= cx.ks.now {
+        if deleted {
+            cx.ks.notify(notify::GENERIC, "del", key);
+        }
+        cx.out.ok();
+        return Ok(());
+    }
+    cx.ks.insert(key, value, ttl)?;
+    let lfu = crate::evict::policy(cx.srv).is_lfu();
+    let now = cx.ks.now;
+    let db = cx.ks.db;
+    let (shard, slot) = cx.ks.shard_in(db, key)?;
+    if let Some(e) = shard.get_raw(slot, key) {
+        if lfu && freq >= 0 {
+            e.lru = (e.lru & !0xff) | freq as u32;
+        } else if !lfu && idle >= 0 {
+            let now_s = crate::server::lru_of(now);
+            e.lru = now_s.saturating_sub(idle.min(u32::MAX as i64) as u32);
+        }
+    }
+    cx.ks.notify(notify::GENERIC, "restore", key);
+    cx.out.ok();
+    Ok(())
+}
