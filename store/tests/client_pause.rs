@@ -54,11 +54,11 @@ fn unblock_behaviour(port: u16) -> Vec<String> {
         show(&b.cmd(&["CLIENT", "UNBLOCK", "notanid"])),
     ];
     a.send(&["BLPOP", "k", "10"]);
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(200));
     seen.push(show(&b.cmd(&["CLIENT", "UNBLOCK", &id])));
     seen.push(show(&a.read_reply()));
     a.send(&["BRPOP", "k", "10"]);
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(200));
     seen.push(show(&b.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"])));
     seen.push(show(&a.read_reply()));
     seen.push(show(&a.cmd(&["PING"])));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use support::*;
 
 fn pause() {
-    std::thread::sleep(Duration::from_millis(80));
+    std::thread::sleep(Duration::from_millis(150));
 }
 
 fn script(port: u16, resp3: bool) -> Vec<String> {

@@ -54,8 +54,8 @@ fn malformed_requests_match_redis() {
     let redis = start_redis(&[]);
     let ferrite = start_ferrite(&[]);
     for case in CASES {
-        let (a, a_closed) = exchange(redis.port, case, Duration::from_millis(300));
-        let (b, b_closed) = exchange(ferrite.port, case, Duration::from_millis(300));
+        let (a, a_closed) = exchange(redis.port, case, Duration::from_millis(500));
+        let (b, b_closed) = exchange(ferrite.port, case, Duration::from_millis(500));
         assert_eq!(show(&a), show(&b), "reply differs for input {:?}", show(case));
         assert_eq!(a_closed, b_closed, "close behaviour differs for input {:?}", show(case));
     }
@@ -87,7 +87,7 @@ fn big_values_roundtrip_and_limit() {
     assert_eq!(c.cmd(&["STRLEN", "big"]), format!(":{}\r\n", big.len()).into_bytes());
 
     let small = start_ferrite(&["--proto-max-bulk-len", "1000"]);
-    let (out, closed) = exchange(small.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1001\r\n", Duration::from_millis(300));
+    let (out, closed) = exchange(small.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1001\r\n", Duration::from_millis(500));
     assert_eq!(show(&out), "-ERR Protocol error: invalid bulk length\\r\\n");
     assert!(closed);
 }
@@ -105,8 +105,8 @@ fn unauthenticated_limits_match_redis() {
         b"HELLO 3 AUTH default pw\r\n",
     ];
     for case in cases {
-        let (a, ac) = exchange(redis.port, case, Duration::from_millis(300));
-        let (b, bc) = exchange(ferrite.port, case, Duration::from_millis(300));
+        let (a, ac) = exchange(redis.port, case, Duration::from_millis(500));
+        let (b, bc) = exchange(ferrite.port, case, Duration::from_millis(500));
         // HELLO's map carries the server id/version; compare its shape only.
         if case.starts_with(b"HELLO") {
             assert!(a.starts_with(b"%7") && b.starts_with(b"%7"), "{} vs {}", show(&a), show(&b));
