@@ -16,9 +16,19 @@ pub enum KeysError {
 /// `meta` must be the entry that applies (the subcommand entry for
 /// container commands).
 pub fn get_keys(meta: &CommandMeta, args: &[impl AsRef<[u8]>]) -> Result<SmallVec<[usize; 4]>, KeysError> {
+    Ok(get_keys_by_spec(meta, args)?.into_iter().map(|(pos, _)| pos).collect())
+}
+
+/// Like [`get_keys`], with the index (in `meta.key_specs`) of the key
+/// specification that found each key, so callers can read its flags
+/// (ACL permission checks need RO/RW/access/update...).
+pub fn get_keys_by_spec(
+    meta: &CommandMeta,
+    args: &[impl AsRef<[u8]>],
+) -> Result<SmallVec<[(usize, usize); 4]>, KeysError> {
     let argc = args.len() as i64;
-    let mut out: SmallVec<[usize; 4]> = SmallVec::new();
-    for spec in &meta.key_specs {
+    let mut out: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    for (spec_idx, spec) in meta.key_specs.iter().enumerate() {
         let first = match &spec.begin {
             BeginSearch::Index(i) => {
                 if *i >= argc {
@@ -27,11 +37,13 @@ pub fn get_keys(meta: &CommandMeta, args: &[impl AsRef<[u8]>]) -> Result<SmallVe
                 *i
             }
             BeginSearch::Keyword { keyword, startfrom } => {
-                let (start, end, step) =
-                    if *startfrom >= 0 { (*startfrom, argc - 1, 1) } else { (argc + startfrom, 1, -1) };
+                // Redis: forward from `startfrom` up to (not including) the
+                // last argument, or backward from argc+startfrom down to 1.
+                let (start, end) = if *startfrom > 0 { (*startfrom, argc - 1) } else { (argc + startfrom, 1) };
+                let step = if start <= end { 1 } else { -1 };
                 let mut found = None;
                 let mut i = start;
-                while i != end + step {
+                while i != end {
                     if i >= argc || i < 1 {
                         break;
                     }
@@ -46,12 +58,12 @@ pub fn get_keys(meta: &CommandMeta, args: &[impl AsRef<[u8]>]) -> Result<SmallVe
                     None => continue,
                 }
             }
-            BeginSearch::Unknown => continue,
+            BeginSearch::Unknown => return Err(KeysError::Invalid),
         };
         let (first, last, step) = match &spec.find {
             FindKeys::Range { lastkey, keystep, limit } => {
                 let last = if *lastkey >= 0 {
-                    first + lastkey
+                    first.checked_add(*lastkey).ok_or(KeysError::Invalid)?
                 } else if *limit == 0 {
                     argc + lastkey
                 } else {
@@ -65,24 +77,23 @@ pub fn get_keys(meta: &CommandMeta, args: &[impl AsRef<[u8]>]) -> Result<SmallVe
                     return Err(KeysError::Invalid);
                 }
                 let n = ferrite_resp::num::parse_i64(args[idx as usize].as_ref()).ok_or(KeysError::Invalid)?;
-                if n < 0 {
+                if n < 0 || n >= argc {
                     return Err(KeysError::Invalid);
                 }
                 let f = first + firstkey;
-                let last = (n - 1).checked_mul(*keystep).and_then(|x| x.checked_add(f)).ok_or(KeysError::Invalid)?;
-                (f, last, *keystep)
+                (f, f + (n - 1) * keystep, *keystep)
             }
-            FindKeys::Unknown => continue,
+            FindKeys::Unknown => return Err(KeysError::Invalid),
         };
         if step <= 0 {
-            continue;
+            return Err(KeysError::Invalid);
         }
         let mut i = first;
         while i <= last {
-            if i >= argc || i < first {
+            if i >= argc || i < 1 {
                 return Err(KeysError::Invalid);
             }
-            out.push(i as usize);
+            out.push((i as usize, spec_idx));
             i += step;
         }
     }

@@ -10,7 +10,6 @@ use crate::client::Client;
 use crate::glob::glob_match;
 use crate::server::Server;
 use bytes::Bytes;
-use ferrite_commands::table::{BeginSearch, FindKeys};
 use ferrite_commands::{table, CommandMeta, Flags};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -526,7 +525,6 @@ fn channel_spec(meta: &CommandMeta) -> Option<(usize, i64, bool)> {
 /// Keys of a call with the ACL permission they need (read/write bits),
 /// from the key specs (Redis's `getKeysFromCommandWithSpecs`).
 pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
-    let argc = args.len() as i64;
     // Key specs with variable flags: Redis asks the command's own key finder.
     match meta.name.as_str() {
         "set" if args.len() > 1 => {
@@ -556,8 +554,17 @@ pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
         }
         _ => {}
     }
-    let mut out = Vec::new();
-    for spec in &meta.key_specs {
+    // The key specs find the keys (shared with dispatch's locking); each
+    // key's permission comes from the flags of the spec that found it.
+    let Ok(found) = ferrite_commands::keys::get_keys_by_spec(meta, args) else {
+        return fallback_keys(meta, args);
+    };
+    let mut out = Vec::with_capacity(found.len());
+    for (pos, spec_idx) in found {
+        let spec = &meta.key_specs[spec_idx];
+        if spec.has_flag("incomplete") {
+            return fallback_keys(meta, args);
+        }
         if spec.has_flag("not_key") {
             continue;
         }
@@ -568,63 +575,7 @@ pub fn keys_with_flags(meta: &CommandMeta, args: &[Bytes]) -> Vec<(usize, u8)> {
         if spec.has_flag("insert") || spec.has_flag("delete") || spec.has_flag("update") {
             perm |= PERM_WRITE;
         }
-        let first = match &spec.begin {
-            BeginSearch::Index(i) => *i,
-            BeginSearch::Keyword { keyword, startfrom } => {
-                let (start, end) = if *startfrom > 0 { (*startfrom, argc - 1) } else { (argc + startfrom, 1) };
-                let mut i = start;
-                let mut found = 0;
-                while i != end {
-                    if i >= argc || i < 1 {
-                        break;
-                    }
-                    if args[i as usize].eq_ignore_ascii_case(keyword.as_bytes()) {
-                        found = i + 1;
-                        break;
-                    }
-                    i += if start <= end { 1 } else { -1 };
-                }
-                if found == 0 {
-                    continue;
-                }
-                found
-            }
-            BeginSearch::Unknown => return fallback_keys(meta, args),
-        };
-        let (first, last, step) = match &spec.find {
-            FindKeys::Range { lastkey, keystep, limit } => {
-                let last = if *lastkey >= 0 {
-                    first + lastkey
-                } else if *limit == 0 {
-                    argc + lastkey
-                } else {
-                    first + ((argc - first) / limit + lastkey)
-                };
-                (first, last, *keystep)
-            }
-            FindKeys::Keynum { keynumidx, firstkey, keystep } => {
-                let i = first + keynumidx;
-                if i < 0 || i >= argc {
-                    return fallback_keys(meta, args);
-                }
-                let Some(n) = ferrite_resp::num::parse_i64(&args[i as usize]).filter(|n| *n >= 0 && *n < argc) else {
-                    return fallback_keys(meta, args);
-                };
-                (first + firstkey, first + firstkey + n - 1, *keystep)
-            }
-            FindKeys::Unknown => return fallback_keys(meta, args),
-        };
-        if step <= 0 || last >= argc || last < first || first >= argc || first < 1 {
-            return fallback_keys(meta, args);
-        }
-        let mut i = first;
-        while i <= last {
-            out.push((i as usize, perm));
-            i += step;
-        }
-        if spec.has_flag("incomplete") {
-            return fallback_keys(meta, args);
-        }
+        out.push((pos, perm));
     }
     out
 }
