@@ -169,20 +169,6 @@ fn hscan_guarantees() {
     }
 }
 
-/// xorshift64* — deterministic randomness without extra dependencies.
-struct XRng(u64);
-impl XRng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[(self.next() % v.len() as u64) as usize]
-    }
-}
-
 /// Random sequences of hash commands on listpack-sized hashes (so order is
 /// deterministic), compared byte for byte with Redis.
 #[test]
@@ -197,7 +183,7 @@ fn random_hash_commands_match_redis() {
         p.f.cmd(&["HELLO", proto]);
         p.r.cmd(&["SET", "str", "v"]);
         p.f.cmd(&["SET", "str", "v"]);
-        let mut rng = XRng(0xD1B54A32D192ED03 + proto.as_bytes()[0] as u64);
+        let mut rng = support::Rng(0xD1B54A32D192ED03 + proto.as_bytes()[0] as u64);
         for step in 0..3000 {
             let k = rng.pick(&keys);
             let f = rng.pick(&fields);

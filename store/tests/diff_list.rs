@@ -6,20 +6,6 @@ fn transcripts_list() {
     support::run_transcripts("list");
 }
 
-/// xorshift64* — deterministic randomness without extra dependencies.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[(self.next() % v.len() as u64) as usize]
-    }
-}
-
 /// Random sequences of list commands, compared byte for byte with Redis.
 #[test]
 fn random_list_commands_match_redis() {
@@ -33,7 +19,7 @@ fn random_list_commands_match_redis() {
         p.f.cmd(&["HELLO", proto]);
         p.r.cmd(&["SET", "str", "v"]);
         p.f.cmd(&["SET", "str", "v"]);
-        let mut rng = Rng(0x9E3779B97F4A7C15 ^ (proto.as_bytes()[0] as u64));
+        let mut rng = support::Rng(0x9E3779B97F4A7C15 ^ (proto.as_bytes()[0] as u64));
         for step in 0..3000 {
             let k = rng.pick(&keys);
             let k2 = rng.pick(&keys);

@@ -49,12 +49,8 @@ fn script(port: u16, resp3: bool) -> Vec<String> {
 fn compare(resp3: bool) {
     let redis = start_redis(&[]);
     let ferrite = start_ferrite(&[]);
-    let a = script(redis.port, resp3);
-    let b = script(ferrite.port, resp3);
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert_eq!(x, y, "step {i} differs (resp3={resp3})");
-    }
-    assert_eq!(a.len(), b.len());
+    let label = format!("resp3={resp3}");
+    assert_same_steps(&script(redis.port, resp3), &script(ferrite.port, resp3), &label);
 }
 
 #[test]

@@ -219,27 +219,6 @@ fn dirty_counter_matches() {
     }
 }
 
-/// Small deterministic PRNG (xorshift64*) so failures are reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    fn bytes(&mut self, max: u64, alphabet: &[u8]) -> Vec<u8> {
-        let n = self.below(max + 1);
-        (0..n).map(|_| alphabet[self.below(alphabet.len() as u64) as usize]).collect()
-    }
-}
-
 fn both(p: &mut support::Pair, args: &[Vec<u8>]) {
     let a = p.r.cmd(args);
     let b = p.f.cmd(args);
@@ -257,7 +236,7 @@ fn a(s: &str) -> Vec<u8> {
 #[test]
 fn fuzz_ranges_and_bits() {
     let mut p = support::Pair::start();
-    let mut r = Rng(0x9E3779B97F4A7C15);
+    let mut r = support::Rng(0x9E3779B97F4A7C15);
     let bytes_alpha: Vec<u8> = vec![0x00, 0xff, 0x0f, 0xf0, 0x80, 0x01, 0x55, 0xaa, b'a', b'7'];
     for round in 0..1500 {
         let key = format!("k{}", r.below(4));
@@ -299,7 +278,7 @@ fn fuzz_ranges_and_bits() {
 #[test]
 fn fuzz_bitfield() {
     let mut p = support::Pair::start();
-    let mut r = Rng(0xD1B54A32D192ED03);
+    let mut r = support::Rng(0xD1B54A32D192ED03);
     let specials: [i64; 12] = [0, 1, -1, 127, 128, -128, 255, 256, i64::MAX, i64::MIN, 1 << 32, -(1 << 40)];
     for _ in 0..1500 {
         let mut cmd = vec![a("BITFIELD"), a(&format!("b{}", r.below(3)))];
@@ -331,7 +310,7 @@ fn fuzz_bitfield() {
 #[test]
 fn fuzz_lcs() {
     let mut p = support::Pair::start();
-    let mut r = Rng(0xA0761D6478BD642F);
+    let mut r = support::Rng(0xA0761D6478BD642F);
     for _ in 0..400 {
         let x = r.bytes(30, b"abc");
         let y = r.bytes(30, b"abcd");
@@ -349,7 +328,7 @@ fn fuzz_lcs() {
 #[test]
 fn fuzz_incrbyfloat() {
     let mut p = support::Pair::start();
-    let mut r = Rng(0xE7037ED1A0B428DB);
+    let mut r = support::Rng(0xE7037ED1A0B428DB);
     for i in 0..600 {
         let key = format!("f{}", i % 7);
         let mant = (r.next() as i64 >> r.below(60)).to_string();

@@ -377,3 +377,37 @@ pub fn run_transcripts(prefix: &str) {
         }
     }
 }
+
+/// Small deterministic PRNG (xorshift64*) for seeded differential runs, so a
+/// failure is reproducible from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    pub fn bytes(&mut self, max: u64, alphabet: &[u8]) -> Vec<u8> {
+        let n = self.below(max + 1);
+        (0..n).map(|_| alphabet[self.below(alphabet.len() as u64) as usize]).collect()
+    }
+    pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// Assert two recorded step sequences (one per server) are identical.
+pub fn assert_same_steps(redis: &[String], ferrite: &[String], label: &str) {
+    for (i, (x, y)) in redis.iter().zip(ferrite).enumerate() {
+        assert_eq!(x, y, "step {i} differs ({label})");
+    }
+    assert_eq!(redis.len(), ferrite.len(), "step counts differ ({label})");
+}
