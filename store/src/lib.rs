@@ -25,6 +25,7 @@ pub mod ldouble;
 pub mod notify;
 pub mod pqsort;
 pub mod pubsub;
+pub mod rdbconv;
 pub mod routing;
 pub mod server;
 pub mod stats;
