@@ -235,6 +235,9 @@ pub enum RdbError {
     Version(u32),
     /// An I/O error from the underlying reader or writer (file API).
     Io(String),
+    /// A collection with no elements: Redis refuses it in a DUMP payload and
+    /// skips the key when loading a file.
+    EmptyKey,
 }
 
 impl std::fmt::Display for RdbError {
@@ -245,6 +248,7 @@ impl std::fmt::Display for RdbError {
             RdbError::Unsupported(t) => write!(f, "unsupported type {t}"),
             RdbError::Version(v) => write!(f, "Can't handle RDB format version {v}"),
             RdbError::Io(e) => write!(f, "I/O error: {e}"),
+            RdbError::EmptyKey => write!(f, "empty collection"),
         }
     }
 }
