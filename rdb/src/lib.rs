@@ -162,7 +162,8 @@ pub struct RdbConsumerGroup {
     pub name: Vec<u8>,
     pub last_id: StreamId,
     /// Logical read counter; -1 (Redis's SCG_INVALID_ENTRIES_READ) when
-    /// unknown. Type 15 has no such field: the reader leaves -1 there.
+    /// unknown. Type 15 has no such field: the reader puts Redis's estimate
+    /// there (`streamEstimateDistanceFromFirstEverEntry`).
     pub entries_read: i64,
     pub pel: Vec<RdbPendingEntry>,
     pub consumers: Vec<RdbConsumer>,

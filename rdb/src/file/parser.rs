@@ -566,7 +566,12 @@ impl RdbParser {
                 self.acc_bytes = 0;
                 Phase::End
             }
-            Phase::SGroups(groups) => match self.elem(|r| stream::decode_group_head(ty, r))? {
+            Phase::SGroups(groups) => match {
+                let meta = self.stream_tail.take().unwrap_or_default();
+                let got = self.elem(|r| stream::decode_group_head(ty, r, &meta));
+                self.stream_tail = Some(meta);
+                got?
+            } {
                 Step::More => Phase::SGroups(groups),
                 Step::Got((g, npel)) => {
                     self.group_check.group(&g.name)?;
