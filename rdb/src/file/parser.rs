@@ -566,19 +566,19 @@ impl RdbParser {
                 self.acc_bytes = 0;
                 Phase::End
             }
-            Phase::SGroups(groups) => match {
+            Phase::SGroups(groups) => {
                 let meta = self.stream_tail.take().unwrap_or_default();
                 let got = self.elem(|r| stream::decode_group_head(ty, r, &meta));
                 self.stream_tail = Some(meta);
-                got?
-            } {
-                Step::More => Phase::SGroups(groups),
-                Step::Got((g, npel)) => {
-                    self.group_check.group(&g.name)?;
-                    self.tail_mut().groups.push(g);
-                    Phase::SPel { groups, left: npel }
+                match got? {
+                    Step::More => Phase::SGroups(groups),
+                    Step::Got((g, npel)) => {
+                        self.group_check.group(&g.name)?;
+                        self.tail_mut().groups.push(g);
+                        Phase::SPel { groups, left: npel }
+                    }
                 }
-            },
+            }
             Phase::SPel { groups, left: 0 } => Phase::SConsCount { groups },
             Phase::SPel { groups, left } => match self.elem(stream::decode_pel_entry)? {
                 Step::More => Phase::SPel { groups, left },
