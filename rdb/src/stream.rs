@@ -341,8 +341,8 @@ fn entry_size(e: &RdbStreamEntry, same: bool) -> usize {
     n
 }
 
-/// Encode a stream as RDB type 19 (after the type byte).
-pub fn encode(s: &RdbStream, w: &mut Writer) {
+/// Encode a stream as RDB type 19, or 21 with `v3` (after the type byte).
+pub fn encode(s: &RdbStream, w: &mut Writer, v3: bool) {
     let plan = node_plan(s);
     w.len(plan.len() as u64);
     let mut at = 0;
@@ -375,6 +375,9 @@ pub fn encode(s: &RdbStream, w: &mut Writer) {
         for c in &g.consumers {
             w.string(&c.name);
             w.buf.extend_from_slice(&c.seen_time_ms.to_le_bytes());
+            if v3 {
+                w.buf.extend_from_slice(&c.active_time_ms.unwrap_or(c.seen_time_ms).to_le_bytes());
+            }
             w.len(c.pending.len() as u64);
             for id in &c.pending {
                 w.buf.extend_from_slice(&id.to_be_bytes());
