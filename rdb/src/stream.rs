@@ -14,6 +14,9 @@ use std::collections::{HashMap, HashSet};
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAMEFIELDS: i64 = 2;
 
+/// The first ID Redis computes for a type-15 stream without entries.
+pub const NO_FIRST_ID: StreamId = StreamId { ms: u64::MAX, seq: u64::MAX };
+
 /// Redis's default stream-node-max-entries / stream-node-max-bytes.
 const NODE_MAX_ENTRIES: usize = 100;
 const NODE_MAX_BYTES: usize = 4096;
@@ -111,7 +114,9 @@ pub fn decode_meta(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<u64>
     if ty == t::STREAM_LISTPACKS {
         s.entries_added = s.length;
         s.max_deleted_entry_id = StreamId::default();
-        s.first_id = s.entries.iter().find(|e| !e.deleted).map(|e| e.id).unwrap_or_default();
+        // Redis computes it from the entries (streamGetEdgeID): the maximal
+        // ID when there is none.
+        s.first_id = s.entries.iter().find(|e| !e.deleted).map(|e| e.id).unwrap_or(NO_FIRST_ID);
     } else {
         s.first_id = StreamId::new(r.len()?, r.len()?);
         s.max_deleted_entry_id = StreamId::new(r.len()?, r.len()?);

@@ -756,3 +756,138 @@ fn module_and_corrupt_stream_payloads_match_redis() {
     }
     assert_eq!(p.f.cmd(&["PING"]), b"+PONG\r\n");
 }
+
+/// Minimal RDB reading helpers for payload surgery in tests.
+fn read_len(b: &[u8], at: &mut usize) -> u64 {
+    let f = b[*at];
+    *at += 1;
+    match f >> 6 {
+        0 => (f & 0x3f) as u64,
+        1 => {
+            let v = (((f & 0x3f) as u64) << 8) | b[*at] as u64;
+            *at += 1;
+            v
+        }
+        _ if f == 0x80 => {
+            let v = u32::from_be_bytes(b[*at..*at + 4].try_into().unwrap()) as u64;
+            *at += 4;
+            v
+        }
+        _ if f == 0x81 => {
+            let v = u64::from_be_bytes(b[*at..*at + 8].try_into().unwrap());
+            *at += 8;
+            v
+        }
+        _ => panic!("encoded length {f:#x}"),
+    }
+}
+
+fn skip_str(b: &[u8], at: &mut usize) {
+    if b[*at] == 0xc3 {
+        *at += 1;
+        let clen = read_len(b, at) as usize;
+        read_len(b, at);
+        *at += clen;
+    } else if b[*at] >= 0xc0 {
+        *at += 1 + [1, 2, 4][(b[*at] - 0xc0) as usize];
+    } else {
+        let n = read_len(b, at) as usize;
+        *at += n;
+    }
+}
+
+/// Turn a type-19 stream DUMP body into the type-15 form (Redis 5/6): no
+/// first ID, max deleted ID, entries added, nor group entries-read.
+fn stream_to_type15(body: &[u8]) -> Vec<u8> {
+    assert_eq!(body[0], 19);
+    let mut at = 1;
+    let nodes = read_len(body, &mut at);
+    for _ in 0..nodes * 2 {
+        skip_str(body, &mut at);
+    }
+    let mut out = vec![15u8];
+    out.extend_from_slice(&body[1..at]);
+    let copy_len = |out: &mut Vec<u8>, at: &mut usize| {
+        let s = *at;
+        read_len(body, at);
+        out.extend_from_slice(&body[s..*at]);
+    };
+    for _ in 0..3 {
+        copy_len(&mut out, &mut at); // length, last ms, last seq
+    }
+    for _ in 0..5 {
+        read_len(body, &mut at); // first ID, max deleted ID, entries added
+    }
+    let s = at;
+    let groups = read_len(body, &mut at);
+    out.extend_from_slice(&body[s..at]);
+    for _ in 0..groups {
+        let s = at;
+        skip_str(body, &mut at);
+        read_len(body, &mut at);
+        read_len(body, &mut at);
+        out.extend_from_slice(&body[s..at]);
+        read_len(body, &mut at); // entries read
+        let s = at;
+        let pel = read_len(body, &mut at);
+        for _ in 0..pel {
+            at += 16 + 8;
+            read_len(body, &mut at);
+        }
+        let cons = read_len(body, &mut at);
+        for _ in 0..cons {
+            skip_str(body, &mut at);
+            at += 8;
+            let n = read_len(body, &mut at);
+            at += 16 * n as usize;
+        }
+        out.extend_from_slice(&body[s..at]);
+    }
+    assert_eq!(at, body.len(), "whole body walked");
+    out
+}
+
+#[test]
+fn old_stream_type_15_loads_like_redis() {
+    let mut p = Pair::start();
+    let mut lines: Vec<String> = Vec::new();
+    for i in 1..=150 {
+        lines.push(format!("XADD a {i}-0 f {i}"));
+        lines.push(format!("XADD b {i}-0 f {i}"));
+    }
+    lines.extend(
+        [
+            "XDEL b 1-0 2-0 77-0",
+            "XGROUP CREATE a g0 0",
+            "XGROUP CREATE a gfirst 1-0",
+            "XGROUP CREATE a gmid 60-0",
+            "XGROUP CREATE a glast $",
+            "XREADGROUP GROUP g0 c1 COUNT 3 STREAMS a >",
+            "XGROUP CREATE b g0 0",
+            "XGROUP CREATE b gfirst 3-0",
+            "XGROUP CREATE b glast $",
+            "XADD e 1-0 f v",
+            "XDEL e 1-0",
+            "XGROUP CREATE e g 0",
+            "XGROUP CREATE e g2 1-0",
+        ]
+        .map(String::from),
+    );
+    for l in &lines {
+        let r = p.r.line(l);
+        assert!(r[0] != b'-', "{l}: {}", support::show(&r));
+    }
+    for (k, groups) in
+        [("a", vec!["g0", "gfirst", "gmid", "glast"]), ("b", vec!["g0", "gfirst", "glast"]), ("e", vec!["g", "g2"])]
+    {
+        let payload = bulk(&cmd(&mut p.r, &[b"DUMP", k.as_bytes()])).unwrap();
+        let old = with_footer(&stream_to_type15(&payload[..payload.len() - 10]));
+        let key = format!("{k}:15");
+        let r = p.r.cmd(&[b"RESTORE", key.as_bytes(), b"0", &old]);
+        let f = p.f.cmd(&[b"RESTORE", key.as_bytes(), b"0", &old]);
+        assert_eq!(support::show(&f), support::show(&r), "{k}");
+        assert_eq!(r, b"+OK\r\n");
+        let (fv, rv) = (stream_view(&mut p.f, key.as_bytes(), &groups), stream_view(&mut p.r, key.as_bytes(), &groups));
+        same_views(&fv, &rv, &format!("{k} from type 15"));
+    }
+}

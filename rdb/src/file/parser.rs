@@ -543,7 +543,7 @@ impl RdbParser {
                         return Err(RdbError::Bad("stream length inconsistent with its entries"));
                     }
                     if ty == t::STREAM_LISTPACKS {
-                        tail.first_id = self.stream_first_live.unwrap_or_default();
+                        tail.first_id = self.stream_first_live.unwrap_or(stream::NO_FIRST_ID);
                     }
                     self.stream_tail = Some(Box::new(tail));
                     Phase::SGroups(ngroups)
