@@ -1,0 +1,445 @@
+//! RDB snapshots: the file writer and the point-in-time background saver
+//! (see the module doc of `persist` for the copy-on-write-per-shard design).
+
+use crate::keyspace::{Access, Entry, Shard, SHARDS};
+use crate::server::{now_ms, Server};
+use ferrite_rdb::{crc64::crc64, encode_value, Writer, RDB_VERSION};
+use parking_lot::Mutex;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub const OP_FUNCTION2: u8 = 245;
+pub const OP_MODULE_AUX: u8 = 247;
+pub const OP_IDLE: u8 = 248;
+pub const OP_FREQ: u8 = 249;
+pub const OP_AUX: u8 = 250;
+pub const OP_RESIZEDB: u8 = 251;
+pub const OP_EXPIRETIME_MS: u8 = 252;
+pub const OP_EXPIRETIME: u8 = 253;
+pub const OP_SELECTDB: u8 = 254;
+pub const OP_EOF: u8 = 255;
+
+/// What a background snapshot produces.
+#[derive(Clone, Debug)]
+pub enum JobKind {
+    /// `dir/dbfilename` (BGSAVE, save rules).
+    Rdb,
+    /// The base of a new AOF (BGREWRITEAOF): written to this path.
+    AofBase(PathBuf),
+}
+
+/// One running snapshot.
+pub struct SnapJob {
+    pub kind: JobKind,
+    ndb: usize,
+    /// (keys, keys with expiry) per db when the snapshot started.
+    sizes: Vec<(usize, usize)>,
+    /// Per (db * SHARDS + shard): already serialized for this snapshot.
+    done: Box<[AtomicBool]>,
+    /// Shards serialized by writers, waiting for the saver.
+    parts: Mutex<Vec<Option<Vec<u8>>>>,
+    remaining: AtomicUsize,
+    pub cancelled: AtomicBool,
+    pub dirty_at_start: u64,
+    pub started_ms: i64,
+}
+
+/// The (at most one) running snapshot.
+#[derive(Default)]
+pub struct SnapSlot {
+    active: AtomicBool,
+    job: Mutex<Option<Arc<SnapJob>>>,
+}
+
+impl SnapSlot {
+    #[inline]
+    pub fn running(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn job(&self) -> Option<Arc<SnapJob>> {
+        if !self.running() {
+            return None;
+        }
+        self.job.lock().clone()
+    }
+
+    /// A BGSAVE (not an AOF rewrite) is running.
+    pub fn rdb_running(&self) -> bool {
+        self.job().is_some_and(|j| matches!(j.kind, JobKind::Rdb))
+    }
+
+    pub fn cancel(&self) {
+        if let Some(j) = self.job() {
+            j.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Serialize one key as an RDB record (expiry, type, key, value).
+/// Returns false for values the codec cannot write (none today but
+/// streams when `rdbconv` lacks them).
+pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
+    let Some(v) = crate::rdbconv::to_rdb(&e.value) else { return false };
+    if e.expire_at != 0 {
+        w.buf.push(OP_EXPIRETIME_MS);
+        w.buf.extend_from_slice(&e.expire_at.to_le_bytes());
+    }
+    let mut tmp = Writer::default();
+    encode_value(&v, &mut tmp);
+    let Some((&ty, body)) = tmp.buf.split_first() else { return false };
+    w.buf.push(ty);
+    w.string(&e.key);
+    w.buf.extend_from_slice(body);
+    true
+}
+
+/// Every key of one shard, serialized.
+fn serialize_shard(sh: &Shard) -> Vec<u8> {
+    let mut w = Writer::default();
+    let mut skipped = 0usize;
+    for st in sh.slots.iter() {
+        for e in st.table.iter() {
+            if !write_entry(&mut w, e) {
+                skipped += 1;
+            }
+        }
+    }
+    if skipped > 0 {
+        eprintln!("ferrite: RDB save skipped {skipped} keys of a type the RDB codec cannot write yet");
+    }
+    w.buf
+}
+
+/// A writer computing Redis's CRC64 of everything written.
+pub struct CrcWriter<W: Write> {
+    pub inner: W,
+    pub crc: u64,
+    pub written: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.crc = crc64(self.crc, &b[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn aux(w: &mut Writer, k: &str, v: &[u8]) {
+    w.buf.push(OP_AUX);
+    w.string(k.as_bytes());
+    w.string(v);
+}
+
+/// The RDB header and aux fields Redis 7.0 writes.
+pub fn header(aof_base: bool) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.buf.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
+    aux(&mut w, "redis-ver", b"7.0.15");
+    aux(&mut w, "redis-bits", b"64");
+    aux(&mut w, "ctime", (now_ms() / 1000).to_string().as_bytes());
+    aux(&mut w, "used-mem", crate::alloc::used_memory().to_string().as_bytes());
+    aux(&mut w, "aof-base", if aof_base { b"1" } else { b"0" });
+    w.buf
+}
+
+fn db_header(db: usize, keys: usize, expires: usize) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.buf.push(OP_SELECTDB);
+    w.len(db as u64);
+    w.buf.push(OP_RESIZEDB);
+    w.len(keys as u64);
+    w.len(expires as u64);
+    w.buf
+}
+
+/// Finish the file: EOF opcode and the checksum.
+fn footer<W: Write>(out: &mut CrcWriter<W>, checksum: bool) -> io::Result<()> {
+    out.write_all(&[OP_EOF])?;
+    let crc = if checksum { out.crc } else { 0 };
+    out.inner.write_all(&crc.to_le_bytes())?;
+    out.flush()
+}
+
+/// Write `path` atomically: a temp file in the same directory, fsync,
+/// rename, fsync the directory (as Redis's rdbSave).
+pub fn write_atomically(
+    path: &Path,
+    f: impl FnOnce(&mut CrcWriter<io::BufWriter<&std::fs::File>>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!("temp-{}-{}.rdb", std::process::id(), rand::random::<u32>()));
+    let r = (|| {
+        let file = std::fs::File::create(&tmp)?;
+        let written = {
+            let mut out = CrcWriter { inner: io::BufWriter::with_capacity(1 << 20, &file), crc: 0, written: 0 };
+            f(&mut out)?;
+            out.flush()?;
+            out.written + 8
+        };
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(written)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Serialize everything now, holding exclusive access (SAVE, SHUTDOWN,
+/// FLUSHALL with save rules, DEBUG RELOAD).
+pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
+    if srv.persist.snap.running() {
+        // A background save in flight would race with our rename.
+        srv.persist.snap.cancel();
+    }
+    let (path, checksum) = {
+        let c = srv.persist.cfg.lock();
+        (c.rdb_path(), c.rdbchecksum)
+    };
+    let dirty = srv.stats.dirty.load(Ordering::Relaxed);
+    let ndb = srv.store.dbs.len();
+    write_atomically(&path, |out| {
+        out.write_all(&header(false))?;
+        for db in 0..ndb {
+            let mut parts = Vec::with_capacity(SHARDS);
+            let (mut keys, mut exp) = (0, 0);
+            for i in 0..SHARDS {
+                acc.with_slot(db, i as u16, |sh| {
+                    keys += sh.keys;
+                    exp += sh.volatile;
+                    if sh.keys > 0 {
+                        parts.push(serialize_shard(sh));
+                    }
+                });
+            }
+            if keys == 0 {
+                continue;
+            }
+            out.write_all(&db_header(db, keys, exp))?;
+            for p in parts {
+                out.write_all(&p)?;
+            }
+        }
+        footer(out, checksum)
+    })?;
+    let p = &srv.persist;
+    p.dirty_base.store(dirty, Ordering::Relaxed);
+    p.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
+    p.last_bgsave_ok.store(true, Ordering::Relaxed);
+    p.rdb_saves.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// SAVE-like synchronous save taking the exclusive lock itself.
+pub fn save_sync(srv: &Server) -> io::Result<()> {
+    let mut acc = srv.store.access_all();
+    save_sync_with(srv, &mut acc)
+}
+
+/// Before a write command modifies anything: serialize, for the running
+/// snapshot, every shard this access holds that is not serialized yet.
+/// With exclusive access, all remaining shards.
+pub fn cover(srv: &Server, acc: &mut Access<'_>, db: usize, slots: &[u16]) {
+    let Some(job) = srv.persist.snap.job() else { return };
+    if job.remaining.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    if acc.is_exclusive() {
+        for d in 0..job.ndb {
+            for i in 0..SHARDS {
+                let idx = d * SHARDS + i;
+                if !job.done[idx].load(Ordering::Acquire) {
+                    acc.with_slot(d, i as u16, |sh| job.take_shard(idx, sh));
+                }
+            }
+        }
+        return;
+    }
+    for &slot in slots {
+        let idx = db * SHARDS + crate::keyspace::shard_of(slot);
+        if idx < job.done.len() && !job.done[idx].load(Ordering::Acquire) {
+            if let Some(sh) = acc.shard(db, slot) {
+                job.take_shard(idx, sh);
+            }
+        }
+    }
+}
+
+impl SnapJob {
+    /// Serialize shard `idx` into the parts (caller holds its lock).
+    fn take_shard(&self, idx: usize, sh: &Shard) {
+        if self.done[idx].load(Ordering::Acquire) {
+            return;
+        }
+        let buf = serialize_shard(sh);
+        self.parts.lock()[idx] = Some(buf);
+        self.done[idx].store(true, Ordering::Release);
+        self.remaining.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The saver's view of shard `idx`: serialize it now under its lock
+    /// unless a writer already did.
+    fn part(&self, srv: &Server, idx: usize) -> Vec<u8> {
+        let (db, i) = (idx / SHARDS, idx % SHARDS);
+        {
+            let _w = srv.store.world_read();
+            let g = srv.store.dbs[db].shards[i].lock();
+            if !self.done[idx].load(Ordering::Acquire) {
+                let buf = serialize_shard(&g);
+                self.done[idx].store(true, Ordering::Release);
+                self.remaining.fetch_sub(1, Ordering::AcqRel);
+                return buf;
+            }
+        }
+        self.parts.lock()[idx].take().unwrap_or_default()
+    }
+}
+
+/// Start a background snapshot. The caller holds exclusive access (so the
+/// snapshot's instant is between two commands). Errors are Redis's replies.
+pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) -> Result<Arc<SnapJob>, String> {
+    let p = &srv.persist;
+    let mut slot = p.snap.job.lock();
+    if slot.is_some() {
+        return Err(match slot.as_ref().map(|j| &j.kind) {
+            Some(JobKind::Rdb) => "ERR Background save already in progress".into(),
+            _ => "ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.".into(),
+        });
+    }
+    let ndb = srv.store.dbs.len();
+    let mut sizes = vec![(0usize, 0usize); ndb];
+    for (d, sz) in sizes.iter_mut().enumerate() {
+        for i in 0..SHARDS {
+            acc.with_slot(d, i as u16, |sh| {
+                sz.0 += sh.keys;
+                sz.1 += sh.volatile;
+            });
+        }
+    }
+    let n = ndb * SHARDS;
+    let job = Arc::new(SnapJob {
+        kind,
+        ndb,
+        sizes,
+        done: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        parts: Mutex::new(vec![None; n]),
+        remaining: AtomicUsize::new(n),
+        cancelled: AtomicBool::new(false),
+        dirty_at_start: srv.stats.dirty.load(Ordering::Relaxed),
+        started_ms: now_ms(),
+    });
+    *slot = Some(job.clone());
+    p.snap.active.store(true, Ordering::Release);
+    drop(slot);
+    if matches!(job.kind, JobKind::Rdb) {
+        p.bgsave_started_ms.store(job.started_ms, Ordering::Relaxed);
+        p.last_bgsave_try.store(job.started_ms, Ordering::Relaxed);
+    }
+    let srv2 = srv.clone();
+    let j2 = job.clone();
+    let spawned = std::thread::Builder::new().name("ferrite-save".into()).spawn(move || run_job(srv2, j2));
+    if let Err(e) = spawned {
+        *p.snap.job.lock() = None;
+        p.snap.active.store(false, Ordering::Release);
+        return Err(format!("ERR could not start the background save: {e}"));
+    }
+    Ok(job)
+}
+
+/// BGSAVE from a context holding exclusive access.
+pub fn start_bgsave_locked(srv: &Arc<Server>, acc: &mut Access<'_>) -> Result<(), String> {
+    start_job_locked(srv, acc, JobKind::Rdb).map(|_| ())
+}
+
+/// BGSAVE from a context holding no lock (cron).
+pub fn start_bgsave(srv: &Arc<Server>) -> Result<(), String> {
+    let mut acc = srv.store.access_all();
+    start_bgsave_locked(srv, &mut acc)
+}
+
+fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut CrcWriter<W>, checksum: bool) -> io::Result<()> {
+    out.write_all(&header(matches!(job.kind, JobKind::AofBase(_))))?;
+    for db in 0..job.ndb {
+        let (keys, exp) = job.sizes[db];
+        if keys == 0 {
+            continue;
+        }
+        out.write_all(&db_header(db, keys, exp))?;
+        for i in 0..SHARDS {
+            if job.cancelled.load(Ordering::Relaxed) {
+                return Err(io::Error::other("background save cancelled"));
+            }
+            let part = job.part(srv, db * SHARDS + i);
+            out.write_all(&part)?;
+        }
+    }
+    footer(out, checksum)
+}
+
+/// The saver thread.
+fn run_job(srv: Arc<Server>, job: Arc<SnapJob>) {
+    let (path, checksum) = {
+        let c = srv.persist.cfg.lock();
+        let path = match &job.kind {
+            JobKind::Rdb => c.rdb_path(),
+            JobKind::AofBase(p) => p.clone(),
+        };
+        (path, c.rdbchecksum)
+    };
+    let r = write_atomically(&path, |out| write_job(&srv, &job, out, checksum));
+    let p = &srv.persist;
+    // Release the slot first so writers stop checking markers.
+    *p.snap.job.lock() = None;
+    p.snap.active.store(false, Ordering::Release);
+    let secs = (now_ms() - job.started_ms) / 1000;
+    match &job.kind {
+        JobKind::Rdb => {
+            p.last_bgsave_secs.store(secs, Ordering::Relaxed);
+            match &r {
+                Ok(_) => {
+                    p.dirty_base.store(job.dirty_at_start, Ordering::Relaxed);
+                    p.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
+                    p.last_bgsave_ok.store(true, Ordering::Relaxed);
+                    p.rdb_saves.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("ferrite: Background saving terminated with success");
+                }
+                Err(e) => {
+                    if !job.cancelled.load(Ordering::Relaxed) {
+                        p.last_bgsave_ok.store(false, Ordering::Relaxed);
+                    }
+                    eprintln!("ferrite: Background saving error: {e}");
+                }
+            }
+        }
+        JobKind::AofBase(_) => super::aof::rewrite_done(&srv, &job, r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::{smallbytes::SmallBytes, Value};
+
+    #[test]
+    fn entry_records_decode() {
+        let e = Entry { key: SmallBytes::new(b"k"), value: Value::str(b"hello"), expire_at: 1234, lru: 0 };
+        let mut w = Writer::default();
+        assert!(write_entry(&mut w, &e));
+        assert_eq!(w.buf[0], OP_EXPIRETIME_MS);
+        assert_eq!(&w.buf[1..9], &1234i64.to_le_bytes());
+        assert_eq!(w.buf[9], 0); // string type
+        assert_eq!(&w.buf[10..12], &[1, b'k']);
+    }
+}
