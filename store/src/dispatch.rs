@@ -208,11 +208,13 @@ fn run<'s>(
             &mut owned
         }
     };
+    let persist = crate::persist::before(srv, acc, meta, db, &slot_cache, out);
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     if let Err(e) = (cmd.imp.handler)(&mut cx) {
         srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
         cx.out.error(&e.0);
     }
+    crate::persist::after(srv, acc, persist, cmd.imp.name, meta, args, db, out);
     if let Some(req) = &client.block {
         // Register while the keys' shards are still locked: no write can
         // slip in between "nothing to pop" and "waiting".
@@ -284,6 +286,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
             tmp.resp3 = w.resp3;
             tmp.user = w.user.clone();
             let mut out = ReplyBuf { buf: bytes::BytesMut::with_capacity(128), resp3: w.resp3 };
+            let persist = crate::persist::before(srv, acc, meta, w.db, &SlotCache::default(), &out);
             let mut cx = Cx {
                 srv,
                 client: &mut tmp,
@@ -301,6 +304,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 break;
             }
             if srv.blocking.mark_served(&w) {
+                crate::persist::after(srv, acc, persist, cmd.imp.name, meta, &w.args, w.db, &out);
                 w.handle.blocked.store(false, Ordering::Relaxed);
                 let _ = w.handle.tx.send(Push::Reply(out.buf.freeze()));
                 if let Ok(pos) = get_keys(meta, &w.args) {
@@ -315,6 +319,15 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 }
             }
         }
+    }
+}
+
+/// Run one command with access the caller already holds (AOF replay by
+/// DEBUG LOADAOF under the exclusive lock).
+pub fn execute_locked<'s>(srv: &'s Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf, acc: &mut Access<'s>) {
+    match resolve(srv, args) {
+        Ok((cmd, meta)) => run(srv, client, cmd, meta, args, out, Some(acc)),
+        Err(e) => out.error(&e.0),
     }
 }
 
@@ -339,6 +352,7 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
     }
     unwatch_all(srv, client);
     out.array(queue.len());
+    crate::persist::propagate::tx_begin(srv);
     for args in &queue {
         match resolve(srv, args) {
             Ok((cmd, meta)) => match crate::acl::check_exec(srv, client, meta, args) {
@@ -348,6 +362,7 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
             Err(e) => out.error(&e.0),
         }
     }
+    crate::persist::propagate::tx_end(srv);
     serve_blocked(srv, &mut acc, std::mem::take(&mut client.ready_keys));
 }
 
