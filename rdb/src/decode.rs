@@ -19,6 +19,50 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    /// Bytes consumed so far.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes consumed since position `start`.
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
+    /// An 8-byte little-endian millisecond time.
+    pub fn ms_time(&mut self) -> Result<i64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(i64::from_le_bytes(a))
+    }
+
+    /// Skip an RDB string without decompressing it.
+    pub fn skip_string(&mut self) -> Result<()> {
+        let (l, enc) = self.len_or_enc()?;
+        if !enc {
+            if l > self.remaining() as u64 {
+                return Err(RdbError::Truncated);
+            }
+            self.take(l as usize)?;
+            return Ok(());
+        }
+        match l {
+            0 => self.take(1).map(|_| ()),
+            1 => self.take(2).map(|_| ()),
+            2 => self.take(4).map(|_| ()),
+            3 => {
+                let clen = self.len()?;
+                let _ulen = self.len()?;
+                if clen > self.remaining() as u64 {
+                    return Err(RdbError::Truncated);
+                }
+                self.take(clen as usize).map(|_| ())
+            }
+            _ => Err(RdbError::Bad("unknown string encoding")),
+        }
+    }
+
     pub fn u8(&mut self) -> Result<u8> {
         let b = *self.buf.get(self.pos).ok_or(RdbError::Truncated)?;
         self.pos += 1;
@@ -281,9 +325,11 @@ pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
             }
             Ok(RdbValue::List(v))
         }
-        t::MODULE | t::MODULE_2 | t::STREAM_LISTPACKS | t::STREAM_LISTPACKS_2 | t::STREAM_LISTPACKS_3 => {
-            Err(RdbError::Unsupported(ty))
+        t::STREAM_LISTPACKS | t::STREAM_LISTPACKS_2 | t::STREAM_LISTPACKS_3 => {
+            Ok(RdbValue::Stream(Box::new(crate::stream::decode(ty, r)?)))
         }
+        t::MODULE_2 => Ok(RdbValue::Module(crate::module::walk(r)?)),
+        t::MODULE => Err(RdbError::Unsupported(ty)),
         _ => Err(RdbError::Bad("unknown type")),
     }
 }
