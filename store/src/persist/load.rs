@@ -6,7 +6,7 @@ use super::snapshot::*;
 use crate::keyspace::{shard_of, smallbytes::SmallBytes, Entry};
 use crate::server::{now_ms, Server};
 use ferrite_commands::key_hash_slot;
-use ferrite_rdb::{crc64::crc64, decode_value, types as t, RdbError, Reader};
+use ferrite_rdb::{crc64::crc64, decode_value, RdbError, Reader};
 use std::path::Path;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -94,16 +94,14 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
                     }
                     Err(e) => return Err(format!("{e} (key '{}')", String::from_utf8_lossy(&key))),
                 };
-                let compact = matches!(
-                    ty,
-                    t::HASH_ZIPLIST | t::HASH_LISTPACK | t::ZSET_ZIPLIST | t::ZSET_LISTPACK | t::HASH_ZIPMAP
-                );
+                let compact = ferrite_rdb::is_compact_type(ty);
                 let exp = std::mem::take(&mut expire_at);
                 if exp != 0 && exp < now && !preamble {
                     st.expired += 1;
                     continue;
                 }
-                let value = crate::rdbconv::from_rdb(v, tun, compact);
+                let value = crate::rdbconv::from_rdb(v, tun, compact)
+                    .map_err(|e| format!("{e} (key '{}')", String::from_utf8_lossy(&key)))?;
                 let slot = key_hash_slot(&key);
                 let entry = Box::new(Entry { key: SmallBytes::new(&key), value, expire_at: exp, lru });
                 srv.store.dbs[db].shards[shard_of(slot)].lock().put(slot, entry);

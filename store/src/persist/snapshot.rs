@@ -82,7 +82,7 @@ impl SnapSlot {
 /// Returns false for values the codec cannot write (none today but
 /// streams when `rdbconv` lacks them).
 pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
-    let Some(v) = crate::rdbconv::to_rdb(&e.value) else { return false };
+    let v = crate::rdbconv::to_rdb(&e.value);
     if e.expire_at != 0 {
         w.buf.push(OP_EXPIRETIME_MS);
         w.buf.extend_from_slice(&e.expire_at.to_le_bytes());
