@@ -667,15 +667,18 @@ pub fn start_rewrite_locked(srv: &Arc<Server>, acc: &mut crate::keyspace::Access
 pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
     let p = &srv.persist;
     let aof = &p.aof;
-    aof.rewriting.store(false, Ordering::Relaxed);
     aof.last_rewrite_secs.store((now_ms() - job.started_ms) / 1000, Ordering::Relaxed);
-    let JobKind::AofBase(path) = &job.kind else { return };
+    let JobKind::AofBase(path) = &job.kind else {
+        aof.rewriting.store(false, Ordering::Relaxed);
+        return;
+    };
     let size = match r {
         Ok(n) => n,
         Err(e) => {
             eprintln!("ferrite: Background AOF rewrite failed: {e}");
             aof.last_rewrite_ok.store(false, Ordering::Relaxed);
             let _ = std::fs::remove_file(path);
+            aof.rewriting.store(false, Ordering::Relaxed);
             return;
         }
     };
@@ -690,6 +693,7 @@ pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
     if let Err(e) = persist_manifest(&cfg, &nm) {
         eprintln!("ferrite: can't write the AOF manifest after a rewrite: {e}");
         aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+        aof.rewriting.store(false, Ordering::Relaxed);
         return;
     }
     *m = nm.clone();
@@ -708,6 +712,7 @@ pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
     aof.last_rewrite_ok.store(true, Ordering::Relaxed);
     aof.rewrites.fetch_add(1, Ordering::Relaxed);
     eprintln!("ferrite: Background AOF rewrite finished successfully");
+    aof.rewriting.store(false, Ordering::Relaxed);
 }
 
 /// `CONFIG SET appendonly yes`: start logging now into a new incr file and
