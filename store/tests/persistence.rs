@@ -486,7 +486,7 @@ const REWRITTEN: &[&str] = &[
 /// The incr file's commands with absolute times and stream ids masked.
 fn incr_commands(dir: &Path) -> Vec<String> {
     let m = manifest(dir);
-    let name = m.lines().filter(|l| l.contains("type i")).last().unwrap().split(' ').nth(1).unwrap().to_string();
+    let name = m.lines().rfind(|l| l.contains("type i")).unwrap().split(' ').nth(1).unwrap().to_string();
     let data = std::fs::read(aof_dir(dir).join(name)).unwrap();
     let mut out = Vec::new();
     let mut pos = 0;

@@ -263,7 +263,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
             continue;
         }
         let toks: Vec<&str> = line.split_ascii_whitespace().collect();
-        if toks.len() % 2 != 0 {
+        if !toks.len().is_multiple_of(2) {
             return Err("Invalid AOF manifest file format".into());
         }
         let (mut name, mut seq, mut ty) = (None, None, None);
@@ -477,10 +477,7 @@ fn load_file<'s>(
         offset = st.consumed;
         body = &data[st.consumed..];
     }
-    let (good, truncated) = match replay(srv, &mut client, body, &name, acc) {
-        Ok(x) => x,
-        Err(e) => return Err(e),
-    };
+    let (good, truncated) = replay(srv, &mut client, body, &name, acc)?;
     if truncated {
         if !last || !cfg.aof_load_truncated {
             return Err(format!(

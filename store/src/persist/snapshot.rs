@@ -277,6 +277,20 @@ pub fn cover(srv: &Server, acc: &mut Access<'_>, db: usize, slots: &[u16]) {
     }
 }
 
+/// A key is about to be deleted outside any command (eviction) from a
+/// shard the caller has locked: serialize it for a running snapshot first.
+pub fn cover_shard(srv: &Server, db: usize, slot: u16, sh: &Shard) {
+    if !srv.persist.snap.running() {
+        return;
+    }
+    if let Some(job) = srv.persist.snap.job() {
+        let idx = db * SHARDS + crate::keyspace::shard_of(slot);
+        if idx < job.done.len() {
+            job.take_shard(idx, sh);
+        }
+    }
+}
+
 impl SnapJob {
     /// Serialize shard `idx` into the parts (caller holds its lock).
     fn take_shard(&self, idx: usize, sh: &Shard) {
