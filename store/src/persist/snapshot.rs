@@ -200,8 +200,9 @@ pub fn write_atomically(
 /// Serialize everything now, holding exclusive access (SAVE, SHUTDOWN,
 /// FLUSHALL with save rules, DEBUG RELOAD).
 pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
-    if srv.persist.snap.running() {
-        // A background save in flight would race with our rename.
+    if srv.persist.snap.rdb_running() {
+        // A background save in flight would race with our rename (an AOF
+        // rewrite writes elsewhere and goes on).
         srv.persist.snap.cancel();
     }
     let (path, checksum) = {
