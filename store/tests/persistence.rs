@@ -673,3 +673,32 @@ fn config_set_appendonly_at_runtime() {
     assert_eq!(info_field(&mut c, "aof_enabled"), "0");
     drop(f);
 }
+
+#[test]
+fn old_style_aof_with_annotations_is_upgraded() {
+    let dir = TempDir::new("persist-old");
+    let mut data = Vec::new();
+    data.extend_from_slice(&support::encode(&["SELECT", "0"]));
+    data.extend_from_slice(b"#TS:1700000000\r\n");
+    data.extend_from_slice(&support::encode(&["SET", "a", "1"]));
+    data.extend_from_slice(&support::encode(&["RPUSH", "l", "x", "y"]));
+    data.extend_from_slice(&support::encode(&["SELECT", "2"]));
+    data.extend_from_slice(&support::encode(&["HSET", "h", "f", "v"]));
+    std::fs::write(dir.0.join("appendonly.aof"), &data).unwrap();
+    let f = ferrite_in(&dir.0, &["--appendonly", "yes"]);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(q(&mut c, &["GET", "a"]), V::S(b"1".to_vec()));
+    assert_eq!(q(&mut c, &["LLEN", "l"]), V::I(2));
+    ok(&mut c, "SELECT 2");
+    assert_eq!(q(&mut c, &["HGET", "h", "f"]), V::S(b"v".to_vec()));
+    ok(&mut c, "SET b 2");
+    let m = manifest(&dir.0);
+    assert!(m.contains("file appendonly.aof seq 1 type b"), "{m}");
+    stop(f, &mut c, "SHUTDOWN NOSAVE");
+    // The upgraded directory loads in Redis 7.0 too.
+    let r = redis_in(&dir.0, &["--appendonly", "yes"]);
+    let mut rc = Conn::connect(r.port).unwrap();
+    assert_eq!(q(&mut rc, &["GET", "a"]), V::S(b"1".to_vec()));
+    ok(&mut rc, "SELECT 2");
+    assert_eq!(q(&mut rc, &["GET", "b"]), V::S(b"2".to_vec()));
+}

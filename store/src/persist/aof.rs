@@ -358,6 +358,16 @@ fn replay<'s>(
             break;
         }
         let start = pos;
+        // Annotations (`#TS:...` with aof-timestamp-enabled) are skipped.
+        if data[pos] == b'#' {
+            match data[pos..].windows(2).position(|w| w == b"\r\n") {
+                Some(e) => {
+                    pos += e + 2;
+                    continue;
+                }
+                None => return Ok((multi_start.unwrap_or(start), true)),
+            }
+        }
         let Some(args) = parse_command(data, &mut pos)? else {
             return Ok((multi_start.unwrap_or(start), true));
         };
@@ -511,6 +521,19 @@ pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), Strin
     } else {
         Manifest::default()
     };
+    // A pre-7.0 single-file AOF in `dir`: it becomes the base of a
+    // multi-part AOF, as Redis 7.0 upgrades it.
+    let old_style = cfg.dir.join(&cfg.appendfilename);
+    if !mpath.exists() && old_style.is_file() {
+        let to = dir.join(&cfg.appendfilename);
+        std::fs::rename(&old_style, &to).map_err(|e| format!("can't move the old AOF into {}: {e}", dir.display()))?;
+        m.base = Some((cfg.appendfilename.clone(), 1));
+        let iname = format!("{}.1.incr.aof", cfg.appendfilename);
+        File::create(dir.join(&iname)).map_err(|e| format!("can't create the AOF incr file: {e}"))?;
+        m.incrs.push((iname, 1));
+        persist_manifest(cfg, &m).map_err(|e| format!("can't write the AOF manifest: {e}"))?;
+        eprintln!("ferrite: upgraded the old-style AOF {} to a multi-part AOF", old_style.display());
+    }
     let mut total = 0u64;
     if m.base.is_some() || !m.incrs.is_empty() {
         if let Some((b, _)) = &m.base {
