@@ -32,7 +32,7 @@ fn int(v: &[u8]) -> Result<i64> {
 pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut Vec<RdbStreamEntry>) -> Result<u32> {
     let key: [u8; 16] = key.try_into().map_err(|_| bad("stream node key is not a stream ID"))?;
     let master = StreamId::from_be_bytes(key);
-    let items = packs::listpack(lp)?;
+    let items = packs::listpack_uncounted(lp)?;
     if items.is_empty() {
         return Err(bad("empty listpack inside stream"));
     }
@@ -65,12 +65,11 @@ pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut
         }
         *prev = Some(id);
         let mut fields = Vec::new();
-        let lp_count;
-        if flags & FLAG_SAMEFIELDS != 0 {
+        let lp_count = if flags & FLAG_SAMEFIELDS != 0 {
             for f in &master_fields {
                 fields.push((f.to_vec(), next()?.clone()));
             }
-            lp_count = master_fields.len() as i64 + 3;
+            master_fields.len() as i64 + 3
         } else {
             let nf = int(next()?)?;
             if nf <= 0 {
@@ -81,8 +80,8 @@ pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut
                 let v = next()?.clone();
                 fields.push((f, v));
             }
-            lp_count = nf.saturating_mul(2).saturating_add(4);
-        }
+            nf.saturating_mul(2).saturating_add(4)
+        };
         if int(next()?)? != lp_count {
             return Err(bad("stream entry lp-count"));
         }
@@ -104,9 +103,9 @@ pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut
     Ok(n)
 }
 
-/// Decode the part after the nodes: length, IDs, counters and the consumer
-/// groups. Fills everything in `s` except entries and node sizes.
-pub fn decode_tail(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<()> {
+/// Decode the stream metadata after the nodes (length, IDs, counters) into
+/// `s`; returns the number of consumer groups that follow.
+pub fn decode_meta(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<u64> {
     s.length = r.len()?;
     s.last_id = StreamId::new(r.len()?, r.len()?);
     if ty == t::STREAM_LISTPACKS {
@@ -118,59 +117,146 @@ pub fn decode_tail(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<()> 
         s.max_deleted_entry_id = StreamId::new(r.len()?, r.len()?);
         s.entries_added = r.len()?;
     }
-    let ngroups = r.len()?;
-    let mut names = HashSet::new();
-    for _ in 0..ngroups {
-        let name = r.string()?;
-        let last_id = StreamId::new(r.len()?, r.len()?);
-        let entries_read = if ty == t::STREAM_LISTPACKS { -1 } else { r.len()? as i64 };
-        let npel = r.len()?;
-        let mut pel = Vec::with_capacity((npel as usize).min(PREALLOC_CAP));
-        let mut owners: HashMap<StreamId, bool> = HashMap::new();
-        for _ in 0..npel {
-            let id = raw_id(r)?;
-            let delivery_time_ms = r.ms_time()?;
-            let delivery_count = r.len()?;
-            if owners.insert(id, false).is_some() {
-                return Err(bad("duplicated global PEL entry"));
-            }
-            pel.push(RdbPendingEntry { id, delivery_time_ms, delivery_count });
+    r.len()
+}
+
+/// Redis's `streamEstimateDistanceFromFirstEverEntry`: the entries-read
+/// counter a group created at `id` gets when type 15 has none.
+pub fn estimate_entries_read(s: &RdbStream, id: StreamId) -> i64 {
+    if s.entries_added == 0 {
+        return 0;
+    }
+    if s.length == 0 && id <= s.last_id {
+        return s.entries_added as i64;
+    }
+    if id == s.last_id {
+        return s.entries_added as i64;
+    } else if id > s.last_id {
+        return -1;
+    }
+    let zero = StreamId::default();
+    if s.max_deleted_entry_id == zero || s.max_deleted_entry_id < s.first_id {
+        if id < s.first_id {
+            return s.entries_added as i64 - s.length as i64;
+        } else if id == s.first_id {
+            return s.entries_added as i64 - s.length as i64 + 1;
         }
-        let ncons = r.len()?;
-        let mut consumers = Vec::with_capacity((ncons as usize).min(PREALLOC_CAP));
-        let mut cnames = HashSet::new();
-        for _ in 0..ncons {
-            let cname = r.string()?;
-            let seen_time_ms = r.ms_time()?;
-            let active_time_ms = if ty == t::STREAM_LISTPACKS_3 { Some(r.ms_time()?) } else { None };
-            let np = r.len()?;
-            let mut pending = Vec::with_capacity((np as usize).min(PREALLOC_CAP));
-            for _ in 0..np {
-                let id = raw_id(r)?;
-                match owners.get_mut(&id) {
-                    None => return Err(bad("consumer PEL entry not in the group PEL")),
-                    Some(true) => return Err(bad("duplicated consumer PEL entry")),
-                    Some(o) => *o = true,
-                }
-                pending.push(id);
-            }
-            if !cnames.insert(cname.clone()) {
-                return Err(bad("duplicate stream consumer"));
-            }
-            consumers.push(RdbConsumer { name: cname, seen_time_ms, active_time_ms, pending });
-        }
-        if owners.values().any(|o| !o) {
-            return Err(bad("group PEL entry without owner"));
-        }
-        if !names.insert(name.clone()) {
+    }
+    -1
+}
+
+/// A group's header (name, last ID, entries read); returns it (without PEL
+/// and consumers) and the PEL size. For type 15, which has no entries-read
+/// field, `meta` (the stream's metadata) gives Redis's estimate.
+pub fn decode_group_head(ty: u8, r: &mut Reader<'_>, meta: &RdbStream) -> Result<(RdbConsumerGroup, u64)> {
+    let name = r.string()?;
+    let last_id = StreamId::new(r.len()?, r.len()?);
+    let entries_read = if ty == t::STREAM_LISTPACKS { estimate_entries_read(meta, last_id) } else { r.len()? as i64 };
+    let npel = r.len()?;
+    Ok((RdbConsumerGroup { name, last_id, entries_read, pel: Vec::new(), consumers: Vec::new() }, npel))
+}
+
+/// One global PEL entry.
+pub fn decode_pel_entry(r: &mut Reader<'_>) -> Result<RdbPendingEntry> {
+    let id = raw_id(r)?;
+    let delivery_time_ms = r.ms_time()?;
+    let delivery_count = r.len()?;
+    Ok(RdbPendingEntry { id, delivery_time_ms, delivery_count })
+}
+
+/// A consumer's header (name, seen time, active time for type 21); returns
+/// it (without pending IDs) and its PEL size.
+pub fn decode_consumer_head(ty: u8, r: &mut Reader<'_>) -> Result<(RdbConsumer, u64)> {
+    let name = r.string()?;
+    let seen_time_ms = r.ms_time()?;
+    let active_time_ms = if ty == t::STREAM_LISTPACKS_3 { Some(r.ms_time()?) } else { None };
+    let np = r.len()?;
+    Ok((RdbConsumer { name, seen_time_ms, active_time_ms, pending: Vec::new() }, np))
+}
+
+/// Consistency checks of groups as Redis's loader does them: unique group
+/// and consumer names, unique PEL entries, each owned by exactly one
+/// consumer.
+#[derive(Default)]
+pub struct GroupCheck {
+    names: HashSet<Vec<u8>>,
+    owners: HashMap<StreamId, bool>,
+    consumers: HashSet<Vec<u8>>,
+}
+
+impl GroupCheck {
+    pub fn group(&mut self, name: &[u8]) -> Result<()> {
+        self.owners.clear();
+        self.consumers.clear();
+        if !self.names.insert(name.to_vec()) {
             return Err(bad("duplicated consumer group name"));
         }
-        s.groups.push(RdbConsumerGroup { name, last_id, entries_read, pel, consumers });
+        Ok(())
+    }
+
+    pub fn pel(&mut self, id: StreamId) -> Result<()> {
+        if self.owners.insert(id, false).is_some() {
+            return Err(bad("duplicated global PEL entry"));
+        }
+        Ok(())
+    }
+
+    pub fn consumer(&mut self, name: &[u8]) -> Result<()> {
+        if !self.consumers.insert(name.to_vec()) {
+            return Err(bad("duplicate stream consumer"));
+        }
+        Ok(())
+    }
+
+    pub fn owned(&mut self, id: StreamId) -> Result<()> {
+        match self.owners.get_mut(&id) {
+            None => Err(bad("consumer PEL entry not in the group PEL")),
+            Some(true) => Err(bad("duplicated consumer PEL entry")),
+            Some(o) => {
+                *o = true;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn end_group(&mut self) -> Result<()> {
+        if self.owners.values().any(|o| !o) {
+            return Err(bad("group PEL entry without owner"));
+        }
+        Ok(())
+    }
+}
+
+/// Decode the part after the nodes: metadata and the consumer groups.
+pub fn decode_tail(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<()> {
+    let ngroups = decode_meta(ty, r, s)?;
+    let mut check = GroupCheck::default();
+    for _ in 0..ngroups {
+        let (mut g, npel) = decode_group_head(ty, r, s)?;
+        check.group(&g.name)?;
+        for _ in 0..npel {
+            let p = decode_pel_entry(r)?;
+            check.pel(p.id)?;
+            g.pel.push(p);
+        }
+        let ncons = r.len()?;
+        for _ in 0..ncons {
+            let (mut c, np) = decode_consumer_head(ty, r)?;
+            check.consumer(&c.name)?;
+            for _ in 0..np {
+                let id = raw_id(r)?;
+                check.owned(id)?;
+                c.pending.push(id);
+            }
+            g.consumers.push(c);
+        }
+        check.end_group()?;
+        s.groups.push(g);
     }
     Ok(())
 }
 
-fn raw_id(r: &mut Reader<'_>) -> Result<StreamId> {
+pub fn raw_id(r: &mut Reader<'_>) -> Result<StreamId> {
     let b = r.take(16)?;
     let mut a = [0u8; 16];
     a.copy_from_slice(b);
@@ -255,8 +341,8 @@ fn entry_size(e: &RdbStreamEntry, same: bool) -> usize {
     n
 }
 
-/// Encode a stream as RDB type 19 (after the type byte).
-pub fn encode(s: &RdbStream, w: &mut Writer) {
+/// Encode a stream as RDB type 19, or 21 with `v3` (after the type byte).
+pub fn encode(s: &RdbStream, w: &mut Writer, v3: bool) {
     let plan = node_plan(s);
     w.len(plan.len() as u64);
     let mut at = 0;
@@ -289,6 +375,9 @@ pub fn encode(s: &RdbStream, w: &mut Writer) {
         for c in &g.consumers {
             w.string(&c.name);
             w.buf.extend_from_slice(&c.seen_time_ms.to_le_bytes());
+            if v3 {
+                w.buf.extend_from_slice(&c.active_time_ms.unwrap_or(c.seen_time_ms).to_le_bytes());
+            }
             w.len(c.pending.len() as u64);
             for id in &c.pending {
                 w.buf.extend_from_slice(&id.to_be_bytes());
