@@ -540,6 +540,22 @@ fn aof_records_match_redis_propagation() {
     let mut fc = Conn::connect(f.port).unwrap();
     run_script(&mut rc, REWRITTEN);
     run_script(&mut fc, REWRITTEN);
+    // Clients blocked, then served by another client's push; and a key
+    // expired by the active sweep.
+    for (c, port) in [(&mut rc, r.port), (&mut fc, f.port)] {
+        let mut b1 = Conn::connect(port).unwrap();
+        let mut b2 = Conn::connect(port).unwrap();
+        b1.send(&["BLPOP", "bl", "0"]);
+        b2.send(&["BZPOPMIN", "bz", "0"]);
+        std::thread::sleep(Duration::from_millis(100));
+        ok(c, "RPUSH bl x y");
+        ok(c, "ZADD bz 1 m 2 n");
+        b1.read_reply();
+        b2.read_reply();
+        ok(c, "SET sweep v PX 1");
+        std::thread::sleep(Duration::from_millis(400));
+        ok(c, "PING");
+    }
     let want = incr_commands(&rd.0);
     let got = incr_commands(&fd.0);
     let show = |v: &[String]| v.join("\n");
