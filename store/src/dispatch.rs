@@ -303,8 +303,8 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 // Nothing left on this key for anybody behind this waiter.
                 break;
             }
+            crate::persist::after(srv, acc, persist, cmd.imp.name, meta, &w.args, w.db, &out);
             if srv.blocking.mark_served(&w) {
-                crate::persist::after(srv, acc, persist, cmd.imp.name, meta, &w.args, w.db, &out);
                 w.handle.blocked.store(false, Ordering::Relaxed);
                 let _ = w.handle.tx.send(Push::Reply(out.buf.freeze()));
                 if let Ok(pos) = get_keys(meta, &w.args) {
