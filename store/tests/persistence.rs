@@ -718,3 +718,31 @@ fn old_style_aof_with_annotations_is_upgraded() {
     ok(&mut rc, "SELECT 2");
     assert_eq!(q(&mut rc, &["GET", "b"]), V::S(b"2".to_vec()));
 }
+
+#[test]
+fn aof_base_as_commands_without_rdb_preamble() {
+    let dir = TempDir::new("persist-nopre");
+    let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+    let f = ferrite_in(&dir.0, &args);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert!(manifest(&dir.0).contains("appendonly.aof.1.base.aof"), "{}", manifest(&dir.0));
+    populate(&mut c);
+    ok(&mut c, "XADD empty MAXLEN 0 5-5 a b");
+    ok(&mut c, "XGROUP CREATE stream g2 $");
+    ok(&mut c, "XGROUP CREATECONSUMER stream g2 bob");
+    assert_eq!(q(&mut c, &["BGREWRITEAOF"]), V::S(b"Background append only file rewriting started".to_vec()));
+    wait_until("rewrite end", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+    let m = manifest(&dir.0);
+    assert!(m.contains("appendonly.aof.2.base.aof"), "{m}");
+    let base = std::fs::read(aof_dir(&dir.0).join("appendonly.aof.2.base.aof")).unwrap();
+    assert!(base.starts_with(b"*2\r\n$6\r\nSELECT\r\n"), "the base is commands");
+    let want = state(&mut c);
+    stop(f, &mut c, "SHUTDOWN NOSAVE");
+    let f = ferrite_in(&dir.0, &args);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_same(&want, &state(&mut c), "restart from a command base");
+    stop(f, &mut c, "SHUTDOWN NOSAVE");
+    let r = redis_in(&dir.0, &args);
+    let mut rc = Conn::connect(r.port).unwrap();
+    assert_same(&want, &state(&mut rc), "redis loading ferrite's command base");
+}

@@ -335,6 +335,12 @@ fn persist_manifest(cfg: &PersistConfig, m: &Manifest) -> io::Result<()> {
     write_file_atomically(&manifest_path(cfg), render_manifest(m).as_bytes())
 }
 
+/// `<appendfilename>.<seq>.base.rdb`, or `.base.aof` without the RDB preamble.
+fn base_name(cfg: &PersistConfig, seq: u64) -> String {
+    let ext = if cfg.aof_use_rdb_preamble { "rdb" } else { "aof" };
+    format!("{}.{seq}.base.{ext}", cfg.appendfilename)
+}
+
 fn next_seq(m: &Manifest) -> (u64, u64) {
     (m.base.as_ref().map_or(0, |b| b.1) + 1, m.incrs.last().map_or(0, |i| i.1) + 1)
 }
@@ -551,7 +557,7 @@ pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), Strin
     if m.base.is_none() && m.incrs.is_empty() {
         // A fresh directory: base of the (empty) data set + first incr.
         let (bseq, iseq) = next_seq(&m);
-        let bname = format!("{}.{bseq}.base.rdb", cfg.appendfilename);
+        let bname = base_name(cfg, bseq);
         let mut acc = srv.store.access_all();
         write_base_sync(srv, &mut acc, &dir.join(&bname)).map_err(|e| format!("can't write the AOF base: {e}"))?;
         drop(acc);
@@ -598,6 +604,28 @@ pub fn refresh_policy(srv: &Server) {
 fn write_base_sync(srv: &Server, acc: &mut crate::keyspace::Access<'_>, path: &Path) -> io::Result<()> {
     // Reuse the SAVE writer with the aof-base flag through a temp config.
     let ndb = srv.store.dbs.len();
+    if path.extension().is_some_and(|e| e == "aof") {
+        return snapshot::write_atomically(path, |out| {
+            for db in 0..ndb {
+                let mut buf = Vec::new();
+                for i in 0..crate::keyspace::SHARDS {
+                    acc.with_slot(db, i as u16, |sh| {
+                        for st in sh.slots.iter() {
+                            for e in st.table.iter() {
+                                super::rewrite::entry_commands(&mut buf, e);
+                            }
+                        }
+                    });
+                }
+                if !buf.is_empty() {
+                    out.write_all(&super::rewrite::select(db))?;
+                    out.write_all(&buf)?;
+                }
+            }
+            out.flush()
+        })
+        .map(|_| ());
+    }
     snapshot::write_atomically(path, |out| {
         out.write_all(&snapshot::header(true))?;
         let mut w = ferrite_rdb::Writer::default();
@@ -657,7 +685,7 @@ pub fn start_rewrite_locked(srv: &Arc<Server>, acc: &mut crate::keyspace::Access
         }
     }
     let (bseq, iseq) = next_seq(&m);
-    let base = format!("{}.{bseq}.base.rdb", cfg.appendfilename);
+    let base = base_name(&cfg, bseq);
     if aof.enabled() {
         // New writes go to a new incr file from this instant on.
         let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
@@ -769,7 +797,7 @@ fn start_rewrite_inner(srv: &Arc<Server>, acc: &mut crate::keyspace::Access<'_>,
     let cfg = srv.persist.cfg.lock().clone();
     let m = aof.manifest.lock().clone();
     let bseq = m.base.as_ref().map_or(0, |b| b.1).max(keep_from.saturating_sub(1)) + 1;
-    let base = cfg.aof_dir().join(format!("{}.{bseq}.base.rdb", cfg.appendfilename));
+    let base = cfg.aof_dir().join(base_name(&cfg, bseq));
     aof.rewrite_keep_from.store(keep_from, Ordering::Relaxed);
     aof.rewriting.store(true, Ordering::Relaxed);
     aof.rewrite_started_ms.store(now_ms(), Ordering::Relaxed);

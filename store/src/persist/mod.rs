@@ -35,6 +35,7 @@ pub mod aof;
 pub mod config;
 pub mod load;
 pub mod propagate;
+pub mod rewrite;
 pub mod snapshot;
 
 use crate::server::{now_ms, Server};

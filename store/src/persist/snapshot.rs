@@ -26,13 +26,16 @@ pub const OP_EOF: u8 = 255;
 pub enum JobKind {
     /// `dir/dbfilename` (BGSAVE, save rules).
     Rdb,
-    /// The base of a new AOF (BGREWRITEAOF): written to this path.
+    /// The base of a new AOF (BGREWRITEAOF): written to this path, as an
+    /// RDB image (a `.base.rdb`) or as commands (a `.base.aof`).
     AofBase(PathBuf),
 }
 
 /// One running snapshot.
 pub struct SnapJob {
     pub kind: JobKind,
+    /// RDB format (false: an AOF base as commands).
+    rdb: bool,
     ndb: usize,
     /// (keys, keys with expiry) per db when the snapshot started.
     sizes: Vec<(usize, usize)>,
@@ -96,13 +99,16 @@ pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
     true
 }
 
-/// Every key of one shard, serialized.
-fn serialize_shard(sh: &Shard) -> Vec<u8> {
+/// Every key of one shard, serialized (`rdb`: as RDB records, otherwise
+/// as commands).
+fn serialize_shard(sh: &Shard, rdb: bool) -> Vec<u8> {
     let mut w = Writer::default();
     let mut skipped = 0usize;
     for st in sh.slots.iter() {
         for e in st.table.iter() {
-            if !write_entry(&mut w, e) {
+            if !rdb {
+                super::rewrite::entry_commands(&mut w.buf, e);
+            } else if !write_entry(&mut w, e) {
                 skipped += 1;
             }
         }
@@ -221,7 +227,7 @@ pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
                     keys += sh.keys;
                     exp += sh.volatile;
                     if sh.keys > 0 {
-                        parts.push(serialize_shard(sh));
+                        parts.push(serialize_shard(sh, true));
                     }
                 });
             }
@@ -298,7 +304,7 @@ impl SnapJob {
         if self.done[idx].load(Ordering::Acquire) {
             return;
         }
-        let buf = serialize_shard(sh);
+        let buf = serialize_shard(sh, self.rdb);
         self.parts.lock()[idx] = Some(buf);
         self.done[idx].store(true, Ordering::Release);
         self.remaining.fetch_sub(1, Ordering::AcqRel);
@@ -312,7 +318,7 @@ impl SnapJob {
             let _w = srv.store.world_read();
             let g = srv.store.dbs[db].shards[i].lock();
             if !self.done[idx].load(Ordering::Acquire) {
-                let buf = serialize_shard(&g);
+                let buf = serialize_shard(&g, self.rdb);
                 self.done[idx].store(true, Ordering::Release);
                 self.remaining.fetch_sub(1, Ordering::AcqRel);
                 return buf;
@@ -344,7 +350,12 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
         }
     }
     let n = ndb * SHARDS;
+    let rdb = match &kind {
+        JobKind::Rdb => true,
+        JobKind::AofBase(p) => p.extension().is_some_and(|e| e == "rdb"),
+    };
     let job = Arc::new(SnapJob {
+        rdb,
         kind,
         ndb,
         sizes,
@@ -385,13 +396,19 @@ pub fn start_bgsave(srv: &Arc<Server>) -> Result<(), String> {
 }
 
 fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut CrcWriter<W>, checksum: bool) -> io::Result<()> {
-    out.write_all(&header(matches!(job.kind, JobKind::AofBase(_))))?;
+    if job.rdb {
+        out.write_all(&header(matches!(job.kind, JobKind::AofBase(_))))?;
+    }
     for db in 0..job.ndb {
         let (keys, exp) = job.sizes[db];
         if keys == 0 {
             continue;
         }
-        out.write_all(&db_header(db, keys, exp))?;
+        if job.rdb {
+            out.write_all(&db_header(db, keys, exp))?;
+        } else {
+            out.write_all(&super::rewrite::select(db))?;
+        }
         for i in 0..SHARDS {
             if job.cancelled.load(Ordering::Relaxed) {
                 return Err(io::Error::other("background save cancelled"));
@@ -400,7 +417,11 @@ fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut CrcWriter<W>, chec
             out.write_all(&part)?;
         }
     }
-    footer(out, checksum)
+    if job.rdb {
+        footer(out, checksum)
+    } else {
+        out.flush()
+    }
 }
 
 /// The saver thread.
