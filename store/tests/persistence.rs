@@ -746,3 +746,33 @@ fn aof_base_as_commands_without_rdb_preamble() {
     let mut rc = Conn::connect(r.port).unwrap();
     assert_same(&want, &state(&mut rc), "redis loading ferrite's command base");
 }
+
+#[test]
+fn failed_bgsave_stops_writes_like_redis() {
+    for server in ["redis", "ferrite"] {
+        let dir = TempDir::new("persist-misconf");
+        let p = if server == "redis" { redis_in(&dir.0, &[]) } else { ferrite_in(&dir.0, &[]) };
+        // dump.rdb is a non-empty directory: the final rename fails.
+        std::fs::create_dir_all(dir.0.join("dump.rdb").join("x")).unwrap();
+        let mut c = Conn::connect(p.port).unwrap();
+        ok(&mut c, "CONFIG SET save \"3600 1\"");
+        ok(&mut c, "SET a 1");
+        assert_eq!(q(&mut c, &["BGSAVE"]), V::S(b"Background saving started".to_vec()), "{server}");
+        wait_until("bgsave end", 30, || info_field(&mut c, "rdb_bgsave_in_progress") == "0");
+        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "err", "{server}");
+        let r = c.cmd(&["SET", "b", "2"]);
+        assert!(
+            r.starts_with(b"-MISCONF Redis is configured to save RDB snapshots"),
+            "{server}: {}",
+            support::show(&r)
+        );
+        assert_eq!(q(&mut c, &["GET", "a"]), V::S(b"1".to_vec()), "{server}: reads still work");
+        // Writes are back once a save succeeds.
+        std::fs::remove_dir_all(dir.0.join("dump.rdb")).unwrap();
+        assert_eq!(q(&mut c, &["BGSAVE"]), V::S(b"Background saving started".to_vec()), "{server}");
+        wait_until("bgsave end", 30, || info_field(&mut c, "rdb_last_bgsave_status") == "ok");
+        wait_until("bgsave end", 30, || info_field(&mut c, "rdb_bgsave_in_progress") == "0");
+        ok(&mut c, "SET b 2");
+        drop(p);
+    }
+}

@@ -251,3 +251,30 @@ pub fn on_shutdown(srv: &Server, save: bool, nosave: bool) -> Result<(), String>
     }
     Ok(())
 }
+
+/// Redis's `writeCommandsDeniedByDiskError`: with save rules and
+/// `stop-writes-on-bgsave-error yes`, a failed background save refuses
+/// writes (and PING) until a save succeeds; a failed AOF write too.
+pub fn deny_write(srv: &Server, meta: &ferrite_commands::CommandMeta) -> Option<crate::cmd::CmdError> {
+    let p = &srv.persist;
+    let bg_failed = !p.last_bgsave_ok.load(Ordering::Relaxed);
+    let aof_failed = p.aof.enabled() && !p.aof.write_ok.load(Ordering::Relaxed);
+    if !bg_failed && !aof_failed {
+        return None;
+    }
+    if !(meta.flags.has(ferrite_commands::Flags::WRITE) || meta.name == "ping") {
+        return None;
+    }
+    if bg_failed {
+        let c = p.cfg.lock();
+        if c.stop_writes_on_bgsave_error && !c.save.is_empty() {
+            return Some(crate::cmd::CmdError::st(
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.",
+            ));
+        }
+    }
+    if aof_failed {
+        return Some(crate::cmd::CmdError::st("MISCONF Errors writing to the AOF file: see the server log"));
+    }
+    None
+}
