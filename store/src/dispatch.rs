@@ -132,6 +132,9 @@ fn execute_resolved(
             return reject(srv, client, out, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
         }
     }
+    if let Some(e) = crate::persist::deny_write(srv, meta) {
+        return reject(srv, client, out, e);
+    }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
