@@ -475,6 +475,11 @@ const REWRITTEN: &[&str] = &[
     "MULTI",
     "GET m1",
     "EXEC",
+    "SADD s3 a b c d e",
+    "MULTI",
+    "SPOP s3 2",
+    "SET m2 1",
+    "EXEC",
     "SET t2 1 PX 1",
     "!sleep",
     "GET t2",
@@ -512,8 +517,9 @@ fn incr_commands(dir: &Path) -> Vec<String> {
             .collect();
         let mut line = words.join(" ");
         // SPOP picks random members.
-        if line.starts_with("SREM s ") {
-            line = "SREM s <m>".into();
+        if let Some(rest) = line.strip_prefix("SREM ") {
+            let key = rest.split(' ').next().unwrap_or("").to_string();
+            line = format!("SREM {key} <m>");
         }
         out.push(line);
     }

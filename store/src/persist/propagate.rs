@@ -170,7 +170,8 @@ pub fn after(
         if changed {
             let reply = out.buf.get(b.mark..).unwrap_or(&[]);
             let mine = rewrite(acc, name, args, db, reply);
-            if mine.len() > 1 {
+            let in_tx = TX.with(|t| t.borrow().is_some());
+            if mine.len() > 1 && !in_tx {
                 recs.extend(wrap(mine.into_iter().map(|a| (db, a)).collect()));
             } else {
                 recs.extend(mine.into_iter().map(|a| (db, a)));
