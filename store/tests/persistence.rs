@@ -126,6 +126,26 @@ fn populate(c: &mut Conn) {
 
 type State = BTreeMap<(usize, Vec<u8>), String>;
 
+fn mask_entries_read(v: V) -> V {
+    match v {
+        V::A(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            let mut mask_next = false;
+            for x in items {
+                if mask_next {
+                    out.push(V::Nil);
+                    mask_next = false;
+                    continue;
+                }
+                mask_next = x == V::S(b"entries-read".to_vec()) || x == V::S(b"lag".to_vec());
+                out.push(mask_entries_read(x));
+            }
+            V::A(out)
+        }
+        other => other,
+    }
+}
+
 /// The data set as seen through commands (TTLs rounded to "has TTL").
 fn state(c: &mut Conn) -> State {
     let mut out = State::new();
@@ -158,7 +178,9 @@ fn state(c: &mut Conn) -> State {
                 "stream" => format!(
                     "{:?} {:?} {:?}",
                     q(c, &["XRANGE", &ks, "-", "+"]),
-                    q(c, &["XINFO", "GROUPS", &ks]),
+                    // Redis 7.0 itself loses `entries-read` through AOF
+                    // replay (XCLAIM carries no counter): not compared.
+                    mask_entries_read(q(c, &["XINFO", "GROUPS", &ks])),
                     q(c, &["XPENDING", &ks, "g1"])
                 ),
                 other => panic!("unexpected type {other}"),
@@ -454,6 +476,17 @@ const REWRITTEN: &[&str] = &[
     "XADD x * f v",
     "XADD x MAXLEN ~ 10 * f v",
     "XADD x MAXLEN 1 * f v",
+    "XADD gs 1-1 a 1",
+    "XADD gs 2-1 b 2",
+    "XGROUP CREATE gs g 0",
+    "XREADGROUP GROUP g alice COUNT 2 STREAMS gs >",
+    "XREADGROUP GROUP g alice STREAMS gs 0",
+    "XCLAIM gs g bob 0 1-1",
+    "XAUTOCLAIM gs g carol 0 0 COUNT 1",
+    "XREADGROUP GROUP g dave COUNT 1 STREAMS gs >",
+    "XACK gs g 1-1",
+    "XADD gs 3-1 c 3",
+    "XREADGROUP GROUP g erin NOACK STREAMS gs >",
     "SELECT 3",
     "SET q 1",
     "DEL nosuch",

@@ -366,6 +366,18 @@ fn rewrite(acc: &mut Access<'_>, name: &str, args: &[Bytes], db: usize, reply: &
             _ => verbatim(),
         },
         "xadd" => xadd(acc, args, db, parsed()),
+        "xreadgroup" => xreadgroup(acc, args, db, parsed()),
+        "xclaim" | "xautoclaim" if args.len() >= 4 => {
+            let ids: Vec<Bytes> = match (name, parsed()) {
+                ("xclaim", Some(R::Arr(v))) => v.iter().filter_map(entry_id).collect(),
+                ("xautoclaim", Some(R::Arr(v))) if v.len() >= 2 => match &v[1] {
+                    R::Arr(e) => e.iter().filter_map(entry_id).collect(),
+                    _ => Vec::new(),
+                },
+                _ => return verbatim(),
+            };
+            claims(acc, db, &key, &args[2], &args[3], &ids, false)
+        }
         "restore" if args.len() >= 4 => {
             let abs = args.iter().skip(4).any(|a| eq(a, "absttl"));
             let ttl = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
@@ -381,6 +393,130 @@ fn rewrite(acc: &mut Access<'_>, name: &str, args: &[Bytes], db: usize, reply: &
         }
         _ => verbatim(),
     }
+}
+
+/// The id of an entry in a reply (`[id, fields]` or a bare id).
+fn entry_id(r: &R) -> Option<Bytes> {
+    match r {
+        R::Arr(v) => v.first().and_then(bulk),
+        R::Bulk(_) => bulk(r),
+        _ => None,
+    }
+}
+
+/// The group of a stream key after the command.
+fn with_group<T>(
+    acc: &mut Access<'_>,
+    db: usize,
+    key: &[u8],
+    group: &[u8],
+    f: impl FnOnce(&crate::types::stream::Group) -> T,
+) -> Option<T> {
+    let slot = key_hash_slot(key);
+    let e = acc.shard(db, slot)?.get_raw(slot, key)?;
+    match &e.value {
+        Value::Stream(s) => s.groups.get(group).map(f),
+        _ => None,
+    }
+}
+
+fn parse_id(b: &[u8]) -> Option<crate::types::stream::StreamId> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    Some(crate::types::stream::StreamId::new(ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Deliveries as Redis 7.0 propagates them: one forced XCLAIM per entry
+/// with its delivery time and count and the group's last id (for new
+/// deliveries by XREADGROUP, the entry's own id: the group's position
+/// when it was delivered).
+fn claims(
+    acc: &mut Access<'_>,
+    db: usize,
+    key: &Bytes,
+    group: &Bytes,
+    consumer: &Bytes,
+    ids: &[Bytes],
+    new_deliveries: bool,
+) -> Vec<Vec<Bytes>> {
+    let mut out = Vec::new();
+    for idb in ids {
+        let Some(id) = parse_id(idb) else { continue };
+        let info = with_group(acc, db, key, group, |g| {
+            (g.pel.get(&id).map(|n| (n.delivery_time, n.delivery_count)), g.last_id.fmt())
+        });
+        let Some((Some((t, n)), last)) = info else { continue };
+        out.push(vec![
+            b("XCLAIM"),
+            key.clone(),
+            group.clone(),
+            consumer.clone(),
+            b("0"),
+            idb.clone(),
+            b("TIME"),
+            num(t),
+            b("RETRYCOUNT"),
+            num(n as i64),
+            b("FORCE"),
+            b("JUSTID"),
+            b("LASTID"),
+            if new_deliveries { idb.clone() } else { Bytes::from(last) },
+        ]);
+    }
+    out
+}
+
+/// XREADGROUP: new deliveries become XCLAIMs; with NOACK the group's
+/// position moves (XGROUP SETID) and the consumer exists.
+fn xreadgroup(acc: &mut Access<'_>, args: &[Bytes], db: usize, reply: Option<R>) -> Vec<Vec<Bytes>> {
+    if args.len() < 7 {
+        return vec![args.to_vec()];
+    }
+    let (group, consumer) = (args[2].clone(), args[3].clone());
+    let mut noack = false;
+    let mut i = 4;
+    while i < args.len() && !eq(&args[i], "streams") {
+        if eq(&args[i], "noack") {
+            noack = true;
+        }
+        i += 1;
+    }
+    let rest = &args[(i + 1).min(args.len())..];
+    let nkeys = rest.len() / 2;
+    // (key, delivered ids) from the reply (RESP2 pairs or a RESP3 map).
+    let mut delivered: Vec<(Bytes, Vec<Bytes>)> = Vec::new();
+    if let Some(R::Arr(v)) = reply {
+        let mut it = v.into_iter().peekable();
+        while let Some(x) = it.next() {
+            let (k, entries) = match x {
+                R::Arr(mut p) if p.len() == 2 => {
+                    let e = p.pop();
+                    (p.pop(), e)
+                }
+                k @ R::Bulk(_) => (Some(k), it.next()),
+                _ => continue,
+            };
+            let (Some(k), Some(R::Arr(entries))) = (k.as_ref().and_then(bulk), entries) else { continue };
+            delivered.push((k, entries.iter().filter_map(entry_id).collect()));
+        }
+    }
+    let mut out = Vec::new();
+    for (k, ids) in delivered {
+        let Some(pos) = rest[..nkeys].iter().position(|x| *x == k) else { continue };
+        if &rest[nkeys + pos][..] != b">" || ids.is_empty() {
+            continue;
+        }
+        if noack {
+            let Some((last, read)) = with_group(acc, db, &k, &group, |g| (g.last_id.fmt(), g.entries_read)) else {
+                continue;
+            };
+            out.push(vec![b("XGROUP"), b("CREATECONSUMER"), k.clone(), group.clone(), consumer.clone()]);
+            out.push(vec![b("XGROUP"), b("SETID"), k, group.clone(), Bytes::from(last), b("ENTRIESREAD"), num(read)]);
+        } else {
+            out.extend(claims(acc, db, &k, &group, &consumer, &ids, true));
+        }
+    }
+    out
 }
 
 /// XADD: the generated id made explicit, approximate MAXLEN made exact.
