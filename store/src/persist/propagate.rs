@@ -16,8 +16,21 @@
 //! and `LMPOP`/`ZMPOP` -> `LPOP/RPOP/ZPOPMIN/ZPOPMAX key [count]`,
 //! `BRPOPLPUSH` -> `RPOPLPUSH`, `BLMOVE` -> `LMOVE`, `XADD *` -> explicit id
 //! and `MAXLEN ~ n` -> `MAXLEN = <length>`, lazy/active expiry and eviction
-//! -> `DEL`, transactions with more than one write -> MULTI/EXEC, `SELECT`
-//! when the database changes. Commands that changed nothing are not logged.
+//! -> `DEL`, `XREADGROUP` -> one forced `XCLAIM .. TIME .. RETRYCOUNT ..
+//! LASTID` per new delivery (NOACK: `XGROUP CREATECONSUMER` + `XGROUP SETID
+//! .. ENTRIESREAD`), `XCLAIM`/`XAUTOCLAIM` -> the same XCLAIM form,
+//! transactions with more than one write -> MULTI/EXEC, `SELECT` when the
+//! database changes. Commands that changed nothing are not logged.
+//!
+//! Not rewritten (logged as sent): `XADD/XTRIM .. MINID ~` (exact only for
+//! MAXLEN), entries XAUTOCLAIM finds deleted, `XTRIM .. ~`. Script effects
+//! are logged command by command; wrapping them in MULTI/EXEC is up to the
+//! scripting code (`tx_begin`/`tx_end`).
+//!
+//! "Changed data" is decided per command: the handler signalled a change
+//! on this thread (`note_dirty`, called by `Ks::modified_in`), or, for
+//! exclusive commands and those that only bump the global dirty counter
+//! (flushes, consumer groups, HLL caches), that counter moved.
 
 use crate::cmd::SlotCache;
 use crate::keyspace::{Access, Value};
