@@ -349,15 +349,21 @@ fn next_seq(m: &Manifest) -> (u64, u64) {
 
 /// Replay RESP commands from `data`. Returns bytes of complete commands
 /// consumed and whether the data ended mid-command (or mid-transaction).
+///
+/// Commands run with the exclusive access the loader holds, through
+/// `dispatch::execute_locked`: like Redis's fake AOF client they skip
+/// authentication, ACLs and maxmemory, and MULTI/EXEC need no queueing
+/// (nothing else runs meanwhile); they still delimit a truncated tail.
 fn replay<'s>(
     srv: &'s Server,
     client: &mut crate::client::Client,
     data: &[u8],
     name: &str,
-    mut acc: Option<&mut crate::keyspace::Access<'s>>,
+    acc: &mut crate::keyspace::Access<'s>,
 ) -> Result<(usize, bool), String> {
     let mut pos = 0usize;
     let mut multi_start: Option<usize> = None;
+    let mut queued: Vec<Vec<Bytes>> = Vec::new();
     let mut out = ferrite_resp::ReplyBuf::new(false);
     loop {
         if pos >= data.len() {
@@ -391,16 +397,26 @@ fn replay<'s>(
                 String::from_utf8_lossy(&args[0])
             ));
         }
-        out.buf.clear();
-        match acc.as_deref_mut() {
-            Some(a) => crate::dispatch::execute_locked(srv, client, &args, &mut out, a),
-            None => {
-                crate::dispatch::execute(srv, client, &args, &mut out);
+        if is_multi || is_exec {
+            if is_exec {
+                multi_start = None;
+                for a in std::mem::take(&mut queued) {
+                    out.buf.clear();
+                    crate::dispatch::execute_locked(srv, client, &a, &mut out, acc);
+                    acc.release_shards();
+                }
             }
+            continue;
         }
-        if is_exec {
-            multi_start = None;
+        if multi_start.is_some() {
+            // Runs at EXEC; dropped if the file ends inside the transaction.
+            queued.push(args);
+            continue;
         }
+        out.buf.clear();
+        crate::dispatch::execute_locked(srv, client, &args, &mut out, acc);
+        // Keep the guard list short (lookups in it are linear).
+        acc.release_shards();
     }
     match multi_start {
         Some(s) => Ok((s, true)),
@@ -481,8 +497,9 @@ fn load_file<'s>(
     path: &Path,
     last: bool,
     cfg: &PersistConfig,
-    acc: Option<&mut crate::keyspace::Access<'s>>,
+    acc: &mut crate::keyspace::Access<'s>,
 ) -> Result<u64, String> {
+    acc.release_shards();
     let data = std::fs::read(path).map_err(|e| format!("can't read {}: {e}", path.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut client = loader_client(srv);
@@ -542,14 +559,15 @@ pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), Strin
     }
     let mut total = 0u64;
     if m.base.is_some() || !m.incrs.is_empty() {
+        let mut acc = srv.store.access_all();
         if let Some((b, _)) = &m.base {
-            let n = load_file(srv, &dir.join(b), m.incrs.is_empty(), cfg, None)?;
+            let n = load_file(srv, &dir.join(b), m.incrs.is_empty(), cfg, &mut acc)?;
             aof.base_size.store(n, Ordering::Relaxed);
             total += n;
         }
         let count = m.incrs.len();
         for (i, (f, _)) in m.incrs.iter().enumerate() {
-            total += load_file(srv, &dir.join(f), i + 1 == count, cfg, None)?;
+            total += load_file(srv, &dir.join(f), i + 1 == count, cfg, &mut acc)?;
         }
         eprintln!("ferrite: DB loaded from append only file: {:.3} seconds", t0.elapsed().as_secs_f64());
     }
@@ -814,12 +832,10 @@ pub fn reload_with<'s>(srv: &'s Server, acc: &mut crate::keyspace::Access<'s>) -
     let m = srv.persist.aof.manifest.lock().clone();
     let dir = cfg.aof_dir();
     if let Some((b, _)) = &m.base {
-        acc.release_shards();
-        load_file(srv, &dir.join(b), false, &cfg, Some(acc))?;
+        load_file(srv, &dir.join(b), false, &cfg, acc)?;
     }
     for (f, _) in &m.incrs {
-        acc.release_shards();
-        load_file(srv, &dir.join(f), false, &cfg, Some(acc))?;
+        load_file(srv, &dir.join(f), false, &cfg, acc)?;
     }
     Ok(())
 }
