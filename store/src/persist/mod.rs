@@ -13,17 +13,19 @@
 //! ## Point-in-time snapshots without fork()
 //!
 //! `fork()` is unsafe in this multi-threaded process, so a background save
-//! is copy-on-write at the granularity of one lock shard of one database
+//! is copy-on-write at the granularity of one hash slot of one database
 //! (`snapshot.rs`). Starting a snapshot takes the exclusive world lock
 //! (nothing else runs), records the key counts and clears one "serialized"
-//! marker per (db, shard). The saver thread then walks the shards in order,
-//! taking one shard lock at a time; a shard whose marker is still clear is
+//! marker per (db, slot). The saver thread then walks the slots in order,
+//! taking one shard lock at a time; a slot whose marker is still clear is
 //! serialized into the file under that lock. A write command, before its
-//! handler runs, serializes every shard it holds whose marker is still
-//! clear (dispatch calls [`before`]); a command holding the exclusive world
-//! lock (FLUSHALL, SWAPDB, EXEC, ...) serializes all remaining shards
-//! first. Each shard is therefore captured exactly as it was when the
-//! snapshot started, while other clients keep being served. Shards
+//! handler runs, serializes every slot of its declared keys whose marker is
+//! still clear, under the shard locks it already holds (dispatch calls
+//! [`before`]); a command holding the exclusive world lock (FLUSHALL,
+//! SWAPDB, EXEC, ...) serializes all remaining slots first, and eviction
+//! serializes the victim's slot. Each slot is therefore captured exactly as
+//! it was when the snapshot started, while other clients keep being served;
+//! a write pays at most the serialization of its own slots once. Slots
 //! serialized by writers are kept in memory until the saver reaches them.
 //! Keys deleted by the active expiry sweep before the saver reaches them
 //! are missing from the file; they were expired and would not load anyway.

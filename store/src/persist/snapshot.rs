@@ -1,8 +1,9 @@
 //! RDB snapshots: the file writer and the point-in-time background saver
 //! (see the module doc of `persist` for the copy-on-write-per-shard design).
 
-use crate::keyspace::{Access, Entry, Shard, SHARDS};
+use crate::keyspace::{shard_of, Access, Entry, Shard, SlotTable, SHARDS};
 use crate::server::{now_ms, Server};
+use ferrite_commands::SLOTS;
 use ferrite_rdb::{crc64::crc64, encode_value, Writer, RDB_VERSION};
 use parking_lot::Mutex;
 use std::io::{self, Write};
@@ -39,10 +40,10 @@ pub struct SnapJob {
     ndb: usize,
     /// (keys, keys with expiry) per db when the snapshot started.
     sizes: Vec<(usize, usize)>,
-    /// Per (db * SHARDS + shard): already serialized for this snapshot.
+    /// Per (db * SLOTS + slot): already serialized for this snapshot.
     done: Box<[AtomicBool]>,
-    /// Shards serialized by writers, waiting for the saver.
-    parts: Mutex<Vec<Option<Vec<u8>>>>,
+    /// Slots serialized by writers, waiting for the saver.
+    parts: Mutex<std::collections::HashMap<usize, Vec<u8>>>,
     remaining: AtomicUsize,
     pub cancelled: AtomicBool,
     pub dirty_at_start: u64,
@@ -82,8 +83,6 @@ impl SnapSlot {
 }
 
 /// Serialize one key as an RDB record (expiry, type, key, value).
-/// Returns false for values the codec cannot write (none today but
-/// streams when `rdbconv` lacks them).
 pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
     let v = crate::rdbconv::to_rdb(&e.value);
     if e.expire_at != 0 {
@@ -102,19 +101,22 @@ pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
 /// Every key of one shard, serialized (`rdb`: as RDB records, otherwise
 /// as commands).
 fn serialize_shard(sh: &Shard, rdb: bool) -> Vec<u8> {
-    let mut w = Writer::default();
-    let mut skipped = 0usize;
+    let mut out = Vec::new();
     for st in sh.slots.iter() {
-        for e in st.table.iter() {
-            if !rdb {
-                super::rewrite::entry_commands(&mut w.buf, e);
-            } else if !write_entry(&mut w, e) {
-                skipped += 1;
-            }
-        }
+        out.extend_from_slice(&serialize_slot(st, rdb));
     }
-    if skipped > 0 {
-        eprintln!("ferrite: RDB save skipped {skipped} keys of a type the RDB codec cannot write yet");
+    out
+}
+
+/// Every key of one hash slot, serialized.
+fn serialize_slot(st: &SlotTable, rdb: bool) -> Vec<u8> {
+    let mut w = Writer::default();
+    for e in st.table.iter() {
+        if rdb {
+            write_entry(&mut w, e);
+        } else {
+            super::rewrite::entry_commands(&mut w.buf, e);
+        }
     }
     w.buf
 }
@@ -266,19 +268,24 @@ pub fn cover(srv: &Server, acc: &mut Access<'_>, db: usize, slots: &[u16]) {
     if acc.is_exclusive() {
         for d in 0..job.ndb {
             for i in 0..SHARDS {
-                let idx = d * SHARDS + i;
-                if !job.done[idx].load(Ordering::Acquire) {
-                    acc.with_slot(d, i as u16, |sh| job.take_shard(idx, sh));
+                // The shard's slots are i, i + SHARDS, i + 2 * SHARDS, ...
+                let pending = (i..SLOTS).step_by(SHARDS).any(|s| !job.done[d * SLOTS + s].load(Ordering::Acquire));
+                if pending {
+                    acc.with_slot(d, i as u16, |sh| {
+                        for s in (i..SLOTS).step_by(SHARDS) {
+                            job.take_slot(d, s as u16, sh);
+                        }
+                    });
                 }
             }
         }
         return;
     }
     for &slot in slots {
-        let idx = db * SHARDS + crate::keyspace::shard_of(slot);
+        let idx = db * SLOTS + slot as usize;
         if idx < job.done.len() && !job.done[idx].load(Ordering::Acquire) {
             if let Some(sh) = acc.shard(db, slot) {
-                job.take_shard(idx, sh);
+                job.take_slot(db, slot, sh);
             }
         }
     }
@@ -291,40 +298,42 @@ pub fn cover_shard(srv: &Server, db: usize, slot: u16, sh: &Shard) {
         return;
     }
     if let Some(job) = srv.persist.snap.job() {
-        let idx = db * SHARDS + crate::keyspace::shard_of(slot);
-        if idx < job.done.len() {
-            job.take_shard(idx, sh);
+        if db < job.ndb {
+            job.take_slot(db, slot, sh);
         }
     }
 }
 
 impl SnapJob {
-    /// Serialize shard `idx` into the parts (caller holds its lock).
-    fn take_shard(&self, idx: usize, sh: &Shard) {
+    /// Serialize one slot into the parts (caller holds its shard's lock).
+    fn take_slot(&self, db: usize, slot: u16, sh: &Shard) {
+        let idx = db * SLOTS + slot as usize;
         if self.done[idx].load(Ordering::Acquire) {
             return;
         }
-        let buf = serialize_shard(sh, self.rdb);
-        self.parts.lock()[idx] = Some(buf);
+        let buf = serialize_slot(sh.slot(slot), self.rdb);
+        if !buf.is_empty() {
+            self.parts.lock().insert(idx, buf);
+        }
         self.done[idx].store(true, Ordering::Release);
         self.remaining.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// The saver's view of shard `idx`: serialize it now under its lock
+    /// The saver's view of one slot: serialized now under its shard's lock
     /// unless a writer already did.
-    fn part(&self, srv: &Server, idx: usize) -> Vec<u8> {
-        let (db, i) = (idx / SHARDS, idx % SHARDS);
+    fn part(&self, srv: &Server, db: usize, slot: u16) -> Vec<u8> {
+        let idx = db * SLOTS + slot as usize;
         {
             let _w = srv.store.world_read();
-            let g = srv.store.dbs[db].shards[i].lock();
+            let g = srv.store.dbs[db].shards[shard_of(slot)].lock();
             if !self.done[idx].load(Ordering::Acquire) {
-                let buf = serialize_shard(&g, self.rdb);
+                let buf = serialize_slot(g.slot(slot), self.rdb);
                 self.done[idx].store(true, Ordering::Release);
                 self.remaining.fetch_sub(1, Ordering::AcqRel);
                 return buf;
             }
         }
-        self.parts.lock()[idx].take().unwrap_or_default()
+        self.parts.lock().remove(&idx).unwrap_or_default()
     }
 }
 
@@ -349,7 +358,7 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
             });
         }
     }
-    let n = ndb * SHARDS;
+    let n = ndb * SLOTS;
     let rdb = match &kind {
         JobKind::Rdb => true,
         JobKind::AofBase(p) => p.extension().is_some_and(|e| e == "rdb"),
@@ -360,7 +369,7 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
         ndb,
         sizes,
         done: (0..n).map(|_| AtomicBool::new(false)).collect(),
-        parts: Mutex::new(vec![None; n]),
+        parts: Mutex::new(std::collections::HashMap::new()),
         remaining: AtomicUsize::new(n),
         cancelled: AtomicBool::new(false),
         dirty_at_start: srv.stats.dirty.load(Ordering::Relaxed),
@@ -409,11 +418,11 @@ fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut CrcWriter<W>, chec
         } else {
             out.write_all(&super::rewrite::select(db))?;
         }
-        for i in 0..SHARDS {
+        for slot in 0..SLOTS as u16 {
             if job.cancelled.load(Ordering::Relaxed) {
                 return Err(io::Error::other("background save cancelled"));
             }
-            let part = job.part(srv, db * SHARDS + i);
+            let part = job.part(srv, db, slot);
             out.write_all(&part)?;
         }
     }
