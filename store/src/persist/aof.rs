@@ -620,56 +620,14 @@ pub fn refresh_policy(srv: &Server) {
 
 /// A base RDB written synchronously (fresh AOF directory).
 fn write_base_sync(srv: &Server, acc: &mut crate::keyspace::Access<'_>, path: &Path) -> io::Result<()> {
-    // Reuse the SAVE writer with the aof-base flag through a temp config.
     let ndb = srv.store.dbs.len();
-    if path.extension().is_some_and(|e| e == "aof") {
-        return snapshot::write_atomically(path, |out| {
-            for db in 0..ndb {
-                let mut buf = Vec::new();
-                for i in 0..crate::keyspace::SHARDS {
-                    acc.with_slot(db, i as u16, |sh| {
-                        for st in sh.slots.iter() {
-                            for e in st.table.iter() {
-                                super::rewrite::entry_commands(&mut buf, e);
-                            }
-                        }
-                    });
-                }
-                if !buf.is_empty() {
-                    out.write_all(&super::rewrite::select(db))?;
-                    out.write_all(&buf)?;
-                }
-            }
-            out.flush()
-        })
-        .map(|_| ());
-    }
+    let rdb = path.extension().is_none_or(|e| e != "aof");
     snapshot::write_atomically(path, |out| {
-        out.write_all(&snapshot::header(true))?;
-        let mut w = ferrite_rdb::Writer::default();
-        for db in 0..ndb {
-            let mut first = true;
+        snapshot::write_image(out, rdb, true, ndb, |db, f| {
             for i in 0..crate::keyspace::SHARDS {
-                acc.with_slot(db, i as u16, |sh| {
-                    for st in sh.slots.iter() {
-                        for e in st.table.iter() {
-                            if first {
-                                w.buf.push(snapshot::OP_SELECTDB);
-                                w.len(db as u64);
-                                first = false;
-                            }
-                            snapshot::write_entry(&mut w, e);
-                        }
-                    }
-                });
-                out.write_all(&w.buf)?;
-                w.buf.clear();
+                acc.with_slot(db, i as u16, |sh| f(sh));
             }
-        }
-        out.write_all(&[snapshot::OP_EOF])?;
-        let crc = out.crc;
-        out.inner.write_all(&crc.to_le_bytes())?;
-        Ok(())
+        })
     })
     .map(|_| ())
 }

@@ -4,7 +4,8 @@
 use crate::keyspace::{shard_of, Access, Entry, Shard, SlotTable, SHARDS};
 use crate::server::{now_ms, Server};
 use ferrite_commands::SLOTS;
-use ferrite_rdb::{crc64::crc64, encode_value, Writer, RDB_VERSION};
+use ferrite_rdb::file::{RdbWriter, StandardAux};
+use ferrite_rdb::{encode_value, Writer};
 use parking_lot::Mutex;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -121,17 +122,15 @@ fn serialize_slot(st: &SlotTable, rdb: bool) -> Vec<u8> {
     w.buf
 }
 
-/// A writer computing Redis's CRC64 of everything written.
-pub struct CrcWriter<W: Write> {
+/// A writer counting the bytes written.
+pub struct Counted<W: Write> {
     pub inner: W,
-    pub crc: u64,
     pub written: u64,
 }
 
-impl<W: Write> Write for CrcWriter<W> {
+impl<W: Write> Write for Counted<W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(b)?;
-        self.crc = crc64(self.crc, &b[..n]);
         self.written += n as u64;
         Ok(n)
     }
@@ -140,57 +139,107 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
-fn aux(w: &mut Writer, k: &str, v: &[u8]) {
-    w.buf.push(OP_AUX);
-    w.string(k.as_bytes());
-    w.string(v);
+/// The aux fields Redis 7.0 writes at the start of a file.
+pub fn standard_aux(aof_base: bool) -> StandardAux {
+    StandardAux {
+        redis_ver: "7.0.15".into(),
+        redis_bits: 64,
+        ctime: now_ms() / 1000,
+        used_mem: crate::alloc::used_memory() as u64,
+        repl: None,
+        aof_base,
+    }
 }
 
-/// The RDB header and aux fields Redis 7.0 writes.
-pub fn header(aof_base: bool) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.buf.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
-    aux(&mut w, "redis-ver", b"7.0.15");
-    aux(&mut w, "redis-bits", b"64");
-    aux(&mut w, "ctime", (now_ms() / 1000).to_string().as_bytes());
-    aux(&mut w, "used-mem", crate::alloc::used_memory().to_string().as_bytes());
-    aux(&mut w, "aof-base", if aof_base { b"1" } else { b"0" });
-    w.buf
+/// Where a snapshot goes: an RDB image (`ferrite-rdb`'s file writer, which
+/// adds the header, opcodes, EOF and CRC64) or AOF commands.
+enum Sink<'a, W: Write> {
+    Rdb(RdbWriter<&'a mut W>),
+    Commands(&'a mut W),
 }
 
-fn db_header(db: usize, keys: usize, expires: usize) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.buf.push(OP_SELECTDB);
-    w.len(db as u64);
-    w.buf.push(OP_RESIZEDB);
-    w.len(keys as u64);
-    w.len(expires as u64);
-    w.buf
+impl<'a, W: Write> Sink<'a, W> {
+    fn new(out: &'a mut W, rdb: bool, aof_base: bool) -> io::Result<Self> {
+        if rdb {
+            let mut w = RdbWriter::new(out)?;
+            w.standard_aux(&standard_aux(aof_base))?;
+            Ok(Sink::Rdb(w))
+        } else {
+            Ok(Sink::Commands(out))
+        }
+    }
+
+    fn db(&mut self, db: usize, keys: usize, expires: usize) -> io::Result<()> {
+        match self {
+            Sink::Rdb(w) => {
+                w.select_db(db as u32)?;
+                w.resize_db(keys as u64, expires as u64)
+            }
+            Sink::Commands(w) => w.write_all(&super::rewrite::select(db)),
+        }
+    }
+
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Rdb(w) => w.raw(b),
+            Sink::Commands(w) => w.write_all(b),
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Sink::Rdb(w) => w.finish().map(|_| ()),
+            Sink::Commands(w) => w.flush(),
+        }
+    }
 }
 
-/// Finish the file: EOF opcode and the checksum.
-fn footer<W: Write>(out: &mut CrcWriter<W>, checksum: bool) -> io::Result<()> {
-    out.write_all(&[OP_EOF])?;
-    let crc = if checksum { out.crc } else { 0 };
-    out.inner.write_all(&crc.to_le_bytes())?;
-    out.flush()
+/// Write the keys of every db through a sink; `shards(db, f)` hands each
+/// shard of `db` to `f`.
+pub fn write_image<W: Write>(
+    out: &mut W,
+    rdb: bool,
+    aof_base: bool,
+    ndb: usize,
+    mut shards: impl FnMut(usize, &mut dyn FnMut(&Shard)),
+) -> io::Result<()> {
+    let mut sink = Sink::new(out, rdb, aof_base)?;
+    for db in 0..ndb {
+        let mut parts = Vec::new();
+        let (mut keys, mut exp) = (0, 0);
+        shards(db, &mut |sh: &Shard| {
+            keys += sh.keys;
+            exp += sh.volatile;
+            if sh.keys > 0 {
+                parts.push(serialize_shard(sh, rdb));
+            }
+        });
+        if keys == 0 {
+            continue;
+        }
+        sink.db(db, keys, exp)?;
+        for p in parts {
+            sink.put(&p)?;
+        }
+    }
+    sink.finish()
 }
 
 /// Write `path` atomically: a temp file in the same directory, fsync,
 /// rename, fsync the directory (as Redis's rdbSave).
 pub fn write_atomically(
     path: &Path,
-    f: impl FnOnce(&mut CrcWriter<io::BufWriter<&std::fs::File>>) -> io::Result<()>,
+    f: impl FnOnce(&mut Counted<io::BufWriter<&std::fs::File>>) -> io::Result<()>,
 ) -> io::Result<u64> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!("temp-{}-{}.rdb", std::process::id(), rand::random::<u32>()));
     let r = (|| {
         let file = std::fs::File::create(&tmp)?;
         let written = {
-            let mut out = CrcWriter { inner: io::BufWriter::with_capacity(1 << 20, &file), crc: 0, written: 0 };
+            let mut out = Counted { inner: io::BufWriter::with_capacity(1 << 20, &file), written: 0 };
             f(&mut out)?;
             out.flush()?;
-            out.written + 8
+            out.written
         };
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -213,35 +262,15 @@ pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
         // rewrite writes elsewhere and goes on).
         srv.persist.snap.cancel();
     }
-    let (path, checksum) = {
-        let c = srv.persist.cfg.lock();
-        (c.rdb_path(), c.rdbchecksum)
-    };
+    let path = srv.persist.cfg.lock().rdb_path();
     let dirty = srv.stats.dirty.load(Ordering::Relaxed);
     let ndb = srv.store.dbs.len();
     write_atomically(&path, |out| {
-        out.write_all(&header(false))?;
-        for db in 0..ndb {
-            let mut parts = Vec::with_capacity(SHARDS);
-            let (mut keys, mut exp) = (0, 0);
+        write_image(out, true, false, ndb, |db, f| {
             for i in 0..SHARDS {
-                acc.with_slot(db, i as u16, |sh| {
-                    keys += sh.keys;
-                    exp += sh.volatile;
-                    if sh.keys > 0 {
-                        parts.push(serialize_shard(sh, true));
-                    }
-                });
+                acc.with_slot(db, i as u16, |sh| f(sh));
             }
-            if keys == 0 {
-                continue;
-            }
-            out.write_all(&db_header(db, keys, exp))?;
-            for p in parts {
-                out.write_all(&p)?;
-            }
-        }
-        footer(out, checksum)
+        })
     })?;
     let p = &srv.persist;
     p.dirty_base.store(dirty, Ordering::Relaxed);
@@ -404,46 +433,34 @@ pub fn start_bgsave(srv: &Arc<Server>) -> Result<(), String> {
     start_bgsave_locked(srv, &mut acc)
 }
 
-fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut CrcWriter<W>, checksum: bool) -> io::Result<()> {
-    if job.rdb {
-        out.write_all(&header(matches!(job.kind, JobKind::AofBase(_))))?;
-    }
+fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut W) -> io::Result<()> {
+    let mut sink = Sink::new(out, job.rdb, matches!(job.kind, JobKind::AofBase(_)))?;
     for db in 0..job.ndb {
         let (keys, exp) = job.sizes[db];
         if keys == 0 {
             continue;
         }
-        if job.rdb {
-            out.write_all(&db_header(db, keys, exp))?;
-        } else {
-            out.write_all(&super::rewrite::select(db))?;
-        }
+        sink.db(db, keys, exp)?;
         for slot in 0..SLOTS as u16 {
             if job.cancelled.load(Ordering::Relaxed) {
                 return Err(io::Error::other("background save cancelled"));
             }
             let part = job.part(srv, db, slot);
-            out.write_all(&part)?;
+            if !part.is_empty() {
+                sink.put(&part)?;
+            }
         }
     }
-    if job.rdb {
-        footer(out, checksum)
-    } else {
-        out.flush()
-    }
+    sink.finish()
 }
 
 /// The saver thread.
 fn run_job(srv: Arc<Server>, job: Arc<SnapJob>) {
-    let (path, checksum) = {
-        let c = srv.persist.cfg.lock();
-        let path = match &job.kind {
-            JobKind::Rdb => c.rdb_path(),
-            JobKind::AofBase(p) => p.clone(),
-        };
-        (path, c.rdbchecksum)
+    let path = match &job.kind {
+        JobKind::Rdb => srv.persist.cfg.lock().rdb_path(),
+        JobKind::AofBase(p) => p.clone(),
     };
-    let r = write_atomically(&path, |out| write_job(&srv, &job, out, checksum));
+    let r = write_atomically(&path, |out| write_job(&srv, &job, out));
     let p = &srv.persist;
     // Release the slot first so writers stop checking markers.
     *p.snap.job.lock() = None;
