@@ -256,9 +256,18 @@ pub fn config_apply(srv: &std::sync::Arc<crate::server::Server>, name: &str, v: 
     super::aof::refresh_policy(srv);
     if name.eq_ignore_ascii_case("appendonly") && was != now {
         if now {
-            if let Err(e) = super::aof::start_at_runtime(srv) {
-                eprintln!("ferrite: could not enable the AOF: {e}");
-                srv.persist.cfg.lock().appendonly = false;
+            let enable = |srv: &std::sync::Arc<crate::server::Server>| {
+                if let Err(e) = super::aof::start_at_runtime(srv) {
+                    eprintln!("ferrite: could not enable the AOF: {e}");
+                    srv.persist.cfg.lock().appendonly = false;
+                }
+            };
+            if super::propagate::running_exclusive() {
+                // Inside EXEC: the exclusive lock is ours until EXEC ends.
+                let srv = srv.clone();
+                std::thread::spawn(move || enable(&srv));
+            } else {
+                enable(srv);
             }
         } else {
             super::aof::stop(srv);

@@ -55,6 +55,14 @@ thread_local! {
     /// AOF offset the last command of this thread must see fsynced before
     /// its reply is sent (appendfsync always); 0 = none.
     static WRITTEN: Cell<u64> = const { Cell::new(0) };
+    /// The running command holds the exclusive world lock (EXEC, Lock::All).
+    static EXCLUSIVE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Does the command running on this thread hold the exclusive world lock?
+/// (Then nothing it calls may take that lock again.)
+pub fn running_exclusive() -> bool {
+    EXCLUSIVE.with(|c| c.get())
 }
 
 /// A handler changed a key (called from `Ks::modified_in`).
@@ -109,6 +117,7 @@ pub fn before(
     slots: &SlotCache,
     out: &ReplyBuf,
 ) -> Before {
+    EXCLUSIVE.with(|c| c.set(acc.is_exclusive()));
     if meta.flags.has(Flags::WRITE) && srv.persist.snap.running() {
         let s: smallvec::SmallVec<[u16; 4]> = slots.0.iter().map(|x| x.2).collect();
         super::snapshot::cover(srv, acc, db, &s);
