@@ -815,3 +815,23 @@ fn failed_bgsave_stops_writes_like_redis() {
         drop(p);
     }
 }
+
+#[test]
+fn appendonly_enabled_inside_exec() {
+    let dir = TempDir::new("persist-exec-aof");
+    let f = ferrite_in(&dir.0, &[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    ok(&mut c, "MULTI");
+    ok(&mut c, "SET a 1");
+    ok(&mut c, "CONFIG SET appendonly yes");
+    let r = qs(&mut c, "EXEC");
+    assert_eq!(r, V::A(vec![V::S(b"OK".to_vec()), V::S(b"OK".to_vec())]));
+    wait_until("aof enabled", 10, || info_field(&mut c, "aof_enabled") == "1");
+    wait_until("initial rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+    ok(&mut c, "SET b 2");
+    stop(f, &mut c, "SHUTDOWN NOSAVE");
+    let f = ferrite_in(&dir.0, &["--appendonly", "yes"]);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(q(&mut c, &["MGET", "a", "b"]), V::A(vec![V::S(b"1".to_vec()), V::S(b"2".to_vec())]));
+    drop(f);
+}
