@@ -327,7 +327,13 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
 
 /// Run one command with access the caller already holds (AOF replay by
 /// DEBUG LOADAOF under the exclusive lock).
-pub fn execute_locked<'s>(srv: &'s Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf, acc: &mut Access<'s>) {
+pub fn execute_locked<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    acc: &mut Access<'s>,
+) {
     match resolve(srv, args) {
         Ok((cmd, meta)) => run(srv, client, cmd, meta, args, out, Some(acc)),
         Err(e) => out.error(&e.0),

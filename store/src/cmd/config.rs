@@ -289,7 +289,8 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
-        Kind::Persist => crate::persist::config::config_validate(cx.srv, p.name, v).map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
+        Kind::Persist => crate::persist::config::config_validate(cx.srv, p.name, v)
+            .map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
