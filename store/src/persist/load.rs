@@ -43,6 +43,7 @@ struct Rec {
 struct Parsed {
     body_end: usize,
     expired: u64,
+    empty: u64,
 }
 
 /// Parse records from `data` (after the 9-byte header), sending batches.
@@ -57,6 +58,7 @@ fn parse_records(
     let mut db = 0usize;
     let mut expire_at: i64 = 0;
     let mut expired = 0u64;
+    let mut empty = 0u64;
     let mut batch = Vec::with_capacity(256);
     let mut batch_bytes = 0usize;
     loop {
@@ -103,6 +105,13 @@ fn parse_records(
                 let key = r.string().map_err(bad)?;
                 let value = match decode_value(ty, &mut r) {
                     Ok(v) => v,
+                    // Redis 7.0 skips empty collections (with a log line).
+                    Err(RdbError::EmptyKey) => {
+                        eprintln!("ferrite: rdbLoadObject skipping empty key: {}", String::from_utf8_lossy(&key));
+                        expire_at = 0;
+                        empty += 1;
+                        continue;
+                    }
                     Err(RdbError::Unsupported(x)) => {
                         return Err(format!("Unsupported value type {x} for key '{}'", String::from_utf8_lossy(&key)))
                     }
@@ -127,7 +136,7 @@ fn parse_records(
     if !batch.is_empty() && tx.send(batch).is_err() {
         return Err("loader stopped".into());
     }
-    Ok(Parsed { body_end: 9 + (data.len() - 9 - r.remaining()), expired })
+    Ok(Parsed { body_end: 9 + (data.len() - 9 - r.remaining()), expired, empty })
 }
 
 /// Load an RDB image from memory. `preamble`: part of an AOF (expired keys
@@ -188,6 +197,12 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
         Ok((parsed?, crc))
     })?;
     st.expired = parsed.expired;
+    if parsed.empty > 0 {
+        eprintln!(
+            "ferrite: Done loading RDB, keys loaded: {}, keys expired: {}, empty keys skipped: {}.",
+            st.loaded, st.expired, parsed.empty
+        );
+    }
     let body_end = parsed.body_end;
     if ver >= 5 {
         let b = data.get(body_end..body_end + 8).ok_or("Short read: the RDB file has no checksum")?;
