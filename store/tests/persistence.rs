@@ -835,3 +835,31 @@ fn appendonly_enabled_inside_exec() {
     assert_eq!(q(&mut c, &["MGET", "a", "b"]), V::A(vec![V::S(b"1".to_vec()), V::S(b"2".to_vec())]));
     drop(f);
 }
+
+#[test]
+fn debug_reload_keeps_lru_and_lfu_like_redis() {
+    for server in ["redis", "ferrite"] {
+        let dir = TempDir::new("persist-lru");
+        let p = if server == "redis" { redis_in(&dir.0, &[]) } else { ferrite_in(&dir.0, &[]) };
+        let mut c = Conn::connect(p.port).unwrap();
+        ok(&mut c, "CONFIG SET maxmemory-policy allkeys-lru");
+        ok(&mut c, "SET old v");
+        std::thread::sleep(Duration::from_millis(2100));
+        ok(&mut c, "SET new v");
+        assert_eq!(q(&mut c, &["DEBUG", "RELOAD"]), V::S(b"OK".to_vec()));
+        let V::I(idle) = q(&mut c, &["OBJECT", "IDLETIME", "old"]) else { panic!() };
+        assert!(idle >= 2, "{server}: idle time lost by DEBUG RELOAD ({idle})");
+        let V::I(idle) = q(&mut c, &["OBJECT", "IDLETIME", "new"]) else { panic!() };
+        assert!(idle <= 1, "{server}: {idle}");
+        ok(&mut c, "CONFIG SET maxmemory-policy allkeys-lfu");
+        ok(&mut c, "SET hot v");
+        for _ in 0..200 {
+            ok(&mut c, "GET hot");
+        }
+        let V::I(before) = q(&mut c, &["OBJECT", "FREQ", "hot"]) else { panic!() };
+        assert!(before > 5, "{server}: {before}");
+        assert_eq!(q(&mut c, &["DEBUG", "RELOAD"]), V::S(b"OK".to_vec()));
+        assert_eq!(q(&mut c, &["OBJECT", "FREQ", "hot"]), V::I(before), "{server}: LFU counter lost by DEBUG RELOAD");
+        drop(p);
+    }
+}

@@ -37,6 +37,9 @@ struct Rec {
     value: RdbValue,
     compact: bool,
     expire_at: i64,
+    /// IDLE (seconds) / FREQ opcodes that preceded the key.
+    idle: Option<u64>,
+    freq: Option<u8>,
 }
 
 /// What the parser thread reports at the end.
@@ -59,6 +62,7 @@ fn parse_records(
     let mut expire_at: i64 = 0;
     let mut expired = 0u64;
     let mut empty = 0u64;
+    let (mut idle, mut freq) = (None, None);
     let mut batch = Vec::with_capacity(256);
     let mut batch_bytes = 0usize;
     loop {
@@ -89,10 +93,10 @@ fn parse_records(
                 expire_at = i32::from_le_bytes(b.try_into().map_err(|_| "bad expire")?) as i64 * 1000;
             }
             OP_IDLE => {
-                r.len().map_err(bad)?;
+                idle = Some(r.len().map_err(bad)?);
             }
             OP_FREQ => {
-                r.u8().map_err(bad)?;
+                freq = Some(r.u8().map_err(bad)?);
             }
             OP_FUNCTION2 => {
                 // Function libraries: not executed by Ferrite.
@@ -109,6 +113,7 @@ fn parse_records(
                     Err(RdbError::EmptyKey) => {
                         eprintln!("ferrite: rdbLoadObject skipping empty key: {}", String::from_utf8_lossy(&key));
                         expire_at = 0;
+                        (idle, freq) = (None, None);
                         empty += 1;
                         continue;
                     }
@@ -118,11 +123,20 @@ fn parse_records(
                     Err(e) => return Err(format!("{e} (key '{}')", String::from_utf8_lossy(&key))),
                 };
                 let exp = std::mem::take(&mut expire_at);
+                let (idle, freq) = (idle.take(), freq.take());
                 if exp != 0 && exp < now && !preamble {
                     expired += 1;
                     continue;
                 }
-                batch.push(Rec { db, key, value, compact: ferrite_rdb::is_compact_type(ty), expire_at: exp });
+                batch.push(Rec {
+                    db,
+                    key,
+                    value,
+                    compact: ferrite_rdb::is_compact_type(ty),
+                    expire_at: exp,
+                    idle,
+                    freq,
+                });
                 batch_bytes += start - r.remaining();
                 if batch.len() >= 1024 || batch_bytes >= 4 << 20 {
                     if tx.send(std::mem::take(&mut batch)).is_err() {
@@ -158,6 +172,7 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
     let lru = crate::cmd::new_lru(srv, now);
     let ndb = srv.store.dbs.len();
     let big = Tunables::get(&tun.hash_max_listpack_entries);
+    let lfu = crate::evict::policy(srv).is_lfu();
     let (parsed, crc_guess) = std::thread::scope(|sc| -> Result<(Parsed, Option<u64>), String> {
         // The checksum of everything but the last 8 bytes: right when the
         // file is exactly one RDB image (the usual case).
@@ -167,7 +182,13 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
         let mut failure = None;
         for batch in rx.iter() {
             for rec in batch {
-                let Rec { db, key, value, compact, expire_at } = rec;
+                let Rec { db, key, value, compact, expire_at, idle, freq } = rec;
+                // Like Redis's objectSetLRUOrLFU.
+                let lru = match (lfu, freq, idle) {
+                    (true, Some(f), _) => (lru & !0xff) | f as u32,
+                    (false, _, Some(i)) => crate::server::lru_of(now).saturating_sub(i.min(u32::MAX as u64) as u32),
+                    _ => lru,
+                };
                 let value = match value {
                     RdbValue::Hash(h) if h.len() > big => big_hash(h),
                     v => crate::rdbconv::from_rdb(v, tun, compact),

@@ -38,6 +38,7 @@ pub struct SnapJob {
     pub kind: JobKind,
     /// RDB format (false: an AOF base as commands).
     rdb: bool,
+    lru: LruMode,
     ndb: usize,
     /// (keys, keys with expiry) per db when the snapshot started.
     sizes: Vec<(usize, usize)>,
@@ -83,12 +84,48 @@ impl SnapSlot {
     }
 }
 
-/// Serialize one key as an RDB record (expiry, type, key, value).
-pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
+/// Which access information RDB records carry (Redis saves the idle time
+/// under an LRU policy and the LFU counter under an LFU policy).
+#[derive(Clone, Copy, Debug)]
+pub enum LruMode {
+    None,
+    /// LRU clock (unix seconds) at the snapshot.
+    Idle(u32),
+    /// (unix ms, lfu-decay-time) at the snapshot.
+    Freq(i64, u32),
+}
+
+impl LruMode {
+    pub fn of(srv: &Server) -> LruMode {
+        let p = crate::evict::policy(srv);
+        let now = now_ms();
+        if p.is_lfu() {
+            LruMode::Freq(now, srv.tun.lfu_decay_time.load(Ordering::Relaxed) as u32)
+        } else if p.name().ends_with("lru") {
+            LruMode::Idle(crate::server::lru_of(now))
+        } else {
+            LruMode::None
+        }
+    }
+}
+
+/// Serialize one key as an RDB record (expiry, idle/freq, type, key, value).
+pub fn write_entry(w: &mut Writer, e: &Entry, lru: LruMode) -> bool {
     let v = crate::rdbconv::to_rdb(&e.value);
     if e.expire_at != 0 {
         w.buf.push(OP_EXPIRETIME_MS);
         w.buf.extend_from_slice(&e.expire_at.to_le_bytes());
+    }
+    match lru {
+        LruMode::None => {}
+        LruMode::Idle(now) => {
+            w.buf.push(OP_IDLE);
+            w.len(now.saturating_sub(e.lru) as u64);
+        }
+        LruMode::Freq(now, decay) => {
+            w.buf.push(OP_FREQ);
+            w.buf.push(crate::evict::lfu_counter(e.lru, now, decay).min(255) as u8);
+        }
     }
     let mut tmp = Writer::default();
     encode_value(&v, &mut tmp);
@@ -101,20 +138,20 @@ pub fn write_entry(w: &mut Writer, e: &Entry) -> bool {
 
 /// Every key of one shard, serialized (`rdb`: as RDB records, otherwise
 /// as commands).
-fn serialize_shard(sh: &Shard, rdb: bool) -> Vec<u8> {
+fn serialize_shard(sh: &Shard, rdb: bool, lru: LruMode) -> Vec<u8> {
     let mut out = Vec::new();
     for st in sh.slots.iter() {
-        out.extend_from_slice(&serialize_slot(st, rdb));
+        out.extend_from_slice(&serialize_slot(st, rdb, lru));
     }
     out
 }
 
 /// Every key of one hash slot, serialized.
-fn serialize_slot(st: &SlotTable, rdb: bool) -> Vec<u8> {
+fn serialize_slot(st: &SlotTable, rdb: bool, lru: LruMode) -> Vec<u8> {
     let mut w = Writer::default();
     for e in st.table.iter() {
         if rdb {
-            write_entry(&mut w, e);
+            write_entry(&mut w, e, lru);
         } else {
             super::rewrite::entry_commands(&mut w.buf, e);
         }
@@ -196,9 +233,11 @@ impl<'a, W: Write> Sink<'a, W> {
 
 /// Write the keys of every db through a sink; `shards(db, f)` hands each
 /// shard of `db` to `f`.
+#[allow(clippy::too_many_arguments)]
 pub fn write_image<W: Write>(
     out: &mut W,
     rdb: bool,
+    lru: LruMode,
     aof_base: bool,
     ndb: usize,
     mut shards: impl FnMut(usize, &mut dyn FnMut(&Shard)),
@@ -211,7 +250,7 @@ pub fn write_image<W: Write>(
             keys += sh.keys;
             exp += sh.volatile;
             if sh.keys > 0 {
-                parts.push(serialize_shard(sh, rdb));
+                parts.push(serialize_shard(sh, rdb, lru));
             }
         });
         if keys == 0 {
@@ -266,7 +305,7 @@ pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
     let dirty = srv.stats.dirty.load(Ordering::Relaxed);
     let ndb = srv.store.dbs.len();
     write_atomically(&path, |out| {
-        write_image(out, true, false, ndb, |db, f| {
+        write_image(out, true, LruMode::of(srv), false, ndb, |db, f| {
             for i in 0..SHARDS {
                 acc.with_slot(db, i as u16, |sh| f(sh));
             }
@@ -340,7 +379,7 @@ impl SnapJob {
         if self.done[idx].load(Ordering::Acquire) {
             return;
         }
-        let buf = serialize_slot(sh.slot(slot), self.rdb);
+        let buf = serialize_slot(sh.slot(slot), self.rdb, self.lru);
         if !buf.is_empty() {
             self.parts.lock().insert(idx, buf);
         }
@@ -356,7 +395,7 @@ impl SnapJob {
             let _w = srv.store.world_read();
             let g = srv.store.dbs[db].shards[shard_of(slot)].lock();
             if !self.done[idx].load(Ordering::Acquire) {
-                let buf = serialize_slot(g.slot(slot), self.rdb);
+                let buf = serialize_slot(g.slot(slot), self.rdb, self.lru);
                 self.done[idx].store(true, Ordering::Release);
                 self.remaining.fetch_sub(1, Ordering::AcqRel);
                 return buf;
@@ -394,6 +433,7 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
     };
     let job = Arc::new(SnapJob {
         rdb,
+        lru: LruMode::of(srv),
         kind,
         ndb,
         sizes,
@@ -498,7 +538,7 @@ mod tests {
     fn entry_records_decode() {
         let e = Entry { key: SmallBytes::new(b"k"), value: Value::str(b"hello"), expire_at: 1234, lru: 0 };
         let mut w = Writer::default();
-        assert!(write_entry(&mut w, &e));
+        assert!(write_entry(&mut w, &e, LruMode::None));
         assert_eq!(w.buf[0], OP_EXPIRETIME_MS);
         assert_eq!(&w.buf[1..9], &1234i64.to_le_bytes());
         assert_eq!(w.buf[9], 0); // string type
