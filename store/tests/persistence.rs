@@ -863,3 +863,52 @@ fn debug_reload_keeps_lru_and_lfu_like_redis() {
         drop(p);
     }
 }
+
+#[test]
+fn bgsave_and_bgrewriteaof_schedule_each_other() {
+    let dir = TempDir::new("persist-sched");
+    let f = ferrite_in(&dir.0, &[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    let n = 60_000;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend_from_slice(&support::encode(&["SET", &format!("k:{i}"), &"v".repeat(60)]));
+    }
+    c.send_raw(&batch);
+    for _ in 0..n {
+        c.read_reply();
+    }
+    // A rewrite is running: BGSAVE is refused, BGSAVE SCHEDULE waits.
+    assert_eq!(q(&mut c, &["BGREWRITEAOF"]), V::S(b"Background append only file rewriting started".to_vec()));
+    if info_field(&mut c, "aof_rewrite_in_progress") == "1" {
+        match q(&mut c, &["BGSAVE"]) {
+            V::E(e) => assert!(e.starts_with("ERR Another child process is active (AOF?)"), "{e}"),
+            V::S(_) => {} // the rewrite just ended
+            v => panic!("{v:?}"),
+        }
+        assert!(
+            matches!(q(&mut c, &["BGREWRITEAOF"]), V::E(e) if e.contains("already in progress") )
+                || info_field(&mut c, "aof_rewrite_in_progress") == "0"
+        );
+    }
+    let r = q(&mut c, &["BGSAVE", "SCHEDULE"]);
+    assert!(
+        r == V::S(b"Background saving scheduled".to_vec()) || r == V::S(b"Background saving started".to_vec()),
+        "{r:?}"
+    );
+    wait_until("scheduled bgsave", 60, || dir.0.join("dump.rdb").exists());
+    wait_until("bgsave end", 60, || info_field(&mut c, "rdb_bgsave_in_progress") == "0");
+    // A BGSAVE is running: BGREWRITEAOF is scheduled and runs after it.
+    assert_eq!(q(&mut c, &["BGSAVE"]), V::S(b"Background saving started".to_vec()));
+    let r = q(&mut c, &["BGREWRITEAOF"]);
+    assert!(
+        r == V::S(b"Background append only file rewriting scheduled".to_vec())
+            || r == V::S(b"Background append only file rewriting started".to_vec()),
+        "{r:?}"
+    );
+    wait_until("scheduled rewrite", 60, || {
+        info_field(&mut c, "aof_rewrite_scheduled") == "0" && info_field(&mut c, "aof_rewrite_in_progress") == "0"
+    });
+    assert_eq!(info_field(&mut c, "aof_rewrites"), "2");
+    drop(f);
+}
