@@ -147,6 +147,17 @@ pub async fn wait_durable(srv: &Server, target: u64) {
     }
 }
 
+/// With `appendfsync always`, wait until everything appended so far is
+/// durable (a blocked client served by another client's write).
+pub async fn wait_all_durable(srv: &Server) {
+    let aof = &srv.persist.aof;
+    if !aof.fsync_always.load(Ordering::Relaxed) || !aof.enabled() {
+        return;
+    }
+    let target = aof.buf.lock().offset;
+    wait_durable(srv, target).await;
+}
+
 /// Write out what is buffered; fsync per policy. Returns false on error.
 fn drain(srv: &Server, force_sync: bool, last_sync: &mut Instant) -> bool {
     let aof = &srv.persist.aof;
