@@ -270,6 +270,8 @@ async fn wait_blocked(
         tokio::select! {
             p = rx.recv() => match p {
                 Some(Push::Reply(b)) => {
+                    // appendfsync always: the pop that served us is durable first.
+                    crate::persist::aof::wait_all_durable(srv).await;
                     out.raw(&b);
                     break;
                 }
