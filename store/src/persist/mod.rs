@@ -2,13 +2,24 @@
 //! the Redis 7.0 multi-part append-only file, and the stream of write
 //! effects both the AOF and a future replication feed consume.
 //!
-//! What it knows: the RDB file layout (header, aux fields, SELECTDB,
-//! RESIZEDB, expiry opcodes, EOF + CRC64) around the value codec of
-//! `ferrite-rdb`; the AOF manifest format of Redis 7.0 (`aof.c`); how Redis
-//! 7.0 rewrites commands before propagating them (`propagate`).
+//! Modules: `snapshot` (RDB writing, BGSAVE), `load` (RDB reading),
+//! `aof` (manifest, writer thread, rewrite, replay), `rewrite` (an AOF base
+//! as commands), `propagate` (the effects stream), `config` (settings).
+//!
+//! What it knows: the RDB record layout (expiry, idle/freq opcodes, key)
+//! and the file frame written through `ferrite-rdb`'s `RdbWriter`; the AOF
+//! manifest format of Redis 7.0 (`aof.c`); how Redis 7.0 rewrites commands
+//! before propagating them (`propagate`).
 //! What it does not know: value encodings (that is `ferrite-rdb` and
 //! `crate::rdbconv`), or how commands execute (they run through
-//! `dispatch`, also when an AOF is replayed).
+//! `dispatch`, also when an AOF is replayed). Function libraries found in
+//! an RDB are skipped with a warning; module values refuse to load.
+//!
+//! Deliberate difference: without configuration ferrite has no `save`
+//! rules (Redis defaults to "3600 1 300 100 60 10000"), so a server started
+//! bare never writes files by itself. `rdbcompression no` and
+//! `rdbchecksum no` are accepted but values are still compressed and the
+//! CRC64 is still written (both load everywhere).
 //!
 //! ## Point-in-time snapshots without fork()
 //!
