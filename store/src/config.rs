@@ -47,6 +47,25 @@ pub struct Cli {
     /// ACL file with users (like Redis's aclfile).
     #[arg(long, env = "FERRITE_ACLFILE")]
     pub aclfile: Option<String>,
+    /// Persistence settings with Redis's names (see `persist::config`).
+    #[arg(long)]
+    pub dir: Option<String>,
+    #[arg(long)]
+    pub dbfilename: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub save: Option<String>,
+    #[arg(long)]
+    pub appendonly: Option<String>,
+    #[arg(long)]
+    pub appendfsync: Option<String>,
+    #[arg(long)]
+    pub appendfilename: Option<String>,
+    #[arg(long)]
+    pub appenddirname: Option<String>,
+    #[arg(long = "aof-load-truncated")]
+    pub aof_load_truncated: Option<String>,
+    #[arg(long = "aof-use-rdb-preamble")]
+    pub aof_use_rdb_preamble: Option<String>,
 }
 
 /// The TOML file's shape (Redis names with `-` or `_`).
@@ -64,6 +83,15 @@ pub struct FileConfig {
     pub timeout: Option<u64>,
     pub hz: Option<u32>,
     pub aclfile: Option<String>,
+    pub dir: Option<String>,
+    pub dbfilename: Option<String>,
+    pub save: Option<String>,
+    pub appendonly: Option<String>,
+    pub appendfsync: Option<String>,
+    pub appendfilename: Option<String>,
+    pub appenddirname: Option<String>,
+    pub aof_load_truncated: Option<String>,
+    pub aof_use_rdb_preamble: Option<String>,
 }
 
 /// Effective settings.
@@ -82,6 +110,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// ACL file path ("" = none).
     pub aclfile: String,
+    /// RDB/AOF settings.
+    pub persist: crate::persist::PersistConfig,
 }
 
 impl Default for Config {
@@ -99,17 +129,38 @@ impl Default for Config {
             hz: 10,
             config_file: None,
             aclfile: String::new(),
+            persist: Default::default(),
         }
     }
 }
 
 impl Config {
     /// Merge defaults, the file named by `--config`, env and flags.
-    pub fn load(cli: Cli) -> Result<Config, String> {
+    pub fn load(mut cli: Cli) -> Result<Config, String> {
         let mut c = Config::default();
+        let mut persist: Vec<(String, String)> = Vec::new();
+        macro_rules! take_persist {
+            ($s:ident) => {{
+                for (k, v) in [
+                    ("dir", $s.dir.take()),
+                    ("dbfilename", $s.dbfilename.take()),
+                    ("save", $s.save.take()),
+                    ("appendonly", $s.appendonly.take()),
+                    ("appendfsync", $s.appendfsync.take()),
+                    ("appendfilename", $s.appendfilename.take()),
+                    ("appenddirname", $s.appenddirname.take()),
+                    ("aof-load-truncated", $s.aof_load_truncated.take()),
+                    ("aof-use-rdb-preamble", $s.aof_use_rdb_preamble.take()),
+                ] {
+                    if let Some(v) = v {
+                        persist.push((k.to_string(), v));
+                    }
+                }
+            }};
+        }
         if let Some(path) = &cli.config {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let f: FileConfig =
+            let mut f: FileConfig =
                 toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()))?;
             macro_rules! take {
                 ($($f:ident),*) => { $( if let Some(v) = f.$f { c.$f = v; } )* };
@@ -121,6 +172,7 @@ impl Config {
             if f.requirepass.is_some() {
                 c.requirepass = f.requirepass;
             }
+            take_persist!(f);
             c.config_file = Some(path.clone());
         }
         macro_rules! take_cli {
@@ -133,6 +185,8 @@ impl Config {
         if cli.requirepass.is_some() {
             c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
         }
+        take_persist!(cli);
+        c.persist = crate::persist::PersistConfig::from_pairs(&persist)?;
         if c.databases == 0 || c.databases > 1_000_000 {
             return Err("databases must be between 1 and 1000000".into());
         }

@@ -89,6 +89,8 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         // Execute everything already buffered.
         let mut ncmds = 0u64;
         let mut last_name: Option<&'static str> = None;
+        // appendfsync always: replies wait until their writes are fsynced.
+        let mut durable = 0u64;
         loop {
             // CLIENT KILL takes effect before anything else the client sent.
             if handle.killed.load(Ordering::Relaxed) {
@@ -106,6 +108,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
                     let skip_this = std::mem::take(&mut client.reply_skip);
                     let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
+                    durable = durable.max(crate::persist::propagate::take_written());
                     // Pub/sub confirmations are pushes: Redis sends them even
                     // with CLIENT REPLY OFF/SKIP.
                     if (client.reply_off || skip_this) && !ran.is_some_and(|n| n.ends_with("subscribe")) {
@@ -120,8 +123,13 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     if client.close_after_reply || client.waiter.is_some() {
                         break;
                     }
-                    if out.buf.len() >= FLUSH_AT && write_out(&srv, &mut sock, &mut out).await.is_err() {
-                        break 'conn;
+                    if out.buf.len() >= FLUSH_AT {
+                        if durable > 0 {
+                            crate::persist::aof::wait_durable(&srv, std::mem::take(&mut durable)).await;
+                        }
+                        if write_out(&srv, &mut sock, &mut out).await.is_err() {
+                            break 'conn;
+                        }
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
@@ -139,6 +147,9 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
             if let Some(n) = last_name {
                 *handle.last_cmd.lock() = n;
             }
+        }
+        if durable > 0 {
+            crate::persist::aof::wait_durable(&srv, durable).await;
         }
         if !out.buf.is_empty() && write_out(&srv, &mut sock, &mut out).await.is_err() {
             break;
@@ -259,6 +270,8 @@ async fn wait_blocked(
         tokio::select! {
             p = rx.recv() => match p {
                 Some(Push::Reply(b)) => {
+                    // appendfsync always: the pop that served us is durable first.
+                    crate::persist::aof::wait_all_durable(srv).await;
                     out.raw(&b);
                     break;
                 }

@@ -132,6 +132,9 @@ fn execute_resolved(
             return reject(srv, client, out, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
         }
     }
+    if let Some(e) = crate::persist::deny_write(srv, meta) {
+        return reject(srv, client, out, e);
+    }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
@@ -208,11 +211,13 @@ fn run<'s>(
             &mut owned
         }
     };
+    let persist = crate::persist::before(srv, acc, meta, db, &slot_cache, out);
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     if let Err(e) = (cmd.imp.handler)(&mut cx) {
         srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
         cx.out.error(&e.0);
     }
+    crate::persist::after(srv, acc, persist, cmd.imp.name, meta, args, db, out);
     if let Some(req) = &client.block {
         // Register while the keys' shards are still locked: no write can
         // slip in between "nothing to pop" and "waiting".
@@ -284,6 +289,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
             tmp.resp3 = w.resp3;
             tmp.user = w.user.clone();
             let mut out = ReplyBuf { buf: bytes::BytesMut::with_capacity(128), resp3: w.resp3 };
+            let persist = crate::persist::before(srv, acc, meta, w.db, &SlotCache::default(), &out);
             let mut cx = Cx {
                 srv,
                 client: &mut tmp,
@@ -300,6 +306,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 // Nothing left on this key for anybody behind this waiter.
                 break;
             }
+            crate::persist::after(srv, acc, persist, cmd.imp.name, meta, &w.args, w.db, &out);
             if srv.blocking.mark_served(&w) {
                 w.handle.blocked.store(false, Ordering::Relaxed);
                 let _ = w.handle.tx.send(Push::Reply(out.buf.freeze()));
@@ -315,6 +322,21 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 }
             }
         }
+    }
+}
+
+/// Run one command with access the caller already holds (AOF replay by
+/// DEBUG LOADAOF under the exclusive lock).
+pub fn execute_locked<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    acc: &mut Access<'s>,
+) {
+    match resolve(srv, args) {
+        Ok((cmd, meta)) => run(srv, client, cmd, meta, args, out, Some(acc)),
+        Err(e) => out.error(&e.0),
     }
 }
 
@@ -339,6 +361,7 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
     }
     unwatch_all(srv, client);
     out.array(queue.len());
+    crate::persist::propagate::tx_begin(srv);
     for args in &queue {
         match resolve(srv, args) {
             Ok((cmd, meta)) => match crate::acl::check_exec(srv, client, meta, args) {
@@ -348,6 +371,7 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
             Err(e) => out.error(&e.0),
         }
     }
+    crate::persist::propagate::tx_end(srv);
     serve_blocked(srv, &mut acc, std::mem::take(&mut client.ready_keys));
 }
 

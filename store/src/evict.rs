@@ -209,7 +209,12 @@ fn evict_one(srv: &Server, pol: Policy, dbs: &[usize]) -> bool {
     let removed = {
         let _world = srv.store.world_read();
         let mut shard = srv.store.dbs[db].shards[crate::keyspace::shard_of(slot)].lock();
-        shard.remove(slot, &key)
+        crate::persist::snapshot::cover_shard(srv, db, slot, &shard);
+        let r = shard.remove(slot, &key);
+        if r.is_some() {
+            crate::persist::propagate::deleted_now(srv, db, &key);
+        }
+        r
     };
     if removed.is_some() {
         drop(removed);

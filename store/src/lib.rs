@@ -23,6 +23,7 @@ pub mod glob;
 pub mod keyspace;
 pub mod ldouble;
 pub mod notify;
+pub mod persist;
 pub mod pqsort;
 pub mod pubsub;
 pub mod rdbconv;

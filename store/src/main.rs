@@ -29,6 +29,12 @@ fn main() {
             eprintln!("ferrite: Aborting startup because of ACL errors: {e}");
             std::process::exit(1);
         }
+        // Load the data set before accepting connections (Redis refuses a
+        // corrupt file and exits too).
+        if let Err(e) = ferrite::persist::load_at_startup(&srv) {
+            eprintln!("ferrite: {e}");
+            std::process::exit(1);
+        }
         let listener = match srv.bind().await {
             Ok(l) => l,
             Err(e) => {
@@ -48,6 +54,9 @@ fn main() {
                 _ = tokio::signal::ctrl_c() => {},
             }
             println!("ferrite: received shutdown signal, closing connections");
+            if ferrite::persist::on_shutdown(&s2, false, false).is_err() {
+                eprintln!("ferrite: shutting down without saving");
+            }
             s2.shutdown();
         });
         srv.serve(listener).await;

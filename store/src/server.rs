@@ -95,6 +95,8 @@ pub struct Server {
     pub pause: parking_lot::Mutex<Option<(i64, bool)>>,
     pub paused: AtomicBool,
     pub unpaused: tokio::sync::Notify,
+    /// RDB/AOF persistence state.
+    pub persist: crate::persist::Persist,
 }
 
 /// Current unix time in milliseconds.
@@ -121,7 +123,9 @@ impl Server {
         let tun = Tunables::default();
         let acl = crate::acl::Acl::new();
         acl.set_default_password(config.requirepass.as_deref().map(str::as_bytes));
-        Arc::new(Server {
+        let persist = crate::persist::Persist::new(config.persist.clone());
+        let srv = Arc::new(Server {
+            persist,
             store: Store::new(config.databases),
             config: RwLock::new(config),
             clients: Clients::default(),
@@ -142,7 +146,9 @@ impl Server {
             paused: AtomicBool::new(false),
             unpaused: tokio::sync::Notify::new(),
             acl,
-        })
+        });
+        let _ = srv.persist.me.set(Arc::downgrade(&srv));
+        srv
     }
 
     /// The LRU clock: unix seconds as u32 (what `Entry::lru` stores).
@@ -213,6 +219,7 @@ impl Server {
     /// Accept connections until shutdown; also runs background tasks.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let bg = tokio::spawn(background(self.clone()));
+        crate::persist::spawn_cron(&self);
         let mut shutdown = self.shutdown_tx.subscribe();
         loop {
             tokio::select! {
@@ -257,6 +264,7 @@ async fn background(srv: Arc<Server>) {
         loop {
             let n = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
                 srv.store.dbs[db].signal_expired_deleted(key);
+                crate::persist::propagate::deleted_now(&srv, db, key);
                 crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
             });
             crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);

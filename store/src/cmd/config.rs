@@ -53,6 +53,8 @@ enum Kind {
     Notify,
     /// `maxmemory-policy` names.
     Policy,
+    /// Persistence settings (`crate::persist::config`).
+    Persist,
 }
 
 struct Param {
@@ -84,8 +86,19 @@ const PARAMS: &[Param] = &[
     Param { name: "list-max-listpack-size", kind: Kind::Int { min: I32.0, max: I32.1 } },
     Param { name: "list-max-ziplist-size", kind: Kind::Int { min: I32.0, max: I32.1 } },
     Param { name: "list-compress-depth", kind: Kind::Int { min: 0, max: I32.1 } },
-    Param { name: "save", kind: Kind::ReadOnly },
-    Param { name: "appendonly", kind: Kind::ReadOnly },
+    Param { name: "save", kind: Kind::Persist },
+    Param { name: "appendonly", kind: Kind::Persist },
+    Param { name: "appendfsync", kind: Kind::Persist },
+    Param { name: "appendfilename", kind: Kind::Persist },
+    Param { name: "appenddirname", kind: Kind::Persist },
+    Param { name: "aof-load-truncated", kind: Kind::Persist },
+    Param { name: "aof-use-rdb-preamble", kind: Kind::Persist },
+    Param { name: "rdbcompression", kind: Kind::Persist },
+    Param { name: "rdbchecksum", kind: Kind::Persist },
+    Param { name: "auto-aof-rewrite-percentage", kind: Kind::Persist },
+    Param { name: "auto-aof-rewrite-min-size", kind: Kind::Persist },
+    Param { name: "stop-writes-on-bgsave-error", kind: Kind::Persist },
+    Param { name: "aof-timestamp-enabled", kind: Kind::Persist },
     Param { name: "maxmemory", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "maxmemory-policy", kind: Kind::Policy },
     Param { name: "maxmemory-samples", kind: Kind::Int { min: 1, max: I32.1 } },
@@ -96,8 +109,8 @@ const PARAMS: &[Param] = &[
     Param { name: "stream-node-max-entries", kind: Kind::Int { min: 0, max: i64::MAX } },
     Param { name: "hll-sparse-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
     Param { name: "stream-node-max-bytes", kind: Kind::Mem { min: 0, max: i64::MAX } },
-    Param { name: "dir", kind: Kind::ReadOnly },
-    Param { name: "dbfilename", kind: Kind::ReadOnly },
+    Param { name: "dir", kind: Kind::Persist },
+    Param { name: "dbfilename", kind: Kind::Persist },
     Param { name: "aclfile", kind: Kind::Immutable },
     Param { name: "acllog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
 ];
@@ -134,6 +147,9 @@ fn list_size(srv: &Server) -> &AtomicI64 {
 fn get_value(srv: &Server, name: &str) -> String {
     if let Some(a) = tunable(srv, name) {
         return a.load(Ordering::Relaxed).to_string();
+    }
+    if let Some(v) = crate::persist::config::config_get(srv, name) {
+        return v;
     }
     let c = srv.config.read();
     match name {
@@ -273,6 +289,8 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
+        Kind::Persist => crate::persist::config::config_validate(cx.srv, p.name, v)
+            .map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
@@ -286,6 +304,11 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
 }
 
 fn apply(srv: &Server, name: &str, v: NewVal) {
+    if let (Some(arc), true, NewVal::Str(s)) =
+        (srv.persist.me.get().and_then(|w| w.upgrade()), crate::persist::config::NAMES.contains(&name), &v)
+    {
+        return crate::persist::config::config_apply(&arc, name, s.as_bytes());
+    }
     if let Some(a) = tunable(srv, name) {
         if let NewVal::Int(n) = v {
             a.store(n as usize, Ordering::Relaxed);

@@ -250,36 +250,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "lazyfree_pending_objects:0");
             line!(s, "lazyfreed_objects:0");
         }
-        "persistence" => {
-            let start = crate::cmd::server::start_unix(srv);
-            s.push_str("# Persistence\r\n");
-            line!(s, "loading:0");
-            line!(s, "async_loading:0");
-            line!(s, "current_cow_peak:0");
-            line!(s, "current_cow_size:0");
-            line!(s, "current_cow_size_age:0");
-            line!(s, "current_fork_perc:0.00");
-            line!(s, "current_save_keys_processed:0");
-            line!(s, "current_save_keys_total:0");
-            line!(s, "rdb_changes_since_last_save:{}", ld(&st.dirty));
-            line!(s, "rdb_bgsave_in_progress:0");
-            line!(s, "rdb_last_save_time:{start}");
-            line!(s, "rdb_last_bgsave_status:ok");
-            line!(s, "rdb_last_bgsave_time_sec:-1");
-            line!(s, "rdb_current_bgsave_time_sec:-1");
-            line!(s, "rdb_saves:0");
-            line!(s, "rdb_last_cow_size:0");
-            line!(s, "aof_enabled:0");
-            line!(s, "aof_rewrite_in_progress:0");
-            line!(s, "aof_rewrite_scheduled:0");
-            line!(s, "aof_last_rewrite_time_sec:-1");
-            line!(s, "aof_current_rewrite_time_sec:-1");
-            line!(s, "aof_last_bgrewrite_status:ok");
-            line!(s, "aof_rewrites:0");
-            line!(s, "aof_last_write_status:ok");
-            line!(s, "module_fork_in_progress:0");
-            line!(s, "module_fork_last_cow_size:0");
-        }
+        "persistence" => crate::persist::info_section(srv, s),
         "stats" => {
             let channels = srv.pubsub.channels.read().len();
             let patterns = srv.pubsub.patterns.read().len();

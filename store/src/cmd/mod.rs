@@ -27,6 +27,7 @@ pub mod hll;
 pub mod info;
 pub mod keys;
 pub mod list;
+pub mod persist;
 pub mod pubsub;
 pub mod scan;
 pub mod server;
@@ -109,7 +110,7 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 21] {
+pub fn families() -> [&'static [CmdImpl]; 22] {
     [
         acl::COMMANDS,
         geo::COMMANDS,
@@ -132,6 +133,7 @@ pub fn families() -> [&'static [CmdImpl]; 21] {
         txn::COMMANDS,
         pubsub::COMMANDS,
         dump::COMMANDS,
+        persist::COMMANDS,
     ]
 }
 
@@ -282,6 +284,7 @@ impl<'a, 's> Ks<'a, 's> {
         if expired {
             shard.remove(slot, key);
             srv.store.dbs[db].signal_expired_deleted(key);
+            crate::persist::propagate::expired(srv, db, key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
             crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
             return Ok(None);
@@ -326,6 +329,7 @@ impl<'a, 's> Ks<'a, 's> {
         let was_expired = old.as_ref().is_some_and(|(_, x)| *x != 0 && *x < now);
         if was_expired {
             srv.store.dbs[db].signal_expired_deleted(key);
+            crate::persist::propagate::expired(srv, db, key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
         }
         self.modified_in(db, key);
@@ -418,6 +422,7 @@ impl<'a, 's> Ks<'a, 's> {
     pub fn modified_in(&self, db: usize, key: &[u8]) {
         self.srv.store.dbs[db].signal_modified(key);
         self.srv.stats.dirty.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::persist::propagate::note_dirty();
     }
 
     typed_getters!(list, list_or_create, List, Box<List>);

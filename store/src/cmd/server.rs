@@ -13,7 +13,6 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "flushall", handler: flushall, lock: Lock::All },
     CmdImpl { name: "swapdb", handler: swapdb, lock: Lock::All },
     CmdImpl { name: "time", handler: time, lock: Lock::None },
-    CmdImpl { name: "lastsave", handler: lastsave, lock: Lock::None },
     CmdImpl { name: "memory", handler: memory, lock: Lock::Keys },
     CmdImpl { name: "monitor", handler: monitor, lock: Lock::None },
     CmdImpl { name: "debug", handler: debug, lock: Lock::All },
@@ -96,6 +95,7 @@ fn flushall(cx: &mut Cx) -> CmdResult {
     for db in 0..cx.srv.store.dbs.len() {
         clear_db(cx, db);
     }
+    super::persist::after_flushall(cx);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -140,12 +140,6 @@ fn time(cx: &mut Cx) -> CmdResult {
 /// Redis reports its start time until the first save.
 pub fn start_unix(srv: &crate::server::Server) -> i64 {
     (crate::server::now_ms() - srv.started.elapsed().as_millis() as i64) / 1000
-}
-
-fn lastsave(cx: &mut Cx) -> CmdResult {
-    let t = start_unix(cx.srv);
-    cx.out.int(t);
-    Ok(())
 }
 
 const MEMORY_HELP: &[&str] = &[
@@ -248,6 +242,9 @@ fn debug_allowed(cx: &Cx) -> bool {
 }
 
 fn debug(cx: &mut Cx) -> CmdResult {
+    if let Some(r) = debug_allowed(cx).then(|| super::persist::debug_sub(cx)).flatten() {
+        return r;
+    }
     if !debug_allowed(cx) {
         return Err(CmdError::err(
             "DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
@@ -296,8 +293,8 @@ fn shutdown(cx: &mut Cx) -> CmdResult {
         // Shutdown is immediate in Ferrite, so one is never in progress.
         return Err(CmdError::err("No shutdown in progress."));
     }
-    // Nothing to save: persistence is not implemented yet. No reply, like
-    // Redis: the connection closes and the server stops.
+    super::persist::on_shutdown(cx, save, nosave)?;
+    // No reply, like Redis: the connection closes and the server stops.
     cx.client.shutdown = true;
     Ok(())
 }

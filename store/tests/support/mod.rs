@@ -118,10 +118,16 @@ pub fn ferrite_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferrite"))
 }
 
-/// Start the `ferrite` binary on a free port.
+/// Start the `ferrite` binary on a free port. Unless `extra` names a
+/// `--dir`, it gets a private temporary directory (SAVE, DEBUG RELOAD and
+/// the AOF never touch the working directory of the tests).
 pub fn start_ferrite(extra: &[&str]) -> Proc {
+    let dir = (!extra.contains(&"--dir")).then(|| TempDir::new("ferrite"));
+    let dir_args: Vec<String> =
+        dir.as_ref().map(|d| vec!["--dir".to_string(), d.0.display().to_string()]).unwrap_or_default();
     let mut child = Command::new(ferrite_bin())
         .args(["--port", "0", "--bind", "127.0.0.1", "--enable-debug-command", "yes"])
+        .args(&dir_args)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -138,7 +144,7 @@ pub fn start_ferrite(extra: &[&str]) -> Proc {
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     wait_ready(port, &mut child, "ferrite");
-    Proc { child, port, name: "ferrite", _dir: None }
+    Proc { child, port, name: "ferrite", _dir: dir }
 }
 
 pub fn which(bin: &str) -> Option<PathBuf> {

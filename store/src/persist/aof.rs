@@ -1,0 +1,837 @@
+//! The append-only file, as Redis 7.0 lays it out: a directory
+//! (`appenddirname`) holding a manifest (`<appendfilename>.manifest`), one
+//! base file (`<appendfilename>.<seq>.base.rdb`, an RDB image, or `.aof`)
+//! and incremental files (`<appendfilename>.<seq>.incr.aof`) of commands in
+//! RESP. Manifest lines: `file <name> seq <n> type <b|h|i>`.
+//!
+//! Writes: `append` adds records to an in-memory buffer under a mutex (the
+//! caller still holds the command's shard locks, so per-key order is the
+//! execution order); the `ferrite-aof` thread writes the buffer out and,
+//! with `appendfsync always`, fsyncs before publishing the durable offset
+//! that connections wait for before sending replies (group commit: one
+//! fsync covers every write buffered meanwhile). `everysec` fsyncs at most
+//! once per second, `no` leaves it to the OS.
+//!
+//! Rewrite (BGREWRITEAOF, `CONFIG SET appendonly yes`): under the exclusive
+//! lock a new incr file is opened and a snapshot (see `snapshot`) starts;
+//! the manifest lists old base + old incrs + the new incr until the new
+//! base is complete, then new base + new incr; old files are deleted.
+//!
+//! Loading replays commands through `dispatch` with a private client. A
+//! truncated tail of the last incr file is cut at the last complete
+//! command (`aof-load-truncated yes`) or refused (`no`), as in Redis.
+
+use super::config::{Fsync, PersistConfig};
+use super::snapshot::{self, JobKind, SnapJob};
+use crate::server::{now_ms, Server};
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+enum Item {
+    Data(Vec<u8>),
+    /// Switch to this new incr file.
+    Open(PathBuf),
+}
+
+#[derive(Default)]
+struct Buf {
+    items: VecDeque<Item>,
+    /// Total bytes ever appended (the offset connections wait for).
+    offset: u64,
+    /// Database of the last record in the current file (-1: none yet).
+    last_db: i64,
+    stop: bool,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct Manifest {
+    /// (file name, seq, is_rdb)
+    pub base: Option<(String, u64)>,
+    pub incrs: Vec<(String, u64)>,
+    pub history: Vec<String>,
+}
+
+/// AOF state in `Persist`.
+#[derive(Default)]
+pub struct Aof {
+    on: AtomicBool,
+    buf: Mutex<Buf>,
+    cv: Condvar,
+    /// The open incr file (written by the AOF thread or a final flush).
+    file: Mutex<Option<File>>,
+    pub fsynced: AtomicU64,
+    pub durable: tokio::sync::Notify,
+    pub write_ok: AtomicBool,
+    pub manifest: Mutex<Manifest>,
+    pub rewrite_scheduled: AtomicBool,
+    pub rewrite_started_ms: AtomicI64,
+    pub last_rewrite_secs: AtomicI64,
+    pub last_rewrite_ok: AtomicBool,
+    pub rewrites: AtomicU64,
+    pub current_size: AtomicU64,
+    pub base_size: AtomicU64,
+    pub load_loaded: AtomicU64,
+    pub load_expired: AtomicU64,
+    rewriting: AtomicBool,
+    /// Incr files opened by the running rewrite (kept after it).
+    rewrite_keep_from: AtomicU64,
+    fsync_always: AtomicBool,
+}
+
+impl Aof {
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    pub fn rewrite_running(&self) -> bool {
+        self.rewriting.load(Ordering::Relaxed)
+    }
+}
+
+fn encode(out: &mut Vec<u8>, args: &[Bytes]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Append records (from `propagate`) to the AOF buffer.
+pub fn append(srv: &Server, recs: &[super::propagate::Record]) {
+    let aof = &srv.persist.aof;
+    if !aof.enabled() || recs.is_empty() {
+        return;
+    }
+    let mut data = Vec::with_capacity(64);
+    let mut g = aof.buf.lock();
+    for (db, args) in recs {
+        if g.last_db != *db as i64 {
+            encode(&mut data, &[Bytes::from_static(b"SELECT"), Bytes::from(db.to_string())]);
+            g.last_db = *db as i64;
+        }
+        encode(&mut data, args);
+    }
+    g.offset += data.len() as u64;
+    let off = g.offset;
+    match g.items.back_mut() {
+        Some(Item::Data(d)) if d.len() < (8 << 20) => d.extend_from_slice(&data),
+        _ => g.items.push_back(Item::Data(data)),
+    }
+    drop(g);
+    aof.cv.notify_one();
+    if aof.fsync_always.load(Ordering::Relaxed) {
+        super::propagate::set_written(off);
+    }
+}
+
+/// Wait until the AOF offset `target` is durable (appendfsync always).
+pub async fn wait_durable(srv: &Server, target: u64) {
+    let aof = &srv.persist.aof;
+    loop {
+        let n = aof.durable.notified();
+        tokio::pin!(n);
+        n.as_mut().enable();
+        if aof.fsynced.load(Ordering::Acquire) >= target || !aof.enabled() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), n).await;
+    }
+}
+
+/// With `appendfsync always`, wait until everything appended so far is
+/// durable (a blocked client served by another client's write).
+pub async fn wait_all_durable(srv: &Server) {
+    let aof = &srv.persist.aof;
+    if !aof.fsync_always.load(Ordering::Relaxed) || !aof.enabled() {
+        return;
+    }
+    let target = aof.buf.lock().offset;
+    wait_durable(srv, target).await;
+}
+
+/// Write out what is buffered; fsync per policy. Returns false on error.
+fn drain(srv: &Server, force_sync: bool, last_sync: &mut Instant) -> bool {
+    let aof = &srv.persist.aof;
+    let mut f = aof.file.lock();
+    let (items, off) = {
+        let mut g = aof.buf.lock();
+        (std::mem::take(&mut g.items), g.offset)
+    };
+    let policy = srv.persist.cfg.lock().appendfsync;
+    let mut ok = true;
+    let mut wrote = false;
+    for it in items {
+        match it {
+            Item::Data(d) => {
+                if let Some(file) = f.as_mut() {
+                    if let Err(e) = file.write_all(&d) {
+                        eprintln!("ferrite: error writing to the AOF: {e}");
+                        ok = false;
+                    }
+                    aof.current_size.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    wrote = true;
+                }
+            }
+            Item::Open(p) => {
+                if let Some(old) = f.take() {
+                    let _ = old.sync_data();
+                }
+                match std::fs::OpenOptions::new().create(true).append(true).open(&p) {
+                    Ok(nf) => *f = Some(nf),
+                    Err(e) => {
+                        eprintln!("ferrite: can't open the AOF file {}: {e}", p.display());
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    let want_sync = force_sync
+        || (wrote && policy == Fsync::Always)
+        || (policy == Fsync::EverySec && last_sync.elapsed() >= Duration::from_secs(1));
+    if want_sync {
+        if let Some(file) = f.as_ref() {
+            if let Err(e) = file.sync_data() {
+                eprintln!("ferrite: error fsyncing the AOF: {e}");
+                ok = false;
+            }
+        }
+        *last_sync = Instant::now();
+    }
+    aof.write_ok.store(ok, Ordering::Relaxed);
+    if !ok && policy == Fsync::Always {
+        eprintln!("ferrite: Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...");
+        std::process::exit(1);
+    }
+    if ok && (want_sync || policy != Fsync::Always) {
+        aof.fsynced.store(off, Ordering::Release);
+        aof.durable.notify_waiters();
+    }
+    ok
+}
+
+fn spawn_writer(srv: &Arc<Server>) -> io::Result<()> {
+    let srv = srv.clone();
+    std::thread::Builder::new().name("ferrite-aof".into()).spawn(move || {
+        let mut last_sync = Instant::now();
+        loop {
+            {
+                let aof = &srv.persist.aof;
+                let mut g = aof.buf.lock();
+                if g.items.is_empty() && !g.stop {
+                    aof.cv.wait_for(&mut g, Duration::from_millis(100));
+                }
+                if g.stop && g.items.is_empty() {
+                    break;
+                }
+            }
+            drain(&srv, false, &mut last_sync);
+        }
+    })?;
+    Ok(())
+}
+
+/// Flush and fsync everything buffered (shutdown, `appendonly no`).
+pub fn flush_on_shutdown(srv: &Server) {
+    if srv.persist.aof.enabled() {
+        let mut t = Instant::now();
+        drain(srv, true, &mut t);
+    }
+}
+
+/// Stop the AOF (`CONFIG SET appendonly no`).
+pub fn stop(srv: &Server) {
+    let aof = &srv.persist.aof;
+    flush_on_shutdown(srv);
+    aof.on.store(false, Ordering::SeqCst);
+    aof.buf.lock().stop = true;
+    aof.cv.notify_all();
+    *aof.file.lock() = None;
+    aof.durable.notify_waiters();
+}
+
+// ---------- manifest ----------
+
+fn manifest_path(cfg: &PersistConfig) -> PathBuf {
+    cfg.aof_dir().join(format!("{}.manifest", cfg.appendfilename))
+}
+
+/// Parse a Redis 7.0 manifest.
+pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    let mut m = Manifest::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let toks: Vec<&str> = line.split_ascii_whitespace().collect();
+        if !toks.len().is_multiple_of(2) {
+            return Err("Invalid AOF manifest file format".into());
+        }
+        let (mut name, mut seq, mut ty) = (None, None, None);
+        for kv in toks.chunks(2) {
+            match kv[0] {
+                "file" => name = Some(kv[1].trim_matches('"').to_string()),
+                "seq" => seq = kv[1].parse::<u64>().ok(),
+                "type" => ty = Some(kv[1]),
+                _ => {}
+            }
+        }
+        let (Some(name), Some(seq), Some(ty)) = (name, seq, ty) else {
+            return Err("Invalid AOF manifest file format".into());
+        };
+        match ty {
+            "b" => {
+                if m.base.is_some() {
+                    return Err("Found duplicate base file information".into());
+                }
+                m.base = Some((name, seq));
+            }
+            "h" => m.history.push(name),
+            "i" => {
+                if m.incrs.last().is_some_and(|(_, s)| *s >= seq) {
+                    return Err("Found a non-monotonic sequence number".into());
+                }
+                m.incrs.push((name, seq));
+            }
+            _ => return Err("Unknown AOF file type".into()),
+        }
+    }
+    Ok(m)
+}
+
+fn render_manifest(m: &Manifest) -> String {
+    let mut s = String::new();
+    if let Some((n, seq)) = &m.base {
+        s.push_str(&format!("file {n} seq {seq} type b\n"));
+    }
+    for n in &m.history {
+        s.push_str(&format!("file {n} seq 0 type h\n"));
+    }
+    for (n, seq) in &m.incrs {
+        s.push_str(&format!("file {n} seq {seq} type i\n"));
+    }
+    s
+}
+
+fn write_file_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!("temp-{}.manifest", rand::random::<u32>()));
+    let r = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn persist_manifest(cfg: &PersistConfig, m: &Manifest) -> io::Result<()> {
+    write_file_atomically(&manifest_path(cfg), render_manifest(m).as_bytes())
+}
+
+/// `<appendfilename>.<seq>.base.rdb`, or `.base.aof` without the RDB preamble.
+fn base_name(cfg: &PersistConfig, seq: u64) -> String {
+    let ext = if cfg.aof_use_rdb_preamble { "rdb" } else { "aof" };
+    format!("{}.{seq}.base.{ext}", cfg.appendfilename)
+}
+
+fn next_seq(m: &Manifest) -> (u64, u64) {
+    (m.base.as_ref().map_or(0, |b| b.1) + 1, m.incrs.last().map_or(0, |i| i.1) + 1)
+}
+
+// ---------- loading ----------
+
+/// Replay RESP commands from `data`. Returns bytes of complete commands
+/// consumed and whether the data ended mid-command (or mid-transaction).
+///
+/// Commands run with the exclusive access the loader holds, through
+/// `dispatch::execute_locked`: like Redis's fake AOF client they skip
+/// authentication, ACLs and maxmemory, and MULTI/EXEC need no queueing
+/// (nothing else runs meanwhile); they still delimit a truncated tail.
+fn replay<'s>(
+    srv: &'s Server,
+    client: &mut crate::client::Client,
+    data: &[u8],
+    name: &str,
+    acc: &mut crate::keyspace::Access<'s>,
+) -> Result<(usize, bool), String> {
+    let mut pos = 0usize;
+    let mut multi_start: Option<usize> = None;
+    let mut queued: Vec<Vec<Bytes>> = Vec::new();
+    let mut out = ferrite_resp::ReplyBuf::new(false);
+    loop {
+        if pos >= data.len() {
+            break;
+        }
+        let start = pos;
+        // Annotations (`#TS:...` with aof-timestamp-enabled) are skipped.
+        if data[pos] == b'#' {
+            match data[pos..].windows(2).position(|w| w == b"\r\n") {
+                Some(e) => {
+                    pos += e + 2;
+                    continue;
+                }
+                None => return Ok((multi_start.unwrap_or(start), true)),
+            }
+        }
+        let Some(args) = parse_command(data, &mut pos)? else {
+            return Ok((multi_start.unwrap_or(start), true));
+        };
+        if args.is_empty() {
+            continue;
+        }
+        let is_multi = args[0].eq_ignore_ascii_case(b"multi");
+        let is_exec = args[0].eq_ignore_ascii_case(b"exec");
+        if is_multi {
+            multi_start = Some(start);
+        }
+        if srv.registry.get(&args[0]).is_none() {
+            return Err(format!(
+                "Unknown command '{}' reading the append only file {name}",
+                String::from_utf8_lossy(&args[0])
+            ));
+        }
+        if is_multi || is_exec {
+            if is_exec {
+                multi_start = None;
+                for a in std::mem::take(&mut queued) {
+                    out.buf.clear();
+                    crate::dispatch::execute_locked(srv, client, &a, &mut out, acc);
+                    acc.release_shards();
+                }
+            }
+            continue;
+        }
+        if multi_start.is_some() {
+            // Runs at EXEC; dropped if the file ends inside the transaction.
+            queued.push(args);
+            continue;
+        }
+        out.buf.clear();
+        crate::dispatch::execute_locked(srv, client, &args, &mut out, acc);
+        // Keep the guard list short (lookups in it are linear).
+        acc.release_shards();
+    }
+    match multi_start {
+        Some(s) => Ok((s, true)),
+        None => Ok((pos, false)),
+    }
+}
+
+/// One `*N\r\n$len\r\n...` command. Ok(None): incomplete. Err: garbage.
+fn parse_command(d: &[u8], pos: &mut usize) -> Result<Option<Vec<Bytes>>, String> {
+    let line = |p: &mut usize| -> Option<&[u8]> {
+        let rest = d.get(*p..)?;
+        let e = rest.windows(2).position(|w| w == b"\r\n")?;
+        let l = &rest[..e];
+        *p += e + 2;
+        Some(l)
+    };
+    let mut p = *pos;
+    let Some(l) = line(&mut p) else { return Ok(None) };
+    if l.first() != Some(&b'*') {
+        return Err("Bad file format reading the append only file".into());
+    }
+    let n: usize = std::str::from_utf8(&l[1..])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 1 && *n <= 1 << 20)
+        .ok_or("Bad file format reading the append only file")?;
+    let mut args = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let Some(l) = line(&mut p) else { return Ok(None) };
+        if l.first() != Some(&b'$') {
+            return Err("Bad file format reading the append only file".into());
+        }
+        let len: usize = std::str::from_utf8(&l[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("Bad file format reading the append only file")?;
+        let Some(bs) = d.get(p..p.saturating_add(len)) else { return Ok(None) };
+        if d.get(p + len..p + len + 2).is_none() {
+            return Ok(None);
+        }
+        args.push(Bytes::copy_from_slice(bs));
+        p += len + 2;
+    }
+    *pos = p;
+    Ok(Some(args))
+}
+
+fn loader_client(srv: &Server) -> crate::client::Client {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = Arc::new(crate::client::ClientHandle {
+        id: u64::MAX,
+        addr: "aof-loader".into(),
+        laddr: String::new(),
+        created: Instant::now(),
+        name: parking_lot::Mutex::new(None),
+        db: Default::default(),
+        last_cmd: parking_lot::Mutex::new("NULL"),
+        last_interaction_ms: AtomicU64::new(srv.uptime_ms()),
+        resp: Default::default(),
+        sub: Default::default(),
+        psub: Default::default(),
+        ssub: Default::default(),
+        multi: AtomicI64::new(-1),
+        monitor: AtomicBool::new(false),
+        user: parking_lot::Mutex::new("default".into()),
+        killed: AtomicBool::new(false),
+        blocked: AtomicBool::new(false),
+        tx,
+        fd: -1,
+        no_evict: AtomicBool::new(false),
+    });
+    crate::client::Client::new(handle, true)
+}
+
+/// Load one AOF file (base or incr). `last`: the tail may be truncated.
+fn load_file<'s>(
+    srv: &'s Server,
+    path: &Path,
+    last: bool,
+    cfg: &PersistConfig,
+    acc: &mut crate::keyspace::Access<'s>,
+) -> Result<u64, String> {
+    acc.release_shards();
+    let data = std::fs::read(path).map_err(|e| format!("can't read {}: {e}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut client = loader_client(srv);
+    let mut body = &data[..];
+    let mut offset = 0;
+    if data.starts_with(b"REDIS") {
+        let st = super::load::load_rdb_bytes(srv, &data, true).map_err(|e| format!("{name}: {e}"))?;
+        offset = st.consumed;
+        body = &data[st.consumed..];
+    }
+    let (good, truncated) = replay(srv, &mut client, body, &name, acc)?;
+    if truncated {
+        if !last || !cfg.aof_load_truncated {
+            return Err(format!(
+                "Unexpected end of file reading the append only file {name}. You can: 1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server."
+            ));
+        }
+        let keep = (offset + good) as u64;
+        eprintln!(
+            "ferrite: !!! Warning: short read while loading the AOF file {name}!!! AOF loaded anyway because aof-load-truncated is enabled; truncating to {keep} bytes"
+        );
+        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{name}: {e}"))?;
+        f.set_len(keep).map_err(|e| format!("{name}: {e}"))?;
+        let _ = f.sync_all();
+        return Ok(keep);
+    }
+    Ok(data.len() as u64)
+}
+
+/// Start-up with `appendonly yes`: load the manifest's files, then open the
+/// last incr file for appending (creating base + incr + manifest when the
+/// directory is new, as Redis 7.0 does).
+pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), String> {
+    let dir = cfg.aof_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("can't create the AOF directory {}: {e}", dir.display()))?;
+    let mpath = manifest_path(cfg);
+    let aof = &srv.persist.aof;
+    let t0 = Instant::now();
+    let mut m = if mpath.exists() {
+        let text = std::fs::read_to_string(&mpath).map_err(|e| format!("can't read the AOF manifest: {e}"))?;
+        parse_manifest(&text)?
+    } else {
+        Manifest::default()
+    };
+    // A pre-7.0 single-file AOF in `dir`: it becomes the base of a
+    // multi-part AOF, as Redis 7.0 upgrades it.
+    let old_style = cfg.dir.join(&cfg.appendfilename);
+    if !mpath.exists() && old_style.is_file() {
+        let to = dir.join(&cfg.appendfilename);
+        std::fs::rename(&old_style, &to).map_err(|e| format!("can't move the old AOF into {}: {e}", dir.display()))?;
+        m.base = Some((cfg.appendfilename.clone(), 1));
+        let iname = format!("{}.1.incr.aof", cfg.appendfilename);
+        File::create(dir.join(&iname)).map_err(|e| format!("can't create the AOF incr file: {e}"))?;
+        m.incrs.push((iname, 1));
+        persist_manifest(cfg, &m).map_err(|e| format!("can't write the AOF manifest: {e}"))?;
+        eprintln!("ferrite: upgraded the old-style AOF {} to a multi-part AOF", old_style.display());
+    }
+    let mut total = 0u64;
+    if m.base.is_some() || !m.incrs.is_empty() {
+        let mut acc = srv.store.access_all();
+        if let Some((b, _)) = &m.base {
+            let n = load_file(srv, &dir.join(b), m.incrs.is_empty(), cfg, &mut acc)?;
+            aof.base_size.store(n, Ordering::Relaxed);
+            total += n;
+        }
+        let count = m.incrs.len();
+        for (i, (f, _)) in m.incrs.iter().enumerate() {
+            total += load_file(srv, &dir.join(f), i + 1 == count, cfg, &mut acc)?;
+        }
+        eprintln!("ferrite: DB loaded from append only file: {:.3} seconds", t0.elapsed().as_secs_f64());
+    }
+    aof.current_size.store(total, Ordering::Relaxed);
+    if m.base.is_none() && m.incrs.is_empty() {
+        // A fresh directory: base of the (empty) data set + first incr.
+        let (bseq, iseq) = next_seq(&m);
+        let bname = base_name(cfg, bseq);
+        let mut acc = srv.store.access_all();
+        write_base_sync(srv, &mut acc, &dir.join(&bname)).map_err(|e| format!("can't write the AOF base: {e}"))?;
+        drop(acc);
+        m.base = Some((bname, bseq));
+        let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
+        m.incrs.push((iname, iseq));
+        persist_manifest(cfg, &m).map_err(|e| format!("can't write the AOF manifest: {e}"))?;
+    } else if m.incrs.is_empty() {
+        let (_, iseq) = next_seq(&m);
+        m.incrs.push((format!("{}.{iseq}.incr.aof", cfg.appendfilename), iseq));
+        persist_manifest(cfg, &m).map_err(|e| format!("can't write the AOF manifest: {e}"))?;
+    }
+    let last = m.incrs.last().map(|(n, _)| dir.join(n)).ok_or("no incr file")?;
+    *aof.manifest.lock() = m;
+    open_writer(srv, &last, cfg.appendfsync).map_err(|e| format!("can't open the AOF: {e}"))
+}
+
+fn open_writer(srv: &Arc<Server>, incr: &Path, policy: Fsync) -> io::Result<()> {
+    let aof = &srv.persist.aof;
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(incr)?;
+    *aof.file.lock() = Some(f);
+    {
+        let mut g = aof.buf.lock();
+        g.stop = false;
+        g.last_db = -1;
+        aof.fsynced.store(g.offset, Ordering::Release);
+    }
+    aof.fsync_always.store(policy == Fsync::Always, Ordering::Relaxed);
+    aof.write_ok.store(true, Ordering::Relaxed);
+    aof.last_rewrite_ok.store(true, Ordering::Relaxed);
+    aof.last_rewrite_secs.store(-1, Ordering::Relaxed);
+    spawn_writer(srv)?;
+    aof.on.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Keep `fsync_always` in step with CONFIG SET appendfsync.
+pub fn refresh_policy(srv: &Server) {
+    let p = srv.persist.cfg.lock().appendfsync;
+    srv.persist.aof.fsync_always.store(p == Fsync::Always, Ordering::Relaxed);
+}
+
+/// A base RDB written synchronously (fresh AOF directory).
+fn write_base_sync(srv: &Server, acc: &mut crate::keyspace::Access<'_>, path: &Path) -> io::Result<()> {
+    let ndb = srv.store.dbs.len();
+    let rdb = path.extension().is_none_or(|e| e != "aof");
+    snapshot::write_atomically(path, |out| {
+        snapshot::write_image(out, rdb, snapshot::LruMode::of(srv), true, ndb, |db, f| {
+            for i in 0..crate::keyspace::SHARDS {
+                acc.with_slot(db, i as u16, |sh| f(sh));
+            }
+        })
+    })
+    .map(|_| ())
+}
+
+// ---------- rewrite ----------
+
+/// BGREWRITEAOF from a context holding no lock.
+pub fn start_rewrite(srv: &Arc<Server>) -> Result<&'static str, String> {
+    let mut acc = srv.store.access_all();
+    start_rewrite_locked(srv, &mut acc)
+}
+
+/// BGREWRITEAOF with exclusive access held. Returns the status reply.
+pub fn start_rewrite_locked(srv: &Arc<Server>, acc: &mut crate::keyspace::Access<'_>) -> Result<&'static str, String> {
+    let p = &srv.persist;
+    let aof = &p.aof;
+    if aof.rewriting.load(Ordering::Relaxed) {
+        return Err("ERR Background append only file rewriting already in progress".into());
+    }
+    if p.snap.running() {
+        aof.rewrite_scheduled.store(true, Ordering::Relaxed);
+        return Ok("Background append only file rewriting scheduled");
+    }
+    let cfg = p.cfg.lock().clone();
+    let dir = cfg.aof_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("ERR can't create the AOF directory: {e}"))?;
+    let mut m = aof.manifest.lock().clone();
+    if m.base.is_none() && m.incrs.is_empty() && manifest_path(&cfg).exists() {
+        if let Ok(t) = std::fs::read_to_string(manifest_path(&cfg)) {
+            m = parse_manifest(&t).unwrap_or_default();
+        }
+    }
+    let (bseq, iseq) = next_seq(&m);
+    let base = base_name(&cfg, bseq);
+    if aof.enabled() {
+        // New writes go to a new incr file from this instant on.
+        let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
+        m.incrs.push((iname.clone(), iseq));
+        persist_manifest(&cfg, &m).map_err(|e| format!("ERR can't write the AOF manifest: {e}"))?;
+        let mut g = aof.buf.lock();
+        g.items.push_back(Item::Open(dir.join(&iname)));
+        g.last_db = -1;
+        drop(g);
+        aof.cv.notify_one();
+        *aof.manifest.lock() = m;
+    }
+    aof.rewrite_keep_from.store(if aof.enabled() { iseq } else { u64::MAX }, Ordering::Relaxed);
+    aof.rewriting.store(true, Ordering::Relaxed);
+    aof.rewrite_started_ms.store(now_ms(), Ordering::Relaxed);
+    let _ = bseq;
+    match snapshot::start_job_locked(srv, acc, JobKind::AofBase(dir.join(&base))) {
+        Ok(_) => Ok("Background append only file rewriting started"),
+        Err(e) => {
+            aof.rewriting.store(false, Ordering::Relaxed);
+            Err(e)
+        }
+    }
+}
+
+/// The snapshot of a rewrite finished: install the new base.
+pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
+    let p = &srv.persist;
+    let aof = &p.aof;
+    aof.last_rewrite_secs.store((now_ms() - job.started_ms) / 1000, Ordering::Relaxed);
+    let JobKind::AofBase(path) = &job.kind else {
+        aof.rewriting.store(false, Ordering::Relaxed);
+        return;
+    };
+    let size = match r {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("ferrite: Background AOF rewrite failed: {e}");
+            aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+            let _ = std::fs::remove_file(path);
+            aof.rewriting.store(false, Ordering::Relaxed);
+            return;
+        }
+    };
+    let cfg = p.cfg.lock().clone();
+    let keep_from = aof.rewrite_keep_from.load(Ordering::Relaxed);
+    let mut m = aof.manifest.lock();
+    let old = m.clone();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let seq = name.split('.').rev().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mut nm = Manifest { base: Some((name, seq)), incrs: Vec::new(), history: Vec::new() };
+    nm.incrs = old.incrs.iter().filter(|(_, s)| *s >= keep_from).cloned().collect();
+    if let Err(e) = persist_manifest(&cfg, &nm) {
+        eprintln!("ferrite: can't write the AOF manifest after a rewrite: {e}");
+        aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+        aof.rewriting.store(false, Ordering::Relaxed);
+        return;
+    }
+    *m = nm.clone();
+    drop(m);
+    let dir = cfg.aof_dir();
+    let keep: Vec<&String> = nm.base.iter().map(|b| &b.0).chain(nm.incrs.iter().map(|i| &i.0)).collect();
+    for f in old.base.iter().map(|b| &b.0).chain(old.incrs.iter().map(|i| &i.0)).chain(old.history.iter()) {
+        if !keep.contains(&f) {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+    }
+    let incr_size: u64 =
+        nm.incrs.iter().filter_map(|(f, _)| std::fs::metadata(dir.join(f)).ok()).map(|md| md.len()).sum();
+    aof.base_size.store(size, Ordering::Relaxed);
+    aof.current_size.store(size + incr_size, Ordering::Relaxed);
+    aof.last_rewrite_ok.store(true, Ordering::Relaxed);
+    aof.rewrites.fetch_add(1, Ordering::Relaxed);
+    eprintln!("ferrite: Background AOF rewrite finished successfully");
+    aof.rewriting.store(false, Ordering::Relaxed);
+}
+
+/// `CONFIG SET appendonly yes`: start logging now into a new incr file and
+/// write a base of the current data set in the background.
+pub fn start_at_runtime(srv: &Arc<Server>) -> Result<(), String> {
+    let cfg = srv.persist.cfg.lock().clone();
+    let dir = cfg.aof_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let aof = &srv.persist.aof;
+    let mut acc = srv.store.access_all();
+    if aof.rewriting.load(Ordering::Relaxed) || srv.persist.snap.running() {
+        srv.persist.snap.cancel();
+    }
+    let mut m = if manifest_path(&cfg).exists() {
+        std::fs::read_to_string(manifest_path(&cfg)).ok().and_then(|t| parse_manifest(&t).ok()).unwrap_or_default()
+    } else {
+        Manifest::default()
+    };
+    let (_, iseq) = next_seq(&m);
+    let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
+    // Old files become history; they are deleted when the base is ready.
+    let mut hist: Vec<String> = m.base.take().map(|b| b.0).into_iter().collect();
+    hist.extend(m.incrs.drain(..).map(|i| i.0));
+    m.history.extend(hist);
+    m.incrs.push((iname.clone(), iseq));
+    *aof.manifest.lock() = m;
+    open_writer(srv, &dir.join(&iname), cfg.appendfsync).map_err(|e| e.to_string())?;
+    aof.current_size.store(0, Ordering::Relaxed);
+    start_rewrite_inner(srv, &mut acc, iseq)
+}
+
+fn start_rewrite_inner(srv: &Arc<Server>, acc: &mut crate::keyspace::Access<'_>, keep_from: u64) -> Result<(), String> {
+    let aof = &srv.persist.aof;
+    let cfg = srv.persist.cfg.lock().clone();
+    let m = aof.manifest.lock().clone();
+    let bseq = m.base.as_ref().map_or(0, |b| b.1).max(keep_from.saturating_sub(1)) + 1;
+    let base = cfg.aof_dir().join(base_name(&cfg, bseq));
+    aof.rewrite_keep_from.store(keep_from, Ordering::Relaxed);
+    aof.rewriting.store(true, Ordering::Relaxed);
+    aof.rewrite_started_ms.store(now_ms(), Ordering::Relaxed);
+    snapshot::start_job_locked(srv, acc, JobKind::AofBase(base)).map(|_| ()).inspect_err(|_| {
+        aof.rewriting.store(false, Ordering::Relaxed);
+    })
+}
+
+/// DEBUG LOADAOF: flush the AOF and replay it into the (already emptied)
+/// data set, with the exclusive access the DEBUG command holds.
+pub fn reload_with<'s>(srv: &'s Server, acc: &mut crate::keyspace::Access<'s>) -> Result<(), String> {
+    flush_on_shutdown(srv);
+    let cfg = srv.persist.cfg.lock().clone();
+    let m = srv.persist.aof.manifest.lock().clone();
+    let dir = cfg.aof_dir();
+    if let Some((b, _)) = &m.base {
+        load_file(srv, &dir.join(b), false, &cfg, acc)?;
+    }
+    for (f, _) in &m.incrs {
+        load_file(srv, &dir.join(f), false, &cfg, acc)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_roundtrip() {
+        let t = "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\nfile appendonly.aof.2.incr.aof seq 2 type i\n";
+        let m = parse_manifest(t).unwrap();
+        assert_eq!(m.base.as_ref().unwrap().1, 1);
+        assert_eq!(m.incrs.len(), 2);
+        assert_eq!(render_manifest(&m), t);
+        assert!(parse_manifest("file x seq 1").is_err());
+        assert!(parse_manifest("file a seq 2 type i\nfile b seq 1 type i\n").is_err());
+    }
+
+    #[test]
+    fn command_parser_truncation() {
+        let d = b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n*3\r\n$3\r\nSET\r\n$1\r\na";
+        let mut p = 0;
+        assert_eq!(parse_command(d, &mut p).unwrap().unwrap().len(), 2);
+        let before = p;
+        assert!(parse_command(d, &mut p).unwrap().is_none());
+        assert_eq!(p, before);
+        assert!(parse_command(b"hello\r\n", &mut 0).is_err());
+    }
+}
