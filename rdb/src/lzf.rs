@@ -55,8 +55,10 @@ pub fn compress(input: &[u8]) -> Option<Vec<u8>> {
     if input.len() < 4 {
         return None;
     }
-    const HBITS: usize = 14;
-    let mut htab = vec![usize::MAX; 1 << HBITS];
+    // The hash table is sized to the input (at most 2^14 entries): a short
+    // string must not pay for clearing a table built for a long one.
+    let hbits = (usize::BITS - input.len().next_power_of_two().leading_zeros()).clamp(4, 14) as usize;
+    let mut htab = vec![usize::MAX; 1 << hbits];
     let mut out: Vec<u8> = Vec::with_capacity(input.len());
     let mut lit: Vec<u8> = Vec::new();
     let flush = |out: &mut Vec<u8>, lit: &mut Vec<u8>| {
@@ -72,7 +74,7 @@ pub fn compress(input: &[u8]) -> Option<Vec<u8>> {
             let h = ((input[i] as usize) << 16 | (input[i + 1] as usize) << 8 | input[i + 2] as usize)
                 .wrapping_mul(2654435761)
                 >> 8
-                & ((1 << HBITS) - 1);
+                & ((1 << hbits) - 1);
             let cand = htab[h];
             htab[h] = i;
             if cand != usize::MAX && i - cand <= 8192 && input[cand..cand + 3] == input[i..i + 3] {
