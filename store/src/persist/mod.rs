@@ -96,7 +96,13 @@ impl Persist {
             bgsave_scheduled: AtomicBool::new(false),
             rdb_saves: AtomicU64::new(0),
             snap: snapshot::SnapSlot::default(),
-            aof: aof::Aof::default(),
+            aof: {
+                // Like Redis, a server that never wrote an AOF reports "ok".
+                let a = aof::Aof::default();
+                a.write_ok.store(true, Ordering::Relaxed);
+                a.last_rewrite_ok.store(true, Ordering::Relaxed);
+                a
+            },
         }
     }
 
