@@ -162,6 +162,52 @@ impl Proxies {
         Ok(out)
     }
 
+    /// Like [`Proxies::dirty`] for many slots, pipelined per proxy (one
+    /// round trip per proxy and round): the keys per slot.
+    pub fn dirty_many(&mut self, slots: &[u16], per_call: usize) -> Result<Vec<(u16, Vec<Vec<u8>>)>> {
+        let mut acc: std::collections::BTreeMap<u16, (std::collections::HashSet<Vec<u8>>, Vec<Vec<u8>>)> =
+            Default::default();
+        for i in 0..self.addrs.len() {
+            let mut todo: Vec<u16> = slots.to_vec();
+            for _round in 0..1_000_000 {
+                if todo.is_empty() {
+                    break;
+                }
+                let cmds: Vec<Vec<Vec<u8>>> =
+                    todo.iter().map(|s| cmd!["FERRITE.PROXY", "DIRTY", *s, per_call]).collect();
+                let replies = match self.conn(i).and_then(|c| c.pipeline(&cmds)) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Reconnect and fall back to one call at a time.
+                        self.conns[i] = None;
+                        let mut v = Vec::new();
+                        for c in &cmds {
+                            v.push(self.call(i, c)?);
+                        }
+                        v
+                    }
+                };
+                let mut again = Vec::new();
+                for (s, r) in todo.iter().zip(replies) {
+                    let r = r.ok()?;
+                    let e = acc.entry(*s).or_default();
+                    for k in r.items() {
+                        if let Some(b) = k.as_bytes() {
+                            if e.0.insert(b.to_vec()) {
+                                e.1.push(b.to_vec());
+                            }
+                        }
+                    }
+                    if r.items().len() >= per_call {
+                        again.push(*s);
+                    }
+                }
+                todo = again;
+            }
+        }
+        Ok(acc.into_iter().filter(|(_, (_, v))| !v.is_empty()).map(|(s, (_, v))| (s, v)).collect())
+    }
+
     /// `FERRITE.PROXY SLOTS` of proxy `i`.
     pub fn slots(&mut self, i: usize) -> Result<Vec<SlotRun>> {
         let r = self.call(i, &cmd!["FERRITE.PROXY", "SLOTS"])?.ok()?;

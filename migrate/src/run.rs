@@ -257,11 +257,8 @@ fn groups(todo: &SlotSet, n: usize) -> Vec<SlotSet> {
 
 fn copy_dirty(cx: &mut Ctx, group: &SlotSet) -> Result<u64> {
     let mut n = 0;
-    for s in group.iter() {
-        let keys = cx.px.dirty(s, 1000)?;
-        if keys.is_empty() {
-            continue;
-        }
+    let slots: Vec<u16> = group.iter().collect();
+    for (s, keys) in cx.px.dirty_many(&slots, 1000)? {
         n += keys.len() as u64;
         metrics::get().keys_recopied.inc_by(keys.len() as u64);
         let cs = copy::copy_keys(&mut cx.src, s, &keys, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
@@ -270,16 +267,53 @@ fn copy_dirty(cx: &mut Ctx, group: &SlotSet) -> Result<u64> {
     Ok(n)
 }
 
+/// Key counts of the slots of a group, one pipeline per source master
+/// (a slot whose count cannot be read this way counts as non-empty: the
+/// per-slot copy then follows MOVED and failovers).
+fn group_counts(cx: &mut Ctx, g: &SlotSet) -> Vec<(u16, u64)> {
+    let mut by_master: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
+    let mut out = Vec::new();
+    for s in g.iter() {
+        match cx.src.topo.master_of(s) {
+            Some(m) => by_master.entry(m.addr.clone()).or_default().push(s),
+            None => out.push((s, u64::MAX)),
+        }
+    }
+    for (addr, slots) in by_master {
+        let cmds: Vec<Vec<Vec<u8>>> = slots.iter().map(|s| cmd!["CLUSTER", "COUNTKEYSINSLOT", *s]).collect();
+        match cx.src.conn(&addr).and_then(|c| c.pipeline(&cmds)) {
+            Ok(r) => {
+                for (s, r) in slots.iter().zip(r) {
+                    out.push((*s, r.as_int().map(|n| n.max(0) as u64).unwrap_or(u64::MAX)));
+                }
+            }
+            Err(_) => {
+                cx.src.drop_conn(&addr);
+                out.extend(slots.iter().map(|s| (*s, u64::MAX)));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
     for g in groups(todo, cx.cfg.cutover_slots) {
         let ranges = g.ranges();
         cx.px.track(true, &ranges)?;
-        for s in g.iter() {
-            let cs = copy::copy_slot(&mut cx.src, s, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
-            cx.record_failures(&cs);
-            cx.st.set(s, state::COPIED);
-            cx.save()?;
+        // Checkpoint after every slot that held keys; runs of empty slots
+        // are checkpointed together (redoing an empty slot costs nothing).
+        for (s, count) in group_counts(cx, &g) {
+            if count > 0 {
+                let cs = copy::copy_slot(&mut cx.src, s, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
+                cx.record_failures(&cs);
+                cx.st.set(s, state::COPIED);
+                cx.save()?;
+            } else {
+                cx.st.set(s, state::COPIED);
+            }
         }
+        cx.save()?;
         if cx.px.is_empty() {
             for s in g.iter() {
                 cx.st.set(s, state::FLIPPED);
