@@ -25,7 +25,6 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod proxy;
-#[cfg(any())]
 pub mod repl;
 pub mod resp;
 pub mod run;

@@ -408,6 +408,7 @@ impl<'a> RdbLoader<'a> {
     }
 
     fn finish(&mut self, dst: &mut Applier) -> Result<()> {
+        self.parser.end_of_input();
         self.drain(dst)?;
         if !self.done {
             return Err(Error::Protocol("RDB payload ended before its EOF opcode".into()));
@@ -416,7 +417,7 @@ impl<'a> RdbLoader<'a> {
     }
 
     fn drain(&mut self, dst: &mut Applier) -> Result<()> {
-        use ferrite_rdb::file::RdbEvent as E;
+        use ferrite_rdb::file::Event as E;
         loop {
             let ev = self.parser.next_event().map_err(|e| Error::Protocol(format!("RDB: {e}")))?;
             let Some(ev) = ev else { return Ok(()) };
@@ -448,7 +449,10 @@ impl<'a> RdbLoader<'a> {
                         }
                     }
                 }
-                E::Eof => {
+                E::Eof { checksum_ok, .. } => {
+                    if !checksum_ok {
+                        return Err(Error::Protocol("RDB checksum mismatch".into()));
+                    }
                     self.done = true;
                 }
                 _ => {}

@@ -14,7 +14,6 @@ use crate::copy::{self, Limiter, Target};
 use crate::metrics;
 use crate::progress::{Mode, Progress};
 use crate::proxy::Proxies;
-#[cfg(any())]
 use crate::repl;
 use crate::slots::{ranges_string, SlotSet};
 use crate::state::{self, State};
@@ -161,7 +160,7 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
     cx.save()?;
     let res = match method {
         Method::Scan => run_scan(&mut cx, &todo),
-        Method::Replication => Err(Error::Other("TEMP".into())),
+        Method::Replication => run_replication(&mut cx, &todo),
     };
     if let Err(e) = res {
         let _ = cx.save();
@@ -379,7 +378,6 @@ fn cutover(cx: &mut Ctx, g: &SlotSet, drain: &mut Drain) -> Result<()> {
     Err(Error::Other(format!("slots {}: cutover failed 5 times", ranges_string(&ranges))))
 }
 
-#[cfg(any())]
 fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
     if todo.is_empty() {
         return Ok(());
@@ -419,7 +417,6 @@ fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
     res
 }
 
-#[cfg(any())]
 fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator], filter: &repl::Filter) -> Result<()> {
     // Wait for every initial sync.
     loop {

@@ -94,6 +94,16 @@ pub fn load_all_types(src: &mut Source, n: usize, tag: &str) -> Vec<String> {
         on_key(src, &k, &["PFADD", &k, "a", "b", "c", &i.to_string()]);
         keys.push(k);
     }
+    // Streams with a consumer group and pending entries.
+    for i in 0..n.div_ceil(5) {
+        let k = format!("{tag}:stream:{i}");
+        for e in 0..20 {
+            on_key(src, &k, &["XADD", &k, "*", "n", &e.to_string(), "who", &format!("w{i}")]);
+        }
+        on_key(src, &k, &["XGROUP", "CREATE", &k, "g1", "0"]);
+        on_key(src, &k, &["XREADGROUP", "GROUP", "g1", "alice", "COUNT", "5", "STREAMS", &k, ">"]);
+        keys.push(k);
+    }
     // A few big collections (hashtable / skiplist / quicklist encodings).
     for j in 0..3 {
         let k = format!("{tag}:bighash:{j}");
