@@ -17,6 +17,7 @@ pub enum Mode {
 }
 
 pub struct Progress {
+    mode: Mode,
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
     mp: Option<MultiProgress>,
@@ -44,7 +45,7 @@ impl Progress {
     pub fn start(mode: Mode, total: u64) -> Progress {
         let stop = Arc::new(AtomicBool::new(false));
         if mode == Mode::Quiet {
-            return Progress { stop, handle: None, mp: None };
+            return Progress { mode, stop, handle: None, mp: None };
         }
         let st = stop.clone();
         if mode == Mode::Json {
@@ -74,7 +75,7 @@ impl Progress {
                     }
                 }
             });
-            return Progress { stop, handle: Some(handle), mp: None };
+            return Progress { mode, stop, handle: Some(handle), mp: None };
         }
         let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
         let slots = mp.add(ProgressBar::new(total));
@@ -119,16 +120,19 @@ impl Progress {
             keys.abandon();
             lag.abandon();
         });
-        Progress { stop, handle: Some(handle), mp: Some(mp) }
+        Progress { mode, stop, handle: Some(handle), mp: Some(mp) }
     }
 
     /// Print a line above the bars (or to stderr).
     pub fn println(&self, line: &str) {
+        if self.mode == Mode::Quiet {
+            return;
+        }
         match &self.mp {
-            Some(mp) => {
+            Some(mp) if !mp.is_hidden() => {
                 let _ = mp.println(line);
             }
-            None => eprintln!("{line}"),
+            _ => eprintln!("{line}"),
         }
     }
 

@@ -215,6 +215,7 @@ impl Source {
         }
         self.topo = discover(&addrs, self.timeout, &self.auth)?;
         self.refreshes += 1;
+        crate::metrics::get().source_refreshes.inc();
         Ok(())
     }
 

@@ -12,24 +12,47 @@ use std::time::{Duration, Instant};
 
 pub const MIGRATE: &str = env!("CARGO_BIN_EXE_ferrite-migrate");
 
-/// The `ferrite` server binary of this workspace: built on demand with the
-/// same cargo (so the test never silently uses a stale or missing binary).
-pub fn ferrite_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
+/// A binary of this workspace, built on demand with the same cargo (so a
+/// test never silently uses a stale or missing binary).
+pub fn workspace_binary(pkg: &str, bin: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("current_exe");
     let profile = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-q", "-p", "ferrite", "--bin", "ferrite"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p ferrite");
-        assert!(st.success(), "cargo build -p ferrite --bin ferrite failed");
-    });
-    let p = profile.join("ferrite");
-    assert!(p.is_file(), "ferrite binary not found at {p:?} after building it");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", pkg, "--bin", bin])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "cargo build -p {pkg} --bin {bin} failed");
+    let p = profile.join(bin);
+    assert!(p.is_file(), "{bin} binary not found at {p:?} after building it");
     p
+}
+
+pub fn ferrite_bin() -> PathBuf {
+    static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| workspace_binary("ferrite", "ferrite")).clone()
+}
+
+pub fn proxy_bin() -> PathBuf {
+    static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| workspace_binary("ferrite-proxy", "ferrite-proxy")).clone()
+}
+
+/// A ferrite-proxy in front of `cluster` and `ferrite`.
+pub fn start_proxy(cluster: &Cluster, ferrite: &str) -> Proc {
+    let port = ferrite_testkit::free_port();
+    let a = vec![
+        "--listen".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--upstream-cluster".into(),
+        cluster.seed(),
+        "--ferrite".into(),
+        ferrite.to_string(),
+    ];
+    ferrite_testkit::spawn_server(proxy_bin(), &a, port, "ferrite-proxy")
 }
 
 pub fn start_ferrite() -> Proc {
