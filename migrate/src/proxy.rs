@@ -173,8 +173,11 @@ impl Proxies {
                 if todo.is_empty() {
                     break;
                 }
+                // Small pipelines: one write per batch, well under a read
+                // buffer of the proxy.
+                let batch: Vec<u16> = todo.drain(..todo.len().min(64)).collect();
                 let cmds: Vec<Vec<Vec<u8>>> =
-                    todo.iter().map(|s| cmd!["FERRITE.PROXY", "DIRTY", *s, per_call]).collect();
+                    batch.iter().map(|s| cmd!["FERRITE.PROXY", "DIRTY", *s, per_call]).collect();
                 let replies = match self.conn(i).and_then(|c| c.pipeline(&cmds)) {
                     Ok(r) => r,
                     Err(_) => {
@@ -188,7 +191,7 @@ impl Proxies {
                     }
                 };
                 let mut again = Vec::new();
-                for (s, r) in todo.iter().zip(replies) {
+                for (s, r) in batch.iter().zip(replies) {
                     let r = r.ok()?;
                     let e = acc.entry(*s).or_default();
                     for k in r.items() {
@@ -202,7 +205,7 @@ impl Proxies {
                         again.push(*s);
                     }
                 }
-                todo = again;
+                todo.extend(again);
             }
         }
         Ok(acc.into_iter().filter(|(_, (_, v))| !v.is_empty()).map(|(s, (_, v))| (s, v)).collect())

@@ -620,12 +620,14 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
         }
         loop {
             let before = buf.len();
-            args.clear();
+            // `args` is cleared only after a complete command: the parser
+            // appends the arguments of a command that spans reads.
             let r = parser.parse(&mut buf, &mut args).map_err(|e| Error::Protocol(e.message()))?;
             fed_off += (before - buf.len()) as i64;
             if r == ferrite_resp::parser::Parsed::Incomplete {
                 break;
             }
+            let args = std::mem::take(&mut args);
             let start = boundary;
             boundary = fed_off;
             let name = args.first().map(|a| a.to_ascii_lowercase()).unwrap_or_default();

@@ -39,6 +39,8 @@ pub struct Outcome {
     pub elapsed_s: f64,
     pub failed_keys: Vec<String>,
     pub notes: Vec<String>,
+    /// The differences verify found (first 100).
+    pub diffs: Vec<String>,
 }
 
 struct Ctx<'a> {
@@ -172,11 +174,14 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
     // Verify.
     let mut verified = None;
     let mut mismatches = None;
+    let mut diffs = Vec::new();
     if !cfg.no_verify {
         let flipped = cx.st.with(state::FLIPPED);
         let rep = crate::verify::verify(&mut cx.src, &mut cx.dst.conn, &flipped, cfg.ttl_tolerance_ms, 50)?;
-        for d in rep.diffs.iter().take(50) {
-            cx.prog.println(&format!("DIFF slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what));
+        let rep_diffs = if rep.diffs.is_empty() || cx.px.is_empty() { rep.diffs } else { recheck_paused(&mut cx, rep.diffs)? };
+        let rep = crate::verify::Report { diffs: rep_diffs, ..Default::default() };
+        for d in rep.diffs.iter().take(100) {
+            diffs.push(format!("slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what));
         }
         mismatches = Some(rep.diffs.len() as u64);
         verified = Some(rep.diffs.is_empty());
@@ -205,9 +210,36 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
         elapsed_s: t_start.elapsed().as_secs_f64(),
         failed_keys: cx.st.failed_keys.clone(),
         notes: cx.notes.clone(),
+        diffs,
     };
     let Ctx { prog, .. } = cx;
     prog.finish();
+    Ok(out)
+}
+
+/// Keys still differing after verify's re-reads may be keys written all the
+/// time (the mirror keeps the source a little behind). Compare them again
+/// with their slot briefly paused at every proxy (after the mirror settled):
+/// what still differs then is a real difference.
+fn recheck_paused(cx: &mut Ctx, diffs: Vec<crate::verify::Diff>) -> Result<Vec<crate::verify::Diff>> {
+    let mut by_slot: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = Default::default();
+    for d in diffs {
+        by_slot.entry(d.slot).or_default().push(d.key);
+    }
+    let mut out = Vec::new();
+    for (n, (s, keys)) in by_slot.into_iter().enumerate() {
+        if n >= 100 || cx.st.get(s) != state::FLIPPED {
+            // Too many, or not a flipped slot: report as found.
+            let r = crate::verify::compare_keys(&mut cx.src, &mut cx.dst.conn, s, &keys, cx.cfg.ttl_tolerance_ms)?;
+            out.extend(r.into_iter().map(|(key, what)| crate::verify::Diff { slot: s, key, what }));
+            continue;
+        }
+        cx.px.setslots("paused", false, &[(s, s)])?;
+        std::thread::sleep(Duration::from_millis(100));
+        let r = crate::verify::compare_keys(&mut cx.src, &mut cx.dst.conn, s, &keys, cx.cfg.ttl_tolerance_ms);
+        cx.px.setslots("ferrite", true, &[(s, s)])?;
+        out.extend(r?.into_iter().map(|(key, what)| crate::verify::Diff { slot: s, key, what }));
+    }
     Ok(out)
 }
 
@@ -596,6 +628,9 @@ pub fn print_outcome(o: &Outcome, mode: Mode) {
     }
     for k in o.failed_keys.iter().take(20) {
         println!("failed: {k}");
+    }
+    for d in &o.diffs {
+        println!("DIFF {d}");
     }
     match o.verified {
         Some(true) => println!("verify: 0 differences"),

@@ -239,6 +239,43 @@ fn digest_conn(conn: &mut Conn, scope: &SlotSet, tol: i64, d: &mut Digests) -> R
     Ok(n)
 }
 
+/// Compare some keys of one slot on both sides: the keys that differ, with
+/// what differs.
+pub fn compare_keys(
+    src: &mut Source,
+    dst: &mut Conn,
+    s: u16,
+    keys: &[Vec<u8>],
+    tol_ms: i64,
+) -> Result<Vec<(Vec<u8>, String)>> {
+    let a = key_infos(&mut |cmds| src.slot_pipeline(s, cmds), keys)?;
+    let b = key_infos(&mut |cmds| dst.pipeline(cmds), keys)?;
+    let mut out = Vec::new();
+    for ((k, a), b) in keys.iter().zip(a).zip(b) {
+        let what = match (a, b) {
+            (None, None) => None,
+            (Some(_), None) => Some("missing on target".to_string()),
+            (None, Some(b)) => Some(format!("extra on target ({})", b.ty)),
+            (Some(a), Some(b)) => {
+                if a.ty != b.ty {
+                    Some(format!("type differs: source {} target {}", a.ty, b.ty))
+                } else if a.value != b.value {
+                    Some(format!("{} value differs", a.ty))
+                } else if (a.deadline < 0) != (b.deadline < 0) || (a.deadline - b.deadline).abs() > tol_ms {
+                    let show = |d: i64| if d < 0 { "none".to_string() } else { format!("{} ms", d - crate::now_ms()) };
+                    Some(format!("ttl differs: source {} target {}", show(a.deadline), show(b.deadline)))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(w) = what {
+            out.push((k.clone(), w));
+        }
+    }
+    Ok(out)
+}
+
 /// Compare `scope` on both sides.
 pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, max_print: usize) -> Result<Report> {
     let mut rep = Report { slots_checked: scope.len(), ..Default::default() };
@@ -293,36 +330,9 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
             by_slot.entry(s).or_default().push(k);
         }
         for (s, keys) in by_slot {
-            let a = key_infos(&mut |cmds| src.slot_pipeline(s, cmds), &keys)?;
-            let b = key_infos(&mut |cmds| dst.pipeline(cmds), &keys)?;
-            for ((k, a), b) in keys.into_iter().zip(a).zip(b) {
-                let what = match (a, b) {
-                    (None, None) => None,
-                    (Some(_), None) => Some("missing on target".to_string()),
-                    (None, Some(b)) => Some(format!("extra on target ({})", b.ty)),
-                    (Some(a), Some(b)) => {
-                        if a.ty != b.ty {
-                            Some(format!("type differs: source {} target {}", a.ty, b.ty))
-                        } else if a.value != b.value {
-                            Some(format!("{} value differs", a.ty))
-                        } else if (a.deadline < 0) != (b.deadline < 0) || (a.deadline - b.deadline).abs() > tol_ms {
-                            let show = |d: i64| {
-                                if d < 0 {
-                                    "none".to_string()
-                                } else {
-                                    format!("{} ms", d - crate::now_ms())
-                                }
-                            };
-                            Some(format!("ttl differs: source {} target {}", show(a.deadline), show(b.deadline)))
-                        } else {
-                            None
-                        }
-                    }
-                };
-                if let Some(w) = what {
-                    last.insert((s, k.clone()), w);
-                    still.push((s, k));
-                }
+            for (k, w) in compare_keys(src, dst, s, &keys, tol_ms)? {
+                last.insert((s, k.clone()), w);
+                still.push((s, k));
             }
         }
         pending = still;

@@ -28,7 +28,7 @@ fn load_thread(proxy: String, t: usize, stop: Arc<AtomicBool>) -> Acked {
     let mut a = Acked::default();
     let mut c = Conn::connect(&proxy, Duration::from_secs(10), &Auth::default()).expect("connect to proxy");
     let start = Instant::now();
-    let mut call = |c: &mut Conn, parts: &[String], a: &mut Acked| -> Option<Reply> {
+    let call = |c: &mut Conn, parts: &[String], a: &mut Acked| -> Option<Reply> {
         for _ in 0..500 {
             match c.cmd(parts) {
                 Ok(Reply::Error(e)) if e.starts_with("TRYAGAIN") => {
@@ -132,8 +132,8 @@ fn scenario(method: &str, fault: Fault) {
         let t0 = Instant::now();
         while flipped_count(&state) < 4096 {
             assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("run ended early: {st:?}");
+            if let Ok(Some(_)) = child.try_wait() {
+                panic!("run ended early: {}", show(&child.wait_with_output().unwrap()));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
