@@ -379,11 +379,21 @@ fn cutover(cx: &mut Ctx, g: &SlotSet, drain: &mut Drain) -> Result<()> {
     for attempt in 0..5 {
         let t0 = Instant::now();
         cx.px.setslots("paused", false, &ranges)?;
+        let t_paused = t0.elapsed();
         let deadline = Instant::now() + cx.cfg.drain_timeout;
         match drain(cx, g, deadline) {
             Ok(true) => {
+                let t_drained = t0.elapsed();
                 cx.px.setslots("ferrite", true, &ranges)?;
                 let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                if ms > 50.0 {
+                    cx.note(format!(
+                        "slots {}: pause {ms:.1} ms (pause acknowledged after {:.1} ms, drained after {:.1} ms)",
+                        ranges_string(&ranges),
+                        t_paused.as_secs_f64() * 1000.0,
+                        t_drained.as_secs_f64() * 1000.0
+                    ));
+                }
                 metrics::get().pause_seconds.observe(ms / 1000.0);
                 cx.st.pauses_ms.push(ms);
                 for s in g.iter() {
@@ -631,6 +641,9 @@ pub fn print_outcome(o: &Outcome, mode: Mode) {
     }
     for d in &o.diffs {
         println!("DIFF {d}");
+    }
+    for n in &o.notes {
+        println!("note: {n}");
     }
     match o.verified {
         Some(true) => println!("verify: 0 differences"),

@@ -169,6 +169,7 @@ fn scenario(method: &str, fault: Fault) {
     let acked: Vec<Acked> = loads.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(out.status.success(), "{}\nproxy log:\n{}", show(&out), proxy.log());
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
     assert!(text.contains("verify: 0 differences"), "{text}");
     assert!(text.contains("slots flipped 16384/16384"), "{text}");
     // No client request failed; every acknowledged write is in ferrite.
