@@ -305,13 +305,26 @@ impl Opts {
                 .clone()
                 .or_else(|| file_str(&t, "state").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("ferrite-migrate.state.json")),
-            source_auth: Auth { user: pick(&self.source_user, "source-user"), pass: pick(&self.source_password, "source-password") },
-            target_auth: Auth { user: pick(&self.target_user, "target-user"), pass: pick(&self.target_password, "target-password") },
+            source_auth: Auth {
+                user: pick(&self.source_user, "source-user"),
+                pass: pick(&self.source_password, "source-password"),
+            },
+            target_auth: Auth {
+                user: pick(&self.target_user, "target-user"),
+                pass: pick(&self.target_password, "target-password"),
+            },
             proxy_admin_password: pick(&self.proxy_admin_password, "proxy-admin-password"),
             timeout: Duration::from_millis(timeout_ms),
-            retry_for: Duration::from_secs(pos(int(self.retry_for_s.map(|x| x as i64), "retry-for-s", 60)?, "retry-for-s")?),
-            max_keys_per_sec: pos(int(self.max_keys_per_sec.map(|x| x as i64), "max-keys-per-sec", 0)?, "max-keys-per-sec")?,
-            batch_keys: pos(int(self.batch_keys.map(|x| x as i64), "batch-keys", 200)?, "batch-keys")?.clamp(1, 100_000) as usize,
+            retry_for: Duration::from_secs(pos(
+                int(self.retry_for_s.map(|x| x as i64), "retry-for-s", 60)?,
+                "retry-for-s",
+            )?),
+            max_keys_per_sec: pos(
+                int(self.max_keys_per_sec.map(|x| x as i64), "max-keys-per-sec", 0)?,
+                "max-keys-per-sec",
+            )?,
+            batch_keys: pos(int(self.batch_keys.map(|x| x as i64), "batch-keys", 200)?, "batch-keys")?.clamp(1, 100_000)
+                as usize,
             cutover_slots: pos(int(self.cutover_slots.map(|x| x as i64), "cutover-slots", 256)?, "cutover-slots")?
                 .clamp(1, 16384) as usize,
             drain_timeout: Duration::from_millis(pos(

@@ -64,7 +64,11 @@ fn real_main(cli: Cli) -> Result<i32> {
         Sub::Verify => {
             // Source/target/scope from flags, else from the state file.
             let st = ferrite_migrate::state::State::load(&cfg.state).ok();
-            let from = if cfg.from.is_empty() { st.as_ref().map(|s| s.source.clone()).unwrap_or_default() } else { cfg.from.clone() };
+            let from = if cfg.from.is_empty() {
+                st.as_ref().map(|s| s.source.clone()).unwrap_or_default()
+            } else {
+                cfg.from.clone()
+            };
             let from = need_from(&from)?;
             let to = cfg
                 .to
@@ -87,7 +91,9 @@ fn real_main(cli: Cli) -> Result<i32> {
                 let diffs: Vec<serde_json::Value> = rep
                     .diffs
                     .iter()
-                    .map(|d| serde_json::json!({"slot": d.slot, "key": String::from_utf8_lossy(&d.key), "diff": d.what}))
+                    .map(
+                        |d| serde_json::json!({"slot": d.slot, "key": String::from_utf8_lossy(&d.key), "diff": d.what}),
+                    )
                     .collect();
                 println!(
                     "{}",

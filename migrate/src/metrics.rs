@@ -39,8 +39,7 @@ fn build() -> Metrics {
         IntCounter::new("ferrite_migrate_bytes_copied_total", "Payload bytes written to Ferrite").unwrap();
     let keys_recopied =
         IntCounter::new("ferrite_migrate_keys_recopied_total", "Dirty keys copied again (scan method)").unwrap();
-    let copy_errors =
-        IntCounter::new("ferrite_migrate_copy_errors_total", "Keys or commands Ferrite refused").unwrap();
+    let copy_errors = IntCounter::new("ferrite_migrate_copy_errors_total", "Keys or commands Ferrite refused").unwrap();
     let stream_commands = IntCounterVec::new(
         Opts::new("ferrite_migrate_stream_commands_total", "Replication stream commands per outcome"),
         &["outcome"],
@@ -62,9 +61,8 @@ fn build() -> Metrics {
     )
     .unwrap();
     let pause_seconds = Histogram::with_opts(
-        HistogramOpts::new("ferrite_migrate_pause_seconds", "Duration slots stayed paused at the proxies").buckets(
-            vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
-        ),
+        HistogramOpts::new("ferrite_migrate_pause_seconds", "Duration slots stayed paused at the proxies")
+            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
     )
     .unwrap();
     let verify_mismatches =

@@ -153,7 +153,7 @@ pub fn plan(src: &mut Source, scope: &SlotSet, sample: u64, big: u64) -> Result<
         p.masters.push(mp);
     }
     p.per_slot.sort_by_key(|s| s.slot);
-    p.big_keys.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    p.big_keys.sort_by_key(|b| std::cmp::Reverse(b.bytes));
     Ok(p)
 }
 
@@ -183,7 +183,7 @@ pub fn print(p: &Plan) {
     let types: Vec<String> = p.types.iter().map(|(t, n)| format!("{t}={n}")).collect();
     println!("types: {}", types.join(" "));
     let mut top = p.per_slot.clone();
-    top.sort_by(|a, b| b.keys.cmp(&a.keys));
+    top.sort_by_key(|b| std::cmp::Reverse(b.keys));
     println!("busiest slots:");
     for s in top.iter().take(10) {
         println!("  slot {:5}: {} keys, {:.1} KB", s.slot, s.keys, s.bytes as f64 / 1e3);

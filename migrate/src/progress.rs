@@ -85,7 +85,9 @@ impl Progress {
                 .progress_chars("=> "),
         );
         let keys = mp.add(ProgressBar::new_spinner());
-        keys.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        keys.set_style(
+            ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         let lag = mp.add(ProgressBar::new_spinner());
         lag.set_style(ProgressStyle::with_template("  {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
         let handle = std::thread::spawn(move || {

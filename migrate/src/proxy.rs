@@ -131,9 +131,7 @@ impl Proxies {
         for i in 0..self.addrs.len() {
             let mut args = cmd!["FERRITE.PROXY", "TRACK", if on { "on" } else { "off" }];
             args.extend(range_args(ranges).into_iter().map(String::into_bytes));
-            self.call(i, &args)?
-                .ok()
-                .map_err(|e| Error::Other(format!("proxy {}: TRACK: {e}", self.addrs[i])))?;
+            self.call(i, &args)?.ok().map_err(|e| Error::Other(format!("proxy {}: TRACK: {e}", self.addrs[i])))?;
         }
         Ok(())
     }
@@ -217,9 +215,11 @@ impl Proxies {
         let mut v = Vec::new();
         for e in r.items() {
             let it = e.items();
-            let (Some(a), Some(b), Some(st)) =
-                (it.first().and_then(|x| x.as_int()), it.get(1).and_then(|x| x.as_int()), it.get(2).and_then(|x| x.as_str()))
-            else {
+            let (Some(a), Some(b), Some(st)) = (
+                it.first().and_then(|x| x.as_int()),
+                it.get(1).and_then(|x| x.as_int()),
+                it.get(2).and_then(|x| x.as_str()),
+            ) else {
                 return Err(Error::Protocol("bad FERRITE.PROXY SLOTS reply".into()));
             };
             let mirror = it.get(3).and_then(|x| x.as_int()).unwrap_or(0) != 0;

@@ -605,6 +605,9 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
     // the last complete command (the parser consumes partial commands).
     let mut fed_off = p.offset;
     let mut boundary = p.offset;
+    // An immediate first ACK: after a diskless transfer the master keeps
+    // the replica offline (and the stream buffered) until it gets one.
+    c.send(&[cmd!["REPLCONF", "ACK", p.offset]])?;
     loop {
         if sh.stop.load(Ordering::SeqCst) {
             return Ok(());

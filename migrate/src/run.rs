@@ -140,7 +140,10 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
     let scope = st.scope_set();
     let uncovered = scope.minus(&src.topo.covered());
     if !uncovered.is_empty() {
-        return Err(Error::Other(format!("slots in scope served by no source master: {}", uncovered.to_ranges_string())));
+        return Err(Error::Other(format!(
+            "slots in scope served by no source master: {}",
+            uncovered.to_ranges_string()
+        )));
     }
     let prog = Progress::start(cfg.mode, scope.len() as u64);
     let mut cx = Ctx { cfg, st, src, dst, px, prog, lim: Limiter::new(cfg.max_keys_per_sec), notes: Vec::new() };
@@ -178,7 +181,8 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
     if !cfg.no_verify {
         let flipped = cx.st.with(state::FLIPPED);
         let rep = crate::verify::verify(&mut cx.src, &mut cx.dst.conn, &flipped, cfg.ttl_tolerance_ms, 50)?;
-        let rep_diffs = if rep.diffs.is_empty() || cx.px.is_empty() { rep.diffs } else { recheck_paused(&mut cx, rep.diffs)? };
+        let rep_diffs =
+            if rep.diffs.is_empty() || cx.px.is_empty() { rep.diffs } else { recheck_paused(&mut cx, rep.diffs)? };
         let rep = crate::verify::Report { diffs: rep_diffs, ..Default::default() };
         for d in rep.diffs.iter().take(100) {
             diffs.push(format!("slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what));
@@ -258,7 +262,10 @@ fn reconcile(cx: &mut Ctx) -> Result<()> {
     let scope = cx.st.scope_set();
     let newly = all_ferrite.intersect(&scope).minus(&cx.st.with(state::FLIPPED));
     if !newly.is_empty() {
-        cx.note(format!("slots {} are already routed to Ferrite by every proxy: counted as flipped", newly.to_ranges_string()));
+        cx.note(format!(
+            "slots {} are already routed to Ferrite by every proxy: counted as flipped",
+            newly.to_ranges_string()
+        ));
         for s in newly.iter() {
             cx.st.set(s, state::FLIPPED);
         }
@@ -568,15 +575,13 @@ pub fn status(cfg: &Config) -> Result<serde_json::Value> {
         let mut pv = Vec::new();
         match Proxies::connect(&proxies, cfg.proxy_admin_password.clone(), cfg.timeout) {
             Ok(mut px) => {
-                for i in 0..proxies.len() {
+                for (i, addr) in proxies.iter().enumerate() {
                     let slots = px.slots(i).map(|runs| {
-                        runs.iter()
-                            .map(|r| serde_json::json!([r.start, r.end, r.state, r.mirror]))
-                            .collect::<Vec<_>>()
+                        runs.iter().map(|r| serde_json::json!([r.start, r.end, r.state, r.mirror])).collect::<Vec<_>>()
                     });
                     pv.push(match slots {
-                        Ok(s) => serde_json::json!({"addr": proxies[i], "epoch": px.epoch, "slots": s}),
-                        Err(e) => serde_json::json!({"addr": proxies[i], "error": e.to_string()}),
+                        Ok(s) => serde_json::json!({"addr": addr, "epoch": px.epoch, "slots": s}),
+                        Err(e) => serde_json::json!({"addr": addr, "error": e.to_string()}),
                     });
                 }
             }

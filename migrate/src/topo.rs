@@ -202,7 +202,15 @@ fn retryable(e: &str) -> bool {
 impl Source {
     pub fn connect(seeds: Vec<String>, auth: Auth, timeout: Duration) -> Result<Source> {
         let topo = discover(&seeds, timeout, &auth)?;
-        Ok(Source { seeds, auth, timeout, topo, conns: HashMap::new(), retry_for: Duration::from_secs(60), refreshes: 0 })
+        Ok(Source {
+            seeds,
+            auth,
+            timeout,
+            topo,
+            conns: HashMap::new(),
+            retry_for: Duration::from_secs(60),
+            refreshes: 0,
+        })
     }
 
     /// Re-read the topology from any known node.

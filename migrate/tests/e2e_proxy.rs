@@ -152,6 +152,8 @@ fn scenario(method: &str, fault: Fault) {
             let my_id = topo.iter().find(|n| n.port == m).unwrap().id.clone();
             let rep = topo.iter().find(|n| !n.master && n.master_id.as_deref() == Some(my_id.as_str())).unwrap().port;
             cluster.failover(rep);
+            let still_running = matches!(child.try_wait(), Ok(None));
+            eprintln!("failover done; run still running: {still_running}");
             let t0 = Instant::now();
             loop {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -160,7 +162,14 @@ fn scenario(method: &str, fault: Fault) {
                 assert!(t0.elapsed() < Duration::from_secs(240), "run did not finish after the failover");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            child.wait_with_output().unwrap()
+            let out = child.wait_with_output().unwrap();
+            if still_running && method == "replication" {
+                // The demoted master dropped its replicas: the link was
+                // re-established with the new master.
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(err.contains("replication link to"), "{}", show(&out));
+            }
+            out
         }
     };
     // Keep the load running a little after the run, then stop it.

@@ -37,7 +37,8 @@ fn replication_initial_copy_then_live_changes_in_order() {
     for s in 0..100u16 {
         scope.remove(s);
     }
-    let outside: Vec<&String> = keys.iter().filter(|k| !scope.contains(ferrite_commands::key_hash_slot(k.as_bytes()))).collect();
+    let outside: Vec<&String> =
+        keys.iter().filter(|k| !scope.contains(ferrite_commands::key_hash_slot(k.as_bytes()))).collect();
     let filter = Arc::new(Filter::new(&scope));
     let topo = src.topo.clone();
     let mut reps = Vec::new();

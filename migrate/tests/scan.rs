@@ -32,7 +32,8 @@ fn plan_reports_counts_types_and_big_keys() {
     let per_slot: u64 = v["per_slot"].as_array().unwrap().iter().map(|s| s["keys"].as_u64().unwrap()).sum();
     assert_eq!(per_slot, keys.len() as u64);
     // Human output mentions the masters and totals; --slots restricts.
-    let out = migrate(&sv(&["plan", "--from-redis-cluster", &cluster.seed(), "--slots", "0-100"]), Duration::from_secs(60));
+    let out =
+        migrate(&sv(&["plan", "--from-redis-cluster", &cluster.seed(), "--slots", "0-100"]), Duration::from_secs(60));
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("101 slots in scope"), "{text}");
@@ -145,7 +146,11 @@ fn checkpoint_and_resume_after_kill() {
         "--cutover-slots",
         "64",
     ]);
-    let mut child = spawn_migrate(&base);
+    let mport = ferrite_testkit::free_port();
+    let mut with_metrics = base.clone();
+    with_metrics.push("--metrics-listen".into());
+    with_metrics.push(format!("127.0.0.1:{mport}"));
+    let mut child = spawn_migrate(&with_metrics);
     // Wait until some slots are checkpointed, then kill it hard.
     let started = std::time::Instant::now();
     loop {
@@ -160,6 +165,18 @@ fn checkpoint_and_resume_after_kill() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Prometheus metrics while it runs.
+    let body = http_get(mport, "/metrics");
+    for m in [
+        "ferrite_migrate_keys_copied_total",
+        "ferrite_migrate_bytes_copied_total",
+        "ferrite_migrate_slots{state=\"flipped\"}",
+        "ferrite_migrate_pause_seconds",
+        "ferrite_migrate_copy_errors_total 0",
+    ] {
+        assert!(body.contains(m), "{m} not in {body}");
+    }
+    assert!(http_get(mport, "/nope").starts_with("HTTP/1.1 404"));
     child.kill().unwrap();
     let _ = child.wait();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
@@ -204,4 +221,14 @@ fn checkpoint_and_resume_after_kill() {
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["slots_flipped"].as_u64(), Some(16384));
     assert_eq!(st["finished"].as_bool(), Some(true));
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
