@@ -350,3 +350,43 @@ impl Opts {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_file_then_flags_win() {
+        let dir = std::env::temp_dir().join(format!("ferrite-migrate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.toml");
+        std::fs::write(
+            &f,
+            "from-redis-cluster = [\"10.0.0.1:7000\"]\nto = \"10.0.0.9:6379\"\nproxy = \"a:1,b:2\"\n\
+             method = \"scan\"\nslots = \"0-99\"\nmax-keys-per-sec = 500\nquiet = true\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["ferrite-migrate", "--config", f.to_str().unwrap(), "--to", "127.0.0.1:1"]);
+        let c = cli.opts.resolve().unwrap();
+        assert_eq!(c.from, vec!["10.0.0.1:7000".to_string()]);
+        assert_eq!(c.to.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(c.proxies, vec!["a:1".to_string(), "b:2".to_string()]);
+        assert_eq!(c.method, Method::Scan);
+        assert_eq!(c.slots.as_ref().map(|s| s.len()), Some(100));
+        assert_eq!(c.max_keys_per_sec, 500);
+        assert_eq!(c.mode, Mode::Quiet);
+        assert_eq!(c.state, PathBuf::from("ferrite-migrate.state.json"));
+        std::fs::write(&f, "bogus = 1\n").unwrap();
+        let cli = Cli::parse_from(["ferrite-migrate", "--config", f.to_str().unwrap()]);
+        assert!(cli.opts.resolve().is_err());
+        std::fs::write(&f, "method = \"teleport\"\n").unwrap();
+        let cli = Cli::parse_from(["ferrite-migrate", "--config", f.to_str().unwrap()]);
+        assert!(cli.opts.resolve().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        let cli = Cli::parse_from(["ferrite-migrate", "plan", "--slots", "5-1"]);
+        assert!(cli.opts.resolve().is_err());
+        let cli = Cli::parse_from(["ferrite-migrate", "status", "--json"]);
+        assert_eq!(cli.cmd, Some(Sub::Status));
+        assert_eq!(cli.opts.resolve().unwrap().method, Method::Replication);
+    }
+}

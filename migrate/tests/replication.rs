@@ -156,3 +156,70 @@ fn replication_run_end_to_end_without_proxy() {
     let n = conn(&ferrite.addr()).cmd(&args(&["DBSIZE"])).unwrap().as_int().unwrap();
     assert_eq!(n as usize, keys.len());
 }
+
+#[test]
+fn replication_streams_big_collections_in_parts() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    // Collections far above the parser's part size (1024 elements), with TTLs.
+    let mut big: Vec<(String, Vec<String>)> = Vec::new();
+    let mut list = vec!["RPUSH".to_string(), "big:list".into()];
+    list.extend((0..30000).map(|i| format!("e{i}")));
+    big.push(("big:list".into(), list));
+    let mut set = vec!["SADD".to_string(), "big:set".into()];
+    set.extend((0..5000).map(|i| format!("m{i}")));
+    big.push(("big:set".into(), set));
+    let mut iset = vec!["SADD".to_string(), "big:intset".into()];
+    iset.extend((0..3000).map(|i| (i * 7).to_string()));
+    big.push(("big:intset".into(), iset));
+    let mut hash = vec!["HSET".to_string(), "big:hash".into()];
+    for i in 0..4000 {
+        hash.push(format!("f{i}"));
+        hash.push(format!("v{i}"));
+    }
+    big.push(("big:hash".into(), hash));
+    let mut zset = vec!["ZADD".to_string(), "big:zset".into()];
+    for i in 0..4000 {
+        zset.push(format!("{}", (i as f64) / 3.0 - 100.0));
+        zset.push(format!("z{i}"));
+    }
+    zset.extend(["inf".to_string(), "top".into(), "-inf".into(), "bottom".into()]);
+    big.push(("big:zset".into(), zset));
+    for (k, cmd) in &big {
+        let a: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        on_key(&mut src, k, &a);
+    }
+    on_key(&mut src, "big:hash", &["PEXPIRE", "big:hash", "700000"]);
+    on_key(&mut src, "big:list", &["EXPIRE", "big:list", "800"]);
+    let mut x = vec!["XADD".to_string(), "big:stream".into(), "*".into()];
+    x.extend(["a".to_string(), "b".into()]);
+    for _ in 0..2500 {
+        let a: Vec<&str> = x.iter().map(String::as_str).collect();
+        on_key(&mut src, "big:stream", &a);
+    }
+    on_key(&mut src, "big:stream", &["XGROUP", "CREATE", "big:stream", "g", "0"]);
+    on_key(&mut src, "big:stream", &["XREADGROUP", "GROUP", "g", "c1", "COUNT", "1500", "STREAMS", "big:stream", ">"]);
+    let (_d, state) = state_path("big");
+    let out = migrate(
+        &sv(&["--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--state", &state, "--quiet"]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 0 differences"), "{}", show(&out));
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["LLEN", "big:list"])).unwrap().as_int(), Some(30000));
+    assert_eq!(f.cmd(&args(&["LINDEX", "big:list", "29999"])).unwrap(), Reply::Bulk(b("e29999")));
+    assert_eq!(f.cmd(&args(&["SCARD", "big:set"])).unwrap().as_int(), Some(5000));
+    assert_eq!(f.cmd(&args(&["SCARD", "big:intset"])).unwrap().as_int(), Some(3000));
+    assert_eq!(f.cmd(&args(&["HLEN", "big:hash"])).unwrap().as_int(), Some(4000));
+    assert_eq!(f.cmd(&args(&["ZCARD", "big:zset"])).unwrap().as_int(), Some(4002));
+    assert_eq!(f.cmd(&args(&["ZSCORE", "big:zset", "top"])).unwrap(), Reply::Bulk(b("inf")));
+    let t = f.cmd(&args(&["PTTL", "big:hash"])).unwrap().as_int().unwrap();
+    assert!(t > 690_000 && t <= 700_000, "{t}");
+    let t = f.cmd(&args(&["TTL", "big:list"])).unwrap().as_int().unwrap();
+    assert!(t > 790 && t <= 800, "{t}");
+    assert_eq!(f.cmd(&args(&["XLEN", "big:stream"])).unwrap().as_int(), Some(2500));
+    let g = f.cmd(&args(&["XPENDING", "big:stream", "g"])).unwrap();
+    assert_eq!(g.items().first().and_then(|x| x.as_int()), Some(1500), "{g:?}");
+}
