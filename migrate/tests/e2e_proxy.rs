@@ -20,6 +20,8 @@ struct Acked {
     sets: Vec<(String, String)>,
     counter: i64,
     log: Vec<i64>,
+    deleted: Vec<String>,
+    expiring: Vec<String>,
     failures: Vec<String>,
     tryagain: u64,
 }
@@ -64,6 +66,18 @@ fn load_thread(proxy: String, t: usize, stop: Arc<AtomicBool>) -> Acked {
         if let Some(r) = call(&mut c, &[s("RPUSH"), format!("log:{t}"), i.to_string()], &mut a) {
             assert_eq!(r.as_int(), Some(a.log.len() as i64 + 1), "RPUSH reply order");
             a.log.push(i);
+        }
+        // Deletes and short expiries during the run must reach ferrite too.
+        if i % 10 == 9 {
+            let k = format!("ack:{t}:{}", i - 5);
+            if let Some(r) = call(&mut c, &[s("DEL"), k.clone()], &mut a) {
+                assert_eq!(r.as_int(), Some(1), "DEL {k}");
+                a.deleted.push(k);
+            }
+            let k = format!("tmp:{t}:{i}");
+            if call(&mut c, &[s("SET"), k.clone(), s("x"), s("PX"), s("100")], &mut a).is_some() {
+                a.expiring.push(k);
+            }
         }
         if !a.failures.is_empty() {
             break;
@@ -188,7 +202,15 @@ fn scenario(method: &str, fault: Fault) {
         assert!(a.failures.is_empty(), "client {t} failures: {:?}", a.failures);
         assert!(a.sets.len() > 50, "client {t} made too little progress: {}", a.sets.len());
         total += a.sets.len();
-        for chunk in a.sets.chunks(500) {
+        let deleted: std::collections::HashSet<&String> = a.deleted.iter().collect();
+        let live: Vec<(String, String)> = a.sets.iter().filter(|(k, _)| !deleted.contains(k)).cloned().collect();
+        for k in &a.deleted {
+            assert_eq!(f.cmd(&args(&["EXISTS", k])).unwrap().as_int(), Some(0), "deleted {k} exists in ferrite");
+        }
+        for k in &a.expiring {
+            assert_eq!(f.cmd(&args(&["EXISTS", k])).unwrap().as_int(), Some(0), "expired {k} exists in ferrite");
+        }
+        for chunk in live.chunks(500) {
             let cmds: Vec<Vec<Vec<u8>>> = chunk.iter().map(|(k, _)| args(&["GET", k])).collect();
             let r = f.pipeline(&cmds).unwrap();
             for ((k, v), r) in chunk.iter().zip(r) {
@@ -220,6 +242,26 @@ fn scenario(method: &str, fault: Fault) {
         let b2 = f.cmd(&args(&["TYPE", k])).unwrap();
         assert_eq!(a, b2);
         assert_ne!(a, Reply::Simple(b("none")), "{k}");
+    }
+    // Rollback of a few slots routes them back to the source, which has
+    // every write thanks to the mirror.
+    if method == "scan" && fault == Fault::KillAndResume {
+        let out = migrate(&sv(&["rollback", "--state", &state, "--slots", "0-99"]), Duration::from_secs(30));
+        assert!(out.status.success(), "{}", show(&out));
+        let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
+        let first = r.items()[0].items();
+        assert_eq!(first[1].as_int(), Some(99), "{r:?}");
+        assert_eq!(first[2].as_str().as_deref(), Some("upstream"), "{r:?}");
+        let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st["slots_flipped"].as_u64(), Some(16384 - 100), "{st}");
+        let mut src = source(&cluster);
+        for (t, a) in acked.iter().enumerate() {
+            let key = format!("cnt:{t}");
+            let slot = ferrite_commands::key_hash_slot(key.as_bytes());
+            let v = src.slot_pipeline(slot, &[args(&["GET", &key])]).unwrap().remove(0);
+            assert_eq!(v.as_int(), Some(a.counter), "mirror kept {key} on the source");
+        }
     }
     // Pause durations were measured.
     let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
