@@ -293,13 +293,20 @@ fn groups(todo: &SlotSet, n: usize) -> Vec<SlotSet> {
         .collect()
 }
 
-fn copy_dirty(cx: &mut Ctx, group: &SlotSet) -> Result<u64> {
+/// Re-copy the keys the proxies recorded as written. `limited`: obey
+/// `--max-keys-per-sec` (not during a pause: clients are waiting).
+fn copy_dirty(cx: &mut Ctx, group: &SlotSet, limited: bool) -> Result<u64> {
     let mut n = 0;
     let slots: Vec<u16> = group.iter().collect();
-    for (s, keys) in cx.px.dirty_many(&slots, 1000)? {
+    let work = cx.px.dirty_many(&slots, 1000)?;
+    for (_, keys) in &work {
         n += keys.len() as u64;
-        metrics::get().keys_recopied.inc_by(keys.len() as u64);
-        let cs = copy::copy_keys(&mut cx.src, s, &keys, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
+    }
+    metrics::get().keys_recopied.inc_by(n);
+    if !work.is_empty() {
+        let mut unlimited = Limiter::new(0);
+        let lim = if limited { &mut cx.lim } else { &mut unlimited };
+        let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, cx.cfg.batch_keys, lim)?;
         cx.record_failures(&cs);
     }
     Ok(n)
@@ -362,14 +369,14 @@ fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
         // Catch up with the writes made during the copy before pausing, so
         // the pause only covers the last few.
         for _ in 0..10 {
-            if copy_dirty(cx, &g)? < 50 {
+            if copy_dirty(cx, &g, true)? < 50 {
                 break;
             }
         }
         cutover(cx, &g, &mut |cx: &mut Ctx, g: &SlotSet, _deadline: Instant| {
             // Paused: no write for these slots is forwarded any more, so one
             // full drain of every proxy's record is complete.
-            copy_dirty(cx, g)?;
+            copy_dirty(cx, g, false)?;
             Ok(true)
         })?;
         cx.px.track(false, &ranges)?;
