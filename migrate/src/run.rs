@@ -344,11 +344,31 @@ fn group_counts(cx: &mut Ctx, g: &SlotSet) -> Vec<(u16, u64)> {
 
 fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
     for g in groups(todo, cx.cfg.cutover_slots) {
+        if crate::interrupted() {
+            return Err(Error::Interrupted);
+        }
         let ranges = g.ranges();
         cx.px.track(true, &ranges)?;
+        if let Err(e) = scan_group(cx, &g) {
+            // Stop recording for this group; resume copies it again.
+            let _ = cx.px.track(false, &ranges);
+            return Err(e);
+        }
+        cx.px.track(false, &ranges)?;
+    }
+    Ok(())
+}
+
+fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
+    let g = g.clone();
+    {
         // Checkpoint after every slot that held keys; runs of empty slots
         // are checkpointed together (redoing an empty slot costs nothing).
         for (s, count) in group_counts(cx, &g) {
+            if crate::interrupted() {
+                cx.save()?;
+                return Err(Error::Interrupted);
+            }
             if count > 0 {
                 let cs = copy::copy_slot(&mut cx.src, s, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
                 cx.record_failures(&cs);
@@ -364,7 +384,7 @@ fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
                 cx.st.set(s, state::FLIPPED);
             }
             cx.save()?;
-            continue;
+            return Ok(());
         }
         // Catch up with the writes made during the copy before pausing, so
         // the pause only covers the last few.
@@ -379,7 +399,6 @@ fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
             copy_dirty(cx, g, false)?;
             Ok(true)
         })?;
-        cx.px.track(false, &ranges)?;
     }
     Ok(())
 }
@@ -484,6 +503,9 @@ fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator],
         if reps.iter().all(|r| r.loaded()) {
             break;
         }
+        if crate::interrupted() {
+            return Err(Error::Interrupted);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     for s in todo.iter() {
@@ -491,6 +513,9 @@ fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator],
     }
     cx.save()?;
     for g in groups(todo, cx.cfg.cutover_slots) {
+        if crate::interrupted() {
+            return Err(Error::Interrupted);
+        }
         let involved: Vec<usize> =
             reps.iter().enumerate().filter(|(_, r)| !r.slots().intersect(&g).is_empty()).map(|(i, _)| i).collect();
         let mut drain = |cx: &mut Ctx, g: &SlotSet, deadline: Instant| -> Result<bool> {
