@@ -109,7 +109,9 @@ enum Fault {
 fn scenario(method: &str, fault: Fault) {
     let cluster = Cluster::start(3, if fault == Fault::Failover { 1 } else { 0 });
     let ferrite = start_ferrite();
-    let proxy: Proc = start_proxy(&cluster, &ferrite.addr());
+    // The failover scenarios also exercise the admin password.
+    let pw: &[&str] = if fault == Fault::Failover { &["--admin-password", "s3cret"] } else { &[] };
+    let proxy: Proc = start_proxy(&cluster, &ferrite.addr(), pw);
     let mut src = source(&cluster);
     let keys = load_all_types(&mut src, 20, "d");
     let stop = Arc::new(AtomicBool::new(false));
@@ -137,6 +139,10 @@ fn scenario(method: &str, fault: Fault) {
         "1024",
         "--quiet",
     ]);
+    let mut base = base;
+    if fault == Fault::Failover {
+        base.extend(sv(&["--proxy-admin-password", "s3cret"]));
+    }
     let mut run = vec![s("run")];
     run.extend(base.iter().cloned());
     let out = if fault == Fault::None {
@@ -229,6 +235,11 @@ fn scenario(method: &str, fault: Fault) {
     );
     // Every slot is owned by ferrite at the proxy.
     let mut pc = conn(&proxy.addr());
+    if fault == Fault::Failover {
+        let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
+        assert!(matches!(&r, Reply::Error(e) if e.starts_with("NOPERM")), "{r:?}");
+        assert_eq!(pc.cmd(&args(&["FERRITE.PROXY", "AUTH", "s3cret"])).unwrap(), Reply::Simple(b("OK")));
+    }
     let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
     let runs = r.items();
     assert_eq!(runs.len(), 1, "{r:?}");
@@ -264,8 +275,12 @@ fn scenario(method: &str, fault: Fault) {
         }
     }
     // Pause durations were measured.
-    let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
+    let out = migrate(
+        &sv(&["status", "--state", &state, "--json", "--proxy-admin-password", "s3cret"]),
+        Duration::from_secs(30),
+    );
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(st["proxy_tables"][0]["slots"].is_array(), "{st}");
     assert!(st["pauses"].as_u64().unwrap() >= 16, "{st}");
     eprintln!("pause p50 {} ms p99 {} ms", st["pause_p50_ms"], st["pause_p99_ms"]);
 }
