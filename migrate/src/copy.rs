@@ -284,6 +284,46 @@ pub fn slot_keys(src: &mut Source, slot: u16) -> Result<Vec<Vec<u8>>> {
     Ok(r.items().iter().filter_map(|x| x.as_bytes().map(<[u8]>::to_vec)).collect())
 }
 
+/// Key names of many slots (with their known counts), one pipeline per
+/// source master; a slot that cannot be listed that way (MOVED, failover)
+/// is listed alone with [`slot_keys`].
+pub fn many_slot_keys(src: &mut Source, slots: &[(u16, u64)]) -> Result<Vec<(u16, Vec<Vec<u8>>)>> {
+    let mut by_master: std::collections::BTreeMap<String, Vec<(u16, u64)>> = Default::default();
+    let mut alone = Vec::new();
+    for &(s, n) in slots {
+        match src.topo.master_of(s) {
+            Some(m) if n != u64::MAX => by_master.entry(m.addr.clone()).or_default().push((s, n)),
+            _ => alone.push(s),
+        }
+    }
+    let mut out = Vec::new();
+    for (addr, v) in by_master {
+        let cmds: Vec<Vec<Vec<u8>>> =
+            v.iter().map(|(s, n)| cmd!["CLUSTER", "GETKEYSINSLOT", *s, n + n / 10 + 100]).collect();
+        match src.conn(&addr).and_then(|c| c.pipeline(&cmds)) {
+            Ok(replies) => {
+                for ((s, _), r) in v.iter().zip(replies) {
+                    match r {
+                        Reply::Array(items) => {
+                            out.push((*s, items.iter().filter_map(|x| x.as_bytes().map(<[u8]>::to_vec)).collect()))
+                        }
+                        _ => alone.push(*s),
+                    }
+                }
+            }
+            Err(_) => {
+                src.drop_conn(&addr);
+                alone.extend(v.iter().map(|(s, _)| *s));
+            }
+        }
+    }
+    for s in alone {
+        out.push((s, slot_keys(src, s)?));
+    }
+    out.sort_by_key(|(s, _)| *s);
+    Ok(out)
+}
+
 /// Copy a whole slot.
 pub fn copy_slot(src: &mut Source, slot: u16, dst: &mut Target, batch: usize, lim: &mut Limiter) -> Result<CopyStats> {
     let keys = slot_keys(src, slot)?;

@@ -56,6 +56,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn save(&mut self) -> Result<()> {
+        self.sync_counters();
+        self.st.save(&self.cfg.state)
+    }
+
+    fn sync_counters(&mut self) {
         self.st.epoch = self.st.epoch.max(self.px.epoch);
         let m = metrics::get();
         self.st.keys_copied = m.keys_copied.get();
@@ -64,7 +69,14 @@ impl Ctx<'_> {
         m.slots.with_label_values(&["pending"]).set(self.st.with(state::PENDING).len() as i64);
         m.slots.with_label_values(&["copied"]).set(self.st.with(state::COPIED).len() as i64);
         m.slots.with_label_values(&["flipped"]).set(self.st.with(state::FLIPPED).len() as i64);
-        self.st.save(&self.cfg.state)
+    }
+
+    /// Checkpoint without fsync (write + rename): survives a crash or kill
+    /// of the tool, not a power loss. Used for copy progress, which resume
+    /// redoes anyway; flips are saved with [`Ctx::save`].
+    fn save_light(&mut self) -> Result<()> {
+        self.sync_counters();
+        self.st.save_opts(&self.cfg.state, false)
     }
 
     fn note(&mut self, s: String) {
@@ -362,21 +374,39 @@ fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
 fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
     let g = g.clone();
     {
-        // Checkpoint after every slot that held keys; runs of empty slots
-        // are checkpointed together (redoing an empty slot costs nothing).
-        for (s, count) in group_counts(cx, &g) {
+        // Slots are copied in small sets (one source pipeline per master for
+        // their key names and one for their values); the checkpoint is
+        // written after every set. Empty slots cost nothing.
+        let counts = group_counts(cx, &g);
+        let nonempty: Vec<(u16, u64)> = counts.iter().copied().filter(|(_, n)| *n > 0).collect();
+        for (s, _) in counts.iter().filter(|(_, n)| *n == 0) {
+            cx.st.set(*s, state::COPIED);
+        }
+        let mut i = 0;
+        while i < nonempty.len() {
             if crate::interrupted() {
                 cx.save()?;
                 return Err(Error::Interrupted);
             }
-            if count > 0 {
-                let cs = copy::copy_slot(&mut cx.src, s, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
-                cx.record_failures(&cs);
-                cx.st.set(s, state::COPIED);
-                cx.save()?;
-            } else {
-                cx.st.set(s, state::COPIED);
+            // Up to 64 slots or about 4 batches of keys per set.
+            let mut j = i;
+            let mut keys = 0u64;
+            while j < nonempty.len()
+                && j - i < 64
+                && (keys == 0 || keys + nonempty[j].1 <= 4 * cx.cfg.batch_keys as u64)
+            {
+                keys += nonempty[j].1.min(1 << 40);
+                j += 1;
             }
+            let set = &nonempty[i..j];
+            let work = copy::many_slot_keys(&mut cx.src, set)?;
+            let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
+            cx.record_failures(&cs);
+            for (s, _) in set {
+                cx.st.set(*s, state::COPIED);
+            }
+            cx.save_light()?;
+            i = j;
         }
         cx.save()?;
         if cx.px.is_empty() {

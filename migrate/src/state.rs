@@ -114,6 +114,11 @@ impl State {
 
     /// Atomic write: temp file in the same directory, fsync, rename, fsync dir.
     pub fn save(&mut self, path: &Path) -> Result<()> {
+        self.save_opts(path, true)
+    }
+
+    /// Atomic write; `durable` = fsync the file and the directory too.
+    pub fn save_opts(&mut self, path: &Path, durable: bool) -> Result<()> {
         self.updated_ms = crate::now_ms();
         let data = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(format!("serialize state: {e}")))?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -123,11 +128,15 @@ impl State {
         {
             let mut f = std::fs::File::create(&tmp).map_err(werr)?;
             f.write_all(&data).map_err(werr)?;
-            f.sync_all().map_err(werr)?;
+            if durable {
+                f.sync_all().map_err(werr)?;
+            }
         }
         std::fs::rename(&tmp, path).map_err(werr)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+        if durable {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(())
     }
