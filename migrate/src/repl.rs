@@ -143,6 +143,7 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
     let mut psync: Option<Psync> = None;
     let mut master = cfg.master.clone();
     let mut failing_since: Option<Instant> = None;
+    let mut last_applied = i64::MIN;
     let mut dst = Applier::connect(cfg)?;
     loop {
         if sh.stop.load(Ordering::SeqCst) {
@@ -154,6 +155,13 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
             Err(e) => {
                 if sh.stop.load(Ordering::SeqCst) {
                     return Ok(());
+                }
+                // The retry budget restarts whenever the last session made
+                // progress; a master gone for good ends the thread.
+                let applied = sh.applied.load(Ordering::SeqCst);
+                if applied != last_applied {
+                    last_applied = applied;
+                    failing_since = None;
                 }
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > cfg.retry_for {
@@ -175,9 +183,6 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
                     dst = Applier::connect(cfg)?;
                 }
             }
-        }
-        if psync.is_some() && sh.loaded.load(Ordering::SeqCst) {
-            failing_since = None;
         }
     }
 }

@@ -38,6 +38,16 @@ fn plan_reports_counts_types_and_big_keys() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("101 slots in scope"), "{text}");
     assert!(text.contains("total:"), "{text}");
+    // Sampling: sizes are estimated, counts stay exact.
+    let out = migrate(
+        &sv(&["plan", "--from-redis-cluster", &cluster.seed(), "--json", "--sample", "1"]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sampled"].as_bool(), Some(true));
+    assert_eq!(v["keys"].as_u64(), Some(keys.len() as u64));
+    assert!(v["bytes"].as_u64().unwrap() > 0);
 }
 
 #[test]
