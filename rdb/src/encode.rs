@@ -99,8 +99,11 @@ pub fn encode_value(v: &RdbValue, w: &mut Writer) {
             }
         }
         RdbValue::Stream(s) => {
-            w.buf.push(t::STREAM_LISTPACKS_2);
-            crate::stream::encode(s, w);
+            // Type 19 as Redis 7.0 writes it; 21 (Redis 7.2) only to keep
+            // consumer active times read from a type-21 value.
+            let v3 = s.groups.iter().any(|g| g.consumers.iter().any(|c| c.active_time_ms.is_some()));
+            w.buf.push(if v3 { t::STREAM_LISTPACKS_3 } else { t::STREAM_LISTPACKS_2 });
+            crate::stream::encode(s, w, v3);
         }
         RdbValue::Module(m) => {
             w.buf.push(t::MODULE_2);

@@ -149,8 +149,9 @@ pub struct RdbPendingEntry {
 pub struct RdbConsumer {
     pub name: Vec<u8>,
     pub seen_time_ms: i64,
-    /// Only in type 21 (Redis 7.2); `None` when read from 15/19 and never
-    /// written (Redis 7.0 has no such field).
+    /// Only in type 21 (Redis 7.2); `None` when read from 15/19. A stream
+    /// with any `Some` here is written as type 21 (which Redis 7.0 cannot
+    /// load), otherwise as type 19.
     pub active_time_ms: Option<i64>,
     /// IDs of the group PEL entries this consumer owns.
     pub pending: Vec<StreamId>,
@@ -162,7 +163,8 @@ pub struct RdbConsumerGroup {
     pub name: Vec<u8>,
     pub last_id: StreamId,
     /// Logical read counter; -1 (Redis's SCG_INVALID_ENTRIES_READ) when
-    /// unknown. Type 15 has no such field: the reader leaves -1 there.
+    /// unknown. Type 15 has no such field: the reader puts Redis's estimate
+    /// there (`streamEstimateDistanceFromFirstEverEntry`).
     pub entries_read: i64,
     pub pel: Vec<RdbPendingEntry>,
     pub consumers: Vec<RdbConsumer>,

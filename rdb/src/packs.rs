@@ -18,6 +18,16 @@ fn int_bytes(i: i64) -> Vec<u8> {
 
 /// Entries of a listpack blob, integers formatted as decimal strings.
 pub fn listpack(b: &[u8]) -> Result<Vec<Vec<u8>>> {
+    listpack_impl(b, true)
+}
+
+/// Like [`listpack`] without checking the header's element count (Redis
+/// does not check it in stream listpacks).
+pub fn listpack_uncounted(b: &[u8]) -> Result<Vec<Vec<u8>>> {
+    listpack_impl(b, false)
+}
+
+fn listpack_impl(b: &[u8], check_count: bool) -> Result<Vec<Vec<u8>>> {
     if b.len() < 7 {
         return Err(bad("listpack too short"));
     }
@@ -89,7 +99,7 @@ pub fn listpack(b: &[u8]) -> Result<Vec<Vec<u8>>> {
         }
         out.push(val);
     }
-    if count != 0xffff && count != out.len() {
+    if check_count && count != 0xffff && count != out.len() {
         return Err(bad("listpack count mismatch"));
     }
     Ok(out)

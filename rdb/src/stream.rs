@@ -14,6 +14,9 @@ use std::collections::{HashMap, HashSet};
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAMEFIELDS: i64 = 2;
 
+/// The first ID Redis computes for a type-15 stream without entries.
+pub const NO_FIRST_ID: StreamId = StreamId { ms: u64::MAX, seq: u64::MAX };
+
 /// Redis's default stream-node-max-entries / stream-node-max-bytes.
 const NODE_MAX_ENTRIES: usize = 100;
 const NODE_MAX_BYTES: usize = 4096;
@@ -32,7 +35,7 @@ fn int(v: &[u8]) -> Result<i64> {
 pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut Vec<RdbStreamEntry>) -> Result<u32> {
     let key: [u8; 16] = key.try_into().map_err(|_| bad("stream node key is not a stream ID"))?;
     let master = StreamId::from_be_bytes(key);
-    let items = packs::listpack(lp)?;
+    let items = packs::listpack_uncounted(lp)?;
     if items.is_empty() {
         return Err(bad("empty listpack inside stream"));
     }
@@ -111,7 +114,9 @@ pub fn decode_meta(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<u64>
     if ty == t::STREAM_LISTPACKS {
         s.entries_added = s.length;
         s.max_deleted_entry_id = StreamId::default();
-        s.first_id = s.entries.iter().find(|e| !e.deleted).map(|e| e.id).unwrap_or_default();
+        // Redis computes it from the entries (streamGetEdgeID): the maximal
+        // ID when there is none.
+        s.first_id = s.entries.iter().find(|e| !e.deleted).map(|e| e.id).unwrap_or(NO_FIRST_ID);
     } else {
         s.first_id = StreamId::new(r.len()?, r.len()?);
         s.max_deleted_entry_id = StreamId::new(r.len()?, r.len()?);
@@ -120,12 +125,38 @@ pub fn decode_meta(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<u64>
     r.len()
 }
 
+/// Redis's `streamEstimateDistanceFromFirstEverEntry`: the entries-read
+/// counter a group created at `id` gets when type 15 has none.
+pub fn estimate_entries_read(s: &RdbStream, id: StreamId) -> i64 {
+    if s.entries_added == 0 {
+        return 0;
+    }
+    if s.length == 0 && id <= s.last_id {
+        return s.entries_added as i64;
+    }
+    if id == s.last_id {
+        return s.entries_added as i64;
+    } else if id > s.last_id {
+        return -1;
+    }
+    let zero = StreamId::default();
+    if s.max_deleted_entry_id == zero || s.max_deleted_entry_id < s.first_id {
+        if id < s.first_id {
+            return s.entries_added as i64 - s.length as i64;
+        } else if id == s.first_id {
+            return s.entries_added as i64 - s.length as i64 + 1;
+        }
+    }
+    -1
+}
+
 /// A group's header (name, last ID, entries read); returns it (without PEL
-/// and consumers) and the PEL size.
-pub fn decode_group_head(ty: u8, r: &mut Reader<'_>) -> Result<(RdbConsumerGroup, u64)> {
+/// and consumers) and the PEL size. For type 15, which has no entries-read
+/// field, `meta` (the stream's metadata) gives Redis's estimate.
+pub fn decode_group_head(ty: u8, r: &mut Reader<'_>, meta: &RdbStream) -> Result<(RdbConsumerGroup, u64)> {
     let name = r.string()?;
     let last_id = StreamId::new(r.len()?, r.len()?);
-    let entries_read = if ty == t::STREAM_LISTPACKS { -1 } else { r.len()? as i64 };
+    let entries_read = if ty == t::STREAM_LISTPACKS { estimate_entries_read(meta, last_id) } else { r.len()? as i64 };
     let npel = r.len()?;
     Ok((RdbConsumerGroup { name, last_id, entries_read, pel: Vec::new(), consumers: Vec::new() }, npel))
 }
@@ -206,7 +237,7 @@ pub fn decode_tail(ty: u8, r: &mut Reader<'_>, s: &mut RdbStream) -> Result<()> 
     let ngroups = decode_meta(ty, r, s)?;
     let mut check = GroupCheck::default();
     for _ in 0..ngroups {
-        let (mut g, npel) = decode_group_head(ty, r)?;
+        let (mut g, npel) = decode_group_head(ty, r, s)?;
         check.group(&g.name)?;
         for _ in 0..npel {
             let p = decode_pel_entry(r)?;
@@ -315,8 +346,8 @@ fn entry_size(e: &RdbStreamEntry, same: bool) -> usize {
     n
 }
 
-/// Encode a stream as RDB type 19 (after the type byte).
-pub fn encode(s: &RdbStream, w: &mut Writer) {
+/// Encode a stream as RDB type 19, or 21 with `v3` (after the type byte).
+pub fn encode(s: &RdbStream, w: &mut Writer, v3: bool) {
     let plan = node_plan(s);
     w.len(plan.len() as u64);
     let mut at = 0;
@@ -349,6 +380,9 @@ pub fn encode(s: &RdbStream, w: &mut Writer) {
         for c in &g.consumers {
             w.string(&c.name);
             w.buf.extend_from_slice(&c.seen_time_ms.to_le_bytes());
+            if v3 {
+                w.buf.extend_from_slice(&c.active_time_ms.unwrap_or(c.seen_time_ms).to_le_bytes());
+            }
             w.len(c.pending.len() as u64);
             for id in &c.pending {
                 w.buf.extend_from_slice(&id.to_be_bytes());

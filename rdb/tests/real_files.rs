@@ -744,3 +744,77 @@ fn versions_and_signature() {
     assert!(p.is_done());
     assert_eq!(p.take_remaining(), b"*1\r\n$4\r\nPING\r\n");
 }
+
+#[test]
+fn module_data_and_old_function_opcode() {
+    let mut id: u64 = 0;
+    let charset = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for ch in b"mymodtype" {
+        id = (id << 6) | charset.iter().position(|x| x == ch).unwrap() as u64;
+    }
+    id = (id << 10) | 3;
+    let mut module_raw = vec![0x81];
+    module_raw.extend_from_slice(&id.to_be_bytes());
+    module_raw.extend_from_slice(&[1, 7, 2, 0x81, 0, 0, 0, 0, 0, 0, 1, 0, 3, 1, 2, 3, 4, 4]);
+    module_raw.extend_from_slice(&2.5f64.to_le_bytes());
+    module_raw.extend_from_slice(&[5, 3, b'x', b'y', b'z', 0]);
+    let mut aux_raw = vec![0x81];
+    aux_raw.extend_from_slice(&id.to_be_bytes());
+    aux_raw.extend_from_slice(&[2, 2, 5, 1, b'a', 0]);
+    let mut f = b"REDIS0010".to_vec();
+    f.push(247);
+    f.extend_from_slice(&aux_raw);
+    // 7.0-rc FUNCTION opcode: name, engine, has description, description, code.
+    f.push(246);
+    for s in [&b"lib"[..], b"LUA"] {
+        f.push(s.len() as u8);
+        f.extend_from_slice(s);
+    }
+    f.extend_from_slice(&[1, 4]);
+    f.extend_from_slice(b"desc");
+    let code = b"redis.register_function('f', function() return 1 end)";
+    f.push(code.len() as u8);
+    f.extend_from_slice(code);
+    f.extend_from_slice(&[254, 0, types::MODULE_2, 1, b'm']);
+    f.extend_from_slice(&module_raw);
+    f.push(255);
+    let crc = ferrite_rdb::crc64::crc64(0, &f);
+    f.extend_from_slice(&crc.to_le_bytes());
+    let mut p = RdbParser::new();
+    let mut evs = Vec::new();
+    for c in f.chunks(3) {
+        p.feed(c);
+        while let Some(e) = p.next_event().unwrap() {
+            evs.push(e);
+        }
+    }
+    p.finish().unwrap();
+    let m = |raw: &[u8]| ferrite_rdb::RdbModule { module_id: id, raw: raw.to_vec() };
+    let mut want_code = b"#!LUA name=lib\n".to_vec();
+    want_code.extend_from_slice(code);
+    assert_eq!(
+        evs,
+        vec![
+            Event::Header(10),
+            Event::ModuleAux(m(&aux_raw)),
+            Event::Function(want_code),
+            Event::SelectDb(0),
+            Event::Key { key: b("m"), expire_ms: None, lru: LruInfo::None, rdb_type: types::MODULE_2 },
+            Event::Part(RdbValue::Module(m(&module_raw))),
+            Event::EndKey,
+            Event::Eof { checksum_ok: true, checksum: Some(crc) },
+        ]
+    );
+    assert_eq!(m(&module_raw).type_name(), "mymodtype");
+    assert_eq!(m(&module_raw).encoding_version(), 3);
+    // Re-emitted verbatim by the writer.
+    let mut w = RdbWriter::new(Vec::new()).unwrap();
+    w.entry(b"m", &RdbValue::Module(m(&module_raw)), None, LruInfo::None).unwrap();
+    let out = w.finish().unwrap();
+    assert!(out.windows(module_raw.len()).any(|x| x == module_raw.as_slice()));
+    // Module type 6 (no opcodes) is refused as Redis 7.0 does.
+    let mut p = RdbParser::new();
+    p.feed(b"REDIS0010\x06\x01k\x00");
+    assert_eq!(p.next_event(), Ok(Some(Event::Header(10))));
+    assert_eq!(p.next_event(), Err(RdbError::Unsupported(6)));
+}

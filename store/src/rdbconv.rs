@@ -50,10 +50,18 @@ fn pairs(fv: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn stream_to_rdb(s: &Stream) -> RdbStream {
+    // Tombstones and node boundaries included, so Redis gets the same
+    // layout (XINFO radix-tree-*, approximate trimming).
     let mut entries = Vec::with_capacity(s.len().min(1 << 16));
-    s.range(StreamId::MIN, StreamId::MAX, false, |e| {
-        entries.push(RdbStreamEntry { id: rid(e.id), deleted: false, fields: pairs(e.fv()) });
-        true
+    let mut node_sizes: Vec<u32> = Vec::new();
+    s.for_each_raw(|first, e| {
+        if first || node_sizes.is_empty() {
+            node_sizes.push(0);
+        }
+        if let Some(n) = node_sizes.last_mut() {
+            *n += 1;
+        }
+        entries.push(RdbStreamEntry { id: rid(e.id), deleted: e.deleted(), fields: pairs(e.fv()) });
     });
     let groups = s
         .groups
@@ -85,7 +93,7 @@ fn stream_to_rdb(s: &Stream) -> RdbStream {
         .collect();
     RdbStream {
         entries,
-        node_sizes: Vec::new(),
+        node_sizes,
         length: s.len() as u64,
         last_id: rid(s.last_id),
         first_id: rid(s.first_id),
@@ -263,10 +271,7 @@ fn stream_finish(s: &mut Stream, meta: RdbStream, tomb: Vec<StreamId>) -> Result
         if s.groups.contains_key(&g.name) {
             return Err("duplicated consumer group");
         }
-        let mut entries_read = g.entries_read;
-        if entries_read < 0 {
-            entries_read = s.estimate_distance(fid(g.last_id)).unwrap_or(INVALID_ENTRIES_READ);
-        }
+        let entries_read = if g.entries_read < 0 { INVALID_ENTRIES_READ } else { g.entries_read };
         let mut grp = Group::new(fid(g.last_id), entries_read);
         for p in &g.pel {
             let n = Nack { delivery_time: p.delivery_time_ms, delivery_count: p.delivery_count, consumer: None };

@@ -474,8 +474,19 @@ impl RdbParser {
             Phase::Items(0) => Phase::End,
             Phase::Items(n) => match self.elem(|r| plain_item(ty, r))? {
                 Step::More => Phase::Items(n),
-                Step::Got((v, bytes)) => {
-                    self.push_part_item(v, 1, bytes);
+                Step::Got((item, bytes)) => {
+                    // Appended in place: no per-element collection.
+                    if self.acc.is_none() {
+                        self.acc = Some(item.empty_of(ty == t::SET));
+                    }
+                    match (self.acc.as_mut(), item) {
+                        (Some(RdbValue::List(a)), Item::One(x)) | (Some(RdbValue::Set(a)), Item::One(x)) => a.push(x),
+                        (Some(RdbValue::ZSet(a)), Item::Scored(m, sc)) => a.push((m, sc)),
+                        (Some(RdbValue::Hash(a)), Item::Pair(f, v)) => a.push((f, v)),
+                        _ => return Err(RdbError::Bad("internal: part type")),
+                    }
+                    self.acc_items += 1;
+                    self.acc_bytes += bytes;
                     self.flush_part(false);
                     Phase::Items(n - 1)
                 }
@@ -543,7 +554,7 @@ impl RdbParser {
                         return Err(RdbError::Bad("stream length inconsistent with its entries"));
                     }
                     if ty == t::STREAM_LISTPACKS {
-                        tail.first_id = self.stream_first_live.unwrap_or_default();
+                        tail.first_id = self.stream_first_live.unwrap_or(stream::NO_FIRST_ID);
                     }
                     self.stream_tail = Some(Box::new(tail));
                     Phase::SGroups(ngroups)
@@ -566,14 +577,19 @@ impl RdbParser {
                 self.acc_bytes = 0;
                 Phase::End
             }
-            Phase::SGroups(groups) => match self.elem(|r| stream::decode_group_head(ty, r))? {
-                Step::More => Phase::SGroups(groups),
-                Step::Got((g, npel)) => {
-                    self.group_check.group(&g.name)?;
-                    self.tail_mut().groups.push(g);
-                    Phase::SPel { groups, left: npel }
+            Phase::SGroups(groups) => {
+                let meta = self.stream_tail.take().unwrap_or_default();
+                let got = self.elem(|r| stream::decode_group_head(ty, r, &meta));
+                self.stream_tail = Some(meta);
+                match got? {
+                    Step::More => Phase::SGroups(groups),
+                    Step::Got((g, npel)) => {
+                        self.group_check.group(&g.name)?;
+                        self.tail_mut().groups.push(g);
+                        Phase::SPel { groups, left: npel }
+                    }
                 }
-            },
+            }
             Phase::SPel { groups, left: 0 } => Phase::SConsCount { groups },
             Phase::SPel { groups, left } => match self.elem(stream::decode_pel_entry)? {
                 Step::More => Phase::SPel { groups, left },
@@ -629,18 +645,33 @@ enum Top {
     Key(u8, Vec<u8>),
 }
 
-/// One element of a plain collection, as a one-element value, and its size.
-fn plain_item(ty: u8, r: &mut Reader<'_>) -> Result<(RdbValue, usize)> {
-    Ok(match ty {
-        t::LIST => {
-            let s = r.string()?;
-            let n = s.len() + 8;
-            (RdbValue::List(vec![s]), n)
+/// One element of a plain collection.
+enum Item {
+    One(Vec<u8>),
+    Scored(Vec<u8>, f64),
+    Pair(Vec<u8>, Vec<u8>),
+}
+
+impl Item {
+    /// An empty collection of the type this element belongs to (`set`
+    /// tells a set member from a list element).
+    fn empty_of(&self, set: bool) -> RdbValue {
+        match self {
+            Item::One(_) if set => RdbValue::Set(Vec::new()),
+            Item::One(_) => RdbValue::List(Vec::new()),
+            Item::Scored(..) => RdbValue::ZSet(Vec::new()),
+            Item::Pair(..) => RdbValue::Hash(Vec::new()),
         }
-        t::SET => {
+    }
+}
+
+/// One element of a plain collection and its approximate size.
+fn plain_item(ty: u8, r: &mut Reader<'_>) -> Result<(Item, usize)> {
+    Ok(match ty {
+        t::LIST | t::SET => {
             let s = r.string()?;
             let n = s.len() + 8;
-            (RdbValue::Set(vec![s]), n)
+            (Item::One(s), n)
         }
         t::ZSET | t::ZSET_2 => {
             let m = r.string()?;
@@ -649,13 +680,13 @@ fn plain_item(ty: u8, r: &mut Reader<'_>) -> Result<(RdbValue, usize)> {
                 return Err(RdbError::Bad("nan score"));
             }
             let n = m.len() + 16;
-            (RdbValue::ZSet(vec![(m, sc)]), n)
+            (Item::Scored(m, sc), n)
         }
         _ => {
             let f = r.string()?;
             let v = r.string()?;
             let n = f.len() + v.len() + 16;
-            (RdbValue::Hash(vec![(f, v)]), n)
+            (Item::Pair(f, v), n)
         }
     })
 }
