@@ -954,10 +954,11 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     loop {
         // Handle every complete request in the buffer.
         while !closing && pending.len() < MAX_PENDING {
-            args.clear();
+            // `args` keeps the arguments of a request that is still incomplete between reads.
             match parser.parse(&mut inbuf, &mut args) {
                 Ok(Parsed::Command) => {
                     let r = cl.handle(&args);
+                    args.clear();
                     parser.authenticated = cl.authed;
                     let (f, is_ctrl, close) = match r {
                         Out::Now(b) => (ready(b), false, false),

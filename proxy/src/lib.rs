@@ -205,16 +205,18 @@ impl Proxy {
                 }),
             };
             match self.slots.enqueue(slot, w).0 {
-                Enqueue::Queued => match tokio::time::timeout(self.slots.pause_timeout, rx).await {
-                    Ok(Ok(s)) => {
-                        let side = router::side_of(s);
-                        return Some((side, self.topo_of(side)?.node(slot)?));
+                Enqueue::Queued => {
+                    match tokio::time::timeout(self.slots.pause_timeout + Duration::from_millis(250), rx).await {
+                        Ok(Ok(s)) => {
+                            let side = router::side_of(s);
+                            return Some((side, self.topo_of(side)?.node(slot)?));
+                        }
+                        _ => {
+                            self.slots.cancel(slot, id);
+                            return None;
+                        }
                     }
-                    _ => {
-                        self.slots.cancel(slot, id);
-                        return None;
-                    }
-                },
+                }
                 Enqueue::NotPaused(_) => continue,
                 Enqueue::Full => return None,
             }
