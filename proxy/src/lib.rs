@@ -310,21 +310,18 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
 
 /// Periodic work: pause expiry (every 50 ms) and an upstream topology refresh every 10 s.
 async fn background(proxy: Arc<Proxy>) {
-    let mut tick = 0u64;
     let mut shutdown = proxy.shutdown_rx();
+    let mut last_refresh = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = shutdown.changed() => return,
         }
-        tick += 1;
         proxy.slots.expire_pauses();
-        if tick % 200 == 0 {
-            if let Some(u) = &proxy.upstream {
-                u.trigger_refresh();
-            }
-        } else if let Some(u) = &proxy.upstream {
-            if u.masters().is_empty() && tick % 10 == 0 {
+        if let Some(u) = &proxy.upstream {
+            let every = if u.masters().is_empty() { Duration::from_millis(500) } else { Duration::from_secs(10) };
+            if last_refresh.elapsed() >= every {
+                last_refresh = Instant::now();
                 u.trigger_refresh();
             }
         }

@@ -102,7 +102,7 @@ fn parse_len(head: &[u8]) -> Result<i64, BadFrame> {
     std::str::from_utf8(head)
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
-        .filter(|&n| n >= -1 && n <= 1 << 40)
+        .filter(|n| (-1..=1 << 40).contains(n))
         .ok_or_else(|| BadFrame(format!("bad length {:?}", String::from_utf8_lossy(head))))
 }
 
