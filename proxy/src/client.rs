@@ -681,9 +681,11 @@ impl Client {
     fn check_password(&self, user: Option<&[u8]>, pass: &[u8]) -> bool {
         let cfg = &self.proxy.cfg;
         match user {
+            // The default user: `requirepass`; without it the default user has no password when no users are
+            // configured (any password works, as in Redis), and is disabled when only named users are.
             None | Some(b"default") => match &cfg.requirepass {
                 Some(p) => p.as_bytes() == pass,
-                None => cfg.users.is_empty() || user.is_some(),
+                None => cfg.users.is_empty(),
             },
             Some(u) => cfg.users.iter().any(|(n, p)| n.as_bytes() == u && p.as_bytes() == pass),
         }
