@@ -275,6 +275,9 @@ impl Client {
         let p = self.proxy.clone();
         match cmd {
             "ping" => {
+                if args.len() > 2 {
+                    return err("ERR wrong number of arguments for 'ping' command");
+                }
                 if self.subscribed() && !self.resp3 {
                     let msg = args.get(1).cloned().unwrap_or_default();
                     let mut b = BytesMut::from(&b"*2\r\n$4\r\npong\r\n"[..]);

@@ -293,3 +293,39 @@ fn slot_states_mirror_pause_and_pubsub_across_sides() {
     assert_eq!(sub.cmd(&["GET", "nokey"]), b"$-1\r\n");
     let _ = encode(&["x"]);
 }
+
+#[test]
+fn unreachable_upstream_node_errors_then_recovers() {
+    let mut cluster = Cluster::start(3, 0);
+    let proxy = start_proxy_cluster(&cluster.seed(), &["--request-timeout-ms", "1500"]);
+    let mut c = proxy.conn();
+    let down = cluster.master_of_slot(slot("kd"));
+    let other = (0..100).map(|i| format!("ko{i}")).find(|k| cluster.master_of_slot(slot(k)) != down).unwrap();
+    assert_eq!(c.cmd(&["SET", "kd", "1"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", &other, "1"]), b"+OK\r\n");
+    cluster.kill_node(down);
+    let t0 = Instant::now();
+    let r = c.cmd(&["GET", "kd"]);
+    assert!(
+        r.starts_with(format!("-CLUSTERDOWN upstream node 127.0.0.1:{down} is unreachable").as_bytes())
+            || r.starts_with(b"-ERR upstream node"),
+        "{}",
+        ferrite_testkit::show(&r)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // Slots of the other masters are served meanwhile (before the cluster declares the node failed).
+    assert_eq!(c.cmd(&["GET", &other]), bulk("1"));
+    // The node comes back with its data dir: the proxy reconnects by itself.
+    cluster.restart_node(down);
+    cluster.wait_consistent(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.cmd(&["SET", "kd", "2"]);
+        if r == b"+OK\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", ferrite_testkit::show(&r));
+        sleep_ms(100);
+    }
+    assert_eq!(c.cmd(&["GET", "kd"]), bulk("2"));
+}
