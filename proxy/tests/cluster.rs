@@ -98,6 +98,18 @@ fn routing_pipelines_split_transactions_and_redirects() {
     assert_eq!(cursor, "0");
     assert_eq!(seen.len(), 30);
 
+    // Scripts are routed by their keys; SCRIPT LOAD reaches every upstream master.
+    assert_eq!(c.cmd(&["EVAL", "return redis.call('GET', KEYS[1])", "1", "key:3"]), bulk("key:3"));
+    let sha = Reply::parse(&c.cmd(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"]));
+    let sha = String::from_utf8(sha.as_bytes().expect("sha").to_vec()).unwrap();
+    for k in ["key:1", "key:2", "key:4", "key:5"] {
+        assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k]), bulk(k));
+    }
+    assert_eq!(
+        c.cmd(&["EVAL", "return 1", "2", "a", "b"]),
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+
     // MULTI/EXEC pinned to the owner of the first key's slot.
     assert_eq!(c.cmd(&["MULTI"]), b"+OK\r\n");
     assert_eq!(c.cmd(&["SET", "{u1}a", "1"]), b"+QUEUED\r\n");
