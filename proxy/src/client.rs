@@ -22,6 +22,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 const MAX_PENDING: usize = 1024;
+/// Undelivered pub/sub messages after which a client is disconnected.
+const MAX_PUSH_BACKLOG: usize = 100_000;
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
@@ -1020,6 +1022,11 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             }
         }
         if closing && pending.is_empty() {
+            break;
+        }
+        if push_rx.len() > MAX_PUSH_BACKLOG {
+            // Like Redis's pub/sub output buffer limit: a subscriber that does not read is disconnected.
+            tracing::warn!(client = cl.id, backlog = push_rx.len(), "closing a pub/sub client that does not read");
             break;
         }
         tokio::select! {

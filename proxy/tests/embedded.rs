@@ -355,6 +355,8 @@ fn unreachable_backend_errors_then_recovers() {
     let proxy = start_proxy(&["--ferrite", &format!("127.0.0.1:{rport}"), "--request-timeout-ms", "1500"]);
     let mut c = proxy.conn();
     assert_eq!(c.cmd(&["SET", "a", "1"]), b"+OK\r\n");
+    let mut sub = proxy.conn();
+    assert_eq!(sub.cmd(&["SUBSCRIBE", "ch"]), b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
     drop(redis);
     let t0 = Instant::now();
     let r = c.cmd(&["GET", "a"]);
@@ -372,6 +374,16 @@ fn unreachable_backend_errors_then_recovers() {
     });
     assert!(ok, "the proxy recovered after the backend came back");
     assert_eq!(c.cmd(&["GET", "a"]), bulk("2"));
+    // The subscription is re-created on the restarted backend.
+    let delivered = (0..100).any(|_| {
+        if Reply::parse(&c.cmd(&["PUBLISH", "ch", "back"])).as_int() == Some(1) {
+            return true;
+        }
+        sleep_ms(100);
+        false
+    });
+    assert!(delivered, "subscriber re-subscribed after the backend restart");
+    assert_eq!(sub.read_reply(), b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$4\r\nback\r\n");
 }
 
 #[test]
