@@ -530,11 +530,23 @@ impl Client {
         let resp3 = self.resp3;
         Out::Later(Box::pin(async move {
             // The owner at EXEC time (waiting out a pause); a slot that moved since WATCH aborts like a touched key.
+            // The in-flight guard makes a pause wait for this transaction's reply, like any routed request.
+            let mut _guard = crate::slots::InflightGuard::none();
             let (slot, side, addr) = match &pin {
                 Some(pin) => {
-                    let Some((side, addr)) = p.wait_owner(pin.slot).await else {
-                        return router::tryagain(pin.slot);
-                    };
+                    let mut found = None;
+                    for _ in 0..3 {
+                        let Some((side, addr)) = p.wait_owner(pin.slot).await else {
+                            return router::tryagain(pin.slot);
+                        };
+                        let (e, g) = p.slots.route(pin.slot);
+                        if e.state != State::Paused && side_of(e.state) == side {
+                            _guard = g;
+                            found = Some((side, addr));
+                            break;
+                        }
+                    }
+                    let Some((side, addr)) = found else { return router::tryagain(pin.slot) };
                     if watching && (side != pin.side || addr != pin.addr) {
                         return Bytes::from_static(if resp3 { b"_\r\n" } else { b"*-1\r\n" });
                     }
