@@ -131,15 +131,25 @@ fn kind_idx(k: Kind) -> usize {
     }
 }
 
-/// Redis's unknown-command error text.
+/// Redis's unknown-command error text (`'%.128s'` for the name; arguments while the list is under 128 bytes,
+/// each cut to what is left of those 128).
 fn unknown_command(args: &[Bytes]) -> String {
-    let mut s = format!("ERR unknown command '{}', with args beginning with: ", String::from_utf8_lossy(&args[0]));
-    for a in args.iter().skip(1).take(128) {
-        s.push('\'');
-        s.push_str(&String::from_utf8_lossy(a));
-        s.push_str("' ");
+    let name = &args[0][..args[0].len().min(128)];
+    let mut list: Vec<u8> = Vec::new();
+    for a in args.iter().skip(1) {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        list.push(b'\'');
+        list.extend_from_slice(&a[..a.len().min(room)]);
+        list.extend_from_slice(b"' ");
     }
-    s
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(&list)
+    )
 }
 
 impl Client {

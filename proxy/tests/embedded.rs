@@ -56,6 +56,7 @@ OBJECT ENCODING z
 GET
 SET a
 WRONGCMD x y
+WRONGCMD aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb c d
 SELECT 0
 SELECT x
 PING
