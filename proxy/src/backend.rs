@@ -142,7 +142,7 @@ pub struct BackendSettings {
 
 /// Multiplexed connections to every node, keyed by (address, RESP3?).
 pub struct Pool {
-    nodes: Mutex<HashMap<(Arc<str>, bool), Arc<Mutex<NodeEntry>>>>,
+    nodes: parking_lot::RwLock<HashMap<(Arc<str>, bool), Arc<Mutex<NodeEntry>>>>,
     pub settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
 }
@@ -152,15 +152,20 @@ const BACKOFF_MAX: Duration = Duration::from_millis(2000);
 
 impl Pool {
     pub fn new(settings: Arc<BackendSettings>, metrics: Arc<Metrics>) -> Pool {
-        Pool { nodes: Mutex::new(HashMap::new()), settings, metrics }
+        Pool { nodes: parking_lot::RwLock::new(HashMap::new()), settings, metrics }
     }
 
     /// The live connection to `addr`, creating one if needed. Fails fast (without connecting) while the node is
     /// in its reconnect backoff.
     pub fn get(&self, addr: &Arc<str>, resp3: bool, side: Side) -> Result<Conn, BackendError> {
-        let entry = {
-            let mut m = self.nodes.lock();
-            m.entry((addr.clone(), resp3))
+        let key = (addr.clone(), resp3);
+        let found = self.nodes.read().get(&key).cloned();
+        let entry = match found {
+            Some(e) => e,
+            None => self
+                .nodes
+                .write()
+                .entry(key)
                 .or_insert_with(|| {
                     Arc::new(Mutex::new(NodeEntry {
                         conn: None,
@@ -169,7 +174,7 @@ impl Pool {
                         last_error: String::new(),
                     }))
                 })
-                .clone()
+                .clone(),
         };
         let mut e = entry.lock();
         if let Some(c) = &e.conn {
@@ -203,7 +208,7 @@ impl Pool {
 
     /// Is `addr` currently in reconnect backoff?
     pub fn is_down(&self, addr: &Arc<str>) -> bool {
-        let m = self.nodes.lock();
+        let m = self.nodes.read();
         [false, true].iter().any(|&p| {
             m.get(&(addr.clone(), p)).is_some_and(|e| {
                 let e = e.lock();

@@ -22,6 +22,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 const MAX_PENDING: usize = 1024;
+/// Undelivered pub/sub messages after which a client is disconnected.
+const MAX_PUSH_BACKLOG: usize = 100_000;
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
@@ -129,15 +131,25 @@ fn kind_idx(k: Kind) -> usize {
     }
 }
 
-/// Redis's unknown-command error text.
+/// Redis's unknown-command error text (`'%.128s'` for the name; arguments while the list is under 128 bytes,
+/// each cut to what is left of those 128).
 fn unknown_command(args: &[Bytes]) -> String {
-    let mut s = format!("ERR unknown command '{}', with args beginning with: ", String::from_utf8_lossy(&args[0]));
-    for a in args.iter().skip(1).take(128) {
-        s.push('\'');
-        s.push_str(&String::from_utf8_lossy(a));
-        s.push_str("' ");
+    let name = &args[0][..args[0].len().min(128)];
+    let mut list: Vec<u8> = Vec::new();
+    for a in args.iter().skip(1) {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        list.push(b'\'');
+        list.extend_from_slice(&a[..a.len().min(room)]);
+        list.extend_from_slice(b"' ");
     }
-    s
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(&list)
+    )
 }
 
 impl Client {
@@ -167,13 +179,11 @@ impl Client {
         self.subs.iter().any(|s| !s.is_empty())
     }
 
-    fn req(&self, args: &[Bytes], meta: Option<&CommandMeta>, keys: Vec<Bytes>) -> Req {
+    fn req(&self, args: &[Bytes], meta: Option<&'static CommandMeta>, keys: Vec<Bytes>) -> Req {
         let (name, write, readonly) = match meta {
             Some(m) => (m.name.as_str(), m.flags.has(Flags::WRITE), m.flags.has(Flags::READONLY)),
             None => ("unknown", false, false),
         };
-        // Command names come from the 'static table.
-        let name: &'static str = table().get_full(name).map(|m| m.name.as_str()).unwrap_or("unknown");
         Req { data: encode_cmd(args), name, write, readonly, resp3: self.resp3, keys: keys.into() }
     }
 
@@ -208,7 +218,7 @@ impl Client {
         }
         if eq(name, "ferrite.proxy") {
             return crate::admin::handle(self.proxy.clone(), args, self.resp3, self.loopback, &mut self.admin_authed)
-                .map_or_else(|b| Out::Now(b), Out::Later);
+                .map_or_else(Out::Now, Out::Later);
         }
         let meta = table().get(name);
         let Some(top) = meta else {
@@ -217,7 +227,7 @@ impl Client {
             }
             return err(&unknown_command(args));
         };
-        let meta: &CommandMeta = if !top.subcommands.is_empty() && args.len() >= 2 {
+        let meta: &'static CommandMeta = if !top.subcommands.is_empty() && args.len() >= 2 {
             match top.subcommand(&args[1]) {
                 Some(s) => s,
                 None => top,
@@ -273,10 +283,13 @@ impl Client {
         self.dispatch(cmd, args, meta)
     }
 
-    fn dispatch(&mut self, cmd: &str, args: &[Bytes], meta: &CommandMeta) -> Out {
+    fn dispatch(&mut self, cmd: &str, args: &[Bytes], meta: &'static CommandMeta) -> Out {
         let p = self.proxy.clone();
         match cmd {
             "ping" => {
+                if args.len() > 2 {
+                    return err("ERR wrong number of arguments for 'ping' command");
+                }
                 if self.subscribed() && !self.resp3 {
                     let msg = args.get(1).cloned().unwrap_or_default();
                     let mut b = BytesMut::from(&b"*2\r\n$4\r\npong\r\n"[..]);
@@ -527,11 +540,23 @@ impl Client {
         let resp3 = self.resp3;
         Out::Later(Box::pin(async move {
             // The owner at EXEC time (waiting out a pause); a slot that moved since WATCH aborts like a touched key.
+            // The in-flight guard makes a pause wait for this transaction's reply, like any routed request.
+            let mut _guard = crate::slots::InflightGuard::none();
             let (slot, side, addr) = match &pin {
                 Some(pin) => {
-                    let Some((side, addr)) = p.wait_owner(pin.slot).await else {
-                        return router::tryagain(pin.slot);
-                    };
+                    let mut found = None;
+                    for _ in 0..3 {
+                        let Some((side, addr)) = p.wait_owner(pin.slot).await else {
+                            return router::tryagain(pin.slot);
+                        };
+                        let (e, g) = p.slots.route(pin.slot);
+                        if e.state != State::Paused && side_of(e.state) == side {
+                            _guard = g;
+                            found = Some((side, addr));
+                            break;
+                        }
+                    }
+                    let Some((side, addr)) = found else { return router::tryagain(pin.slot) };
                     if watching && (side != pin.side || addr != pin.addr) {
                         return Bytes::from_static(if resp3 { b"_\r\n" } else { b"*-1\r\n" });
                     }
@@ -683,9 +708,11 @@ impl Client {
     fn check_password(&self, user: Option<&[u8]>, pass: &[u8]) -> bool {
         let cfg = &self.proxy.cfg;
         match user {
+            // The default user: `requirepass`; without it the default user has no password when no users are
+            // configured (any password works, as in Redis), and is disabled when only named users are.
             None | Some(b"default") => match &cfg.requirepass {
                 Some(p) => p.as_bytes() == pass,
-                None => cfg.users.is_empty() || user.is_some(),
+                None => cfg.users.is_empty(),
             },
             Some(u) => cfg.users.iter().any(|(n, p)| n.as_bytes() == u && p.as_bytes() == pass),
         }
@@ -954,10 +981,19 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     loop {
         // Handle every complete request in the buffer.
         while !closing && pending.len() < MAX_PENDING {
-            args.clear();
+            // `args` keeps the arguments of a request that is still incomplete between reads.
             match parser.parse(&mut inbuf, &mut args) {
                 Ok(Parsed::Command) => {
                     let r = cl.handle(&args);
+                    if let Out::Now(b) | Out::Close(b) = &r {
+                        // Answered by the proxy itself.
+                        let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
+                        proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
+                        if b.first() == Some(&b'-') {
+                            proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
+                        }
+                    }
+                    args.clear();
                     parser.authenticated = cl.authed;
                     let (f, is_ctrl, close) = match r {
                         Out::Now(b) => (ready(b), false, false),
@@ -1008,6 +1044,11 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             }
         }
         if closing && pending.is_empty() {
+            break;
+        }
+        if push_rx.len() > MAX_PUSH_BACKLOG {
+            // Like Redis's pub/sub output buffer limit: a subscriber that does not read is disconnected.
+            tracing::warn!(client = cl.id, backlog = push_rx.len(), "closing a pub/sub client that does not read");
             break;
         }
         tokio::select! {

@@ -255,3 +255,35 @@ impl Config {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_env_flag_precedence() {
+        let dir = std::env::temp_dir().join(format!("ferrite-proxy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("p.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:7777\"\nupstream-cluster = [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\n\
+             pause-timeout-ms = 1234\nusers = [\"a:b\"]\nadmin-password = \"x\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["ferrite-proxy", "--config", f.to_str().unwrap(), "--listen", "127.0.0.1:8888"]);
+        let c = Config::load(cli).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8888");
+        assert_eq!(c.upstream_cluster, vec!["127.0.0.1:7000", "127.0.0.1:7001"]);
+        assert_eq!(c.pause_timeout, Duration::from_millis(1234));
+        assert_eq!(c.users, vec![("a".to_string(), "b".to_string())]);
+        assert_eq!(c.admin_password.as_deref(), Some("x"));
+        assert_eq!(c.pause_max_queued, 10_000);
+        std::fs::write(&f, "nonsense = 1\n").unwrap();
+        let cli = Cli::parse_from(["ferrite-proxy", "--config", f.to_str().unwrap()]);
+        assert!(Config::load(cli).unwrap_err().contains("unknown field"));
+        let cli = Cli::parse_from(["ferrite-proxy", "--user", "nocolon"]);
+        assert!(Config::load(cli).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

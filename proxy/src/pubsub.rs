@@ -109,6 +109,11 @@ struct State {
     subs: HashMap<Kind, BTreeSet<Bytes>>,
     /// Shard channel -> conn ids holding it.
     shard_conns: HashMap<Bytes, Vec<usize>>,
+    /// The nodes plain channels and patterns are subscribed on (kept while their connections live, so a topology
+    /// change never subscribes twice on one side).
+    broad: Vec<(Side, Arc<str>)>,
+    /// A subscription connection died: re-subscribe on the next tick.
+    broken: bool,
 }
 
 async fn run(
@@ -128,9 +133,13 @@ async fn run(
         next_id: 0,
         subs: HashMap::new(),
         shard_conns: HashMap::new(),
+        broad: Vec::new(),
+        broken: false,
     };
+    let mut repair = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
+            _ = repair.tick(), if st.broken => st.repair().await,
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 st.command(cmd, &mut ev_rx).await;
@@ -145,8 +154,18 @@ async fn run(
 }
 
 impl State {
-    /// Targets for plain channels and patterns: Ferrite's first node and one upstream master.
-    fn broad_targets(&self) -> Vec<(Side, Arc<str>)> {
+    /// Targets for plain channels and patterns: Ferrite's first node and one upstream master, chosen once and kept
+    /// while their connections live.
+    fn broad_targets(&mut self) -> Vec<(Side, Arc<str>)> {
+        if !self.broad.is_empty() {
+            return self.broad.clone();
+        }
+        let v = self.pick_broad();
+        self.broad = v.clone();
+        v
+    }
+
+    fn pick_broad(&self) -> Vec<(Side, Arc<str>)> {
         let mut v = Vec::new();
         if let Some(a) = self.proxy.ferrite.masters().into_iter().next() {
             v.push((Side::Ferrite, a));
@@ -244,10 +263,61 @@ impl State {
             }
             Event::Closed(id) => {
                 self.conns.remove(&id);
+                let lost: Vec<(Side, Arc<str>)> =
+                    self.by_addr.iter().filter(|(_, v)| **v == id).map(|(k, _)| k.clone()).collect();
                 self.by_addr.retain(|_, v| *v != id);
-                tracing::warn!("pub/sub backend connection closed; re-subscribing on the next subscription change");
+                self.broad.retain(|t| !lost.contains(t));
+                for v in self.shard_conns.values_mut() {
+                    v.retain(|c| *c != id);
+                }
+                self.broken = true;
+                tracing::warn!("pub/sub backend connection closed; re-subscribing");
             }
         }
+    }
+
+    /// Re-create lost subscription connections and subscribe again (messages published meanwhile are lost, as
+    /// with a reconnecting Redis client).
+    async fn repair(&mut self) {
+        let mut ok = true;
+        let chans: Vec<Bytes> = self.subs.get(&Kind::Channel).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let pats: Vec<Bytes> = self.subs.get(&Kind::Pattern).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        if !chans.is_empty() || !pats.is_empty() {
+            let want = self.pick_broad();
+            for t in want {
+                if self.broad.contains(&t) {
+                    continue;
+                }
+                let Some(id) = self.conn_for(t.0, &t.1).await else {
+                    ok = false;
+                    continue;
+                };
+                for (kind, names) in [(Kind::Channel, &chans), (Kind::Pattern, &pats)] {
+                    if !names.is_empty() {
+                        let mut args: Vec<&[u8]> = vec![kind.sub().as_bytes()];
+                        args.extend(names.iter().map(|c| &c[..]));
+                        self.send(id, &encode_cmd(&args), names.len()).await;
+                    }
+                }
+                self.broad.push(t);
+            }
+        }
+        let shards: Vec<Bytes> = self.subs.get(&Kind::Shard).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        for ch in shards {
+            for (side, addr) in self.shard_targets(&ch) {
+                let have = self.by_addr.get(&(side, addr.clone())).copied();
+                if have.is_some_and(|id| self.shard_conns.get(&ch).is_some_and(|v| v.contains(&id))) {
+                    continue;
+                }
+                let Some(id) = self.conn_for(side, &addr).await else {
+                    ok = false;
+                    continue;
+                };
+                self.send(id, &encode_cmd(&[&b"SSUBSCRIBE"[..], &ch]), 1).await;
+                self.shard_conns.entry(ch.clone()).or_default().push(id);
+            }
+        }
+        self.broken = !ok;
     }
 
     async fn send(&mut self, id: usize, data: &[u8], confirmations: usize) {

@@ -207,6 +207,19 @@ pub fn start_redis(extra: &[&str]) -> Proc {
     panic!("could not start redis-server (5 attempts)");
 }
 
+/// Start `redis-server` standalone on a given loopback port (e.g. to restart a killed node on the same address).
+/// `dir` keeps the data directory of the node across restarts when given.
+pub fn start_redis_on(port: u16, extra: &[&str]) -> Proc {
+    let bin = require_bin("redis-server");
+    let dir = TempDir::new("redis");
+    let mut args = redis_base_args(port, dir.path());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child =
+        Command::new(&bin).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn redis-server");
+    wait_ready(port, &mut child, "redis-server");
+    Proc { child, port, name: "redis-server".into(), dir: Some(dir) }
+}
+
 /// Start any server binary whose listening port is given in `args`, and wait until it answers PING.
 /// Its stdout/stderr go to a log file in a temp dir (`proc.dir`), shown by [`Proc::log`].
 pub fn spawn_server(bin: impl AsRef<Path>, args: &[String], port: u16, name: &str) -> Proc {
@@ -342,6 +355,8 @@ pub struct Cluster {
     pub nodes: Vec<Proc>,
     pub masters: usize,
     pub replicas: usize,
+    /// The `redis-server` arguments of each node (same order as `nodes`), for restarts.
+    node_args: Vec<Vec<String>>,
 }
 
 impl Cluster {
@@ -357,6 +372,7 @@ impl Cluster {
         let cli = require_bin("redis-cli");
         let total = masters * (1 + replicas);
         let mut nodes = Vec::new();
+        let mut node_args = Vec::new();
         for _ in 0..total {
             let mut started = None;
             for _ in 0..5 {
@@ -387,12 +403,14 @@ impl Cluster {
                     continue;
                 }
                 wait_ready(port, &mut child, "redis-server (cluster node)");
-                started = Some(Proc { child, port, name: "redis-cluster-node".into(), dir: Some(dir) });
+                started = Some((Proc { child, port, name: "redis-cluster-node".into(), dir: Some(dir) }, args));
                 break;
             }
-            nodes.push(started.expect("could not start a cluster node (5 attempts)"));
+            let (p, a) = started.expect("could not start a cluster node (5 attempts)");
+            nodes.push(p);
+            node_args.push(a);
         }
-        let mut c = Cluster { nodes, masters, replicas };
+        let mut c = Cluster { nodes, masters, replicas, node_args };
         if masters >= 3 {
             let mut cmd = Command::new(&cli);
             cmd.arg("--cluster").arg("create");
@@ -624,6 +642,29 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         self.wait_consistent(Duration::from_secs(60));
+    }
+
+    /// Kill the node on `port` (SIGKILL); it stays down until [`Cluster::restart_node`].
+    pub fn kill_node(&mut self, port: u16) {
+        self.node(port).kill();
+    }
+
+    /// Start the node on `port` again with its old arguments and data directory (its `nodes.conf` keeps its id
+    /// and slots), and wait until it answers PING. Call [`Cluster::wait_consistent`] to wait for the cluster.
+    pub fn restart_node(&mut self, port: u16) {
+        let i = self.nodes.iter().position(|n| n.port == port).unwrap_or_else(|| panic!("no node on port {port}"));
+        self.nodes[i].kill();
+        let bin = require_bin("redis-server");
+        let mut child = Command::new(&bin)
+            .args(&self.node_args[i])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        wait_ready(port, &mut child, "redis-server (restarted cluster node)");
+        // Replace the child, keep the data directory.
+        let old = std::mem::replace(&mut self.nodes[i].child, child);
+        drop(old);
     }
 
     /// The `Proc` of the node on `port`.
