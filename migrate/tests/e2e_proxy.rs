@@ -140,6 +140,11 @@ fn scenario(method: &str, fault: Fault) {
         "--quiet",
     ]);
     let mut base = base;
+    // One scenario ends the rollback window (mirror off) after verify.
+    let drop_mirror = method == "replication" && fault == Fault::KillAndResume;
+    if drop_mirror {
+        base.push(s("--drop-mirror"));
+    }
     if fault == Fault::Failover {
         base.extend(sv(&["--proxy-admin-password", "s3cret"]));
         if method == "scan" {
@@ -261,6 +266,7 @@ fn scenario(method: &str, fault: Fault) {
     assert_eq!(run0[0].as_int(), Some(0));
     assert_eq!(run0[1].as_int(), Some(16383));
     assert_eq!(run0[2].as_str().as_deref(), Some("ferrite"));
+    assert_eq!(run0[3].as_int(), Some(if drop_mirror { 0 } else { 1 }), "mirror flag: {r:?}");
     // The preloaded data is there too (and reads through the proxy work).
     for k in keys.iter().take(50) {
         let a = pc.cmd(&args(&["TYPE", k])).unwrap();
@@ -295,7 +301,10 @@ fn scenario(method: &str, fault: Fault) {
     );
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(st["proxy_tables"][0]["slots"].is_array(), "{st}");
-    assert!(st["pauses"].as_u64().unwrap() >= 16, "{st}");
+    // 16 groups; a group flipped just before a kill, but not yet
+    // checkpointed, is adopted from the proxies without a pause record.
+    let pauses = st["pauses"].as_u64().unwrap();
+    assert!((14..=16).contains(&pauses), "{st}");
     eprintln!("pause p50 {} ms p99 {} ms", st["pause_p50_ms"], st["pause_p99_ms"]);
 }
 
