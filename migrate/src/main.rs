@@ -91,7 +91,23 @@ fn real_main(cli: Cli) -> Result<i32> {
             if let Some(addr) = &cfg.metrics_listen {
                 ferrite_migrate::metrics::serve(addr)?;
             }
-            let rep = verify::verify(&mut src, &mut dst.conn, &scope, cfg.ttl_tolerance_ms, 100)?;
+            let mut rep = verify::verify(&mut src, &mut dst.conn, &scope, cfg.ttl_tolerance_ms, 100)?;
+            // With proxies (flags or state file), keys that keep differing
+            // are compared once more with their slot briefly paused.
+            let proxies = if cfg.proxies.is_empty() {
+                st.as_ref().map(|s| s.proxies.clone()).unwrap_or_default()
+            } else {
+                cfg.proxies.clone()
+            };
+            if !rep.diffs.is_empty() && !proxies.is_empty() {
+                let mut px =
+                    ferrite_migrate::proxy::Proxies::connect(&proxies, cfg.proxy_admin_password.clone(), cfg.timeout)?;
+                if let Some(st) = &st {
+                    px.epoch = px.epoch.max(st.epoch);
+                }
+                let diffs = std::mem::take(&mut rep.diffs);
+                rep.diffs = run::recheck_paused(&mut src, &mut dst.conn, &mut px, diffs, cfg.ttl_tolerance_ms)?;
+            }
             if cfg.mode == Mode::Json {
                 let diffs: Vec<serde_json::Value> = rep
                     .diffs

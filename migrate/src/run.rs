@@ -193,8 +193,11 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
     if !cfg.no_verify {
         let flipped = cx.st.with(state::FLIPPED);
         let rep = crate::verify::verify(&mut cx.src, &mut cx.dst.conn, &flipped, cfg.ttl_tolerance_ms, 50)?;
-        let rep_diffs =
-            if rep.diffs.is_empty() || cx.px.is_empty() { rep.diffs } else { recheck_paused(&mut cx, rep.diffs)? };
+        let rep_diffs = if rep.diffs.is_empty() || cx.px.is_empty() {
+            rep.diffs
+        } else {
+            recheck_paused(&mut cx.src, &mut cx.dst.conn, &mut cx.px, rep.diffs, cfg.ttl_tolerance_ms)?
+        };
         let rep = crate::verify::Report { diffs: rep_diffs, ..Default::default() };
         for d in rep.diffs.iter().take(100) {
             diffs.push(format!("slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what));
@@ -234,28 +237,38 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
 }
 
 /// Keys still differing after verify's re-reads may be keys written all the
-/// time (the mirror keeps the source a little behind). Compare them again
-/// with their slot briefly paused at every proxy (after the mirror settled):
-/// what still differs then is a real difference.
-fn recheck_paused(cx: &mut Ctx, diffs: Vec<crate::verify::Diff>) -> Result<Vec<crate::verify::Diff>> {
+/// time (the mirror keeps the other side a little behind). Compare them
+/// again with their slot briefly paused at every proxy (after the mirror
+/// settled), then give the slot back its state and mirror flag: what still
+/// differs then is a real difference. At most 100 slots are paused this way.
+pub fn recheck_paused(
+    src: &mut Source,
+    dst: &mut crate::resp::Conn,
+    px: &mut Proxies,
+    diffs: Vec<crate::verify::Diff>,
+    tol_ms: i64,
+) -> Result<Vec<crate::verify::Diff>> {
+    let runs = px.slots(0)?;
+    let state_of = |s: u16| runs.iter().find(|r| r.start <= s && s <= r.end).map(|r| (r.state.clone(), r.mirror));
     let mut by_slot: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = Default::default();
     for d in diffs {
         by_slot.entry(d.slot).or_default().push(d.key);
     }
     let mut out = Vec::new();
     for (n, (s, keys)) in by_slot.into_iter().enumerate() {
-        if n >= 100 || cx.st.get(s) != state::FLIPPED {
-            // Too many, or not a flipped slot: report as found.
-            let r = crate::verify::compare_keys(&mut cx.src, &mut cx.dst.conn, s, &keys, cx.cfg.ttl_tolerance_ms)?;
-            out.extend(r.into_iter().map(|(key, what)| crate::verify::Diff { slot: s, key, what }));
-            continue;
-        }
-        cx.px.setslots("paused", false, &[(s, s)])?;
-        std::thread::sleep(Duration::from_millis(100));
-        let r = crate::verify::compare_keys(&mut cx.src, &mut cx.dst.conn, s, &keys, cx.cfg.ttl_tolerance_ms);
-        cx.px.setslots("ferrite", true, &[(s, s)])?;
-        out.extend(r?.into_iter().map(|(key, what)| crate::verify::Diff { slot: s, key, what }));
+        let r = match state_of(s) {
+            Some((st, mirror)) if n < 100 && (st == "ferrite" || st == "upstream") => {
+                px.setslots("paused", false, &[(s, s)])?;
+                std::thread::sleep(Duration::from_millis(100));
+                let r = crate::verify::compare_keys(src, dst, s, &keys, tol_ms);
+                px.setslots(&st, mirror, &[(s, s)])?;
+                r?
+            }
+            _ => crate::verify::compare_keys(src, dst, s, &keys, tol_ms)?,
+        };
+        out.extend(r.into_iter().map(|(key, what)| crate::verify::Diff { slot: s, key, what }));
     }
+    metrics::get().verify_mismatches.set(out.len() as i64);
     Ok(out)
 }
 

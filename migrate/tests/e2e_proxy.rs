@@ -274,6 +274,23 @@ fn scenario(method: &str, fault: Fault) {
         assert_eq!(a, b2);
         assert_ne!(a, Reply::Simple(b("none")), "{k}");
     }
+    // Standalone verify (proxies from the state file): a planted extra key
+    // in a flipped slot is found even after the paused re-check, and the
+    // slot gets its state and mirror flag back.
+    if method == "scan" && fault == Fault::KillAndResume {
+        f.cmd(&args(&["SET", "planted{ack:0:1}", "x"])).unwrap();
+        let out = migrate(&sv(&["verify", "--state", &state, "--json"]), Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["differences"].as_u64(), Some(1), "{v}");
+        assert!(v["diffs"].to_string().contains("planted{ack:0:1}"), "{v}");
+        let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
+        assert_eq!(r.items().len(), 1, "slot state not restored after the re-check: {r:?}");
+        assert_eq!(r.items()[0].items()[3].as_int(), Some(1), "{r:?}");
+        f.cmd(&args(&["DEL", "planted{ack:0:1}"])).unwrap();
+        let out = migrate(&sv(&["verify", "--state", &state]), Duration::from_secs(60));
+        assert!(out.status.success(), "{}", show(&out));
+    }
     // Rollback of a few slots routes them back to the source, which has
     // every write thanks to the mirror.
     if method == "scan" && fault == Fault::KillAndResume {
