@@ -117,10 +117,10 @@ impl Progress {
                 lag.set_message(format!("replication lag {lb} bytes, {lm} ms"));
                 std::thread::sleep(Duration::from_millis(200));
             }
-            slots.set_position(metrics::get().slots.with_label_values(&["flipped"]).get().max(0) as u64);
-            slots.abandon();
-            keys.abandon();
-            lag.abandon();
+            // The result is printed after the bars: remove them.
+            slots.finish_and_clear();
+            keys.finish_and_clear();
+            lag.finish_and_clear();
         });
         Progress { mode, stop, handle: Some(handle), mp: Some(mp) }
     }
