@@ -451,6 +451,13 @@ impl<'a> RdbLoader<'a> {
                             if cur.parts > 0 {
                                 metrics::get().keys_copied.inc();
                             }
+                            // A key sent in several parts got its TTL with the
+                            // first one; if it ran out meanwhile, the next parts
+                            // re-created it without one. Set it again (a
+                            // deadline in the past deletes the key).
+                            if let (Some(at), true) = (cur.expire_ms, cur.parts > 1 && cur.stream.is_none()) {
+                                dst.push(cmd!["PEXPIREAT", &cur.key, at + self.cfg.clock_offset_ms])?;
+                            }
                         }
                     }
                 }
