@@ -223,3 +223,91 @@ fn replication_streams_big_collections_in_parts() {
     let g = f.cmd(&args(&["XPENDING", "big:stream", "g"])).unwrap();
     assert_eq!(g.items().first().and_then(|x| x.as_int()), Some(1500), "{g:?}");
 }
+
+fn info_field(addr: &str, section: &str, field: &str) -> i64 {
+    let r = conn(addr).cmd(&args(&["INFO", section])).unwrap();
+    let t = r.as_str().unwrap();
+    let p = format!("{field}:");
+    t.lines().find_map(|l| l.strip_prefix(p.as_str())).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn replication_link_loss_partial_and_full_resync() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    load_all_types(&mut src, 10, "f");
+    on_key(&mut src, "{g}gone", &["SET", "{g}gone", "1"]);
+    on_key(&mut src, "{g}gone2", &["SET", "{g}gone2", "1"]);
+    let scope = SlotSet::all();
+    let filter = Arc::new(Filter::new(&scope));
+    let topo = src.topo.clone();
+    let reps: Vec<Replicator> = topo
+        .masters
+        .iter()
+        .map(|m| {
+            Replicator::start(ReplConfig {
+                master: m.addr.clone(),
+                slots: m.slots.clone(),
+                seeds: topo.all_nodes(),
+                source_auth: Auth::default(),
+                target: ferrite.addr(),
+                target_auth: Auth::default(),
+                timeout: Duration::from_secs(10),
+                retry_for: Duration::from_secs(30),
+                replica_port: 0,
+                filter: filter.clone(),
+                clock_offset_ms: 0,
+            })
+        })
+        .collect();
+    let catch_up = |reps: &[Replicator]| {
+        for r in reps {
+            wait_for(Duration::from_secs(60), "initial sync", || r.loaded().then_some(()));
+            let off = master_offset(&r.master());
+            wait_for(Duration::from_secs(30), "ferrite to catch up", || {
+                assert!(r.error().is_none(), "replicator error: {:?}", r.error());
+                (r.applied() >= off).then_some(())
+            });
+        }
+    };
+    catch_up(&reps);
+    let slot = ferrite_commands::key_hash_slot(b"{g}gone");
+    let m = src.topo.master_of(slot).unwrap().addr.clone();
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["EXISTS", "{g}gone"])).unwrap().as_int(), Some(1));
+    // 1. Link killed, small change: PSYNC continues from the offset.
+    let full0 = info_field(&m, "stats", "sync_full");
+    let partial0 = info_field(&m, "stats", "sync_partial_ok");
+    let mut mc = conn(&m);
+    mc.cmd(&args(&["CLIENT", "KILL", "TYPE", "replica"])).unwrap();
+    mc.cmd(&args(&["DEL", "{g}gone"])).unwrap();
+    mc.cmd(&args(&["SET", "{g}new", "v"])).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    catch_up(&reps);
+    assert_eq!(f.cmd(&args(&["EXISTS", "{g}gone"])).unwrap().as_int(), Some(0));
+    assert_eq!(f.cmd(&args(&["GET", "{g}new"])).unwrap(), Reply::Bulk(b("v")));
+    assert_eq!(info_field(&m, "stats", "sync_partial_ok"), partial0 + 1, "expected a partial resync");
+    assert_eq!(info_field(&m, "stats", "sync_full"), full0);
+    // 2. Link killed and the backlog overrun: FULLRESYNC, the slots are
+    //    emptied on ferrite and loaded again.
+    mc.cmd(&args(&["CONFIG", "SET", "repl-backlog-size", "16384"])).unwrap();
+    mc.cmd(&args(&["CLIENT", "KILL", "TYPE", "replica"])).unwrap();
+    let big = "x".repeat(100_000);
+    mc.cmd(&args(&["SET", "{g}big", &big])).unwrap();
+    mc.cmd(&args(&["SET", "{g}big", &big])).unwrap();
+    mc.cmd(&args(&["DEL", "{g}gone2"])).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    catch_up(&reps);
+    wait_for(Duration::from_secs(30), "a full resync", || (info_field(&m, "stats", "sync_full") > full0).then_some(()));
+    catch_up(&reps);
+    assert_eq!(f.cmd(&args(&["EXISTS", "{g}gone2"])).unwrap().as_int(), Some(0));
+    assert_eq!(f.cmd(&args(&["STRLEN", "{g}big"])).unwrap().as_int(), Some(100_000));
+    verify_clean(&cluster, &ferrite.addr(), &scope);
+    for r in &reps {
+        r.stop();
+    }
+    for r in reps {
+        r.join();
+    }
+}
