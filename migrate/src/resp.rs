@@ -197,6 +197,17 @@ macro_rules! arg_num {
 }
 arg_num!(i64, u64, u16, u32, usize, i32);
 
+/// `read`, retried when a signal interrupted it (sockets with a receive
+/// timeout are not restarted by SA_RESTART).
+fn read_retry(sock: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match sock.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Credentials for AUTH.
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
@@ -264,7 +275,7 @@ impl Conn {
         }
         let old = self.buf.len();
         self.buf.resize(old + 64 * 1024, 0);
-        match self.sock.read(&mut self.buf[old..]) {
+        match read_retry(&mut self.sock, &mut self.buf[old..]) {
             Ok(n) => {
                 self.buf.truncate(old + n);
                 if n == 0 {
@@ -288,7 +299,7 @@ impl Conn {
         }
         let old = self.buf.len();
         self.buf.resize(old + 64 * 1024, 0);
-        match self.sock.read(&mut self.buf[old..]) {
+        match read_retry(&mut self.sock, &mut self.buf[old..]) {
             Ok(0) => {
                 self.buf.truncate(old);
                 Err(Error::Conn(format!("{}: connection closed", self.addr)))
