@@ -98,6 +98,7 @@ fn init_metrics(st: &State) {
     let m = metrics::get();
     m.keys_copied.inc_by(st.keys_copied.saturating_sub(m.keys_copied.get()));
     m.bytes_copied.inc_by(st.bytes_copied.saturating_sub(m.bytes_copied.get()));
+    m.copy_errors.inc_by(st.copy_errors.saturating_sub(m.copy_errors.get()));
 }
 
 /// `run` (resume = false) or `resume`.
