@@ -144,18 +144,23 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
     let mut master = cfg.master.clone();
     let mut failing_since: Option<Instant> = None;
     let mut last_applied = i64::MIN;
+    let mut full_syncs = 0u32;
     let mut dst = Applier::connect(cfg)?;
     loop {
         if sh.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
         *sh.master.lock() = master.clone();
-        match session(cfg, sh, &master, &mut psync, &mut dst) {
+        match session(cfg, sh, &master, &mut psync, &mut full_syncs, &mut dst) {
             Ok(()) => return Ok(()),
             Err(e) => {
                 if sh.stop.load(Ordering::SeqCst) {
                     return Ok(());
                 }
+                // Commands not yet sent are beyond the applied offset: the
+                // master sends them again after the resync.
+                dst.pending.clear();
+                dst.bytes = 0;
                 // The retry budget restarts whenever the last session made
                 // progress; a master gone for good ends the thread.
                 let applied = sh.applied.load(Ordering::SeqCst);
@@ -266,7 +271,14 @@ fn read_line(c: &mut Conn, skip_newlines: bool) -> Result<Vec<u8>> {
     }
 }
 
-fn session(cfg: &ReplConfig, sh: &Shared, master: &str, psync: &mut Option<Psync>, dst: &mut Applier) -> Result<()> {
+fn session(
+    cfg: &ReplConfig,
+    sh: &Shared,
+    master: &str,
+    psync: &mut Option<Psync>,
+    full_syncs: &mut u32,
+    dst: &mut Applier,
+) -> Result<()> {
     let mut c = Conn::connect(master, cfg.timeout, &cfg.source_auth)?;
     let r = c.cmd(&cmd!["PING"])?;
     if let crate::resp::Reply::Error(e) = &r {
@@ -294,9 +306,11 @@ fn session(cfg: &ReplConfig, sh: &Shared, master: &str, psync: &mut Option<Psync
             .next()
             .and_then(|x| x.parse().ok())
             .ok_or_else(|| Error::Protocol(format!("{master}: bad FULLRESYNC line {line:?}")))?;
-        if psync.is_some() {
-            // A second full sync: what we loaded before may hold keys the
-            // master no longer has. Empty our still-owned slots first.
+        *full_syncs += 1;
+        if *full_syncs > 1 {
+            // A second full sync (or a retry of an interrupted first one):
+            // what we loaded before may hold keys the master no longer has.
+            // Empty our still-owned slots first.
             let mut mine = SlotSet::default();
             for s in cfg.slots.iter() {
                 if cfg.filter.applies(s) {
