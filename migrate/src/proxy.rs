@@ -141,32 +141,8 @@ impl Proxies {
         Ok(())
     }
 
-    /// Every key recorded as written for `slot` by any proxy (drained from
-    /// their records), deduplicated.
-    pub fn dirty(&mut self, slot: u16, per_call: usize) -> Result<Vec<Vec<u8>>> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for i in 0..self.addrs.len() {
-            for _ in 0..1_000_000 {
-                let r = self.call(i, &cmd!["FERRITE.PROXY", "DIRTY", slot, per_call])?.ok()?;
-                let n = r.items().len();
-                for k in r.items() {
-                    if let Some(b) = k.as_bytes() {
-                        if seen.insert(b.to_vec()) {
-                            out.push(b.to_vec());
-                        }
-                    }
-                }
-                if n < per_call {
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Like [`Proxies::dirty`] for many slots, pipelined per proxy (one
-    /// round trip per proxy and round): the keys per slot.
+    /// Every key recorded as written for each of `slots` by any proxy
+    /// (drained from their records), deduplicated, pipelined per proxy.
     pub fn dirty_many(&mut self, slots: &[u16], per_call: usize) -> Result<Vec<(u16, Vec<Vec<u8>>)>> {
         let mut acc: std::collections::BTreeMap<u16, (std::collections::HashSet<Vec<u8>>, Vec<Vec<u8>>)> =
             Default::default();
@@ -181,16 +157,17 @@ impl Proxies {
                 let batch: Vec<u16> = todo.drain(..todo.len().min(64)).collect();
                 let cmds: Vec<Vec<Vec<u8>>> =
                     batch.iter().map(|s| cmd!["FERRITE.PROXY", "DIRTY", *s, per_call]).collect();
+                // DIRTY forgets what it returns: a reply lost with the
+                // connection cannot be asked for again, so it is an error
+                // (the run stops; `resume` copies the unflipped slots anew).
                 let replies = match self.conn(i).and_then(|c| c.pipeline(&cmds)) {
                     Ok(r) => r,
-                    Err(_) => {
-                        // Reconnect and fall back to one call at a time.
+                    Err(e) => {
                         self.conns[i] = None;
-                        let mut v = Vec::new();
-                        for c in &cmds {
-                            v.push(self.call(i, c)?);
-                        }
-                        v
+                        return Err(Error::Conn(format!(
+                            "proxy {}: DIRTY reply lost ({e}); resume to copy these slots again",
+                            self.addrs[i]
+                        )));
                     }
                 };
                 let mut again = Vec::new();
