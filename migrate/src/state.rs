@@ -160,3 +160,37 @@ pub fn percentiles(v: &[f64]) -> Option<(f64, f64, f64)> {
     };
     Some((rank(0.50), rank(0.99), s[s.len() - 1]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_roundtrip_and_bad_files() {
+        let dir = std::env::temp_dir().join(format!("ferrite-migrate-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.json");
+        let mut st = State::new("scan", vec!["a:1".into()], "b:2".into(), vec![], &SlotSet::parse("0-9").unwrap());
+        st.set(3, FLIPPED);
+        st.set(4, COPIED);
+        st.pauses_ms = vec![1.0, 2.0, 30.0];
+        st.save(&p).unwrap();
+        st.save_opts(&p, false).unwrap();
+        let back = State::load(&p).unwrap();
+        assert_eq!(back.with(FLIPPED).to_ranges_string(), "3");
+        assert_eq!(back.with(COPIED).to_ranges_string(), "4");
+        assert_eq!(back.scope_set().len(), 10);
+        assert_eq!(back.get(100), OUT);
+        assert_eq!(back.pause_stats(), Some((2.0, 30.0, 30.0)));
+        // No temp file left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::write(&p, b"{not json").unwrap();
+        assert!(State::load(&p).is_err());
+        let mut bad = serde_json::to_value(&back).unwrap();
+        bad["slots"] = serde_json::Value::String("x".repeat(16384));
+        std::fs::write(&p, serde_json::to_vec(&bad).unwrap()).unwrap();
+        assert!(State::load(&p).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(percentiles(&[]), None);
+    }
+}

@@ -348,3 +348,44 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
     crate::metrics::get().verify_mismatches.set(rep.diffs.len() as i64);
     Ok(rep)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrite_rdb::RdbValue;
+
+    #[test]
+    fn canonical_value_ignores_order_where_redis_does() {
+        let a = ferrite_rdb::dump_payload(&RdbValue::Set(vec![b"x".to_vec(), b"y".to_vec()]));
+        let b = ferrite_rdb::dump_payload(&RdbValue::Set(vec![b"y".to_vec(), b"x".to_vec()]));
+        assert_eq!(canonical_dump(&a), canonical_dump(&b));
+        let a = ferrite_rdb::dump_payload(&RdbValue::Hash(vec![
+            (b"f".to_vec(), b"1".to_vec()),
+            (b"g".to_vec(), b"2".to_vec()),
+        ]));
+        let b = ferrite_rdb::dump_payload(&RdbValue::Hash(vec![
+            (b"g".to_vec(), b"2".to_vec()),
+            (b"f".to_vec(), b"1".to_vec()),
+        ]));
+        assert_eq!(canonical_dump(&a), canonical_dump(&b));
+        let c = ferrite_rdb::dump_payload(&RdbValue::Hash(vec![
+            (b"g".to_vec(), b"1".to_vec()),
+            (b"f".to_vec(), b"2".to_vec()),
+        ]));
+        assert_ne!(canonical_dump(&a), canonical_dump(&c));
+        // Lists keep their order; types are told apart.
+        let l1 = ferrite_rdb::dump_payload(&RdbValue::List(vec![b"x".to_vec(), b"y".to_vec()]));
+        let l2 = ferrite_rdb::dump_payload(&RdbValue::List(vec![b"y".to_vec(), b"x".to_vec()]));
+        assert_ne!(canonical_dump(&l1), canonical_dump(&l2));
+        let s = ferrite_rdb::dump_payload(&RdbValue::Set(vec![b"x".to_vec(), b"y".to_vec()]));
+        assert_ne!(canonical_dump(&l1), canonical_dump(&s));
+        // Scores compare exactly.
+        let z1 = ferrite_rdb::dump_payload(&RdbValue::ZSet(vec![(b"m".to_vec(), 0.1)]));
+        let z2 = ferrite_rdb::dump_payload(&RdbValue::ZSet(vec![(b"m".to_vec(), 0.1 + 1e-18)]));
+        let z3 = ferrite_rdb::dump_payload(&RdbValue::ZSet(vec![(b"m".to_vec(), 0.10000000000000002)]));
+        assert_eq!(canonical_dump(&z1), canonical_dump(&z2));
+        assert_ne!(canonical_dump(&z1), canonical_dump(&z3));
+        // Garbage is not decodable (verify then hashes the raw bytes).
+        assert_eq!(canonical_dump(b"garbage"), None);
+    }
+}
