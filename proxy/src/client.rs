@@ -105,6 +105,9 @@ pub struct Client {
     pubsub: Option<PubSubHandle>,
     subs: [BTreeSet<Bytes>; 3],
     push_tx: mpsc::UnboundedSender<Bytes>,
+    /// The protocol changed: requests after this point wait until every earlier reply arrived, because they use
+    /// other backend connections (per protocol) and must not overtake earlier requests.
+    barrier: bool,
 }
 
 fn eq(a: &[u8], b: &str) -> bool {
@@ -172,6 +175,7 @@ impl Client {
             pubsub: None,
             subs: Default::default(),
             push_tx,
+            barrier: false,
         }
     }
 
@@ -783,6 +787,9 @@ impl Client {
             self.name = (!n.is_empty()).then_some(n);
         }
         if let Some(v) = ver {
+            if self.resp3 != (v == 3) {
+                self.barrier = true;
+            }
             self.resp3 = v == 3;
         }
         let mut o = ReplyBuf::new(self.resp3);
@@ -807,6 +814,9 @@ impl Client {
     fn reset(&mut self) -> Out {
         self.multi = None;
         self.unwatch_reply(Out::Now(Bytes::new()));
+        if self.resp3 {
+            self.barrier = true;
+        }
         self.resp3 = false;
         self.name = None;
         self.pubsub = None;
@@ -981,6 +991,12 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     loop {
         // Handle every complete request in the buffer.
         while !closing && pending.len() < MAX_PENDING {
+            if cl.barrier {
+                if !pending.is_empty() {
+                    break;
+                }
+                cl.barrier = false;
+            }
             // `args` keeps the arguments of a request that is still incomplete between reads.
             match parser.parse(&mut inbuf, &mut args) {
                 Ok(Parsed::Command) => {
@@ -1046,6 +1062,11 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
         if closing && pending.is_empty() {
             break;
         }
+        if cl.barrier && pending.is_empty() {
+            // Every earlier reply is written: go on with the buffered requests.
+            cl.barrier = false;
+            continue;
+        }
         if push_rx.len() > MAX_PUSH_BACKLOG {
             // Like Redis's pub/sub output buffer limit: a subscriber that does not read is disconnected.
             tracing::warn!(client = cl.id, backlog = push_rx.len(), "closing a pub/sub client that does not read");
@@ -1065,7 +1086,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     out.extend_from_slice(&m);
                 }
             }
-            r = rd.read_buf(&mut inbuf), if !closing && pending.len() < MAX_PENDING => {
+            r = rd.read_buf(&mut inbuf), if !closing && !cl.barrier && pending.len() < MAX_PENDING => {
                 match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {

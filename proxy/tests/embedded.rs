@@ -160,6 +160,24 @@ fn pipelines_pubsub_blocking_and_metrics() {
     for i in (1..2000).step_by(2) {
         assert_eq!(r[i], bulk(&format!("v{}", i - 1)));
     }
+    // A protocol switch in the middle of a pipeline keeps the order (other backend connections after it).
+    let mut h = proxy.conn();
+    let cmds: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"SET".to_vec(), b"hk".to_vec(), b"1".to_vec()],
+        vec![b"HELLO".to_vec(), b"3".to_vec()],
+        vec![b"INCR".to_vec(), b"hk".to_vec()],
+        vec![b"HELLO".to_vec(), b"2".to_vec()],
+        vec![b"INCR".to_vec(), b"hk".to_vec()],
+        vec![b"GET".to_vec(), b"nope".to_vec()],
+    ];
+    let r = h.pipeline(&cmds);
+    assert_eq!(r[0], b"+OK\r\n");
+    assert!(r[1].starts_with(b"%7\r\n"));
+    assert_eq!(r[2], b":2\r\n");
+    assert!(r[3].starts_with(b"*14\r\n"));
+    assert_eq!(r[4], b":3\r\n");
+    assert_eq!(r[5], b"$-1\r\n");
+
     // Cluster view as a one-node cluster.
     let slots = Reply::parse(&c.cmd(&["CLUSTER", "SLOTS"]));
     assert_eq!(slots.items()[0].items()[0].as_int(), Some(0));
