@@ -179,6 +179,20 @@ impl Client {
         }
     }
 
+    /// Does this request run on the client's dedicated connection (so it must not overtake or be overtaken by
+    /// requests on the shared connections)?
+    fn isolated(&self, args: &[Bytes]) -> bool {
+        if !self.authed {
+            return false;
+        }
+        let Some(m) = table().get(&args[0]) else { return false };
+        match m.name.as_str() {
+            "exec" | "watch" => true,
+            "xread" | "xreadgroup" => self.multi.is_none() && is_blocking_call(&m.name, args),
+            _ => self.multi.is_none() && m.flags.has(Flags::BLOCKING),
+        }
+    }
+
     fn subscribed(&self) -> bool {
         self.subs.iter().any(|s| !s.is_empty())
     }
@@ -370,7 +384,11 @@ impl Client {
                 None => err(CROSSSLOT),
             };
         }
-        if meta.flags.has(Flags::BLOCKING) || is_blocking_call(cmd, args) {
+        let blocking = match cmd {
+            "xread" | "xreadgroup" => is_blocking_call(cmd, args),
+            _ => meta.flags.has(Flags::BLOCKING),
+        };
+        if blocking {
             return Out::Later(self.blocking(slot, self.req(args, Some(meta), keys)));
         }
         Out::Later(p.exec_slot(slot, self.req(args, Some(meta), keys)))
@@ -984,6 +1002,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let mut ctrl: VecDeque<bool> = VecDeque::new();
     let mut ctrl_pending = 0usize;
     let mut args: Vec<Bytes> = Vec::new();
+    let mut deferred: Option<Vec<Bytes>> = None;
     let mut closing = false;
     let mut shutdown = proxy.shutdown_rx();
     proxy.metrics.client_connections.inc();
@@ -997,45 +1016,65 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 }
                 cl.barrier = false;
             }
-            // `args` keeps the arguments of a request that is still incomplete between reads.
-            match parser.parse(&mut inbuf, &mut args) {
-                Ok(Parsed::Command) => {
-                    let r = cl.handle(&args);
-                    if let Out::Now(b) | Out::Close(b) = &r {
-                        // Answered by the proxy itself.
-                        let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
-                        proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
-                        if b.first() == Some(&b'-') {
-                            proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
-                        }
+            // A request that runs on a dedicated connection (EXEC, WATCH, blocking commands) starts only when every
+            // earlier reply arrived, and later requests wait for its reply: as on a single Redis connection.
+            let from_deferred = match deferred.take() {
+                Some(d) => {
+                    if !pending.is_empty() {
+                        deferred = Some(d);
+                        break;
                     }
-                    args.clear();
-                    parser.authenticated = cl.authed;
-                    let (f, is_ctrl, close) = match r {
-                        Out::Now(b) => (ready(b), false, false),
-                        Out::Later(f) => (f, false, false),
-                        Out::Ctrl(f) => (f, true, false),
-                        Out::Close(b) => (ready(b), false, true),
-                    };
-                    let fut = Some(f);
-                    if let Some(f) = fut {
-                        if is_ctrl {
-                            ctrl_pending += 1;
-                        }
-                        ctrl.push_back(is_ctrl);
-                        pending.push_back(f);
-                    }
-                    if close {
+                    args = d;
+                    true
+                }
+                None => false,
+            };
+            if !from_deferred {
+                // `args` keeps the arguments of a request that is still incomplete between reads.
+                match parser.parse(&mut inbuf, &mut args) {
+                    Ok(Parsed::Command) => {}
+                    Ok(Parsed::Incomplete) => break,
+                    Err(e) => {
+                        tracing::debug!(client = cl.id, error = %e.message(), "client protocol error");
+                        ctrl.push_back(false);
+                        pending.push_back(ready(resp::error(&format!("ERR {}", e.message()))));
                         closing = true;
+                        break;
                     }
                 }
-                Ok(Parsed::Incomplete) => break,
-                Err(e) => {
-                    tracing::debug!(client = cl.id, error = %e.message(), "client protocol error");
-                    ctrl.push_back(false);
-                    pending.push_back(ready(resp::error(&format!("ERR {}", e.message()))));
-                    closing = true;
+            }
+            let isolated = cl.isolated(&args);
+            if isolated && !pending.is_empty() {
+                deferred = Some(std::mem::take(&mut args));
+                break;
+            }
+            let r = cl.handle(&args);
+            if isolated {
+                cl.barrier = true;
+            }
+            if let Out::Now(b) | Out::Close(b) = &r {
+                // Answered by the proxy itself.
+                let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
+                proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
+                if b.first() == Some(&b'-') {
+                    proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
                 }
+            }
+            args.clear();
+            parser.authenticated = cl.authed;
+            let (f, is_ctrl, close) = match r {
+                Out::Now(b) => (ready(b), false, false),
+                Out::Later(f) => (f, false, false),
+                Out::Ctrl(f) => (f, true, false),
+                Out::Close(b) => (ready(b), false, true),
+            };
+            if is_ctrl {
+                ctrl_pending += 1;
+            }
+            ctrl.push_back(is_ctrl);
+            pending.push_back(f);
+            if close {
+                closing = true;
             }
         }
         // Collect replies that are already available, in order.
@@ -1062,7 +1101,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
         if closing && pending.is_empty() {
             break;
         }
-        if cl.barrier && pending.is_empty() {
+        if (cl.barrier || deferred.is_some()) && pending.is_empty() && !closing {
             // Every earlier reply is written: go on with the buffered requests.
             cl.barrier = false;
             continue;
@@ -1086,7 +1125,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     out.extend_from_slice(&m);
                 }
             }
-            r = rd.read_buf(&mut inbuf), if !closing && !cl.barrier && pending.len() < MAX_PENDING => {
+            r = rd.read_buf(&mut inbuf), if !closing && !cl.barrier && deferred.is_none() && pending.len() < MAX_PENDING => {
                 match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {

@@ -178,6 +178,32 @@ fn pipelines_pubsub_blocking_and_metrics() {
     assert_eq!(r[4], b":3\r\n");
     assert_eq!(r[5], b"$-1\r\n");
 
+    // Transactions and blocking commands (dedicated connections) keep their place in a pipeline.
+    let cmds: Vec<Vec<Vec<u8>>> = [
+        "SET tk 1",
+        "MULTI",
+        "INCR tk",
+        "EXEC",
+        "GET tk",
+        "RPUSH bq a",
+        "BLPOP bq 1",
+        "RPUSH bq b",
+        "LLEN bq",
+        "XADD xs 1-1 f v",
+        "XREAD BLOCK 100 STREAMS xs 0",
+        "XADD xs 2-1 f v",
+        "XLEN xs",
+    ]
+    .iter()
+    .map(|l| split(l))
+    .collect();
+    let r = h.pipeline(&cmds);
+    let got: Vec<String> = r.iter().map(|x| show(x)).collect();
+    assert_eq!(got[..5], ["+OK\\r\\n", "+OK\\r\\n", "+QUEUED\\r\\n", "*1\\r\\n:2\\r\\n", "$1\\r\\n2\\r\\n"]);
+    assert_eq!(got[5..9], [":1\\r\\n", "*2\\r\\n$2\\r\\nbq\\r\\n$1\\r\\na\\r\\n", ":1\\r\\n", ":1\\r\\n"]);
+    assert!(got[10].contains("1-1") && !got[10].contains("2-1"), "{}", got[10]);
+    assert_eq!(got[12], ":2\\r\\n");
+
     // Cluster view as a one-node cluster.
     let slots = Reply::parse(&c.cmd(&["CLUSTER", "SLOTS"]));
     assert_eq!(slots.items()[0].items()[0].as_int(), Some(0));
