@@ -63,13 +63,22 @@ async fn ded_task(proxy: Arc<Proxy>, mut rx: mpsc::UnboundedReceiver<DedJob>) {
             }
         }
         let Some(c) = conns.get_mut(&key) else { continue };
-        match c.request(&j.data, j.replies).await {
-            Ok(r) => {
-                let _ = j.tx.send(Ok(r));
+        let mut tx = j.tx;
+        // A client that goes away while blocked: drop the connection, which ends the command upstream.
+        let r = tokio::select! {
+            r = c.request(&j.data, j.replies) => Some(r),
+            _ = tx.closed() => None,
+        };
+        match r {
+            Some(Ok(r)) => {
+                let _ = tx.send(Ok(r));
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 conns.remove(&key);
-                let _ = j.tx.send(Err(format!("{} node {} connection lost: {e}", j.side.name(), j.addr)));
+                let _ = tx.send(Err(format!("{} node {} connection lost: {e}", j.side.name(), j.addr)));
+            }
+            None => {
+                conns.remove(&key);
             }
         }
     }
@@ -187,7 +196,7 @@ impl Client {
         }
         let Some(m) = table().get(&args[0]) else { return false };
         match m.name.as_str() {
-            "exec" | "watch" => true,
+            "exec" | "watch" | "wait" => true,
             "xread" | "xreadgroup" => self.multi.is_none() && is_blocking_call(&m.name, args),
             _ => self.multi.is_none() && m.flags.has(Flags::BLOCKING),
         }
@@ -354,6 +363,24 @@ impl Client {
                     return Out::Later(p.exec_default(self.req(args, Some(meta), Vec::new())));
                 }
                 return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), merge));
+            }
+            "wait" => {
+                // WAIT blocks its connection: never on a shared one. On a dedicated connection it has no writes of
+                // its own to wait for, so it reports the replicas of the default node.
+                let (side, addr) = match p.default_target() {
+                    (side, Some(a)) => (side, a),
+                    (_, None) => return err("CLUSTERDOWN no backend node is known yet"),
+                };
+                let ded = self.ded();
+                let (tx, rx) = oneshot::channel();
+                let _ = ded.send(DedJob { side, addr, resp3: self.resp3, data: encode_cmd(args), replies: 1, tx });
+                return Out::Later(Box::pin(async move {
+                    match rx.await {
+                        Ok(Ok(mut v)) => v.pop().unwrap_or_default(),
+                        Ok(Err(e)) => resp::error(&format!("ERR {e}")),
+                        Err(_) => resp::error("ERR internal proxy error"),
+                    }
+                }));
             }
             "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "swapdb" | "move"
             | "migrate" | "failover" => {
@@ -1125,8 +1152,14 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     out.extend_from_slice(&m);
                 }
             }
-            r = rd.read_buf(&mut inbuf), if !closing && !cl.barrier && deferred.is_none() && pending.len() < MAX_PENDING => {
+            // While a dedicated-connection request is in flight, reading continues only a little (to notice a
+            // client that goes away while blocked).
+            r = rd.read_buf(&mut inbuf), if !closing && pending.len() < MAX_PENDING
+                && ((!cl.barrier && deferred.is_none()) || inbuf.len() < 64 * 1024) => {
                 match r {
+                    // The client closed its side: a blocked client is gone (as in Redis); otherwise the replies to
+                    // what it already sent are still written.
+                    Ok(0) if !cl.barrier && deferred.is_none() => closing = true,
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         if inbuf.capacity() - inbuf.len() < 4096 {

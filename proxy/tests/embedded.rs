@@ -444,3 +444,29 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     let st = status.expect("the proxy exited after SIGTERM");
     assert!(st.success(), "exit status {st}");
 }
+
+#[test]
+fn blocked_client_that_disconnects_releases_its_backend_connection() {
+    let redis = start_redis(&[]);
+    let proxy = start_proxy(&["--ferrite", &format!("127.0.0.1:{}", redis.port)]);
+    let blocked = |r: &ferrite_testkit::Proc| {
+        let info = Reply::bulk_text(&r.conn().cmd(&["INFO", "clients"]));
+        info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).map(|v| v.trim().to_string()).unwrap()
+    };
+    let mut c = proxy.conn();
+    c.send(&["BLPOP", "never", "0"]);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the BLPOP to block upstream", || {
+        (blocked(&redis) == "1").then_some(())
+    });
+    drop(c);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the blocked upstream connection to close", || {
+        (blocked(&redis) == "0").then_some(())
+    });
+    // Pipelined requests after a half-close are still answered.
+    let mut d = proxy.conn();
+    d.send_raw(b"SET hc 1\r\nGET hc\r\n");
+    d.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let (r, closed) = d.read_until_close(Duration::from_secs(5));
+    assert_eq!(show(&r), "+OK\\r\\n$1\\r\\n1\\r\\n");
+    assert!(closed);
+}
