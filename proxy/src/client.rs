@@ -922,7 +922,8 @@ impl Client {
                 o.bulk(ip.as_bytes());
                 o.int(port);
                 o.bulk(id.as_bytes());
-                o.array(0);
+                // Redis 7.0's additional networking metadata (none).
+                o.map(0);
             }
             "shards" => {
                 o.array(1);

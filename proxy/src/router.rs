@@ -454,11 +454,18 @@ impl Proxy {
     }
 
     fn merge(&self, merge: Merge, sides: &[Side], replies: Vec<Bytes>, _resp3: bool) -> Bytes {
-        if let Some(e) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+        // A side that does not know the command at all (Ferrite without scripting, say) is skipped when another
+        // node answered it.
+        let unknown = |r: &Bytes| r.starts_with(b"-ERR unknown command") || r.starts_with(b"-ERR unknown subcommand");
+        let any_ok = replies.iter().any(|r| r.first() != Some(&b'-'));
+        if let Some(e) = replies.iter().find(|r| r.first() == Some(&b'-') && !(any_ok && unknown(r))) {
             if !matches!(merge, Merge::FirstOk) {
                 return e.clone();
             }
         }
+        let (sides, replies): (Vec<Side>, Vec<Bytes>) =
+            sides.iter().copied().zip(replies).filter(|(_, r)| !(any_ok && unknown(r))).unzip();
+        let sides = &sides[..];
         match merge {
             Merge::AllOk => replies.into_iter().next().unwrap_or_else(|| Bytes::from_static(resp::OK)),
             Merge::FirstOk => replies

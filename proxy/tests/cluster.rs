@@ -105,6 +105,9 @@ fn routing_pipelines_split_transactions_and_redirects() {
     for k in ["key:1", "key:2", "key:4", "key:5"] {
         assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k]), bulk(k));
     }
+    assert_eq!(c.cmd(&["SCRIPT", "EXISTS", &sha]), b"*1\r\n:1\r\n");
+    assert_eq!(c.cmd(&["SCRIPT", "FLUSH"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SCRIPT", "EXISTS", &sha]), b"*1\r\n:0\r\n");
     assert_eq!(
         c.cmd(&["EVAL", "return 1", "2", "a", "b"]),
         b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
