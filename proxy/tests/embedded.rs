@@ -470,3 +470,62 @@ fn blocked_client_that_disconnects_releases_its_backend_connection() {
     assert_eq!(show(&r), "+OK\\r\\n$1\\r\\n1\\r\\n");
     assert!(closed);
 }
+
+#[test]
+fn pause_release_cycles_under_concurrent_pipelines_keep_order() {
+    let proxy = start_proxy(&["--pause-timeout-ms", "5000"]);
+    let port = proxy.port;
+    let slot = slot("{stress}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let stop = stop.clone();
+        workers.push(std::thread::spawn(move || {
+            let mut c = Conn::connect(port).unwrap();
+            let key = format!("{{stress}}:{w}");
+            let mut expect = 1i64;
+            let mut batches = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && batches < 2000 {
+                let cmds: Vec<Vec<Vec<u8>>> = (0..10)
+                    .map(|i| {
+                        if i % 3 == 2 {
+                            vec![b"GET".to_vec(), b"unrelated".to_vec()]
+                        } else {
+                            vec![b"INCR".to_vec(), key.clone().into_bytes()]
+                        }
+                    })
+                    .collect();
+                for (i, r) in c.pipeline(&cmds).into_iter().enumerate() {
+                    if i % 3 == 2 {
+                        assert_eq!(r, b"$-1\r\n");
+                    } else {
+                        assert_eq!(r, format!(":{expect}\r\n").into_bytes(), "worker {w}");
+                        expect += 1;
+                    }
+                }
+                batches += 1;
+            }
+            expect
+        }));
+    }
+    let mut a = proxy.conn();
+    let s = slot.to_string();
+    let mut epoch = 1;
+    for _ in 0..40 {
+        assert_eq!(admin(&mut a, &["SETSLOTS", &epoch.to_string(), "paused", "0", &s]).as_int(), Some(epoch));
+        sleep_ms(5);
+        epoch += 1;
+        assert_eq!(admin(&mut a, &["SETSLOTS", &epoch.to_string(), "ferrite", "0", &s]).as_int(), Some(epoch));
+        epoch += 1;
+        sleep_ms(5);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        assert!(w.join().expect("a worker saw a wrong or misordered reply") > 1);
+    }
+    assert_eq!(stat(&mut a, "paused_now"), 0);
+    assert_eq!(stat(&mut a, "pause_rejected"), 0);
+    let released = stat(&mut a, "pause_released");
+    eprintln!("requests held by a pause and released: {released}");
+    assert!(released > 0, "some requests waited on a pause");
+}
