@@ -347,7 +347,7 @@ impl Client {
                 return Out::Later(p.exec_slot(slot, self.req(args, Some(meta), Vec::new())));
             }
             "pubsub" => return Out::Now(self.pubsub_info(args)),
-            "dbsize" => return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), Merge::SumInt)),
+            "dbsize" => return Out::Later(p.exec_fanout_owning(self.req(args, Some(meta), Vec::new()), Merge::SumInt)),
             "keys" => return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), Merge::Keys)),
             "flushall" | "flushdb" => {
                 return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), Merge::AllOk))

@@ -435,9 +435,45 @@ impl Proxy {
         }
     }
 
+    /// The sides that own at least one slot (a paused slot counts for the side it was paused from).
+    pub fn owning_sides(&self) -> (bool, bool) {
+        let t = self.slots.load();
+        let (mut up, mut fe) = (false, false);
+        for e in t.slots.iter() {
+            let owner = if e.state == State::Paused { e.from } else { e.state };
+            match side_of(owner) {
+                Side::Upstream => up = true,
+                Side::Ferrite => fe = true,
+            }
+            if up && fe {
+                break;
+            }
+        }
+        (up, fe)
+    }
+
+    /// Fan a request out to every node of the sides that own slots (DBSIZE: exact while one side owns
+    /// everything) and merge the replies.
+    pub fn exec_fanout_owning(self: &Arc<Self>, req: Req, merge: Merge) -> Fut {
+        let (up, fe) = self.owning_sides();
+        let targets: Vec<(Side, Arc<str>)> = self
+            .fanout_targets()
+            .into_iter()
+            .filter(|(s, _)| match s {
+                Side::Upstream => up,
+                Side::Ferrite => fe,
+            })
+            .collect();
+        self.fanout_to(targets, req, merge)
+    }
+
     /// Fan a request out to every node and merge the replies with `merge`.
     pub fn exec_fanout(self: &Arc<Self>, req: Req, merge: Merge) -> Fut {
         let targets = self.fanout_targets();
+        self.fanout_to(targets, req, merge)
+    }
+
+    fn fanout_to(self: &Arc<Self>, targets: Vec<(Side, Arc<str>)>, req: Req, merge: Merge) -> Fut {
         let futs: Vec<(Side, Fut)> = targets.into_iter().map(|(s, a)| (s, self.exec_node(s, a, req.clone()))).collect();
         let me = self.clone();
         Box::pin(async move {
