@@ -46,6 +46,9 @@ ZSCORE z b
 ZINCRBY z 2.5 a
 ZRANGEBYSCORE z 2 +inf
 MSET {t}a 1 {t}b 2
+MSET a 1 b
+MSET a 1 b 2 c
+MSET {t}a 1 {t}b
 MGET {t}a {t}b {t}c
 EXISTS s l h nosuch
 TYPE h
@@ -528,4 +531,27 @@ fn pause_release_cycles_under_concurrent_pipelines_keep_order() {
     let released = stat(&mut a, "pause_released");
     eprintln!("requests held by a pause and released: {released}");
     assert!(released > 0, "some requests waited on a pause");
+}
+
+#[test]
+fn random_bytes_never_take_the_proxy_down() {
+    let mut proxy = start_proxy(&[]);
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"*$+-:\r\n0123456789abcGETSETMULTIEXEC {}\"'\\x";
+    for _ in 0..150 {
+        let mut c = proxy.conn();
+        let len = (next() % 300) as usize;
+        let data: Vec<u8> = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+        c.send_raw(&data);
+        let _ = c.read_until_close(Duration::from_millis(30));
+    }
+    assert!(proxy.alive(), "the proxy survived random input");
+    assert_eq!(proxy.conn().cmd(&["PING"]), b"+PONG\r\n");
+    assert!(!proxy.log().contains("panicked"), "no task panicked:\n{}", proxy.log());
 }
