@@ -207,6 +207,12 @@ fn pipelines_pubsub_blocking_and_metrics() {
     assert!(got[10].contains("1-1") && !got[10].contains("2-1"), "{}", got[10]);
     assert_eq!(got[12], ":2\\r\\n");
 
+    // Large values pass through both ways.
+    let big = "x".repeat(5 * 1024 * 1024 + 7);
+    assert_eq!(h.cmd(&["SET", "big", &big]), b"+OK\r\n");
+    assert_eq!(h.cmd(&["GET", "big"]), bulk(&big));
+    assert_eq!(h.cmd(&["STRLEN", "big"]), format!(":{}\r\n", big.len()).into_bytes());
+
     // Cluster view as a one-node cluster.
     let slots = Reply::parse(&c.cmd(&["CLUSTER", "SLOTS"]));
     assert_eq!(slots.items()[0].items()[0].as_int(), Some(0));
