@@ -63,13 +63,22 @@ async fn ded_task(proxy: Arc<Proxy>, mut rx: mpsc::UnboundedReceiver<DedJob>) {
             }
         }
         let Some(c) = conns.get_mut(&key) else { continue };
-        match c.request(&j.data, j.replies).await {
-            Ok(r) => {
-                let _ = j.tx.send(Ok(r));
+        let mut tx = j.tx;
+        // A client that goes away while blocked: drop the connection, which ends the command upstream.
+        let r = tokio::select! {
+            r = c.request(&j.data, j.replies) => Some(r),
+            _ = tx.closed() => None,
+        };
+        match r {
+            Some(Ok(r)) => {
+                let _ = tx.send(Ok(r));
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 conns.remove(&key);
-                let _ = j.tx.send(Err(format!("{} node {} connection lost: {e}", j.side.name(), j.addr)));
+                let _ = tx.send(Err(format!("{} node {} connection lost: {e}", j.side.name(), j.addr)));
+            }
+            None => {
+                conns.remove(&key);
             }
         }
     }
@@ -105,6 +114,9 @@ pub struct Client {
     pubsub: Option<PubSubHandle>,
     subs: [BTreeSet<Bytes>; 3],
     push_tx: mpsc::UnboundedSender<Bytes>,
+    /// The protocol changed: requests after this point wait until every earlier reply arrived, because they use
+    /// other backend connections (per protocol) and must not overtake earlier requests.
+    barrier: bool,
 }
 
 fn eq(a: &[u8], b: &str) -> bool {
@@ -172,6 +184,21 @@ impl Client {
             pubsub: None,
             subs: Default::default(),
             push_tx,
+            barrier: false,
+        }
+    }
+
+    /// Does this request run on the client's dedicated connection (so it must not overtake or be overtaken by
+    /// requests on the shared connections)?
+    fn isolated(&self, args: &[Bytes]) -> bool {
+        if !self.authed {
+            return false;
+        }
+        let Some(m) = table().get(&args[0]) else { return false };
+        match m.name.as_str() {
+            "exec" | "watch" | "wait" => true,
+            "xread" | "xreadgroup" => self.multi.is_none() && is_blocking_call(&m.name, args),
+            _ => self.multi.is_none() && m.flags.has(Flags::BLOCKING),
         }
     }
 
@@ -320,7 +347,7 @@ impl Client {
                 return Out::Later(p.exec_slot(slot, self.req(args, Some(meta), Vec::new())));
             }
             "pubsub" => return Out::Now(self.pubsub_info(args)),
-            "dbsize" => return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), Merge::SumInt)),
+            "dbsize" => return Out::Later(p.exec_fanout_owning(self.req(args, Some(meta), Vec::new()), Merge::SumInt)),
             "keys" => return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), Merge::Keys)),
             "flushall" | "flushdb" => {
                 return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), Merge::AllOk))
@@ -336,6 +363,24 @@ impl Client {
                     return Out::Later(p.exec_default(self.req(args, Some(meta), Vec::new())));
                 }
                 return Out::Later(p.exec_fanout(self.req(args, Some(meta), Vec::new()), merge));
+            }
+            "wait" => {
+                // WAIT blocks its connection: never on a shared one. On a dedicated connection it has no writes of
+                // its own to wait for, so it reports the replicas of the default node.
+                let (side, addr) = match p.default_target() {
+                    (side, Some(a)) => (side, a),
+                    (_, None) => return err("CLUSTERDOWN no backend node is known yet"),
+                };
+                let ded = self.ded();
+                let (tx, rx) = oneshot::channel();
+                let _ = ded.send(DedJob { side, addr, resp3: self.resp3, data: encode_cmd(args), replies: 1, tx });
+                return Out::Later(Box::pin(async move {
+                    match rx.await {
+                        Ok(Ok(mut v)) => v.pop().unwrap_or_default(),
+                        Ok(Err(e)) => resp::error(&format!("ERR {e}")),
+                        Err(_) => resp::error("ERR internal proxy error"),
+                    }
+                }));
             }
             "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "swapdb" | "move"
             | "migrate" | "failover" => {
@@ -366,7 +411,11 @@ impl Client {
                 None => err(CROSSSLOT),
             };
         }
-        if meta.flags.has(Flags::BLOCKING) || is_blocking_call(cmd, args) {
+        let blocking = match cmd {
+            "xread" | "xreadgroup" => is_blocking_call(cmd, args),
+            _ => meta.flags.has(Flags::BLOCKING),
+        };
+        if blocking {
             return Out::Later(self.blocking(slot, self.req(args, Some(meta), keys)));
         }
         Out::Later(p.exec_slot(slot, self.req(args, Some(meta), keys)))
@@ -783,6 +832,9 @@ impl Client {
             self.name = (!n.is_empty()).then_some(n);
         }
         if let Some(v) = ver {
+            if self.resp3 != (v == 3) {
+                self.barrier = true;
+            }
             self.resp3 = v == 3;
         }
         let mut o = ReplyBuf::new(self.resp3);
@@ -807,6 +859,9 @@ impl Client {
     fn reset(&mut self) -> Out {
         self.multi = None;
         self.unwatch_reply(Out::Now(Bytes::new()));
+        if self.resp3 {
+            self.barrier = true;
+        }
         self.resp3 = false;
         self.name = None;
         self.pubsub = None;
@@ -867,7 +922,8 @@ impl Client {
                 o.bulk(ip.as_bytes());
                 o.int(port);
                 o.bulk(id.as_bytes());
-                o.array(0);
+                // Redis 7.0's additional networking metadata (none).
+                o.map(0);
             }
             "shards" => {
                 o.array(1);
@@ -974,6 +1030,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let mut ctrl: VecDeque<bool> = VecDeque::new();
     let mut ctrl_pending = 0usize;
     let mut args: Vec<Bytes> = Vec::new();
+    let mut deferred: Option<Vec<Bytes>> = None;
     let mut closing = false;
     let mut shutdown = proxy.shutdown_rx();
     proxy.metrics.client_connections.inc();
@@ -981,45 +1038,71 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     loop {
         // Handle every complete request in the buffer.
         while !closing && pending.len() < MAX_PENDING {
-            // `args` keeps the arguments of a request that is still incomplete between reads.
-            match parser.parse(&mut inbuf, &mut args) {
-                Ok(Parsed::Command) => {
-                    let r = cl.handle(&args);
-                    if let Out::Now(b) | Out::Close(b) = &r {
-                        // Answered by the proxy itself.
-                        let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
-                        proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
-                        if b.first() == Some(&b'-') {
-                            proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
-                        }
+            if cl.barrier {
+                if !pending.is_empty() {
+                    break;
+                }
+                cl.barrier = false;
+            }
+            // A request that runs on a dedicated connection (EXEC, WATCH, blocking commands) starts only when every
+            // earlier reply arrived, and later requests wait for its reply: as on a single Redis connection.
+            let from_deferred = match deferred.take() {
+                Some(d) => {
+                    if !pending.is_empty() {
+                        deferred = Some(d);
+                        break;
                     }
-                    args.clear();
-                    parser.authenticated = cl.authed;
-                    let (f, is_ctrl, close) = match r {
-                        Out::Now(b) => (ready(b), false, false),
-                        Out::Later(f) => (f, false, false),
-                        Out::Ctrl(f) => (f, true, false),
-                        Out::Close(b) => (ready(b), false, true),
-                    };
-                    let fut = Some(f);
-                    if let Some(f) = fut {
-                        if is_ctrl {
-                            ctrl_pending += 1;
-                        }
-                        ctrl.push_back(is_ctrl);
-                        pending.push_back(f);
-                    }
-                    if close {
+                    args = d;
+                    true
+                }
+                None => false,
+            };
+            if !from_deferred {
+                // `args` keeps the arguments of a request that is still incomplete between reads.
+                match parser.parse(&mut inbuf, &mut args) {
+                    Ok(Parsed::Command) => {}
+                    Ok(Parsed::Incomplete) => break,
+                    Err(e) => {
+                        tracing::debug!(client = cl.id, error = %e.message(), "client protocol error");
+                        ctrl.push_back(false);
+                        pending.push_back(ready(resp::error(&format!("ERR {}", e.message()))));
                         closing = true;
+                        break;
                     }
                 }
-                Ok(Parsed::Incomplete) => break,
-                Err(e) => {
-                    tracing::debug!(client = cl.id, error = %e.message(), "client protocol error");
-                    ctrl.push_back(false);
-                    pending.push_back(ready(resp::error(&format!("ERR {}", e.message()))));
-                    closing = true;
+            }
+            let isolated = cl.isolated(&args);
+            if isolated && !pending.is_empty() {
+                deferred = Some(std::mem::take(&mut args));
+                break;
+            }
+            let r = cl.handle(&args);
+            if isolated {
+                cl.barrier = true;
+            }
+            if let Out::Now(b) | Out::Close(b) = &r {
+                // Answered by the proxy itself.
+                let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
+                proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
+                if b.first() == Some(&b'-') {
+                    proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
                 }
+            }
+            args.clear();
+            parser.authenticated = cl.authed;
+            let (f, is_ctrl, close) = match r {
+                Out::Now(b) => (ready(b), false, false),
+                Out::Later(f) => (f, false, false),
+                Out::Ctrl(f) => (f, true, false),
+                Out::Close(b) => (ready(b), false, true),
+            };
+            if is_ctrl {
+                ctrl_pending += 1;
+            }
+            ctrl.push_back(is_ctrl);
+            pending.push_back(f);
+            if close {
+                closing = true;
             }
         }
         // Collect replies that are already available, in order.
@@ -1046,6 +1129,11 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
         if closing && pending.is_empty() {
             break;
         }
+        if (cl.barrier || deferred.is_some()) && pending.is_empty() && !closing {
+            // Every earlier reply is written: go on with the buffered requests.
+            cl.barrier = false;
+            continue;
+        }
         if push_rx.len() > MAX_PUSH_BACKLOG {
             // Like Redis's pub/sub output buffer limit: a subscriber that does not read is disconnected.
             tracing::warn!(client = cl.id, backlog = push_rx.len(), "closing a pub/sub client that does not read");
@@ -1065,8 +1153,14 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     out.extend_from_slice(&m);
                 }
             }
-            r = rd.read_buf(&mut inbuf), if !closing && pending.len() < MAX_PENDING => {
+            // While a dedicated-connection request is in flight, reading continues only a little (to notice a
+            // client that goes away while blocked).
+            r = rd.read_buf(&mut inbuf), if !closing && pending.len() < MAX_PENDING
+                && ((!cl.barrier && deferred.is_none()) || inbuf.len() < 64 * 1024) => {
                 match r {
+                    // The client closed its side: a blocked client is gone (as in Redis); otherwise the replies to
+                    // what it already sent are still written.
+                    Ok(0) if !cl.barrier && deferred.is_none() => closing = true,
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         if inbuf.capacity() - inbuf.len() < 4096 {

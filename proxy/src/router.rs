@@ -435,9 +435,45 @@ impl Proxy {
         }
     }
 
+    /// The sides that own at least one slot (a paused slot counts for the side it was paused from).
+    pub fn owning_sides(&self) -> (bool, bool) {
+        let t = self.slots.load();
+        let (mut up, mut fe) = (false, false);
+        for e in t.slots.iter() {
+            let owner = if e.state == State::Paused { e.from } else { e.state };
+            match side_of(owner) {
+                Side::Upstream => up = true,
+                Side::Ferrite => fe = true,
+            }
+            if up && fe {
+                break;
+            }
+        }
+        (up, fe)
+    }
+
+    /// Fan a request out to every node of the sides that own slots (DBSIZE: exact while one side owns
+    /// everything) and merge the replies.
+    pub fn exec_fanout_owning(self: &Arc<Self>, req: Req, merge: Merge) -> Fut {
+        let (up, fe) = self.owning_sides();
+        let targets: Vec<(Side, Arc<str>)> = self
+            .fanout_targets()
+            .into_iter()
+            .filter(|(s, _)| match s {
+                Side::Upstream => up,
+                Side::Ferrite => fe,
+            })
+            .collect();
+        self.fanout_to(targets, req, merge)
+    }
+
     /// Fan a request out to every node and merge the replies with `merge`.
     pub fn exec_fanout(self: &Arc<Self>, req: Req, merge: Merge) -> Fut {
         let targets = self.fanout_targets();
+        self.fanout_to(targets, req, merge)
+    }
+
+    fn fanout_to(self: &Arc<Self>, targets: Vec<(Side, Arc<str>)>, req: Req, merge: Merge) -> Fut {
         let futs: Vec<(Side, Fut)> = targets.into_iter().map(|(s, a)| (s, self.exec_node(s, a, req.clone()))).collect();
         let me = self.clone();
         Box::pin(async move {
@@ -454,11 +490,18 @@ impl Proxy {
     }
 
     fn merge(&self, merge: Merge, sides: &[Side], replies: Vec<Bytes>, _resp3: bool) -> Bytes {
-        if let Some(e) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+        // A side that does not know the command at all (Ferrite without scripting, say) is skipped when another
+        // node answered it.
+        let unknown = |r: &Bytes| r.starts_with(b"-ERR unknown command") || r.starts_with(b"-ERR unknown subcommand");
+        let any_ok = replies.iter().any(|r| r.first() != Some(&b'-'));
+        if let Some(e) = replies.iter().find(|r| r.first() == Some(&b'-') && !(any_ok && unknown(r))) {
             if !matches!(merge, Merge::FirstOk) {
                 return e.clone();
             }
         }
+        let (sides, replies): (Vec<Side>, Vec<Bytes>) =
+            sides.iter().copied().zip(replies).filter(|(_, r)| !(any_ok && unknown(r))).unzip();
+        let sides = &sides[..];
         match merge {
             Merge::AllOk => replies.into_iter().next().unwrap_or_else(|| Bytes::from_static(resp::OK)),
             Merge::FirstOk => replies
@@ -550,6 +593,9 @@ impl Proxy {
     /// Split a multi-key command over slots and merge the replies in key order.
     pub fn exec_split(self: &Arc<Self>, kind: Split, args: &[Bytes], req: Req) -> Fut {
         let step = if kind == Split::MSet { 2 } else { 1 };
+        if (args.len() - 1) % step != 0 {
+            return ready(resp::error(&format!("ERR wrong number of arguments for '{}' command", req.name)));
+        }
         // Groups per slot, in order of first appearance.
         let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
         let mut i = 1;

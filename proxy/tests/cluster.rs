@@ -105,6 +105,9 @@ fn routing_pipelines_split_transactions_and_redirects() {
     for k in ["key:1", "key:2", "key:4", "key:5"] {
         assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k]), bulk(k));
     }
+    assert_eq!(c.cmd(&["SCRIPT", "EXISTS", &sha]), b"*1\r\n:1\r\n");
+    assert_eq!(c.cmd(&["SCRIPT", "FLUSH"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SCRIPT", "EXISTS", &sha]), b"*1\r\n:0\r\n");
     assert_eq!(
         c.cmd(&["EVAL", "return 1", "2", "a", "b"]),
         b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
@@ -303,6 +306,40 @@ fn slot_states_mirror_pause_and_pubsub_across_sides() {
     assert!(sub.cmd(&["GET", "x"]).starts_with(b"-ERR Can't execute 'get'"));
     assert_eq!(sub.cmd(&["UNSUBSCRIBE"]), b"*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:0\r\n");
     assert_eq!(sub.cmd(&["GET", "nokey"]), b"$-1\r\n");
+
+    // Mirror order under concurrency: many clients overwrite one key; both sides end with the same value.
+    let ms = slot("{mirror}").to_string();
+    assert_eq!(admin(&mut c, &["SETSLOTS", "6", "ferrite", "1", &ms]).as_int(), Some(6));
+    let p = proxy.port;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut x = Conn::connect(p).unwrap();
+                for i in 0..300 {
+                    let cmds: Vec<Vec<Vec<u8>>> = (0..5)
+                        .map(|j| vec![b"SET".to_vec(), b"{mirror}k".to_vec(), format!("{w}-{i}-{j}").into_bytes()])
+                        .collect();
+                    for r in x.pipeline(&cmds) {
+                        assert_eq!(r, b"+OK\r\n");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let owner = cluster.master_of_slot(slot("{mirror}"));
+    let mut direct = Conn::connect(owner).unwrap();
+    let final_ferrite = c.cmd(&["GET", "{mirror}k"]);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the mirror to catch up", || {
+        (direct.cmd(&["GET", "{mirror}k"]) == final_ferrite).then_some(())
+    });
+    sleep_ms(300);
+    assert_eq!(direct.cmd(&["GET", "{mirror}k"]), final_ferrite, "mirror applied the writes in the owner's order");
+    let stats = admin(&mut c, &["STATS"]);
+    let failures = stats.items().chunks(2).find(|p| p[0].as_bytes() == Some(b"mirror_failures")).unwrap()[1].as_int();
+    assert_eq!(failures, Some(0));
     let _ = encode(&["x"]);
 }
 

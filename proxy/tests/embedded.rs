@@ -46,6 +46,9 @@ ZSCORE z b
 ZINCRBY z 2.5 a
 ZRANGEBYSCORE z 2 +inf
 MSET {t}a 1 {t}b 2
+MSET a 1 b
+MSET a 1 b 2 c
+MSET {t}a 1 {t}b
 MGET {t}a {t}b {t}c
 EXISTS s l h nosuch
 TYPE h
@@ -160,6 +163,56 @@ fn pipelines_pubsub_blocking_and_metrics() {
     for i in (1..2000).step_by(2) {
         assert_eq!(r[i], bulk(&format!("v{}", i - 1)));
     }
+    // A protocol switch in the middle of a pipeline keeps the order (other backend connections after it).
+    let mut h = proxy.conn();
+    let cmds: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"SET".to_vec(), b"hk".to_vec(), b"1".to_vec()],
+        vec![b"HELLO".to_vec(), b"3".to_vec()],
+        vec![b"INCR".to_vec(), b"hk".to_vec()],
+        vec![b"HELLO".to_vec(), b"2".to_vec()],
+        vec![b"INCR".to_vec(), b"hk".to_vec()],
+        vec![b"GET".to_vec(), b"nope".to_vec()],
+    ];
+    let r = h.pipeline(&cmds);
+    assert_eq!(r[0], b"+OK\r\n");
+    assert!(r[1].starts_with(b"%7\r\n"));
+    assert_eq!(r[2], b":2\r\n");
+    assert!(r[3].starts_with(b"*14\r\n"));
+    assert_eq!(r[4], b":3\r\n");
+    assert_eq!(r[5], b"$-1\r\n");
+
+    // Transactions and blocking commands (dedicated connections) keep their place in a pipeline.
+    let cmds: Vec<Vec<Vec<u8>>> = [
+        "SET tk 1",
+        "MULTI",
+        "INCR tk",
+        "EXEC",
+        "GET tk",
+        "RPUSH bq a",
+        "BLPOP bq 1",
+        "RPUSH bq b",
+        "LLEN bq",
+        "XADD xs 1-1 f v",
+        "XREAD BLOCK 100 STREAMS xs 0",
+        "XADD xs 2-1 f v",
+        "XLEN xs",
+    ]
+    .iter()
+    .map(|l| split(l))
+    .collect();
+    let r = h.pipeline(&cmds);
+    let got: Vec<String> = r.iter().map(|x| show(x)).collect();
+    assert_eq!(got[..5], ["+OK\\r\\n", "+OK\\r\\n", "+QUEUED\\r\\n", "*1\\r\\n:2\\r\\n", "$1\\r\\n2\\r\\n"]);
+    assert_eq!(got[5..9], [":1\\r\\n", "*2\\r\\n$2\\r\\nbq\\r\\n$1\\r\\na\\r\\n", ":1\\r\\n", ":1\\r\\n"]);
+    assert!(got[10].contains("1-1") && !got[10].contains("2-1"), "{}", got[10]);
+    assert_eq!(got[12], ":2\\r\\n");
+
+    // Large values pass through both ways.
+    let big = "x".repeat(5 * 1024 * 1024 + 7);
+    assert_eq!(h.cmd(&["SET", "big", &big]), b"+OK\r\n");
+    assert_eq!(h.cmd(&["GET", "big"]), bulk(&big));
+    assert_eq!(h.cmd(&["STRLEN", "big"]), format!(":{}\r\n", big.len()).into_bytes());
+
     // Cluster view as a one-node cluster.
     let slots = Reply::parse(&c.cmd(&["CLUSTER", "SLOTS"]));
     assert_eq!(slots.items()[0].items()[0].as_int(), Some(0));
@@ -399,4 +452,112 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     assert!(t0.elapsed() >= Duration::from_millis(500));
     let st = status.expect("the proxy exited after SIGTERM");
     assert!(st.success(), "exit status {st}");
+}
+
+#[test]
+fn blocked_client_that_disconnects_releases_its_backend_connection() {
+    let redis = start_redis(&[]);
+    let proxy = start_proxy(&["--ferrite", &format!("127.0.0.1:{}", redis.port)]);
+    let blocked = |r: &ferrite_testkit::Proc| {
+        let info = Reply::bulk_text(&r.conn().cmd(&["INFO", "clients"]));
+        info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).map(|v| v.trim().to_string()).unwrap()
+    };
+    let mut c = proxy.conn();
+    c.send(&["BLPOP", "never", "0"]);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the BLPOP to block upstream", || {
+        (blocked(&redis) == "1").then_some(())
+    });
+    drop(c);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the blocked upstream connection to close", || {
+        (blocked(&redis) == "0").then_some(())
+    });
+    // Pipelined requests after a half-close are still answered.
+    let mut d = proxy.conn();
+    d.send_raw(b"SET hc 1\r\nGET hc\r\n");
+    d.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let (r, closed) = d.read_until_close(Duration::from_secs(5));
+    assert_eq!(show(&r), "+OK\\r\\n$1\\r\\n1\\r\\n");
+    assert!(closed);
+}
+
+#[test]
+fn pause_release_cycles_under_concurrent_pipelines_keep_order() {
+    let proxy = start_proxy(&["--pause-timeout-ms", "5000"]);
+    let port = proxy.port;
+    let slot = slot("{stress}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let stop = stop.clone();
+        workers.push(std::thread::spawn(move || {
+            let mut c = Conn::connect(port).unwrap();
+            let key = format!("{{stress}}:{w}");
+            let mut expect = 1i64;
+            let mut batches = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && batches < 2000 {
+                let cmds: Vec<Vec<Vec<u8>>> = (0..10)
+                    .map(|i| {
+                        if i % 3 == 2 {
+                            vec![b"GET".to_vec(), b"unrelated".to_vec()]
+                        } else {
+                            vec![b"INCR".to_vec(), key.clone().into_bytes()]
+                        }
+                    })
+                    .collect();
+                for (i, r) in c.pipeline(&cmds).into_iter().enumerate() {
+                    if i % 3 == 2 {
+                        assert_eq!(r, b"$-1\r\n");
+                    } else {
+                        assert_eq!(r, format!(":{expect}\r\n").into_bytes(), "worker {w}");
+                        expect += 1;
+                    }
+                }
+                batches += 1;
+            }
+            expect
+        }));
+    }
+    let mut a = proxy.conn();
+    let s = slot.to_string();
+    let mut epoch = 1;
+    for _ in 0..40 {
+        assert_eq!(admin(&mut a, &["SETSLOTS", &epoch.to_string(), "paused", "0", &s]).as_int(), Some(epoch));
+        sleep_ms(5);
+        epoch += 1;
+        assert_eq!(admin(&mut a, &["SETSLOTS", &epoch.to_string(), "ferrite", "0", &s]).as_int(), Some(epoch));
+        epoch += 1;
+        sleep_ms(5);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        assert!(w.join().expect("a worker saw a wrong or misordered reply") > 1);
+    }
+    assert_eq!(stat(&mut a, "paused_now"), 0);
+    assert_eq!(stat(&mut a, "pause_rejected"), 0);
+    let released = stat(&mut a, "pause_released");
+    eprintln!("requests held by a pause and released: {released}");
+    assert!(released > 0, "some requests waited on a pause");
+}
+
+#[test]
+fn random_bytes_never_take_the_proxy_down() {
+    let mut proxy = start_proxy(&[]);
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"*$+-:\r\n0123456789abcGETSETMULTIEXEC {}\"'\\x";
+    for _ in 0..150 {
+        let mut c = proxy.conn();
+        let len = (next() % 300) as usize;
+        let data: Vec<u8> = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+        c.send_raw(&data);
+        let _ = c.read_until_close(Duration::from_millis(30));
+    }
+    assert!(proxy.alive(), "the proxy survived random input");
+    assert_eq!(proxy.conn().cmd(&["PING"]), b"+PONG\r\n");
+    assert!(!proxy.log().contains("panicked"), "no task panicked:\n{}", proxy.log());
 }
