@@ -288,3 +288,70 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_cluster_slots_and_shards() {
+        let node = |ip: &str, port: i64, id: &str| Reply::Array(vec![bulk(ip), Reply::Int(port), bulk(id)]);
+        let r = Reply::Array(vec![
+            Reply::Array(vec![
+                Reply::Int(0),
+                Reply::Int(100),
+                node("127.0.0.1", 7000, "a"),
+                node("127.0.0.1", 7003, "d"),
+            ]),
+            Reply::Array(vec![Reply::Int(101), Reply::Int(16383), node("", 7001, "b")]),
+        ]);
+        let t = from_slots(&r, "10.1.1.1:7000").unwrap();
+        assert_eq!(t.masters.len(), 2);
+        assert_eq!(t.master_of(50).unwrap().addr, "127.0.0.1:7000");
+        assert_eq!(t.master_of(250).unwrap().addr, "10.1.1.1:7001");
+        assert_eq!(t.master_of(250).unwrap().id, "b");
+        assert_eq!(t.master_of(0).unwrap().replicas, vec!["127.0.0.1:7003".to_string()]);
+        assert_eq!(t.covered().len(), 16384);
+        // Bad ranges are refused, not trusted.
+        let bad = Reply::Array(vec![Reply::Array(vec![Reply::Int(5), Reply::Int(99999), node("h", 1, "x")])]);
+        assert!(from_slots(&bad, "h:1").is_none());
+        // CLUSTER SHARDS (RESP2 flat maps); a failed master is skipped.
+        let n = |ip: &str, port: i64, role: &str, health: &str| {
+            Reply::Array(vec![
+                bulk("id"),
+                bulk(&format!("id{port}")),
+                bulk("port"),
+                Reply::Int(port),
+                bulk("ip"),
+                bulk(ip),
+                bulk("role"),
+                bulk(role),
+                bulk("health"),
+                bulk(health),
+            ])
+        };
+        let shards = Reply::Array(vec![
+            Reply::Array(vec![
+                bulk("slots"),
+                Reply::Array(vec![Reply::Int(0), Reply::Int(8191)]),
+                bulk("nodes"),
+                Reply::Array(vec![n("127.0.0.1", 7000, "master", "online"), n("127.0.0.1", 7003, "replica", "online")]),
+            ]),
+            Reply::Array(vec![
+                bulk("slots"),
+                Reply::Array(vec![Reply::Int(8192), Reply::Int(16383)]),
+                bulk("nodes"),
+                Reply::Array(vec![n("127.0.0.1", 7001, "master", "online")]),
+            ]),
+        ]);
+        let t = from_shards(&shards, "127.0.0.1:7000").unwrap();
+        assert_eq!(t.masters.len(), 2);
+        assert_eq!(t.master_of(8192).unwrap().addr, "127.0.0.1:7001");
+        assert_eq!(t.master_of(1).unwrap().replicas, vec!["127.0.0.1:7003".to_string()]);
+        assert_eq!(t.all_nodes().len(), 3);
+    }
+}
