@@ -302,3 +302,39 @@ fn ctrl_c_stops_at_a_safe_point_and_resume_finishes() {
     let n = conn(&ferrite.addr()).cmd(&args(&["DBSIZE"])).unwrap().as_int().unwrap();
     assert_eq!(n as usize, keys.len());
 }
+
+#[test]
+fn target_password_from_env_and_scope_subset() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = ferrite_testkit::start_ferrite(common::ferrite_bin(), &["--requirepass", "tpw"]);
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 10, "w");
+    let (_d, state) = state_path("pw");
+    let out = std::process::Command::new(common::MIGRATE)
+        .args(["--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--method", "scan"])
+        .args(["--state", &state, "--quiet", "--slots", "0-8000"])
+        .env("FERRITE_MIGRATE_TARGET_PASSWORD", "tpw")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut f = ferrite_migrate::resp::Conn::connect(
+        &ferrite.addr(),
+        Duration::from_secs(10),
+        &ferrite_migrate::resp::Auth { user: None, pass: Some("tpw".into()) },
+    )
+    .unwrap();
+    for k in &keys {
+        let inside = ferrite_commands::key_hash_slot(k.as_bytes()) <= 8000;
+        let e = f.cmd(&args(&["EXISTS", k])).unwrap().as_int();
+        assert_eq!(e, Some(inside as i64), "{k}");
+    }
+    // Wrong password: a clear error, exit 2.
+    let (_d2, state2) = state_path("pw2");
+    let out = std::process::Command::new(common::MIGRATE)
+        .args(["--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--method", "scan"])
+        .args(["--state", &state2, "--quiet", "--target-password", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH"), "{}", show(&out));
+}
