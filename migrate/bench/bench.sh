@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Migration benchmark: ferrite-migrate (both methods) versus `redis-cli --cluster reshard` moving data between
+# two real Redis nodes, on loopback, in the same run. Prints keys/s, MB/s and the tool's peak RSS.
+#
+#   KEYS=1000000 VALUE=700 BIGKEY_MB=200 migrate/bench/bench.sh
+#
+# Needs redis-server, redis-cli, python3 with redis-py, GNU time, bc. Builds release binaries.
+set -euo pipefail
+KEYS=${KEYS:-1000000}
+VALUE=${VALUE:-700}
+BIGKEY_MB=${BIGKEY_MB:-200}
+BASE=${BASE_PORT:-24000}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+# PROFILE=debug for a quick check of the script itself (figures are only meaningful in release).
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q --bin ferrite --bin ferrite-migrate
+else
+  cargo build -q --bin ferrite --bin ferrite-migrate
+fi
+bin=target/$PROFILE
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+start_node() { # port
+  mkdir -p "$work/$1"
+  redis-server --port "$1" --bind 127.0.0.1 --dir "$work/$1" --save '' --appendonly no --daemonize no \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+    --logfile "$work/$1/log" &
+  pids+=($!)
+}
+wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.1; done; echo "no server on $1"; exit 1; }
+
+for i in 0 1 2; do start_node $((BASE + i)); done
+for i in 0 1 2; do wait_port $((BASE + i)); done
+redis-cli --cluster create 127.0.0.1:$BASE 127.0.0.1:$((BASE + 1)) 127.0.0.1:$((BASE + 2)) --cluster-yes >/dev/null
+for _ in $(seq 100); do redis-cli -p $BASE cluster info | grep -q cluster_state:ok && break; sleep 0.2; done
+sleep 1
+
+echo "loading $KEYS keys (value $VALUE B) + a ${BIGKEY_MB} MB list ..."
+t0=$(date +%s.%N)
+n=$(python3 migrate/bench/load.py 127.0.0.1:$BASE "$KEYS" "$VALUE" "$BIGKEY_MB")
+t1=$(date +%s.%N)
+used=0
+for i in 0 1 2; do
+  u=$(redis-cli -p $((BASE + i)) info memory | awk -F: '/^used_memory_dataset:/{print $2}' | tr -d '\r')
+  used=$((used + u))
+done
+echo "loaded $n keys in $(echo "$t1 - $t0" | bc) s; dataset $((used / 1000000)) MB"
+
+run_migrate() { # method
+  local port=$((BASE + 10)); [ "$1" = scan ] && port=$((BASE + 11))
+  $bin/ferrite --port $port --bind 127.0.0.1 >"$work/ferrite-$1.log" 2>&1 &
+  pids+=($!)
+  wait_port $port
+  local s0 s1 rss
+  s0=$(date +%s.%N)
+  /usr/bin/time -f "%M" -o "$work/rss-$1" $bin/ferrite-migrate run --from-redis-cluster 127.0.0.1:$BASE \
+    --to 127.0.0.1:$port --method "$1" --state "$work/state-$1.json" --quiet --no-verify >"$work/out-$1" 2>&1 || {
+    cat "$work/out-$1"; exit 1; }
+  s1=$(date +%s.%N)
+  rss=$(cat "$work/rss-$1")
+  local secs; secs=$(echo "$s1 - $s0" | bc)
+  local tk; tk=$(redis-cli -p $port dbsize)
+  echo "ferrite-migrate --method $1: $tk keys in ${secs} s = $(echo "$tk / $secs" | bc) keys/s," \
+    "$(echo "$used / 1000000 / $secs" | bc) MB/s; peak RSS $((rss / 1024)) MB"
+  echo "$tk $secs" >"$work/rate-$1"
+}
+run_migrate replication
+run_migrate scan
+
+# redis-cli --cluster reshard: move every slot of the first master to a fresh empty master.
+start_node $((BASE + 5)); wait_port $((BASE + 5))
+redis-cli --cluster add-node 127.0.0.1:$((BASE + 5)) 127.0.0.1:$BASE >/dev/null
+sleep 2
+from_id=$(redis-cli -p $BASE cluster myid)
+to_id=$(redis-cli -p $((BASE + 5)) cluster myid)
+moved=$(redis-cli -p $BASE dbsize)
+bytes=$(redis-cli -p $BASE info memory | awk -F: '/^used_memory_dataset:/{print $2}' | tr -d '\r')
+r0=$(date +%s.%N)
+redis-cli --cluster reshard 127.0.0.1:$BASE --cluster-from "$from_id" --cluster-to "$to_id" --cluster-slots 5461 \
+  --cluster-yes --cluster-pipeline 100 >"$work/reshard.log" 2>&1 || { tail -20 "$work/reshard.log"; exit 1; }
+r1=$(date +%s.%N)
+rsecs=$(echo "$r1 - $r0" | bc)
+echo "redis-cli --cluster reshard: $moved keys in ${rsecs} s = $(echo "$moved / $rsecs" | bc) keys/s," \
+  "$(echo "$bytes / 1000000 / $rsecs" | bc) MB/s"
+for m in replication scan; do
+  read -r tk secs <"$work/rate-$m"
+  echo "speedup ($m vs reshard, keys/s): $(echo "scale=1; ($tk / $secs) / ($moved / $rsecs)" | bc)x"
+done

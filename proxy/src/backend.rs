@@ -1,0 +1,480 @@
+//! Connections to backend nodes (upstream Redis Cluster nodes and Ferrite).
+//!
+//! - [`Pool`]: one multiplexed, pipelined connection per (node, protocol): requests of every client are written in
+//!   batches and replies are matched to them in FIFO order, delivered as the exact bytes the node sent. A dead
+//!   connection is replaced on the next request, with an exponential backoff between failed attempts.
+//! - [`DedConn`]: a plain connection owned by one client for state that lives on a connection (transactions with
+//!   WATCH, blocking commands, pub/sub).
+
+use crate::metrics::Metrics;
+use crate::resp::{encode_cmd, FrameScanner};
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Which side of the migration a backend belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Upstream,
+    Ferrite,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Upstream => "upstream",
+            Side::Ferrite => "ferrite",
+        }
+    }
+    pub fn other(self) -> Side {
+        match self {
+            Side::Upstream => Side::Ferrite,
+            Side::Ferrite => Side::Upstream,
+        }
+    }
+}
+
+/// Why a backend request failed (never a reply from the backend: those are delivered as bytes).
+#[derive(Debug, Clone)]
+pub enum BackendError {
+    /// The request was never written: retrying cannot apply it twice.
+    NotSent(String),
+    /// The request may have been written; the connection died before the reply.
+    Lost(String),
+}
+
+impl BackendError {
+    pub fn text(&self) -> &str {
+        match self {
+            BackendError::NotSent(s) | BackendError::Lost(s) => s,
+        }
+    }
+}
+
+/// Credentials the proxy uses on one side.
+#[derive(Debug, Clone, Default)]
+pub struct Creds {
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Work run by a connection's reader when a request got a non-error reply, in reply order (mirroring, key
+/// tracking). Running it there keeps the per-connection order of the owner's acknowledgements.
+pub type PostAction = Box<dyn FnOnce(&Bytes) + Send>;
+
+pub type ReplyTx = oneshot::Sender<Result<Bytes, BackendError>>;
+
+/// One request for a multiplexed connection.
+pub struct Job {
+    /// Encoded command(s).
+    pub data: Bytes,
+    /// Reply frames to expect; only the last one is delivered (used for `ASKING` + command).
+    pub replies: u8,
+    pub tx: ReplyTx,
+    pub post: Option<PostAction>,
+}
+
+struct Pending {
+    left: u8,
+    tx: ReplyTx,
+    post: Option<PostAction>,
+    sent: Instant,
+}
+
+struct Shared {
+    pending: Mutex<VecDeque<Pending>>,
+    alive: AtomicBool,
+    dead_tx: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Mark dead and fail every request waiting for a reply.
+    fn kill(&self, why: &str) {
+        self.alive.store(false, Ordering::SeqCst);
+        let _ = self.dead_tx.send(true);
+        let drained: Vec<Pending> = self.pending.lock().drain(..).collect();
+        for p in drained {
+            let _ = p.tx.send(Err(BackendError::Lost(why.to_string())));
+        }
+    }
+}
+
+/// A handle to a multiplexed connection.
+#[derive(Clone)]
+pub struct Conn {
+    tx: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Conn {
+    pub fn alive(&self) -> bool {
+        self.shared.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    /// Queue a job; the write order of jobs queued from one thread is their call order.
+    pub fn send(&self, job: Job) {
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
+            let _ = job.tx.send(Err(BackendError::NotSent("connection closed".into())));
+        }
+    }
+}
+
+struct NodeEntry {
+    conn: Option<Conn>,
+    /// No new connection attempt before this instant (backoff after failures).
+    next_try: Option<Instant>,
+    backoff: Duration,
+    last_error: String,
+}
+
+/// Settings shared by every backend connection.
+pub struct BackendSettings {
+    pub upstream: Creds,
+    pub ferrite: Creds,
+    pub connect_timeout: Duration,
+}
+
+/// Multiplexed connections to every node, keyed by (address, RESP3?).
+pub struct Pool {
+    nodes: parking_lot::RwLock<HashMap<(Arc<str>, bool), Arc<Mutex<NodeEntry>>>>,
+    pub settings: Arc<BackendSettings>,
+    metrics: Arc<Metrics>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(2000);
+
+impl Pool {
+    pub fn new(settings: Arc<BackendSettings>, metrics: Arc<Metrics>) -> Pool {
+        Pool { nodes: parking_lot::RwLock::new(HashMap::new()), settings, metrics }
+    }
+
+    /// The live connection to `addr`, creating one if needed. Fails fast (without connecting) while the node is
+    /// in its reconnect backoff.
+    pub fn get(&self, addr: &Arc<str>, resp3: bool, side: Side) -> Result<Conn, BackendError> {
+        let key = (addr.clone(), resp3);
+        let found = self.nodes.read().get(&key).cloned();
+        let entry = match found {
+            Some(e) => e,
+            None => self
+                .nodes
+                .write()
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(NodeEntry {
+                        conn: None,
+                        next_try: None,
+                        backoff: BACKOFF_MIN,
+                        last_error: String::new(),
+                    }))
+                })
+                .clone(),
+        };
+        let mut e = entry.lock();
+        if let Some(c) = &e.conn {
+            if c.alive() {
+                return Ok(c.clone());
+            }
+        }
+        if let Some(t) = e.next_try {
+            if Instant::now() < t {
+                return Err(BackendError::NotSent(format!("unreachable ({})", e.last_error)));
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (dead_tx, _) = watch::channel(false);
+        let shared = Arc::new(Shared { pending: Mutex::new(VecDeque::new()), alive: AtomicBool::new(true), dead_tx });
+        let conn = Conn { tx, shared: shared.clone() };
+        e.conn = Some(conn.clone());
+        drop(e);
+        tokio::spawn(run_conn(
+            addr.clone(),
+            side,
+            resp3,
+            self.settings.clone(),
+            rx,
+            shared,
+            entry,
+            self.metrics.clone(),
+        ));
+        Ok(conn)
+    }
+
+    /// Is `addr` currently in reconnect backoff?
+    pub fn is_down(&self, addr: &Arc<str>) -> bool {
+        let m = self.nodes.read();
+        [false, true].iter().any(|&p| {
+            m.get(&(addr.clone(), p)).is_some_and(|e| {
+                let e = e.lock();
+                e.next_try.is_some_and(|t| Instant::now() < t)
+            })
+        })
+    }
+}
+
+fn creds_for(settings: &BackendSettings, side: Side) -> &Creds {
+    match side {
+        Side::Upstream => &settings.upstream,
+        Side::Ferrite => &settings.ferrite,
+    }
+}
+
+/// Connect and authenticate (`HELLO 3 [AUTH ..]` for RESP3, `AUTH` for RESP2 with credentials).
+pub async fn connect(addr: &str, resp3: bool, creds: &Creds, timeout: Duration) -> Result<TcpStream, String> {
+    let mut s = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("connect timed out after {timeout:?}")),
+    };
+    let _ = s.set_nodelay(true);
+    let hello: Option<Bytes> = match (resp3, &creds.password) {
+        (true, Some(p)) => {
+            Some(encode_cmd(&["HELLO", "3", "AUTH", creds.user.as_deref().unwrap_or("default"), p.as_str()]))
+        }
+        (true, None) => Some(encode_cmd(&["HELLO", "3"])),
+        (false, Some(p)) => match &creds.user {
+            Some(u) => Some(encode_cmd(&["AUTH", u.as_str(), p.as_str()])),
+            None => Some(encode_cmd(&["AUTH", p.as_str()])),
+        },
+        (false, None) => None,
+    };
+    if let Some(h) = hello {
+        let fut = async {
+            s.write_all(&h).await.map_err(|e| e.to_string())?;
+            let mut buf = BytesMut::with_capacity(1024);
+            let mut sc = FrameScanner::default();
+            loop {
+                if let Some(n) = sc.scan(&buf).map_err(|e| e.0)? {
+                    if buf[0] == b'-' {
+                        return Err(format!(
+                            "authentication failed: {}",
+                            String::from_utf8_lossy(&buf[1..n.saturating_sub(2)])
+                        ));
+                    }
+                    return Ok(());
+                }
+                if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("connection closed during handshake".into());
+                }
+                if buf.len() > 1 << 20 {
+                    return Err("handshake reply too large".into());
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.map_err(|_| "handshake timed out".to_string())??;
+    }
+    Ok(s)
+}
+
+async fn run_conn(
+    addr: Arc<str>,
+    side: Side,
+    resp3: bool,
+    settings: Arc<BackendSettings>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    shared: Arc<Shared>,
+    entry: Arc<Mutex<NodeEntry>>,
+    metrics: Arc<Metrics>,
+) {
+    let labels = [addr.as_ref(), side.name()];
+    let stream = match connect(&addr, resp3, creds_for(&settings, side), settings.connect_timeout).await {
+        Ok(s) => {
+            let mut e = entry.lock();
+            e.next_try = None;
+            e.backoff = BACKOFF_MIN;
+            s
+        }
+        Err(err) => {
+            metrics.backend_connect_failures.with_label_values(&labels).inc();
+            tracing::warn!(backend = %addr, side = side.name(), error = %err, "backend connect failed");
+            {
+                let mut e = entry.lock();
+                e.next_try = Some(Instant::now() + e.backoff);
+                e.backoff = (e.backoff * 2).min(BACKOFF_MAX);
+                e.last_error = err.clone();
+            }
+            shared.alive.store(false, Ordering::SeqCst);
+            rx.close();
+            while let Ok(j) = rx.try_recv() {
+                let _ = j.tx.send(Err(BackendError::NotSent(format!("unreachable ({err})"))));
+            }
+            return;
+        }
+    };
+    let gauge = metrics.backend_connections.with_label_values(&labels);
+    gauge.inc();
+    let (mut rd, mut wr) = stream.into_split();
+    let latency = metrics.latency.with_label_values(&labels);
+    let rshared = shared.clone();
+    let mut dead_rx = shared.dead_tx.subscribe();
+    let reader = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut sc = FrameScanner::default();
+        let why = loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => break "connection closed by backend".to_string(),
+                Err(e) => break e.to_string(),
+                Ok(_) => {}
+            }
+            let mut bad = None;
+            loop {
+                match sc.scan(&buf) {
+                    Ok(Some(n)) => {
+                        sc.reset();
+                        let frame = buf.split_to(n).freeze();
+                        if resp3 && frame[0] == b'>' {
+                            continue; // out-of-band push on a shared connection: not ours to deliver
+                        }
+                        let done = {
+                            let mut p = rshared.pending.lock();
+                            match p.front_mut() {
+                                None => None,
+                                Some(f) => {
+                                    f.left = f.left.saturating_sub(1);
+                                    if f.left == 0 {
+                                        p.pop_front().map(Some)
+                                    } else {
+                                        Some(None)
+                                    }
+                                }
+                            }
+                        };
+                        match done {
+                            None => {
+                                bad = Some("reply without a request".to_string());
+                                break;
+                            }
+                            Some(None) => {}
+                            Some(Some(p)) => {
+                                latency.observe(p.sent.elapsed().as_secs_f64());
+                                if let Some(post) = p.post {
+                                    if frame[0] != b'-' {
+                                        post(&frame);
+                                    }
+                                }
+                                let _ = p.tx.send(Ok(frame));
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        if buf.capacity() - buf.len() < 16 * 1024 {
+                            buf.reserve(64 * 1024);
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        bad = Some(format!("bad reply stream: {}", e.0));
+                        break;
+                    }
+                }
+            }
+            if let Some(b) = bad {
+                break b;
+            }
+        };
+        rshared.kill(&why);
+        why
+    });
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let why = loop {
+        let job = tokio::select! {
+            j = rx.recv() => j,
+            _ = dead_rx.changed() => None,
+        };
+        let Some(job) = job else { break "connection closed".to_string() };
+        out.clear();
+        let push = |j: Job, out: &mut BytesMut| {
+            out.extend_from_slice(&j.data);
+            shared.pending.lock().push_back(Pending {
+                left: j.replies.max(1),
+                tx: j.tx,
+                post: j.post,
+                sent: Instant::now(),
+            });
+        };
+        if !shared.alive.load(Ordering::SeqCst) {
+            let _ = job.tx.send(Err(BackendError::NotSent("connection closed".into())));
+            break "connection closed".to_string();
+        }
+        push(job, &mut out);
+        while out.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(j) => push(j, &mut out),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&out).await {
+            break e.to_string();
+        }
+    };
+    shared.kill(&why);
+    rx.close();
+    while let Ok(j) = rx.try_recv() {
+        let _ = j.tx.send(Err(BackendError::NotSent(why.clone())));
+    }
+    let _ = wr.shutdown().await;
+    let rwhy = reader.await.unwrap_or_default();
+    gauge.dec();
+    tracing::info!(backend = %addr, side = side.name(), reason = %rwhy, "backend connection closed");
+    {
+        let mut e = entry.lock();
+        // A connection that dies is retried at once the first time, then with backoff.
+        if e.next_try.is_none() {
+            e.last_error = rwhy;
+        }
+    }
+}
+
+/// A connection owned by one client (transactions, blocking commands, pub/sub).
+pub struct DedConn {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    sc: FrameScanner,
+    pub addr: Arc<str>,
+}
+
+impl DedConn {
+    pub async fn open(addr: &Arc<str>, resp3: bool, settings: &BackendSettings, side: Side) -> Result<DedConn, String> {
+        let s = connect(addr, resp3, creds_for(settings, side), settings.connect_timeout).await?;
+        Ok(DedConn {
+            stream: s,
+            buf: BytesMut::with_capacity(16 * 1024),
+            sc: FrameScanner::default(),
+            addr: addr.clone(),
+        })
+    }
+
+    /// Read one reply frame.
+    pub async fn read_frame(&mut self) -> Result<Bytes, String> {
+        loop {
+            if let Some(n) = self.sc.scan(&self.buf).map_err(|e| e.0)? {
+                self.sc.reset();
+                return Ok(self.buf.split_to(n).freeze());
+            }
+            if self.buf.capacity() - self.buf.len() < 8192 {
+                self.buf.reserve(64 * 1024);
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Err("connection closed by backend".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Write `data` and read `n` reply frames (all returned).
+    pub async fn request(&mut self, data: &[u8], n: usize) -> Result<Vec<Bytes>, String> {
+        self.stream.write_all(data).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.read_frame().await?);
+        }
+        Ok(out)
+    }
+}
