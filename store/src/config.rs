@@ -47,6 +47,9 @@ pub struct Cli {
     /// ACL file with users (like Redis's aclfile).
     #[arg(long, env = "FERRITE_ACLFILE")]
     pub aclfile: Option<String>,
+    /// Serve Prometheus metrics on HOST:PORT at /metrics (off when not given or empty).
+    #[arg(long = "metrics-listen", env = "FERRITE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The TOML file's shape (Redis names with `-` or `_`).
@@ -64,6 +67,7 @@ pub struct FileConfig {
     pub timeout: Option<u64>,
     pub hz: Option<u32>,
     pub aclfile: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Effective settings.
@@ -82,6 +86,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// ACL file path ("" = none).
     pub aclfile: String,
+    /// Prometheus /metrics listen address (None = off).
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -99,6 +105,7 @@ impl Default for Config {
             hz: 10,
             config_file: None,
             aclfile: String::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -118,6 +125,9 @@ impl Config {
             if let Some(v) = f.aclfile {
                 c.aclfile = v;
             }
+            if f.metrics_listen.is_some() {
+                c.metrics_listen = f.metrics_listen;
+            }
             if f.requirepass.is_some() {
                 c.requirepass = f.requirepass;
             }
@@ -130,6 +140,10 @@ impl Config {
         if let Some(v) = cli.aclfile {
             c.aclfile = v;
         }
+        if cli.metrics_listen.is_some() {
+            c.metrics_listen = cli.metrics_listen;
+        }
+        c.metrics_listen = c.metrics_listen.filter(|a| !a.trim().is_empty());
         if cli.requirepass.is_some() {
             c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
         }
