@@ -8,26 +8,83 @@ use std::collections::HashSet;
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// After a `Truncated` error: the input length that would have let the
+    /// failing read succeed (a lower bound for a retry).
+    want: usize,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, want: 0 }
     }
 
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    /// Bytes consumed so far.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes consumed since position `start`.
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
+    /// An 8-byte little-endian millisecond time.
+    pub fn ms_time(&mut self) -> Result<i64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(i64::from_le_bytes(a))
+    }
+
+    /// Skip an RDB string without decompressing it.
+    pub fn skip_string(&mut self) -> Result<()> {
+        let (l, enc) = self.len_or_enc()?;
+        if !enc {
+            if l > self.remaining() as u64 {
+                return Err(self.short(l));
+            }
+            self.take(l as usize)?;
+            return Ok(());
+        }
+        match l {
+            0 => self.take(1).map(|_| ()),
+            1 => self.take(2).map(|_| ()),
+            2 => self.take(4).map(|_| ()),
+            3 => {
+                let clen = self.len()?;
+                let _ulen = self.len()?;
+                if clen > self.remaining() as u64 {
+                    return Err(self.short(clen));
+                }
+                self.take(clen as usize).map(|_| ())
+            }
+            _ => Err(RdbError::Bad("unknown string encoding")),
+        }
+    }
+
+    /// After a `Truncated` error: input length needed for the failed read.
+    pub fn want(&self) -> usize {
+        self.want
+    }
+
+    fn short(&mut self, n: u64) -> RdbError {
+        self.want = (self.pos as u64).saturating_add(n).min(usize::MAX as u64) as usize;
+        RdbError::Truncated
+    }
+
     pub fn u8(&mut self) -> Result<u8> {
-        let b = *self.buf.get(self.pos).ok_or(RdbError::Truncated)?;
+        let Some(&b) = self.buf.get(self.pos) else { return Err(self.short(1)) };
         self.pos += 1;
         Ok(b)
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(RdbError::Truncated);
+            return Err(self.short(n as u64));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -74,7 +131,7 @@ impl<'a> Reader<'a> {
     fn count(&mut self) -> Result<usize> {
         let l = self.len()?;
         if l > self.remaining() as u64 {
-            return Err(RdbError::Truncated);
+            return Err(self.short(l));
         }
         Ok(l as usize)
     }
@@ -84,7 +141,7 @@ impl<'a> Reader<'a> {
         let (l, enc) = self.len_or_enc()?;
         if !enc {
             if l > self.remaining() as u64 {
-                return Err(RdbError::Truncated);
+                return Err(self.short(l));
             }
             return Ok(self.take(l as usize)?.to_vec());
         }
@@ -102,7 +159,7 @@ impl<'a> Reader<'a> {
                 let clen = self.len()?;
                 let ulen = self.len()?;
                 if clen > self.remaining() as u64 {
-                    return Err(RdbError::Truncated);
+                    return Err(self.short(clen));
                 }
                 // LZF expands at most ~264/2 times per input byte.
                 if ulen == 0 || ulen > clen.saturating_mul(132).saturating_add(64) {
@@ -115,14 +172,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn binary_double(&mut self) -> Result<f64> {
+    pub(crate) fn binary_double(&mut self) -> Result<f64> {
         let s = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
         Ok(f64::from_le_bytes(a))
     }
 
-    fn string_double(&mut self) -> Result<f64> {
+    pub(crate) fn string_double(&mut self) -> Result<f64> {
         let l = self.u8()?;
         match l {
             253 => Ok(f64::NAN),
@@ -177,7 +234,7 @@ fn zset_from_pairs(p: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RdbValue> {
 
 fn finish_zset(v: Vec<(Vec<u8>, f64)>) -> Result<RdbValue> {
     if v.is_empty() {
-        return Err(RdbError::Bad("empty key"));
+        return Err(RdbError::EmptyKey);
     }
     no_dups(v.iter().map(|(m, _)| m.as_slice()))?;
     Ok(RdbValue::ZSet(v))
@@ -185,7 +242,7 @@ fn finish_zset(v: Vec<(Vec<u8>, f64)>) -> Result<RdbValue> {
 
 fn finish_hash(v: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RdbValue> {
     if v.is_empty() {
-        return Err(RdbError::Bad("empty key"));
+        return Err(RdbError::EmptyKey);
     }
     no_dups(v.iter().map(|(f, _)| f.as_slice()))?;
     Ok(RdbValue::Hash(v))
@@ -193,7 +250,7 @@ fn finish_hash(v: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RdbValue> {
 
 fn finish_set(v: Vec<Vec<u8>>) -> Result<RdbValue> {
     if v.is_empty() {
-        return Err(RdbError::Bad("empty key"));
+        return Err(RdbError::EmptyKey);
     }
     no_dups(v.iter().map(|m| m.as_slice()))?;
     Ok(RdbValue::Set(v))
@@ -210,7 +267,7 @@ pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
                 v.push(r.string()?);
             }
             if v.is_empty() {
-                return Err(RdbError::Bad("empty key"));
+                return Err(RdbError::EmptyKey);
             }
             Ok(RdbValue::List(v))
         }
@@ -249,7 +306,7 @@ pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
         t::LIST_ZIPLIST => {
             let v = packs::ziplist(&r.string()?)?;
             if v.is_empty() {
-                return Err(RdbError::Bad("empty key"));
+                return Err(RdbError::EmptyKey);
             }
             Ok(RdbValue::List(v))
         }
@@ -277,13 +334,15 @@ pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
                 }
             }
             if v.is_empty() {
-                return Err(RdbError::Bad("empty key"));
+                return Err(RdbError::EmptyKey);
             }
             Ok(RdbValue::List(v))
         }
-        t::MODULE | t::MODULE_2 | t::STREAM_LISTPACKS | t::STREAM_LISTPACKS_2 | t::STREAM_LISTPACKS_3 => {
-            Err(RdbError::Unsupported(ty))
+        t::STREAM_LISTPACKS | t::STREAM_LISTPACKS_2 | t::STREAM_LISTPACKS_3 => {
+            Ok(RdbValue::Stream(Box::new(crate::stream::decode(ty, r)?)))
         }
+        t::MODULE_2 => Ok(RdbValue::Module(crate::module::walk(r)?)),
+        t::MODULE => Err(RdbError::Unsupported(ty)),
         _ => Err(RdbError::Bad("unknown type")),
     }
 }

@@ -98,6 +98,14 @@ pub fn encode_value(v: &RdbValue, w: &mut Writer) {
                 w.buf.extend_from_slice(&s.to_le_bytes());
             }
         }
+        RdbValue::Stream(s) => {
+            w.buf.push(t::STREAM_LISTPACKS_2);
+            crate::stream::encode(s, w);
+        }
+        RdbValue::Module(m) => {
+            w.buf.push(t::MODULE_2);
+            w.buf.extend_from_slice(&m.raw);
+        }
         RdbValue::Hash(h) => {
             w.buf.push(t::HASH);
             w.len(h.len() as u64);

@@ -184,6 +184,32 @@ pub fn listpack_encode<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
+/// Encoded size of one listpack element (back length included).
+pub fn elem_size(it: &[u8]) -> usize {
+    let enc = if let Some(i) = canonical_int(it) {
+        if (0..=127).contains(&i) {
+            1
+        } else if (-4096..=4095).contains(&i) {
+            2
+        } else if (i16::MIN as i64..=i16::MAX as i64).contains(&i) {
+            3
+        } else if (-(1 << 23)..(1 << 23)).contains(&i) {
+            4
+        } else if (i32::MIN as i64..=i32::MAX as i64).contains(&i) {
+            5
+        } else {
+            9
+        }
+    } else if it.len() < 64 {
+        1 + it.len()
+    } else if it.len() < 4096 {
+        2 + it.len()
+    } else {
+        5 + it.len()
+    };
+    enc + backlen_size(enc)
+}
+
 /// The integer a string is the canonical decimal form of (like Redis's
 /// string2ll), if any.
 pub fn canonical_int(s: &[u8]) -> Option<i64> {

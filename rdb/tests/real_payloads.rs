@@ -120,9 +120,10 @@ fn corrupt_payloads_are_errors() {
             let _ = decode_dump_body(&c);
         }
     }
-    // Streams and modules are unsupported.
-    assert!(matches!(decode_dump_body(&[15, 0]), Err(ferrite_rdb::RdbError::Unsupported(15))));
-    assert!(matches!(decode_dump_body(&[7, 0]), Err(ferrite_rdb::RdbError::Unsupported(7))));
+    // Truncated streams and modules are errors; module type 6 is refused.
+    assert!(decode_dump_body(&[15, 0]).is_err());
+    assert!(decode_dump_body(&[7, 0]).is_err());
+    assert!(matches!(decode_dump_body(&[6, 0]), Err(ferrite_rdb::RdbError::Unsupported(6))));
     // Huge counts with no data fail cleanly without allocating.
     assert!(decode_dump_body(&[2, 0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
     assert!(decode_dump_body(&[0, 0xc3, 0x01, 0x80, 0xff, 0xff, 0xff, 0xff, 0x00]).is_err());

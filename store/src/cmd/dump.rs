@@ -13,10 +13,7 @@ fn dump(cx: &mut Cx) -> CmdResult {
     let key = cx.arg(1);
     let payload = match cx.ks.lookup_read(key)? {
         None => None,
-        Some(e) => match to_rdb(&e.value) {
-            Some(v) => Some(ferrite_rdb::dump_payload(&v)),
-            None => return Err(CmdError::err("DUMP of stream values is not supported")),
-        },
+        Some(e) => Some(ferrite_rdb::dump_payload(&to_rdb(&e.value))),
     };
     match payload {
         Some(p) => cx.out.bulk(&p),
@@ -68,8 +65,10 @@ fn restore(cx: &mut Cx) -> CmdResult {
     // Like Redis, the value is read from the whole payload: a value whose
     // last bytes run into the footer still loads if it is well formed.
     let rv = ferrite_rdb::decode_dump_body(payload).map_err(|_| CmdError::err("Bad data format"))?;
+    // Module values (no module system here) are refused like Redis does
+    // when the module is not loaded.
     let compact = matches!(payload.first(), Some(&(12 | 13 | 16 | 17)));
-    let value = from_rdb(rv, &cx.srv.tun, compact);
+    let value = from_rdb(rv, &cx.srv.tun, compact).map_err(|_| CmdError::err("Bad data format"))?;
     let deleted = replace && cx.ks.remove(key)?.is_some();
     if ttl != 0 && !absttl {
         ttl = ttl.saturating_add(cx.ks.now);

@@ -658,6 +658,22 @@ impl Stream {
         }
     }
 
+    /// Every entry, tombstones included, node by node, in order:
+    /// `f(first_of_its_node, entry)`. For serialization that keeps Redis's
+    /// node layout (RDB/DUMP).
+    pub fn for_each_raw<'a>(&'a self, mut f: impl FnMut(bool, &EntryRef<'a>)) {
+        for (&k, node) in &self.nodes {
+            let mut off = 0;
+            let mut first = true;
+            while off < node.buf.len() {
+                let (e, next) = node.entry_at(k, off);
+                f(first, &e);
+                first = false;
+                off = next;
+            }
+        }
+    }
+
     /// The live entry with this ID.
     pub fn get(&self, id: StreamId) -> Option<EntryRef<'_>> {
         let (&k, node) = self.nodes.range(..=id).next_back()?;

@@ -1,0 +1,290 @@
+//! Source Redis Cluster topology: discovery (CLUSTER SHARDS, falling back to
+//! CLUSTER SLOTS), per-slot master lookup, and a connection set that follows
+//! MOVED replies and master failovers by refreshing the map and retrying.
+
+use crate::resp::{Auth, Conn, Reply};
+use crate::slots::{SlotSet, NSLOTS};
+use crate::{cmd, Error, Result};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// One master with its slots and replicas.
+#[derive(Clone, Debug)]
+pub struct Master {
+    pub addr: String,
+    pub id: String,
+    pub replicas: Vec<String>,
+    pub slots: SlotSet,
+}
+
+/// The slot map.
+#[derive(Clone, Debug)]
+pub struct Topo {
+    pub masters: Vec<Master>,
+    /// Index into `masters` per slot.
+    pub owner: Vec<Option<usize>>,
+}
+
+impl Topo {
+    pub fn master_of(&self, slot: u16) -> Option<&Master> {
+        self.owner.get(slot as usize).copied().flatten().and_then(|i| self.masters.get(i))
+    }
+    pub fn covered(&self) -> SlotSet {
+        let mut s = SlotSet::default();
+        for m in &self.masters {
+            for x in m.slots.iter() {
+                s.insert(x);
+            }
+        }
+        s
+    }
+    /// Every node address (masters then replicas).
+    pub fn all_nodes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.masters.iter().map(|m| m.addr.clone()).collect();
+        for m in &self.masters {
+            v.extend(m.replicas.iter().cloned());
+        }
+        v
+    }
+}
+
+fn node_addr(ip: &str, port: i64) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn from_shards(r: &Reply, seed: &str) -> Option<Topo> {
+    let mut masters = Vec::new();
+    for shard in r.items() {
+        let slots_r = shard.field("slots")?;
+        let mut slots = SlotSet::default();
+        let it = slots_r.items();
+        let mut i = 0;
+        while i + 1 < it.len() {
+            let (a, b) = (it[i].as_int()?, it[i + 1].as_int()?);
+            if a < 0 || b < a || b >= NSLOTS as i64 {
+                return None;
+            }
+            slots.insert_range(a as u16, b as u16);
+            i += 2;
+        }
+        let mut master = None;
+        let mut replicas = Vec::new();
+        for n in shard.field("nodes")?.items() {
+            let ip = n.field("ip").and_then(|x| x.as_str()).unwrap_or_default();
+            let ip = if ip.is_empty() { seed_host(seed) } else { ip };
+            let port = n.field("port").and_then(|x| x.as_int()).unwrap_or(0);
+            let role = n.field("role").and_then(|x| x.as_str()).unwrap_or_default();
+            let health = n.field("health").and_then(|x| x.as_str()).unwrap_or_else(|| "online".into());
+            let id = n.field("id").and_then(|x| x.as_str()).unwrap_or_default();
+            if port <= 0 {
+                continue;
+            }
+            let addr = node_addr(&ip, port);
+            if role == "master" && health != "fail" {
+                master = Some((addr, id));
+            } else if role == "replica" && health == "online" {
+                replicas.push(addr);
+            }
+        }
+        if slots.is_empty() {
+            continue;
+        }
+        let (addr, id) = master?;
+        masters.push(Master { addr, id, replicas, slots });
+    }
+    Some(build(masters))
+}
+
+fn seed_host(seed: &str) -> String {
+    seed.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_default()
+}
+
+fn from_slots(r: &Reply, seed: &str) -> Option<Topo> {
+    let mut by_addr: HashMap<String, Master> = HashMap::new();
+    for e in r.items() {
+        let it = e.items();
+        if it.len() < 3 {
+            return None;
+        }
+        let (a, b) = (it[0].as_int()?, it[1].as_int()?);
+        if a < 0 || b < a || b >= NSLOTS as i64 {
+            return None;
+        }
+        let node = |n: &Reply| -> Option<(String, String)> {
+            let f = n.items();
+            let ip = f.first()?.as_str()?;
+            let ip = if ip.is_empty() { seed_host(seed) } else { ip };
+            let port = f.get(1)?.as_int()?;
+            let id = f.get(2).and_then(|x| x.as_str()).unwrap_or_default();
+            Some((node_addr(&ip, port), id))
+        };
+        let (addr, id) = node(&it[2])?;
+        let m = by_addr.entry(addr.clone()).or_insert_with(|| Master {
+            addr,
+            id,
+            replicas: Vec::new(),
+            slots: SlotSet::default(),
+        });
+        m.slots.insert_range(a as u16, b as u16);
+        for rep in &it[3..] {
+            if let Some((ra, _)) = node(rep) {
+                if !m.replicas.contains(&ra) {
+                    m.replicas.push(ra);
+                }
+            }
+        }
+    }
+    let mut masters: Vec<Master> = by_addr.into_values().collect();
+    masters.sort_by(|a, b| a.addr.cmp(&b.addr));
+    Some(build(masters))
+}
+
+fn build(masters: Vec<Master>) -> Topo {
+    let mut owner = vec![None; NSLOTS];
+    for (i, m) in masters.iter().enumerate() {
+        for s in m.slots.iter() {
+            owner[s as usize] = Some(i);
+        }
+    }
+    Topo { masters, owner }
+}
+
+/// Ask one node for the topology.
+pub fn discover_from(addr: &str, timeout: Duration, auth: &Auth) -> Result<Topo> {
+    let mut c = Conn::connect(addr, timeout, auth)?;
+    let r = c.cmd(&cmd!["CLUSTER", "SHARDS"])?;
+    if !r.is_error() {
+        if let Some(t) = from_shards(&r, addr) {
+            if !t.masters.is_empty() {
+                return Ok(t);
+            }
+        }
+    }
+    let r = c.cmd(&cmd!["CLUSTER", "SLOTS"])?.ok()?;
+    match from_slots(&r, addr) {
+        Some(t) if !t.masters.is_empty() => Ok(t),
+        _ => Err(Error::Protocol(format!("{addr}: cannot read the cluster topology (is it a Redis Cluster node?)"))),
+    }
+}
+
+/// Try each address until one answers.
+pub fn discover(addrs: &[String], timeout: Duration, auth: &Auth) -> Result<Topo> {
+    let mut last = Error::Config("no source node given".into());
+    for a in addrs {
+        match discover_from(a, timeout, auth) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Connections to the source cluster that follow its topology.
+pub struct Source {
+    pub seeds: Vec<String>,
+    pub auth: Auth,
+    pub timeout: Duration,
+    pub topo: Topo,
+    conns: HashMap<String, Conn>,
+    /// How long to keep retrying through a failover.
+    pub retry_for: Duration,
+    pub refreshes: u64,
+}
+
+fn retryable(e: &str) -> bool {
+    ["MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "READONLY", "MASTERDOWN"].iter().any(|p| e.starts_with(p))
+}
+
+impl Source {
+    pub fn connect(seeds: Vec<String>, auth: Auth, timeout: Duration) -> Result<Source> {
+        let topo = discover(&seeds, timeout, &auth)?;
+        Ok(Source {
+            seeds,
+            auth,
+            timeout,
+            topo,
+            conns: HashMap::new(),
+            retry_for: Duration::from_secs(60),
+            refreshes: 0,
+        })
+    }
+
+    /// Re-read the topology from any known node.
+    pub fn refresh(&mut self) -> Result<()> {
+        let mut addrs = self.topo.all_nodes();
+        for s in &self.seeds {
+            if !addrs.contains(s) {
+                addrs.push(s.clone());
+            }
+        }
+        self.topo = discover(&addrs, self.timeout, &self.auth)?;
+        self.refreshes += 1;
+        crate::metrics::get().source_refreshes.inc();
+        Ok(())
+    }
+
+    /// A connection to `addr` (cached).
+    pub fn conn(&mut self, addr: &str) -> Result<&mut Conn> {
+        if !self.conns.contains_key(addr) {
+            let c = Conn::connect(addr, self.timeout, &self.auth)?;
+            self.conns.insert(addr.to_string(), c);
+        }
+        self.conns.get_mut(addr).ok_or_else(|| Error::Other("connection vanished".into()))
+    }
+
+    pub fn drop_conn(&mut self, addr: &str) {
+        self.conns.remove(addr);
+    }
+
+    /// Run a pipeline of idempotent reads against the master of `slot`,
+    /// retrying (after refreshing the topology) on MOVED, TRYAGAIN,
+    /// CLUSTERDOWN, LOADING and connection errors until `retry_for` passes.
+    pub fn slot_pipeline(&mut self, slot: u16, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let addr = match self.topo.master_of(slot) {
+                Some(m) => m.addr.clone(),
+                None => {
+                    if start.elapsed() > self.retry_for {
+                        return Err(Error::Other(format!("no source master serves slot {slot}")));
+                    }
+                    std::thread::sleep(delay);
+                    let _ = self.refresh();
+                    continue;
+                }
+            };
+            let res = self.conn(&addr).and_then(|c| c.pipeline(cmds));
+            let retry_msg = match res {
+                Ok(replies) => {
+                    let bad = replies.iter().find_map(|r| match r {
+                        Reply::Error(e) if retryable(e) => Some(e.clone()),
+                        Reply::Array(a) => a.iter().find_map(|x| match x {
+                            Reply::Error(e) if retryable(e) => Some(e.clone()),
+                            _ => None,
+                        }),
+                        _ => None,
+                    });
+                    match bad {
+                        None => return Ok(replies),
+                        Some(e) => e,
+                    }
+                }
+                Err(e) => {
+                    self.drop_conn(&addr);
+                    e.to_string()
+                }
+            };
+            if start.elapsed() > self.retry_for {
+                return Err(Error::Other(format!("slot {slot}: source kept failing: {retry_msg}")));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(1000));
+            let _ = self.refresh();
+        }
+    }
+}

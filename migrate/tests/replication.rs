@@ -1,0 +1,225 @@
+//! The replication method against a real Redis Cluster and a real ferrite:
+//! the tool acts as a replica of every master (PSYNC, RDB, command stream);
+//! the initial copy and then live changes must reach ferrite in order.
+
+mod common;
+use common::*;
+use ferrite_migrate::repl::{Filter, ReplConfig, Replicator};
+use ferrite_migrate::resp::{Auth, Reply};
+use ferrite_migrate::slots::SlotSet;
+use ferrite_testkit::{wait_for, Cluster};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn master_offset(addr: &str) -> i64 {
+    let r = conn(addr).cmd(&args(&["INFO", "replication"])).unwrap();
+    let t = r.as_str().unwrap();
+    t.lines().find_map(|l| l.strip_prefix("master_repl_offset:")).unwrap().trim().parse().unwrap()
+}
+
+fn verify_clean(cluster: &Cluster, ferrite: &str, scope: &SlotSet) {
+    let mut src = source(cluster);
+    let mut dst = conn(ferrite);
+    let rep = ferrite_migrate::verify::verify(&mut src, &mut dst, scope, 2000, 50).expect("verify");
+    assert!(rep.diffs.is_empty(), "differences: {:?}", rep.diffs);
+    assert!(rep.keys_source > 0);
+    assert_eq!(rep.keys_source, rep.keys_target);
+}
+
+#[test]
+fn replication_initial_copy_then_live_changes_in_order() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 40, "i");
+    // Everything but slots 0-99 is in scope: keys there must not be copied.
+    let mut scope = SlotSet::all();
+    for s in 0..100u16 {
+        scope.remove(s);
+    }
+    let outside: Vec<&String> =
+        keys.iter().filter(|k| !scope.contains(ferrite_commands::key_hash_slot(k.as_bytes()))).collect();
+    let filter = Arc::new(Filter::new(&scope));
+    let topo = src.topo.clone();
+    let mut reps = Vec::new();
+    for m in &topo.masters {
+        reps.push(Replicator::start(ReplConfig {
+            master: m.addr.clone(),
+            slots: m.slots.intersect(&scope),
+            seeds: topo.all_nodes(),
+            source_auth: Auth::default(),
+            target: ferrite.addr(),
+            target_auth: Auth::default(),
+            timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(30),
+            replica_port: 0,
+            filter: filter.clone(),
+            clock_offset_ms: 0,
+        }));
+    }
+    wait_for(Duration::from_secs(60), "initial syncs", || {
+        for r in &reps {
+            assert!(r.error().is_none(), "replicator error: {:?}", r.error());
+        }
+        reps.iter().all(|r| r.loaded()).then_some(())
+    });
+    let catch_up = |reps: &[Replicator]| {
+        for r in reps {
+            let off = master_offset(&r.master());
+            wait_for(Duration::from_secs(30), "ferrite to catch up", || {
+                assert!(r.error().is_none(), "replicator error: {:?}", r.error());
+                (r.applied() >= off).then_some(())
+            });
+        }
+    };
+    catch_up(&reps);
+    verify_clean(&cluster, &ferrite.addr(), &scope);
+    let mut f = conn(&ferrite.addr());
+    for k in &outside {
+        assert_eq!(f.cmd(&args(&["EXISTS", k])).unwrap().as_int(), Some(0), "{k} is outside the scope");
+    }
+    // Live changes: ordered sequences whose final state depends on order.
+    for i in 0..300 {
+        on_key(&mut src, "live:counter", &["INCR", "live:counter"]);
+        on_key(&mut src, "live:list", &["RPUSH", "live:list", &i.to_string()]);
+        on_key(&mut src, "live:str", &["SET", "live:str", &format!("v{i}")]);
+        if i % 7 == 0 {
+            on_key(&mut src, "live:list", &["LPOP", "live:list"]);
+        }
+    }
+    on_key(&mut src, "i:str:1", &["DEL", "i:str:1"]);
+    on_key(&mut src, "i:hash:2", &["HSET", "i:hash:2", "new", "field"]);
+    on_key(&mut src, "i:str:2", &["PEXPIRE", "i:str:2", "900000"]);
+    on_key(&mut src, "i:zset:3", &["ZINCRBY", "i:zset:3", "10", "a"]);
+    on_key(&mut src, "i:stream:1", &["XADD", "i:stream:1", "*", "late", "1"]);
+    on_key(&mut src, "i:short", &["SET", "i:short", "x", "PX", "200"]);
+    // A transaction on one slot (hash tags).
+    let slot = ferrite_commands::key_hash_slot(b"{tx}a");
+    src.slot_pipeline(
+        slot,
+        &[args(&["MULTI"]), args(&["SET", "{tx}a", "1"]), args(&["INCRBY", "{tx}b", "5"]), args(&["EXEC"])],
+    )
+    .unwrap();
+    // A big collection created live (goes through the stream, not the RDB).
+    let mut big = vec!["SADD".to_string(), "live:bigset".into()];
+    for m in 0..3000 {
+        big.push(format!("m{m}"));
+    }
+    let big: Vec<&str> = big.iter().map(String::as_str).collect();
+    on_key(&mut src, "live:bigset", &big);
+    std::thread::sleep(Duration::from_millis(300));
+    catch_up(&reps);
+    let counter_in = scope.contains(ferrite_commands::key_hash_slot(b"live:counter"));
+    if counter_in {
+        assert_eq!(f.cmd(&args(&["GET", "live:counter"])).unwrap(), Reply::Bulk(b("300")));
+    }
+    assert_eq!(f.cmd(&args(&["EXISTS", "i:str:1"])).unwrap().as_int(), Some(0));
+    assert_eq!(f.cmd(&args(&["HGET", "i:hash:2", "new"])).unwrap(), Reply::Bulk(b("field")));
+    assert_eq!(f.cmd(&args(&["GET", "{tx}b"])).unwrap(), Reply::Bulk(b("5")));
+    assert_eq!(f.cmd(&args(&["SCARD", "live:bigset"])).unwrap().as_int(), Some(3000));
+    verify_clean(&cluster, &ferrite.addr(), &scope);
+    // From a slot's flip on, its source changes are no longer applied.
+    let s = ferrite_commands::key_hash_slot(b"live:str");
+    filter.remove(s);
+    on_key(&mut src, "live:str", &["SET", "live:str", "after-flip"]);
+    on_key(&mut src, "live:counter", &["INCR", "live:counter"]);
+    std::thread::sleep(Duration::from_millis(200));
+    catch_up(&reps);
+    assert_eq!(f.cmd(&args(&["GET", "live:str"])).unwrap(), Reply::Bulk(b("v299")));
+    if counter_in && ferrite_commands::key_hash_slot(b"live:counter") != s {
+        assert_eq!(f.cmd(&args(&["GET", "live:counter"])).unwrap(), Reply::Bulk(b("301")));
+    }
+    for r in &reps {
+        r.stop();
+    }
+    for r in reps {
+        r.join();
+    }
+}
+
+#[test]
+fn replication_run_end_to_end_without_proxy() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 30, "e");
+    let (_d, state) = state_path("repl");
+    let out = migrate(
+        &sv(&["--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--state", &state, "--json"]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json outcome");
+    assert_eq!(v["verified"].as_bool(), Some(true), "{v}");
+    assert_eq!(v["slots_flipped"].as_u64(), Some(16384));
+    assert_eq!(v["copy_errors"].as_u64(), Some(0), "{v}");
+    let n = conn(&ferrite.addr()).cmd(&args(&["DBSIZE"])).unwrap().as_int().unwrap();
+    assert_eq!(n as usize, keys.len());
+}
+
+#[test]
+fn replication_streams_big_collections_in_parts() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    // Collections far above the parser's part size (1024 elements), with TTLs.
+    let mut big: Vec<(String, Vec<String>)> = Vec::new();
+    let mut list = vec!["RPUSH".to_string(), "big:list".into()];
+    list.extend((0..30000).map(|i| format!("e{i}")));
+    big.push(("big:list".into(), list));
+    let mut set = vec!["SADD".to_string(), "big:set".into()];
+    set.extend((0..5000).map(|i| format!("m{i}")));
+    big.push(("big:set".into(), set));
+    let mut iset = vec!["SADD".to_string(), "big:intset".into()];
+    iset.extend((0..3000).map(|i| (i * 7).to_string()));
+    big.push(("big:intset".into(), iset));
+    let mut hash = vec!["HSET".to_string(), "big:hash".into()];
+    for i in 0..4000 {
+        hash.push(format!("f{i}"));
+        hash.push(format!("v{i}"));
+    }
+    big.push(("big:hash".into(), hash));
+    let mut zset = vec!["ZADD".to_string(), "big:zset".into()];
+    for i in 0..4000 {
+        zset.push(format!("{}", (i as f64) / 3.0 - 100.0));
+        zset.push(format!("z{i}"));
+    }
+    zset.extend(["inf".to_string(), "top".into(), "-inf".into(), "bottom".into()]);
+    big.push(("big:zset".into(), zset));
+    for (k, cmd) in &big {
+        let a: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        on_key(&mut src, k, &a);
+    }
+    on_key(&mut src, "big:hash", &["PEXPIRE", "big:hash", "700000"]);
+    on_key(&mut src, "big:list", &["EXPIRE", "big:list", "800"]);
+    let mut x = vec!["XADD".to_string(), "big:stream".into(), "*".into()];
+    x.extend(["a".to_string(), "b".into()]);
+    for _ in 0..2500 {
+        let a: Vec<&str> = x.iter().map(String::as_str).collect();
+        on_key(&mut src, "big:stream", &a);
+    }
+    on_key(&mut src, "big:stream", &["XGROUP", "CREATE", "big:stream", "g", "0"]);
+    on_key(&mut src, "big:stream", &["XREADGROUP", "GROUP", "g", "c1", "COUNT", "1500", "STREAMS", "big:stream", ">"]);
+    let (_d, state) = state_path("big");
+    let out = migrate(
+        &sv(&["--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--state", &state, "--quiet"]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 0 differences"), "{}", show(&out));
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["LLEN", "big:list"])).unwrap().as_int(), Some(30000));
+    assert_eq!(f.cmd(&args(&["LINDEX", "big:list", "29999"])).unwrap(), Reply::Bulk(b("e29999")));
+    assert_eq!(f.cmd(&args(&["SCARD", "big:set"])).unwrap().as_int(), Some(5000));
+    assert_eq!(f.cmd(&args(&["SCARD", "big:intset"])).unwrap().as_int(), Some(3000));
+    assert_eq!(f.cmd(&args(&["HLEN", "big:hash"])).unwrap().as_int(), Some(4000));
+    assert_eq!(f.cmd(&args(&["ZCARD", "big:zset"])).unwrap().as_int(), Some(4002));
+    assert_eq!(f.cmd(&args(&["ZSCORE", "big:zset", "top"])).unwrap(), Reply::Bulk(b("inf")));
+    let t = f.cmd(&args(&["PTTL", "big:hash"])).unwrap().as_int().unwrap();
+    assert!(t > 690_000 && t <= 700_000, "{t}");
+    let t = f.cmd(&args(&["TTL", "big:list"])).unwrap().as_int().unwrap();
+    assert!(t > 790 && t <= 800, "{t}");
+    assert_eq!(f.cmd(&args(&["XLEN", "big:stream"])).unwrap().as_int(), Some(2500));
+    let g = f.cmd(&args(&["XPENDING", "big:stream", "g"])).unwrap();
+    assert_eq!(g.items().first().and_then(|x| x.as_int()), Some(1500), "{g:?}");
+}

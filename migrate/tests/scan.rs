@@ -1,0 +1,234 @@
+//! The scan method against a real Redis Cluster (3 masters) and a real
+//! ferrite, without a proxy: plan, copy of every type with TTLs, verify,
+//! a planted difference, and checkpoint/resume after killing a run.
+
+mod common;
+use common::*;
+use ferrite_migrate::resp::Reply;
+use ferrite_testkit::Cluster;
+use std::time::Duration;
+
+#[test]
+fn plan_reports_counts_types_and_big_keys() {
+    let cluster = Cluster::start(3, 0);
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 20, "p");
+    let out = migrate(
+        &sv(&["plan", "--from-redis-cluster", &cluster.seed(), "--json", "--big-key-bytes", "100000"]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --json output");
+    assert_eq!(v["keys"].as_u64(), Some(keys.len() as u64), "{v}");
+    assert_eq!(v["masters"].as_array().map(|a| a.len()), Some(3));
+    assert_eq!(v["slots_in_scope"].as_u64(), Some(16384));
+    assert_eq!(v["types"]["hash"].as_u64(), Some(23));
+    assert_eq!(v["types"]["string"].as_u64(), Some(20 * 2 + 20 + 3), "{}", v["types"]);
+    let big: Vec<&str> = v["big_keys"].as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap()).collect();
+    for j in 0..3 {
+        assert!(big.contains(&format!("p:bigstr:{j}").as_str()), "{big:?}");
+    }
+    assert_eq!(v["unsupported"].as_array().map(|a| a.len()), Some(0));
+    let per_slot: u64 = v["per_slot"].as_array().unwrap().iter().map(|s| s["keys"].as_u64().unwrap()).sum();
+    assert_eq!(per_slot, keys.len() as u64);
+    // Human output mentions the masters and totals; --slots restricts.
+    let out =
+        migrate(&sv(&["plan", "--from-redis-cluster", &cluster.seed(), "--slots", "0-100"]), Duration::from_secs(60));
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("101 slots in scope"), "{text}");
+    assert!(text.contains("total:"), "{text}");
+}
+
+#[test]
+fn scan_copies_every_type_with_ttls_and_verify_is_clean_then_detects_a_plant() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 30, "s");
+    // A key that will expire during the run and one deleted before it.
+    on_key(&mut src, "s:short", &["SET", "s:short", "v", "PX", "300"]);
+    let (_d, state) = state_path("scan");
+    let out = migrate(
+        &sv(&[
+            "--from-redis-cluster",
+            &cluster.seed(),
+            "--to",
+            &ferrite.addr(),
+            "--method",
+            "scan",
+            "--state",
+            &state,
+            "--quiet",
+            "--batch-keys",
+            "37",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verify: 0 differences"), "{text}");
+    // Every key is there, with its TTL as an absolute deadline.
+    let mut f = conn(&ferrite.addr());
+    let mut s = source(&cluster);
+    for k in &keys {
+        let a = on_key(&mut s, k, &["TYPE", k]);
+        let b = f.cmd(&args(&["TYPE", k])).unwrap();
+        assert_eq!(a, b, "type of {k}");
+        let ta = on_key(&mut s, k, &["PTTL", k]).as_int().unwrap();
+        let tb = f.cmd(&args(&["PTTL", k])).unwrap().as_int().unwrap();
+        assert_eq!(ta < 0, tb < 0, "ttl presence of {k}: {ta} vs {tb}");
+        assert!((ta - tb).abs() < 5000, "ttl of {k}: {ta} vs {tb}");
+    }
+    assert_eq!(f.cmd(&args(&["GET", "s:str:4"])).unwrap(), Reply::Bulk(b("value-4")));
+    assert_eq!(f.cmd(&args(&["LRANGE", "s:biglist:1", "1998", "-1"])).unwrap().items().len(), 2);
+    assert_eq!(f.cmd(&args(&["ZSCORE", "s:zset:3", "b"])).unwrap(), Reply::Bulk(b("-2")));
+    // Standalone verify agrees.
+    let out = migrate(
+        &sv(&["verify", "--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--json"]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["differences"].as_u64(), Some(0), "{v}");
+    // Plant differences of every kind on the target.
+    f.cmd(&args(&["HSET", "s:hash:5", "f1", "changed"])).unwrap();
+    f.cmd(&args(&["DEL", "s:list:6"])).unwrap();
+    f.cmd(&args(&["SET", "s:extra{s:str:1}", "x"])).unwrap();
+    f.cmd(&args(&["PERSIST", "s:str:9"])).unwrap();
+    f.cmd(&args(&["SADD", "s:bigset:2", "intruder"])).unwrap();
+    let out = migrate(
+        &sv(&["verify", "--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--json"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["differences"].as_u64(), Some(5), "{v}");
+    let diffs = v["diffs"].to_string();
+    for (k, what) in [
+        ("s:hash:5", "hash value differs"),
+        ("s:list:6", "missing on target"),
+        ("s:extra{s:str:1}", "extra on target"),
+        ("s:str:9", "ttl differs"),
+        ("s:bigset:2", "set value differs"),
+    ] {
+        assert!(diffs.contains(k) && diffs.contains(what), "{k} / {what} not in {diffs}");
+    }
+    // Human form prints the differing keys.
+    let out = migrate(
+        &sv(&["verify", "--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DIFF slot") && text.contains("s:list:6") && text.contains("5 differences"), "{text}");
+}
+
+#[test]
+fn checkpoint_and_resume_after_kill() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 150, "r");
+    let (_d, state) = state_path("resume");
+    let base = sv(&[
+        "--from-redis-cluster",
+        &cluster.seed(),
+        "--to",
+        &ferrite.addr(),
+        "--method",
+        "scan",
+        "--state",
+        &state,
+        "--quiet",
+        "--max-keys-per-sec",
+        "300",
+        "--cutover-slots",
+        "64",
+    ]);
+    let mport = ferrite_testkit::free_port();
+    let mut with_metrics = base.clone();
+    with_metrics.push("--metrics-listen".into());
+    with_metrics.push(format!("127.0.0.1:{mport}"));
+    let mut child = spawn_migrate(&with_metrics);
+    // Wait until some slots are checkpointed, then kill it hard.
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
+        if let Ok(t) = std::fs::read_to_string(&state) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                let done = v["slots"].as_str().unwrap_or("").bytes().filter(|c| *c == b'f').count();
+                if done >= 128 {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Prometheus metrics while it runs.
+    let body = http_get(mport, "/metrics");
+    for m in [
+        "ferrite_migrate_keys_copied_total",
+        "ferrite_migrate_bytes_copied_total",
+        "ferrite_migrate_slots{state=\"flipped\"}",
+        "ferrite_migrate_pause_seconds",
+        "ferrite_migrate_copy_errors_total 0",
+    ] {
+        assert!(body.contains(m), "{m} not in {body}");
+    }
+    assert!(http_get(mport, "/nope").starts_with("HTTP/1.1 404"));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let flipped = v["slots"].as_str().unwrap().bytes().filter(|c| *c == b'f').count();
+    assert!(flipped < 16384, "the run finished before it was killed");
+    // Change data on the source while the tool is down, in a slot not done
+    // yet: the resumed run must pick the change up; and delete a key there.
+    let slots_str = v["slots"].as_str().unwrap().as_bytes().to_vec();
+    let todo: Vec<&String> =
+        keys.iter().filter(|k| slots_str[ferrite_commands::key_hash_slot(k.as_bytes()) as usize] != b'f').collect();
+    assert!(todo.len() >= 2);
+    let changed = todo[0].clone();
+    let deleted = todo[1].clone();
+    on_key(&mut src, &changed, &["DEL", &changed]);
+    on_key(&mut src, &changed, &["SET", &changed, "after-kill"]);
+    on_key(&mut src, &deleted, &["DEL", &deleted]);
+    // `run` refuses to start over an unfinished state file.
+    let out = migrate(&base, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resume"), "{}", show(&out));
+    // status shows the partial progress.
+    let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
+    assert!(out.status.success(), "{}", show(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["slots_flipped"].as_u64(), Some(flipped as u64));
+    assert_eq!(st["finished"].as_bool(), Some(false));
+    // Resume to completion.
+    let mut r = vec!["resume".to_string()];
+    r.extend(base.iter().cloned());
+    r.retain(|x| x != "300");
+    let pos = r.iter().position(|x| x == "--max-keys-per-sec").unwrap();
+    r.remove(pos);
+    let out = migrate(&r, Duration::from_secs(180));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 0 differences"), "{}", show(&out));
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["GET", &changed])).unwrap().as_bytes(), Some(&b"after-kill"[..]));
+    assert_eq!(f.cmd(&args(&["EXISTS", &deleted])).unwrap().as_int(), Some(0));
+    let n = f.cmd(&args(&["DBSIZE"])).unwrap().as_int().unwrap();
+    assert_eq!(n as usize, keys.len() - 1);
+    let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["slots_flipped"].as_u64(), Some(16384));
+    assert_eq!(st["finished"].as_bool(), Some(true));
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
