@@ -27,8 +27,8 @@ cluster masters, and its connect-failure and failed-mirror counters by stopping
 the Redis Cluster after the migration. A name still without a sample FAILS
 (the message says when the name is at least compiled into the binary).
 
-The alert rules are validated with `promtool check rules` when promtool is on
-PATH, else parsed (PyYAML if present, else a small indentation parser) and
+The alert rules (and, wrapped in recording rules, every panel query) are
+validated with `promtool check rules` when promtool is on PATH, else parsed (PyYAML if present, else a small indentation parser) and
 checked for structure (groups, unique alert names, expr, for, labels,
 annotations).
 
@@ -291,6 +291,35 @@ def load_rules(ddir):
             exprs.append((f"alerts.yml / {name}", expr))
     print(f"alerts.yml: {len(seen_alerts)} alerts in {len(seen_groups)} groups, structure OK ({how})")
     return exprs
+
+
+def grafana_to_promql(expr):
+    """A dashboard expression with Grafana's variables replaced by values Prometheus accepts."""
+    return (expr.replace("$__rate_interval", "1m").replace("$__interval", "1m").replace("$__range", "1h")
+            .replace("$job", ".*").replace("$instance", ".*"))
+
+
+def promtool_check_dashboards(exprs):
+    """With promtool on PATH: parse every dashboard expression by wrapping each in a recording rule."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        print("dashboards: promtool not on PATH, PromQL syntax of panel queries not checked (names still are)")
+        return
+    rules = [e for w, e in exprs if not w.startswith("alerts.yml") and "variable" not in w]
+    d = tempfile.mkdtemp(prefix="ferrite-dash-rules-")
+    try:
+        path = os.path.join(d, "dashboards.rules.yml")
+        with open(path, "w") as f:
+            f.write("groups:\n  - name: dashboard_queries\n    rules:\n")
+            for i, e in enumerate(rules):
+                f.write(f"      - record: dashboard:query_{i}\n        expr: {json.dumps(grafana_to_promql(e))}\n")
+        r = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise CheckError(f"promtool rejects dashboard queries:\n{r.stdout}{r.stderr}\n" +
+                             "\n".join(f"  query_{i}: {e}" for i, e in enumerate(rules)))
+        print(f"dashboards: {len(rules)} panel queries parse (promtool)")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- processes
@@ -665,7 +694,9 @@ def main():
     if "proxy" in skip and "migrate" not in skip:
         raise CheckError("FERRITE_DASHBOARDS_SKIP=proxy needs migrate skipped too (a migration needs a proxy)")
 
-    exprs = dashboard_exprs(ddir) + load_rules(ddir)
+    dexprs = dashboard_exprs(ddir)
+    promtool_check_dashboards(dexprs)
+    exprs = dexprs + load_rules(ddir)
     used = {}  # metric -> [where]
     for where, e in exprs:
         for n in metric_names(e):
