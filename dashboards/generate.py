@@ -262,7 +262,7 @@ def proxy():
     b.stat("Requests/s", "Client requests per second.",
            [(f"sum(rate(ferrite_proxy_requests_total{s}[{RI}]))", "req/s")], "reqps")
     b.stat("Proxy error ratio", "Errors found by the proxy (not the backend's own error replies) per request.",
-           [(f'sum(rate(ferrite_proxy_errors_total{not_backend}[{RI}])) '
+           [(f"(sum(rate(ferrite_proxy_errors_total{not_backend}[{RI}])) or vector(0)) "
              f"/ sum(rate(ferrite_proxy_requests_total{s}[{RI}]))", "ratio")], "percentunit",
            extra={"thresholds": [{"color": "green", "value": None}, {"color": "red", "value": 0.01}]})
     b.stat("Client connections", "Open client connections.", [(f"sum(ferrite_proxy_client_connections{s})", "")])
