@@ -337,16 +337,16 @@ fn families(info: &str) -> Vec<MetricFamily> {
             "ferrite_db_expiring_keys" => p.dbs.iter().map(|(db, _, e)| sample(l.kind, &[("db", db)], *e)).collect(),
             "ferrite_errors_total" => p.errors.iter().map(|(c, n)| sample(l.kind, &[("error", c)], *n)).collect(),
             name => {
-                let (key, scale) = match name {
+                let (key, divisor) = match name {
                     "ferrite_command_calls_total" => ("calls", 1.0),
-                    "ferrite_command_duration_seconds_total" => ("usec", 1e-6),
+                    "ferrite_command_duration_seconds_total" => ("usec", 1e6),
                     "ferrite_command_failed_calls_total" => ("failed_calls", 1.0),
                     _ => ("rejected_calls", 1.0),
                 };
                 p.cmds
                     .iter()
                     .filter_map(|(cmd, list)| {
-                        sub_field(list, key).map(|v| sample(l.kind, &[("command", cmd)], v * scale))
+                        sub_field(list, key).map(|v| sample(l.kind, &[("command", cmd)], v / divisor))
                     })
                     .collect()
             }
