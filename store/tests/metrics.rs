@@ -246,3 +246,59 @@ fn bad_metrics_address_fails_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot listen for metrics"), "stderr: {err}");
 }
+
+/// The INFO text of a RESP reply (bulk or verbatim `txt:`).
+fn info_text(reply: &[u8]) -> String {
+    let s = String::from_utf8_lossy(reply).into_owned();
+    let body = s.split_once("\r\n").map(|(_, b)| b).unwrap_or("");
+    body.strip_prefix("txt:").unwrap_or(body).to_string()
+}
+
+#[test]
+fn scrape_agrees_with_info() {
+    let f = start();
+    let mut c = Conn::connect(f.port).unwrap();
+    for line in ["SET a 1", "GET a", "GET b", "LPUSH a x", "GET", "HSET h f v", "SELECT 1", "SET z 1 EX 100"] {
+        c.line(line);
+    }
+    // Nothing else runs now: INFO and the scrape see the same counters (INFO does not count itself).
+    let info = info_text(&c.line("INFO everything"));
+    let m = scrape(f.mport);
+    let field = |k: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("INFO has no numeric {k}"))
+    };
+    for (metric, key) in [
+        ("ferrite_keyspace_hits_total", "keyspace_hits"),
+        ("ferrite_keyspace_misses_total", "keyspace_misses"),
+        ("ferrite_error_replies_total", "total_error_replies"),
+        ("ferrite_connections_received_total", "total_connections_received"),
+        ("ferrite_max_clients", "maxclients"),
+        ("ferrite_rdb_changes_since_last_save", "rdb_changes_since_last_save"),
+        ("ferrite_memory_max_bytes", "maxmemory"),
+        ("ferrite_pubsub_channels", "pubsub_channels"),
+    ] {
+        assert_eq!(val(&m, metric), field(key), "{metric} vs INFO {key}");
+    }
+    // Per-command and per-error families follow INFO's commandstats / errorstats lines when it has any.
+    for l in info.lines() {
+        if let Some((cmd, rest)) = l.strip_prefix("cmdstat_").and_then(|r| r.split_once(':')) {
+            if cmd == "info" {
+                continue;
+            }
+            let calls: f64 = rest.split(',').find_map(|kv| kv.strip_prefix("calls=")).unwrap().parse().unwrap();
+            assert_eq!(val(&m, &format!("ferrite_command_calls_total{{command=\"{cmd}\"}}")), calls, "{l}");
+        }
+        if let Some((code, rest)) = l.strip_prefix("errorstat_").and_then(|r| r.split_once(':')) {
+            let n: f64 = rest.strip_prefix("count=").unwrap().parse().unwrap();
+            assert_eq!(val(&m, &format!("ferrite_errors_total{{error=\"{code}\"}}")), n, "{l}");
+        }
+        let db_line = l.strip_prefix("db").and_then(|r| r.split_once(':'));
+        if let Some((db, rest)) = db_line.filter(|(d, _)| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+            let keys: f64 = rest.split(',').find_map(|kv| kv.strip_prefix("keys=")).unwrap().parse().unwrap();
+            assert_eq!(val(&m, &format!("ferrite_db_keys{{db=\"{db}\"}}")), keys, "{l}");
+        }
+    }
+}
