@@ -167,13 +167,11 @@ impl Client {
         self.subs.iter().any(|s| !s.is_empty())
     }
 
-    fn req(&self, args: &[Bytes], meta: Option<&CommandMeta>, keys: Vec<Bytes>) -> Req {
+    fn req(&self, args: &[Bytes], meta: Option<&'static CommandMeta>, keys: Vec<Bytes>) -> Req {
         let (name, write, readonly) = match meta {
             Some(m) => (m.name.as_str(), m.flags.has(Flags::WRITE), m.flags.has(Flags::READONLY)),
             None => ("unknown", false, false),
         };
-        // Command names come from the 'static table.
-        let name: &'static str = table().get_full(name).map(|m| m.name.as_str()).unwrap_or("unknown");
         Req { data: encode_cmd(args), name, write, readonly, resp3: self.resp3, keys: keys.into() }
     }
 
@@ -208,7 +206,7 @@ impl Client {
         }
         if eq(name, "ferrite.proxy") {
             return crate::admin::handle(self.proxy.clone(), args, self.resp3, self.loopback, &mut self.admin_authed)
-                .map_or_else(|b| Out::Now(b), Out::Later);
+                .map_or_else(Out::Now, Out::Later);
         }
         let meta = table().get(name);
         let Some(top) = meta else {
@@ -217,7 +215,7 @@ impl Client {
             }
             return err(&unknown_command(args));
         };
-        let meta: &CommandMeta = if !top.subcommands.is_empty() && args.len() >= 2 {
+        let meta: &'static CommandMeta = if !top.subcommands.is_empty() && args.len() >= 2 {
             match top.subcommand(&args[1]) {
                 Some(s) => s,
                 None => top,
@@ -273,7 +271,7 @@ impl Client {
         self.dispatch(cmd, args, meta)
     }
 
-    fn dispatch(&mut self, cmd: &str, args: &[Bytes], meta: &CommandMeta) -> Out {
+    fn dispatch(&mut self, cmd: &str, args: &[Bytes], meta: &'static CommandMeta) -> Out {
         let p = self.proxy.clone();
         match cmd {
             "ping" => {
@@ -683,9 +681,11 @@ impl Client {
     fn check_password(&self, user: Option<&[u8]>, pass: &[u8]) -> bool {
         let cfg = &self.proxy.cfg;
         match user {
+            // The default user: `requirepass`; without it the default user has no password when no users are
+            // configured (any password works, as in Redis), and is disabled when only named users are.
             None | Some(b"default") => match &cfg.requirepass {
                 Some(p) => p.as_bytes() == pass,
-                None => cfg.users.is_empty() || user.is_some(),
+                None => cfg.users.is_empty(),
             },
             Some(u) => cfg.users.iter().any(|(n, p)| n.as_bytes() == u && p.as_bytes() == pass),
         }
@@ -954,10 +954,19 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     loop {
         // Handle every complete request in the buffer.
         while !closing && pending.len() < MAX_PENDING {
-            args.clear();
+            // `args` keeps the arguments of a request that is still incomplete between reads.
             match parser.parse(&mut inbuf, &mut args) {
                 Ok(Parsed::Command) => {
                     let r = cl.handle(&args);
+                    if let Out::Now(b) | Out::Close(b) = &r {
+                        // Answered by the proxy itself.
+                        let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
+                        proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
+                        if b.first() == Some(&b'-') {
+                            proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
+                        }
+                    }
+                    args.clear();
                     parser.authenticated = cl.authed;
                     let (f, is_ctrl, close) = match r {
                         Out::Now(b) => (ready(b), false, false),

@@ -205,16 +205,18 @@ impl Proxy {
                 }),
             };
             match self.slots.enqueue(slot, w).0 {
-                Enqueue::Queued => match tokio::time::timeout(self.slots.pause_timeout, rx).await {
-                    Ok(Ok(s)) => {
-                        let side = router::side_of(s);
-                        return Some((side, self.topo_of(side)?.node(slot)?));
+                Enqueue::Queued => {
+                    match tokio::time::timeout(self.slots.pause_timeout + Duration::from_millis(250), rx).await {
+                        Ok(Ok(s)) => {
+                            let side = router::side_of(s);
+                            return Some((side, self.topo_of(side)?.node(slot)?));
+                        }
+                        _ => {
+                            self.slots.cancel(slot, id);
+                            return None;
+                        }
                     }
-                    _ => {
-                        self.slots.cancel(slot, id);
-                        return None;
-                    }
-                },
+                }
                 Enqueue::NotPaused(_) => continue,
                 Enqueue::Full => return None,
             }
@@ -308,21 +310,18 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
 
 /// Periodic work: pause expiry (every 50 ms) and an upstream topology refresh every 10 s.
 async fn background(proxy: Arc<Proxy>) {
-    let mut tick = 0u64;
     let mut shutdown = proxy.shutdown_rx();
+    let mut last_refresh = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = shutdown.changed() => return,
         }
-        tick += 1;
         proxy.slots.expire_pauses();
-        if tick % 200 == 0 {
-            if let Some(u) = &proxy.upstream {
-                u.trigger_refresh();
-            }
-        } else if let Some(u) = &proxy.upstream {
-            if u.masters().is_empty() && tick % 10 == 0 {
+        if let Some(u) = &proxy.upstream {
+            let every = if u.masters().is_empty() { Duration::from_millis(500) } else { Duration::from_secs(10) };
+            if last_refresh.elapsed() >= every {
+                last_refresh = Instant::now();
                 u.trigger_refresh();
             }
         }

@@ -226,7 +226,10 @@ impl Proxy {
                 let me = self.clone();
                 Box::pin(async move {
                     let t0 = Instant::now();
-                    let got = match tokio::time::timeout(me.slots.pause_timeout, &mut rx).await {
+                    // The slot itself resumes after the pause timeout (checked every 50 ms); the request's own
+                    // bound leaves room for that.
+                    let wait = me.slots.pause_timeout + Duration::from_millis(250);
+                    let got = match tokio::time::timeout(wait, &mut rx).await {
                         Ok(r) => r.ok(),
                         Err(_) => {
                             if me.slots.cancel(slot, id) {

@@ -207,6 +207,19 @@ pub fn start_redis(extra: &[&str]) -> Proc {
     panic!("could not start redis-server (5 attempts)");
 }
 
+/// Start `redis-server` standalone on a given loopback port (e.g. to restart a killed node on the same address).
+/// `dir` keeps the data directory of the node across restarts when given.
+pub fn start_redis_on(port: u16, extra: &[&str]) -> Proc {
+    let bin = require_bin("redis-server");
+    let dir = TempDir::new("redis");
+    let mut args = redis_base_args(port, dir.path());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child =
+        Command::new(&bin).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn redis-server");
+    wait_ready(port, &mut child, "redis-server");
+    Proc { child, port, name: "redis-server".into(), dir: Some(dir) }
+}
+
 /// Start any server binary whose listening port is given in `args`, and wait until it answers PING.
 /// Its stdout/stderr go to a log file in a temp dir (`proc.dir`), shown by [`Proc::log`].
 pub fn spawn_server(bin: impl AsRef<Path>, args: &[String], port: u16, name: &str) -> Proc {

@@ -1,0 +1,364 @@
+//! The proxy with no upstream (embedded Ferrite store), with a standalone redis-server as a remote "ferrite"
+//! side, and differentially against a real redis-server.
+
+mod common;
+
+use common::*;
+use ferrite_testkit::{show, split, start_redis, start_redis_on, Conn, Reply};
+use std::time::{Duration, Instant};
+
+fn bulk(s: &str) -> Vec<u8> {
+    format!("${}\r\n{s}\r\n", s.len()).into_bytes()
+}
+
+const TRANSCRIPT: &str = r#"
+SET s hello
+GET s
+APPEND s " world"
+STRLEN s
+GETRANGE s 0 4
+SET n 10
+INCRBY n 5
+INCRBYFLOAT n 1.5
+INCR s
+GET nosuch
+SET e v EX 100
+TTL e
+PERSIST e
+TTL e
+RPUSH l a b c d
+LRANGE l 0 -1
+LPOP l
+LPOS l c
+LLEN l
+LPUSH s x
+HSET h f1 v1 f2 v2
+HGET h f1
+HGETALL h
+HINCRBY h n 3
+HMGET h f1 nosuch f2
+SADD set a b c
+SISMEMBER set b
+SCARD set
+ZADD z 1 a 2 b 3 c
+ZRANGE z 0 -1 WITHSCORES
+ZSCORE z b
+ZINCRBY z 2.5 a
+ZRANGEBYSCORE z 2 +inf
+MSET {t}a 1 {t}b 2
+MGET {t}a {t}b {t}c
+EXISTS s l h nosuch
+TYPE h
+TYPE z
+DEL s l
+EXPIRE h 100
+OBJECT ENCODING z
+GET
+SET a
+WRONGCMD x y
+SELECT 0
+SELECT x
+PING
+PING hi
+ECHO there
+MULTI
+SET {t}c 3
+INCR {t}c
+LPUSH {t}c x
+EXEC
+MULTI
+SET a
+EXEC
+EXEC
+DISCARD
+GETDEL {t}a
+GETEX {t}b PX 100000
+SETRANGE k 5 abc
+GET k
+BITCOUNT k
+XADD st 1-1 f v
+XLEN st
+XRANGE st - +
+SORT nosuch
+"#;
+
+#[test]
+fn differential_against_redis_standalone() {
+    let redis = start_redis(&[]);
+    let proxy = start_proxy(&[]);
+    for proto in ["2", "3"] {
+        let mut r = redis.conn();
+        let mut p = proxy.conn();
+        if proto == "3" {
+            r.cmd(&["HELLO", "3"]);
+            p.cmd(&["HELLO", "3"]);
+        }
+        r.cmd(&["FLUSHALL"]);
+        p.cmd(&["FLUSHALL"]);
+        for line in TRANSCRIPT.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let args = split(line);
+            let a = r.cmd(&args);
+            let b = p.cmd(&args);
+            assert_eq!(show(&a), show(&b), "RESP{proto}: {line}");
+        }
+        // Malformed RESP: Redis's protocol error, then the connection is closed (only that one).
+        for bad in [&b"*1\r\n$x\r\n"[..], b"*a\r\n", b"*1\r\n+x\r\n", b"\"unbalanced\r\n"] {
+            let mut r2 = redis.conn();
+            let mut p2 = proxy.conn();
+            r2.send_raw(bad);
+            p2.send_raw(bad);
+            let (ra, rc) = r2.read_until_close(Duration::from_secs(2));
+            let (pa, pc) = p2.read_until_close(Duration::from_secs(2));
+            assert_eq!(show(&ra), show(&pa), "protocol error reply for {:?}", show(bad));
+            assert!(rc && pc, "both close the connection");
+        }
+        assert_eq!(p.cmd(&["PING"]), b"+PONG\r\n", "other connections unaffected");
+    }
+}
+
+#[test]
+fn pipelines_pubsub_blocking_and_metrics() {
+    let proxy = start_proxy(&["--metrics-listen", "127.0.0.1:0"]);
+    let mut c = proxy.conn();
+    // A deep pipeline: order preserved.
+    let cmds: Vec<Vec<Vec<u8>>> = (0..2000)
+        .map(|i| {
+            if i % 2 == 0 {
+                vec![b"SET".to_vec(), format!("k{i}").into_bytes(), format!("v{i}").into_bytes()]
+            } else {
+                vec![b"GET".to_vec(), format!("k{}", i - 1).into_bytes()]
+            }
+        })
+        .collect();
+    let r = c.pipeline(&cmds);
+    for i in (1..2000).step_by(2) {
+        assert_eq!(r[i], bulk(&format!("v{}", i - 1)));
+    }
+    // Cluster view as a one-node cluster.
+    let slots = Reply::parse(&c.cmd(&["CLUSTER", "SLOTS"]));
+    assert_eq!(slots.items()[0].items()[0].as_int(), Some(0));
+    assert_eq!(slots.items()[0].items()[1].as_int(), Some(16383));
+    assert_eq!(slots.items()[0].items()[2].items()[1].as_int(), Some(proxy.port as i64));
+    assert!(Reply::bulk_text(&c.cmd(&["CLUSTER", "INFO"])).contains("cluster_state:ok"));
+    assert_eq!(c.cmd(&["CLUSTER", "KEYSLOT", "foo"]), b":12182\r\n");
+    assert!(Reply::bulk_text(&c.cmd(&["CLUSTER", "NODES"])).contains("myself,master - 0 0 1 connected 0-16383"));
+
+    // Pub/sub: RESP2 subscriber, pattern subscriber, RESP3 subscriber that keeps running commands.
+    let mut s2 = proxy.conn();
+    assert_eq!(s2.cmd(&["SUBSCRIBE", "a", "b"]).len(), "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n".len());
+    assert_eq!(s2.read_reply(), b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n");
+    assert_eq!(s2.cmd(&["PSUBSCRIBE", "n*"]), b"*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:3\r\n");
+    let mut s3 = proxy.conn();
+    s3.cmd(&["HELLO", "3"]);
+    assert_eq!(s3.cmd(&["SUBSCRIBE", "a"]), b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+    assert_eq!(c.cmd(&["PUBLISH", "a", "m1"]), b":2\r\n");
+    assert_eq!(s2.read_reply(), b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nm1\r\n");
+    assert_eq!(s3.read_reply(), b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nm1\r\n");
+    assert_eq!(s3.cmd(&["GET", "k0"]), bulk("v0"));
+    c.cmd(&["PUBLISH", "news", "m2"]);
+    assert_eq!(s2.read_reply(), b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nm2\r\n");
+    assert_eq!(c.cmd(&["PUBSUB", "NUMSUB", "a", "zz"]), b"*4\r\n$1\r\na\r\n:2\r\n$2\r\nzz\r\n:0\r\n");
+    assert_eq!(c.cmd(&["PUBSUB", "NUMPAT"]), b":1\r\n");
+    assert_eq!(s2.cmd(&["PUNSUBSCRIBE"]), b"*3\r\n$12\r\npunsubscribe\r\n$2\r\nn*\r\n:2\r\n");
+    assert_eq!(c.cmd(&["SSUBSCRIBE", "x"]), b"*3\r\n$10\r\nssubscribe\r\n$1\r\nx\r\n:1\r\n");
+    assert_eq!(c.cmd(&["SUNSUBSCRIBE", "x"]), b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\nx\r\n:0\r\n");
+
+    // Blocking pop served when another client pushes.
+    let p = proxy.port;
+    let t = std::thread::spawn(move || Conn::connect(p).unwrap().cmd(&["BRPOP", "jobs", "5"]));
+    sleep_ms(200);
+    assert_eq!(c.cmd(&["LPUSH", "jobs", "j1"]), b":1\r\n");
+    assert_eq!(t.join().unwrap(), b"*2\r\n$4\r\njobs\r\n$2\r\nj1\r\n");
+    // A blocking command that times out.
+    assert_eq!(c.cmd(&["BLPOP", "none", "0.1"]), b"*-1\r\n");
+
+    let m = fetch_metrics(&proxy);
+    for name in [
+        "ferrite_proxy_requests_total{command=\"set\",side=\"ferrite\"}",
+        "ferrite_proxy_backend_latency_seconds_bucket",
+        "ferrite_proxy_client_connections",
+        "ferrite_proxy_slots{state=\"ferrite\"} 16384",
+        "ferrite_proxy_slots{state=\"upstream\"} 0",
+        "ferrite_proxy_config_epoch 0",
+        "ferrite_proxy_backend_connections",
+        "ferrite_proxy_paused_requests 0",
+        "ferrite_proxy_mirror_inflight 0",
+    ] {
+        assert!(m.contains(name), "metric {name} missing in:\n{m}");
+    }
+}
+
+fn stat(c: &mut Conn, name: &str) -> i64 {
+    let r = admin(c, &["STATS"]);
+    let it = r.items();
+    it.chunks(2).find(|p| p[0].as_bytes() == Some(name.as_bytes())).and_then(|p| p[1].as_int()).unwrap()
+}
+
+#[test]
+fn admin_protocol() {
+    let proxy = start_proxy(&["--admin-password", "adm", "--pause-timeout-ms", "1500", "--pause-max-queued", "2"]);
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "EPOCH"]), b"-NOPERM admin authentication required\r\n");
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "AUTH", "bad"]), b"-WRONGPASS invalid admin password\r\n");
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "AUTH", "adm"]), b"+OK\r\n");
+    assert_eq!(admin(&mut c, &["EPOCH"]).as_int(), Some(0));
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "SLOTS"]), b"*1\r\n*4\r\n:0\r\n:16383\r\n$7\r\nferrite\r\n:0\r\n");
+    assert!(matches!(admin(&mut c, &["HELP"]), Reply::Array(..)));
+    // Errors: nothing changes.
+    let err = |r: Reply| match r {
+        Reply::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert_eq!(err(admin(&mut c, &["SETSLOTS", "0", "ferrite", "1", "5"])), "ERR epoch 0 already used");
+    assert!(err(admin(&mut c, &["SETSLOTS", "1", "ferrite", "1", "5", "16384"])).starts_with("ERR invalid slot range"));
+    assert!(err(admin(&mut c, &["SETSLOTS", "1", "ferrite", "1", "9-3"])).starts_with("ERR invalid slot range"));
+    assert!(err(admin(&mut c, &["SETSLOTS", "1", "nowhere", "1", "5"])).starts_with("ERR state"));
+    assert!(err(admin(&mut c, &["SETSLOTS", "1", "ferrite", "2", "5"])).starts_with("ERR mirror"));
+    assert!(err(admin(&mut c, &["SETSLOTS", "x", "ferrite", "0", "5"])).starts_with("ERR epoch"));
+    assert!(err(admin(&mut c, &["SETSLOTS", "1", "upstream", "0", "5"])).starts_with("ERR no upstream"));
+    assert_eq!(admin(&mut c, &["EPOCH"]).as_int(), Some(0));
+    // Atomic multi-range change, idempotent retry, stale epochs.
+    assert_eq!(admin(&mut c, &["SETSLOTS", "5", "ferrite", "1", "10-20", "100", "30-40"]).as_int(), Some(5));
+    assert_eq!(admin(&mut c, &["SETSLOTS", "5", "ferrite", "1", "30-40", "100", "10-20"]).as_int(), Some(5));
+    assert_eq!(err(admin(&mut c, &["SETSLOTS", "5", "ferrite", "0", "10-20"])), "ERR epoch 5 already used");
+    assert_eq!(err(admin(&mut c, &["SETSLOTS", "4", "ferrite", "0", "10-20"])), "ERR stale epoch 4, current is 5");
+    let runs = admin(&mut c, &["SLOTS"]);
+    let runs: Vec<(i64, i64, Vec<u8>, i64)> = runs
+        .items()
+        .iter()
+        .map(|r| {
+            let i = r.items();
+            (i[0].as_int().unwrap(), i[1].as_int().unwrap(), i[2].as_bytes().unwrap().to_vec(), i[3].as_int().unwrap())
+        })
+        .collect();
+    assert_eq!(runs[1], (10, 20, b"ferrite".to_vec(), 1));
+    assert_eq!(runs[3], (30, 40, b"ferrite".to_vec(), 1));
+    assert_eq!(runs[5], (100, 100, b"ferrite".to_vec(), 1));
+
+    // Pause: requests wait in order; a full queue answers TRYAGAIN at once (in pipeline order).
+    let k = key_in_slot(200, "p");
+    assert_eq!(c.cmd(&["SET", &k, "0"]), b"+OK\r\n");
+    assert_eq!(admin(&mut c, &["SETSLOTS", "6", "paused", "0", "200"]).as_int(), Some(6));
+    let p = proxy.port;
+    let k2 = k.clone();
+    let t = std::thread::spawn(move || {
+        let mut w = Conn::connect(p).unwrap();
+        let cmds: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"INCR".to_vec(), k2.clone().into_bytes()],
+            vec![b"PING".to_vec()],
+            vec![b"INCR".to_vec(), k2.clone().into_bytes()],
+            vec![b"INCR".to_vec(), k2.into_bytes()],
+        ];
+        w.pipeline(&cmds)
+    });
+    sleep_ms(300);
+    assert_eq!(stat(&mut c, "paused_now"), 2);
+    assert_eq!(admin(&mut c, &["SETSLOTS", "7", "ferrite", "0", "200"]).as_int(), Some(7));
+    let r = t.join().unwrap();
+    assert_eq!(r[0], b":1\r\n");
+    assert_eq!(r[1], b"+PONG\r\n");
+    assert_eq!(r[2], b":2\r\n");
+    assert_eq!(r[3], b"-TRYAGAIN slot 200 is paused for migration\r\n");
+    assert_eq!(stat(&mut c, "pause_rejected"), 1);
+
+    // Pause timeout: the slot resumes to its previous owner; waiting requests are served.
+    assert_eq!(admin(&mut c, &["SETSLOTS", "8", "paused", "0", "200"]).as_int(), Some(8));
+    let t0 = Instant::now();
+    assert_eq!(c.cmd(&["GET", &k]), bulk("2"));
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5), "waited {waited:?}");
+    assert_eq!(stat(&mut c, "pause_timeouts"), 1);
+    assert_eq!(admin(&mut c, &["EPOCH"]).as_int(), Some(8));
+    assert!(!String::from_utf8_lossy(&c.cmd(&["FERRITE.PROXY", "SLOTS"])).contains("paused"));
+
+    // TRACK / DIRTY.
+    let s = 300u16;
+    let (a, b, d) = (key_in_slot(s, "ta"), key_in_slot(s, "tb"), key_in_slot(s, "tc"));
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "TRACK", "on", "300"]), b"+OK\r\n");
+    c.cmd(&["SET", &a, "1"]);
+    c.cmd(&["SET", &b, "1"]);
+    c.cmd(&["SET", &a, "2"]);
+    c.cmd(&["GET", &d]);
+    c.cmd(&["MSET", &a, "3", "unrelated", "x"]);
+    let r = admin(&mut c, &["DIRTY", "300", "10"]);
+    let got: Vec<&[u8]> = r.items().iter().map(|x| x.as_bytes().unwrap()).collect();
+    assert_eq!(got, vec![a.as_bytes(), b.as_bytes()]);
+    assert_eq!(admin(&mut c, &["DIRTY", "300", "10"]).items().len(), 0);
+    c.cmd(&["DEL", &b]);
+    c.cmd(&["LPUSH", &d, "x"]);
+    assert_eq!(admin(&mut c, &["DIRTY", "300", "1"]).items()[0].as_bytes(), Some(b.as_bytes()));
+    assert_eq!(admin(&mut c, &["DIRTY", "300", "5"]).items()[0].as_bytes(), Some(d.as_bytes()));
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "TRACK", "off", "300"]), b"+OK\r\n");
+    c.cmd(&["SET", &a, "4"]);
+    assert_eq!(admin(&mut c, &["DIRTY", "300", "5"]).items().len(), 0);
+    assert!(err(admin(&mut c, &["DIRTY", "16384", "5"])).starts_with("ERR invalid slot"));
+    assert!(err(admin(&mut c, &["NOPE"])).starts_with("ERR unknown subcommand"));
+}
+
+#[test]
+fn client_auth_is_separate_from_backend_credentials() {
+    let proxy = start_proxy(&["--requirepass", "pw", "--user", "alice:secret"]);
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd(&["GET", "x"]), b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "nope"]), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "pw"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "x", "1"]), b"+OK\r\n");
+    let mut d = proxy.conn();
+    assert!(d.cmd(&["HELLO", "3"]).starts_with(b"-NOAUTH HELLO must be called"));
+    let r = d.cmd(&["HELLO", "3", "AUTH", "alice", "secret"]);
+    assert!(r.starts_with(b"%7\r\n"), "{}", show(&r));
+    assert_eq!(d.cmd(&["GET", "x"]), bulk("1"));
+    let mut e = proxy.conn();
+    assert_eq!(
+        e.cmd(&["AUTH", "alice", "wrong"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    // Unauthenticated clients may not send big requests (Redis's limit).
+    let mut f = proxy.conn();
+    f.send_raw(b"*2000\r\n");
+    let (r, closed) = f.read_until_close(Duration::from_secs(2));
+    assert_eq!(show(&r), "-ERR Protocol error: unauthenticated multibulk length\\r\\n");
+    assert!(closed);
+    // Admin commands without an admin password: loopback only (we are on loopback).
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "EPOCH"]), b":0\r\n");
+}
+
+#[test]
+fn unreachable_backend_errors_then_recovers() {
+    let redis = start_redis(&[]);
+    let rport = redis.port;
+    let proxy = start_proxy(&["--ferrite", &format!("127.0.0.1:{rport}"), "--request-timeout-ms", "1500"]);
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd(&["SET", "a", "1"]), b"+OK\r\n");
+    drop(redis);
+    let t0 = Instant::now();
+    let r = c.cmd(&["GET", "a"]);
+    assert!(r.starts_with(b"-ERR ferrite backend 127.0.0.1:") || r.starts_with(b"-ERR ferrite node"), "{}", show(&r));
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // Back on the same port: the proxy reconnects by itself.
+    let _redis2 = start_redis_on(rport, &[]);
+    let ok = (0..100).any(|_| {
+        let r = c.cmd(&["SET", "a", "2"]);
+        if r == b"+OK\r\n" {
+            return true;
+        }
+        sleep_ms(100);
+        false
+    });
+    assert!(ok, "the proxy recovered after the backend came back");
+    assert_eq!(c.cmd(&["GET", "a"]), bulk("2"));
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests() {
+    let mut proxy = start_proxy(&[]);
+    let mut c = proxy.conn();
+    c.send(&["BLPOP", "nothing", "1"]);
+    sleep_ms(200);
+    let t0 = Instant::now();
+    let status = proxy.terminate(Duration::from_secs(10));
+    assert_eq!(c.read_reply(), b"*-1\r\n", "the in-flight BLPOP got its reply");
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    let st = status.expect("the proxy exited after SIGTERM");
+    assert!(st.success(), "exit status {st}");
+}
