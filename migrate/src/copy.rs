@@ -88,6 +88,86 @@ impl CopyStats {
     }
 }
 
+/// Target commands for one EXEC reply of `[DUMP k, PTTL k]*` (an empty
+/// command = nothing to send for that key).
+fn target_cmds(
+    chunk: &[Vec<u8>],
+    items: &[Reply],
+    read_at: i64,
+    dst: &Target,
+    st: &mut CopyStats,
+    out: &mut Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>,
+) {
+    let m = metrics::get();
+    for (i, k) in chunk.iter().enumerate() {
+        let dump = items.get(2 * i).unwrap_or(&Reply::Nil);
+        let pttl = items.get(2 * i + 1).and_then(Reply::as_int).unwrap_or(-2);
+        match dump {
+            Reply::Bulk(payload) if pttl != -2 => {
+                if pttl >= 0 {
+                    let deadline = read_at + pttl + dst.clock_offset_ms;
+                    if pttl == 0 || deadline <= crate::now_ms() + dst.clock_offset_ms {
+                        out.push((k.clone(), cmd!["DEL", k], 0));
+                        continue;
+                    }
+                    out.push((
+                        k.clone(),
+                        cmd!["RESTORE", k, deadline.max(1), payload, "REPLACE", "ABSTTL"],
+                        payload.len() as u64,
+                    ));
+                } else {
+                    out.push((k.clone(), cmd!["RESTORE", k, "0", payload, "REPLACE"], payload.len() as u64));
+                }
+            }
+            Reply::Error(e) => {
+                st.errors += 1;
+                m.copy_errors.inc();
+                if st.failed.len() < 100 {
+                    st.failed.push((k.clone(), format!("source DUMP: {e}")));
+                }
+            }
+            // Gone (or expired) on the source: gone on the target.
+            _ => out.push((k.clone(), cmd!["DEL", k], 0)),
+        }
+    }
+}
+
+/// Send target commands in one pipeline and account for the replies.
+fn apply_target(dst: &mut Target, out: Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, st: &mut CopyStats) -> Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let m = metrics::get();
+    let cmds: Vec<Vec<Vec<u8>>> = out.iter().map(|(_, c, _)| c.clone()).collect();
+    let replies = dst.conn.pipeline(&cmds)?;
+    for ((k, c, size), r) in out.into_iter().zip(replies) {
+        if let Reply::Error(e) = r {
+            st.errors += 1;
+            m.copy_errors.inc();
+            if st.failed.len() < 100 {
+                st.failed.push((k, format!("target: {e}")));
+            }
+        } else if c[0] == b"DEL" {
+            st.deleted += 1;
+        } else {
+            st.keys += 1;
+            st.bytes += size;
+            m.keys_copied.inc();
+            m.bytes_copied.inc_by(size);
+        }
+    }
+    Ok(())
+}
+
+fn snapshot_cmds(chunk: &[Vec<u8>], cmds: &mut Vec<Vec<Vec<u8>>>) {
+    cmds.push(cmd!["MULTI"]);
+    for k in chunk {
+        cmds.push(cmd!["DUMP", k]);
+        cmds.push(cmd!["PTTL", k]);
+    }
+    cmds.push(cmd!["EXEC"]);
+}
+
 /// Copy `keys` (all of one slot) from the source to the target.
 pub fn copy_keys(
     src: &mut Source,
@@ -98,82 +178,94 @@ pub fn copy_keys(
     lim: &mut Limiter,
 ) -> Result<CopyStats> {
     let mut st = CopyStats::default();
-    let m = metrics::get();
     for chunk in keys.chunks(batch.max(1)) {
         let mut cmds: Vec<Vec<Vec<u8>>> = Vec::with_capacity(chunk.len() * 2 + 2);
-        cmds.push(cmd!["MULTI"]);
-        for k in chunk {
-            cmds.push(cmd!["DUMP", k]);
-            cmds.push(cmd!["PTTL", k]);
-        }
-        cmds.push(cmd!["EXEC"]);
+        snapshot_cmds(chunk, &mut cmds);
         let replies = src.slot_pipeline(slot, &cmds)?;
         let read_at = crate::now_ms();
-        let exec = replies.last().cloned().unwrap_or(Reply::Nil);
-        let items = match exec {
-            Reply::Array(v) if v.len() == chunk.len() * 2 => v,
+        let items = match replies.last() {
+            Some(Reply::Array(v)) if v.len() == chunk.len() * 2 => v,
             other => return Err(Error::Protocol(format!("slot {slot}: unexpected EXEC reply {other:?}"))),
         };
-        let mut out: Vec<Vec<Vec<u8>>> = Vec::with_capacity(chunk.len());
-        let mut sizes = Vec::with_capacity(chunk.len());
-        for (i, k) in chunk.iter().enumerate() {
-            let dump = &items[2 * i];
-            let pttl = items[2 * i + 1].as_int().unwrap_or(-2);
-            match dump {
-                Reply::Bulk(payload) if pttl != -2 => {
-                    if pttl >= 0 {
-                        let deadline = read_at + pttl + dst.clock_offset_ms;
-                        if pttl == 0 || deadline <= crate::now_ms() + dst.clock_offset_ms {
-                            out.push(cmd!["DEL", k]);
-                            sizes.push(0);
-                            continue;
-                        }
-                        out.push(cmd!["RESTORE", k, deadline.max(1), payload, "REPLACE", "ABSTTL"]);
-                    } else {
-                        out.push(cmd!["RESTORE", k, "0", payload, "REPLACE"]);
-                    }
-                    sizes.push(payload.len() as u64);
-                }
-                Reply::Error(e) => {
-                    st.errors += 1;
-                    m.copy_errors.inc();
-                    if st.failed.len() < 100 {
-                        st.failed.push((k.clone(), format!("source DUMP: {e}")));
-                    }
-                    out.push(Vec::new());
-                    sizes.push(0);
-                }
-                _ => {
-                    // Gone (or expired) on the source: gone on the target.
-                    out.push(cmd!["DEL", k]);
-                    sizes.push(0);
-                }
+        let mut out = Vec::with_capacity(chunk.len());
+        target_cmds(chunk, items, read_at, dst, &mut st, &mut out);
+        apply_target(dst, out, &mut st)?;
+        lim.take(chunk.len() as u64);
+    }
+    Ok(st)
+}
+
+/// Copy the keys of many slots with one source pipeline per master (one
+/// MULTI/EXEC snapshot per slot and batch inside it) and one target
+/// pipeline: the dirty re-copy during a pause costs a few round trips, not
+/// a few per slot. Slots whose snapshot hit MOVED, a failover or an error
+/// are copied again one by one with [`copy_keys`] (which follows them).
+pub fn copy_many(
+    src: &mut Source,
+    work: &[(u16, Vec<Vec<u8>>)],
+    dst: &mut Target,
+    batch: usize,
+    lim: &mut Limiter,
+) -> Result<CopyStats> {
+    let mut st = CopyStats::default();
+    let mut by_master: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    let mut fallback: Vec<usize> = Vec::new();
+    for (i, (slot, _)) in work.iter().enumerate() {
+        match src.topo.master_of(*slot) {
+            Some(m) => by_master.entry(m.addr.clone()).or_default().push(i),
+            None => fallback.push(i),
+        }
+    }
+    let mut out = Vec::new();
+    for (addr, idxs) in by_master {
+        let mut cmds = Vec::new();
+        // (work index, chunk start, chunk end, index of the EXEC reply)
+        let mut blocks = Vec::new();
+        for &i in &idxs {
+            let keys = &work[i].1;
+            let mut start = 0;
+            while start < keys.len() {
+                let end = (start + batch.max(1)).min(keys.len());
+                snapshot_cmds(&keys[start..end], &mut cmds);
+                blocks.push((i, start, end, cmds.len() - 1));
+                start = end;
             }
         }
-        let to_send: Vec<Vec<Vec<u8>>> = out.iter().filter(|c| !c.is_empty()).cloned().collect();
-        let replies = dst.conn.pipeline(&to_send)?;
-        let mut ri = replies.into_iter();
-        for (i, c) in out.iter().enumerate() {
-            if c.is_empty() {
+        let replies = match src.conn(&addr).and_then(|c| c.pipeline(&cmds)) {
+            Ok(r) => r,
+            Err(_) => {
+                src.drop_conn(&addr);
+                fallback.extend(idxs);
                 continue;
             }
-            let r = ri.next().unwrap_or(Reply::Nil);
-            if let Reply::Error(e) = r {
-                st.errors += 1;
-                m.copy_errors.inc();
-                if st.failed.len() < 100 {
-                    st.failed.push((chunk[i].clone(), format!("target: {e}")));
+        };
+        let read_at = crate::now_ms();
+        let mut bad: Vec<usize> = Vec::new();
+        for &(i, a, b, exec) in &blocks {
+            if bad.contains(&i) {
+                continue;
+            }
+            match replies.get(exec) {
+                Some(Reply::Array(v)) if v.len() == (b - a) * 2 => {
+                    target_cmds(&work[i].1[a..b], v, read_at, dst, &mut st, &mut out);
                 }
-            } else if c[0] == b"DEL" {
-                st.deleted += 1;
-            } else {
-                st.keys += 1;
-                st.bytes += sizes[i];
-                m.keys_copied.inc();
-                m.bytes_copied.inc_by(sizes[i]);
+                _ => bad.push(i),
             }
         }
-        lim.take(chunk.len() as u64);
+        // A slot is copied either entirely here or entirely by the
+        // fallback: drop what was prepared for the bad ones.
+        if !bad.is_empty() {
+            let bad_keys: std::collections::HashSet<&Vec<u8>> = bad.iter().flat_map(|&i| work[i].1.iter()).collect();
+            out.retain(|(k, _, _)| !bad_keys.contains(k));
+            fallback.extend(bad);
+        }
+    }
+    let n: u64 = out.len() as u64;
+    apply_target(dst, out, &mut st)?;
+    lim.take(n);
+    for i in fallback {
+        let (slot, keys) = &work[i];
+        st.add(copy_keys(src, *slot, keys, dst, batch, lim)?);
     }
     Ok(st)
 }

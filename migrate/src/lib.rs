@@ -48,6 +48,8 @@ pub enum Error {
     Config(String),
     /// Something else (with a message for the user).
     Other(String),
+    /// Stopped by SIGINT/SIGTERM at a safe point (state saved).
+    Interrupted,
 }
 
 impl fmt::Display for Error {
@@ -58,6 +60,7 @@ impl fmt::Display for Error {
             Error::Server(m) => write!(f, "server replied: {m}"),
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Other(m) => write!(f, "{m}"),
+            Error::Interrupted => write!(f, "interrupted: progress saved, continue with `ferrite-migrate resume`"),
         }
     }
 }
@@ -71,6 +74,35 @@ impl From<std::io::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A second Ctrl-C kills the process the usual way.
+    // SAFETY: signal() is async-signal-safe; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Catch the first SIGINT / SIGTERM: `run`/`resume` then stop at the next
+/// safe point (after the current slot or cutover step), turn tracking off,
+/// checkpoint, and exit with status 130.
+pub fn install_interrupt_handler() {
+    let h = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installing a handler that only stores to an atomic and calls
+    // the async-signal-safe signal().
+    unsafe {
+        libc::signal(libc::SIGINT, h);
+        libc::signal(libc::SIGTERM, h);
+    }
+}
+
+/// True once SIGINT/SIGTERM arrived (see [`install_interrupt_handler`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {

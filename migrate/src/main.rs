@@ -13,6 +13,10 @@ fn main() {
     let cli = Cli::parse();
     let code = match real_main(cli) {
         Ok(c) => c,
+        Err(Error::Interrupted) => {
+            eprintln!("ferrite-migrate: {}", Error::Interrupted);
+            130
+        }
         Err(e) => {
             eprintln!("ferrite-migrate: {e}");
             2
@@ -26,6 +30,7 @@ fn real_main(cli: Cli) -> Result<i32> {
     let sub = cli.cmd.unwrap_or(Sub::Run);
     match sub {
         Sub::Run | Sub::Resume => {
+            ferrite_migrate::install_interrupt_handler();
             let out = run::run(&cfg, sub == Sub::Resume)?;
             run::print_outcome(&out, cfg.mode);
             let ok = out.slots_flipped == out.slots_in_scope && out.verified != Some(false) && out.copy_errors == 0;

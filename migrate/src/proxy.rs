@@ -51,9 +51,14 @@ impl Proxies {
         if self.conns[i].is_none() {
             let mut c = Conn::connect(&self.addrs[i], self.timeout, &Auth::default())?;
             if let Some(pw) = &self.password {
-                c.cmd(&cmd!["FERRITE.PROXY", "AUTH", pw.as_str()])?
-                    .ok()
-                    .map_err(|e| Error::Conn(format!("proxy {}: admin AUTH: {e}", self.addrs[i])))?;
+                match c.cmd(&cmd!["FERRITE.PROXY", "AUTH", pw.as_str()])? {
+                    // A proxy without an admin password accepts loopback admins.
+                    Reply::Error(e) if e.contains("no admin password") => {}
+                    Reply::Error(e) => {
+                        return Err(Error::Conn(format!("proxy {}: admin AUTH: {e}", self.addrs[i])));
+                    }
+                    _ => {}
+                }
             }
             self.conns[i] = Some(c);
         }

@@ -293,13 +293,20 @@ fn groups(todo: &SlotSet, n: usize) -> Vec<SlotSet> {
         .collect()
 }
 
-fn copy_dirty(cx: &mut Ctx, group: &SlotSet) -> Result<u64> {
+/// Re-copy the keys the proxies recorded as written. `limited`: obey
+/// `--max-keys-per-sec` (not during a pause: clients are waiting).
+fn copy_dirty(cx: &mut Ctx, group: &SlotSet, limited: bool) -> Result<u64> {
     let mut n = 0;
     let slots: Vec<u16> = group.iter().collect();
-    for (s, keys) in cx.px.dirty_many(&slots, 1000)? {
+    let work = cx.px.dirty_many(&slots, 1000)?;
+    for (_, keys) in &work {
         n += keys.len() as u64;
-        metrics::get().keys_recopied.inc_by(keys.len() as u64);
-        let cs = copy::copy_keys(&mut cx.src, s, &keys, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
+    }
+    metrics::get().keys_recopied.inc_by(n);
+    if !work.is_empty() {
+        let mut unlimited = Limiter::new(0);
+        let lim = if limited { &mut cx.lim } else { &mut unlimited };
+        let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, cx.cfg.batch_keys, lim)?;
         cx.record_failures(&cs);
     }
     Ok(n)
@@ -337,11 +344,31 @@ fn group_counts(cx: &mut Ctx, g: &SlotSet) -> Vec<(u16, u64)> {
 
 fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
     for g in groups(todo, cx.cfg.cutover_slots) {
+        if crate::interrupted() {
+            return Err(Error::Interrupted);
+        }
         let ranges = g.ranges();
         cx.px.track(true, &ranges)?;
+        if let Err(e) = scan_group(cx, &g) {
+            // Stop recording for this group; resume copies it again.
+            let _ = cx.px.track(false, &ranges);
+            return Err(e);
+        }
+        cx.px.track(false, &ranges)?;
+    }
+    Ok(())
+}
+
+fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
+    let g = g.clone();
+    {
         // Checkpoint after every slot that held keys; runs of empty slots
         // are checkpointed together (redoing an empty slot costs nothing).
         for (s, count) in group_counts(cx, &g) {
+            if crate::interrupted() {
+                cx.save()?;
+                return Err(Error::Interrupted);
+            }
             if count > 0 {
                 let cs = copy::copy_slot(&mut cx.src, s, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
                 cx.record_failures(&cs);
@@ -357,22 +384,21 @@ fn run_scan(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
                 cx.st.set(s, state::FLIPPED);
             }
             cx.save()?;
-            continue;
+            return Ok(());
         }
         // Catch up with the writes made during the copy before pausing, so
         // the pause only covers the last few.
         for _ in 0..10 {
-            if copy_dirty(cx, &g)? < 50 {
+            if copy_dirty(cx, &g, true)? < 50 {
                 break;
             }
         }
         cutover(cx, &g, &mut |cx: &mut Ctx, g: &SlotSet, _deadline: Instant| {
             // Paused: no write for these slots is forwarded any more, so one
             // full drain of every proxy's record is complete.
-            copy_dirty(cx, g)?;
+            copy_dirty(cx, g, false)?;
             Ok(true)
         })?;
-        cx.px.track(false, &ranges)?;
     }
     Ok(())
 }
@@ -477,6 +503,9 @@ fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator],
         if reps.iter().all(|r| r.loaded()) {
             break;
         }
+        if crate::interrupted() {
+            return Err(Error::Interrupted);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     for s in todo.iter() {
@@ -484,6 +513,9 @@ fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator],
     }
     cx.save()?;
     for g in groups(todo, cx.cfg.cutover_slots) {
+        if crate::interrupted() {
+            return Err(Error::Interrupted);
+        }
         let involved: Vec<usize> =
             reps.iter().enumerate().filter(|(_, r)| !r.slots().intersect(&g).is_empty()).map(|(i, _)| i).collect();
         let mut drain = |cx: &mut Ctx, g: &SlotSet, deadline: Instant| -> Result<bool> {

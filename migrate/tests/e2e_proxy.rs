@@ -20,6 +20,8 @@ struct Acked {
     sets: Vec<(String, String)>,
     counter: i64,
     log: Vec<i64>,
+    deleted: Vec<String>,
+    expiring: Vec<String>,
     failures: Vec<String>,
     tryagain: u64,
 }
@@ -65,6 +67,18 @@ fn load_thread(proxy: String, t: usize, stop: Arc<AtomicBool>) -> Acked {
             assert_eq!(r.as_int(), Some(a.log.len() as i64 + 1), "RPUSH reply order");
             a.log.push(i);
         }
+        // Deletes and short expiries during the run must reach ferrite too.
+        if i % 10 == 9 {
+            let k = format!("ack:{t}:{}", i - 5);
+            if let Some(r) = call(&mut c, &[s("DEL"), k.clone()], &mut a) {
+                assert_eq!(r.as_int(), Some(1), "DEL {k}");
+                a.deleted.push(k);
+            }
+            let k = format!("tmp:{t}:{i}");
+            if call(&mut c, &[s("SET"), k.clone(), s("x"), s("PX"), s("100")], &mut a).is_some() {
+                a.expiring.push(k);
+            }
+        }
         if !a.failures.is_empty() {
             break;
         }
@@ -95,7 +109,9 @@ enum Fault {
 fn scenario(method: &str, fault: Fault) {
     let cluster = Cluster::start(3, if fault == Fault::Failover { 1 } else { 0 });
     let ferrite = start_ferrite();
-    let proxy: Proc = start_proxy(&cluster, &ferrite.addr());
+    // The failover scenarios also exercise the admin password.
+    let pw: &[&str] = if fault == Fault::Failover { &["--admin-password", "s3cret"] } else { &[] };
+    let proxy: Proc = start_proxy(&cluster, &ferrite.addr(), pw);
     let mut src = source(&cluster);
     let keys = load_all_types(&mut src, 20, "d");
     let stop = Arc::new(AtomicBool::new(false));
@@ -123,6 +139,10 @@ fn scenario(method: &str, fault: Fault) {
         "1024",
         "--quiet",
     ]);
+    let mut base = base;
+    if fault == Fault::Failover {
+        base.extend(sv(&["--proxy-admin-password", "s3cret"]));
+    }
     let mut run = vec![s("run")];
     run.extend(base.iter().cloned());
     let out = if fault == Fault::None {
@@ -188,7 +208,15 @@ fn scenario(method: &str, fault: Fault) {
         assert!(a.failures.is_empty(), "client {t} failures: {:?}", a.failures);
         assert!(a.sets.len() > 50, "client {t} made too little progress: {}", a.sets.len());
         total += a.sets.len();
-        for chunk in a.sets.chunks(500) {
+        let deleted: std::collections::HashSet<&String> = a.deleted.iter().collect();
+        let live: Vec<(String, String)> = a.sets.iter().filter(|(k, _)| !deleted.contains(k)).cloned().collect();
+        for k in &a.deleted {
+            assert_eq!(f.cmd(&args(&["EXISTS", k])).unwrap().as_int(), Some(0), "deleted {k} exists in ferrite");
+        }
+        for k in &a.expiring {
+            assert_eq!(f.cmd(&args(&["EXISTS", k])).unwrap().as_int(), Some(0), "expired {k} exists in ferrite");
+        }
+        for chunk in live.chunks(500) {
             let cmds: Vec<Vec<Vec<u8>>> = chunk.iter().map(|(k, _)| args(&["GET", k])).collect();
             let r = f.pipeline(&cmds).unwrap();
             for ((k, v), r) in chunk.iter().zip(r) {
@@ -207,6 +235,11 @@ fn scenario(method: &str, fault: Fault) {
     );
     // Every slot is owned by ferrite at the proxy.
     let mut pc = conn(&proxy.addr());
+    if fault == Fault::Failover {
+        let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
+        assert!(matches!(&r, Reply::Error(e) if e.starts_with("NOPERM")), "{r:?}");
+        assert_eq!(pc.cmd(&args(&["FERRITE.PROXY", "AUTH", "s3cret"])).unwrap(), Reply::Simple(b("OK")));
+    }
     let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
     let runs = r.items();
     assert_eq!(runs.len(), 1, "{r:?}");
@@ -221,9 +254,33 @@ fn scenario(method: &str, fault: Fault) {
         assert_eq!(a, b2);
         assert_ne!(a, Reply::Simple(b("none")), "{k}");
     }
+    // Rollback of a few slots routes them back to the source, which has
+    // every write thanks to the mirror.
+    if method == "scan" && fault == Fault::KillAndResume {
+        let out = migrate(&sv(&["rollback", "--state", &state, "--slots", "0-99"]), Duration::from_secs(30));
+        assert!(out.status.success(), "{}", show(&out));
+        let r = pc.cmd(&args(&["FERRITE.PROXY", "SLOTS"])).unwrap();
+        let first = r.items()[0].items();
+        assert_eq!(first[1].as_int(), Some(99), "{r:?}");
+        assert_eq!(first[2].as_str().as_deref(), Some("upstream"), "{r:?}");
+        let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st["slots_flipped"].as_u64(), Some(16384 - 100), "{st}");
+        let mut src = source(&cluster);
+        for (t, a) in acked.iter().enumerate() {
+            let key = format!("cnt:{t}");
+            let slot = ferrite_commands::key_hash_slot(key.as_bytes());
+            let v = src.slot_pipeline(slot, &[args(&["GET", &key])]).unwrap().remove(0);
+            assert_eq!(v.as_int(), Some(a.counter), "mirror kept {key} on the source");
+        }
+    }
     // Pause durations were measured.
-    let out = migrate(&sv(&["status", "--state", &state, "--json"]), Duration::from_secs(30));
+    let out = migrate(
+        &sv(&["status", "--state", &state, "--json", "--proxy-admin-password", "s3cret"]),
+        Duration::from_secs(30),
+    );
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(st["proxy_tables"][0]["slots"].is_array(), "{st}");
     assert!(st["pauses"].as_u64().unwrap() >= 16, "{st}");
     eprintln!("pause p50 {} ms p99 {} ms", st["pause_p50_ms"], st["pause_p99_ms"]);
 }

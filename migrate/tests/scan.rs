@@ -232,3 +232,63 @@ fn http_get(port: u16, path: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+#[test]
+fn ctrl_c_stops_at_a_safe_point_and_resume_finishes() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let keys = load_all_types(&mut src, 100, "c");
+    let (_d, state) = state_path("sigint");
+    let base = sv(&[
+        "--from-redis-cluster",
+        &cluster.seed(),
+        "--to",
+        &ferrite.addr(),
+        "--method",
+        "scan",
+        "--state",
+        &state,
+        "--quiet",
+        "--cutover-slots",
+        "512",
+    ]);
+    let mut run = base.clone();
+    run.extend(sv(&["--max-keys-per-sec", "300"]));
+    let mut child = spawn_migrate(&run);
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
+        let done = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|v| v["slots"].as_str().unwrap_or("").bytes().filter(|c| *c == b'f').count())
+            .unwrap_or(0);
+        if done >= 512 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "SIGINT did not stop the run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resume"), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(v["finished"].as_bool(), Some(false));
+    let mut r = vec!["resume".to_string()];
+    r.extend(base);
+    let out = migrate(&r, Duration::from_secs(180));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 0 differences"), "{}", show(&out));
+    let n = conn(&ferrite.addr()).cmd(&args(&["DBSIZE"])).unwrap().as_int().unwrap();
+    assert_eq!(n as usize, keys.len());
+}

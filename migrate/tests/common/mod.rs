@@ -42,9 +42,9 @@ pub fn proxy_bin() -> PathBuf {
 }
 
 /// A ferrite-proxy in front of `cluster` and `ferrite`.
-pub fn start_proxy(cluster: &Cluster, ferrite: &str) -> Proc {
+pub fn start_proxy(cluster: &Cluster, ferrite: &str, extra: &[&str]) -> Proc {
     let port = ferrite_testkit::free_port();
-    let a = vec![
+    let mut a = vec![
         "--listen".to_string(),
         format!("127.0.0.1:{port}"),
         "--upstream-cluster".into(),
@@ -52,6 +52,7 @@ pub fn start_proxy(cluster: &Cluster, ferrite: &str) -> Proc {
         "--ferrite".into(),
         ferrite.to_string(),
     ];
+    a.extend(extra.iter().map(|x| x.to_string()));
     ferrite_testkit::spawn_server(proxy_bin(), &a, port, "ferrite-proxy")
 }
 
