@@ -275,14 +275,14 @@ def proxy():
     b.row("Requests and errors")
     b.ts("Requests per command (top 10)", "Client requests per second by command.",
          [(f"topk(10, sum by (command) (rate(ferrite_proxy_requests_total{s}[{RI}])))", "{{command}}")], "reqps")
-    b.ts("Requests per side", "upstream = Redis Cluster, ferrite = Ferrite, proxy = answered locally, "
-         "fanout = split over several nodes.",
+    b.ts("Requests per side", "upstream = Redis Cluster, ferrite = Ferrite, proxy = answered by the proxy itself "
+         "(a split or fan-out request counts each part).",
          [(f"sum by (side) (rate(ferrite_proxy_requests_total{s}[{RI}]))", "{{side}}")], "reqps")
-    b.ts("Errors per command and origin", "backend = the backend's own error reply; upstream/downstream/internal/"
-         "proxy = a fault found by the proxy.",
+    b.ts("Errors per command and origin", "backend = the backend's own error reply; upstream = backend unreachable "
+         "or timed out; proxy = answered by the proxy (e.g. TRYAGAIN on a paused slot).",
          [(f"topk(10, sum by (command, origin) (rate(ferrite_proxy_errors_total{s}[{RI}])))",
            "{{command}} {{origin}}")], "reqps")
-    b.ts("Errors per side", "Error replies per second by side.",
+    b.ts("Errors per side", "Error replies per second by side (upstream, ferrite, proxy, paused) and origin.",
          [(f"sum by (side, origin) (rate(ferrite_proxy_errors_total{s}[{RI}]))", "{{side}} {{origin}}")], "reqps")
     b.ts("MOVED / ASK", "Redirects from the upstream cluster followed per second.",
          [(f"sum by (kind) (rate(ferrite_proxy_redirects_total{s}[{RI}]))", "{{kind}}")], "ops")
