@@ -97,3 +97,21 @@ def test_dashboards_are_generated_output():
                      ("ferrite-migrate.json", gen.migrate)]:
         with open(os.path.join(ROOT, "dashboards", name)) as f:
             assert json.load(f) == json.loads(json.dumps(fn().json())), f"{name} differs from generate.py"
+
+
+def test_rules_and_queries_without_promtool(monkeypatch, capsys):
+    c = load_checker()
+    real_which = shutil.which
+    monkeypatch.setattr(c.shutil, "which", lambda name: None if name == "promtool" else real_which(name))
+    d = os.path.join(ROOT, "dashboards")
+    c.promtool_check_dashboards(c.dashboard_exprs(d))
+    assert len(c.load_rules(d)) >= 10
+    assert "promtool not on PATH" in capsys.readouterr().out
+
+
+def test_promtool_rejects_a_broken_query(tmp_path):
+    c = load_checker()
+    if not shutil.which("promtool"):
+        pytest.skip("promtool not installed (Debian package prometheus); the suite does not install it")
+    with pytest.raises(c.CheckError):
+        c.promtool_check_dashboards([("x / y", "sum(rate(ferrite_uptime_seconds[5m])")])
