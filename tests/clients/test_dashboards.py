@@ -115,3 +115,31 @@ def test_promtool_rejects_a_broken_query(tmp_path):
         pytest.skip("promtool not installed (Debian package prometheus); the suite does not install it")
     with pytest.raises(c.CheckError):
         c.promtool_check_dashboards([("x / y", "sum(rate(ferrite_uptime_seconds[5m])")])
+
+
+def test_dashboard_structure():
+    """Provisioning-ready: unique uid, DS_PROMETHEUS input and variable, every panel and query on it, panels
+    inside the 24-column grid with unique ids."""
+    uids = set()
+    for name in ("ferrite-store.json", "ferrite-proxy.json", "ferrite-migrate.json"):
+        with open(os.path.join(ROOT, "dashboards", name)) as f:
+            doc = json.load(f)
+        assert doc["uid"] not in uids
+        uids.add(doc["uid"])
+        assert [i["name"] for i in doc["__inputs"]] == ["DS_PROMETHEUS"]
+        variables = {v["name"]: v for v in doc["templating"]["list"]}
+        assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+        assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
+        ids = set()
+        for p in doc["panels"]:
+            assert p["id"] not in ids, f"{name}: duplicate panel id {p['id']}"
+            ids.add(p["id"])
+            g = p["gridPos"]
+            assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, f"{name}: {p['title']} off the grid"
+            if p["type"] == "row":
+                continue
+            assert p["datasource"] == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, p["title"]
+            assert p["targets"], p["title"]
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == "${DS_PROMETHEUS}" and t["expr"].strip(), p["title"]
+            assert p.get("description"), f"{name}: {p['title']} has no description"
