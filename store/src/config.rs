@@ -66,6 +66,9 @@ pub struct Cli {
     pub aof_load_truncated: Option<String>,
     #[arg(long = "aof-use-rdb-preamble")]
     pub aof_use_rdb_preamble: Option<String>,
+    /// Serve Prometheus metrics on HOST:PORT at /metrics (off when not given or empty).
+    #[arg(long = "metrics-listen", env = "FERRITE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The TOML file's shape (Redis names with `-` or `_`).
@@ -92,6 +95,7 @@ pub struct FileConfig {
     pub appenddirname: Option<String>,
     pub aof_load_truncated: Option<String>,
     pub aof_use_rdb_preamble: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Effective settings.
@@ -112,6 +116,8 @@ pub struct Config {
     pub aclfile: String,
     /// RDB/AOF settings.
     pub persist: crate::persist::PersistConfig,
+    /// Prometheus /metrics listen address (None = off).
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -130,6 +136,7 @@ impl Default for Config {
             config_file: None,
             aclfile: String::new(),
             persist: Default::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -169,6 +176,9 @@ impl Config {
             if let Some(v) = f.aclfile {
                 c.aclfile = v;
             }
+            if f.metrics_listen.is_some() {
+                c.metrics_listen = f.metrics_listen;
+            }
             if f.requirepass.is_some() {
                 c.requirepass = f.requirepass;
             }
@@ -182,6 +192,10 @@ impl Config {
         if let Some(v) = cli.aclfile {
             c.aclfile = v;
         }
+        if cli.metrics_listen.is_some() {
+            c.metrics_listen = cli.metrics_listen;
+        }
+        c.metrics_listen = c.metrics_listen.filter(|a| !a.trim().is_empty());
         if cli.requirepass.is_some() {
             c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
         }

@@ -22,6 +22,7 @@ pub mod evict;
 pub mod glob;
 pub mod keyspace;
 pub mod ldouble;
+pub mod metrics;
 pub mod notify;
 pub mod persist;
 pub mod pqsort;

@@ -43,8 +43,25 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        let metrics_addr = srv.config.read().metrics_listen.clone();
+        let metrics_listener = match metrics_addr {
+            Some(a) => match tokio::net::TcpListener::bind(a.as_str()).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("ferrite: cannot listen for metrics on {a}: {e}");
+                    std::process::exit(1);
+                }
+            },
+            None => None,
+        };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         println!("ferrite {} ready to accept connections on {addr}", env!("CARGO_PKG_VERSION"));
+        if let Some(ml) = metrics_listener {
+            let maddr = ml.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            println!("ferrite metrics on http://{maddr}/metrics");
+            let m = ferrite::metrics::Metrics::new(srv.clone());
+            tokio::spawn(ferrite::metrics::serve(ml, srv.clone(), m));
+        }
         let s2 = srv.clone();
         tokio::spawn(async move {
             let mut term =
