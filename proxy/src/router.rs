@@ -326,6 +326,18 @@ impl Proxy {
                         d = self.dispatch(side, slot, &req, mirror, None);
                         continue;
                     }
+                    if frame.starts_with(b"-NOAUTH") || frame.starts_with(b"-WRONGPASS") {
+                        // The backend refuses the proxy itself: say so (the client is authenticated here).
+                        self.metrics.errors.with_label_values(&[req.name, side.name(), "upstream"]).inc();
+                        return resp::error(&format!(
+                            "ERR {} backend {} refused the proxy's credentials ({}); check --{}-user/--{}-password",
+                            side.name(),
+                            addr.as_deref().unwrap_or("?"),
+                            String::from_utf8_lossy(&frame[1..frame.len().saturating_sub(2)]),
+                            side.name(),
+                            side.name()
+                        ));
+                    }
                     self.metrics.errors.with_label_values(&[req.name, side.name(), "backend"]).inc();
                     return frame;
                 }

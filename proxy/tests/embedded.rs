@@ -561,3 +561,26 @@ fn random_bytes_never_take_the_proxy_down() {
     assert_eq!(proxy.conn().cmd(&["PING"]), b"+PONG\r\n");
     assert!(!proxy.log().contains("panicked"), "no task panicked:\n{}", proxy.log());
 }
+
+#[test]
+fn backend_credentials_are_used_on_every_backend_connection() {
+    let redis = start_redis(&["--requirepass", "backendpw"]);
+    let addr = format!("127.0.0.1:{}", redis.port);
+    // Without the backend password: a clear error naming the backend.
+    let p1 = start_proxy(&["--ferrite", &addr, "--request-timeout-ms", "1000"]);
+    let r = p1.conn().cmd(&["GET", "k"]);
+    assert!(r.starts_with(b"-ERR ferrite backend 127.0.0.1:") && show(&r).contains("NOAUTH"), "{}", show(&r));
+    assert!(show(&r).contains("--ferrite-password"), "{}", show(&r));
+    // With it: normal service, in RESP2 and RESP3, and on dedicated connections (blocking, transactions).
+    let p2 = start_proxy(&["--ferrite", &addr, "--ferrite-password", "backendpw", "--requirepass", "clientpw"]);
+    let mut c = p2.conn();
+    assert_eq!(c.cmd(&["AUTH", "backendpw"]), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "clientpw"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["BLPOP", "none", "0.05"]), b"*-1\r\n");
+    c.cmd(&["MULTI"]);
+    c.cmd(&["INCR", "n"]);
+    assert_eq!(c.cmd(&["EXEC"]), b"*1\r\n:1\r\n");
+    assert!(c.cmd(&["HELLO", "3"]).starts_with(b"%7"));
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v"));
+}
