@@ -605,7 +605,7 @@ impl Proxy {
     /// Split a multi-key command over slots and merge the replies in key order.
     pub fn exec_split(self: &Arc<Self>, kind: Split, args: &[Bytes], req: Req) -> Fut {
         let step = if kind == Split::MSet { 2 } else { 1 };
-        if (args.len() - 1) % step != 0 {
+        if step == 2 && args.len() & 1 == 0 {
             return ready(resp::error(&format!("ERR wrong number of arguments for '{}' command", req.name)));
         }
         // Groups per slot, in order of first appearance.
