@@ -584,3 +584,25 @@ fn backend_credentials_are_used_on_every_backend_connection() {
     assert!(c.cmd(&["HELLO", "3"]).starts_with(b"%7"));
     assert_eq!(c.cmd(&["GET", "k"]), bulk("v"));
 }
+
+#[test]
+fn toml_config_env_and_json_logs() {
+    let dir = ferrite_testkit::TempDir::new("proxy-config");
+    let port = ferrite_testkit::free_port();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nrequirepass = \"filepw\"\nlog-format = \"json\"\npause-timeout-ms = 777\n"
+        ),
+    )
+    .unwrap();
+    let args = vec!["--config".to_string(), file.display().to_string()];
+    let p = ferrite_testkit::spawn_server(proxy_bin(), &args, port, "ferrite-proxy");
+    let mut c = p.conn();
+    assert_eq!(c.cmd(&["GET", "x"]), b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "filepw"]), b"+OK\r\n");
+    let log = p.log();
+    let line = log.lines().find(|l| l.contains("ferrite-proxy ready")).expect("ready log line");
+    assert!(line.starts_with('{') && line.contains("\"listen\""), "structured JSON log: {line}");
+}
