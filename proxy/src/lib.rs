@@ -113,6 +113,7 @@ impl Proxy {
             upstream: Creds { user: cfg.upstream_user.clone(), password: cfg.upstream_password.clone() },
             ferrite: ferrite_creds,
             connect_timeout: cfg.connect_timeout,
+            ferrite_lanes: cfg.ferrite_connections.clamp(1, 64) as u16,
         });
         let ferrite = Topology::standalone(Side::Ferrite, &ferrite_addr, settings.clone(), metrics.clone());
         let upstream = (!cfg.upstream_cluster.is_empty()).then(|| {

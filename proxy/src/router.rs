@@ -67,6 +67,16 @@ impl Proxy {
         }
     }
 
+    /// Which of a node's connections carries a slot: with `--ferrite-connections N`, Ferrite slot `s` uses lane
+    /// `s % N` (requests and mirror writes of one slot always share a connection); keyless requests use lane 0.
+    #[inline]
+    fn lane(&self, side: Side, slot: Option<u16>) -> u16 {
+        match (side, slot) {
+            (Side::Ferrite, Some(s)) if self.pool.settings.ferrite_lanes > 1 => s % self.pool.settings.ferrite_lanes,
+            _ => 0,
+        }
+    }
+
     /// Queue `req` on the connection to `to` (or the slot's node on `side`); with `asking`, prefixed by ASKING.
     fn dispatch(
         self: &Arc<Self>,
@@ -91,7 +101,7 @@ impl Proxy {
                 }
             }
         };
-        let conn = match self.pool.get(&addr, req.resp3, side) {
+        let conn = match self.pool.get(&addr, req.resp3, side, self.lane(side, slot)) {
             Ok(c) => c,
             Err(e) => return Err((Some(addr), e)),
         };
@@ -154,7 +164,7 @@ impl Proxy {
         let Some(addr) = topo.node(slot) else {
             return fail("no node serves the slot on the mirror side".into());
         };
-        let conn = match self.pool.get(&addr, resp3, target) {
+        let conn = match self.pool.get(&addr, resp3, target, self.lane(target, Some(slot))) {
             Ok(c) => c,
             Err(e) => return fail(format!("{addr}: {}", e.text())),
         };

@@ -606,3 +606,25 @@ fn toml_config_env_and_json_logs() {
     let line = log.lines().find(|l| l.contains("ferrite-proxy ready")).expect("ready log line");
     assert!(line.starts_with('{') && line.contains("\"listen\""), "structured JSON log: {line}");
 }
+
+#[test]
+fn several_ferrite_connections_keep_per_slot_order() {
+    let proxy = start_proxy(&["--ferrite-connections", "4"]);
+    let mut c = proxy.conn();
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for round in 0..20 {
+        for k in 0..25 {
+            cmds.push(vec![b"APPEND".to_vec(), format!("lane:{k}").into_bytes(), format!("{round},").into_bytes()]);
+        }
+    }
+    c.pipeline(&cmds);
+    let expected: String = (0..20).map(|r| format!("{r},")).collect();
+    let mut mget = vec!["MGET".to_string()];
+    mget.extend((0..25).map(|k| format!("lane:{k}")));
+    let r = Reply::parse(&c.cmd(&mget));
+    assert_eq!(r.items().len(), 25);
+    for v in r.items() {
+        assert_eq!(v.as_bytes(), Some(expected.as_bytes()));
+    }
+    assert_eq!(Reply::parse(&c.cmd(&["DBSIZE"])).as_int(), Some(25));
+}
