@@ -79,6 +79,9 @@ pub struct Cli {
     /// How long graceful shutdown waits for in-flight requests, ms.
     #[arg(long = "shutdown-timeout-ms", env = "FERRITE_PROXY_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// The remote Ferrite (`--ferrite`) is a cluster: discover its nodes like the upstream's.
+    #[arg(long = "ferrite-cluster", env = "FERRITE_PROXY_FERRITE_CLUSTER")]
+    pub ferrite_cluster: bool,
     /// Connections per Ferrite node (1-64). More than 1 uses Ferrite's threads better; requests of one slot stay
     /// on one connection, but a client's requests to different slots may then run in a different order.
     #[arg(long = "ferrite-connections", env = "FERRITE_PROXY_FERRITE_CONNECTIONS")]
@@ -110,6 +113,7 @@ struct FileConfig {
     threads: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
     ferrite_connections: Option<usize>,
+    ferrite_cluster: Option<bool>,
 }
 
 /// Effective settings.
@@ -138,6 +142,7 @@ pub struct Config {
     pub threads: usize,
     pub shutdown_timeout: Duration,
     pub ferrite_connections: usize,
+    pub ferrite_cluster: bool,
 }
 
 impl Default for Config {
@@ -165,6 +170,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             shutdown_timeout: Duration::from_millis(10_000),
             ferrite_connections: 1,
+            ferrite_cluster: false,
         }
     }
 }
@@ -199,7 +205,8 @@ impl Config {
                 log_level,
                 threads,
                 pause_max_queued,
-                ferrite_connections
+                ferrite_connections,
+                ferrite_cluster
             );
             macro_rules! set_opt {
                 ($($name:ident),*) => { $( if f.$name.is_some() { c.$name = f.$name; } )* };
@@ -262,6 +269,12 @@ impl Config {
             pause_timeout_ms => pause_timeout, shutdown_timeout_ms => shutdown_timeout);
         if c.threads == 0 {
             return Err("threads must be at least 1".into());
+        }
+        if cli.ferrite_cluster {
+            c.ferrite_cluster = true;
+        }
+        if c.ferrite_cluster && c.ferrite.is_none() {
+            return Err("--ferrite-cluster needs --ferrite <seed node>".into());
         }
         if !(1..=64).contains(&c.ferrite_connections) {
             return Err("ferrite-connections must be between 1 and 64".into());

@@ -378,3 +378,22 @@ fn unreachable_upstream_node_errors_then_recovers() {
     }
     assert_eq!(c.cmd(&["GET", "kd"]), bulk("2"));
 }
+
+#[test]
+fn ferrite_side_may_be_a_cluster() {
+    // A Redis Cluster stands in for a clustered Ferrite: same discovery and redirects on the Ferrite side.
+    let cluster = Cluster::start(3, 0);
+    let proxy = start_proxy(&["--ferrite", &cluster.seed(), "--ferrite-cluster"]);
+    let mut c = proxy.conn();
+    for i in 0..30 {
+        let k = format!("fc:{i}");
+        assert_eq!(c.cmd(&["SET", &k, &k]), b"+OK\r\n");
+        assert_eq!(Conn::connect(cluster.master_of_slot(slot(&k))).unwrap().cmd(&["GET", &k]), bulk(&k));
+    }
+    let s = slot("fc:3");
+    let to = cluster.master_ports().into_iter().find(|&p| p != cluster.master_of_slot(s)).unwrap();
+    cluster.move_slot(s, to, None);
+    assert_eq!(c.cmd(&["GET", "fc:3"]), bulk("fc:3"));
+    assert_eq!(Reply::parse(&c.cmd(&["DBSIZE"])).as_int(), Some(30));
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "SLOTS"]), b"*1\r\n*4\r\n:0\r\n:16383\r\n$7\r\nferrite\r\n:0\r\n");
+}
