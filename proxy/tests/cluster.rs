@@ -284,11 +284,18 @@ fn slot_states_mirror_pause_and_pubsub_across_sides() {
         let r = w.pipeline(&cmds);
         (r, t0.elapsed())
     });
-    sleep_ms(400);
+    let paused_now = |c: &mut Conn| {
+        let st = admin(c, &["STATS"]);
+        st.items().chunks(2).find(|p| p[0].as_bytes() == Some(b"paused_now")).and_then(|p| p[1].as_int()).unwrap()
+    };
+    ferrite_testkit::wait_for(Duration::from_secs(10), "both INCRs queued on the paused slot", || {
+        (paused_now(&mut c) == 2).then_some(())
+    });
+    sleep_ms(100);
     assert_eq!(admin(&mut c, &["SETSLOTS", "4", "upstream", "0", &s.to_string()]).as_int(), Some(4));
     let (r, waited) = t.join().unwrap();
     assert_eq!(r, vec![b":1\r\n".to_vec(), bulk("x"), b":2\r\n".to_vec()]);
-    assert!(waited >= Duration::from_millis(300), "requests waited for the pause ({waited:?})");
+    assert!(waited >= Duration::from_millis(100), "requests waited for the pause ({waited:?})");
     assert_eq!(Conn::connect(upstream_owner).unwrap().cmd(&["GET", "{state:key}n"]), bulk("2"));
 
     // Pub/sub: a subscriber through the proxy gets messages published on either side.

@@ -330,8 +330,10 @@ fn admin_protocol() {
         ];
         w.pipeline(&cmds)
     });
-    sleep_ms(300);
-    assert_eq!(stat(&mut c, "paused_now"), 2);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "two requests queued on the paused slot", || {
+        (stat(&mut c, "paused_now") == 2).then_some(())
+    });
+    sleep_ms(100);
     assert_eq!(admin(&mut c, &["SETSLOTS", "7", "ferrite", "0", "200"]).as_int(), Some(7));
     let r = t.join().unwrap();
     assert_eq!(r[0], b":1\r\n");
