@@ -138,11 +138,13 @@ pub struct BackendSettings {
     pub upstream: Creds,
     pub ferrite: Creds,
     pub connect_timeout: Duration,
+    /// Connections per Ferrite node (slot-affine lanes); 1 keeps every client's requests on one connection.
+    pub ferrite_lanes: u16,
 }
 
 /// Multiplexed connections to every node, keyed by (address, RESP3?).
 pub struct Pool {
-    nodes: parking_lot::RwLock<HashMap<(Arc<str>, bool), Arc<Mutex<NodeEntry>>>>,
+    nodes: parking_lot::RwLock<HashMap<(Arc<str>, bool, u16), Arc<Mutex<NodeEntry>>>>,
     pub settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
 }
@@ -157,8 +159,10 @@ impl Pool {
 
     /// The live connection to `addr`, creating one if needed. Fails fast (without connecting) while the node is
     /// in its reconnect backoff.
-    pub fn get(&self, addr: &Arc<str>, resp3: bool, side: Side) -> Result<Conn, BackendError> {
-        let key = (addr.clone(), resp3);
+    ///
+    /// `lane` picks one of several connections to the same node (`--ferrite-connections`); 0 otherwise.
+    pub fn get(&self, addr: &Arc<str>, resp3: bool, side: Side, lane: u16) -> Result<Conn, BackendError> {
+        let key = (addr.clone(), resp3, lane);
         let found = self.nodes.read().get(&key).cloned();
         let entry = match found {
             Some(e) => e,
@@ -209,11 +213,11 @@ impl Pool {
     /// Is `addr` currently in reconnect backoff?
     pub fn is_down(&self, addr: &Arc<str>) -> bool {
         let m = self.nodes.read();
-        [false, true].iter().any(|&p| {
-            m.get(&(addr.clone(), p)).is_some_and(|e| {
+        m.iter().any(|(k, e)| {
+            k.0 == *addr && {
                 let e = e.lock();
                 e.next_try.is_some_and(|t| Instant::now() < t)
-            })
+            }
         })
     }
 }

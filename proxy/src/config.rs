@@ -79,6 +79,13 @@ pub struct Cli {
     /// How long graceful shutdown waits for in-flight requests, ms.
     #[arg(long = "shutdown-timeout-ms", env = "FERRITE_PROXY_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// The remote Ferrite (`--ferrite`) is a cluster: discover its nodes like the upstream's.
+    #[arg(long = "ferrite-cluster", env = "FERRITE_PROXY_FERRITE_CLUSTER")]
+    pub ferrite_cluster: bool,
+    /// Connections per Ferrite node (1-64). More than 1 uses Ferrite's threads better; requests of one slot stay
+    /// on one connection, but a client's requests to different slots may then run in a different order.
+    #[arg(long = "ferrite-connections", env = "FERRITE_PROXY_FERRITE_CONNECTIONS")]
+    pub ferrite_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -105,6 +112,8 @@ struct FileConfig {
     log_level: Option<String>,
     threads: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
+    ferrite_connections: Option<usize>,
+    ferrite_cluster: Option<bool>,
 }
 
 /// Effective settings.
@@ -132,6 +141,8 @@ pub struct Config {
     pub log_level: String,
     pub threads: usize,
     pub shutdown_timeout: Duration,
+    pub ferrite_connections: usize,
+    pub ferrite_cluster: bool,
 }
 
 impl Default for Config {
@@ -158,6 +169,8 @@ impl Default for Config {
             log_level: "info".into(),
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             shutdown_timeout: Duration::from_millis(10_000),
+            ferrite_connections: 1,
+            ferrite_cluster: false,
         }
     }
 }
@@ -191,7 +204,9 @@ impl Config {
                 log_format,
                 log_level,
                 threads,
-                pause_max_queued
+                pause_max_queued,
+                ferrite_connections,
+                ferrite_cluster
             );
             macro_rules! set_opt {
                 ($($name:ident),*) => { $( if f.$name.is_some() { c.$name = f.$name; } )* };
@@ -218,7 +233,16 @@ impl Config {
         macro_rules! cli_set {
             ($($name:ident),*) => { $( if let Some(v) = cli.$name { c.$name = v; } )* };
         }
-        cli_set!(listen, maxclients, proto_max_bulk_len, log_format, log_level, threads, pause_max_queued);
+        cli_set!(
+            listen,
+            maxclients,
+            proto_max_bulk_len,
+            log_format,
+            log_level,
+            threads,
+            pause_max_queued,
+            ferrite_connections
+        );
         macro_rules! cli_opt {
             ($($name:ident),*) => { $( if cli.$name.is_some() { c.$name = cli.$name; } )* };
         }
@@ -245,6 +269,15 @@ impl Config {
             pause_timeout_ms => pause_timeout, shutdown_timeout_ms => shutdown_timeout);
         if c.threads == 0 {
             return Err("threads must be at least 1".into());
+        }
+        if cli.ferrite_cluster {
+            c.ferrite_cluster = true;
+        }
+        if c.ferrite_cluster && c.ferrite.is_none() {
+            return Err("--ferrite-cluster needs --ferrite <seed node>".into());
+        }
+        if !(1..=64).contains(&c.ferrite_connections) {
+            return Err("ferrite-connections must be between 1 and 64".into());
         }
         if c.pause_timeout.is_zero() {
             return Err("pause-timeout-ms must be at least 1".into());

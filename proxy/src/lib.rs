@@ -13,8 +13,9 @@
 //!   keeps one multiplexed connection per master, follows `-MOVED` (refreshing the map) and `-ASK` (with
 //!   `ASKING`), retries `-TRYAGAIN`/`-CLUSTERDOWN` and unsent requests within a time budget ([`topology`],
 //!   [`backend`], [`router`]);
-//! - Ferrite: a remote server (`--ferrite host:port`) or, without it, the embedded Ferrite store run in this
-//!   process on an internal loopback listener with a random password ([`Proxy::start`]);
+//! - Ferrite: a remote server (`--ferrite host:port`, standalone or, with `--ferrite-cluster`, a cluster
+//!   discovered like the upstream) or, without it, the embedded Ferrite store run in this process on an internal
+//!   loopback listener with a random password ([`Proxy::start`]);
 //! - splits MGET/MSET/DEL/UNLINK/EXISTS/TOUCH over slots and merges the replies in order; fans out DBSIZE, KEYS,
 //!   SCAN, FLUSHALL/FLUSHDB, SCRIPT/FUNCTION; runs MULTI/EXEC/WATCH and blocking commands on dedicated
 //!   connections to the owner; delivers pub/sub messages from both sides ([`pubsub`]);
@@ -113,8 +114,13 @@ impl Proxy {
             upstream: Creds { user: cfg.upstream_user.clone(), password: cfg.upstream_password.clone() },
             ferrite: ferrite_creds,
             connect_timeout: cfg.connect_timeout,
+            ferrite_lanes: cfg.ferrite_connections.clamp(1, 64) as u16,
         });
-        let ferrite = Topology::standalone(Side::Ferrite, &ferrite_addr, settings.clone(), metrics.clone());
+        let ferrite = if cfg.ferrite_cluster {
+            Topology::cluster(Side::Ferrite, vec![ferrite_addr.clone()], settings.clone(), metrics.clone())
+        } else {
+            Topology::standalone(Side::Ferrite, &ferrite_addr, settings.clone(), metrics.clone())
+        };
         let upstream = (!cfg.upstream_cluster.is_empty()).then(|| {
             Topology::cluster(Side::Upstream, cfg.upstream_cluster.clone(), settings.clone(), metrics.clone())
         });
@@ -146,6 +152,11 @@ impl Proxy {
         if let Some(u) = &proxy.upstream {
             if let Err(e) = u.refresh().await {
                 tracing::warn!(error = %e, "upstream cluster not reachable yet; retrying in the background");
+            }
+        }
+        if proxy.ferrite.is_cluster() {
+            if let Err(e) = proxy.ferrite.refresh().await {
+                tracing::warn!(error = %e, "ferrite cluster not reachable yet; retrying in the background");
             }
         }
         if let Some(l) = metrics_listener {
@@ -312,12 +323,21 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
 async fn background(proxy: Arc<Proxy>) {
     let mut shutdown = proxy.shutdown_rx();
     let mut last_refresh = Instant::now();
+    let mut ticks_f = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = shutdown.changed() => return,
         }
         proxy.slots.expire_pauses();
+        if proxy.ferrite.is_cluster() {
+            let every = if proxy.ferrite.masters().is_empty() { 10 } else { 200 };
+            ticks_f += 1;
+            if ticks_f >= every {
+                ticks_f = 0;
+                proxy.ferrite.trigger_refresh();
+            }
+        }
         if let Some(u) = &proxy.upstream {
             let every = if u.masters().is_empty() { Duration::from_millis(500) } else { Duration::from_secs(10) };
             if last_refresh.elapsed() >= every {

@@ -67,6 +67,16 @@ impl Proxy {
         }
     }
 
+    /// Which of a node's connections carries a slot: with `--ferrite-connections N`, Ferrite slot `s` uses lane
+    /// `s % N` (requests and mirror writes of one slot always share a connection); keyless requests use lane 0.
+    #[inline]
+    fn lane(&self, side: Side, slot: Option<u16>) -> u16 {
+        match (side, slot) {
+            (Side::Ferrite, Some(s)) if self.pool.settings.ferrite_lanes > 1 => s % self.pool.settings.ferrite_lanes,
+            _ => 0,
+        }
+    }
+
     /// Queue `req` on the connection to `to` (or the slot's node on `side`); with `asking`, prefixed by ASKING.
     fn dispatch(
         self: &Arc<Self>,
@@ -91,7 +101,7 @@ impl Proxy {
                 }
             }
         };
-        let conn = match self.pool.get(&addr, req.resp3, side) {
+        let conn = match self.pool.get(&addr, req.resp3, side, self.lane(side, slot)) {
             Ok(c) => c,
             Err(e) => return Err((Some(addr), e)),
         };
@@ -154,7 +164,7 @@ impl Proxy {
         let Some(addr) = topo.node(slot) else {
             return fail("no node serves the slot on the mirror side".into());
         };
-        let conn = match self.pool.get(&addr, resp3, target) {
+        let conn = match self.pool.get(&addr, resp3, target, self.lane(target, Some(slot))) {
             Ok(c) => c,
             Err(e) => return fail(format!("{addr}: {}", e.text())),
         };
@@ -325,6 +335,18 @@ impl Proxy {
                         tokio::time::sleep(Duration::from_millis(25)).await;
                         d = self.dispatch(side, slot, &req, mirror, None);
                         continue;
+                    }
+                    if frame.starts_with(b"-NOAUTH") || frame.starts_with(b"-WRONGPASS") {
+                        // The backend refuses the proxy itself: say so (the client is authenticated here).
+                        self.metrics.errors.with_label_values(&[req.name, side.name(), "upstream"]).inc();
+                        return resp::error(&format!(
+                            "ERR {} backend {} refused the proxy's credentials ({}); check --{}-user/--{}-password",
+                            side.name(),
+                            addr.as_deref().unwrap_or("?"),
+                            String::from_utf8_lossy(&frame[1..frame.len().saturating_sub(2)]),
+                            side.name(),
+                            side.name()
+                        ));
                     }
                     self.metrics.errors.with_label_values(&[req.name, side.name(), "backend"]).inc();
                     return frame;
@@ -593,7 +615,7 @@ impl Proxy {
     /// Split a multi-key command over slots and merge the replies in key order.
     pub fn exec_split(self: &Arc<Self>, kind: Split, args: &[Bytes], req: Req) -> Fut {
         let step = if kind == Split::MSet { 2 } else { 1 };
-        if (args.len() - 1) % step != 0 {
+        if step == 2 && args.len() & 1 == 0 {
             return ready(resp::error(&format!("ERR wrong number of arguments for '{}' command", req.name)));
         }
         // Groups per slot, in order of first appearance.

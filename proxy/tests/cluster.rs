@@ -284,11 +284,18 @@ fn slot_states_mirror_pause_and_pubsub_across_sides() {
         let r = w.pipeline(&cmds);
         (r, t0.elapsed())
     });
-    sleep_ms(400);
+    let paused_now = |c: &mut Conn| {
+        let st = admin(c, &["STATS"]);
+        st.items().chunks(2).find(|p| p[0].as_bytes() == Some(b"paused_now")).and_then(|p| p[1].as_int()).unwrap()
+    };
+    ferrite_testkit::wait_for(Duration::from_secs(10), "both INCRs queued on the paused slot", || {
+        (paused_now(&mut c) == 2).then_some(())
+    });
+    sleep_ms(100);
     assert_eq!(admin(&mut c, &["SETSLOTS", "4", "upstream", "0", &s.to_string()]).as_int(), Some(4));
     let (r, waited) = t.join().unwrap();
     assert_eq!(r, vec![b":1\r\n".to_vec(), bulk("x"), b":2\r\n".to_vec()]);
-    assert!(waited >= Duration::from_millis(300), "requests waited for the pause ({waited:?})");
+    assert!(waited >= Duration::from_millis(100), "requests waited for the pause ({waited:?})");
     assert_eq!(Conn::connect(upstream_owner).unwrap().cmd(&["GET", "{state:key}n"]), bulk("2"));
 
     // Pub/sub: a subscriber through the proxy gets messages published on either side.
@@ -377,4 +384,23 @@ fn unreachable_upstream_node_errors_then_recovers() {
         sleep_ms(100);
     }
     assert_eq!(c.cmd(&["GET", "kd"]), bulk("2"));
+}
+
+#[test]
+fn ferrite_side_may_be_a_cluster() {
+    // A Redis Cluster stands in for a clustered Ferrite: same discovery and redirects on the Ferrite side.
+    let cluster = Cluster::start(3, 0);
+    let proxy = start_proxy(&["--ferrite", &cluster.seed(), "--ferrite-cluster"]);
+    let mut c = proxy.conn();
+    for i in 0..30 {
+        let k = format!("fc:{i}");
+        assert_eq!(c.cmd(&["SET", &k, &k]), b"+OK\r\n");
+        assert_eq!(Conn::connect(cluster.master_of_slot(slot(&k))).unwrap().cmd(&["GET", &k]), bulk(&k));
+    }
+    let s = slot("fc:3");
+    let to = cluster.master_ports().into_iter().find(|&p| p != cluster.master_of_slot(s)).unwrap();
+    cluster.move_slot(s, to, None);
+    assert_eq!(c.cmd(&["GET", "fc:3"]), bulk("fc:3"));
+    assert_eq!(Reply::parse(&c.cmd(&["DBSIZE"])).as_int(), Some(30));
+    assert_eq!(c.cmd(&["FERRITE.PROXY", "SLOTS"]), b"*1\r\n*4\r\n:0\r\n:16383\r\n$7\r\nferrite\r\n:0\r\n");
 }

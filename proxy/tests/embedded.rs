@@ -330,8 +330,10 @@ fn admin_protocol() {
         ];
         w.pipeline(&cmds)
     });
-    sleep_ms(300);
-    assert_eq!(stat(&mut c, "paused_now"), 2);
+    ferrite_testkit::wait_for(Duration::from_secs(10), "two requests queued on the paused slot", || {
+        (stat(&mut c, "paused_now") == 2).then_some(())
+    });
+    sleep_ms(100);
     assert_eq!(admin(&mut c, &["SETSLOTS", "7", "ferrite", "0", "200"]).as_int(), Some(7));
     let r = t.join().unwrap();
     assert_eq!(r[0], b":1\r\n");
@@ -560,4 +562,71 @@ fn random_bytes_never_take_the_proxy_down() {
     assert!(proxy.alive(), "the proxy survived random input");
     assert_eq!(proxy.conn().cmd(&["PING"]), b"+PONG\r\n");
     assert!(!proxy.log().contains("panicked"), "no task panicked:\n{}", proxy.log());
+}
+
+#[test]
+fn backend_credentials_are_used_on_every_backend_connection() {
+    let redis = start_redis(&["--requirepass", "backendpw"]);
+    let addr = format!("127.0.0.1:{}", redis.port);
+    // Without the backend password: a clear error naming the backend.
+    let p1 = start_proxy(&["--ferrite", &addr, "--request-timeout-ms", "1000"]);
+    let r = p1.conn().cmd(&["GET", "k"]);
+    assert!(r.starts_with(b"-ERR ferrite backend 127.0.0.1:") && show(&r).contains("NOAUTH"), "{}", show(&r));
+    assert!(show(&r).contains("--ferrite-password"), "{}", show(&r));
+    // With it: normal service, in RESP2 and RESP3, and on dedicated connections (blocking, transactions).
+    let p2 = start_proxy(&["--ferrite", &addr, "--ferrite-password", "backendpw", "--requirepass", "clientpw"]);
+    let mut c = p2.conn();
+    assert_eq!(c.cmd(&["AUTH", "backendpw"]), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "clientpw"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["BLPOP", "none", "0.05"]), b"*-1\r\n");
+    c.cmd(&["MULTI"]);
+    c.cmd(&["INCR", "n"]);
+    assert_eq!(c.cmd(&["EXEC"]), b"*1\r\n:1\r\n");
+    assert!(c.cmd(&["HELLO", "3"]).starts_with(b"%7"));
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v"));
+}
+
+#[test]
+fn toml_config_env_and_json_logs() {
+    let dir = ferrite_testkit::TempDir::new("proxy-config");
+    let port = ferrite_testkit::free_port();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nrequirepass = \"filepw\"\nlog-format = \"json\"\npause-timeout-ms = 777\n"
+        ),
+    )
+    .unwrap();
+    let args = vec!["--config".to_string(), file.display().to_string()];
+    let p = ferrite_testkit::spawn_server(proxy_bin(), &args, port, "ferrite-proxy");
+    let mut c = p.conn();
+    assert_eq!(c.cmd(&["GET", "x"]), b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "filepw"]), b"+OK\r\n");
+    let log = p.log();
+    let line = log.lines().find(|l| l.contains("ferrite-proxy ready")).expect("ready log line");
+    assert!(line.starts_with('{') && line.contains("\"listen\""), "structured JSON log: {line}");
+}
+
+#[test]
+fn several_ferrite_connections_keep_per_slot_order() {
+    let proxy = start_proxy(&["--ferrite-connections", "4"]);
+    let mut c = proxy.conn();
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for round in 0..20 {
+        for k in 0..25 {
+            cmds.push(vec![b"APPEND".to_vec(), format!("lane:{k}").into_bytes(), format!("{round},").into_bytes()]);
+        }
+    }
+    c.pipeline(&cmds);
+    let expected: String = (0..20).map(|r| format!("{r},")).collect();
+    let mut mget = vec!["MGET".to_string()];
+    mget.extend((0..25).map(|k| format!("lane:{k}")));
+    let r = Reply::parse(&c.cmd(&mget));
+    assert_eq!(r.items().len(), 25);
+    for v in r.items() {
+        assert_eq!(v.as_bytes(), Some(expected.as_bytes()));
+    }
+    assert_eq!(Reply::parse(&c.cmd(&["DBSIZE"])).as_int(), Some(25));
 }
