@@ -103,6 +103,9 @@ fn execute_resolved(
     if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) && srv.acl.auth_required() {
         return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
     }
+    if let Err(e) = crate::script::busy_check(srv, meta) {
+        return reject(srv, client, out, e);
+    }
     if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
         return reject(srv, client, out, CmdError::err("Command not allowed inside a transaction"));
     }
@@ -239,6 +242,23 @@ fn run<'s>(
     if srv.monitor_count.load(Ordering::Relaxed) > 0 && !meta.flags.has(Flags::ADMIN | Flags::SKIP_MONITOR) {
         feed_monitors(srv, client, db, args);
     }
+}
+
+/// Run one command called by a script (redis.call) on the exclusive access
+/// the script's EVAL/FCALL holds, as EXEC runs its queued commands
+/// (blocking commands do not block). Returns the reply bytes. The caller
+/// has done the script-specific checks (noscript, ACL, read-only, OOM).
+pub fn run_for_script<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    cmd: &'s Cmd,
+    meta: &CommandMeta,
+    args: &[Bytes],
+    acc: &mut Access<'s>,
+) -> Bytes {
+    let mut out = ReplyBuf { buf: bytes::BytesMut::with_capacity(64), resp3: client.resp3 };
+    run(srv, client, cmd, meta, args, &mut out, Some(acc));
+    out.buf.freeze()
 }
 
 /// The type of key a blocking command waits for.

@@ -95,6 +95,8 @@ pub struct Server {
     pub pause: parking_lot::Mutex<Option<(i64, bool)>>,
     pub paused: AtomicBool,
     pub unpaused: tokio::sync::Notify,
+    /// Lua scripting: EVAL cache, function libraries, the running script.
+    pub scripting: crate::script::Scripting,
 }
 
 /// Current unix time in milliseconds.
@@ -141,6 +143,7 @@ impl Server {
             pause: parking_lot::Mutex::new(None),
             paused: AtomicBool::new(false),
             unpaused: tokio::sync::Notify::new(),
+            scripting: Default::default(),
             acl,
         })
     }

@@ -21,6 +21,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod dump;
+pub mod function;
 pub mod geo;
 pub mod hash;
 pub mod hll;
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod list;
 pub mod pubsub;
 pub mod scan;
+pub mod script;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -109,7 +111,7 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 21] {
+pub fn families() -> [&'static [CmdImpl]; 23] {
     [
         acl::COMMANDS,
         geo::COMMANDS,
@@ -132,6 +134,8 @@ pub fn families() -> [&'static [CmdImpl]; 21] {
         txn::COMMANDS,
         pubsub::COMMANDS,
         dump::COMMANDS,
+        script::COMMANDS,
+        function::COMMANDS,
     ]
 }
 
