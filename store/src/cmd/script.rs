@@ -105,7 +105,7 @@ const HELP: &[&str] = &[
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ];
 
 /// SCRIPT KILL / FUNCTION KILL.

@@ -568,7 +568,10 @@ fn run_command(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
         return CallResult::Rejected(format!("The user executing the script {what}").into_bytes());
     }
     let write = meta.flags.has(Flags::WRITE);
-    if ctx.read_only && (write || meta.flags.has(Flags::MAY_REPLICATE)) {
+    // COMMAND INFO (the recorded table) does not show may_replicate.
+    let may_replicate =
+        meta.flags.has(Flags::MAY_REPLICATE) || matches!(cmd.imp.name, "publish" | "spublish" | "pfcount");
+    if ctx.read_only && (write || may_replicate) {
         return CallResult::Rejected(b"Write commands are not allowed from read-only scripts.".to_vec());
     }
     if !ctx.allow_oom && ctx.oom_at_start && !ctx.wrote && meta.flags.has(Flags::DENYOOM) {
@@ -1068,6 +1071,8 @@ G.pcall = function(...)
 end
 
 local protected = setmetatable({}, {__mode = 'k'})
+-- proxy -> the table it shows (pairs, next and rawget see through it)
+local realof = setmetatable({}, {__mode = 'k'})
 local function ro() error('Attempt to modify a readonly table', 2) end
 local function protect(real, strict)
   local mt = {__newindex = ro}
@@ -1085,10 +1090,19 @@ local function protect(real, strict)
   local p = setmetatable({}, mt)
   protected[p] = true
   protected[mtp] = true
+  realof[p] = real
   return p
 end
 
-local raw_rawset, raw_setmetatable = rawset, setmetatable
+local raw_rawset, raw_setmetatable, raw_next, raw_pairs = rawset, setmetatable, next, pairs
+G.next = function(t, k) return raw_next(realof[t] or t, k) end
+local mynext = G.next
+G.pairs = function(t)
+  local r = realof[t]
+  if r then return mynext, t, nil end
+  return raw_pairs(t)
+end
+G.rawget = function(t, k) return rawget(realof[t] or t, k) end
 G.rawset = function(t, k, v)
   if protected[t] then error('Attempt to modify a readonly table', 0) end
   return raw_rawset(t, k, v)
@@ -1120,6 +1134,7 @@ local gmtp = setmetatable({}, {__index = gmt, __newindex = ro, __metatable = fal
 gmt.__metatable = gmtp
 local proxy = setmetatable({}, gmt)
 protected[proxy] = true
+realof[proxy] = G
 protected[gmtp] = true
 G._G = proxy
 
@@ -1156,7 +1171,7 @@ unsafe fn new_state(functions: bool) -> Lua {
         lua_call(l, 1, 0);
     }
     super::libs::open(l);
-    for g in [cs!("dofile"), cs!("loadfile"), cs!("print")] {
+    for g in [cs!("dofile"), cs!("loadfile"), cs!("print"), cs!("newproxy"), cs!("getfenv"), cs!("setfenv")] {
         lua_pushnil(l);
         lua_setglobal(l, g);
     }
