@@ -43,7 +43,8 @@ fn fcall_generic(cx: &mut Cx, ro: bool) -> CmdResult {
     let keys = &cx.args[3..3 + numkeys];
     let args = &cx.args[3 + numkeys..];
     let spec = RunSpec { eval: false, name: &f.name, flags: f.flags, ro_cmd: ro, keys, args, argv: cx.args };
-    eng.run(srv, cx.client, cx.ks.acc, cx.out, &spec, f.fref, oom);
+    let (client, acc, out) = (&mut *cx.client, &mut *cx.ks.acc, &mut *cx.out);
+    crate::script::long_running(|| eng.run(srv, client, acc, out, &spec, f.fref, oom));
     Ok(())
 }
 
@@ -333,7 +334,7 @@ fn restore(cx: &mut Cx) -> CmdResult {
                 return Err(CmdError::err(format!("Library {name} already exists")));
             }
             for f in &lib.functions {
-                if let Some(owner) = eng.funcs.get(&f.name) {
+                if let Some(owner) = eng.funcs.get(&f.name.to_ascii_lowercase()) {
                     if policy == Policy::Append || !scratch.libs.contains_key(owner) {
                         return Err(CmdError::err(format!("Function {} already exists", f.name)));
                     }

@@ -26,7 +26,7 @@ use crate::server::{now_ms, Server};
 use bytes::Bytes;
 use ferrite_commands::{CommandMeta, Flags};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 /// Script flags (shebang `flags=` and `register_function` flags).
 pub const F_NO_WRITES: u32 = 1 << 0;
@@ -73,7 +73,9 @@ pub struct Scripting {
     /// The running script already called a write command.
     pub wrote: AtomicBool,
     /// busy-reply-threshold (lua-time-limit) in ms; 0 disables the hook.
-    pub busy_threshold_ms: AtomicI64,
+    pub busy_threshold_ms: AtomicUsize,
+    /// DEBUG set-disable-deny-scripts: let scripts call noscript commands.
+    pub disable_deny_scripts: AtomicBool,
     pub running: Mutex<Option<RunningInfo>>,
     /// The EVAL interpreter and its script cache.
     pub eval: Mutex<vm::EvalEngine>,
@@ -88,7 +90,8 @@ impl Default for Scripting {
             running_eval: AtomicBool::new(false),
             kill: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
-            busy_threshold_ms: AtomicI64::new(5000),
+            busy_threshold_ms: AtomicUsize::new(5000),
+            disable_deny_scripts: AtomicBool::new(false),
             running: Mutex::new(None),
             eval: Mutex::new(vm::EvalEngine::new()),
             func: Mutex::new(vm::FuncEngine::new()),
@@ -103,7 +106,7 @@ impl Scripting {
         if since == 0 {
             return false;
         }
-        let th = self.busy_threshold_ms.load(Ordering::Relaxed);
+        let th = self.busy_threshold_ms.load(Ordering::Relaxed) as i64;
         th > 0 && now_ms() - since >= th
     }
 }
@@ -118,7 +121,7 @@ pub fn busy_check(srv: &Server, meta: &CommandMeta) -> Result<(), crate::cmd::Cm
     if s.running_since.load(Ordering::Acquire) == 0 || meta.flags.has(Flags::ALLOW_BUSY) {
         return Ok(());
     }
-    loop {
+    long_running(|| loop {
         if s.running_since.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
@@ -127,6 +130,18 @@ pub fn busy_check(srv: &Server, meta: &CommandMeta) -> Result<(), crate::cmd::Cm
             return Err(crate::cmd::CmdError::st(if eval { BUSY_EVAL } else { BUSY_FUNCTION }));
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
+    })
+}
+
+/// Run `f`, which may take long (a script, or waiting for one), without
+/// starving the other connections: on tokio's multi-thread runtime the
+/// worker hands its other tasks (and the I/O driver) to another thread
+/// meanwhile (`block_in_place`).
+pub fn long_running<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -358,8 +358,8 @@ use ferrite_resp::ReplyBuf;
 /// Convert the value on top of the stack to a reply and pop it
 /// (`luaReplyToRedisReply`). `script_resp3`: the script called
 /// `redis.setresp(3)`.
-unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool) {
-    if lua_checkstack(l, 4) == 0 {
+unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool, depth: usize) {
+    if depth > MAX_REPLY_DEPTH || lua_checkstack(l, 4) == 0 {
         out.raw(b"-ERR reached lua stack limit\r\n");
         lua_pop(l, 1);
         return;
@@ -462,8 +462,8 @@ unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool)
                 lua_pushnil(l);
                 while lua_next(l, -2) != 0 {
                     lua_pushvalue(l, -2);
-                    lua_to_resp(l, out, script_resp3);
-                    lua_to_resp(l, out, script_resp3);
+                    lua_to_resp(l, out, script_resp3, depth + 1);
+                    lua_to_resp(l, out, script_resp3, depth + 1);
                 }
                 lua_pop(l, 2);
                 return;
@@ -483,7 +483,7 @@ unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool)
                 while lua_next(l, -2) != 0 {
                     lua_pop(l, 1);
                     lua_pushvalue(l, -1);
-                    lua_to_resp(l, out, script_resp3);
+                    lua_to_resp(l, out, script_resp3, depth + 1);
                 }
                 lua_pop(l, 2);
                 return;
@@ -503,13 +503,17 @@ unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool)
             out.array(n);
             for j in 1..=n {
                 lua_rawgeti_(l, -1, j as c_int);
-                lua_to_resp(l, out, script_resp3);
+                lua_to_resp(l, out, script_resp3, depth + 1);
             }
         }
         _ => out.null(),
     }
     lua_pop(l, 1);
 }
+
+/// Nesting limit of a script's reply (Redis stops at the Lua stack limit;
+/// this bound keeps the Rust recursion within a worker thread's stack).
+const MAX_REPLY_DEPTH: usize = 1000;
 
 /// C's `(long long)` cast of a double as x86-64 does it.
 pub fn c_cast_i64(d: f64) -> i64 {
@@ -548,13 +552,31 @@ fn run_command(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
         Err(e) => {
             let m = if e.0.starts_with("ERR wrong number") {
                 "Wrong number of args calling Redis command from script"
+            } else if noscript_in_table(&args) {
+                // A Redis command this server does not implement, that
+                // scripts may not call anyway.
+                "This Redis command is not allowed from script"
             } else {
                 "Unknown Redis command called from script"
             };
             return CallResult::Rejected(m.as_bytes().to_vec());
         }
     };
-    if meta.flags.has(Flags::NOSCRIPT) || cmd.meta.flags.has(Flags::NOSCRIPT) {
+    if matches!(cmd.imp.name, "xread" | "xreadgroup") {
+        for (i, a) in args.iter().enumerate().skip(1) {
+            if a.eq_ignore_ascii_case(b"streams") {
+                break;
+            }
+            if a.eq_ignore_ascii_case(b"block") && i + 1 < args.len() {
+                let name = String::from_utf8_lossy(&args[0]);
+                let e = format!("-ERR {name} command is not allowed with BLOCK option from scripts\r\n");
+                return CallResult::Reply(e.into_bytes());
+            }
+        }
+    }
+    if (meta.flags.has(Flags::NOSCRIPT) || cmd.meta.flags.has(Flags::NOSCRIPT))
+        && !srv.scripting.disable_deny_scripts.load(Ordering::Relaxed)
+    {
         return CallResult::Rejected(b"This Redis command is not allowed from script".to_vec());
     }
     if let Err(e) = crate::acl::check(srv, &ctx.client, meta, &args) {
@@ -583,6 +605,17 @@ fn run_command(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
     }
     let reply = crate::dispatch::run_for_script(srv, &mut ctx.client, cmd, meta, &args, acc);
     CallResult::Reply(reply.to_vec())
+}
+
+/// Is `args` a command (or subcommand) of Redis's table flagged noscript?
+fn noscript_in_table(args: &[Bytes]) -> bool {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let Some(meta) = ferrite_commands::table().commands.get(&name) else { return false };
+    let meta = match args.get(1).and_then(|a| meta.subcommand(a)) {
+        Some(sub) => sub,
+        None => meta,
+    };
+    meta.flags.has(Flags::NOSCRIPT)
 }
 
 /// Collect redis.call's arguments; Err = the error was pushed.
@@ -1094,6 +1127,23 @@ local function protect(real, strict)
   return p
 end
 
+-- Binary chunks are refused (Redis patches Lua's loader for that).
+local raw_loadstring, raw_load, concat = loadstring, load, table.concat
+G.loadstring = function(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then return raw_loadstring(' ' .. s, name or s) end
+  return raw_loadstring(s, name)
+end
+G.load = function(f, name)
+  if type(f) ~= 'function' then return raw_load(f, name) end
+  local parts = {}
+  while true do
+    local p = f()
+    if p == nil or p == '' then break end
+    if type(p) ~= 'string' then return nil, 'reader function must return a string' end
+    parts[#parts + 1] = p
+  end
+  return G.loadstring(concat(parts), name)
+end
 local raw_rawset, raw_setmetatable, raw_next, raw_pairs = rawset, setmetatable, next, pairs
 G.next = function(t, k) return raw_next(realof[t] or t, k) end
 local mynext = G.next
@@ -1324,7 +1374,7 @@ unsafe fn call_function<'s>(
         lua_pop(l, 1);
     } else {
         let resp3 = ctx.client.resp3;
-        lua_to_resp(l, out, resp3);
+        lua_to_resp(l, out, resp3, 0);
     }
     lua_pop(l, 1); // the handler
     lua_sethook(l, None, 0, 0);
@@ -1373,7 +1423,14 @@ impl EvalEngine {
         }
         let (flags, shebang) = eval_shebang(body)?;
         let l = self.lua.0;
-        let code = &body[shebang..];
+        // Binary chunks are parsed as source text (a leading space makes
+        // Lua's loader do that), as Redis's patched Lua does.
+        let spaced;
+        let mut code = &body[shebang..];
+        if code.first() == Some(&0x1b) {
+            spaced = [b" ", code].concat();
+            code = &spaced;
+        }
         unsafe {
             if luaL_loadbuffer(l, code.as_ptr() as *const c_char, code.len(), cs!("@user_script")) != 0 {
                 let msg = to_bytes(l, -1).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
@@ -1428,7 +1485,7 @@ pub struct Library {
 pub struct FuncEngine {
     lua: Lua,
     pub libs: BTreeMap<String, Library>,
-    /// function name -> library name
+    /// function name (lowercase: FCALL is case-insensitive) -> library name
     pub funcs: HashMap<String, String>,
 }
 
@@ -1541,7 +1598,7 @@ impl FuncEngine {
             return Err("No functions registered".into());
         }
         for f in &fs {
-            if let Some(owner) = self.funcs.get(&f.name) {
+            if let Some(owner) = self.funcs.get(&f.name.to_ascii_lowercase()) {
                 if *owner != name {
                     let msg = format!("Function {} already exists", f.name);
                     self.unref(&fs);
@@ -1551,12 +1608,12 @@ impl FuncEngine {
         }
         if let Some(old) = self.libs.remove(&name) {
             for f in &old.functions {
-                self.funcs.remove(&f.name);
+                self.funcs.remove(&f.name.to_ascii_lowercase());
             }
             self.unref(&old.functions);
         }
         for f in &fs {
-            self.funcs.insert(f.name.clone(), name.clone());
+            self.funcs.insert(f.name.to_ascii_lowercase(), name.clone());
         }
         self.libs
             .insert(name.clone(), Library { name: name.clone(), code: Bytes::copy_from_slice(code), functions: fs });
@@ -1568,7 +1625,7 @@ impl FuncEngine {
         match self.libs.remove(name) {
             Some(old) => {
                 for f in &old.functions {
-                    self.funcs.remove(&f.name);
+                    self.funcs.remove(&f.name.to_ascii_lowercase());
                 }
                 self.unref(&old.functions);
                 true
@@ -1579,8 +1636,8 @@ impl FuncEngine {
 
     /// Find a function: (library, info).
     pub fn function(&self, name: &str) -> Option<&FuncInfo> {
-        let lib = self.funcs.get(name)?;
-        self.libs.get(lib)?.functions.iter().find(|f| f.name == name)
+        let lib = self.funcs.get(&name.to_ascii_lowercase())?;
+        self.libs.get(lib)?.functions.iter().find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// Run a function.
