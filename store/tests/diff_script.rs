@@ -16,3 +16,203 @@ fn transcripts_script() {
 fn transcripts_function() {
     support::run_transcripts("function");
 }
+
+/// Both servers, the same steps: returns what each produced.
+fn both(f: impl Fn(u16) -> Vec<String>) -> (Vec<String>, Vec<String>) {
+    let redis = support::start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    (f(redis.port), f(ferrite.port))
+}
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Wait (bounded) until `port` answers PING with -BUSY.
+fn wait_busy(c: &mut Conn) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.cmd(&["PING"]);
+        if r.starts_with(b"-BUSY") || Instant::now() > deadline {
+            return s(&r);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn script_kill_read_only_script() {
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let mut runner = Conn::connect(port).unwrap();
+        steps.push(s(&c.cmd(&["CONFIG", "SET", "lua-time-limit", "10"])));
+        steps.push(s(&c.cmd(&["SCRIPT", "KILL"])));
+        runner.send(&["EVAL", "local i = 0 while true do i = i + 1 end", "0"]);
+        steps.push(wait_busy(&mut c));
+        steps.push(s(&c.cmd(&["GET", "x"])));
+        steps.push(s(&c.cmd(&["FUNCTION", "KILL"])));
+        steps.push(s(&c.cmd(&["FUNCTION", "STATS"])));
+        steps.push(s(&c.cmd(&["SCRIPT", "KILL"])));
+        steps.push(s(&runner.read_reply()));
+        steps.push(s(&c.cmd(&["PING"])));
+        steps.push(s(&runner.cmd(&["PING"])));
+        // pcall cannot swallow the kill
+        runner.send(&["EVAL", "while true do pcall(function() while true do end end) end", "0"]);
+        steps.push(wait_busy(&mut c));
+        steps.push(s(&c.cmd(&["SCRIPT", "KILL"])));
+        let r = s(&runner.read_reply());
+        steps.push(r.contains("killed by user").to_string());
+        steps.push(s(&c.cmd(&["PING"])));
+        steps
+    });
+    support::assert_same_steps(&a, &b, "script kill");
+}
+
+#[test]
+fn function_kill_and_stats() {
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let mut runner = Conn::connect(port).unwrap();
+        c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "10"]);
+        let code = "#!lua name=spin\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}";
+        steps.push(s(&c.cmd(&["FUNCTION", "LOAD", code])));
+        runner.send(&["FCALL", "spin", "0", "arg1"]);
+        steps.push(wait_busy(&mut c));
+        // FUNCTION STATS shows the running function (duration varies).
+        let st = s(&c.cmd(&["FUNCTION", "STATS"]));
+        steps.push(st.contains("running_script").to_string());
+        steps.push(st.contains("$4\r\nspin\r\n").to_string());
+        steps.push(st.contains("$5\r\nFCALL\r\n").to_string());
+        steps.push(st.contains("$4\r\narg1\r\n").to_string());
+        steps.push(s(&c.cmd(&["SCRIPT", "KILL"])));
+        steps.push(s(&c.cmd(&["FUNCTION", "KILL"])));
+        steps.push(s(&runner.read_reply()));
+        steps.push(s(&c.cmd(&["FUNCTION", "STATS"])));
+        steps
+    });
+    support::assert_same_steps(&a, &b, "function kill");
+}
+
+#[test]
+fn unkillable_after_write() {
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let mut runner = Conn::connect(port).unwrap();
+        c.cmd(&["CONFIG", "SET", "lua-time-limit", "10"]);
+        runner.send(&["EVAL", "redis.call('set', 'x', 'y') while true do end", "0"]);
+        steps.push(wait_busy(&mut c));
+        steps.push(s(&c.cmd(&["SCRIPT", "KILL"])));
+        steps.push(s(&c.cmd(&["SET", "a", "b"])));
+        // The server is dropped (killed) with the script still running.
+        steps
+    });
+    support::assert_same_steps(&a, &b, "unkillable");
+}
+
+/// A script that runs shorter than the threshold makes others wait, then
+/// they are served normally (no -BUSY).
+#[test]
+fn short_script_delays_others() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    let mut runner = Conn::connect(f.port).unwrap();
+    c.cmd(&["CONFIG", "SET", "lua-time-limit", "5000"]);
+    runner.send(&[
+        "EVAL",
+        "local t = redis.call('time')[1] local n = 0 for i = 1, 3000000 do n = n + i end return n",
+        "0",
+    ]);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    let r = runner.read_reply();
+    assert!(r.starts_with(b":"), "{}", s(&r));
+}
+
+/// FUNCTION DUMP from one server restores into the other, both ways.
+#[test]
+fn function_dump_restore_across_servers() {
+    let redis = support::start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    let mut r = Conn::connect(redis.port).unwrap();
+    let mut f = Conn::connect(ferrite.port).unwrap();
+    let lib1 = "#!lua name=lib1\nredis.register_function('f1', function(keys, args) return 'one' end)";
+    let lib2 = "#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return 'two' end, flags={'no-writes'}, description='second'}";
+    assert_eq!(r.cmd(&["FUNCTION", "LOAD", lib1]), b"$4\r\nlib1\r\n");
+    assert_eq!(f.cmd(&["FUNCTION", "LOAD", lib2]), b"$4\r\nlib2\r\n");
+    let dump_r = r.cmd(&["FUNCTION", "DUMP"]);
+    let dump_f = f.cmd(&["FUNCTION", "DUMP"]);
+    let body = |d: &[u8]| {
+        let nl = d.iter().position(|&c| c == b'\n').unwrap();
+        d[nl + 1..d.len() - 2].to_vec()
+    };
+    let (pr, pf) = (body(&dump_r), body(&dump_f));
+    // Redis's payload into ferrite and ferrite's into Redis.
+    assert_eq!(f.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pr]), b"+OK\r\n");
+    assert_eq!(r.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pf]), b"+OK\r\n");
+    for c in [&mut r, &mut f] {
+        assert_eq!(c.cmd(&["FCALL", "f1", "0"]), b"$3\r\none\r\n");
+        assert_eq!(c.cmd(&["FCALL_RO", "f2", "0"]), b"$3\r\ntwo\r\n");
+    }
+    // Same payload again: APPEND collides, REPLACE and FLUSH work.
+    let a = r.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pr]);
+    let b = f.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pr]);
+    assert_eq!(s(&a), s(&b));
+    let a = r.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pr, b"REPLACE"]);
+    let b = f.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pr, b"REPLACE"]);
+    assert_eq!(s(&a), s(&b));
+    let a = r.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pf, b"FLUSH"]);
+    let b = f.cmd(&[&b"FUNCTION"[..], b"RESTORE", &pf, b"FLUSH"]);
+    assert_eq!(s(&a), s(&b));
+    assert_eq!(s(&r.cmd(&["FUNCTION", "LIST"])), s(&f.cmd(&["FUNCTION", "LIST"])));
+    assert_eq!(s(&r.cmd(&["FCALL", "f1", "0"])), s(&f.cmd(&["FCALL", "f1", "0"])));
+    // A corrupted payload is refused the same way.
+    let mut bad = pf.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 0xff;
+    let a = r.cmd(&[&b"FUNCTION"[..], b"RESTORE", &bad]);
+    let b = f.cmd(&[&b"FUNCTION"[..], b"RESTORE", &bad]);
+    assert_eq!(s(&a), s(&b));
+}
+
+/// Blocked clients are served after a script that fed their key, with the
+/// script's writes visible atomically.
+#[test]
+fn script_serves_blocked_clients() {
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let mut w = Conn::connect(port).unwrap();
+        w.send(&["BLPOP", "q", "5"]);
+        std::thread::sleep(Duration::from_millis(100));
+        steps.push(s(&c.cmd(&[
+            "EVAL",
+            "redis.call('rpush', 'q', 'a', 'b') redis.call('set', 'after', '1') return redis.call('llen', 'q')",
+            "0",
+        ])));
+        steps.push(s(&w.read_reply()));
+        steps.push(s(&c.cmd(&["LRANGE", "q", "0", "-1"])));
+        steps
+    });
+    support::assert_same_steps(&a, &b, "blocked");
+}
+
+/// math.random is deterministic per sequence and within range.
+#[test]
+fn math_random_properties() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    for _ in 0..20 {
+        let r = c.cmd(&["EVAL", "local t = {} for i = 1, 50 do t[i] = math.random(3, 9) end return t", "0"]);
+        let text = s(&r);
+        let vals: Vec<i64> =
+            text.split("\r\n").filter_map(|l| l.strip_prefix(':')).map(|v| v.parse().unwrap()).collect();
+        assert_eq!(vals.len(), 50);
+        assert!(vals.iter().all(|v| (3..=9).contains(v)), "{vals:?}");
+    }
+    let a = c.cmd(&["EVAL", "math.randomseed(7) return {math.random(1000000), math.random(1000000)}", "0"]);
+    let b = c.cmd(&["EVAL", "math.randomseed(7) return {math.random(1000000), math.random(1000000)}", "0"]);
+    assert_eq!(a, b);
+}

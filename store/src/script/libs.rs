@@ -243,7 +243,7 @@ unsafe fn encode(l: *mut lua_State, idx: c_int, out: &mut Vec<u8>, depth: i32, c
             if lua_checkstack(l, 3) == 0 {
                 return Err(format!("Cannot serialise, excessive nesting ({depth})"));
             }
-            lua_pushvalue(l, idx);
+            super::vm::push_real_table(l, idx);
             let t = lua_gettop(l);
             let len = match array_length(l, cfg) {
                 Ok(n) => n,
@@ -499,6 +499,7 @@ impl Parser<'_> {
             let Some(&c) = d.get(self.p) else {
                 t.t = Tok::Error;
                 t.err = "unexpected end of string";
+                t.index = self.p;
                 return t;
             };
             if c == b'"' {
@@ -513,6 +514,7 @@ impl Parser<'_> {
             let Some(&e) = d.get(self.p + 1) else {
                 t.t = Tok::Error;
                 t.err = "unexpected end of string";
+                t.index = self.p;
                 return t;
             };
             match e {
@@ -533,12 +535,14 @@ impl Parser<'_> {
                     None => {
                         t.t = Tok::Error;
                         t.err = "invalid unicode escape code";
+                        t.index = self.p;
                         return t;
                     }
                 },
                 _ => {
                     t.t = Tok::Error;
                     t.err = "invalid escape code";
+                    t.index = self.p;
                     return t;
                 }
             }

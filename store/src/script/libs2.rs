@@ -20,7 +20,7 @@ unsafe fn set_cfn(l: *mut lua_State, name: *const c_char, f: lua_CFunction) {
 /// a bad argument.
 enum Fail {
     Msg(String),
-    Arg(c_int, &'static str),
+    Arg(c_int, String),
 }
 
 /// Raise a failure. The message is moved onto the Lua stack first.
@@ -37,6 +37,7 @@ unsafe fn raise(l: *mut lua_State, f: Fail) -> ! {
             let mut buf = [0u8; 128];
             let n = m.len().min(127);
             buf[..n].copy_from_slice(&m.as_bytes()[..n]);
+            drop(m);
             luaL_argerror(l, i, buf.as_ptr() as *const c_char);
             lua_error(l)
         }
@@ -44,6 +45,16 @@ unsafe fn raise(l: *mut lua_State, f: Fail) -> ! {
 }
 
 // ------------------------------------------------------------ struct
+
+/// luaL_checktype's message: "<what> expected, got <type>".
+unsafe fn expected_msg(l: *mut lua_State, i: c_int, what: &str) -> String {
+    let ty = match lua_type(l, i) {
+        LUA_TNONE => LUA_TNIL,
+        t => t,
+    };
+    let t = std::ffi::CStr::from_ptr(lua_typename(l, ty)).to_string_lossy();
+    format!("{what} expected, got {t}")
+}
 
 const MAXINTSIZE: usize = 32;
 const MAXALIGN: usize = 8;
@@ -124,7 +135,7 @@ fn controloptions(opt: u8, fmt: &[u8], i: &mut usize, h: &mut Header) -> Result<
 unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
     let fmt = match to_bytes(l, 1) {
         Some(f) if lua_type(l, 1) == LUA_TSTRING || lua_type(l, 1) == LUA_TNUMBER => f.to_vec(),
-        _ => return Err(Fail::Arg(1, "string expected")),
+        _ => return Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
     };
     let mut h = Header { little: true, align: 1 };
     let mut arg = 2;
@@ -142,7 +153,7 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
         match opt {
             b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
                 if lua_isnumber(l, arg) == 0 {
-                    return Err(Fail::Arg(arg, "number expected"));
+                    return Err(Fail::Arg(arg, expected_msg(l, arg, "number")));
                 }
                 let n = lua_tonumber(l, arg);
                 arg += 1;
@@ -159,7 +170,7 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
             b'x' => out.push(0),
             b'f' => {
                 if lua_isnumber(l, arg) == 0 {
-                    return Err(Fail::Arg(arg, "number expected"));
+                    return Err(Fail::Arg(arg, expected_msg(l, arg, "number")));
                 }
                 let f = lua_tonumber(l, arg) as f32;
                 arg += 1;
@@ -167,7 +178,7 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
             }
             b'd' => {
                 if lua_isnumber(l, arg) == 0 {
-                    return Err(Fail::Arg(arg, "number expected"));
+                    return Err(Fail::Arg(arg, expected_msg(l, arg, "number")));
                 }
                 let d = lua_tonumber(l, arg);
                 arg += 1;
@@ -175,14 +186,14 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
             }
             b'c' | b's' => {
                 if lua_isstring(l, arg) == 0 {
-                    return Err(Fail::Arg(arg, "string expected"));
+                    return Err(Fail::Arg(arg, expected_msg(l, arg, "string")));
                 }
                 let s = to_bytes(l, arg).unwrap_or_default();
                 if size == 0 {
                     size = s.len();
                 }
                 if s.len() < size {
-                    return Err(Fail::Arg(arg, "string too short"));
+                    return Err(Fail::Arg(arg + 1, "string too short".into()));
                 }
                 arg += 1;
                 out.extend_from_slice(&s[..size]);
@@ -190,7 +201,7 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
                     out.push(0);
                 }
             }
-            _ => return Err(Fail::Msg(format!("invalid format option '{}'", opt as char))),
+            _ => return Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char))),
         }
     }
     Ok(out)
@@ -211,23 +222,23 @@ unsafe extern "C-unwind" fn struct_pack(l: *mut lua_State) -> c_int {
 unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
     let fmt = match lua_type(l, 1) {
         LUA_TSTRING | LUA_TNUMBER => to_bytes(l, 1).unwrap_or_default().to_vec(),
-        _ => return Err(Fail::Arg(1, "string expected")),
+        _ => return Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
     };
     let data = match lua_type(l, 2) {
         LUA_TSTRING | LUA_TNUMBER => to_bytes(l, 2).unwrap_or_default().to_vec(),
-        _ => return Err(Fail::Arg(2, "string expected")),
+        _ => return Err(Fail::Arg(2, expected_msg(l, 2, "string"))),
     };
     let ld = data.len();
     let pos: i64 = if lua_isnoneornil(l, 3) != 0 {
         0
     } else {
         if lua_isnumber(l, 3) == 0 {
-            return Err(Fail::Arg(3, "number expected"));
+            return Err(Fail::Arg(3, expected_msg(l, 3, "number")));
         }
         lua_tonumber(l, 3) as i64 - 1
     };
     if pos < 0 || pos as usize > ld {
-        return Err(Fail::Arg(3, "offset must be 1 or greater"));
+        return Err(Fail::Arg(3, "offset must be 1 or greater".into()));
     }
     let mut pos = pos as usize;
     let mut h = Header { little: true, align: 1 };
@@ -242,7 +253,7 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
         let mut size = optsize(opt, &fmt, &mut i)?;
         pos += gettoalign(pos, &h, opt, size);
         if pos + size > ld {
-            return Err(Fail::Arg(2, "data string too short"));
+            return Err(Fail::Arg(2, "data string too short".into()));
         }
         if lua_checkstack(l, 2) == 0 {
             return Err(Fail::Msg("too many results to unpack".into()));
@@ -294,7 +305,7 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
                     lua_pop(l, 1);
                     n -= 1;
                     if pos + size > ld {
-                        return Err(Fail::Arg(2, "data string too short"));
+                        return Err(Fail::Arg(2, "data string too short".into()));
                     }
                 }
                 push_bytes(l, &data[pos..pos + size]);
@@ -308,7 +319,7 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
                 size = z + 1;
                 n += 1;
             }
-            _ => return Err(Fail::Msg(format!("invalid format option '{}'", opt as char))),
+            _ => return Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char))),
         }
         pos += size;
     }
@@ -327,7 +338,7 @@ unsafe extern "C-unwind" fn struct_unpack(l: *mut lua_State) -> c_int {
 unsafe fn struct_size_inner(l: *mut lua_State) -> Result<usize, Fail> {
     let fmt = match lua_type(l, 1) {
         LUA_TSTRING | LUA_TNUMBER => to_bytes(l, 1).unwrap_or_default().to_vec(),
-        _ => return Err(Fail::Arg(1, "string expected")),
+        _ => return Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
     };
     let mut h = Header { little: true, align: 1 };
     let mut pos = 0usize;
@@ -341,10 +352,11 @@ unsafe fn struct_size_inner(l: *mut lua_State) -> Result<usize, Fail> {
         let size = optsize(opt, &fmt, &mut i)?;
         pos += gettoalign(pos, &h, opt, size);
         if opt == b's' || (opt == b'c' && size == 0) {
-            return Err(Fail::Arg(1, "options 'c0' - 's' not allowed"));
+            let m = if opt == b's' { "option 's' has no fixed size" } else { "option 'c0' has no fixed size" };
+            return Err(Fail::Arg(1, m.into()));
         }
         if !matches!(opt, b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' | b'x' | b'f' | b'd' | b'c') {
-            return Err(Fail::Msg(format!("invalid format option '{}'", opt as char)));
+            return Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char)));
         }
         pos += size;
     }
@@ -444,7 +456,7 @@ unsafe fn mp_encode(l: *mut lua_State, idx: c_int, out: &mut Vec<u8>, level: usi
             }
         }
         LUA_TTABLE if level < MAX_NESTING && lua_checkstack(l, 3) != 0 => {
-            lua_pushvalue(l, idx);
+            super::vm::push_real_table(l, idx);
             let t = lua_gettop(l);
             // An array when the keys are exactly 1..n.
             let (mut count, mut max, mut array) = (0usize, 0f64, true);
@@ -613,7 +625,7 @@ unsafe fn mp_map(l: *mut lua_State, c: &mut Cursor<'_>, n: usize, depth: usize) 
 /// objects; returns (count, next offset or -1 at the end).
 unsafe fn mp_unpack_full(l: *mut lua_State, limit: i64, offset: i64) -> Result<(c_int, i64), Fail> {
     if lua_type(l, 1) != LUA_TSTRING && lua_type(l, 1) != LUA_TNUMBER {
-        return Err(Fail::Arg(1, "string expected"));
+        return Err(Fail::Arg(1, expected_msg(l, 1, "string")));
     }
     let data = to_bytes(l, 1).unwrap_or_default().to_vec();
     if offset < 0 || limit < 0 {

@@ -145,6 +145,22 @@ pub fn long_running<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+thread_local! {
+    static FROZEN_NOW: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// The time commands called by the running script see (its start time),
+/// if this thread is running a script.
+#[inline]
+pub fn frozen_now() -> Option<i64> {
+    let t = FROZEN_NOW.with(|c| c.get());
+    (t != 0).then_some(t)
+}
+
+pub(crate) fn set_frozen_now(t: i64) {
+    FROZEN_NOW.with(|c| c.set(t));
+}
+
 /// Every library's code, for RDB persistence (the FUNCTION2 opcode).
 pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
     srv.scripting.func.lock().codes()

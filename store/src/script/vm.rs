@@ -46,6 +46,24 @@ impl Drop for Lua {
 
 // ------------------------------------------------------------ helpers
 
+/// Push the table at `idx`, or the table a read-only proxy stands for
+/// (cjson and cmsgpack serialise what the script sees).
+pub unsafe fn push_real_table(l: *mut lua_State, idx: c_int) {
+    let idx = if idx < 0 { lua_gettop(l) + idx + 1 } else { idx };
+    lua_getfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_realof"));
+    if lua_type(l, -1) == LUA_TTABLE {
+        lua_pushvalue(l, idx);
+        lua_rawget(l, -2);
+        if lua_type(l, -1) == LUA_TTABLE {
+            lua_remove(l, -2);
+            return;
+        }
+        lua_pop(l, 1);
+    }
+    lua_pop(l, 1);
+    lua_pushvalue(l, idx);
+}
+
 pub unsafe fn push_bytes(l: *mut lua_State, b: &[u8]) {
     lua_pushlstring(l, b.as_ptr() as *const c_char, b.len());
 }
@@ -1198,7 +1216,7 @@ end
 local function setmode(loading)
   if loading then cur = libapi else cur = G end
 end
-return proxy, handler, G, setmode
+return proxy, handler, G, setmode, realof
 "#;
 
 /// Create an interpreter with Redis's libraries, API and sandbox.
@@ -1264,10 +1282,11 @@ unsafe fn new_state(functions: bool) -> Lua {
         std::process::abort();
     }
     lua_pushstring(l, if functions { cs!("function") } else { cs!("eval") });
-    if lua_pcall(l, 1, 4, 0) != 0 {
+    if lua_pcall(l, 1, 5, 0) != 0 {
         std::process::abort();
     }
-    // Stack: proxy, handler, real globals, setmode.
+    // Stack: proxy, handler, real globals, setmode, realof.
+    lua_setfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_realof"));
     lua_setfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_setmode"));
     lua_setfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_globals"));
     lua_setfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_errh"));
@@ -1333,6 +1352,7 @@ unsafe fn call_function<'s>(
         Some(RunningInfo { name: spec.name.to_string(), argv: spec.argv.to_vec(), start_ms: start, eval: spec.eval });
     sc.running_since.store(start.max(1), Ordering::Release);
     RUN.with(|c| c.set(&mut ctx as *mut RunCtx));
+    super::set_frozen_now(start);
     if sc.busy_threshold_ms.load(Ordering::Relaxed) > 0 {
         lua_sethook(l, Some(kill_hook), LUA_MASKCOUNT, 100_000);
     }
@@ -1379,6 +1399,7 @@ unsafe fn call_function<'s>(
     lua_pop(l, 1); // the handler
     lua_sethook(l, None, 0, 0);
     RUN.with(|c| c.set(ptr::null_mut()));
+    super::set_frozen_now(0);
     sc.running_since.store(0, Ordering::Release);
     *sc.running.lock() = None;
     // Blocked clients waiting on keys the script fed are served now.
