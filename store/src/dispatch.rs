@@ -168,7 +168,8 @@ fn run<'s>(
     out: &mut ReplyBuf,
     shared: Option<&mut Access<'s>>,
 ) {
-    let now = now_ms();
+    // Inside a script, time stands still at the script's start (Redis).
+    let now = crate::script::frozen_now().unwrap_or_else(now_ms);
     let db = client.db;
     let in_exec = shared.is_some();
     let mut owned;
