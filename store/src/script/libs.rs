@@ -107,7 +107,7 @@ unsafe extern "C-unwind" fn bit_tohex(l: *mut lua_State) -> c_int {
     if n > 8 {
         n = 8;
     }
-    if n < 8 && n >= 0 {
+    if (0..8).contains(&n) {
         b &= (1u32 << (n * 4)).wrapping_sub(1);
     }
     let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };

@@ -535,7 +535,7 @@ const MAX_REPLY_DEPTH: usize = 1000;
 
 /// C's `(long long)` cast of a double as x86-64 does it.
 pub fn c_cast_i64(d: f64) -> i64 {
-    if d.is_nan() || d >= 9223372036854775808.0 || d < -9223372036854775808.0 {
+    if d.is_nan() || !(-9223372036854775808.0..9223372036854775808.0).contains(&d) {
         i64::MIN
     } else {
         d as i64
