@@ -254,6 +254,7 @@ fn debug_protocol(cx: &mut Cx) -> CmdResult {
     match &kind[..] {
         b"string" => out.bulk(b"Hello World"),
         b"integer" => out.int(12345),
+        #[allow(clippy::approx_constant)] // the literal DEBUG PROTOCOL replies
         b"double" => out.double(3.141),
         b"bignum" => {
             let n = b"1234567999999999999999999999999999999";
