@@ -416,7 +416,8 @@ pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
+/// Send a command line to MONITOR clients (EVAL/FCALL feed themselves).
+pub fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
     let us = crate::server::now_us();
     let mut line = format!("{}.{:06} [{} {}]", us / 1_000_000, us % 1_000_000, db, client.handle.addr).into_bytes();
     for a in args {
