@@ -26,6 +26,7 @@ fn fcall_ro(cx: &mut Cx) -> CmdResult {
 }
 
 fn fcall_generic(cx: &mut Cx, ro: bool) -> CmdResult {
+    crate::script::feed_monitors(cx.srv, cx.client, cx.args);
     let srv = cx.srv;
     let name = String::from_utf8_lossy(cx.arg(1)).into_owned();
     let mut eng = srv.scripting.func.lock();

@@ -54,6 +54,7 @@ pub fn split_keys(cx: &Cx, numkeys: i64) -> Result<usize, CmdError> {
 }
 
 fn eval_generic(cx: &mut Cx, evalsha: bool, ro: bool) -> CmdResult {
+    script::feed_monitors(cx.srv, cx.client, cx.args);
     let body = cx.args[1].clone();
     if evalsha && body.len() != 40 {
         return Err(NOSCRIPT);

@@ -77,6 +77,8 @@ pub struct Scripting {
     /// DEBUG set-disable-deny-scripts: let scripts call noscript commands.
     pub disable_deny_scripts: AtomicBool,
     pub running: Mutex<Option<RunningInfo>>,
+    /// The scripts' own client (MONITOR shows its commands as `[db lua]`).
+    pub lua_client: std::sync::OnceLock<std::sync::Arc<crate::client::ClientHandle>>,
     /// The EVAL interpreter and its script cache.
     pub eval: Mutex<vm::EvalEngine>,
     /// The FUNCTION interpreter and its libraries.
@@ -93,6 +95,7 @@ impl Default for Scripting {
             busy_threshold_ms: AtomicUsize::new(5000),
             disable_deny_scripts: AtomicBool::new(false),
             running: Mutex::new(None),
+            lua_client: std::sync::OnceLock::new(),
             eval: Mutex::new(vm::EvalEngine::new()),
             func: Mutex::new(vm::FuncEngine::new()),
         }
@@ -159,6 +162,47 @@ pub fn frozen_now() -> Option<i64> {
 
 pub(crate) fn set_frozen_now(t: i64) {
     FROZEN_NOW.with(|c| c.set(t));
+}
+
+/// The handle of the scripts' client (created on first use).
+pub fn lua_handle(srv: &Server) -> std::sync::Arc<crate::client::ClientHandle> {
+    use std::sync::atomic::{AtomicU64, AtomicU8};
+    srv.scripting
+        .lua_client
+        .get_or_init(|| {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            std::sync::Arc::new(crate::client::ClientHandle {
+                id: srv.clients.next_id(),
+                addr: "lua".into(),
+                laddr: String::new(),
+                created: std::time::Instant::now(),
+                name: parking_lot::Mutex::new(None),
+                db: AtomicUsize::new(0),
+                last_cmd: parking_lot::Mutex::new("NULL"),
+                last_interaction_ms: AtomicU64::new(0),
+                resp: AtomicU8::new(2),
+                sub: AtomicUsize::new(0),
+                psub: AtomicUsize::new(0),
+                ssub: AtomicUsize::new(0),
+                multi: AtomicI64::new(-1),
+                monitor: AtomicBool::new(false),
+                user: parking_lot::Mutex::new("default".into()),
+                killed: AtomicBool::new(false),
+                blocked: AtomicBool::new(false),
+                tx,
+                fd: -1,
+                no_evict: AtomicBool::new(false),
+            })
+        })
+        .clone()
+}
+
+/// MONITOR sees EVAL/EVALSHA/FCALL themselves (Redis feeds them before
+/// running, their commands then show as `[db lua]`).
+pub fn feed_monitors(srv: &Server, client: &crate::client::Client, args: &[Bytes]) {
+    if srv.monitor_count.load(Ordering::Relaxed) > 0 {
+        crate::dispatch::feed_monitors(srv, client, client.db, args);
+    }
 }
 
 /// Every library's code, for RDB persistence (the FUNCTION2 opcode).

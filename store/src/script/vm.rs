@@ -1330,7 +1330,7 @@ unsafe fn call_function<'s>(
     oom: bool,
 ) {
     let compat = spec.flags & F_EVAL_COMPAT != 0;
-    let mut client = Client::new(caller.handle.clone(), true);
+    let mut client = Client::new(super::lua_handle(srv), true);
     client.db = caller.db;
     client.user = caller.user.clone();
     client.resp3 = false;
