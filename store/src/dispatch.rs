@@ -104,6 +104,15 @@ fn execute_resolved(
         return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
     }
     if let Err(e) = crate::script::busy_check(srv, meta) {
+        if name == "exec" && client.multi.is_some() {
+            // Redis's execCommandAbort: the transaction is discarded.
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
         return reject(srv, client, out, e);
     }
     if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
