@@ -216,3 +216,32 @@ fn math_random_properties() {
     let b = c.cmd(&["EVAL", "math.randomseed(7) return {math.random(1000000), math.random(1000000)}", "0"]);
     assert_eq!(a, b);
 }
+
+/// MULTI/EXEC against a busy script: queued commands refused with -BUSY
+/// doom the transaction; EXEC itself is refused with EXECABORT and the
+/// transaction is discarded.
+#[test]
+fn transactions_and_busy_script() {
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let mut t = Conn::connect(port).unwrap();
+        let mut runner = Conn::connect(port).unwrap();
+        c.cmd(&["CONFIG", "SET", "lua-time-limit", "10"]);
+        c.cmd(&["SET", "xx", "1"]);
+        steps.push(s(&t.cmd(&["MULTI"])));
+        steps.push(s(&t.cmd(&["INCR", "xx"])));
+        runner.send(&["EVAL", "while true do end", "0"]);
+        steps.push(wait_busy(&mut c));
+        steps.push(s(&t.cmd(&["EXEC"])));
+        steps.push(s(&t.cmd(&["MULTI"])));
+        steps.push(s(&t.cmd(&["INCR", "xx"])));
+        steps.push(s(&c.cmd(&["SCRIPT", "KILL"])));
+        steps.push(s(&runner.read_reply()));
+        steps.push(s(&t.cmd(&["EXEC"])));
+        steps.push(s(&c.cmd(&["GET", "xx"])));
+        steps.push(s(&t.cmd(&["PING", "asdf"])));
+        steps
+    });
+    support::assert_same_steps(&a, &b, "multi busy");
+}
