@@ -205,6 +205,35 @@ pub fn feed_monitors(srv: &Server, client: &crate::client::Client, args: &[Bytes
     }
 }
 
+/// Scripting figures for INFO (memory section), as Redis 7.0 names them:
+/// `number_of_cached_scripts`, `number_of_functions`, `number_of_libraries`,
+/// `used_memory_vm_eval` (= `used_memory_lua`), `used_memory_scripts_eval`,
+/// `used_memory_vm_functions`. Engines busy with a running script report 0.
+pub fn info_fields(srv: &Server) -> Vec<(&'static str, u64)> {
+    let s = &srv.scripting;
+    let (scripts, eval_mem, scripts_mem) = match s.eval.try_lock() {
+        Some(e) => {
+            let body: usize = e.scripts.values().map(|x| x.body.len() + 40).sum();
+            (e.scripts.len(), e.memory(), body)
+        }
+        None => (0, 0, 0),
+    };
+    let (funcs, libs, func_mem) = match s.func.try_lock() {
+        Some(f) => (f.funcs.len(), f.libs.len(), f.memory()),
+        None => (0, 0, 0),
+    };
+    vec![
+        ("used_memory_lua", eval_mem as u64),
+        ("used_memory_vm_eval", eval_mem as u64),
+        ("used_memory_scripts_eval", scripts_mem as u64),
+        ("number_of_cached_scripts", scripts as u64),
+        ("number_of_functions", funcs as u64),
+        ("number_of_libraries", libs as u64),
+        ("used_memory_vm_functions", func_mem as u64),
+        ("used_memory_vm_total", (eval_mem + func_mem) as u64),
+    ]
+}
+
 /// Every library's code, for RDB persistence (the FUNCTION2 opcode).
 pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
     srv.scripting.func.lock().codes()
