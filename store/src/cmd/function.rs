@@ -123,7 +123,9 @@ fn function_cmd(cx: &mut Cx) -> CmdResult {
                 return Err(CmdError::err("Function code is missing"));
             }
             let code = cx.args[pos].clone();
-            let name = cx.srv.scripting.func.lock().load(&code, replace, LOAD_TIMEOUT_MS).map_err(CmdError::err)?;
+            let srv = cx.srv;
+            let name = crate::script::long_running(|| srv.scripting.func.lock().load(&code, replace, LOAD_TIMEOUT_MS))
+                .map_err(CmdError::err)?;
             dirty(cx);
             cx.out.bulk(name.as_bytes());
             Ok(())

@@ -836,11 +836,15 @@ unsafe extern "C-unwind" fn l_acl_check_cmd(l: *mut lua_State) -> c_int {
         Err(()) => lua_error(l),
     };
     let srv: &Server = &*ctx.srv;
-    let ok = match crate::dispatch::resolve(srv, &args) {
-        Ok((_, meta)) => Some(crate::acl::check(srv, &ctx.client, meta, &args).is_ok()),
-        Err(e) if e.0.starts_with("ERR wrong number") => None,
-        Err(_) => None,
-    };
+    // Redis's lookupCommand: no arity check here.
+    let meta = srv.registry.get(&args[0]).and_then(|cmd| {
+        if !cmd.meta.subcommands.is_empty() && args.len() >= 2 {
+            cmd.meta.subcommand(&args[1])
+        } else {
+            Some(cmd.meta)
+        }
+    });
+    let ok = meta.map(|meta| crate::acl::check(srv, &ctx.client, meta, &args).is_ok());
     match ok {
         Some(b) => {
             lua_pushboolean(l, b as c_int);
