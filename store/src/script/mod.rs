@@ -197,6 +197,12 @@ pub fn lua_handle(srv: &Server) -> std::sync::Arc<crate::client::ClientHandle> {
         .clone()
 }
 
+/// Is this the scripts' client? (Redis's CLIENT_SCRIPT flag: e.g. SORT
+/// of a set without BY must sort its output when called from a script.)
+pub fn is_script_client(srv: &Server, client: &crate::client::Client) -> bool {
+    srv.scripting.lua_client.get().is_some_and(|h| std::sync::Arc::ptr_eq(h, &client.handle))
+}
+
 /// MONITOR sees EVAL/EVALSHA/FCALL themselves (Redis feeds them before
 /// running, their commands then show as `[db lua]`).
 pub fn feed_monitors(srv: &Server, client: &crate::client::Client, args: &[Bytes]) {

@@ -338,8 +338,11 @@ unsafe fn extract_error(l: *mut lua_State) -> ErrInfo {
     if lua_type(l, -1) != LUA_TTABLE {
         return info;
     }
+    // Raw reads: this runs outside any protected call, so no metamethod
+    // of a user-made error table may run (it could raise).
     for (k, slot) in [(cs!("err"), 0), (cs!("source"), 1), (cs!("line"), 2)] {
-        lua_getfield(l, -1, k);
+        lua_pushstring(l, k);
+        lua_rawget(l, -2);
         if lua_isstring(l, -1) != 0 {
             let v = to_bytes(l, -1).unwrap_or_default().to_vec();
             match slot {
@@ -1526,7 +1529,7 @@ fn lib_metadata(code: &[u8]) -> Result<(String, Vec<u8>, usize), String> {
         Some(p) if !p.is_empty() => p,
         _ => return Err("Invalid library metadata".into()),
     };
-    let engine = parts[0][2..].to_vec();
+    let engine = parts[0].get(2..).unwrap_or_default().to_vec();
     let mut name: Option<Vec<u8>> = None;
     for p in &parts[1..] {
         if p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"name=") {
