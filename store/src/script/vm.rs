@@ -807,7 +807,7 @@ unsafe fn log_line(l: *mut lua_State, argc: c_int, level: i32) {
     // Redis logs at verbosity notice by default: debug/verbose are dropped.
     if level >= 2 {
         let mark = if level == 3 { '#' } else { '*' };
-        eprintln!("{} {mark} {}", std::process::id(), String::from_utf8_lossy(&line));
+        eprintln!("ferrite: {mark} {}", String::from_utf8_lossy(&line));
     }
 }
 
