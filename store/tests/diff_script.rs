@@ -245,3 +245,24 @@ fn transactions_and_busy_script() {
     });
     support::assert_same_steps(&a, &b, "multi busy");
 }
+
+/// SHUTDOWN NOSAVE stops the server even while an unkillable script runs.
+#[test]
+fn shutdown_nosave_stops_busy_script() {
+    let mut f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    let mut runner = Conn::connect(f.port).unwrap();
+    c.cmd(&["CONFIG", "SET", "lua-time-limit", "10"]);
+    runner.send(&["EVAL", "redis.call('set', 'x', 'y') while true do end", "0"]);
+    assert!(wait_busy(&mut c).starts_with("-BUSY"));
+    assert!(c.cmd(&["SCRIPT", "KILL"]).starts_with(b"-UNKILLABLE"));
+    c.send(&["SHUTDOWN", "NOSAVE"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(_)) = f.child.try_wait() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ferrite did not exit after SHUTDOWN NOSAVE");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

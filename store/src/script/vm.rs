@@ -910,7 +910,8 @@ unsafe extern "C-unwind" fn l_math_randomseed(l: *mut lua_State) -> c_int {
 unsafe extern "C-unwind" fn kill_hook(l: *mut lua_State, _ar: *mut lua_Debug) {
     let Some(ctx) = run_ctx() else { return };
     let srv: &Server = &*ctx.srv;
-    if srv.scripting.kill.load(Ordering::Relaxed) {
+    // SHUTDOWN (NOSAVE or a signal) stops any script, even one that wrote.
+    if srv.scripting.kill.load(Ordering::Relaxed) || srv.shutting_down.load(Ordering::Relaxed) {
         // Fire on every line from now on so pcall cannot swallow it.
         lua_sethook(l, Some(kill_hook), LUA_MASKLINE, 0);
         push_error(l, b"Script killed by user with SCRIPT KILL...");
@@ -1360,9 +1361,7 @@ unsafe fn call_function<'s>(
     sc.running_since.store(start.max(1), Ordering::Release);
     RUN.with(|c| c.set(&mut ctx as *mut RunCtx));
     super::set_frozen_now(start);
-    if sc.busy_threshold_ms.load(Ordering::Relaxed) > 0 {
-        lua_sethook(l, Some(kill_hook), LUA_MASKCOUNT, 100_000);
-    }
+    lua_sethook(l, Some(kill_hook), LUA_MASKCOUNT, 100_000);
     // Stack: function. Put the handler below it.
     lua_getfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_errh"));
     lua_insert(l, -2);
