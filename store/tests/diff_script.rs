@@ -266,3 +266,83 @@ fn shutdown_nosave_stops_busy_script() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A random Lua value constructor (numbers, strings, booleans, nested
+/// tables with array, sparse and string keys).
+fn lua_value(rng: &mut support::Rng, depth: u32) -> String {
+    match rng.below(if depth > 3 { 4 } else { 7 }) {
+        0 => format!("{}", rng.range(-100000, 100000)),
+        1 => format!("{}.{}", rng.range(-1000, 1000), rng.below(1000)),
+        2 => format!("'{}'", String::from_utf8_lossy(&rng.bytes(6, b"abc/\\\"xyz 01"))),
+        3 => rng.pick(&["true", "false", "1e300", "-0", "2^53", "0.1"]).to_string(),
+        4 => {
+            let n = rng.below(5);
+            let items: Vec<String> = (0..n).map(|_| lua_value(rng, depth + 1)).collect();
+            format!("{{{}}}", items.join(","))
+        }
+        5 => {
+            let n = rng.below(4);
+            let items: Vec<String> =
+                (0..n).map(|_| format!("[{}]={}", rng.range(-2, 20), lua_value(rng, depth + 1))).collect();
+            format!("{{{}}}", items.join(","))
+        }
+        _ => {
+            let n = rng.below(4);
+            let items: Vec<String> =
+                (0..n).map(|k| format!("k{}={}", k + rng.below(3), lua_value(rng, depth + 1))).collect();
+            format!("{{{}}}", items.join(","))
+        }
+    }
+}
+
+/// Differential fuzz of the bundled libraries: random JSON-ish text into
+/// cjson.decode (and back through cjson.encode), random bytes into
+/// cmsgpack.unpack, random formats into struct.pack/unpack/size. Every
+/// reply must equal Redis's, byte for byte. Seeded and bounded.
+#[test]
+fn libraries_fuzz_against_redis() {
+    let redis = support::start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    let mut r = Conn::connect(redis.port).unwrap();
+    let mut f = Conn::connect(ferrite.port).unwrap();
+    let mut rng = support::Rng(0x5eed_5c41_9700_0001);
+    let json_alpha = b"{}[]:,\"\\ 0123456789.-+eEtruefalsn\tabu/x";
+    let fmt_alpha = b"<>=!bBhHlLTiIfdcsx 0123456789";
+    let decode = "local ok, v = pcall(cjson.decode, ARGV[1]) if not ok then return 'E:' .. v end \
+                  local ok2, e = pcall(cjson.encode, v) if not ok2 then return 'EE:' .. e end return e";
+    let unpack = "local r = {pcall(cmsgpack.unpack, ARGV[1])} if not r[1] then return 'E:' .. r[2] end \
+                  return cjson.encode({select(2, unpack(r))})";
+    let strct = "local ok, p = pcall(struct.pack, ARGV[1], 1, 2, 3, 'abcdef', 'xyz') \
+                 if not ok then return 'E:' .. p end \
+                 local r = {pcall(struct.unpack, ARGV[1], p)} \
+                 local ok3, sz = pcall(struct.size, ARGV[1]) \
+                 return {p, tostring(r[1]), tostring(r[2]), tostring(r[3]), tostring(sz)}";
+    for i in 0..1500u32 {
+        if i % 4 == 3 {
+            // A random Lua value through cjson.encode, cmsgpack.pack and back.
+            let v = lua_value(&mut rng, 0);
+            let body = format!(
+                "local v = {v} local ok, j = pcall(cjson.encode, v) local p = cmsgpack.pack(v) \
+                 local ok2, back = pcall(cmsgpack.unpack, p) \
+                 return {{tostring(ok), tostring(j), p, tostring(ok2), (pcall(cjson.encode, back))}}"
+            );
+            let args: Vec<&[u8]> = vec![b"EVAL", body.as_bytes(), b"0"];
+            let a = r.cmd(&args);
+            let b = f.cmd(&args);
+            assert_eq!(s(&a), s(&b), "iteration {i}, value {v}");
+            continue;
+        }
+        let (script, arg): (&str, Vec<u8>) = match i % 4 {
+            0 => (decode, rng.bytes(24, json_alpha)),
+            1 => {
+                let n = rng.below(12);
+                (unpack, (0..n).map(|_| rng.next() as u8).collect())
+            }
+            _ => (strct, rng.bytes(8, fmt_alpha)),
+        };
+        let args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), b"0", &arg];
+        let a = r.cmd(&args);
+        let b = f.cmd(&args);
+        assert_eq!(s(&a), s(&b), "iteration {i}, input {:?}", String::from_utf8_lossy(&arg));
+    }
+}

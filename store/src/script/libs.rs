@@ -422,6 +422,30 @@ struct Parser<'a> {
     decode_invalid: bool,
 }
 
+/// lua-cjson's json_is_invalid_number: text that is not a JSON number
+/// but that strtod may still read (+, hex, leading zeros, inf, nan).
+fn invalid_number(p: &[u8]) -> bool {
+    let mut p = p;
+    if p.first() == Some(&b'+') {
+        return true;
+    }
+    if p.first() == Some(&b'-') {
+        p = &p[1..];
+    }
+    match p.first() {
+        Some(&b'0') => {
+            let c2 = p.get(1).copied().unwrap_or(0);
+            (c2 | 0x20) == b'x' || c2.is_ascii_digit()
+        }
+        Some(&c) if c <= b'9' => false,
+        None => false,
+        _ => {
+            let l3 = p.get(..3).map(|x| x.to_ascii_lowercase());
+            matches!(l3.as_deref(), Some(b"inf") | Some(b"nan"))
+        }
+    }
+}
+
 fn hexval(c: u8) -> Option<u32> {
     (c as char).to_digit(16)
 }
@@ -454,28 +478,13 @@ impl Parser<'_> {
             return self.string(t);
         }
         let rest = &self.d[self.p..];
-        let numeric =
-            c == b'-' || c.is_ascii_digit() || (self.decode_invalid && matches!(c, b'i' | b'I' | b'n' | b'N'));
-        if numeric && !(c == b'n' && rest.starts_with(b"null")) {
-            let take = rest.len().min(512);
-            let mut buf = rest[..take].to_vec();
-            buf.push(0);
-            let mut end: *mut c_char = std::ptr::null_mut();
-            // SAFETY: NUL-terminated buffer.
-            let v = unsafe { libc::strtod(buf.as_ptr() as *const c_char, &mut end) };
-            let used = (end as usize).saturating_sub(buf.as_ptr() as usize);
-            let text = &rest[..used.min(rest.len())];
-            let invalid =
-                !self.decode_invalid && (text.iter().any(|c| matches!(c, b'x' | b'X' | b'i' | b'I' | b'n' | b'N')));
-            if used == 0 || invalid {
+        if c == b'-' || c.is_ascii_digit() {
+            if !self.decode_invalid && invalid_number(rest) {
                 t.t = Tok::Error;
                 t.err = "invalid number";
                 return t;
             }
-            self.p += used;
-            t.t = Tok::Num;
-            t.n = v;
-            return t;
+            return self.number(t);
         }
         for (lit, tok, b) in
             [(&b"true"[..], Tok::Bool, true), (b"false", Tok::Bool, false), (b"null", Tok::Null, false)]
@@ -487,8 +496,32 @@ impl Parser<'_> {
                 return t;
             }
         }
+        if self.decode_invalid && invalid_number(rest) {
+            return self.number(t);
+        }
         t.t = Tok::Error;
         t.err = "invalid token";
+        t
+    }
+
+    /// A number token through strtod (lua-cjson's fpconv_strtod).
+    fn number(&mut self, mut t: Token) -> Token {
+        let rest = &self.d[self.p..];
+        let take = rest.len().min(512);
+        let mut buf = rest[..take].to_vec();
+        buf.push(0);
+        let mut end: *mut c_char = std::ptr::null_mut();
+        // SAFETY: NUL-terminated buffer.
+        let v = unsafe { libc::strtod(buf.as_ptr() as *const c_char, &mut end) };
+        let used = (end as usize).saturating_sub(buf.as_ptr() as usize).min(rest.len());
+        if used == 0 {
+            t.t = Tok::Error;
+            t.err = "invalid number";
+            return t;
+        }
+        self.p += used;
+        t.t = Tok::Num;
+        t.n = v;
         t
     }
 
@@ -496,12 +529,13 @@ impl Parser<'_> {
         self.p += 1;
         let d = self.d;
         loop {
-            let Some(&c) = d.get(self.p) else {
+            let c = d.get(self.p).copied().unwrap_or(0);
+            if c == 0 {
                 t.t = Tok::Error;
                 t.err = "unexpected end of string";
                 t.index = self.p;
                 return t;
-            };
+            }
             if c == b'"' {
                 self.p += 1;
                 break;
@@ -511,12 +545,7 @@ impl Parser<'_> {
                 self.p += 1;
                 continue;
             }
-            let Some(&e) = d.get(self.p + 1) else {
-                t.t = Tok::Error;
-                t.err = "unexpected end of string";
-                t.index = self.p;
-                return t;
-            };
+            let e = d.get(self.p + 1).copied().unwrap_or(0);
             match e {
                 b'"' | b'\\' | b'/' => t.s.push(e),
                 b'b' => t.s.push(8),

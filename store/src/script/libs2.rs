@@ -20,6 +20,8 @@ unsafe fn set_cfn(l: *mut lua_State, name: *const c_char, f: lua_CFunction) {
 /// a bad argument.
 enum Fail {
     Msg(String),
+    /// Raised without a position (an error of the Lua API itself).
+    Plain(&'static str),
     Arg(c_int, String),
 }
 
@@ -31,6 +33,10 @@ unsafe fn raise(l: *mut lua_State, f: Fail) -> ! {
             push_bytes(l, m.as_bytes());
             drop(m);
             lua_concat(l, 2);
+            lua_error(l)
+        }
+        Fail::Plain(m) => {
+            push_bytes(l, m.as_bytes());
             lua_error(l)
         }
         Fail::Arg(i, m) => {
@@ -100,25 +106,18 @@ fn optsize(opt: u8, fmt: &[u8], i: &mut usize) -> Result<usize, Fail> {
     })
 }
 
-fn gettoalign(len: usize, h: &Header, opt: u8, size: usize) -> usize {
-    if size == 0 || opt == b'c' {
-        return 0;
-    }
-    let size = size.min(h.align);
-    (size - (len & (size - 1))) & (size - 1)
-}
-
-/// Apply a control option; Ok(true) if `opt` was one.
-fn controloptions(opt: u8, fmt: &[u8], i: &mut usize, h: &mut Header) -> Result<bool, Fail> {
+/// Redis's struct `controloptions`: endianness, alignment, spaces; any
+/// other character is an invalid option.
+fn controloptions(opt: u8, fmt: &[u8], i: &mut usize, h: &mut Header) -> Result<(), Fail> {
     match opt {
-        b' ' => Ok(true),
+        b' ' => Ok(()),
         b'>' => {
             h.little = false;
-            Ok(true)
+            Ok(())
         }
-        b'<' | b'=' => {
+        b'<' => {
             h.little = true;
-            Ok(true)
+            Ok(())
         }
         b'!' => {
             let a = getnum(fmt, i, MAXALIGN)?;
@@ -126,17 +125,31 @@ fn controloptions(opt: u8, fmt: &[u8], i: &mut usize, h: &mut Header) -> Result<
                 return Err(Fail::Msg(format!("alignment {a} is not a power of 2")));
             }
             h.align = a;
-            Ok(true)
+            Ok(())
         }
-        _ => Ok(false),
+        _ => Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char))),
+    }
+}
+
+/// Alignment padding for an element of `size` at `len` (wrapping, as the
+/// C code's size_t arithmetic).
+fn toalign(len: u64, h: &Header, opt: u8, size: usize) -> u64 {
+    if size == 0 || opt == b'c' {
+        return 0;
+    }
+    let size = size.min(h.align) as u64;
+    (size.wrapping_sub(len & (size - 1))) & (size - 1)
+}
+
+unsafe fn fmt_arg(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
+    match lua_type(l, 1) {
+        LUA_TSTRING | LUA_TNUMBER => Ok(to_bytes(l, 1).unwrap_or_default().to_vec()),
+        _ => Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
     }
 }
 
 unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
-    let fmt = match to_bytes(l, 1) {
-        Some(f) if lua_type(l, 1) == LUA_TSTRING || lua_type(l, 1) == LUA_TNUMBER => f.to_vec(),
-        _ => return Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
-    };
+    let fmt = fmt_arg(l)?;
     let mut h = Header { little: true, align: 1 };
     let mut arg = 2;
     let mut out = Vec::new();
@@ -144,12 +157,9 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
     while i < fmt.len() {
         let opt = fmt[i];
         i += 1;
-        if controloptions(opt, &fmt, &mut i, &mut h)? {
-            continue;
-        }
-        let mut size = optsize(opt, &fmt, &mut i)?;
-        let toalign = gettoalign(out.len(), &h, opt, size);
-        out.resize(out.len() + toalign, 0);
+        let size = optsize(opt, &fmt, &mut i)?;
+        let pad = toalign(out.len() as u64, &h, opt, size) as usize;
+        out.resize(out.len() + pad, 0);
         match opt {
             b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
                 if lua_isnumber(l, arg) == 0 {
@@ -158,7 +168,8 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
                 let n = lua_tonumber(l, arg);
                 arg += 1;
                 let v: u64 = if n < 0.0 { super::vm::c_cast_i64(n) as u64 } else { n as u64 };
-                let mut bytes = vec![if n < 0.0 { 0xffu8 } else { 0 }; size];
+                // Bytes past the 8 of the value are zero (the C shifts).
+                let mut bytes = vec![0u8; size];
                 for (k, b) in bytes.iter_mut().enumerate().take(8) {
                     *b = (v >> (8 * k)) as u8;
                 }
@@ -189,19 +200,17 @@ unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
                     return Err(Fail::Arg(arg, expected_msg(l, arg, "string")));
                 }
                 let s = to_bytes(l, arg).unwrap_or_default();
-                if size == 0 {
-                    size = s.len();
-                }
-                if s.len() < size {
-                    return Err(Fail::Arg(arg + 1, "string too short".into()));
-                }
                 arg += 1;
+                let size = if size == 0 { s.len() } else { size };
+                if s.len() < size {
+                    return Err(Fail::Arg(arg, "string too short".into()));
+                }
                 out.extend_from_slice(&s[..size]);
                 if opt == b's' {
                     out.push(0);
                 }
             }
-            _ => return Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char))),
+            _ => controloptions(opt, &fmt, &mut i, &mut h)?,
         }
     }
     Ok(out)
@@ -220,59 +229,60 @@ unsafe extern "C-unwind" fn struct_pack(l: *mut lua_State) -> c_int {
 }
 
 unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
-    let fmt = match lua_type(l, 1) {
-        LUA_TSTRING | LUA_TNUMBER => to_bytes(l, 1).unwrap_or_default().to_vec(),
-        _ => return Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
-    };
+    let fmt = fmt_arg(l)?;
     let data = match lua_type(l, 2) {
         LUA_TSTRING | LUA_TNUMBER => to_bytes(l, 2).unwrap_or_default().to_vec(),
         _ => return Err(Fail::Arg(2, expected_msg(l, 2, "string"))),
     };
-    let ld = data.len();
-    let pos: i64 = if lua_isnoneornil(l, 3) != 0 {
-        0
+    let ld = data.len() as u64;
+    let pos0: i64 = if lua_isnoneornil(l, 3) != 0 {
+        1
     } else {
         if lua_isnumber(l, 3) == 0 {
             return Err(Fail::Arg(3, expected_msg(l, 3, "number")));
         }
-        lua_tonumber(l, 3) as i64 - 1
+        lua_tonumber(l, 3) as i64
     };
-    if pos < 0 || pos as usize > ld {
+    // size_t arithmetic, as the C code: only 0 is "not > 0".
+    if pos0 == 0 {
         return Err(Fail::Arg(3, "offset must be 1 or greater".into()));
     }
-    let mut pos = pos as usize;
+    let mut pos = (pos0 as u64).wrapping_sub(1);
     let mut h = Header { little: true, align: 1 };
     let mut n: c_int = 0;
     let mut i = 0;
     while i < fmt.len() {
         let opt = fmt[i];
         i += 1;
-        if controloptions(opt, &fmt, &mut i, &mut h)? {
-            continue;
-        }
         let mut size = optsize(opt, &fmt, &mut i)?;
-        pos += gettoalign(pos, &h, opt, size);
-        if pos + size > ld {
+        pos = pos.wrapping_add(toalign(pos, &h, opt, size));
+        let fits = |pos: u64, size: usize| (size as u64) <= ld && pos <= ld - size as u64;
+        if !fits(pos, size) {
             return Err(Fail::Arg(2, "data string too short".into()));
         }
         if lua_checkstack(l, 2) == 0 {
-            return Err(Fail::Msg("too many results to unpack".into()));
+            return Err(Fail::Msg("stack overflow (too many results)".into()));
         }
+        let at = pos as usize;
         match opt {
             b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
-                let mut b = data[pos..pos + size].to_vec();
-                if !h.little {
-                    b.reverse();
-                }
+                let bytes = &data[at..at + size];
                 let mut v: u64 = 0;
-                for (k, &byte) in b.iter().enumerate().take(8) {
-                    v |= (byte as u64) << (8 * k);
+                if h.little {
+                    for &b in bytes.iter().rev() {
+                        v = (v << 8) | b as u64;
+                    }
+                } else {
+                    for &b in bytes {
+                        v = (v << 8) | b as u64;
+                    }
                 }
-                let signed = opt.is_ascii_lowercase();
-                let num = if signed && size > 0 && size < 8 {
-                    let shift = 64 - 8 * size as u32;
-                    (((v << shift) as i64) >> shift) as f64
-                } else if signed {
+                let num = if opt.is_ascii_lowercase() {
+                    let sh = ((size * 8).wrapping_sub(1) % 64) as u32;
+                    let mask = u64::MAX << sh;
+                    if v & mask != 0 {
+                        v |= mask;
+                    }
                     v as i64 as f64
                 } else {
                     v as f64
@@ -283,14 +293,14 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
             b'x' => {}
             b'f' => {
                 let mut b = [0u8; 4];
-                b.copy_from_slice(&data[pos..pos + 4]);
+                b.copy_from_slice(&data[at..at + 4]);
                 let f = if h.little { f32::from_le_bytes(b) } else { f32::from_be_bytes(b) };
                 lua_pushnumber(l, f as f64);
                 n += 1;
             }
             b'd' => {
                 let mut b = [0u8; 8];
-                b.copy_from_slice(&data[pos..pos + 8]);
+                b.copy_from_slice(&data[at..at + 8]);
                 let d = if h.little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) };
                 lua_pushnumber(l, d);
                 n += 1;
@@ -301,29 +311,29 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
                         return Err(Fail::Msg("format 'c0' needs a previous size".into()));
                     }
                     let s = lua_tonumber(l, -1);
-                    size = if s > 0.0 { s as usize } else { 0 };
+                    size = if s > 0.0 && s < 1e18 { s as usize } else { usize::MAX };
                     lua_pop(l, 1);
                     n -= 1;
-                    if pos + size > ld {
+                    if !fits(pos, size) {
                         return Err(Fail::Arg(2, "data string too short".into()));
                     }
                 }
-                push_bytes(l, &data[pos..pos + size]);
+                push_bytes(l, &data[at..at + size]);
                 n += 1;
             }
             b's' => {
-                let Some(z) = data[pos..].iter().position(|&c| c == 0) else {
+                let Some(z) = data[at..].iter().position(|&c| c == 0) else {
                     return Err(Fail::Msg("unfinished string in data".into()));
                 };
-                push_bytes(l, &data[pos..pos + z]);
+                push_bytes(l, &data[at..at + z]);
                 size = z + 1;
                 n += 1;
             }
-            _ => return Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char))),
+            _ => controloptions(opt, &fmt, &mut i, &mut h)?,
         }
-        pos += size;
+        pos = pos.wrapping_add(size as u64);
     }
-    lua_pushinteger(l, (pos + 1) as lua_Integer);
+    lua_pushinteger(l, pos.wrapping_add(1) as i64 as lua_Integer);
     Ok(n + 1)
 }
 
@@ -335,30 +345,26 @@ unsafe extern "C-unwind" fn struct_unpack(l: *mut lua_State) -> c_int {
     }
 }
 
-unsafe fn struct_size_inner(l: *mut lua_State) -> Result<usize, Fail> {
-    let fmt = match lua_type(l, 1) {
-        LUA_TSTRING | LUA_TNUMBER => to_bytes(l, 1).unwrap_or_default().to_vec(),
-        _ => return Err(Fail::Arg(1, expected_msg(l, 1, "string"))),
-    };
+unsafe fn struct_size_inner(l: *mut lua_State) -> Result<u64, Fail> {
+    let fmt = fmt_arg(l)?;
     let mut h = Header { little: true, align: 1 };
-    let mut pos = 0usize;
+    let mut pos = 0u64;
     let mut i = 0;
     while i < fmt.len() {
         let opt = fmt[i];
         i += 1;
-        if controloptions(opt, &fmt, &mut i, &mut h)? {
-            continue;
-        }
         let size = optsize(opt, &fmt, &mut i)?;
-        pos += gettoalign(pos, &h, opt, size);
-        if opt == b's' || (opt == b'c' && size == 0) {
-            let m = if opt == b's' { "option 's' has no fixed size" } else { "option 'c0' has no fixed size" };
-            return Err(Fail::Arg(1, m.into()));
+        pos = pos.wrapping_add(toalign(pos, &h, opt, size));
+        if opt == b's' {
+            return Err(Fail::Arg(1, "option 's' has no fixed size".into()));
+        } else if opt == b'c' && size == 0 {
+            return Err(Fail::Arg(1, "option 'c0' has no fixed size".into()));
         }
-        if !matches!(opt, b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' | b'x' | b'f' | b'd' | b'c') {
-            return Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char)));
+        // Letters and digits that are no option are ignored here.
+        if !opt.is_ascii_alphanumeric() {
+            controloptions(opt, &fmt, &mut i, &mut h)?;
         }
-        pos += size;
+        pos = pos.wrapping_add(size as u64);
     }
     Ok(pos)
 }
@@ -367,7 +373,7 @@ unsafe extern "C-unwind" fn struct_size(l: *mut lua_State) -> c_int {
     let r = struct_size_inner(l);
     match r {
         Ok(n) => {
-            lua_pushnumber(l, n as f64);
+            lua_pushinteger(l, n as i64 as lua_Integer);
             1
         }
         Err(f) => raise(l, f),
@@ -555,15 +561,16 @@ unsafe fn mp_decode(l: *mut lua_State, c: &mut Cursor<'_>, depth: usize) -> Resu
         0xc0 => lua_pushnil(l),
         0xc2 => lua_pushboolean(l, 0),
         0xc3 => lua_pushboolean(l, 1),
-        0xc4 | 0xd9 => {
+        // lua-cmsgpack 0.4 knows no bin types (0xc4..0xc6): bad format.
+        0xd9 => {
             let n = c.be(1)? as usize;
             push_bytes(l, c.take(n)?);
         }
-        0xc5 | 0xda => {
+        0xda => {
             let n = c.be(2)? as usize;
             push_bytes(l, c.take(n)?);
         }
-        0xc6 | 0xdb => {
+        0xdb => {
             let n = c.be(4)? as usize;
             push_bytes(l, c.take(n)?);
         }
@@ -613,10 +620,12 @@ unsafe fn mp_map(l: *mut lua_State, c: &mut Cursor<'_>, n: usize, depth: usize) 
         mp_decode(l, c, depth + 1)?;
         mp_decode(l, c, depth + 1)?;
         if lua_type(l, -2) == LUA_TNIL {
-            lua_pop(l, 2);
-        } else {
-            lua_rawset(l, -3);
+            return Err(Fail::Plain("table index is nil"));
         }
+        if lua_type(l, -2) == LUA_TNUMBER && lua_tonumber(l, -2).is_nan() {
+            return Err(Fail::Plain("table index is NaN"));
+        }
+        lua_rawset(l, -3);
     }
     Ok(())
 }
@@ -629,7 +638,9 @@ unsafe fn mp_unpack_full(l: *mut lua_State, limit: i64, offset: i64) -> Result<(
     }
     let data = to_bytes(l, 1).unwrap_or_default().to_vec();
     if offset < 0 || limit < 0 {
-        return Err(Fail::Msg(format!("Invalid request to unpack with offset of {offset} and limit of {limit}.")));
+        // (lua-cmsgpack prints the input length as the limit)
+        let len = data.len();
+        return Err(Fail::Msg(format!("Invalid request to unpack with offset of {offset} and limit of {len}.")));
     }
     if offset as usize > data.len() {
         return Err(Fail::Msg(
@@ -642,7 +653,8 @@ unsafe fn mp_unpack_full(l: *mut lua_State, limit: i64, offset: i64) -> Result<(
     }
     let mut c = Cursor { d: &data, p: offset as usize };
     let mut cnt: c_int = 0;
-    while c.p < data.len() && (limit == 0 || (cnt as i64) < limit) {
+    let limit = if limit == 0 && offset == 0 { i64::MAX } else { limit };
+    while c.p < data.len() && (cnt as i64) < limit {
         if lua_checkstack(l, 2) == 0 {
             return Err(Fail::Msg("too many objects to unpack".into()));
         }
@@ -683,6 +695,8 @@ unsafe extern "C-unwind" fn mp_unpack_limit(l: *mut lua_State) -> c_int {
     lua_settop(l, 1);
     let r = mp_unpack_full(l, limit, offset);
     match r {
+        // Decoding everything (limit and offset 0) returns no offset.
+        Ok((n, _)) if limit == 0 && offset == 0 => n,
         Ok((n, next)) => push_offset_first(l, n, next),
         Err(f) => raise(l, f),
     }
