@@ -346,3 +346,32 @@ fn libraries_fuzz_against_redis() {
         assert_eq!(s(&a), s(&b), "iteration {i}, input {:?}", String::from_utf8_lossy(&arg));
     }
 }
+
+/// Differential fuzz of Lua -> RESP conversion: random values returned
+/// as they are and wrapped as RESP3 types, for RESP2 and RESP3 callers.
+#[test]
+fn reply_conversion_fuzz_against_redis() {
+    let redis = support::start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    let mut r = Conn::connect(redis.port).unwrap();
+    let mut f = Conn::connect(ferrite.port).unwrap();
+    let mut rng = support::Rng(0x00c0_ffee_1234_5678);
+    for i in 0..600u32 {
+        if i == 300 {
+            r.cmd(&["HELLO", "3"]);
+            f.cmd(&["HELLO", "3"]);
+        }
+        let v = lua_value(&mut rng, 0);
+        let body = match i % 5 {
+            0 => format!("return {v}"),
+            1 => format!("redis.setresp(3) return {{map={v}}}"),
+            2 => format!("redis.setresp(3) return {{set={v}}}"),
+            3 => format!("return {{ok={v}}}"),
+            _ => format!("redis.setresp(3) return {{{v}, {{double={v}}}, {{err={v}}}}}"),
+        };
+        let args: Vec<&[u8]> = vec![b"EVAL", body.as_bytes(), b"0"];
+        let a = r.cmd(&args);
+        let b = f.cmd(&args);
+        assert_eq!(s(&a), s(&b), "iteration {i}: {body}");
+    }
+}
