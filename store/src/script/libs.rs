@@ -831,8 +831,21 @@ unsafe extern "C-unwind" fn json_cfg_decode_invalid(l: *mut lua_State) -> c_int 
     1
 }
 
+unsafe extern "C-unwind" fn json_new(l: *mut lua_State) -> c_int {
+    push_cjson(l);
+    1
+}
+
 unsafe fn open_cjson(l: *mut lua_State) {
+    push_cjson(l);
+    lua_setglobal(l, cs!("cjson"));
+}
+
+/// A cjson module table (`cjson.new()` makes another; they share the
+/// configuration here, unlike lua-cjson's per-instance settings).
+unsafe fn push_cjson(l: *mut lua_State) {
     lua_newtable(l);
+    set_cfn(l, cs!("new"), json_new);
     set_cfn(l, cs!("encode"), json_encode);
     set_cfn(l, cs!("decode"), json_decode);
     set_cfn(l, cs!("encode_sparse_array"), json_cfg_sparse);
@@ -848,7 +861,6 @@ unsafe fn open_cjson(l: *mut lua_State) {
     lua_setfield(l, -2, cs!("_NAME"));
     lua_pushstring(l, cs!("2.1.0"));
     lua_setfield(l, -2, cs!("_VERSION"));
-    lua_setglobal(l, cs!("cjson"));
 }
 
 #[cfg(test)]

@@ -712,5 +712,9 @@ pub unsafe fn open_cmsgpack(l: *mut lua_State) {
     lua_setfield(l, -2, cs!("_NAME"));
     lua_pushstring(l, cs!("lua-cmsgpack 0.4.0"));
     lua_setfield(l, -2, cs!("_VERSION"));
+    lua_pushstring(l, cs!("Copyright (C) 2012, Salvatore Sanfilippo"));
+    lua_setfield(l, -2, cs!("_COPYRIGHT"));
+    lua_pushstring(l, cs!("MessagePack C implementation for Lua"));
+    lua_setfield(l, -2, cs!("_DESCRIPTION"));
     lua_setglobal(l, cs!("cmsgpack"));
 }

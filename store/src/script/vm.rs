@@ -1119,6 +1119,8 @@ local function handler(err)
   return err
 end
 
+if mode == 'eval' then G.__redis__err__handler = handler end
+
 local function pack(...) return {n = select('#', ...), ...} end
 G.pcall = function(...)
   local r = pack(raw_pcall(...))
