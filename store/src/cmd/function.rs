@@ -45,7 +45,7 @@ fn fcall_generic(cx: &mut Cx, ro: bool) -> CmdResult {
     let args = &cx.args[3 + numkeys..];
     let spec = RunSpec { eval: false, name: &f.name, flags: f.flags, ro_cmd: ro, keys, args, argv: cx.args };
     let (client, acc, out) = (&mut *cx.client, &mut *cx.ks.acc, &mut *cx.out);
-    crate::script::long_running(|| eng.run(srv, client, acc, out, &spec, f.fref, oom));
+    eng.run(srv, client, acc, out, &spec, f.fref, oom);
     Ok(())
 }
 

@@ -86,7 +86,7 @@ fn eval_generic(cx: &mut Cx, evalsha: bool, ro: bool) -> CmdResult {
     let args = &cx.args[3 + numkeys..];
     let spec = RunSpec { eval: true, name: &sha, flags, ro_cmd: ro, keys, args, argv: cx.args };
     let (client, acc, out) = (&mut *cx.client, &mut *cx.ks.acc, &mut *cx.out);
-    crate::script::long_running(|| eng.run(srv, client, acc, out, &spec, oom));
+    eng.run(srv, client, acc, out, &spec, oom);
     Ok(())
 }
 

@@ -240,6 +240,23 @@ pub fn info_fields(srv: &Server) -> Vec<(&'static str, u64)> {
     ]
 }
 
+/// Called from the running script's hook once it has run for a while:
+/// hand this worker's other tasks (and tokio's I/O driver) to another
+/// thread for the rest of the script, so the other connections are served
+/// (with -BUSY past the threshold) and SCRIPT KILL can arrive. Short
+/// scripts never pay for this. Returns whether it may be worth retrying.
+pub fn detach_from_runtime() {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if let Ok(h) = Handle::try_current() {
+        if h.runtime_flavor() == RuntimeFlavor::MultiThread {
+            // The new worker thread takes the core while we wait; when this
+            // returns the core stays with it, and this thread finishes the
+            // script outside the runtime's scheduling.
+            tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+        }
+    }
+}
+
 /// Every library's code, for RDB persistence (the FUNCTION2 opcode).
 pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
     srv.scripting.func.lock().codes()

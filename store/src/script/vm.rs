@@ -145,6 +145,10 @@ pub struct RunCtx {
     pub allow_oom: bool,
     pub oom_at_start: bool,
     pub wrote: bool,
+    /// When the script started, and how often it tried to leave the
+    /// runtime's scheduling (see `detach_from_runtime`).
+    pub started: std::time::Instant,
+    pub detach_attempts: u8,
 }
 
 thread_local! {
@@ -906,9 +910,17 @@ unsafe extern "C-unwind" fn l_math_randomseed(l: *mut lua_State) -> c_int {
     0
 }
 
-/// The count hook: SCRIPT KILL / FUNCTION KILL.
+/// VM instructions between two runs of the count hook (Redis: 100000).
+const HOOK_EVERY: c_int = 100_000;
+
+/// The count hook: SCRIPT KILL / FUNCTION KILL, and leaving the runtime's
+/// scheduling once the script turns out long.
 unsafe extern "C-unwind" fn kill_hook(l: *mut lua_State, _ar: *mut lua_Debug) {
     let Some(ctx) = run_ctx() else { return };
+    if ctx.detach_attempts < 3 && ctx.started.elapsed() >= std::time::Duration::from_millis(2) {
+        ctx.detach_attempts += 1;
+        super::detach_from_runtime();
+    }
     let srv: &Server = &*ctx.srv;
     // SHUTDOWN (NOSAVE or a signal) stops any script, even one that wrote.
     if srv.scripting.kill.load(Ordering::Relaxed) || srv.shutting_down.load(Ordering::Relaxed) {
@@ -1352,6 +1364,8 @@ unsafe fn call_function<'s>(
         allow_oom: !compat && spec.flags & F_ALLOW_OOM != 0,
         oom_at_start: oom,
         wrote: false,
+        started: std::time::Instant::now(),
+        detach_attempts: 0,
     };
     let sc = &srv.scripting;
     sc.kill.store(false, Ordering::Relaxed);
@@ -1363,7 +1377,7 @@ unsafe fn call_function<'s>(
     sc.running_since.store(start.max(1), Ordering::Release);
     RUN.with(|c| c.set(&mut ctx as *mut RunCtx));
     super::set_frozen_now(start);
-    lua_sethook(l, Some(kill_hook), LUA_MASKCOUNT, 100_000);
+    lua_sethook(l, Some(kill_hook), LUA_MASKCOUNT, HOOK_EVERY);
     // Stack: function. Put the handler below it.
     lua_getfield(l, LUA_REGISTRYINDEX, cs!("__ferrite_errh"));
     lua_insert(l, -2);
