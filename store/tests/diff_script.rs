@@ -375,3 +375,42 @@ fn reply_conversion_fuzz_against_redis() {
         assert_eq!(s(&a), s(&b), "iteration {i}: {body}");
     }
 }
+
+/// CLIENT PAUSE WRITE holds scripts that may write and lets read-only ones
+/// (no-writes flag, *_RO) through, as the script flags say.
+#[test]
+fn client_pause_write_and_scripts() {
+    use std::io::Read;
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let lib = "#!lua name=f1\nredis.register_function{function_name='ro', callback=function() return 'hello' end, flags={'no-writes'}}\nredis.register_function('rw', function() return 'rw' end)";
+        c.cmd(&["FUNCTION", "LOAD", lib]);
+        c.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]);
+        let calls: Vec<Vec<&str>> = vec![
+            vec!["EVAL", "#!lua flags=no-writes\nreturn 1", "0"],
+            vec!["EVAL_RO", "return 2", "0"],
+            vec!["FCALL", "ro", "0"],
+            vec!["FCALL_RO", "ro", "0"],
+            vec!["EVAL", "return 3", "0"],
+            vec!["EVAL", "#!lua\nreturn 4", "0"],
+            vec!["FCALL", "rw", "0"],
+        ];
+        let mut conns = Vec::new();
+        for args in &calls {
+            let mut x = Conn::connect(port).unwrap();
+            x.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            x.send(args);
+            let mut buf = [0u8; 256];
+            let got = match x.stream.read(&mut buf) {
+                Ok(n) => s(&buf[..n]),
+                Err(_) => "paused".to_string(),
+            };
+            steps.push(format!("{}: {got}", args.join(" ")));
+            conns.push(x);
+        }
+        c.cmd(&["CLIENT", "UNPAUSE"]);
+        steps
+    });
+    support::assert_same_steps(&a, &b, "pause");
+}

@@ -257,6 +257,38 @@ pub fn detach_from_runtime() {
     }
 }
 
+/// For CLIENT PAUSE WRITE: does this EVAL/EVALSHA/FCALL (or _RO) call count
+/// as a write? Redis derives it from the script's flags (`no-writes`), and
+/// scripts without a shebang count as writes (EVAL is may-replicate).
+/// None for other commands.
+pub fn may_write(srv: &Server, args: &[Bytes]) -> Option<bool> {
+    let name = args.first()?.to_ascii_lowercase();
+    let flags_write = |flags: u32| flags & F_EVAL_COMPAT != 0 || flags & F_NO_WRITES == 0;
+    match &name[..] {
+        b"eval_ro" | b"evalsha_ro" | b"fcall_ro" => Some(false),
+        b"eval" | b"evalsha" => {
+            let body = args.get(1)?;
+            let sha = if name == b"evalsha" {
+                String::from_utf8_lossy(body).to_ascii_lowercase()
+            } else {
+                sha1::sha1hex(body)
+            };
+            let cached = srv.scripting.eval.try_lock().and_then(|e| e.scripts.get(&sha).map(|s| s.flags));
+            match cached {
+                Some(f) => Some(flags_write(f)),
+                None if name == b"eval" => Some(eval_shebang(body).map_or(true, |(f, _)| flags_write(f))),
+                None => Some(true),
+            }
+        }
+        b"fcall" => {
+            let fname = String::from_utf8_lossy(args.get(1)?).into_owned();
+            let f = srv.scripting.func.try_lock().and_then(|e| e.function(&fname).map(|f| f.flags));
+            Some(f.map_or(true, flags_write))
+        }
+        _ => None,
+    }
+}
+
 /// Every library's code, for RDB persistence (the FUNCTION2 opcode).
 pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
     srv.scripting.func.lock().codes()
