@@ -1,21 +1,31 @@
 //! Lua scripting: EVAL scripts and FUNCTION libraries (Redis 7.0 semantics).
 //!
-//! Two Lua 5.1 interpreters (from the `mlua` crate's vendored Lua, driven
+//! Two Lua 5.1 interpreters (the `mlua` crate's vendored Lua, driven
 //! through its raw C API so errors, stack use and sandboxing behave as in
 //! Redis's C code): one for EVAL scripts, one for function libraries.
 //! A script runs while its caller holds exclusive access to the keyspace
 //! (EVAL/FCALL take `Lock::All`); commands it calls go through
-//! `dispatch::run_for_script` on that same access.
+//! `dispatch::run_for_script` on that same access, with the script's own
+//! client (`[db lua]` in MONITOR), the caller's user and db, and time
+//! frozen at the script's start.
 //!
 //! What this module knows: the sandbox (read-only globals and library
-//! tables, removed `print`/`loadfile`/`dofile`, no `os`/`io`), the `redis.*`
-//! API, RESP <-> Lua conversions both ways (RESP2 and RESP3), script flags
-//! (shebang and `register_function` flags), the busy-script state other
-//! clients see (`-BUSY`), SCRIPT KILL / FUNCTION KILL through a count hook,
-//! and the libraries `cjson`, `bit`, `struct` and `cmsgpack` (see `libs`).
-//! What it does not know: the Lua debugger (SCRIPT DEBUG), replication of
-//! script effects (there are no replicas yet), `redis.set_repl` is accepted
-//! and ignored.
+//! tables through protected proxies, no `print`/`loadfile`/`dofile`/
+//! `getfenv`/`setfenv`/`newproxy`, no `os`/`io`/`package`, binary chunks
+//! parsed as text), the `redis.*` API, RESP <-> Lua conversions both ways
+//! (RESP2 and RESP3), script flags (shebang and `register_function`), the
+//! busy-script state other clients see (`-BUSY`, checked by dispatch
+//! before it locks anything), SCRIPT KILL / FUNCTION KILL / SHUTDOWN
+//! through a count hook, and the libraries `cjson`, `bit`, `struct` and
+//! `cmsgpack` (see `libs`, `libs2`). A script that runs past 2 ms leaves
+//! tokio's scheduling (`detach_from_runtime`) so the other connections
+//! keep being served.
+//!
+//! What it does not know: the Lua debugger (SCRIPT DEBUG replies an
+//! error), replication of script effects (there are no replicas yet;
+//! `redis.set_repl` is accepted and ignored), per-instance `cjson.new()`
+//! settings (instances share one configuration), the `lua` context of ACL
+//! LOG entries (denials inside scripts are logged as `toplevel`).
 
 pub mod libs;
 pub mod libs2;
