@@ -1,7 +1,8 @@
 //! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT (LOAD, EXISTS, FLUSH,
 //! KILL, HELP). The interpreter lives in `crate::script`.
 //!
-//! SCRIPT DEBUG (the Lua debugger) is not implemented: it replies an error.
+//! The Lua debugger is not implemented: SCRIPT DEBUG YES/SYNC reply an
+//! error (NO is accepted).
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock};
 use crate::script::{self, vm::RunSpec, F_ALLOW_OOM, F_EVAL_COMPAT, F_NO_WRITES};
@@ -173,7 +174,18 @@ fn script_cmd(cx: &mut Cx) -> CmdResult {
             cx.out.ok();
             Ok(())
         }
-        b"debug" if cx.argc() == 3 => Err(CmdError::err("SCRIPT DEBUG is not supported by this server")),
+        b"debug" if cx.argc() == 3 => {
+            let mode = cx.arg(2);
+            if eq_ic(mode, b"no") {
+                // The debugger is never on, so turning it off is a no-op.
+                cx.out.ok();
+                Ok(())
+            } else if eq_ic(mode, b"yes") || eq_ic(mode, b"sync") {
+                Err(CmdError::err("SCRIPT DEBUG (the Lua debugger) is not supported by this server"))
+            } else {
+                Err(CmdError::err("Use SCRIPT DEBUG YES/SYNC/NO"))
+            }
+        }
         _ => {
             let s: String = String::from_utf8_lossy(cx.arg(1)).chars().take(128).collect();
             Err(CmdError::err(format!("unknown subcommand or wrong number of arguments for '{s}'. Try SCRIPT HELP.")))
