@@ -414,3 +414,34 @@ fn client_pause_write_and_scripts() {
     });
     support::assert_same_steps(&a, &b, "pause");
 }
+
+/// A command allowed while busy (HELLO SETNAME) ends a script that polls
+/// CLIENT LIST; a client blocked on the script's key is served only after
+/// the whole script ran (Redis's "Timedout scripts and unblocked command").
+#[test]
+fn busy_allowed_command_and_blocked_client() {
+    let (a, b) = both(|port| {
+        let mut steps = Vec::new();
+        let mut c = Conn::connect(port).unwrap();
+        let mut blocked = Conn::connect(port).unwrap();
+        let mut runner = Conn::connect(port).unwrap();
+        let mut other = Conn::connect(port).unwrap();
+        blocked.send(&["BLPOP", "x", "0"]);
+        std::thread::sleep(Duration::from_millis(100));
+        c.cmd(&["DEBUG", "set-disable-deny-scripts", "1"]);
+        c.cmd(&["CONFIG", "SET", "lua-time-limit", "10"]);
+        let script = "local clients redis.call('lpush', KEYS[1], 'y') \
+                      while true do clients = redis.call('client', 'list') \
+                      if string.find(clients, 'abortscript') ~= nil then break end end \
+                      redis.call('lpush', KEYS[1], 'z') return 'done'";
+        runner.send(&["EVAL", script, "1", "x"]);
+        steps.push(wait_busy(&mut c));
+        steps.push(s(&other.cmd(&["HELLO", "2", "SETNAME", "abortscript"]))[..1].to_string());
+        steps.push(s(&runner.read_reply()));
+        steps.push(s(&blocked.read_reply()));
+        steps.push(s(&c.cmd(&["LRANGE", "x", "0", "-1"])));
+        c.cmd(&["DEBUG", "set-disable-deny-scripts", "0"]);
+        steps
+    });
+    support::assert_same_steps(&a, &b, "busy allowed command");
+}
