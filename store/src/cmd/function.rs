@@ -1,7 +1,7 @@
 //! FUNCTION (LOAD, DELETE, FLUSH, LIST, DUMP, RESTORE, STATS, KILL, HELP),
 //! FCALL and FCALL_RO. Libraries live in `crate::script::vm::FuncEngine`.
 
-use super::script::{kill, over_maxmemory, split_keys, OOM, RO_WRITE};
+use super::script::{kill, over_maxmemory, split_keys, OOM, REENTRY, RO_WRITE};
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock};
 use crate::script::vm::{FuncEngine, RunSpec};
 use crate::script::{FLAG_NAMES, F_ALLOW_OOM, F_NO_WRITES};
@@ -26,6 +26,9 @@ fn fcall_ro(cx: &mut Cx) -> CmdResult {
 }
 
 fn fcall_generic(cx: &mut Cx, ro: bool) -> CmdResult {
+    if crate::script::vm::in_script() {
+        return Err(REENTRY);
+    }
     crate::script::feed_monitors(cx.srv, cx.client, cx.args);
     let srv = cx.srv;
     let name = String::from_utf8_lossy(cx.arg(1)).into_owned();
@@ -102,6 +105,9 @@ fn dirty(cx: &Cx) {
 }
 
 fn function_cmd(cx: &mut Cx) -> CmdResult {
+    if crate::script::vm::in_script() && !eq_ic(cx.arg(1), b"kill") && !eq_ic(cx.arg(1), b"help") {
+        return Err(REENTRY);
+    }
     let sub = cx.arg(1).to_ascii_lowercase();
     match &sub[..] {
         b"help" => {

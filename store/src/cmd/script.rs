@@ -54,7 +54,12 @@ pub fn split_keys(cx: &Cx, numkeys: i64) -> Result<usize, CmdError> {
     Ok(numkeys as usize)
 }
 
+pub const REENTRY: CmdError = CmdError::st("ERR This Redis command is not allowed from script");
+
 fn eval_generic(cx: &mut Cx, evalsha: bool, ro: bool) -> CmdResult {
+    if script::vm::in_script() {
+        return Err(REENTRY);
+    }
     script::feed_monitors(cx.srv, cx.client, cx.args);
     let body = cx.args[1].clone();
     if evalsha && body.len() != 40 {
@@ -135,6 +140,9 @@ pub fn kill(srv: &Server, is_eval: bool) -> CmdResult {
 }
 
 fn script_cmd(cx: &mut Cx) -> CmdResult {
+    if script::vm::in_script() && !eq_ic(cx.arg(1), b"kill") && !eq_ic(cx.arg(1), b"help") {
+        return Err(REENTRY);
+    }
     let sub = cx.arg(1).to_ascii_lowercase();
     match &sub[..] {
         b"help" if cx.argc() == 2 => {

@@ -551,6 +551,13 @@ pub fn c_cast_i64(d: f64) -> i64 {
 
 // ------------------------------------------------------------ redis.* API
 
+/// Is a script running on this thread? (EVAL, SCRIPT and FUNCTION called
+/// from a script, possible only under DEBUG set-disable-deny-scripts,
+/// would re-enter the engine they are part of.)
+pub fn in_script() -> bool {
+    !RUN.with(|c| c.get()).is_null() || !LOAD.with(|c| c.get()).is_null()
+}
+
 unsafe fn run_ctx<'a>() -> Option<&'a mut RunCtx> {
     let p = RUN.with(|c| c.get());
     if p.is_null() {
