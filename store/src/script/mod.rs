@@ -293,7 +293,7 @@ pub fn may_write(srv: &Server, args: &[Bytes]) -> Option<bool> {
         b"fcall" => {
             let fname = String::from_utf8_lossy(args.get(1)?).into_owned();
             let f = srv.scripting.func.try_lock().and_then(|e| e.function(&fname).map(|f| f.flags));
-            Some(f.map_or(true, flags_write))
+            Some(f.is_none_or(flags_write))
         }
         _ => None,
     }
