@@ -55,21 +55,21 @@ unsafe extern "C-unwind" fn bit_bnot(l: *mut lua_State) -> c_int {
 }
 unsafe extern "C-unwind" fn bit_band(l: *mut lua_State) -> c_int {
     let mut b = barg(l, 1);
-    for i in 2..=lua_gettop(l) {
+    for i in (2..=lua_gettop(l)).rev() {
         b &= barg(l, i);
     }
     bret(l, b)
 }
 unsafe extern "C-unwind" fn bit_bor(l: *mut lua_State) -> c_int {
     let mut b = barg(l, 1);
-    for i in 2..=lua_gettop(l) {
+    for i in (2..=lua_gettop(l)).rev() {
         b |= barg(l, i);
     }
     bret(l, b)
 }
 unsafe extern "C-unwind" fn bit_bxor(l: *mut lua_State) -> c_int {
     let mut b = barg(l, 1);
-    for i in 2..=lua_gettop(l) {
+    for i in (2..=lua_gettop(l)).rev() {
         b ^= barg(l, i);
     }
     bret(l, b)
@@ -99,12 +99,13 @@ unsafe extern "C-unwind" fn bit_bswap(l: *mut lua_State) -> c_int {
 }
 unsafe extern "C-unwind" fn bit_tohex(l: *mut lua_State) -> c_int {
     let mut b = barg(l, 1);
-    let mut n: i32 = if lua_isnoneornil(l, 2) != 0 { 8 } else { barg(l, 2) as i32 };
+    let mut n: i32 = if lua_isnone(l, 2) != 0 { 8 } else { barg(l, 2) as i32 };
     let upper = n < 0;
     if upper {
         n = n.wrapping_neg();
     }
-    if n > 8 {
+    // -INT_MIN overflows; the C code (as compiled) then takes the "> 8" branch.
+    if n > 8 || n < 0 {
         n = 8;
     }
     if (0..8).contains(&n) {
@@ -150,6 +151,7 @@ struct JsonCfg {
     precision: i32,
     encode_invalid: i32,
     decode_invalid: bool,
+    keep_buffer: i32,
 }
 
 static CFG: parking_lot::Mutex<JsonCfg> = parking_lot::Mutex::new(JsonCfg {
@@ -161,6 +163,7 @@ static CFG: parking_lot::Mutex<JsonCfg> = parking_lot::Mutex::new(JsonCfg {
     precision: 14,
     encode_invalid: 0,
     decode_invalid: true,
+    keep_buffer: 1,
 });
 
 /// `%.<prec>g` through the C library, as lua-cjson formats numbers.
@@ -339,9 +342,6 @@ unsafe fn encode_number(l: *mut lua_State, idx: c_int, out: &mut Vec<u8>, cfg: &
 }
 
 unsafe fn encode_entry(l: *mut lua_State) -> Result<Vec<u8>, String> {
-    if lua_gettop(l) != 1 {
-        return Err("expected 1 argument".into());
-    }
     let cfg = CFG.lock();
     let mut out = Vec::new();
     encode(l, 1, &mut out, 0, &cfg)?;
@@ -349,6 +349,9 @@ unsafe fn encode_entry(l: *mut lua_State) -> Result<Vec<u8>, String> {
 }
 
 unsafe extern "C-unwind" fn json_encode(l: *mut lua_State) -> c_int {
+    if lua_gettop(l) != 1 {
+        luaL_argerror(l, 1, cs!("expected 1 argument"));
+    }
     let r = encode_entry(l);
     match r {
         Ok(v) => {
@@ -356,18 +359,13 @@ unsafe extern "C-unwind" fn json_encode(l: *mut lua_State) -> c_int {
             1
         }
         Err(e) => {
-            if e == "expected 1 argument" {
-                luaL_argerror(l, 1, cs!("expected 1 argument"));
-                0
-            } else {
-                // The error text is pushed first so no Rust value is alive.
-                push_bytes(l, e.as_bytes());
-                drop(e);
-                luaL_where(l, 1);
-                lua_insert(l, -2);
-                lua_concat(l, 2);
-                lua_error(l)
-            }
+            // The error text is pushed first so no Rust value is alive.
+            push_bytes(l, e.as_bytes());
+            drop(e);
+            luaL_where(l, 1);
+            lua_insert(l, -2);
+            lua_concat(l, 2);
+            lua_error(l)
         }
     }
 }
@@ -722,112 +720,127 @@ unsafe extern "C-unwind" fn json_decode(l: *mut lua_State) -> c_int {
     1
 }
 
-unsafe fn opt_int(l: *mut lua_State, i: c_int, lo: i64, hi: i64, cur: &mut i32) {
-    if lua_isnoneornil(l, i) == 0 {
-        let v = luaL_checkinteger(l, i) as i64;
-        if v < lo || v > hi {
-            luaL_argerror(l, i, cs!("expected integer in range"));
-        }
-        *cur = v as i32;
+/// lua-cjson's json_arg_init: at most `n` arguments, missing ones nil.
+/// (No lock is held while a luaL_* check may raise.)
+unsafe fn json_args(l: *mut lua_State, n: c_int) {
+    if lua_gettop(l) > n {
+        luaL_argerror(l, n + 1, cs!("found too many arguments"));
+    }
+    while lua_gettop(l) < n {
+        lua_pushnil(l);
+    }
+}
+
+/// json_integer_option: set `cur` from argument `i` if given.
+unsafe fn int_option(l: *mut lua_State, i: c_int, lo: i64, hi: i64, cur: i32) -> i32 {
+    if lua_isnil(l, i) != 0 {
+        return cur;
+    }
+    let v = luaL_checkinteger(l, i) as i32 as i64;
+    if v < lo || v > hi {
+        let msg = format!("expected integer between {lo} and {hi}\0");
+        let mut buf = [0u8; 64];
+        let n = msg.len().min(63);
+        buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        drop(msg);
+        luaL_argerror(l, 1, buf.as_ptr() as *const c_char);
+    }
+    v as i32
+}
+
+const OFF_ON: [*const c_char; 3] = [c"off".as_ptr(), c"on".as_ptr(), std::ptr::null()];
+const OFF_ON_NULL: [*const c_char; 4] = [c"off".as_ptr(), c"on".as_ptr(), c"null".as_ptr(), std::ptr::null()];
+
+/// json_enum_option with boolean shortcuts (true = 1): returns the setting.
+unsafe fn enum_option(l: *mut lua_State, i: c_int, cur: i32, opts: &[*const c_char]) -> i32 {
+    if lua_isnil(l, i) != 0 {
+        return cur;
+    }
+    if lua_isboolean(l, i) != 0 {
+        return lua_toboolean(l, i);
+    }
+    luaL_checkoption(l, i, std::ptr::null(), opts.as_ptr())
+}
+
+unsafe fn push_enum(l: *mut lua_State, v: i32, opts: &[*const c_char]) {
+    if v == 0 || v == 1 {
+        lua_pushboolean(l, v);
+    } else {
+        lua_pushstring(l, opts[v as usize]);
     }
 }
 
 unsafe extern "C-unwind" fn json_cfg_encode_max_depth(l: *mut lua_State) -> c_int {
-    let mut v = CFG.lock().encode_max_depth;
-    opt_int(l, 1, 1, i32::MAX as i64, &mut v);
+    json_args(l, 1);
+    let cur = CFG.lock().encode_max_depth;
+    let v = int_option(l, 1, 1, i32::MAX as i64, cur);
     CFG.lock().encode_max_depth = v;
     lua_pushinteger(l, v as lua_Integer);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_decode_max_depth(l: *mut lua_State) -> c_int {
-    let mut v = CFG.lock().decode_max_depth;
-    opt_int(l, 1, 1, i32::MAX as i64, &mut v);
+    json_args(l, 1);
+    let cur = CFG.lock().decode_max_depth;
+    let v = int_option(l, 1, 1, i32::MAX as i64, cur);
     CFG.lock().decode_max_depth = v;
     lua_pushinteger(l, v as lua_Integer);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_precision(l: *mut lua_State) -> c_int {
-    let mut v = CFG.lock().precision;
-    opt_int(l, 1, 1, 14, &mut v);
+    json_args(l, 1);
+    let cur = CFG.lock().precision;
+    let v = int_option(l, 1, 1, 14, cur);
     CFG.lock().precision = v;
     lua_pushinteger(l, v as lua_Integer);
     1
 }
 
-unsafe fn opt_bool(l: *mut lua_State, i: c_int, cur: &mut bool) {
-    match lua_type(l, i) {
-        LUA_TNONE | LUA_TNIL => {}
-        LUA_TBOOLEAN => *cur = lua_toboolean(l, i) != 0,
-        _ => {
-            let s = to_bytes(l, i).unwrap_or_default();
-            match s {
-                b"on" => *cur = true,
-                b"off" => *cur = false,
-                _ => {
-                    luaL_argerror(l, i, cs!("invalid option"));
-                }
-            }
-        }
-    }
-}
-
 unsafe extern "C-unwind" fn json_cfg_sparse(l: *mut lua_State) -> c_int {
-    let (mut conv, mut ratio, mut safe) = {
+    json_args(l, 3);
+    let (conv, ratio, safe) = {
         let c = CFG.lock();
-        (c.sparse_convert, c.sparse_ratio, c.sparse_safe)
+        (c.sparse_convert as i32, c.sparse_ratio, c.sparse_safe)
     };
-    opt_bool(l, 1, &mut conv);
-    opt_int(l, 2, 0, i32::MAX as i64, &mut ratio);
-    opt_int(l, 3, 0, i32::MAX as i64, &mut safe);
-    {
-        let mut c = CFG.lock();
-        c.sparse_convert = conv;
-        c.sparse_ratio = ratio;
-        c.sparse_safe = safe;
-    }
-    lua_pushboolean(l, conv as c_int);
+    // Each setting is stored as soon as it is read (a later bad argument
+    // leaves the earlier ones applied, as lua-cjson).
+    let conv = enum_option(l, 1, conv, &OFF_ON);
+    CFG.lock().sparse_convert = conv != 0;
+    let ratio = int_option(l, 2, 0, i32::MAX as i64, ratio);
+    CFG.lock().sparse_ratio = ratio;
+    let safe = int_option(l, 3, 0, i32::MAX as i64, safe);
+    CFG.lock().sparse_safe = safe;
+    push_enum(l, conv, &OFF_ON);
     lua_pushinteger(l, ratio as lua_Integer);
     lua_pushinteger(l, safe as lua_Integer);
     3
 }
 
 unsafe extern "C-unwind" fn json_cfg_keep_buffer(l: *mut lua_State) -> c_int {
-    let mut v = true;
-    opt_bool(l, 1, &mut v);
-    lua_pushboolean(l, v as c_int);
+    json_args(l, 1);
+    let cur = CFG.lock().keep_buffer;
+    let v = enum_option(l, 1, cur, &OFF_ON);
+    CFG.lock().keep_buffer = v;
+    push_enum(l, v, &OFF_ON);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_encode_invalid(l: *mut lua_State) -> c_int {
-    let mut cur = CFG.lock().encode_invalid;
-    match lua_type(l, 1) {
-        LUA_TNONE | LUA_TNIL => {}
-        LUA_TBOOLEAN => cur = lua_toboolean(l, 1),
-        _ => match to_bytes(l, 1).unwrap_or_default() {
-            b"on" => cur = 1,
-            b"off" => cur = 0,
-            b"null" => cur = 2,
-            _ => {
-                luaL_argerror(l, 1, cs!("invalid option"));
-            }
-        },
-    }
-    CFG.lock().encode_invalid = cur;
-    if cur == 2 {
-        lua_pushstring(l, cs!("null"));
-    } else {
-        lua_pushboolean(l, cur);
-    }
+    json_args(l, 1);
+    let cur = CFG.lock().encode_invalid;
+    let v = enum_option(l, 1, cur, &OFF_ON_NULL);
+    CFG.lock().encode_invalid = v;
+    push_enum(l, v, &OFF_ON_NULL);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_decode_invalid(l: *mut lua_State) -> c_int {
-    let mut v = CFG.lock().decode_invalid;
-    opt_bool(l, 1, &mut v);
-    CFG.lock().decode_invalid = v;
-    lua_pushboolean(l, v as c_int);
+    json_args(l, 1);
+    let cur = CFG.lock().decode_invalid as i32;
+    let v = enum_option(l, 1, cur, &OFF_ON);
+    CFG.lock().decode_invalid = v != 0;
+    push_enum(l, v, &OFF_ON);
     1
 }
 

@@ -22,6 +22,8 @@ enum Fail {
     Msg(String),
     /// Raised without a position (an error of the Lua API itself).
     Plain(&'static str),
+    /// struct's "invalid format option 'c'" (the raw byte, argument 1).
+    BadOption(u8),
     Arg(c_int, String),
 }
 
@@ -33,6 +35,12 @@ unsafe fn raise(l: *mut lua_State, f: Fail) -> ! {
             push_bytes(l, m.as_bytes());
             drop(m);
             lua_concat(l, 2);
+            lua_error(l)
+        }
+        Fail::BadOption(c) => {
+            let mut buf = *b"invalid format option 'X'\0";
+            buf[23] = c;
+            luaL_argerror(l, 1, buf.as_ptr() as *const c_char);
             lua_error(l)
         }
         Fail::Plain(m) => {
@@ -54,11 +62,7 @@ unsafe fn raise(l: *mut lua_State, f: Fail) -> ! {
 
 /// luaL_checktype's message: "<what> expected, got <type>".
 unsafe fn expected_msg(l: *mut lua_State, i: c_int, what: &str) -> String {
-    let ty = match lua_type(l, i) {
-        LUA_TNONE => LUA_TNIL,
-        t => t,
-    };
-    let t = std::ffi::CStr::from_ptr(lua_typename(l, ty)).to_string_lossy();
+    let t = std::ffi::CStr::from_ptr(lua_typename(l, lua_type(l, i))).to_string_lossy();
     format!("{what} expected, got {t}")
 }
 
@@ -127,7 +131,7 @@ fn controloptions(opt: u8, fmt: &[u8], i: &mut usize, h: &mut Header) -> Result<
             h.align = a;
             Ok(())
         }
-        _ => Err(Fail::Arg(1, format!("invalid format option '{}'", opt as char))),
+        _ => Err(Fail::BadOption(opt)),
     }
 }
 
@@ -150,6 +154,9 @@ unsafe fn fmt_arg(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
 
 unsafe fn struct_pack_inner(l: *mut lua_State) -> Result<Vec<u8>, Fail> {
     let fmt = fmt_arg(l)?;
+    // Like the C code's "mark to separate arguments from string buffer":
+    // a missing argument right after the last one reads as nil.
+    lua_pushnil(l);
     let mut h = Header { little: true, align: 1 };
     let mut arg = 2;
     let mut out = Vec::new();
@@ -241,7 +248,7 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
         if lua_isnumber(l, 3) == 0 {
             return Err(Fail::Arg(3, expected_msg(l, 3, "number")));
         }
-        lua_tonumber(l, 3) as i64
+        super::vm::c_cast_i64(lua_tonumber(l, 3))
     };
     // size_t arithmetic, as the C code: only 0 is "not > 0".
     if pos0 == 0 {
@@ -311,7 +318,8 @@ unsafe fn struct_unpack_inner(l: *mut lua_State) -> Result<c_int, Fail> {
                         return Err(Fail::Msg("format 'c0' needs a previous size".into()));
                     }
                     let s = lua_tonumber(l, -1);
-                    size = if s > 0.0 && s < 1e18 { s as usize } else { usize::MAX };
+                    // C's (size_t) cast: negative or NaN become huge.
+                    size = if (0.0..1.8e19).contains(&s) { s as u64 as usize } else { usize::MAX };
                     lua_pop(l, 1);
                     n -= 1;
                     if !fits(pos, size) {
@@ -640,14 +648,16 @@ unsafe fn mp_unpack_full(l: *mut lua_State, limit: i64, offset: i64) -> Result<(
     if offset < 0 || limit < 0 {
         // (lua-cmsgpack prints the input length as the limit)
         let len = data.len();
-        return Err(Fail::Msg(format!("Invalid request to unpack with offset of {offset} and limit of {len}.")));
+        // (printed through C `(int)` casts)
+        let (o, n) = (offset as i32, len as i32);
+        return Err(Fail::Msg(format!("Invalid request to unpack with offset of {o} and limit of {n}.")));
     }
     if offset as usize > data.len() {
         return Err(Fail::Msg(
             "Start offset ".to_string()
-                + &offset.to_string()
+                + &(offset as i32).to_string()
                 + " greater than input length "
-                + &data.len().to_string()
+                + &(data.len() as i32).to_string()
                 + ".",
         ));
     }
@@ -681,7 +691,9 @@ unsafe fn push_offset_first(l: *mut lua_State, n: c_int, next: i64) -> c_int {
 
 unsafe extern "C-unwind" fn mp_unpack_one(l: *mut lua_State) -> c_int {
     let offset = luaL_optinteger(l, 2, 0) as i64;
-    lua_settop(l, 1);
+    if lua_gettop(l) >= 1 {
+        lua_settop(l, 1);
+    }
     let r = mp_unpack_full(l, 1, offset);
     match r {
         Ok((n, next)) => push_offset_first(l, n, next),
@@ -692,7 +704,9 @@ unsafe extern "C-unwind" fn mp_unpack_one(l: *mut lua_State) -> c_int {
 unsafe extern "C-unwind" fn mp_unpack_limit(l: *mut lua_State) -> c_int {
     let limit = luaL_checkinteger(l, 2) as i64;
     let offset = luaL_optinteger(l, 3, 0) as i64;
-    lua_settop(l, 1);
+    if lua_gettop(l) >= 1 {
+        lua_settop(l, 1);
+    }
     let r = mp_unpack_full(l, limit, offset);
     match r {
         // Decoding everything (limit and offset 0) returns no offset.

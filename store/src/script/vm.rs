@@ -540,6 +540,15 @@ unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool,
 /// this bound keeps the Rust recursion within a worker thread's stack).
 const MAX_REPLY_DEPTH: usize = 1000;
 
+/// C's `(int)` cast of a double as x86-64 does it (out of range: INT_MIN).
+pub fn c_cast_i32(d: f64) -> i32 {
+    if d.is_nan() || !(-2147483648.0..2147483648.0).contains(&d) {
+        i32::MIN
+    } else {
+        d as i32
+    }
+}
+
 /// C's `(long long)` cast of a double as x86-64 does it.
 pub fn c_cast_i64(d: f64) -> i64 {
     if d.is_nan() || !(-9223372036854775808.0..9223372036854775808.0).contains(&d) {
@@ -764,7 +773,7 @@ unsafe extern "C-unwind" fn l_set_repl(l: *mut lua_State) -> c_int {
         push_error(l, b"redis.set_repl() requires two arguments.");
         lua_error(l)
     }
-    let flags = lua_tonumber(l, -1) as i32;
+    let flags = c_cast_i32(lua_tonumber(l, -1));
     if flags & !3 != 0 {
         push_error(l, b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.");
         lua_error(l)
@@ -796,7 +805,7 @@ unsafe extern "C-unwind" fn l_log(l: *mut lua_State) -> c_int {
         push_error(l, b"First argument must be a number (log level).");
         lua_error(l)
     }
-    let level = lua_tonumber(l, -argc) as i32;
+    let level = c_cast_i32(lua_tonumber(l, -argc));
     if !(0..=3).contains(&level) {
         push_error(l, b"Invalid debug level.");
         lua_error(l)
@@ -831,7 +840,7 @@ unsafe extern "C-unwind" fn l_setresp(l: *mut lua_State) -> c_int {
         push_error(l, b"redis.setresp() requires one argument.");
         lua_error(l)
     }
-    let resp = lua_tonumber(l, -1) as i32;
+    let resp = c_cast_i32(lua_tonumber(l, -1));
     if resp != 2 && resp != 3 {
         push_error(l, b"RESP version must be 2 or 3.");
         lua_error(l)
