@@ -587,7 +587,8 @@ unsafe fn mp_decode(l: *mut lua_State, c: &mut Cursor<'_>, depth: usize) -> Resu
         0xcc => lua_pushnumber(l, c.be(1)? as f64),
         0xcd => lua_pushnumber(l, c.be(2)? as f64),
         0xce => lua_pushnumber(l, c.be(4)? as f64),
-        0xcf => lua_pushnumber(l, c.be(8)? as f64),
+        // lua_pushunsigned is lua_pushinteger (signed) with Lua 5.1.
+        0xcf => lua_pushnumber(l, c.be(8)? as i64 as f64),
         0xd0 => lua_pushnumber(l, c.be(1)? as u8 as i8 as f64),
         0xd1 => lua_pushnumber(l, c.be(2)? as u16 as i16 as f64),
         0xd2 => lua_pushnumber(l, c.be(4)? as u32 as i32 as f64),

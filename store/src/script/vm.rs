@@ -85,6 +85,11 @@ unsafe fn set_field_str(l: *mut lua_State, k: &[u8], v: &[u8]) {
     lua_settable(l, -3);
 }
 
+/// The part of `b` a C string function sees (up to the first NUL).
+fn cstr_prefix(b: &[u8]) -> &[u8] {
+    &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
+}
+
 /// Redis's `luaPushErrorBuff`: push `{err = "CODE msg"}`. A leading `-`
 /// means the text carries its own code; otherwise the code is `ERR`.
 pub unsafe fn push_error(l: *mut lua_State, e: &[u8]) {
@@ -335,7 +340,7 @@ unsafe fn extract_error(l: *mut lua_State) -> ErrInfo {
     let mut info = ErrInfo { msg: Vec::new(), source: None, line: None };
     if lua_type(l, -1) == LUA_TSTRING || lua_type(l, -1) == LUA_TNUMBER {
         let mut m = b"ERR ".to_vec();
-        m.extend_from_slice(to_bytes(l, -1).unwrap_or_default());
+        m.extend_from_slice(cstr_prefix(to_bytes(l, -1).unwrap_or_default()));
         info.msg = m;
         return info;
     }
@@ -348,7 +353,8 @@ unsafe fn extract_error(l: *mut lua_State) -> ErrInfo {
         lua_pushstring(l, k);
         lua_rawget(l, -2);
         if lua_isstring(l, -1) != 0 {
-            let v = to_bytes(l, -1).unwrap_or_default().to_vec();
+            // Redis copies these with sdsnew(): C strings, cut at a NUL.
+            let v = cstr_prefix(to_bytes(l, -1).unwrap_or_default()).to_vec();
             match slot {
                 0 => info.msg = v,
                 1 => info.source = Some(v),
@@ -418,7 +424,7 @@ unsafe fn lua_to_resp(l: *mut lua_State, out: &mut ReplyBuf, script_resp3: bool,
             lua_pushstring(l, cs!("ok"));
             lua_rawget(l, -2);
             if lua_type(l, -1) == LUA_TSTRING {
-                out.simple(to_bytes(l, -1).unwrap_or_default());
+                out.simple(cstr_prefix(to_bytes(l, -1).unwrap_or_default()));
                 lua_pop(l, 2);
                 return;
             }
