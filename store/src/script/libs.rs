@@ -105,7 +105,7 @@ unsafe extern "C-unwind" fn bit_tohex(l: *mut lua_State) -> c_int {
         n = n.wrapping_neg();
     }
     // -INT_MIN overflows; the C code (as compiled) then takes the "> 8" branch.
-    if n > 8 || n < 0 {
+    if !(0..=8).contains(&n) {
         n = 8;
     }
     if (0..8).contains(&n) {
