@@ -242,7 +242,8 @@ unsafe fn resp_to_lua(l: *mut lua_State, p: &mut RespParser<'_>, depth: usize) {
                 lua_pushboolean(l, 0);
                 return;
             }
-            let n = n as usize;
+            // Never trust a count past the bytes actually there.
+            let n = (n as usize).min(p.b.len().saturating_sub(p.p));
             match t {
                 b'*' => {
                     lua_createtable(l, n.min(1 << 16) as c_int, 0);
