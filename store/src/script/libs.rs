@@ -142,6 +142,7 @@ unsafe fn open_bit(l: *mut lua_State) {
 
 // ------------------------------------------------------------ cjson
 
+#[derive(Clone, Copy)]
 struct JsonCfg {
     sparse_convert: bool,
     sparse_ratio: i32,
@@ -154,7 +155,7 @@ struct JsonCfg {
     keep_buffer: i32,
 }
 
-static CFG: parking_lot::Mutex<JsonCfg> = parking_lot::Mutex::new(JsonCfg {
+const JSON_DEFAULTS: JsonCfg = JsonCfg {
     sparse_convert: false,
     sparse_ratio: 2,
     sparse_safe: 10,
@@ -164,7 +165,21 @@ static CFG: parking_lot::Mutex<JsonCfg> = parking_lot::Mutex::new(JsonCfg {
     encode_invalid: 0,
     decode_invalid: true,
     keep_buffer: 1,
-});
+};
+
+/// The configuration of the cjson instance whose function is running: a
+/// userdata bound as the function's upvalue (as lua-cjson does), so each
+/// interpreter and each `cjson.new()` has its own.
+unsafe fn cfg_mut<'a>(l: *mut lua_State) -> &'a mut JsonCfg {
+    let p = lua_touserdata(l, lua_upvalueindex(1)) as *mut JsonCfg;
+    if p.is_null() {
+        // Not reachable: every cjson function is created with its upvalue.
+        static mut FALLBACK: JsonCfg = JSON_DEFAULTS;
+        #[allow(static_mut_refs)]
+        return &mut FALLBACK;
+    }
+    &mut *p
+}
 
 /// `%.<prec>g` through the C library, as lua-cjson formats numbers.
 pub fn fmt_g(d: f64, prec: i32) -> Vec<u8> {
@@ -342,7 +357,7 @@ unsafe fn encode_number(l: *mut lua_State, idx: c_int, out: &mut Vec<u8>, cfg: &
 }
 
 unsafe fn encode_entry(l: *mut lua_State) -> Result<Vec<u8>, String> {
-    let cfg = CFG.lock();
+    let cfg = *cfg_mut(l);
     let mut out = Vec::new();
     encode(l, 1, &mut out, 0, &cfg)?;
     Ok(out)
@@ -684,7 +699,7 @@ unsafe fn decode_entry(l: *mut lua_State) -> Result<(), String> {
     let top = lua_gettop(l);
     let data = to_bytes(l, 1).unwrap_or_default().to_vec();
     let (max_depth, decode_invalid) = {
-        let c = CFG.lock();
+        let c = cfg_mut(l);
         (c.decode_max_depth, c.decode_invalid)
     };
     let mut p = Parser { d: &data, p: 0, depth: 0, max_depth, decode_invalid };
@@ -772,27 +787,27 @@ unsafe fn push_enum(l: *mut lua_State, v: i32, opts: &[*const c_char]) {
 
 unsafe extern "C-unwind" fn json_cfg_encode_max_depth(l: *mut lua_State) -> c_int {
     json_args(l, 1);
-    let cur = CFG.lock().encode_max_depth;
+    let cur = cfg_mut(l).encode_max_depth;
     let v = int_option(l, 1, 1, i32::MAX as i64, cur);
-    CFG.lock().encode_max_depth = v;
+    cfg_mut(l).encode_max_depth = v;
     lua_pushinteger(l, v as lua_Integer);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_decode_max_depth(l: *mut lua_State) -> c_int {
     json_args(l, 1);
-    let cur = CFG.lock().decode_max_depth;
+    let cur = cfg_mut(l).decode_max_depth;
     let v = int_option(l, 1, 1, i32::MAX as i64, cur);
-    CFG.lock().decode_max_depth = v;
+    cfg_mut(l).decode_max_depth = v;
     lua_pushinteger(l, v as lua_Integer);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_precision(l: *mut lua_State) -> c_int {
     json_args(l, 1);
-    let cur = CFG.lock().precision;
+    let cur = cfg_mut(l).precision;
     let v = int_option(l, 1, 1, 14, cur);
-    CFG.lock().precision = v;
+    cfg_mut(l).precision = v;
     lua_pushinteger(l, v as lua_Integer);
     1
 }
@@ -800,17 +815,17 @@ unsafe extern "C-unwind" fn json_cfg_precision(l: *mut lua_State) -> c_int {
 unsafe extern "C-unwind" fn json_cfg_sparse(l: *mut lua_State) -> c_int {
     json_args(l, 3);
     let (conv, ratio, safe) = {
-        let c = CFG.lock();
+        let c = cfg_mut(l);
         (c.sparse_convert as i32, c.sparse_ratio, c.sparse_safe)
     };
     // Each setting is stored as soon as it is read (a later bad argument
     // leaves the earlier ones applied, as lua-cjson).
     let conv = enum_option(l, 1, conv, &OFF_ON);
-    CFG.lock().sparse_convert = conv != 0;
+    cfg_mut(l).sparse_convert = conv != 0;
     let ratio = int_option(l, 2, 0, i32::MAX as i64, ratio);
-    CFG.lock().sparse_ratio = ratio;
+    cfg_mut(l).sparse_ratio = ratio;
     let safe = int_option(l, 3, 0, i32::MAX as i64, safe);
-    CFG.lock().sparse_safe = safe;
+    cfg_mut(l).sparse_safe = safe;
     push_enum(l, conv, &OFF_ON);
     lua_pushinteger(l, ratio as lua_Integer);
     lua_pushinteger(l, safe as lua_Integer);
@@ -819,27 +834,27 @@ unsafe extern "C-unwind" fn json_cfg_sparse(l: *mut lua_State) -> c_int {
 
 unsafe extern "C-unwind" fn json_cfg_keep_buffer(l: *mut lua_State) -> c_int {
     json_args(l, 1);
-    let cur = CFG.lock().keep_buffer;
+    let cur = cfg_mut(l).keep_buffer;
     let v = enum_option(l, 1, cur, &OFF_ON);
-    CFG.lock().keep_buffer = v;
+    cfg_mut(l).keep_buffer = v;
     push_enum(l, v, &OFF_ON);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_encode_invalid(l: *mut lua_State) -> c_int {
     json_args(l, 1);
-    let cur = CFG.lock().encode_invalid;
+    let cur = cfg_mut(l).encode_invalid;
     let v = enum_option(l, 1, cur, &OFF_ON_NULL);
-    CFG.lock().encode_invalid = v;
+    cfg_mut(l).encode_invalid = v;
     push_enum(l, v, &OFF_ON_NULL);
     1
 }
 
 unsafe extern "C-unwind" fn json_cfg_decode_invalid(l: *mut lua_State) -> c_int {
     json_args(l, 1);
-    let cur = CFG.lock().decode_invalid as i32;
+    let cur = cfg_mut(l).decode_invalid as i32;
     let v = enum_option(l, 1, cur, &OFF_ON);
-    CFG.lock().decode_invalid = v != 0;
+    cfg_mut(l).decode_invalid = v != 0;
     push_enum(l, v, &OFF_ON);
     1
 }
@@ -854,20 +869,33 @@ unsafe fn open_cjson(l: *mut lua_State) {
     lua_setglobal(l, cs!("cjson"));
 }
 
-/// A cjson module table (`cjson.new()` makes another; they share the
-/// configuration here, unlike lua-cjson's per-instance settings).
+/// A cjson module table with its own configuration (`cjson.new()` makes
+/// another, as lua-cjson).
 unsafe fn push_cjson(l: *mut lua_State) {
     lua_newtable(l);
-    set_cfn(l, cs!("new"), json_new);
-    set_cfn(l, cs!("encode"), json_encode);
-    set_cfn(l, cs!("decode"), json_decode);
-    set_cfn(l, cs!("encode_sparse_array"), json_cfg_sparse);
-    set_cfn(l, cs!("encode_max_depth"), json_cfg_encode_max_depth);
-    set_cfn(l, cs!("decode_max_depth"), json_cfg_decode_max_depth);
-    set_cfn(l, cs!("encode_number_precision"), json_cfg_precision);
-    set_cfn(l, cs!("encode_keep_buffer"), json_cfg_keep_buffer);
-    set_cfn(l, cs!("encode_invalid_numbers"), json_cfg_encode_invalid);
-    set_cfn(l, cs!("decode_invalid_numbers"), json_cfg_decode_invalid);
+    let cfg = lua_newuserdata(l, std::mem::size_of::<JsonCfg>()) as *mut JsonCfg;
+    if !cfg.is_null() {
+        cfg.write(JSON_DEFAULTS);
+    }
+    let funcs: [(*const c_char, lua_CFunction); 10] = [
+        (cs!("new"), json_new),
+        (cs!("encode"), json_encode),
+        (cs!("decode"), json_decode),
+        (cs!("encode_sparse_array"), json_cfg_sparse),
+        (cs!("encode_max_depth"), json_cfg_encode_max_depth),
+        (cs!("decode_max_depth"), json_cfg_decode_max_depth),
+        (cs!("encode_number_precision"), json_cfg_precision),
+        (cs!("encode_keep_buffer"), json_cfg_keep_buffer),
+        (cs!("encode_invalid_numbers"), json_cfg_encode_invalid),
+        (cs!("decode_invalid_numbers"), json_cfg_decode_invalid),
+    ];
+    // Stack: module table, config userdata.
+    for (name, f) in funcs.iter() {
+        lua_pushvalue(l, -1);
+        lua_pushcclosure(l, *f, 1);
+        lua_setfield(l, -3, *name);
+    }
+    lua_pop(l, 1);
     lua_pushlightuserdata(l, std::ptr::null_mut());
     lua_setfield(l, -2, cs!("null"));
     lua_pushstring(l, cs!("cjson"));

@@ -23,8 +23,7 @@
 //!
 //! What it does not know: the Lua debugger (SCRIPT DEBUG replies an
 //! error), replication of script effects (there are no replicas yet;
-//! `redis.set_repl` is accepted and ignored), per-instance `cjson.new()`
-//! settings (instances share one configuration), the `lua` context of ACL
+//! `redis.set_repl` is accepted and ignored), the `lua` context of ACL
 //! LOG entries (denials inside scripts are logged as `toplevel`).
 
 pub mod libs;
