@@ -211,15 +211,16 @@ async fn wait_while_paused(
     out: &mut ReplyBuf,
 ) -> bool {
     use ferrite_commands::Flags;
+    // Scripts count as writes unless their flags say no-writes.
+    let may_write = |a: &[bytes::Bytes], meta: &ferrite_commands::CommandMeta| {
+        crate::script::may_write(srv, a).unwrap_or_else(|| meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE))
+    };
     let write = match dispatch::resolve(srv, args) {
         Ok((cmd, meta)) => {
-            meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE)
+            may_write(args, meta)
                 || (cmd.imp.name == "exec"
                     && client.multi.as_ref().is_some_and(|m| {
-                        m.queue.iter().any(|a| {
-                            dispatch::resolve(srv, a)
-                                .is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE | Flags::MAY_REPLICATE))
-                        })
+                        m.queue.iter().any(|a| dispatch::resolve(srv, a).is_ok_and(|(_, qm)| may_write(a, qm)))
                     }))
         }
         Err(_) => false,

@@ -103,6 +103,18 @@ fn execute_resolved(
     if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) && srv.acl.auth_required() {
         return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
     }
+    if let Err(e) = crate::script::busy_check(srv, meta) {
+        if name == "exec" && client.multi.is_some() {
+            // Redis's execCommandAbort: the transaction is discarded.
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
+        return reject(srv, client, out, e);
+    }
     if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
         return reject(srv, client, out, CmdError::err("Command not allowed inside a transaction"));
     }
@@ -168,7 +180,8 @@ fn run<'s>(
     out: &mut ReplyBuf,
     shared: Option<&mut Access<'s>>,
 ) {
-    let now = now_ms();
+    // Inside a script, time stands still at the script's start (Redis).
+    let now = crate::script::frozen_now().unwrap_or_else(now_ms);
     let db = client.db;
     let in_exec = shared.is_some();
     let mut owned;
@@ -244,6 +257,23 @@ fn run<'s>(
     if srv.monitor_count.load(Ordering::Relaxed) > 0 && !meta.flags.has(Flags::ADMIN | Flags::SKIP_MONITOR) {
         feed_monitors(srv, client, db, args);
     }
+}
+
+/// Run one command called by a script (redis.call) on the exclusive access
+/// the script's EVAL/FCALL holds, as EXEC runs its queued commands
+/// (blocking commands do not block). Returns the reply bytes. The caller
+/// has done the script-specific checks (noscript, ACL, read-only, OOM).
+pub fn run_for_script<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    cmd: &'s Cmd,
+    meta: &CommandMeta,
+    args: &[Bytes],
+    acc: &mut Access<'s>,
+) -> Bytes {
+    let mut out = ReplyBuf { buf: bytes::BytesMut::with_capacity(64), resp3: client.resp3 };
+    run(srv, client, cmd, meta, args, &mut out, Some(acc));
+    out.buf.freeze()
 }
 
 /// The type of key a blocking command waits for.
@@ -419,7 +449,8 @@ pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
+/// Send a command line to MONITOR clients (EVAL/FCALL feed themselves).
+pub fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
     let us = crate::server::now_us();
     let mut line = format!("{}.{:06} [{} {}]", us / 1_000_000, us % 1_000_000, db, client.handle.addr).into_bytes();
     for a in args {

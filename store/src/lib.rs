@@ -29,6 +29,7 @@ pub mod pqsort;
 pub mod pubsub;
 pub mod rdbconv;
 pub mod routing;
+pub mod script;
 pub mod server;
 pub mod stats;
 pub mod types;

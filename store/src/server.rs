@@ -97,6 +97,8 @@ pub struct Server {
     pub unpaused: tokio::sync::Notify,
     /// RDB/AOF persistence state.
     pub persist: crate::persist::Persist,
+    /// Lua scripting: EVAL cache, function libraries, the running script.
+    pub scripting: crate::script::Scripting,
 }
 
 /// Current unix time in milliseconds.
@@ -145,6 +147,7 @@ impl Server {
             pause: parking_lot::Mutex::new(None),
             paused: AtomicBool::new(false),
             unpaused: tokio::sync::Notify::new(),
+            scripting: Default::default(),
             acl,
         });
         let _ = srv.persist.me.set(Arc::downgrade(&srv));
@@ -261,11 +264,15 @@ async fn background(srv: Arc<Server>) {
         // Like Redis: keep cycling while a large share of sampled keys expired,
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
-        loop {
-            let n = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
-                srv.store.dbs[db].signal_expired_deleted(key);
-                crate::persist::propagate::deleted_now(&srv, db, key);
-                crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
+        // A running script holds the keyspace: skip the cycle rather than
+        // park a worker on the lock (block_in_place covers the race).
+        while srv.scripting.running_since.load(Ordering::Acquire) == 0 {
+            let n = crate::script::long_running(|| {
+                active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
+                    srv.store.dbs[db].signal_expired_deleted(key);
+                    crate::persist::propagate::deleted_now(&srv, db, key);
+                    crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
+                })
             });
             crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);
             if n < 100 || Instant::now() >= deadline {

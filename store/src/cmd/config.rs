@@ -113,6 +113,8 @@ const PARAMS: &[Param] = &[
     Param { name: "dbfilename", kind: Kind::Persist },
     Param { name: "aclfile", kind: Kind::Immutable },
     Param { name: "acllog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "busy-reply-threshold", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "lua-time-limit", kind: Kind::Int { min: 0, max: i64::MAX } },
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -135,6 +137,7 @@ fn tunable<'a>(srv: &'a Server, name: &str) -> Option<&'a AtomicUsize> {
         "lfu-log-factor" => &t.lfu_log_factor,
         "lfu-decay-time" => &t.lfu_decay_time,
         "acllog-max-len" => &srv.acl.log_max_len,
+        "busy-reply-threshold" | "lua-time-limit" => &srv.scripting.busy_threshold_ms,
         _ => return None,
     })
 }

@@ -238,9 +238,11 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "used_memory_peak_human:{}", human(peak));
             line!(s, "total_system_memory:{sys}");
             line!(s, "total_system_memory_human:{}", human(sys));
-            line!(s, "used_memory_lua:0");
-            line!(s, "number_of_cached_scripts:0");
-            line!(s, "used_memory_scripts:0");
+            let sc: std::collections::HashMap<&str, u64> = crate::script::info_fields(srv).into_iter().collect();
+            let f = |k: &str| sc.get(k).copied().unwrap_or(0);
+            line!(s, "used_memory_lua:{}", f("used_memory_lua"));
+            line!(s, "number_of_cached_scripts:{}", f("number_of_cached_scripts"));
+            line!(s, "used_memory_scripts:{}", f("used_memory_scripts_eval"));
             line!(s, "maxmemory:{maxmem}");
             line!(s, "maxmemory_human:{}", human(maxmem));
             line!(s, "maxmemory_policy:{}", crate::evict::policy(srv).name());

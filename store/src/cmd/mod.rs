@@ -21,6 +21,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod dump;
+pub mod function;
 pub mod geo;
 pub mod hash;
 pub mod hll;
@@ -30,6 +31,7 @@ pub mod list;
 pub mod persist;
 pub mod pubsub;
 pub mod scan;
+pub mod script;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -110,7 +112,7 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 22] {
+pub fn families() -> [&'static [CmdImpl]; 24] {
     [
         acl::COMMANDS,
         geo::COMMANDS,
@@ -134,6 +136,8 @@ pub fn families() -> [&'static [CmdImpl]; 22] {
         pubsub::COMMANDS,
         dump::COMMANDS,
         persist::COMMANDS,
+        script::COMMANDS,
+        function::COMMANDS,
     ]
 }
 

@@ -241,6 +241,75 @@ fn debug_allowed(cx: &Cx) -> bool {
     }
 }
 
+/// DEBUG PROTOCOL <type>: one reply of each RESP3 type (scripting tests).
+fn debug_protocol(cx: &mut Cx) -> CmdResult {
+    let kind = cx.arg(2).to_ascii_lowercase();
+    let out = &mut *cx.out;
+    match &kind[..] {
+        b"string" => out.bulk(b"Hello World"),
+        b"integer" => out.int(12345),
+        #[allow(clippy::approx_constant)] // the literal DEBUG PROTOCOL replies
+        b"double" => out.double(3.141),
+        b"bignum" => {
+            let n = b"1234567999999999999999999999999999999";
+            if out.resp3 {
+                out.raw(b"(");
+                out.raw(n);
+                out.raw(b"\r\n");
+            } else {
+                out.bulk(n);
+            }
+        }
+        b"null" => out.null(),
+        b"array" | b"set" => {
+            if kind == b"set" {
+                out.set(3)
+            } else {
+                out.array(3)
+            }
+            for j in 0..3 {
+                out.int(j);
+            }
+        }
+        b"map" => {
+            out.map(3);
+            for j in 0..3 {
+                out.int(j);
+                out.boolean(j == 1);
+            }
+        }
+        b"attrib" => {
+            if out.resp3 {
+                out.raw(b"|1\r\n");
+                out.bulk(b"key-popularity");
+                out.array(2);
+                out.bulk(b"key:123");
+                out.int(90);
+            }
+            out.bulk(b"Some real reply following the attribute");
+        }
+        b"push" => {
+            if !out.resp3 {
+                return Err(CmdError::err("RESP2 is not supported by this command"));
+            }
+            out.push(2);
+            out.bulk(b"server-cpu-usage");
+            out.int(42);
+            // Redis follows the push with the command's real reply.
+            out.bulk(b"Some real reply following the push reply");
+        }
+        b"verbatim" => out.verbatim(b"txt", b"This is a verbatim\nstring"),
+        b"true" => out.boolean(true),
+        b"false" => out.boolean(false),
+        _ => {
+            return Err(CmdError::err(
+                "Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false",
+            ))
+        }
+    }
+    Ok(())
+}
+
 fn debug(cx: &mut Cx) -> CmdResult {
     if let Some(r) = debug_allowed(cx).then(|| super::persist::debug_sub(cx)).flatten() {
         return r;
@@ -263,6 +332,15 @@ fn debug(cx: &mut Cx) -> CmdResult {
             cx.ks.acc.release_shards();
             std::thread::sleep(Duration::from_micros(micros.min(u64::MAX as f64) as u64));
         }
+        cx.out.ok();
+        return Ok(());
+    }
+    if eq_ic(sub, b"protocol") && cx.argc() == 3 {
+        return debug_protocol(cx);
+    }
+    if eq_ic(sub, b"set-disable-deny-scripts") && cx.argc() == 3 {
+        let on = cx.int_arg(2)? != 0;
+        cx.srv.scripting.disable_deny_scripts.store(on, std::sync::atomic::Ordering::Relaxed);
         cx.out.ok();
         return Ok(());
     }

@@ -40,6 +40,7 @@ enum Kind {
 }
 
 fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
+    let from_script = crate::script::is_script_client(cx.srv, cx.client);
     let mut desc = false;
     let mut alpha = false;
     let mut limit_start: i64 = 0;
@@ -106,7 +107,7 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
 
     // Sets have no order of their own: when storing, sort them so the result
     // is deterministic (Redis does the same for STORE and scripts).
-    if dontsort && kind == Kind::Set && store.is_some() {
+    if dontsort && kind == Kind::Set && (store.is_some() || from_script) {
         dontsort = false;
         alpha = true;
         sortby = None;
