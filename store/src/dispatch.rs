@@ -225,12 +225,18 @@ fn run<'s>(
         }
     };
     let persist = crate::persist::before(srv, acc, meta, db, &slot_cache, out);
+    // A script's effects are propagated together (MULTI/EXEC when > 1).
+    let script_group = matches!(cmd.imp.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro")
+        && crate::persist::propagate::script_begin(srv);
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     if let Err(e) = (cmd.imp.handler)(&mut cx) {
         srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
         cx.out.error(&e.0);
     }
     crate::persist::after(srv, acc, persist, cmd.imp.name, meta, args, db, out);
+    if script_group {
+        crate::persist::propagate::tx_end(srv);
+    }
     if let Some(req) = &client.block {
         // Register while the keys' shards are still locked: no write can
         // slip in between "nothing to pop" and "waiting".

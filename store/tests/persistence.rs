@@ -912,3 +912,87 @@ fn bgsave_and_bgrewriteaof_schedule_each_other() {
     assert_eq!(info_field(&mut c, "aof_rewrites"), "2");
     drop(f);
 }
+
+const LIB: &str = "#!lua name=plib\nredis.register_function('pset', function(keys, args) redis.call('SET', keys[1], args[1]) return redis.call('INCR', keys[2]) end)";
+
+/// Script effects (EVAL, FCALL) and function libraries are propagated as
+/// Redis 7.0 does: one MULTI/EXEC per script that wrote more than once.
+#[test]
+fn script_effects_and_functions_propagate_like_redis() {
+    let rd = TempDir::new("persist-script-r");
+    let fd = TempDir::new("persist-script-f");
+    let r = redis_in(&rd.0, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let f = ferrite_in(&fd.0, &["--appendonly", "yes", "--appendfsync", "always"]);
+    for port in [r.port, f.port] {
+        let mut c = Conn::connect(port).unwrap();
+        assert_eq!(q(&mut c, &["FUNCTION", "LOAD", LIB]), V::S(b"plib".to_vec()));
+        q(
+            &mut c,
+            &["EVAL", "redis.call('SET', KEYS[1], 'a'); redis.call('EXPIRE', KEYS[1], 100); return 1", "1", "s1"],
+        );
+        q(&mut c, &["EVAL", "return redis.call('SET', KEYS[1], 'only')", "1", "s2"]);
+        q(&mut c, &["EVAL", "return redis.call('GET', KEYS[1])", "1", "s2"]);
+        q(&mut c, &["FCALL", "pset", "2", "f1", "f2", "v"]);
+        ok(&mut c, "MULTI");
+        q(&mut c, &["EVAL", "redis.call('INCR', KEYS[1]); return redis.call('INCR', KEYS[1])", "1", "m1"]);
+        ok(&mut c, "SET m2 x");
+        ok(&mut c, "EXEC");
+        q(&mut c, &["FUNCTION", "DELETE", "plib"]);
+        q(&mut c, &["FUNCTION", "LOAD", LIB]);
+    }
+    let want = incr_commands(&rd.0);
+    let got = incr_commands(&fd.0);
+    assert_eq!(got.join("\n"), want.join("\n"), "script/function propagation differs from Redis 7.0's");
+    drop((r, f));
+}
+
+/// Function libraries travel in RDB files both ways and survive an AOF
+/// restart.
+#[test]
+fn functions_survive_rdb_and_aof_restarts() {
+    let fcall = |c: &mut Conn| q(c, &["FCALL", "pset", "2", "a", "{a}b", "v"]);
+    // ferrite RDB -> ferrite and -> redis.
+    let dir = TempDir::new("persist-func-rdb");
+    let f = ferrite_in(&dir.0, &[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(q(&mut c, &["FUNCTION", "LOAD", LIB]), V::S(b"plib".to_vec()));
+    ok(&mut c, "SAVE");
+    stop(f, &mut c, "SHUTDOWN NOSAVE");
+    let f = ferrite_in(&dir.0, &[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(fcall(&mut c), V::I(1), "ferrite lost its function library across an RDB restart");
+    stop(f, &mut c, "SHUTDOWN NOSAVE");
+    let r = redis_in(&dir.0, &[]);
+    let mut c = Conn::connect(r.port).unwrap();
+    assert_eq!(fcall(&mut c), V::I(1), "redis did not load ferrite's function library");
+    // redis RDB -> ferrite.
+    let rd = TempDir::new("persist-func-r2f");
+    let r2 = redis_in(&rd.0, &[]);
+    let mut c2 = Conn::connect(r2.port).unwrap();
+    assert_eq!(q(&mut c2, &["FUNCTION", "LOAD", LIB]), V::S(b"plib".to_vec()));
+    ok(&mut c2, "SAVE");
+    drop(r2);
+    let f = ferrite_in(&rd.0, &[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    assert_eq!(fcall(&mut c), V::I(1), "ferrite did not load redis's function library");
+    drop((r, f));
+    // AOF (with and without RDB preamble) restart.
+    for preamble in ["yes", "no"] {
+        let dir = TempDir::new("persist-func-aof");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", preamble];
+        let f = ferrite_in(&dir.0, &args);
+        let mut c = Conn::connect(f.port).unwrap();
+        assert_eq!(q(&mut c, &["FUNCTION", "LOAD", LIB]), V::S(b"plib".to_vec()));
+        stop(f, &mut c, "SHUTDOWN NOSAVE");
+        let f = ferrite_in(&dir.0, &args);
+        let mut c = Conn::connect(f.port).unwrap();
+        assert_eq!(fcall(&mut c), V::I(1), "function lost across an AOF restart (preamble {preamble})");
+        ok(&mut c, "BGREWRITEAOF");
+        wait_until("rewrite", 20, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        stop(f, &mut c, "SHUTDOWN NOSAVE");
+        let f = ferrite_in(&dir.0, &args);
+        let mut c = Conn::connect(f.port).unwrap();
+        assert_eq!(fcall(&mut c), V::I(2), "function lost across an AOF rewrite (preamble {preamble})");
+        drop(f);
+    }
+}

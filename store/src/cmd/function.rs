@@ -102,6 +102,8 @@ fn subcommand_syntax(cx: &Cx) -> CmdError {
 
 fn dirty(cx: &Cx) {
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
+    // Propagated as sent (AOF), like Redis.
+    crate::persist::propagate::note_dirty();
 }
 
 fn function_cmd(cx: &mut Cx) -> CmdResult {

@@ -634,11 +634,19 @@ fn write_base_sync(srv: &Server, acc: &mut crate::keyspace::Access<'_>, path: &P
     let ndb = srv.store.dbs.len();
     let rdb = path.extension().is_none_or(|e| e != "aof");
     snapshot::write_atomically(path, |out| {
-        snapshot::write_image(out, rdb, snapshot::LruMode::of(srv), true, ndb, |db, f| {
-            for i in 0..crate::keyspace::SHARDS {
-                acc.with_slot(db, i as u16, |sh| f(sh));
-            }
-        })
+        snapshot::write_image(
+            out,
+            rdb,
+            snapshot::LruMode::of(srv),
+            true,
+            ndb,
+            &crate::script::function_dump_codes(srv),
+            |db, f| {
+                for i in 0..crate::keyspace::SHARDS {
+                    acc.with_slot(db, i as u16, |sh| f(sh));
+                }
+            },
+        )
     })
     .map(|_| ())
 }

@@ -51,6 +51,7 @@ struct Parsed {
 
 /// Parse records from `data` (after the 9-byte header), sending batches.
 fn parse_records(
+    srv: &Server,
     data: &[u8],
     ndb: usize,
     now: i64,
@@ -99,9 +100,10 @@ fn parse_records(
                 freq = Some(r.u8().map_err(bad)?);
             }
             OP_FUNCTION2 => {
-                // Function libraries: not executed by Ferrite.
-                r.string().map_err(bad)?;
-                eprintln!("ferrite: warning: the RDB holds a function library, which Ferrite does not load");
+                // A function library (Redis fails the load when one does not compile).
+                let code = r.string().map_err(bad)?;
+                crate::script::function_load_code(srv, &code)
+                    .map_err(|e| format!("Failed loading library from the RDB: {e}"))?;
             }
             OP_MODULE_AUX => return Err("The RDB holds module data, which Ferrite cannot load".into()),
             ty => {
@@ -178,7 +180,7 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
         // file is exactly one RDB image (the usual case).
         let crc = (!preamble && data.len() >= 17).then(|| sc.spawn(|| crc64(0, &data[..data.len() - 8])));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(8);
-        let parser = sc.spawn(move || parse_records(data, ndb, now, preamble, tx));
+        let parser = sc.spawn(move || parse_records(srv, data, ndb, now, preamble, tx));
         let mut failure = None;
         for batch in rx.iter() {
             for rec in batch {

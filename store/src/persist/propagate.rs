@@ -24,8 +24,8 @@
 //!
 //! Not rewritten (logged as sent): `XADD/XTRIM .. MINID ~` (exact only for
 //! MAXLEN), entries XAUTOCLAIM finds deleted, `XTRIM .. ~`. Script effects
-//! are logged command by command; wrapping them in MULTI/EXEC is up to the
-//! scripting code (`tx_begin`/`tx_end`).
+//! are collected by `script_begin`/`tx_end` and wrapped in MULTI/EXEC when
+//! a script (EVAL/EVALSHA/FCALL and their _RO forms) wrote more than once.
 //!
 //! "Changed data" is decided per command: the handler signalled a change
 //! on this thread (`note_dirty`, called by `Ks::modified_in`), or, for
@@ -136,6 +136,21 @@ pub fn tx_begin(srv: &Server) {
     if feeding(srv) {
         TX.with(|t| *t.borrow_mut() = Some(Vec::new()));
     }
+}
+
+/// A script starts (EVAL/FCALL family): collect its effects so that more
+/// than one is wrapped in MULTI/EXEC, as Redis 7.0's effects replication.
+/// Inside EXEC the transaction already collects them: returns false then.
+pub fn script_begin(srv: &Server) -> bool {
+    feeding(srv)
+        && TX.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.is_some() {
+                return false;
+            }
+            *t = Some(Vec::new());
+            true
+        })
 }
 
 /// EXEC ends: emit its records, wrapped in MULTI/EXEC when more than one.

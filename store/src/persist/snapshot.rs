@@ -196,12 +196,26 @@ enum Sink<'a, W: Write> {
 }
 
 impl<'a, W: Write> Sink<'a, W> {
-    fn new(out: &'a mut W, rdb: bool, aof_base: bool) -> io::Result<Self> {
+    /// Start the image: header and aux fields, then the function
+    /// libraries (FUNCTION2 records, or `FUNCTION LOAD` commands in an AOF
+    /// base without preamble), as Redis writes them before the keys.
+    fn new(out: &'a mut W, rdb: bool, aof_base: bool, functions: &[Vec<u8>]) -> io::Result<Self> {
         if rdb {
             let mut w = RdbWriter::new(out)?;
             w.standard_aux(&standard_aux(aof_base))?;
+            for code in functions {
+                w.function(code)?;
+            }
             Ok(Sink::Rdb(w))
         } else {
+            for code in functions {
+                let mut cmd = Vec::with_capacity(code.len() + 48);
+                cmd.extend_from_slice(b"*3\r\n$8\r\nFUNCTION\r\n$4\r\nLOAD\r\n");
+                cmd.extend_from_slice(format!("${}\r\n", code.len()).as_bytes());
+                cmd.extend_from_slice(code);
+                cmd.extend_from_slice(b"\r\n");
+                out.write_all(&cmd)?;
+            }
             Ok(Sink::Commands(out))
         }
     }
@@ -240,9 +254,10 @@ pub fn write_image<W: Write>(
     lru: LruMode,
     aof_base: bool,
     ndb: usize,
+    functions: &[Vec<u8>],
     mut shards: impl FnMut(usize, &mut dyn FnMut(&Shard)),
 ) -> io::Result<()> {
-    let mut sink = Sink::new(out, rdb, aof_base)?;
+    let mut sink = Sink::new(out, rdb, aof_base, functions)?;
     for db in 0..ndb {
         let mut parts = Vec::new();
         let (mut keys, mut exp) = (0, 0);
@@ -305,7 +320,7 @@ pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
     let dirty = srv.stats.dirty.load(Ordering::Relaxed);
     let ndb = srv.store.dbs.len();
     write_atomically(&path, |out| {
-        write_image(out, true, LruMode::of(srv), false, ndb, |db, f| {
+        write_image(out, true, LruMode::of(srv), false, ndb, &crate::script::function_dump_codes(srv), |db, f| {
             for i in 0..SHARDS {
                 acc.with_slot(db, i as u16, |sh| f(sh));
             }
@@ -474,7 +489,8 @@ pub fn start_bgsave(srv: &Arc<Server>) -> Result<(), String> {
 }
 
 fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut W) -> io::Result<()> {
-    let mut sink = Sink::new(out, job.rdb, matches!(job.kind, JobKind::AofBase(_)))?;
+    let functions = crate::script::function_dump_codes(srv);
+    let mut sink = Sink::new(out, job.rdb, matches!(job.kind, JobKind::AofBase(_)), &functions)?;
     for db in 0..job.ndb {
         let (keys, exp) = job.sizes[db];
         if keys == 0 {
