@@ -12,8 +12,9 @@
 //! before propagating them (`propagate`).
 //! What it does not know: value encodings (that is `ferrite-rdb` and
 //! `crate::rdbconv`), or how commands execute (they run through
-//! `dispatch`, also when an AOF is replayed). Function libraries found in
-//! an RDB are skipped with a warning; module values refuse to load.
+//! `dispatch`, also when an AOF is replayed). Function libraries travel as
+//! FUNCTION2 records (RDB) or `FUNCTION LOAD` commands (AOF base without
+//! preamble); module values refuse to load.
 //!
 //! Deliberate difference: without configuration ferrite has no `save`
 //! rules (Redis defaults to "3600 1 300 100 60 10000"), so a server started

@@ -22,8 +22,8 @@
 //! keep being served.
 //!
 //! What it does not know: the Lua debugger (SCRIPT DEBUG replies an
-//! error), replication of script effects (there are no replicas yet;
-//! `redis.set_repl` is accepted and ignored), the `lua` context of ACL
+//! error), replicas (a script's effects reach the AOF as one MULTI/EXEC
+//! through `persist::propagate`; `redis.set_repl` is accepted and ignored), the `lua` context of ACL
 //! LOG entries (denials inside scripts are logged as `toplevel`).
 
 pub mod libs;
