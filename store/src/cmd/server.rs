@@ -7,6 +7,9 @@ use ferrite_commands::key_hash_slot;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+#[path = "debug.rs"]
+pub mod debug;
+
 pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "dbsize", handler: dbsize, lock: Lock::None },
     CmdImpl { name: "flushdb", handler: flushdb, lock: Lock::All },
@@ -212,14 +215,6 @@ fn monitor(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
-const DEBUG_HELP: &[&str] = &[
-    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "SLEEP <seconds>",
-    "    Stop the server for <seconds>. Decimals allowed.",
-    "HELP",
-    "    Prints this help.",
-];
-
 /// The longest prefix of `s` that is a number, like C's strtod (0 if none).
 fn strtod_prefix(s: &[u8]) -> f64 {
     let s = match s.iter().position(|c| !c.is_ascii_whitespace()) {
@@ -255,7 +250,7 @@ fn debug(cx: &mut Cx) -> CmdResult {
     }
     let sub = cx.arg(1);
     if eq_ic(sub, b"help") && cx.argc() == 2 {
-        reply_help(cx, DEBUG_HELP);
+        reply_help(cx, debug::HELP);
         return Ok(());
     }
     if eq_ic(sub, b"sleep") && cx.argc() == 3 {
@@ -269,8 +264,7 @@ fn debug(cx: &mut Cx) -> CmdResult {
         cx.out.ok();
         return Ok(());
     }
-    let s: String = String::from_utf8_lossy(sub).chars().take(128).collect();
-    Err(CmdError::err(format!("unknown subcommand or wrong number of arguments for '{s}'. Try DEBUG HELP.")))
+    debug::run(cx)
 }
 
 fn shutdown(cx: &mut Cx) -> CmdResult {
