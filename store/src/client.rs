@@ -109,6 +109,9 @@ pub struct Client {
     /// Suppress the reply of the next command (armed by CLIENT REPLY SKIP,
     /// which itself writes no reply).
     pub reply_skip: bool,
+    /// The reply of the command running now is suppressed (SKIP armed by
+    /// the previous command); CLIENT REPLY ON clears it, as in Redis.
+    pub reply_skip_now: bool,
     /// Shutdown was requested by this client.
     pub shutdown: bool,
     /// Set by a blocking command that found nothing (see `blocking`).
@@ -138,6 +141,7 @@ impl Client {
             close_after_reply: false,
             reply_off: false,
             reply_skip: false,
+            reply_skip_now: false,
             shutdown: false,
             block: None,
             waiter: None,

@@ -104,8 +104,9 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     out.resp3 = client.resp3;
                     let mark = out.buf.len();
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
-                    let skip_this = std::mem::take(&mut client.reply_skip);
+                    client.reply_skip_now = std::mem::take(&mut client.reply_skip);
                     let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
+                    let skip_this = std::mem::take(&mut client.reply_skip_now);
                     // Pub/sub confirmations are pushes: Redis sends them even
                     // with CLIENT REPLY OFF/SKIP.
                     if (client.reply_off || skip_this) && !ran.is_some_and(|n| n.ends_with("subscribe")) {

@@ -53,6 +53,47 @@ enum Kind {
     Notify,
     /// `maxmemory-policy` names.
     Policy,
+    /// Accepted and reported, but with no effect in Ferrite (replication,
+    /// client buffer limits, lazy freeing...): see `ACCEPTED`.
+    Accepted,
+}
+
+/// Defaults of the `Kind::Accepted` parameters (Redis 7.0's defaults).
+const ACCEPTED: &[(&str, &str)] = &[
+    ("repl-ping-replica-period", "10"),
+    ("repl-timeout", "60"),
+    ("repl-backlog-size", "1048576"),
+    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
+    ("client-query-buffer-limit", "1073741824"),
+    ("maxmemory-clients", "0"),
+    ("latency-tracking", "yes"),
+    ("latency-tracking-info-percentiles", "50 99 99.9"),
+    ("tracking-table-max-keys", "1000000"),
+    ("loglevel", "notice"),
+    ("min-replicas-to-write", "0"),
+    ("replica-serve-stale-data", "yes"),
+    ("replica-read-only", "yes"),
+    ("slave-read-only", "yes"),
+    ("masterauth", ""),
+    ("masteruser", ""),
+    ("maxmemory-eviction-tenacity", "10"),
+    ("lazyfree-lazy-user-del", "no"),
+    ("lazyfree-lazy-eviction", "no"),
+    ("lazyfree-lazy-expire", "no"),
+    ("lazyfree-lazy-server-del", "no"),
+    ("lazyfree-lazy-user-flush", "no"),
+    ("protected-mode", "yes"),
+];
+
+/// Current values of the `Kind::Accepted` parameters that were set.
+static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
+
+fn accepted_value(name: &str) -> Option<String> {
+    let v = ACCEPTED_VALUES.lock();
+    if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
+        return Some(x.clone());
+    }
+    ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, d)| d.to_string())
 }
 
 struct Param {
@@ -100,6 +141,32 @@ const PARAMS: &[Param] = &[
     Param { name: "dbfilename", kind: Kind::ReadOnly },
     Param { name: "aclfile", kind: Kind::Immutable },
     Param { name: "acllog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "slowlog-log-slower-than", kind: Kind::Int { min: -1, max: i64::MAX } },
+    Param { name: "slowlog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "latency-monitor-threshold", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "repl-ping-replica-period", kind: Kind::Accepted },
+    Param { name: "repl-timeout", kind: Kind::Accepted },
+    Param { name: "repl-backlog-size", kind: Kind::Accepted },
+    Param { name: "client-output-buffer-limit", kind: Kind::Accepted },
+    Param { name: "client-query-buffer-limit", kind: Kind::Accepted },
+    Param { name: "maxmemory-clients", kind: Kind::Accepted },
+    Param { name: "latency-tracking", kind: Kind::Accepted },
+    Param { name: "latency-tracking-info-percentiles", kind: Kind::Accepted },
+    Param { name: "tracking-table-max-keys", kind: Kind::Accepted },
+    Param { name: "loglevel", kind: Kind::Accepted },
+    Param { name: "min-replicas-to-write", kind: Kind::Accepted },
+    Param { name: "replica-serve-stale-data", kind: Kind::Accepted },
+    Param { name: "replica-read-only", kind: Kind::Accepted },
+    Param { name: "slave-read-only", kind: Kind::Accepted },
+    Param { name: "masterauth", kind: Kind::Accepted },
+    Param { name: "masteruser", kind: Kind::Accepted },
+    Param { name: "maxmemory-eviction-tenacity", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-user-del", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-eviction", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-expire", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-server-del", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
+    Param { name: "protected-mode", kind: Kind::Accepted },
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -135,6 +202,9 @@ fn get_value(srv: &Server, name: &str) -> String {
     if let Some(a) = tunable(srv, name) {
         return a.load(Ordering::Relaxed).to_string();
     }
+    if let Some(v) = accepted_value(name) {
+        return v;
+    }
     let c = srv.config.read();
     match name {
         "bind" => c.bind.clone(),
@@ -156,6 +226,9 @@ fn get_value(srv: &Server, name: &str) -> String {
         "notify-keyspace-events" => crate::notify::flags_to_string(srv.tun.notify_flags.load(Ordering::Relaxed)),
         "dir" => std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         "dbfilename" => "dump.rdb".into(),
+        "slowlog-log-slower-than" => srv.stats.slowlog_slower_than.get().to_string(),
+        "slowlog-max-len" => srv.stats.slowlog_max_len.get().to_string(),
+        "latency-monitor-threshold" => srv.stats.latency_threshold.get().to_string(),
         _ => String::new(),
     }
 }
@@ -273,6 +346,7 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
+        Kind::Accepted => Ok(Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
@@ -292,6 +366,14 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         }
         return;
     }
+    if let Some((n, _)) = ACCEPTED.iter().find(|(n, _)| *n == name) {
+        if let NewVal::Str(s) = v {
+            let mut vals = ACCEPTED_VALUES.lock();
+            vals.retain(|(x, _)| x != n);
+            vals.push((n, s));
+        }
+        return;
+    }
     let mut c = srv.config.write();
     match (name, v) {
         ("requirepass", NewVal::Str(s)) => {
@@ -306,6 +388,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("notify-keyspace-events", NewVal::Int(n)) => srv.tun.notify_flags.store(n as u32, Ordering::Relaxed),
         // Redis clamps hz into 1..=500.
         ("hz", NewVal::Int(n)) => c.hz = n.clamp(1, 500) as u32,
+        ("slowlog-log-slower-than", NewVal::Int(n)) => srv.stats.slowlog_slower_than.set(n),
+        ("slowlog-max-len", NewVal::Int(n)) => srv.stats.slowlog_max_len.set(n),
+        ("latency-monitor-threshold", NewVal::Int(n)) => srv.stats.latency_threshold.set(n),
         ("list-max-listpack-size" | "list-max-ziplist-size", NewVal::Int(n)) => {
             list_size(srv).store(n, Ordering::Relaxed)
         }

@@ -11,7 +11,12 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "hello", handler: hello, lock: Lock::None },
     CmdImpl { name: "auth", handler: auth, lock: Lock::None },
     CmdImpl { name: "reset", handler: reset, lock: Lock::None },
+    CmdImpl { name: "slowlog", handler: introspect::slowlog, lock: Lock::None },
+    CmdImpl { name: "latency", handler: introspect::latency, lock: Lock::None },
 ];
+
+#[path = "introspect.rs"]
+mod introspect;
 
 fn ping(cx: &mut Cx) -> CmdResult {
     if cx.argc() > 2 {

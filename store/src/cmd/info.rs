@@ -3,9 +3,8 @@
 //! Sections appear in Redis's fixed order whatever order they are asked
 //! in. Values are real where Ferrite has them; fields for features Ferrite
 //! lacks (persistence, replication, modules) report the idle values a
-//! Redis without those features active reports. Commandstats,
-//! latencystats and errorstats are not tracked: those sections are present
-//! but empty.
+//! Redis without those features active reports. Latencystats (per-command
+//! percentiles) are not tracked: that section is present but empty.
 
 use super::{CmdImpl, CmdResult, Cx, Lock};
 use crate::server::Server;
@@ -340,8 +339,14 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "used_cpu_user_children:{cu:.6}");
         }
         "modules" => s.push_str("# Modules\r\n"),
-        "commandstats" => s.push_str("# Commandstats\r\n"),
-        "errorstats" => s.push_str("# Errorstats\r\n"),
+        "commandstats" => {
+            s.push_str("# Commandstats\r\n");
+            crate::cmd::client::commandstats(srv, s);
+        }
+        "errorstats" => {
+            s.push_str("# Errorstats\r\n");
+            crate::cmd::client::errorstats(srv, s);
+        }
         "latencystats" => s.push_str("# Latencystats\r\n"),
         "cluster" => {
             s.push_str("# Cluster\r\n");
