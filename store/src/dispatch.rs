@@ -44,8 +44,14 @@ fn reject(srv: &Server, client: &mut Client, out: &mut ReplyBuf, e: CmdError) {
     if let Some(m) = client.multi.as_mut() {
         m.dirty = true;
     }
-    srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+    srv.stats.error_reply(&e.0);
     out.error(&e.0);
+}
+
+/// `reject` for a resolved command (INFO commandstats `rejected_calls`).
+fn reject_cmd(srv: &Server, client: &mut Client, out: &mut ReplyBuf, meta: &CommandMeta, e: CmdError) {
+    srv.stats.rejected_call(&meta.name);
+    reject(srv, client, out, e)
 }
 
 /// Resolve the command and, for container commands, the subcommand entry
@@ -82,6 +88,7 @@ pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut Repl
     let (cmd, meta) = match resolve(srv, args) {
         Ok(x) => x,
         Err(e) => {
+            crate::stats::rejected_before_resolve(srv, args, &e.0);
             reject(srv, client, out, e);
             return None;
         }
@@ -101,10 +108,10 @@ fn execute_resolved(
 ) {
     let name = cmd.imp.name;
     if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) && srv.acl.auth_required() {
-        return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
+        return reject_cmd(srv, client, out, meta, CmdError::st("NOAUTH Authentication required."));
     }
     if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
-        return reject(srv, client, out, CmdError::err("Command not allowed inside a transaction"));
+        return reject_cmd(srv, client, out, meta, CmdError::err("Command not allowed inside a transaction"));
     }
     // ACL permissions (a single flag check for the unrestricted default user).
     if let Err(e) = crate::acl::check(srv, client, meta, args) {
@@ -117,7 +124,7 @@ fn execute_resolved(
             out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
             return;
         }
-        return reject(srv, client, out, e);
+        return reject_cmd(srv, client, out, meta, e);
     }
     // maxmemory: evict first; if still over the limit, refuse commands that
     // may grow memory (and anything queued in MULTI), as Redis does.
@@ -129,7 +136,7 @@ fn execute_resolved(
                 }))
             || (client.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"));
         if denyoom {
-            return reject(srv, client, out, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
+            return reject_cmd(srv, client, out, meta, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
         }
     }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
@@ -137,7 +144,7 @@ fn execute_resolved(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             meta.name
         ));
-        return reject(srv, client, out, e);
+        return reject_cmd(srv, client, out, meta, e);
     }
     if let Some(m) = client.multi.as_mut() {
         if !matches!(name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
@@ -209,9 +216,12 @@ fn run<'s>(
         }
     };
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
-    if let Err(e) = (cmd.imp.handler)(&mut cx) {
-        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
-        cx.out.error(&e.0);
+    let t0 = std::time::Instant::now();
+    let res = (cmd.imp.handler)(&mut cx);
+    srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+    if let Err(e) = res {
+        srv.stats.error_reply(&e.0);
+        out.error(&e.0);
     }
     if let Some(req) = &client.block {
         // Register while the keys' shards are still locked: no write can
@@ -268,10 +278,11 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
         // (a list serves BLPOP, not BZPOPMIN); other writes serve nobody.
         let slot = key_hash_slot(&key);
         let now = now_ms();
-        let Some(ty) = acc
+        let ty = acc
             .shard(db, slot)
-            .and_then(|s| s.get_raw(slot, &key).filter(|e| !e.is_expired(now)).map(|e| e.value.type_name()))
-        else {
+            .and_then(|s| s.get_raw(slot, &key).filter(|e| !e.is_expired(now)).map(|e| e.value.type_name()));
+        crate::cmd::stream::unblock_deleted_readgroup(srv, db, &key, ty);
+        let Some(ty) = ty else {
             continue;
         };
         for w in srv.blocking.waiters(db, &key) {
