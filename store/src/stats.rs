@@ -147,42 +147,53 @@ pub struct LatencyEvent {
 const SLOWLOG_MAX_ARGC: usize = 32;
 const SLOWLOG_MAX_STRING: usize = 128;
 
+/// Is argument `i` of this call a secret that SLOWLOG and MONITOR show as
+/// `(redacted)` (Redis's redactClientCommandArgument callers)?
+pub fn is_redacted(args: &[bytes::Bytes], i: usize) -> bool {
+    let Some(cmd) = args.first() else { return false };
+    let is = |name: &[u8]| cmd.eq_ignore_ascii_case(name);
+    let sub_is = |name: &[u8]| args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(name));
+    if is(b"auth") {
+        i >= 1
+    } else if is(b"hello") {
+        args.iter().position(|a| a.eq_ignore_ascii_case(b"auth")).is_some_and(|p| p >= 2 && i > p && i <= p + 2)
+    } else if is(b"acl") && sub_is(b"setuser") {
+        i >= 2
+    } else if is(b"config") && sub_is(b"set") {
+        i >= 3
+            && i % 2 == 1
+            && ["masterauth", "requirepass", "tls-key-file-pass", "tls-client-key-file-pass"]
+                .iter()
+                .any(|n| args[i - 1].eq_ignore_ascii_case(n.as_bytes()))
+    } else if is(b"migrate") {
+        let mut j = 6;
+        while j < args.len() {
+            if args[j].eq_ignore_ascii_case(b"auth") {
+                if i == j + 1 {
+                    return true;
+                }
+                j += 2;
+            } else if args[j].eq_ignore_ascii_case(b"auth2") {
+                if i == j + 1 || i == j + 2 {
+                    return true;
+                }
+                j += 3;
+            } else if args[j].eq_ignore_ascii_case(b"keys") {
+                break;
+            } else {
+                j += 1;
+            }
+        }
+        false
+    } else {
+        false
+    }
+}
+
 /// Arguments as SLOWLOG keeps them: at most 32 (the last one says how many
 /// more there were), each at most 128 bytes, secrets redacted.
-fn slowlog_args(cmd: &str, args: &[bytes::Bytes]) -> Vec<Vec<u8>> {
-    let redacted = |i: usize| -> bool {
-        match cmd {
-            "auth" => i >= 1,
-            "hello" => args.iter().position(|a| a.eq_ignore_ascii_case(b"auth")).is_some_and(|p| i > p && i <= p + 2),
-            "acl|setuser" => i >= 3,
-            "config|set" => {
-                i >= 3
-                    && i % 2 == 1
-                    && ["masterauth", "requirepass", "tls-key-file-pass", "tls-client-key-file-pass"]
-                        .iter()
-                        .any(|n| args[i - 1].eq_ignore_ascii_case(n.as_bytes()))
-            }
-            "migrate" => {
-                let mut j = 6;
-                let mut hit = false;
-                while j < args.len() {
-                    if args[j].eq_ignore_ascii_case(b"auth") {
-                        hit |= i == j + 1;
-                        j += 2;
-                    } else if args[j].eq_ignore_ascii_case(b"auth2") {
-                        hit |= i == j + 1 || i == j + 2;
-                        j += 3;
-                    } else if args[j].eq_ignore_ascii_case(b"keys") {
-                        break;
-                    } else {
-                        j += 1;
-                    }
-                }
-                hit
-            }
-            _ => false,
-        }
-    };
+fn slowlog_args(args: &[bytes::Bytes]) -> Vec<Vec<u8>> {
+    let redacted = |i: usize| is_redacted(args, i);
     let n = args.len().min(SLOWLOG_MAX_ARGC);
     let mut out = Vec::with_capacity(n);
     for (i, a) in args.iter().take(n).enumerate() {
@@ -281,7 +292,7 @@ impl Stats {
                 id: 0,
                 time: crate::server::now_ms() / 1000,
                 duration_us: us,
-                args: slowlog_args(&meta.name, args),
+                args: slowlog_args(args),
                 peer: client.handle.addr.clone(),
                 name: client.handle.name.lock().as_ref().map(|n| n.to_vec()).unwrap_or_default(),
             };

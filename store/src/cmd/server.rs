@@ -126,6 +126,14 @@ fn swapdb(cx: &mut Cx) -> CmdResult {
             std::mem::swap(&mut *x, &mut *y);
         }
         cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
+        // Like Redis's scanDatabaseForReadyKeys: keys that now exist may
+        // serve clients blocked on them in either db.
+        if cx.srv.blocking.any() {
+            for db in [a, b] {
+                let keys = cx.srv.blocking.keys_in_db(db);
+                cx.client.ready_keys.extend(keys.into_iter().map(|k| (db, k)));
+            }
+        }
     }
     cx.out.ok();
     Ok(())
