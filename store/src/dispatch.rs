@@ -155,7 +155,9 @@ fn execute_resolved(
         }
     }
     if name == "exec" {
-        return exec(srv, client, out);
+        let t0 = std::time::Instant::now();
+        exec(srv, client, out);
+        return srv.stats.command_done(meta, args, client, t0.elapsed(), false);
     }
     run(srv, client, cmd, meta, args, out, None)
 }
@@ -409,9 +411,13 @@ pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
 fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
     let us = crate::server::now_us();
     let mut line = format!("{}.{:06} [{} {}]", us / 1_000_000, us % 1_000_000, db, client.handle.addr).into_bytes();
-    for a in args {
+    for (i, a) in args.iter().enumerate() {
         line.push(b' ');
-        repr(&mut line, a);
+        if crate::stats::is_redacted(args, i) {
+            line.extend_from_slice(b"\"(redacted)\"");
+        } else {
+            repr(&mut line, a);
+        }
     }
     let line = Bytes::from(line);
     for (_, tx) in srv.monitors.read().iter() {
