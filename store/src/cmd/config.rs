@@ -446,10 +446,16 @@ fn config_set(cx: &mut Cx) -> CmdResult {
             Err(why) => return Err(fail(given, &why)),
         }
     }
+    let mut evict = false;
     for (name, v) in values {
         if let Some(v) = v {
+            evict |= name == "maxmemory";
             apply(cx.srv, name, v);
         }
+    }
+    // Like Redis, a lower maxmemory evicts right away.
+    if evict {
+        crate::evict::perform_evictions(cx.srv);
     }
     cx.out.ok();
     Ok(())

@@ -83,6 +83,12 @@ fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
 fn clear_db(cx: &mut Cx, db: usize) {
     touch_watched(cx, db, None);
     cx.ks.acc.for_each_shard(db, |s| s.clear());
+    // Clients blocked in XREADGROUP on a flushed key get an error now.
+    if cx.srv.blocking.any() {
+        for key in cx.srv.blocking.keys_in_db(db) {
+            super::stream::unblock_deleted_readgroup(cx.srv, db, &key, None);
+        }
+    }
 }
 
 fn flushdb(cx: &mut Cx) -> CmdResult {
