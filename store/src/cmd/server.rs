@@ -52,10 +52,18 @@ fn raw_exists(cx: &mut Cx, db: usize, key: &[u8]) -> bool {
     cx.ks.acc.shard(db, slot).is_some_and(|s| s.get_raw(slot, key).is_some())
 }
 
+/// Is `key` in `db` present but logically expired? Exclusive access only.
+fn raw_expired(cx: &mut Cx, db: usize, key: &[u8]) -> bool {
+    let slot = key_hash_slot(key);
+    let now = cx.ks.now;
+    cx.ks.acc.shard(db, slot).and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now))).unwrap_or(false)
+}
+
 /// Redis's touchAllWatchedKeysInDb: `emptied` loses all its keys and gets
 /// those of `replaced_with` (SWAPDB) or none (FLUSHDB). Watchers of a key
-/// that existed in either db become dirty, except that a key already
-/// expired at WATCH time and now simply gone is no logical change.
+/// that existed in either db become dirty, except when nothing logically
+/// changed: an expired key that is now gone or still expired, or a missing
+/// key replaced by an expired one.
 fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
     let db = &cx.srv.store.dbs[emptied];
     if db.watch_count.load(Ordering::Relaxed) == 0 {
@@ -68,10 +76,18 @@ fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
         if !in_emptied && !in_replacement {
             continue;
         }
+        let replacement_expired = in_replacement && replaced_with.is_some_and(|r| raw_expired(cx, r, &key));
         if let Some(ws) = cx.srv.store.dbs[emptied].watched.lock().get_mut(&key) {
             for w in ws.iter_mut() {
-                if w.expired && !in_replacement {
-                    w.expired = false;
+                if w.expired {
+                    if !in_replacement {
+                        w.expired = false;
+                        continue;
+                    } else if replacement_expired {
+                        continue;
+                    }
+                } else if !in_emptied && replacement_expired {
+                    w.expired = true;
                     continue;
                 }
                 w.dirty.store(true, Ordering::Relaxed);
