@@ -38,6 +38,30 @@ pub fn encode_push(out: &mut ReplyBuf, p: &Push) {
         }
         Push::Monitor(line) => out.simple(line),
         Push::Reply(b) => out.raw(b),
+        Push::Invalidate { keys, pubsub } => {
+            if *pubsub && !out.resp3 {
+                out.push(3);
+                out.bulk(b"message");
+                out.bulk(b"__redis__:invalidate");
+            } else {
+                out.push(2);
+                out.bulk(b"invalidate");
+            }
+            match keys {
+                None => out.null(),
+                Some(k) => {
+                    out.array(k.len());
+                    for key in k {
+                        out.bulk(key);
+                    }
+                }
+            }
+        }
+        Push::RedirBroken(id) => {
+            out.push(2);
+            out.bulk(b"tracking-redir-broken");
+            out.int(*id as i64);
+        }
         Push::Kill | Push::Unblock { .. } => {}
     }
 }
@@ -76,6 +100,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         tx,
         fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
         no_evict: AtomicBool::new(false),
+        tracking: Default::default(),
     });
     srv.clients.register(handle.clone());
     let mut client = Client::new(handle.clone(), !needs_auth);
@@ -331,6 +356,7 @@ fn cleanup(srv: &Server, client: &mut Client) {
     }
     dispatch::unwatch_all(srv, client);
     crate::cmd::pubsub::unsubscribe_all(srv, client);
+    crate::cmd::client::tracking::disable(srv, client);
     if client.handle.monitor.load(Ordering::Relaxed) {
         let mut m = srv.monitors.write();
         m.retain(|(id, _)| *id != client.id);

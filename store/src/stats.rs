@@ -83,6 +83,9 @@ pub struct Stats {
     /// `latency-monitor-threshold` (milliseconds, 0 disables).
     pub latency_threshold: Setting<0>,
     pub latency: parking_lot::Mutex<HashMap<&'static str, LatencyEvent>>,
+    /// CLIENT TRACKING tables, and how many clients have tracking on.
+    pub tracking: parking_lot::Mutex<crate::cmd::client::tracking::Table>,
+    pub tracking_clients: AtomicUsize,
 }
 
 /// An integer setting with a default.

@@ -10,11 +10,13 @@
 //! is the current command, as in Redis.
 //!
 //! PAUSE/UNPAUSE hold commands in the connection loop (see `conn.rs`);
-//! UNBLOCK wakes a blocked client. Not provided: TRACKING (it replies an
-//! error saying so). GETREDIR, TRACKINGINFO and CACHING answer as Redis
-//! does for a client that never enabled tracking.
+//! UNBLOCK wakes a blocked client. TRACKING, CACHING, GETREDIR and
+//! TRACKINGINFO are in `tracking.rs`.
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
+
+#[path = "tracking.rs"]
+pub mod tracking;
 use crate::client::ClientHandle;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -237,25 +239,10 @@ fn client(cx: &mut Cx) -> CmdResult {
             cx.out.ok();
             Ok(())
         }
-        "getredir" => {
-            // Tracking is never enabled in Ferrite.
-            cx.out.int(-1);
-            Ok(())
-        }
-        "trackinginfo" => {
-            cx.out.map(3);
-            cx.out.bulk(b"flags");
-            cx.out.set(1);
-            cx.out.bulk(b"off");
-            cx.out.bulk(b"redirect");
-            cx.out.int(-1);
-            cx.out.bulk(b"prefixes");
-            cx.out.array(0);
-            Ok(())
-        }
-        "caching" => Err(CmdError::err(
-            "CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled",
-        )),
+        "tracking" => tracking::tracking_cmd(cx),
+        "getredir" => tracking::getredir_cmd(cx),
+        "trackinginfo" => tracking::trackinginfo_cmd(cx),
+        "caching" => tracking::caching_cmd(cx),
         "help" => {
             super::server::reply_help(cx, CLIENT_HELP);
             Ok(())

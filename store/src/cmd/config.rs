@@ -68,7 +68,6 @@ const ACCEPTED: &[(&str, &str)] = &[
     ("maxmemory-clients", "0"),
     ("latency-tracking", "yes"),
     ("latency-tracking-info-percentiles", "50 99 99.9"),
-    ("tracking-table-max-keys", "1000000"),
     ("loglevel", "notice"),
     ("min-replicas-to-write", "0"),
     ("replica-serve-stale-data", "yes"),
@@ -152,7 +151,7 @@ const PARAMS: &[Param] = &[
     Param { name: "maxmemory-clients", kind: Kind::Accepted },
     Param { name: "latency-tracking", kind: Kind::Accepted },
     Param { name: "latency-tracking-info-percentiles", kind: Kind::Accepted },
-    Param { name: "tracking-table-max-keys", kind: Kind::Accepted },
+    Param { name: "tracking-table-max-keys", kind: Kind::Int { min: 0, max: i64::MAX } },
     Param { name: "loglevel", kind: Kind::Accepted },
     Param { name: "min-replicas-to-write", kind: Kind::Accepted },
     Param { name: "replica-serve-stale-data", kind: Kind::Accepted },
@@ -229,6 +228,7 @@ fn get_value(srv: &Server, name: &str) -> String {
         "slowlog-log-slower-than" => srv.stats.slowlog_slower_than.get().to_string(),
         "slowlog-max-len" => srv.stats.slowlog_max_len.get().to_string(),
         "latency-monitor-threshold" => srv.stats.latency_threshold.get().to_string(),
+        "tracking-table-max-keys" => super::client::tracking::MAX_KEYS.load(Ordering::Relaxed).to_string(),
         _ => String::new(),
     }
 }
@@ -391,6 +391,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("slowlog-log-slower-than", NewVal::Int(n)) => srv.stats.slowlog_slower_than.set(n),
         ("slowlog-max-len", NewVal::Int(n)) => srv.stats.slowlog_max_len.set(n),
         ("latency-monitor-threshold", NewVal::Int(n)) => srv.stats.latency_threshold.set(n),
+        ("tracking-table-max-keys", NewVal::Int(n)) => {
+            super::client::tracking::MAX_KEYS.store(n as u64, Ordering::Relaxed)
+        }
         ("list-max-listpack-size" | "list-max-ziplist-size", NewVal::Int(n)) => {
             list_size(srv).store(n, Ordering::Relaxed)
         }

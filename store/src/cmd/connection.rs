@@ -164,6 +164,7 @@ fn reset(cx: &mut Cx) -> CmdResult {
     cx.client.handle.multi.store(-1, Ordering::Relaxed);
     crate::dispatch::unwatch_all(srv, cx.client);
     super::pubsub::unsubscribe_all(srv, cx.client);
+    super::client::tracking::disable(srv, cx.client);
     if cx.client.handle.monitor.swap(false, Ordering::Relaxed) {
         let mut m = srv.monitors.write();
         m.retain(|(id, _)| *id != cx.client.id);

@@ -442,6 +442,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
         });
         for k in expired.drain(..) {
             cx.srv.store.dbs[db].signal_expired_deleted(&k);
+            super::client::tracking::invalidate_by_server(cx.srv, &k);
             Stats::add(&cx.srv.stats.expired_keys, 1);
             notify::notify(cx.srv, notify::EXPIRED, "expired", &k, db);
         }

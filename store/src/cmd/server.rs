@@ -111,6 +111,7 @@ fn flushdb(cx: &mut Cx) -> CmdResult {
     flush_mode(cx)?;
     let db = cx.client.db;
     clear_db(cx, db);
+    super::client::tracking::flush(cx.srv);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -121,6 +122,7 @@ fn flushall(cx: &mut Cx) -> CmdResult {
     for db in 0..cx.srv.store.dbs.len() {
         clear_db(cx, db);
     }
+    super::client::tracking::flush(cx.srv);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
