@@ -128,7 +128,7 @@ fn execute_resolved(
     }
     // maxmemory: evict first; if still over the limit, refuse commands that
     // may grow memory (and anything queued in MULTI), as Redis does.
-    if srv.tun.maxmemory.load(Ordering::Relaxed) > 0 && !crate::evict::perform_evictions(srv) {
+    if srv.tun.maxmemory.load(Ordering::Relaxed) > 0 && !crate::cmd::client::tracking::evict_for(srv, client, out) {
         let denyoom = meta.flags.has(Flags::DENYOOM)
             || (name == "exec"
                 && client.multi.as_ref().is_some_and(|m| {
@@ -157,6 +157,7 @@ fn execute_resolved(
     if name == "exec" {
         let t0 = std::time::Instant::now();
         exec(srv, client, out);
+        crate::cmd::client::tracking::flush_bcast(srv);
         return srv.stats.command_done(meta, args, client, t0.elapsed(), false);
     }
     run(srv, client, cmd, meta, args, out, None)
@@ -219,8 +220,10 @@ fn run<'s>(
     };
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     let t0 = std::time::Instant::now();
+    crate::cmd::client::tracking::set_current(cx.client.id);
     let res = (cmd.imp.handler)(&mut cx);
     srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+    crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
     if let Err(e) = res {
         srv.stats.error_reply(&e.0);
         out.error(&e.0);
@@ -306,10 +309,12 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 cmd,
                 in_exec: false,
             };
+            crate::cmd::client::tracking::set_current(w.handle.id);
             if let Err(e) = (cmd.imp.handler)(&mut cx) {
                 out.error(&e.0);
             }
             if tmp.block.is_some() {
+                crate::cmd::client::tracking::end_command(srv);
                 // Nothing left on this key for anybody behind this waiter.
                 break;
             }
@@ -327,6 +332,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                     feed_monitors(srv, &tmp, w.db, &w.args);
                 }
             }
+            crate::cmd::client::tracking::end_command(srv);
         }
     }
 }

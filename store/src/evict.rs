@@ -217,6 +217,7 @@ fn evict_one(srv: &Server, pol: Policy, dbs: &[usize]) -> bool {
     if removed.is_some() {
         drop(removed);
         srv.store.dbs[db].signal_modified(&key);
+        crate::cmd::client::tracking::invalidate_by_server(srv, &key);
         srv.stats.evicted_keys.fetch_add(1, Ordering::Relaxed);
         crate::notify::notify(srv, crate::notify::EVICTED, "evicted", &key, db);
     }

@@ -257,6 +257,7 @@ async fn background(srv: Arc<Server>) {
         while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed) {
             let n = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
                 srv.store.dbs[db].signal_expired_deleted(key);
+                crate::cmd::client::tracking::invalidate_by_server(&srv, key);
                 crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
             });
             crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);

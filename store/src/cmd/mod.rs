@@ -282,6 +282,7 @@ impl<'a, 's> Ks<'a, 's> {
         if expired {
             shard.remove(slot, key);
             srv.store.dbs[db].signal_expired_deleted(key);
+            crate::cmd::client::tracking::invalidate_by_server(srv, key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
             crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
             return Ok(None);
@@ -417,6 +418,7 @@ impl<'a, 's> Ks<'a, 's> {
     #[inline]
     pub fn modified_in(&self, db: usize, key: &[u8]) {
         self.srv.store.dbs[db].signal_modified(key);
+        crate::cmd::client::tracking::invalidate(self.srv, key);
         self.srv.stats.dirty.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
