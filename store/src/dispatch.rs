@@ -158,6 +158,9 @@ fn execute_resolved(
         let t0 = std::time::Instant::now();
         exec(srv, client, out);
         crate::cmd::client::tracking::flush_bcast(srv);
+        if srv.monitor_count.load(Ordering::Relaxed) > 0 {
+            feed_monitors(srv, client, client.db, args);
+        }
         return srv.stats.command_done(meta, args, client, t0.elapsed(), false);
     }
     run(srv, client, cmd, meta, args, out, None)
@@ -310,7 +313,12 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 in_exec: false,
             };
             crate::cmd::client::tracking::set_current(w.handle.id);
-            if let Err(e) = (cmd.imp.handler)(&mut cx) {
+            let t0 = std::time::Instant::now();
+            let res = (cmd.imp.handler)(&mut cx);
+            if tmp.block.is_none() {
+                srv.stats.command_done(meta, &w.args, &tmp, t0.elapsed(), res.is_err());
+            }
+            if let Err(e) = res {
                 out.error(&e.0);
             }
             if tmp.block.is_some() {
