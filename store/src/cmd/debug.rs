@@ -8,6 +8,13 @@
 //! ferrite's own RDB encoding of the value (Redis's listpack blobs may be
 //! shorter), and the quicklist fields are computed from the list as Redis
 //! would pack it with the current `list-max-listpack-size`.
+//!
+//! Accepted with no effect in Ferrite: SET-SKIP-CHECKSUM-VALIDATION,
+//! AOF-FLUSH-SLEEP, PAUSE-CRON, CHANGE-REPL-ID (no replication), REPLYBUFFER
+//! (no reply buffer resizing), QUICKLIST-PACKED-THRESHOLD (lists are not
+//! stored as quicklists; only DEBUG OBJECT's node count uses it), LISTPACK
+//! and QUICKLIST (nothing is printed). HTSTATS/HTSTATS-KEY report sizes
+//! only, not chain statistics.
 
 use crate::cmd::{eq_ic, CmdError, CmdResult, Cx};
 use crate::keyspace::{Entry, StrValue, Value};
@@ -534,10 +541,6 @@ pub fn run(cx: &mut Cx) -> CmdResult {
                     Err(CmdError::err("The value stored at the specified key is not represented using an hash table"))
                 }
             }
-        }
-        (b"jmap", _) | (b"stringmatch-len", _) => {
-            cx.out.ok();
-            Ok(())
         }
         _ => {
             let s: String = String::from_utf8_lossy(cx.arg(1)).chars().take(128).collect();
