@@ -225,7 +225,10 @@ fn run<'s>(
     let t0 = std::time::Instant::now();
     crate::cmd::client::tracking::set_current(cx.client.id);
     let res = (cmd.imp.handler)(&mut cx);
-    srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+    // A command that blocked is counted once, when it is served.
+    if client.block.is_none() {
+        srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+    }
     crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
     if let Err(e) = res {
         srv.stats.error_reply(&e.0);
@@ -319,6 +322,9 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 srv.stats.command_done(meta, &w.args, &tmp, t0.elapsed(), res.is_err());
             }
             if let Err(e) = res {
+                if tmp.block.is_none() {
+                    srv.stats.error_reply(&e.0);
+                }
                 out.error(&e.0);
             }
             if tmp.block.is_some() {
