@@ -46,6 +46,10 @@ if [ -z "$TCLSH" ]; then
   exit 2
 fi
 
+for tool in redis-cli python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is required (redis-cli: apt-get install redis-tools)" >&2; exit 2; }
+done
+
 if [ -z "${FERRITE_BIN:-}" ]; then
   (cd "$ROOT" && cargo build -p ferrite --quiet) || { echo "build failed" >&2; exit 2; }
   FERRITE_BIN="$ROOT/target/debug/ferrite"

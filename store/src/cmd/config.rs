@@ -58,31 +58,88 @@ enum Kind {
     Accepted,
 }
 
-/// Defaults of the `Kind::Accepted` parameters (Redis 7.0's defaults).
-const ACCEPTED: &[(&str, &str)] = &[
-    ("repl-ping-replica-period", "10"),
-    ("repl-timeout", "60"),
-    ("repl-backlog-size", "1048576"),
-    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
-    ("client-query-buffer-limit", "1073741824"),
-    ("maxmemory-clients", "0"),
-    ("latency-tracking", "yes"),
-    ("latency-tracking-info-percentiles", "50 99 99.9"),
-    ("loglevel", "notice"),
-    ("min-replicas-to-write", "0"),
-    ("replica-serve-stale-data", "yes"),
-    ("replica-read-only", "yes"),
-    ("slave-read-only", "yes"),
-    ("masterauth", ""),
-    ("masteruser", ""),
-    ("maxmemory-eviction-tenacity", "10"),
-    ("lazyfree-lazy-user-del", "no"),
-    ("lazyfree-lazy-eviction", "no"),
-    ("lazyfree-lazy-expire", "no"),
-    ("lazyfree-lazy-server-del", "no"),
-    ("lazyfree-lazy-user-flush", "no"),
-    ("protected-mode", "yes"),
+/// The `Kind::Accepted` parameters: Redis 7.0's default, and how Redis
+/// validates a new value ("bool", "int:MIN:MAX", "mem:MIN", "memperc",
+/// "enum:a|b", "str").
+const ACCEPTED: &[(&str, &str, &str)] = &[
+    ("repl-ping-replica-period", "10", "int:1:2147483647"),
+    ("repl-timeout", "60", "int:1:2147483647"),
+    ("repl-backlog-size", "1048576", "mem:1"),
+    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60", "str"),
+    ("client-query-buffer-limit", "1073741824", "mem:1048576"),
+    ("maxmemory-clients", "0", "memperc"),
+    ("latency-tracking", "yes", "bool"),
+    ("latency-tracking-info-percentiles", "50 99 99.9", "str"),
+    ("loglevel", "notice", "enum:debug|verbose|notice|warning"),
+    ("replica-serve-stale-data", "yes", "bool"),
+    ("replica-read-only", "yes", "bool"),
+    ("slave-read-only", "yes", "bool"),
+    ("masterauth", "", "str"),
+    ("masteruser", "", "str"),
+    ("maxmemory-eviction-tenacity", "10", "int:0:100"),
+    ("lazyfree-lazy-user-del", "no", "bool"),
+    ("lazyfree-lazy-eviction", "no", "bool"),
+    ("lazyfree-lazy-expire", "no", "bool"),
+    ("lazyfree-lazy-server-del", "no", "bool"),
+    ("lazyfree-lazy-user-flush", "no", "bool"),
+    ("protected-mode", "yes", "bool"),
+    ("daemonize", "no", "bool"),
 ];
+
+/// Redis's validation of a new value for an accepted parameter.
+fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(v).into_owned();
+    let mut parts = rule.split(':');
+    match parts.next().unwrap_or("str") {
+        "bool" => {
+            if eq_ic(v, b"yes") || eq_ic(v, b"no") {
+                Ok(text.to_ascii_lowercase())
+            } else {
+                Err("argument must be 'yes' or 'no'".into())
+            }
+        }
+        "int" => {
+            let min: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(i64::MIN);
+            let max: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(i64::MAX);
+            let n = ferrite_resp::num::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            if n < min || n > max {
+                return Err(format!("argument must be between {min} and {max} inclusive"));
+            }
+            Ok(n.to_string())
+        }
+        "mem" => {
+            let min: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            let n = parse_mem(v).ok_or("argument must be a memory value")?;
+            if n < min {
+                return Err(format!("argument must be between {min} and {} inclusive", i64::MAX));
+            }
+            Ok(n.to_string())
+        }
+        "memperc" => {
+            if let Some(p) = text.strip_suffix('%') {
+                let n =
+                    ferrite_resp::num::parse_i64(p.as_bytes()).ok_or("argument must be a memory or percent value")?;
+                if n > 100 {
+                    return Err("percentage argument must be less or equal to 100".into());
+                }
+                if n < 0 {
+                    return Err("argument must be a memory or percent value".into());
+                }
+                Ok(format!("{n}%"))
+            } else {
+                parse_mem(v).map(|n| n.to_string()).ok_or_else(|| "argument must be a memory or percent value".into())
+            }
+        }
+        "enum" => {
+            let opts: Vec<&str> = parts.next().unwrap_or("").split('|').collect();
+            match opts.iter().find(|o| eq_ic(o.as_bytes(), v)) {
+                Some(o) => Ok(o.to_string()),
+                None => Err(format!("argument(s) must be one of the following: {}", opts.join(", "))),
+            }
+        }
+        _ => Ok(text),
+    }
+}
 
 /// Current values of the `Kind::Accepted` parameters that were set.
 static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
@@ -92,7 +149,7 @@ fn accepted_value(name: &str) -> Option<String> {
     if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
         return Some(x.clone());
     }
-    ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, d)| d.to_string())
+    ACCEPTED.iter().find(|(n, _, _)| *n == name).map(|(_, d, _)| d.to_string())
 }
 
 struct Param {
@@ -153,7 +210,6 @@ const PARAMS: &[Param] = &[
     Param { name: "latency-tracking-info-percentiles", kind: Kind::Accepted },
     Param { name: "tracking-table-max-keys", kind: Kind::Int { min: 0, max: i64::MAX } },
     Param { name: "loglevel", kind: Kind::Accepted },
-    Param { name: "min-replicas-to-write", kind: Kind::Accepted },
     Param { name: "replica-serve-stale-data", kind: Kind::Accepted },
     Param { name: "replica-read-only", kind: Kind::Accepted },
     Param { name: "slave-read-only", kind: Kind::Accepted },
@@ -166,6 +222,7 @@ const PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-server-del", kind: Kind::Accepted },
     Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
     Param { name: "protected-mode", kind: Kind::Accepted },
+    Param { name: "daemonize", kind: Kind::Immutable },
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -346,7 +403,10 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
-        Kind::Accepted => Ok(Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
+        Kind::Accepted => {
+            let rule = ACCEPTED.iter().find(|(n, _, _)| *n == p.name).map(|(_, _, r)| *r).unwrap_or("str");
+            validate_accepted(rule, v).map(|s| Some(NewVal::Str(s)))
+        }
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
@@ -366,7 +426,7 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         }
         return;
     }
-    if let Some((n, _)) = ACCEPTED.iter().find(|(n, _)| *n == name) {
+    if let Some((n, _, _)) = ACCEPTED.iter().find(|(n, _, _)| *n == name) {
         if let NewVal::Str(s) = v {
             let mut vals = ACCEPTED_VALUES.lock();
             vals.retain(|(x, _)| x != n);
