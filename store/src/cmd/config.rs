@@ -223,7 +223,28 @@ const PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
     Param { name: "protected-mode", kind: Kind::Accepted },
     Param { name: "daemonize", kind: Kind::Immutable },
+    Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
+    Param { name: "min-replicas-max-lag", kind: Kind::Int { min: 0, max: I32.1 } },
 ];
+
+/// `min-replicas-to-write` / `min-replicas-max-lag`.
+static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
+static MIN_REPLICAS_LAG: AtomicI64 = AtomicI64::new(10);
+
+/// Redis's checkGoodReplicasStatus for a write (or EXEC of writes): Ferrite
+/// never has replicas, so writes are refused while `min-replicas-to-write`
+/// and `min-replicas-max-lag` are both set.
+pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::CommandMeta, srv: &Server) -> bool {
+    if MIN_REPLICAS.load(Ordering::Relaxed) == 0 || MIN_REPLICAS_LAG.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    use ferrite_commands::Flags;
+    meta.flags.has(Flags::WRITE)
+        || (meta.name == "exec"
+            && client.multi.as_ref().is_some_and(|m| {
+                m.queue.iter().any(|a| crate::dispatch::resolve(srv, a).is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE)))
+            }))
+}
 
 fn find(name: &[u8]) -> Option<&'static Param> {
     PARAMS.iter().find(|p| eq_ic(p.name.as_bytes(), name))
@@ -285,6 +306,8 @@ fn get_value(srv: &Server, name: &str) -> String {
         "slowlog-log-slower-than" => srv.stats.slowlog_slower_than.get().to_string(),
         "slowlog-max-len" => srv.stats.slowlog_max_len.get().to_string(),
         "latency-monitor-threshold" => srv.stats.latency_threshold.get().to_string(),
+        "min-replicas-to-write" => MIN_REPLICAS.load(Ordering::Relaxed).to_string(),
+        "min-replicas-max-lag" => MIN_REPLICAS_LAG.load(Ordering::Relaxed).to_string(),
         "tracking-table-max-keys" => super::client::tracking::MAX_KEYS.load(Ordering::Relaxed).to_string(),
         _ => String::new(),
     }
@@ -451,6 +474,8 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("slowlog-log-slower-than", NewVal::Int(n)) => srv.stats.slowlog_slower_than.set(n),
         ("slowlog-max-len", NewVal::Int(n)) => srv.stats.slowlog_max_len.set(n),
         ("latency-monitor-threshold", NewVal::Int(n)) => srv.stats.latency_threshold.set(n),
+        ("min-replicas-to-write", NewVal::Int(n)) => MIN_REPLICAS.store(n, Ordering::Relaxed),
+        ("min-replicas-max-lag", NewVal::Int(n)) => MIN_REPLICAS_LAG.store(n, Ordering::Relaxed),
         ("tracking-table-max-keys", NewVal::Int(n)) => {
             super::client::tracking::MAX_KEYS.store(n as u64, Ordering::Relaxed)
         }
