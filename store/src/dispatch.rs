@@ -139,6 +139,18 @@ fn execute_resolved(
             return reject_cmd(srv, client, out, meta, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
         }
     }
+    if crate::cmd::config::noreplicas(client, meta, srv) {
+        let e = CmdError::st("NOREPLICAS Not enough good replicas to write.");
+        if name == "exec" {
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.error_reply(&e.0);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
+        return reject_cmd(srv, client, out, meta, e);
+    }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
