@@ -85,6 +85,14 @@ fn enabled(srv: &Server) -> bool {
     srv.stats.tracking_clients.load(Ordering::Relaxed) > 0
 }
 
+/// Recount the clients with tracking on (after a mode change), so the
+/// count never drifts whatever order connections change and close in.
+fn recount(srv: &Server) {
+    let handles: Vec<Arc<ClientHandle>> = srv.clients.map.lock().values().cloned().collect();
+    let n = handles.iter().filter(|h| h.tracking.lock().on).count();
+    srv.stats.tracking_clients.store(n, Ordering::Relaxed);
+}
+
 fn lookup(srv: &Server, id: u64) -> Option<Arc<ClientHandle>> {
     srv.clients.map.lock().get(&id).cloned()
 }
@@ -294,7 +302,7 @@ pub fn disable(srv: &Server, client: &mut Client) {
     if !old.on {
         return;
     }
-    srv.stats.tracking_clients.fetch_sub(1, Ordering::Relaxed);
+    recount(srv);
     if old.bcast {
         let mut t = srv.stats.tracking.lock();
         for p in &old.prefixes {
@@ -403,9 +411,6 @@ pub fn tracking_cmd(cx: &mut Cx) -> CmdResult {
             }
         }
     }
-    if !cur.on {
-        cx.srv.stats.tracking_clients.fetch_add(1, Ordering::Relaxed);
-    }
     let id = cx.client.id;
     let mut new_prefixes = cur.prefixes.clone();
     if bcast {
@@ -431,6 +436,7 @@ pub fn tracking_cmd(cx: &mut Cx) -> CmdResult {
         prefixes: new_prefixes,
     };
     cx.client.tracking = true;
+    recount(cx.srv);
     cx.out.ok();
     Ok(())
 }
