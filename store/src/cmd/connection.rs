@@ -42,6 +42,12 @@ fn echo(cx: &mut Cx) -> CmdResult {
 fn quit(cx: &mut Cx) -> CmdResult {
     cx.out.ok();
     cx.client.close_after_reply = true;
+    // The connection is going away: stop receiving messages and tracking
+    // invalidations now rather than when its task gets to clean up, so a
+    // command another client sends right after sees it gone (as with
+    // Redis's single thread).
+    super::pubsub::unsubscribe_all(cx.srv, cx.client);
+    super::client::tracking::disable(cx.srv, cx.client);
     Ok(())
 }
 
