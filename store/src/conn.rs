@@ -226,15 +226,19 @@ async fn wait_while_paused(
     out: &mut ReplyBuf,
 ) -> bool {
     use ferrite_commands::Flags;
+    // Redis hides the may_replicate flag from COMMAND INFO, so the recorded
+    // table lacks it: these are the 7.0 commands that have it (scripts
+    // aside).
+    let may_replicate = |meta: &ferrite_commands::CommandMeta| {
+        meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE)
+            || matches!(meta.name.as_str(), "pfcount" | "publish" | "spublish")
+    };
     let write = match dispatch::resolve(srv, args) {
         Ok((cmd, meta)) => {
-            meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE)
+            may_replicate(meta)
                 || (cmd.imp.name == "exec"
                     && client.multi.as_ref().is_some_and(|m| {
-                        m.queue.iter().any(|a| {
-                            dispatch::resolve(srv, a)
-                                .is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE | Flags::MAY_REPLICATE))
-                        })
+                        m.queue.iter().any(|a| dispatch::resolve(srv, a).is_ok_and(|(_, qm)| may_replicate(qm)))
                     }))
         }
         Err(_) => false,
@@ -244,10 +248,18 @@ async fn wait_while_paused(
         return true;
     }
     let mut flushed = false;
+    // Counted in INFO blocked_clients while held, like Redis's postponed clients.
+    let mut counted = false;
+    let mut ok = true;
     while let Some(until) = srv.pause_until(write) {
+        if !counted {
+            srv.stats.paused_clients.fetch_add(1, Ordering::Relaxed);
+            counted = true;
+        }
         if !flushed && !out.buf.is_empty() {
             if write_out(srv, sock, out).await.is_err() {
-                return false;
+                ok = false;
+                break;
             }
             flushed = true;
         }
@@ -257,7 +269,10 @@ async fn wait_while_paused(
             _ = srv.unpaused.notified() => {}
         }
     }
-    true
+    if counted {
+        srv.stats.paused_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// Wait until the blocked command is served, times out, is unblocked, or

@@ -86,6 +86,8 @@ pub struct Stats {
     /// CLIENT TRACKING tables, and how many clients have tracking on.
     pub tracking: parking_lot::Mutex<crate::cmd::client::tracking::Table>,
     pub tracking_clients: AtomicUsize,
+    /// Clients held by CLIENT PAUSE (INFO counts them as blocked).
+    pub paused_clients: AtomicUsize,
 }
 
 /// An integer setting with a default.

@@ -216,7 +216,11 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "maxclients:{maxclients}");
             line!(s, "client_recent_max_input_buffer:0");
             line!(s, "client_recent_max_output_buffer:0");
-            line!(s, "blocked_clients:{}", srv.blocking.blocked_clients());
+            line!(
+                s,
+                "blocked_clients:{}",
+                srv.blocking.blocked_clients() + srv.stats.paused_clients.load(Ordering::Relaxed)
+            );
             line!(s, "tracking_clients:{}", srv.stats.tracking_clients.load(Ordering::Relaxed));
             line!(s, "clients_in_timeout_table:0");
         }
