@@ -254,7 +254,9 @@ async fn background(srv: Arc<Server>) {
         // Like Redis: keep cycling while a large share of sampled keys expired,
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
-        while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed) {
+        while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed)
+            && srv.pause_until(true).is_none()
+        {
             let n = active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
                 srv.store.dbs[db].signal_expired_deleted(key);
                 crate::cmd::client::tracking::invalidate_by_server(&srv, key);

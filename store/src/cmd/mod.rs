@@ -280,6 +280,10 @@ impl<'a, 's> Ks<'a, 's> {
             Some(e) => e.is_expired(now),
         };
         if expired {
+            // Like Redis, nothing is deleted while writes are paused.
+            if srv.paused.load(std::sync::atomic::Ordering::Relaxed) && srv.pause_until(true).is_some() {
+                return Ok(None);
+            }
             shard.remove(slot, key);
             srv.store.dbs[db].signal_expired_deleted(key);
             crate::cmd::client::tracking::invalidate_by_server(srv, key);
