@@ -223,6 +223,8 @@ const PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
     Param { name: "protected-mode", kind: Kind::Accepted },
     Param { name: "daemonize", kind: Kind::Immutable },
+    Param { name: "replicaof", kind: Kind::ReadOnly },
+    Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
     Param { name: "min-replicas-max-lag", kind: Kind::Int { min: 0, max: I32.1 } },
 ];
