@@ -106,6 +106,11 @@ impl BlockRegistry {
         true
     }
 
+    /// Keys of `db` somebody is blocked on (SWAPDB signals them all).
+    pub fn keys_in_db(&self, db: usize) -> Vec<Bytes> {
+        self.queues.lock().keys().filter(|(d, _)| *d == db).map(|(_, k)| k.clone()).collect()
+    }
+
     /// Waiters on `key` of `db`, oldest first.
     pub fn waiters(&self, db: usize, key: &[u8]) -> Vec<Arc<Waiter>> {
         if !self.any() {

@@ -24,6 +24,11 @@ pub enum Push {
     /// CLIENT UNBLOCK: stop waiting; `error` picks the UNBLOCKED error
     /// over the timeout reply.
     Unblock { error: bool },
+    /// CLIENT TRACKING invalidation (None: everything, after a flush);
+    /// `pubsub`: as a `message` on `__redis__:invalidate` (RESP2 redirect).
+    Invalidate { keys: Option<Vec<Bytes>>, pubsub: bool },
+    /// CLIENT TRACKING: the redirect client (this id) is gone.
+    RedirBroken(u64),
 }
 
 /// What other connections may see and change about a client.
@@ -53,6 +58,8 @@ pub struct ClientHandle {
     pub fd: i32,
     /// CLIENT NO-EVICT ON.
     pub no_evict: AtomicBool,
+    /// CLIENT TRACKING mode.
+    pub tracking: Mutex<crate::cmd::client::tracking::Mode>,
 }
 
 impl ClientHandle {
@@ -109,6 +116,13 @@ pub struct Client {
     /// Suppress the reply of the next command (armed by CLIENT REPLY SKIP,
     /// which itself writes no reply).
     pub reply_skip: bool,
+    /// The reply of the command running now is suppressed (SKIP armed by
+    /// the previous command); CLIENT REPLY ON clears it, as in Redis.
+    pub reply_skip_now: bool,
+    /// CLIENT TRACKING is on (mirror of the handle's mode, for the hot path).
+    pub tracking: bool,
+    /// CLIENT CACHING yes/no given for the next command (or transaction).
+    pub tracking_caching: bool,
     /// Shutdown was requested by this client.
     pub shutdown: bool,
     /// Set by a blocking command that found nothing (see `blocking`).
@@ -138,6 +152,9 @@ impl Client {
             close_after_reply: false,
             reply_off: false,
             reply_skip: false,
+            reply_skip_now: false,
+            tracking: false,
+            tracking_caching: false,
             shutdown: false,
             block: None,
             waiter: None,

@@ -38,6 +38,30 @@ pub fn encode_push(out: &mut ReplyBuf, p: &Push) {
         }
         Push::Monitor(line) => out.simple(line),
         Push::Reply(b) => out.raw(b),
+        Push::Invalidate { keys, pubsub } => {
+            if *pubsub && !out.resp3 {
+                out.push(3);
+                out.bulk(b"message");
+                out.bulk(b"__redis__:invalidate");
+            } else {
+                out.push(2);
+                out.bulk(b"invalidate");
+            }
+            match keys {
+                None => out.null(),
+                Some(k) => {
+                    out.array(k.len());
+                    for key in k {
+                        out.bulk(key);
+                    }
+                }
+            }
+        }
+        Push::RedirBroken(id) => {
+            out.push(2);
+            out.bulk(b"tracking-redir-broken");
+            out.int(*id as i64);
+        }
         Push::Kill | Push::Unblock { .. } => {}
     }
 }
@@ -76,6 +100,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         tx,
         fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
         no_evict: AtomicBool::new(false),
+        tracking: Default::default(),
     });
     srv.clients.register(handle.clone());
     let mut client = Client::new(handle.clone(), !needs_auth);
@@ -106,9 +131,10 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     out.resp3 = client.resp3;
                     let mark = out.buf.len();
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
-                    let skip_this = std::mem::take(&mut client.reply_skip);
+                    client.reply_skip_now = std::mem::take(&mut client.reply_skip);
                     let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
                     durable = durable.max(crate::persist::propagate::take_written());
+                    let skip_this = std::mem::take(&mut client.reply_skip_now);
                     // Pub/sub confirmations are pushes: Redis sends them even
                     // with CLIENT REPLY OFF/SKIP.
                     if (client.reply_off || skip_this) && !ran.is_some_and(|n| n.ends_with("subscribe")) {
@@ -230,10 +256,18 @@ async fn wait_while_paused(
         return true;
     }
     let mut flushed = false;
+    // Counted in INFO blocked_clients while held, like Redis's postponed clients.
+    let mut counted = false;
+    let mut ok = true;
     while let Some(until) = srv.pause_until(write) {
+        if !counted {
+            srv.stats.paused_clients.fetch_add(1, Ordering::Relaxed);
+            counted = true;
+        }
         if !flushed && !out.buf.is_empty() {
             if write_out(srv, sock, out).await.is_err() {
-                return false;
+                ok = false;
+                break;
             }
             flushed = true;
         }
@@ -243,7 +277,10 @@ async fn wait_while_paused(
             _ = srv.unpaused.notified() => {}
         }
     }
-    true
+    if counted {
+        srv.stats.paused_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// Wait until the blocked command is served, times out, is unblocked, or
@@ -344,6 +381,7 @@ fn cleanup(srv: &Server, client: &mut Client) {
     }
     dispatch::unwatch_all(srv, client);
     crate::cmd::pubsub::unsubscribe_all(srv, client);
+    crate::cmd::client::tracking::disable(srv, client);
     if client.handle.monitor.load(Ordering::Relaxed) {
         let mut m = srv.monitors.write();
         m.retain(|(id, _)| *id != client.id);

@@ -44,8 +44,14 @@ fn reject(srv: &Server, client: &mut Client, out: &mut ReplyBuf, e: CmdError) {
     if let Some(m) = client.multi.as_mut() {
         m.dirty = true;
     }
-    srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+    srv.stats.error_reply(&e.0);
     out.error(&e.0);
+}
+
+/// `reject` for a resolved command (INFO commandstats `rejected_calls`).
+fn reject_cmd(srv: &Server, client: &mut Client, out: &mut ReplyBuf, meta: &CommandMeta, e: CmdError) {
+    srv.stats.rejected_call(&meta.name);
+    reject(srv, client, out, e)
 }
 
 /// Resolve the command and, for container commands, the subcommand entry
@@ -82,6 +88,7 @@ pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut Repl
     let (cmd, meta) = match resolve(srv, args) {
         Ok(x) => x,
         Err(e) => {
+            crate::stats::rejected_before_resolve(srv, args, &e.0);
             reject(srv, client, out, e);
             return None;
         }
@@ -101,7 +108,7 @@ fn execute_resolved(
 ) {
     let name = cmd.imp.name;
     if !client.authenticated && !meta.flags.has(Flags::NO_AUTH) && srv.acl.auth_required() {
-        return reject(srv, client, out, CmdError::st("NOAUTH Authentication required."));
+        return reject_cmd(srv, client, out, meta, CmdError::st("NOAUTH Authentication required."));
     }
     if let Err(e) = crate::script::busy_check(srv, meta) {
         if name == "exec" && client.multi.is_some() {
@@ -116,7 +123,7 @@ fn execute_resolved(
         return reject(srv, client, out, e);
     }
     if client.multi.is_some() && meta.flags.has(Flags::NO_MULTI) {
-        return reject(srv, client, out, CmdError::err("Command not allowed inside a transaction"));
+        return reject_cmd(srv, client, out, meta, CmdError::err("Command not allowed inside a transaction"));
     }
     // ACL permissions (a single flag check for the unrestricted default user).
     if let Err(e) = crate::acl::check(srv, client, meta, args) {
@@ -129,11 +136,11 @@ fn execute_resolved(
             out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
             return;
         }
-        return reject(srv, client, out, e);
+        return reject_cmd(srv, client, out, meta, e);
     }
     // maxmemory: evict first; if still over the limit, refuse commands that
     // may grow memory (and anything queued in MULTI), as Redis does.
-    if srv.tun.maxmemory.load(Ordering::Relaxed) > 0 && !crate::evict::perform_evictions(srv) {
+    if srv.tun.maxmemory.load(Ordering::Relaxed) > 0 && !crate::cmd::client::tracking::evict_for(srv, client, out) {
         let denyoom = meta.flags.has(Flags::DENYOOM)
             || (name == "exec"
                 && client.multi.as_ref().is_some_and(|m| {
@@ -141,18 +148,36 @@ fn execute_resolved(
                 }))
             || (client.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"));
         if denyoom {
-            return reject(srv, client, out, CmdError::st("OOM command not allowed when used memory > 'maxmemory'."));
+            return reject_cmd(
+                srv,
+                client,
+                out,
+                meta,
+                CmdError::st("OOM command not allowed when used memory > 'maxmemory'."),
+            );
         }
     }
     if let Some(e) = crate::persist::deny_write(srv, meta) {
         return reject(srv, client, out, e);
+    }
+    if crate::cmd::config::noreplicas(client, meta, srv) {
+        let e = CmdError::st("NOREPLICAS Not enough good replicas to write.");
+        if name == "exec" {
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.error_reply(&e.0);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
+        return reject_cmd(srv, client, out, meta, e);
     }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             meta.name
         ));
-        return reject(srv, client, out, e);
+        return reject_cmd(srv, client, out, meta, e);
     }
     if let Some(m) = client.multi.as_mut() {
         if !matches!(name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
@@ -163,7 +188,13 @@ fn execute_resolved(
         }
     }
     if name == "exec" {
-        return exec(srv, client, out);
+        let t0 = std::time::Instant::now();
+        exec(srv, client, out);
+        crate::cmd::client::tracking::flush_bcast(srv);
+        if srv.monitor_count.load(Ordering::Relaxed) > 0 {
+            feed_monitors(srv, client, client.db, args);
+        }
+        return srv.stats.command_done(meta, args, client, t0.elapsed(), false);
     }
     run(srv, client, cmd, meta, args, out, None)
 }
@@ -229,9 +260,17 @@ fn run<'s>(
     let script_group = matches!(cmd.imp.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro")
         && crate::persist::propagate::script_begin(srv);
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
-    if let Err(e) = (cmd.imp.handler)(&mut cx) {
-        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
-        cx.out.error(&e.0);
+    let t0 = std::time::Instant::now();
+    crate::cmd::client::tracking::set_current(cx.client.id);
+    let res = (cmd.imp.handler)(&mut cx);
+    // A command that blocked is counted once, when it is served.
+    if client.block.is_none() {
+        srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+    }
+    crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
+    if let Err(e) = res {
+        srv.stats.error_reply(&e.0);
+        out.error(&e.0);
     }
     crate::persist::after(srv, acc, persist, cmd.imp.name, meta, args, db, out);
     if script_group {
@@ -309,10 +348,11 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
         // (a list serves BLPOP, not BZPOPMIN); other writes serve nobody.
         let slot = key_hash_slot(&key);
         let now = now_ms();
-        let Some(ty) = acc
+        let ty = acc
             .shard(db, slot)
-            .and_then(|s| s.get_raw(slot, &key).filter(|e| !e.is_expired(now)).map(|e| e.value.type_name()))
-        else {
+            .and_then(|s| s.get_raw(slot, &key).filter(|e| !e.is_expired(now)).map(|e| e.value.type_name()));
+        crate::cmd::stream::unblock_deleted_readgroup(srv, db, &key, ty);
+        let Some(ty) = ty else {
             continue;
         };
         for w in srv.blocking.waiters(db, &key) {
@@ -335,10 +375,20 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                 cmd,
                 in_exec: false,
             };
-            if let Err(e) = (cmd.imp.handler)(&mut cx) {
+            crate::cmd::client::tracking::set_current(w.handle.id);
+            let t0 = std::time::Instant::now();
+            let res = (cmd.imp.handler)(&mut cx);
+            if tmp.block.is_none() {
+                srv.stats.command_done(meta, &w.args, &tmp, t0.elapsed(), res.is_err());
+            }
+            if let Err(e) = res {
+                if tmp.block.is_none() {
+                    srv.stats.error_reply(&e.0);
+                }
                 out.error(&e.0);
             }
             if tmp.block.is_some() {
+                crate::cmd::client::tracking::end_command(srv);
                 // Nothing left on this key for anybody behind this waiter.
                 break;
             }
@@ -357,6 +407,7 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
                     feed_monitors(srv, &tmp, w.db, &w.args);
                 }
             }
+            crate::cmd::client::tracking::end_command(srv);
         }
     }
 }
@@ -459,9 +510,13 @@ pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
 pub fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
     let us = crate::server::now_us();
     let mut line = format!("{}.{:06} [{} {}]", us / 1_000_000, us % 1_000_000, db, client.handle.addr).into_bytes();
-    for a in args {
+    for (i, a) in args.iter().enumerate() {
         line.push(b' ');
-        repr(&mut line, a);
+        if crate::stats::is_redacted(args, i) {
+            line.extend_from_slice(b"\"(redacted)\"");
+        } else {
+            repr(&mut line, a);
+        }
     }
     let line = Bytes::from(line);
     for (_, tx) in srv.monitors.read().iter() {

@@ -165,12 +165,15 @@ fn evict_one(srv: &Server, pol: Policy, dbs: &[usize]) -> bool {
     let mut best: Option<(i64, usize, Vec<u8>)> = None;
     let mut got = 0;
     let volatile = pol.volatile_only();
-    for _ in 0..samples * 8 {
+    // Shards are visited from a random one onwards, so a few keys in a
+    // mostly empty keyspace are always found.
+    let base = rng.gen_range(0..crate::keyspace::SHARDS);
+    for t in 0..(samples * 8).max(crate::keyspace::SHARDS) {
         if got >= samples {
             break;
         }
         let db = dbs[rng.gen_range(0..dbs.len())];
-        let shard_i = rng.gen_range(0..crate::keyspace::SHARDS);
+        let shard_i = (base + t) % crate::keyspace::SHARDS;
         let _world = srv.store.world_read();
         let shard = srv.store.dbs[db].shards[shard_i].lock();
         if (volatile && shard.volatile == 0) || shard.keys == 0 {
@@ -219,6 +222,7 @@ fn evict_one(srv: &Server, pol: Policy, dbs: &[usize]) -> bool {
     if removed.is_some() {
         drop(removed);
         srv.store.dbs[db].signal_modified(&key);
+        crate::cmd::client::tracking::invalidate_by_server(srv, &key);
         srv.stats.evicted_keys.fetch_add(1, Ordering::Relaxed);
         crate::notify::notify(srv, crate::notify::EVICTED, "evicted", &key, db);
     }

@@ -266,11 +266,15 @@ async fn background(srv: Arc<Server>) {
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
         // A running script holds the keyspace: skip the cycle rather than
         // park a worker on the lock (block_in_place covers the race).
-        while srv.scripting.running_since.load(Ordering::Acquire) == 0 {
+        while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed)
+            && srv.pause_until(true).is_none()
+            && srv.scripting.running_since.load(Ordering::Acquire) == 0
+        {
             let n = crate::script::long_running(|| {
                 active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
                     srv.store.dbs[db].signal_expired_deleted(key);
                     crate::persist::propagate::deleted_now(&srv, db, key);
+                    crate::cmd::client::tracking::invalidate_by_server(&srv, key);
                     crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
                 })
             });

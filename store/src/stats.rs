@@ -6,7 +6,9 @@
 //! `AtomicU64`.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 const STRIPES: usize = 16;
 
@@ -69,10 +71,272 @@ pub struct Stats {
     pub total_error_replies: Counter,
     pub dirty: Counter,
     pub pubsub_messages: Counter,
+    /// INFO commandstats, by full command name (`config|set`).
+    pub cmds: parking_lot::RwLock<HashMap<String, Arc<CmdStat>>>,
+    /// INFO errorstats: replies by error code (`ERR`, `WRONGTYPE`, ...).
+    pub errors: parking_lot::Mutex<HashMap<String, u64>>,
+    pub slowlog: parking_lot::Mutex<SlowLog>,
+    /// `slowlog-log-slower-than` (microseconds, negative disables).
+    pub slowlog_slower_than: Setting<10000>,
+    /// `slowlog-max-len`.
+    pub slowlog_max_len: Setting<128>,
+    /// `latency-monitor-threshold` (milliseconds, 0 disables).
+    pub latency_threshold: Setting<0>,
+    pub latency: parking_lot::Mutex<HashMap<&'static str, LatencyEvent>>,
+    /// CLIENT TRACKING tables, and how many clients have tracking on.
+    pub tracking: parking_lot::Mutex<crate::cmd::client::tracking::Table>,
+    pub tracking_clients: AtomicUsize,
+    /// Clients held by CLIENT PAUSE (INFO counts them as blocked).
+    pub paused_clients: AtomicUsize,
+}
+
+/// An integer setting with a default.
+pub struct Setting<const D: i64>(pub AtomicI64);
+
+impl<const D: i64> Default for Setting<D> {
+    fn default() -> Self {
+        Setting(AtomicI64::new(D))
+    }
+}
+
+impl<const D: i64> Setting<D> {
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+}
+
+/// Per-command counters (INFO commandstats).
+#[derive(Default)]
+pub struct CmdStat {
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+    /// Latency histogram: bucket i counts calls of at most 2^i microseconds.
+    pub hist: [AtomicU64; 32],
+}
+
+/// The histogram bucket of a duration in microseconds.
+pub fn hist_bucket(us: u64) -> usize {
+    let us = us.max(1);
+    ((64 - (us - 1).leading_zeros()) as usize).min(31)
+}
+
+/// One SLOWLOG entry.
+pub struct SlowEntry {
+    pub id: u64,
+    pub time: i64,
+    pub duration_us: u64,
+    pub args: Vec<Vec<u8>>,
+    pub peer: String,
+    pub name: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct SlowLog {
+    pub next_id: u64,
+    /// Newest first.
+    pub entries: VecDeque<SlowEntry>,
+}
+
+/// LATENCY samples of one event (newest last, at most 160).
+#[derive(Default)]
+pub struct LatencyEvent {
+    pub samples: VecDeque<(i64, u64)>,
+    pub max: u64,
+}
+
+const SLOWLOG_MAX_ARGC: usize = 32;
+const SLOWLOG_MAX_STRING: usize = 128;
+
+/// Is argument `i` of this call a secret that SLOWLOG and MONITOR show as
+/// `(redacted)` (Redis's redactClientCommandArgument callers)?
+pub fn is_redacted(args: &[bytes::Bytes], i: usize) -> bool {
+    let Some(cmd) = args.first() else { return false };
+    let is = |name: &[u8]| cmd.eq_ignore_ascii_case(name);
+    let sub_is = |name: &[u8]| args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(name));
+    if is(b"auth") {
+        i >= 1
+    } else if is(b"hello") {
+        args.iter().position(|a| a.eq_ignore_ascii_case(b"auth")).is_some_and(|p| p >= 2 && i > p && i <= p + 2)
+    } else if is(b"acl") && sub_is(b"setuser") {
+        i >= 2
+    } else if is(b"config") && sub_is(b"set") {
+        i >= 3
+            && i % 2 == 1
+            && ["masterauth", "requirepass", "tls-key-file-pass", "tls-client-key-file-pass"]
+                .iter()
+                .any(|n| args[i - 1].eq_ignore_ascii_case(n.as_bytes()))
+    } else if is(b"migrate") {
+        let mut j = 6;
+        while j < args.len() {
+            if args[j].eq_ignore_ascii_case(b"auth") {
+                if i == j + 1 {
+                    return true;
+                }
+                j += 2;
+            } else if args[j].eq_ignore_ascii_case(b"auth2") {
+                if i == j + 1 || i == j + 2 {
+                    return true;
+                }
+                j += 3;
+            } else if args[j].eq_ignore_ascii_case(b"keys") {
+                break;
+            } else {
+                j += 1;
+            }
+        }
+        false
+    } else {
+        false
+    }
+}
+
+/// Arguments as SLOWLOG keeps them: at most 32 (the last one says how many
+/// more there were), each at most 128 bytes, secrets redacted.
+fn slowlog_args(args: &[bytes::Bytes]) -> Vec<Vec<u8>> {
+    let redacted = |i: usize| is_redacted(args, i);
+    let n = args.len().min(SLOWLOG_MAX_ARGC);
+    let mut out = Vec::with_capacity(n);
+    for (i, a) in args.iter().take(n).enumerate() {
+        if n != args.len() && i == n - 1 {
+            out.push(format!("... ({} more arguments)", args.len() - n + 1).into_bytes());
+        } else if redacted(i) {
+            out.push(b"(redacted)".to_vec());
+        } else if a.len() > SLOWLOG_MAX_STRING {
+            let mut v = a[..SLOWLOG_MAX_STRING].to_vec();
+            v.extend_from_slice(format!("... ({} more bytes)", a.len() - SLOWLOG_MAX_STRING).as_bytes());
+            out.push(v);
+        } else {
+            out.push(a.to_vec());
+        }
+    }
+    out
+}
+
+/// A request failed to resolve: an arity error still counts as a rejected
+/// call of its (sub)command in INFO commandstats, like Redis.
+pub fn rejected_before_resolve(srv: &crate::server::Server, args: &[bytes::Bytes], err: &str) {
+    if !err.starts_with("ERR wrong number of arguments") || args.is_empty() {
+        return;
+    }
+    let Some(cmd) = srv.registry.get(&args[0]) else { return };
+    let mut meta = cmd.meta;
+    if !meta.subcommands.is_empty() && args.len() >= 2 {
+        match meta.subcommand(&args[1]) {
+            Some(s) => meta = s,
+            None => return,
+        }
+    }
+    srv.stats.rejected_call(&meta.name);
+}
+
+/// The error code of an error reply text (`ERR`, `WRONGTYPE`, ...), as
+/// Redis's errorstats counts it.
+fn error_code(msg: &str) -> &str {
+    let code = msg.split(' ').next().unwrap_or("ERR");
+    if code.is_empty() || code.len() > 128 {
+        "ERR"
+    } else {
+        code
+    }
+}
+
+impl Stats {
+    /// An error reply was sent (INFO total_error_replies and errorstats).
+    pub fn error_reply(&self, msg: &str) {
+        self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        let code = error_code(msg);
+        let mut m = self.errors.lock();
+        // Like Redis, stop tracking new codes past 128 distinct ones.
+        if let Some(n) = m.get_mut(code) {
+            *n += 1;
+        } else if m.len() < 128 {
+            m.insert(code.to_string(), 1);
+        }
+    }
+
+    fn cmd_stat(&self, name: &str) -> Arc<CmdStat> {
+        if let Some(c) = self.cmds.read().get(name) {
+            return c.clone();
+        }
+        self.cmds.write().entry(name.to_string()).or_default().clone()
+    }
+
+    /// A command was refused before running (arity, auth, ACL, OOM...).
+    pub fn rejected_call(&self, name: &str) {
+        self.cmd_stat(name).rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A command ran: commandstats, SLOWLOG and the `command` latency event.
+    pub fn command_done(
+        &self,
+        meta: &ferrite_commands::CommandMeta,
+        args: &[bytes::Bytes],
+        client: &crate::client::Client,
+        duration: std::time::Duration,
+        failed: bool,
+    ) {
+        let us = duration.as_micros() as u64;
+        let st = self.cmd_stat(&meta.name);
+        st.calls.fetch_add(1, Ordering::Relaxed);
+        st.usec.fetch_add(us, Ordering::Relaxed);
+        st.hist[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
+        if failed {
+            st.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if meta.flags.has(ferrite_commands::Flags::SKIP_SLOWLOG) {
+            return;
+        }
+        let slower = self.slowlog_slower_than.get();
+        if slower >= 0 && us as i64 >= slower {
+            let entry = SlowEntry {
+                id: 0,
+                time: crate::server::now_ms() / 1000,
+                duration_us: us,
+                args: slowlog_args(args),
+                peer: client.handle.addr.clone(),
+                name: client.handle.name.lock().as_ref().map(|n| n.to_vec()).unwrap_or_default(),
+            };
+            let max = self.slowlog_max_len.get().max(0) as usize;
+            let mut l = self.slowlog.lock();
+            let id = l.next_id;
+            l.next_id += 1;
+            l.entries.push_front(SlowEntry { id, ..entry });
+            l.entries.truncate(max);
+        }
+        let ms = duration.as_millis() as u64;
+        let th = self.latency_threshold.get();
+        if th > 0 && ms as i64 >= th {
+            let fast = meta.flags.has(ferrite_commands::Flags::FAST);
+            self.latency_sample(if fast { "fast-command" } else { "command" }, ms);
+        }
+    }
+
+    /// Record one latency sample (LATENCY LATEST/HISTORY).
+    pub fn latency_sample(&self, event: &'static str, ms: u64) {
+        let now = crate::server::now_ms() / 1000;
+        let mut m = self.latency.lock();
+        let e = m.entry(event).or_default();
+        match e.samples.back_mut() {
+            // One sample per second: keep the worst.
+            Some(last) if last.0 == now => last.1 = last.1.max(ms),
+            _ => e.samples.push_back((now, ms)),
+        }
+        while e.samples.len() > 160 {
+            e.samples.pop_front();
+        }
+        e.max = e.max.max(ms);
+    }
 }
 
 impl Stats {
     pub fn reset(&self) {
+        self.cmds.write().clear();
+        self.errors.lock().clear();
         for c in [
             &self.total_connections_received,
             &self.total_commands_processed,

@@ -502,6 +502,10 @@ fn info_fields_are_redis_fields_in_redis_order() {
     let names = |v: &[(String, Vec<String>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&rs), names(&fs));
     for ((sec, rk), (_, fk)) in rs.iter().zip(&fs) {
+        // Redis lists these in hash-table order.
+        if sec == "Commandstats" || sec == "Errorstats" {
+            continue;
+        }
         let mut last = 0;
         for k in fk.iter().filter(|k| *k != "ferrite_version") {
             let p = rk.iter().position(|x| x == k).unwrap_or_else(|| panic!("{sec}: {k} is not a Redis field"));

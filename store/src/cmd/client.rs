@@ -10,11 +10,13 @@
 //! is the current command, as in Redis.
 //!
 //! PAUSE/UNPAUSE hold commands in the connection loop (see `conn.rs`);
-//! UNBLOCK wakes a blocked client. Not provided: TRACKING (it replies an
-//! error saying so). GETREDIR, TRACKINGINFO and CACHING answer as Redis
-//! does for a client that never enabled tracking.
+//! UNBLOCK wakes a blocked client. TRACKING, CACHING, GETREDIR and
+//! TRACKINGINFO are in `tracking.rs`.
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
+
+#[path = "tracking.rs"]
+pub mod tracking;
 use crate::client::ClientHandle;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -237,25 +239,10 @@ fn client(cx: &mut Cx) -> CmdResult {
             cx.out.ok();
             Ok(())
         }
-        "getredir" => {
-            // Tracking is never enabled in Ferrite.
-            cx.out.int(-1);
-            Ok(())
-        }
-        "trackinginfo" => {
-            cx.out.map(3);
-            cx.out.bulk(b"flags");
-            cx.out.set(1);
-            cx.out.bulk(b"off");
-            cx.out.bulk(b"redirect");
-            cx.out.int(-1);
-            cx.out.bulk(b"prefixes");
-            cx.out.array(0);
-            Ok(())
-        }
-        "caching" => Err(CmdError::err(
-            "CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled",
-        )),
+        "tracking" => tracking::tracking_cmd(cx),
+        "getredir" => tracking::getredir_cmd(cx),
+        "trackinginfo" => tracking::trackinginfo_cmd(cx),
+        "caching" => tracking::caching_cmd(cx),
         "help" => {
             super::server::reply_help(cx, CLIENT_HELP);
             Ok(())
@@ -357,6 +344,7 @@ fn reply(cx: &mut Cx) -> CmdResult {
     if eq_ic(a, b"on") {
         cx.client.reply_off = false;
         cx.client.reply_skip = false;
+        cx.client.reply_skip_now = false;
         cx.out.ok();
     } else if eq_ic(a, b"off") {
         cx.client.reply_off = true;
@@ -475,5 +463,39 @@ pub fn close_idle_clients(srv: &crate::server::Server) {
         if now.saturating_sub(h.last_interaction_ms.load(Ordering::Relaxed)) > limit {
             h.kill();
         }
+    }
+}
+
+/// INFO commandstats lines (`cmdstat_<name>:calls=...`), sorted by name.
+pub fn commandstats(srv: &crate::server::Server, s: &mut String) {
+    use std::fmt::Write as _;
+    let m = srv.stats.cmds.read();
+    let mut names: Vec<&String> = m.keys().collect();
+    names.sort();
+    for n in names {
+        let c = &m[n];
+        let calls = c.calls.load(Ordering::Relaxed);
+        let usec = c.usec.load(Ordering::Relaxed);
+        let rejected = c.rejected.load(Ordering::Relaxed);
+        let failed = c.failed.load(Ordering::Relaxed);
+        if calls == 0 && rejected == 0 && failed == 0 {
+            continue;
+        }
+        let per = if calls == 0 { 0.0 } else { usec as f64 / calls as f64 };
+        let _ = write!(
+            s,
+            "cmdstat_{n}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rejected},failed_calls={failed}\r\n"
+        );
+    }
+}
+
+/// INFO errorstats lines (`errorstat_<CODE>:count=N`), sorted by code.
+pub fn errorstats(srv: &crate::server::Server, s: &mut String) {
+    use std::fmt::Write as _;
+    let m = srv.stats.errors.lock();
+    let mut codes: Vec<(&String, &u64)> = m.iter().collect();
+    codes.sort();
+    for (code, n) in codes {
+        let _ = write!(s, "errorstat_{code}:count={n}\r\n");
     }
 }

@@ -205,6 +205,11 @@ fn getkeys(cx: &mut Cx, with_flags: bool) -> CmdResult {
     // Keys spec by spec, so each key knows the flags of its spec.
     let mut keys: Vec<(usize, &[String])> = Vec::new();
     let sort_flags: [Vec<String>; 2] = [vec!["RO".into(), "access".into()], vec!["OW".into(), "update".into()]];
+    if meta.name == "sort_ro" {
+        // sortROGetKeys: only the sorted key (BY/GET patterns are unknown).
+        keys.push((1, &sort_flags[0]));
+        return reply_keys(cx, args, keys, with_flags);
+    }
     if meta.name == "sort" {
         // SORT's STORE key has no usable key spec: Redis falls back to
         // sortGetKeys, which skips LIMIT/GET/BY arguments and takes the

@@ -55,6 +55,103 @@ enum Kind {
     Policy,
     /// Persistence settings (`crate::persist::config`).
     Persist,
+    /// Accepted and reported, but with no effect in Ferrite (replication,
+    /// client buffer limits, lazy freeing...): see `ACCEPTED`.
+    Accepted,
+}
+
+/// The `Kind::Accepted` parameters: Redis 7.0's default, and how Redis
+/// validates a new value ("bool", "int:MIN:MAX", "mem:MIN", "memperc",
+/// "enum:a|b", "str").
+const ACCEPTED: &[(&str, &str, &str)] = &[
+    ("repl-ping-replica-period", "10", "int:1:2147483647"),
+    ("repl-timeout", "60", "int:1:2147483647"),
+    ("repl-backlog-size", "1048576", "mem:1"),
+    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60", "str"),
+    ("client-query-buffer-limit", "1073741824", "mem:1048576"),
+    ("maxmemory-clients", "0", "memperc"),
+    ("latency-tracking", "yes", "bool"),
+    ("latency-tracking-info-percentiles", "50 99 99.9", "str"),
+    ("loglevel", "notice", "enum:debug|verbose|notice|warning"),
+    ("replica-serve-stale-data", "yes", "bool"),
+    ("replica-read-only", "yes", "bool"),
+    ("slave-read-only", "yes", "bool"),
+    ("masterauth", "", "str"),
+    ("masteruser", "", "str"),
+    ("maxmemory-eviction-tenacity", "10", "int:0:100"),
+    ("lazyfree-lazy-user-del", "no", "bool"),
+    ("lazyfree-lazy-eviction", "no", "bool"),
+    ("lazyfree-lazy-expire", "no", "bool"),
+    ("lazyfree-lazy-server-del", "no", "bool"),
+    ("lazyfree-lazy-user-flush", "no", "bool"),
+    ("protected-mode", "yes", "bool"),
+    ("daemonize", "no", "bool"),
+];
+
+/// Redis's validation of a new value for an accepted parameter.
+fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(v).into_owned();
+    let mut parts = rule.split(':');
+    match parts.next().unwrap_or("str") {
+        "bool" => {
+            if eq_ic(v, b"yes") || eq_ic(v, b"no") {
+                Ok(text.to_ascii_lowercase())
+            } else {
+                Err("argument must be 'yes' or 'no'".into())
+            }
+        }
+        "int" => {
+            let min: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(i64::MIN);
+            let max: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(i64::MAX);
+            let n = ferrite_resp::num::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            if n < min || n > max {
+                return Err(format!("argument must be between {min} and {max} inclusive"));
+            }
+            Ok(n.to_string())
+        }
+        "mem" => {
+            let min: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            let n = parse_mem(v).ok_or("argument must be a memory value")?;
+            if n < min {
+                return Err(format!("argument must be between {min} and {} inclusive", i64::MAX));
+            }
+            Ok(n.to_string())
+        }
+        "memperc" => {
+            if let Some(p) = text.strip_suffix('%') {
+                let n =
+                    ferrite_resp::num::parse_i64(p.as_bytes()).ok_or("argument must be a memory or percent value")?;
+                if n > 100 {
+                    return Err("percentage argument must be less or equal to 100".into());
+                }
+                if n < 0 {
+                    return Err("argument must be a memory or percent value".into());
+                }
+                Ok(format!("{n}%"))
+            } else {
+                parse_mem(v).map(|n| n.to_string()).ok_or_else(|| "argument must be a memory or percent value".into())
+            }
+        }
+        "enum" => {
+            let opts: Vec<&str> = parts.next().unwrap_or("").split('|').collect();
+            match opts.iter().find(|o| eq_ic(o.as_bytes(), v)) {
+                Some(o) => Ok(o.to_string()),
+                None => Err(format!("argument(s) must be one of the following: {}", opts.join(", "))),
+            }
+        }
+        _ => Ok(text),
+    }
+}
+
+/// Current values of the `Kind::Accepted` parameters that were set.
+static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
+
+fn accepted_value(name: &str) -> Option<String> {
+    let v = ACCEPTED_VALUES.lock();
+    if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
+        return Some(x.clone());
+    }
+    ACCEPTED.iter().find(|(n, _, _)| *n == name).map(|(_, d, _)| d.to_string())
 }
 
 struct Param {
@@ -115,7 +212,56 @@ const PARAMS: &[Param] = &[
     Param { name: "acllog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
     Param { name: "busy-reply-threshold", kind: Kind::Int { min: 0, max: i64::MAX } },
     Param { name: "lua-time-limit", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "slowlog-log-slower-than", kind: Kind::Int { min: -1, max: i64::MAX } },
+    Param { name: "slowlog-max-len", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "latency-monitor-threshold", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "repl-ping-replica-period", kind: Kind::Accepted },
+    Param { name: "repl-timeout", kind: Kind::Accepted },
+    Param { name: "repl-backlog-size", kind: Kind::Accepted },
+    Param { name: "client-output-buffer-limit", kind: Kind::Accepted },
+    Param { name: "client-query-buffer-limit", kind: Kind::Accepted },
+    Param { name: "maxmemory-clients", kind: Kind::Accepted },
+    Param { name: "latency-tracking", kind: Kind::Accepted },
+    Param { name: "latency-tracking-info-percentiles", kind: Kind::Accepted },
+    Param { name: "tracking-table-max-keys", kind: Kind::Int { min: 0, max: i64::MAX } },
+    Param { name: "loglevel", kind: Kind::Accepted },
+    Param { name: "replica-serve-stale-data", kind: Kind::Accepted },
+    Param { name: "replica-read-only", kind: Kind::Accepted },
+    Param { name: "slave-read-only", kind: Kind::Accepted },
+    Param { name: "masterauth", kind: Kind::Accepted },
+    Param { name: "masteruser", kind: Kind::Accepted },
+    Param { name: "maxmemory-eviction-tenacity", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-user-del", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-eviction", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-expire", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-server-del", kind: Kind::Accepted },
+    Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
+    Param { name: "protected-mode", kind: Kind::Accepted },
+    Param { name: "daemonize", kind: Kind::Immutable },
+    Param { name: "replicaof", kind: Kind::ReadOnly },
+    Param { name: "slaveof", kind: Kind::ReadOnly },
+    Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
+    Param { name: "min-replicas-max-lag", kind: Kind::Int { min: 0, max: I32.1 } },
 ];
+
+/// `min-replicas-to-write` / `min-replicas-max-lag`.
+static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
+static MIN_REPLICAS_LAG: AtomicI64 = AtomicI64::new(10);
+
+/// Redis's checkGoodReplicasStatus for a write (or EXEC of writes): Ferrite
+/// never has replicas, so writes are refused while `min-replicas-to-write`
+/// and `min-replicas-max-lag` are both set.
+pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::CommandMeta, srv: &Server) -> bool {
+    if MIN_REPLICAS.load(Ordering::Relaxed) == 0 || MIN_REPLICAS_LAG.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    use ferrite_commands::Flags;
+    meta.flags.has(Flags::WRITE)
+        || (meta.name == "exec"
+            && client.multi.as_ref().is_some_and(|m| {
+                m.queue.iter().any(|a| crate::dispatch::resolve(srv, a).is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE)))
+            }))
+}
 
 fn find(name: &[u8]) -> Option<&'static Param> {
     PARAMS.iter().find(|p| eq_ic(p.name.as_bytes(), name))
@@ -154,6 +300,9 @@ fn get_value(srv: &Server, name: &str) -> String {
     if let Some(v) = crate::persist::config::config_get(srv, name) {
         return v;
     }
+    if let Some(v) = accepted_value(name) {
+        return v;
+    }
     let c = srv.config.read();
     match name {
         "bind" => c.bind.clone(),
@@ -175,6 +324,12 @@ fn get_value(srv: &Server, name: &str) -> String {
         "notify-keyspace-events" => crate::notify::flags_to_string(srv.tun.notify_flags.load(Ordering::Relaxed)),
         "dir" => std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         "dbfilename" => "dump.rdb".into(),
+        "slowlog-log-slower-than" => srv.stats.slowlog_slower_than.get().to_string(),
+        "slowlog-max-len" => srv.stats.slowlog_max_len.get().to_string(),
+        "latency-monitor-threshold" => srv.stats.latency_threshold.get().to_string(),
+        "min-replicas-to-write" => MIN_REPLICAS.load(Ordering::Relaxed).to_string(),
+        "min-replicas-max-lag" => MIN_REPLICAS_LAG.load(Ordering::Relaxed).to_string(),
+        "tracking-table-max-keys" => super::client::tracking::MAX_KEYS.load(Ordering::Relaxed).to_string(),
         _ => String::new(),
     }
 }
@@ -294,6 +449,10 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
         },
         Kind::Persist => crate::persist::config::config_validate(cx.srv, p.name, v)
             .map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
+        Kind::Accepted => {
+            let rule = ACCEPTED.iter().find(|(n, _, _)| *n == p.name).map(|(_, _, r)| *r).unwrap_or("str");
+            validate_accepted(rule, v).map(|s| Some(NewVal::Str(s)))
+        }
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
@@ -318,6 +477,14 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         }
         return;
     }
+    if let Some((n, _, _)) = ACCEPTED.iter().find(|(n, _, _)| *n == name) {
+        if let NewVal::Str(s) = v {
+            let mut vals = ACCEPTED_VALUES.lock();
+            vals.retain(|(x, _)| x != n);
+            vals.push((n, s));
+        }
+        return;
+    }
     let mut c = srv.config.write();
     match (name, v) {
         ("requirepass", NewVal::Str(s)) => {
@@ -332,6 +499,14 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("notify-keyspace-events", NewVal::Int(n)) => srv.tun.notify_flags.store(n as u32, Ordering::Relaxed),
         // Redis clamps hz into 1..=500.
         ("hz", NewVal::Int(n)) => c.hz = n.clamp(1, 500) as u32,
+        ("slowlog-log-slower-than", NewVal::Int(n)) => srv.stats.slowlog_slower_than.set(n),
+        ("slowlog-max-len", NewVal::Int(n)) => srv.stats.slowlog_max_len.set(n),
+        ("latency-monitor-threshold", NewVal::Int(n)) => srv.stats.latency_threshold.set(n),
+        ("min-replicas-to-write", NewVal::Int(n)) => MIN_REPLICAS.store(n, Ordering::Relaxed),
+        ("min-replicas-max-lag", NewVal::Int(n)) => MIN_REPLICAS_LAG.store(n, Ordering::Relaxed),
+        ("tracking-table-max-keys", NewVal::Int(n)) => {
+            super::client::tracking::MAX_KEYS.store(n as u64, Ordering::Relaxed)
+        }
         ("list-max-listpack-size" | "list-max-ziplist-size", NewVal::Int(n)) => {
             list_size(srv).store(n, Ordering::Relaxed)
         }
@@ -387,10 +562,16 @@ fn config_set(cx: &mut Cx) -> CmdResult {
             Err(why) => return Err(fail(given, &why)),
         }
     }
+    let mut evict = false;
     for (name, v) in values {
         if let Some(v) = v {
+            evict |= name == "maxmemory";
             apply(cx.srv, name, v);
         }
+    }
+    // Like Redis, a lower maxmemory evicts right away.
+    if evict {
+        crate::evict::perform_evictions(cx.srv);
     }
     cx.out.ok();
     Ok(())

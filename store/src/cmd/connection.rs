@@ -11,7 +11,12 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "hello", handler: hello, lock: Lock::None },
     CmdImpl { name: "auth", handler: auth, lock: Lock::None },
     CmdImpl { name: "reset", handler: reset, lock: Lock::None },
+    CmdImpl { name: "slowlog", handler: introspect::slowlog, lock: Lock::None },
+    CmdImpl { name: "latency", handler: introspect::latency, lock: Lock::None },
 ];
+
+#[path = "introspect.rs"]
+mod introspect;
 
 fn ping(cx: &mut Cx) -> CmdResult {
     if cx.argc() > 2 {
@@ -37,6 +42,12 @@ fn echo(cx: &mut Cx) -> CmdResult {
 fn quit(cx: &mut Cx) -> CmdResult {
     cx.out.ok();
     cx.client.close_after_reply = true;
+    // The connection is going away: stop receiving messages and tracking
+    // invalidations now rather than when its task gets to clean up, so a
+    // command another client sends right after sees it gone (as with
+    // Redis's single thread).
+    super::pubsub::unsubscribe_all(cx.srv, cx.client);
+    super::client::tracking::disable(cx.srv, cx.client);
     Ok(())
 }
 
@@ -159,6 +170,7 @@ fn reset(cx: &mut Cx) -> CmdResult {
     cx.client.handle.multi.store(-1, Ordering::Relaxed);
     crate::dispatch::unwatch_all(srv, cx.client);
     super::pubsub::unsubscribe_all(srv, cx.client);
+    super::client::tracking::disable(srv, cx.client);
     if cx.client.handle.monitor.swap(false, Ordering::Relaxed) {
         let mut m = srv.monitors.write();
         m.retain(|(id, _)| *id != cx.client.id);

@@ -3,9 +3,8 @@
 //! Sections appear in Redis's fixed order whatever order they are asked
 //! in. Values are real where Ferrite has them; fields for features Ferrite
 //! lacks (persistence, replication, modules) report the idle values a
-//! Redis without those features active reports. Commandstats,
-//! latencystats and errorstats are not tracked: those sections are present
-//! but empty.
+//! Redis without those features active reports. Latencystats (per-command
+//! percentiles) are not tracked: that section is present but empty.
 
 use super::{CmdImpl, CmdResult, Cx, Lock};
 use crate::server::Server;
@@ -217,8 +216,12 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "maxclients:{maxclients}");
             line!(s, "client_recent_max_input_buffer:0");
             line!(s, "client_recent_max_output_buffer:0");
-            line!(s, "blocked_clients:{}", srv.blocking.blocked_clients());
-            line!(s, "tracking_clients:0");
+            line!(
+                s,
+                "blocked_clients:{}",
+                srv.blocking.blocked_clients() + srv.stats.paused_clients.load(Ordering::Relaxed)
+            );
+            line!(s, "tracking_clients:{}", srv.stats.tracking_clients.load(Ordering::Relaxed));
             line!(s, "clients_in_timeout_table:0");
         }
         "memory" => {
@@ -247,6 +250,12 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "maxmemory_human:{}", human(maxmem));
             line!(s, "maxmemory_policy:{}", crate::evict::policy(srv).name());
             line!(s, "mem_fragmentation_ratio:{:.2}", if used > 0 { rss as f64 / used as f64 } else { 1.0 });
+            line!(s, "mem_not_counted_for_evict:0");
+            line!(s, "mem_replication_backlog:0");
+            line!(s, "mem_total_replication_buffers:0");
+            line!(s, "mem_clients_slaves:0");
+            line!(s, "mem_clients_normal:0");
+            line!(s, "mem_cluster_links:0");
             line!(s, "mem_allocator:mimalloc");
             line!(s, "active_defrag_running:0");
             line!(s, "lazyfree_pending_objects:0");
@@ -282,9 +291,10 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "latest_fork_usec:0");
             line!(s, "total_forks:0");
             line!(s, "migrate_cached_sockets:0");
-            line!(s, "tracking_total_keys:0");
-            line!(s, "tracking_total_items:0");
-            line!(s, "tracking_total_prefixes:0");
+            let (tk, ti, tp) = crate::cmd::client::tracking::totals(srv);
+            line!(s, "tracking_total_keys:{tk}");
+            line!(s, "tracking_total_items:{ti}");
+            line!(s, "tracking_total_prefixes:{tp}");
             line!(s, "unexpected_error_replies:0");
             line!(s, "total_error_replies:{}", ld(&st.total_error_replies));
             line!(s, "dump_payload_sanitizations:0");
@@ -313,8 +323,14 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "used_cpu_user_children:{cu:.6}");
         }
         "modules" => s.push_str("# Modules\r\n"),
-        "commandstats" => s.push_str("# Commandstats\r\n"),
-        "errorstats" => s.push_str("# Errorstats\r\n"),
+        "commandstats" => {
+            s.push_str("# Commandstats\r\n");
+            crate::cmd::client::commandstats(srv, s);
+        }
+        "errorstats" => {
+            s.push_str("# Errorstats\r\n");
+            crate::cmd::client::errorstats(srv, s);
+        }
         "latencystats" => s.push_str("# Latencystats\r\n"),
         "cluster" => {
             s.push_str("# Cluster\r\n");

@@ -32,7 +32,11 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "randomkey", handler: randomkey, lock: Lock::None },
     CmdImpl { name: "touch", handler: touch, lock: Lock::Keys },
     CmdImpl { name: "object", handler: object, lock: Lock::Keys },
+    CmdImpl { name: "migrate", handler: migrate::migrate, lock: Lock::Keys },
 ];
+
+#[path = "migrate.rs"]
+mod migrate;
 
 const SAME_OBJECT: CmdError = CmdError::st("ERR source and destination objects are the same");
 const DB_RANGE: CmdError = CmdError::st("ERR DB index is out of range");
@@ -438,6 +442,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
         });
         for k in expired.drain(..) {
             cx.srv.store.dbs[db].signal_expired_deleted(&k);
+            super::client::tracking::invalidate_by_server(cx.srv, &k);
             Stats::add(&cx.srv.stats.expired_keys, 1);
             notify::notify(cx.srv, notify::EXPIRED, "expired", &k, db);
         }

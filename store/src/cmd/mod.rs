@@ -286,9 +286,14 @@ impl<'a, 's> Ks<'a, 's> {
             Some(e) => e.is_expired(now),
         };
         if expired {
+            // Like Redis, nothing is deleted while writes are paused.
+            if srv.paused.load(std::sync::atomic::Ordering::Relaxed) && srv.pause_until(true).is_some() {
+                return Ok(None);
+            }
             shard.remove(slot, key);
             srv.store.dbs[db].signal_expired_deleted(key);
             crate::persist::propagate::expired(srv, db, key);
+            crate::cmd::client::tracking::invalidate_by_server(srv, key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
             crate::notify::notify(srv, crate::notify::EXPIRED, "expired", key, db);
             return Ok(None);
@@ -425,6 +430,7 @@ impl<'a, 's> Ks<'a, 's> {
     #[inline]
     pub fn modified_in(&self, db: usize, key: &[u8]) {
         self.srv.store.dbs[db].signal_modified(key);
+        crate::cmd::client::tracking::invalidate(self.srv, key);
         self.srv.stats.dirty.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         crate::persist::propagate::note_dirty();
     }

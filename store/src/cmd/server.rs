@@ -7,6 +7,9 @@ use ferrite_commands::key_hash_slot;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+#[path = "debug.rs"]
+pub mod debug;
+
 pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "dbsize", handler: dbsize, lock: Lock::None },
     CmdImpl { name: "flushdb", handler: flushdb, lock: Lock::All },
@@ -48,10 +51,18 @@ fn raw_exists(cx: &mut Cx, db: usize, key: &[u8]) -> bool {
     cx.ks.acc.shard(db, slot).is_some_and(|s| s.get_raw(slot, key).is_some())
 }
 
+/// Is `key` in `db` present but logically expired? Exclusive access only.
+fn raw_expired(cx: &mut Cx, db: usize, key: &[u8]) -> bool {
+    let slot = key_hash_slot(key);
+    let now = cx.ks.now;
+    cx.ks.acc.shard(db, slot).and_then(|s| s.get_raw(slot, key).map(|e| e.is_expired(now))).unwrap_or(false)
+}
+
 /// Redis's touchAllWatchedKeysInDb: `emptied` loses all its keys and gets
 /// those of `replaced_with` (SWAPDB) or none (FLUSHDB). Watchers of a key
-/// that existed in either db become dirty, except that a key already
-/// expired at WATCH time and now simply gone is no logical change.
+/// that existed in either db become dirty, except when nothing logically
+/// changed: an expired key that is now gone or still expired, or a missing
+/// key replaced by an expired one.
 fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
     let db = &cx.srv.store.dbs[emptied];
     if db.watch_count.load(Ordering::Relaxed) == 0 {
@@ -64,10 +75,18 @@ fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
         if !in_emptied && !in_replacement {
             continue;
         }
+        let replacement_expired = in_replacement && replaced_with.is_some_and(|r| raw_expired(cx, r, &key));
         if let Some(ws) = cx.srv.store.dbs[emptied].watched.lock().get_mut(&key) {
             for w in ws.iter_mut() {
-                if w.expired && !in_replacement {
-                    w.expired = false;
+                if w.expired {
+                    if !in_replacement {
+                        w.expired = false;
+                        continue;
+                    } else if replacement_expired {
+                        continue;
+                    }
+                } else if !in_emptied && replacement_expired {
+                    w.expired = true;
                     continue;
                 }
                 w.dirty.store(true, Ordering::Relaxed);
@@ -79,12 +98,19 @@ fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
 fn clear_db(cx: &mut Cx, db: usize) {
     touch_watched(cx, db, None);
     cx.ks.acc.for_each_shard(db, |s| s.clear());
+    // Clients blocked in XREADGROUP on a flushed key get an error now.
+    if cx.srv.blocking.any() {
+        for key in cx.srv.blocking.keys_in_db(db) {
+            super::stream::unblock_deleted_readgroup(cx.srv, db, &key, None);
+        }
+    }
 }
 
 fn flushdb(cx: &mut Cx) -> CmdResult {
     flush_mode(cx)?;
     let db = cx.client.db;
     clear_db(cx, db);
+    super::client::tracking::flush(cx.srv);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -96,6 +122,7 @@ fn flushall(cx: &mut Cx) -> CmdResult {
         clear_db(cx, db);
     }
     super::persist::after_flushall(cx);
+    super::client::tracking::flush(cx.srv);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -123,6 +150,14 @@ fn swapdb(cx: &mut Cx) -> CmdResult {
             std::mem::swap(&mut *x, &mut *y);
         }
         cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
+        // Like Redis's scanDatabaseForReadyKeys: keys that now exist may
+        // serve clients blocked on them in either db.
+        if cx.srv.blocking.any() {
+            for db in [a, b] {
+                let keys = cx.srv.blocking.keys_in_db(db);
+                cx.client.ready_keys.extend(keys.into_iter().map(|k| (db, k)));
+            }
+        }
     }
     cx.out.ok();
     Ok(())
@@ -206,14 +241,6 @@ fn monitor(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
-const DEBUG_HELP: &[&str] = &[
-    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "SLEEP <seconds>",
-    "    Stop the server for <seconds>. Decimals allowed.",
-    "HELP",
-    "    Prints this help.",
-];
-
 /// The longest prefix of `s` that is a number, like C's strtod (0 if none).
 fn strtod_prefix(s: &[u8]) -> f64 {
     let s = match s.iter().position(|c| !c.is_ascii_whitespace()) {
@@ -241,75 +268,6 @@ fn debug_allowed(cx: &Cx) -> bool {
     }
 }
 
-/// DEBUG PROTOCOL <type>: one reply of each RESP3 type (scripting tests).
-fn debug_protocol(cx: &mut Cx) -> CmdResult {
-    let kind = cx.arg(2).to_ascii_lowercase();
-    let out = &mut *cx.out;
-    match &kind[..] {
-        b"string" => out.bulk(b"Hello World"),
-        b"integer" => out.int(12345),
-        #[allow(clippy::approx_constant)] // the literal DEBUG PROTOCOL replies
-        b"double" => out.double(3.141),
-        b"bignum" => {
-            let n = b"1234567999999999999999999999999999999";
-            if out.resp3 {
-                out.raw(b"(");
-                out.raw(n);
-                out.raw(b"\r\n");
-            } else {
-                out.bulk(n);
-            }
-        }
-        b"null" => out.null(),
-        b"array" | b"set" => {
-            if kind == b"set" {
-                out.set(3)
-            } else {
-                out.array(3)
-            }
-            for j in 0..3 {
-                out.int(j);
-            }
-        }
-        b"map" => {
-            out.map(3);
-            for j in 0..3 {
-                out.int(j);
-                out.boolean(j == 1);
-            }
-        }
-        b"attrib" => {
-            if out.resp3 {
-                out.raw(b"|1\r\n");
-                out.bulk(b"key-popularity");
-                out.array(2);
-                out.bulk(b"key:123");
-                out.int(90);
-            }
-            out.bulk(b"Some real reply following the attribute");
-        }
-        b"push" => {
-            if !out.resp3 {
-                return Err(CmdError::err("RESP2 is not supported by this command"));
-            }
-            out.push(2);
-            out.bulk(b"server-cpu-usage");
-            out.int(42);
-            // Redis follows the push with the command's real reply.
-            out.bulk(b"Some real reply following the push reply");
-        }
-        b"verbatim" => out.verbatim(b"txt", b"This is a verbatim\nstring"),
-        b"true" => out.boolean(true),
-        b"false" => out.boolean(false),
-        _ => {
-            return Err(CmdError::err(
-                "Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false",
-            ))
-        }
-    }
-    Ok(())
-}
-
 fn debug(cx: &mut Cx) -> CmdResult {
     if let Some(r) = debug_allowed(cx).then(|| super::persist::debug_sub(cx)).flatten() {
         return r;
@@ -321,7 +279,7 @@ fn debug(cx: &mut Cx) -> CmdResult {
     }
     let sub = cx.arg(1);
     if eq_ic(sub, b"help") && cx.argc() == 2 {
-        reply_help(cx, DEBUG_HELP);
+        reply_help(cx, debug::HELP);
         return Ok(());
     }
     if eq_ic(sub, b"sleep") && cx.argc() == 3 {
@@ -335,17 +293,7 @@ fn debug(cx: &mut Cx) -> CmdResult {
         cx.out.ok();
         return Ok(());
     }
-    if eq_ic(sub, b"protocol") && cx.argc() == 3 {
-        return debug_protocol(cx);
-    }
-    if eq_ic(sub, b"set-disable-deny-scripts") && cx.argc() == 3 {
-        let on = cx.int_arg(2)? != 0;
-        cx.srv.scripting.disable_deny_scripts.store(on, std::sync::atomic::Ordering::Relaxed);
-        cx.out.ok();
-        return Ok(());
-    }
-    let s: String = String::from_utf8_lossy(sub).chars().take(128).collect();
-    Err(CmdError::err(format!("unknown subcommand or wrong number of arguments for '{s}'. Try DEBUG HELP.")))
+    debug::run(cx)
 }
 
 fn shutdown(cx: &mut Cx) -> CmdResult {

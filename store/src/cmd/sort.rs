@@ -236,6 +236,11 @@ fn sort_generic(cx: &mut Cx, readonly: bool) -> CmdResult {
             if n > 0 {
                 cx.ks.insert(dest, make_list(result), 0)?;
                 cx.ks.notify(crate::notify::LIST, "sortstore", dest);
+                // The STORE key has no key spec dispatch can see: signal it
+                // for clients blocked on it (BLPOP & co).
+                if cx.srv.blocking.any() {
+                    cx.client.ready_keys.push((cx.ks.db, bytes::Bytes::copy_from_slice(dest)));
+                }
             } else {
                 cx.ks.delete_unchecked(dest)?;
             }

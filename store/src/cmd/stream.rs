@@ -1603,6 +1603,27 @@ fn xinfo_stream(out: &mut ReplyBuf, s: &Stream, full: bool, count: usize) {
     }
 }
 
+/// Redis's unblockDeletedStreamReadgroupClients: `key` was written and is
+/// now missing (`ty` None) or not a stream, so the clients blocked on it in
+/// XREADGROUP can never be served (their group is gone): they get an error
+/// right away instead of waiting.
+pub fn unblock_deleted_readgroup(srv: &crate::server::Server, db: usize, key: &[u8], ty: Option<&str>) {
+    if ty == Some("stream") {
+        return;
+    }
+    for w in srv.blocking.waiters(db, key) {
+        if !w.args.first().is_some_and(|a| eq_ic(a, b"xreadgroup")) {
+            continue;
+        }
+        if srv.blocking.mark_served(&w) {
+            w.handle.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
+            srv.stats.error_reply("UNBLOCKED the stream key no longer exists");
+            let reply = bytes::Bytes::from_static(b"-UNBLOCKED the stream key no longer exists\r\n");
+            let _ = w.handle.tx.send(crate::client::Push::Reply(reply));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

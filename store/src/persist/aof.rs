@@ -498,6 +498,7 @@ fn loader_client(srv: &Server) -> crate::client::Client {
         tx,
         fd: -1,
         no_evict: AtomicBool::new(false),
+        tracking: Default::default(),
     });
     crate::client::Client::new(handle, true)
 }

@@ -201,6 +201,7 @@ pub fn lua_handle(srv: &Server) -> std::sync::Arc<crate::client::ClientHandle> {
                 tx,
                 fd: -1,
                 no_evict: AtomicBool::new(false),
+                tracking: Default::default(),
             })
         })
         .clone()

@@ -146,7 +146,7 @@ impl Hash {
                 }
                 p.iter().nth(rng.gen_range(0..p.n as usize))
             }
-            Hash::Dict(d) => d.random(rng),
+            Hash::Dict(d) => d.fair_random(rng),
         }
     }
 }
@@ -469,6 +469,36 @@ impl Dict {
                 return Some((&cur.key, &cur.val));
             }
         }
+    }
+
+    /// Redis's `dictGetFairRandomKey`: gather up to 15 entries from
+    /// consecutive buckets starting at a random one and pick one of them,
+    /// so entries in long chains are not favoured; falls back to `random`.
+    pub fn fair_random<R: Rng>(&self, rng: &mut R) -> Option<(&[u8], &[u8])> {
+        if self.len == 0 {
+            return None;
+        }
+        const WANT: usize = 15;
+        let n = self.buckets.len();
+        let mut found: Vec<(&[u8], &[u8])> = Vec::with_capacity(WANT);
+        let mut i = rng.gen_range(0..n);
+        let mut steps = 0;
+        while found.len() < WANT && steps < WANT * 10 && steps < n {
+            let mut cur = self.buckets[i].as_deref();
+            while let Some(node) = cur {
+                if found.len() == WANT {
+                    break;
+                }
+                found.push((&node.key, &node.val));
+                cur = node.next.as_deref();
+            }
+            i = (i + 1) % n;
+            steps += 1;
+        }
+        if found.is_empty() {
+            return self.random(rng);
+        }
+        Some(found[rng.gen_range(0..found.len())])
     }
 
     /// One step of a reverse-binary cursor scan (Redis's `dictScan` on a

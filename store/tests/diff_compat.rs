@@ -1,0 +1,126 @@
+//! Differential tests for behaviour fixed while running Redis's own Tcl
+//! suite against ferrite (transcripts/compat_*.txt): DEBUG DIGEST /
+//! DIGEST-VALUE / OBJECT / POPULATE / PROTOCOL, SLOWLOG, LATENCY, CONFIG
+//! parameters, COMMAND GETKEYS corner cases...
+mod support;
+
+#[test]
+fn transcripts_compat() {
+    support::run_transcripts("compat");
+}
+
+/// MIGRATE from a real Redis and from ferrite to the same real Redis target:
+/// same replies, same keys and TTLs arrive, sources lose them (unless COPY).
+#[test]
+fn migrate_same_as_redis() {
+    let target = support::start_redis(&[]);
+    let src_r = support::start_redis(&[]);
+    let src_f = support::start_ferrite(&[]);
+    let tp = target.port.to_string();
+    let mut t = support::Conn::connect(target.port).unwrap();
+    let mut run = |port: u16| -> Vec<Vec<u8>> {
+        t.cmd(&["FLUSHALL"]);
+        let mut c = support::Conn::connect(port).unwrap();
+        let mut out = Vec::new();
+        let script: Vec<Vec<&str>> = vec![
+            vec!["SET", "a", "1"],
+            vec!["RPUSH", "l", "x", "y"],
+            vec!["HSET", "h", "f", "v"],
+            vec!["EXPIRE", "a", "100"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "a", "3", "1000"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "", "3", "1000", "COPY", "KEYS", "l", "nokey"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "", "3", "1000", "KEYS", "l"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "", "3", "1000", "REPLACE", "KEYS", "l", "h"],
+            vec!["EXISTS", "a", "l", "h"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "nokey", "3", "1000"],
+            vec!["SET", "x", "1"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "3", "1000", "AUTH", "foo"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "3", "1000", "AUTH2", "u", "p"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "3", "1000", "AUTH"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "3", "1000", "KEYS", "a"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "abc", "1000"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "3", "abc"],
+            vec!["MIGRATE", "127.0.0.1", &tp, "x", "3", "1000", "BOGUS"],
+        ];
+        for cmd in &script {
+            out.push(c.cmd(cmd));
+        }
+        let mut tt = support::Conn::connect(target.port).unwrap();
+        tt.cmd(&["SELECT", "3"]);
+        out.push(tt.cmd(&["LRANGE", "l", "0", "-1"]));
+        out.push(tt.cmd(&["HGETALL", "h"]));
+        out.push(tt.cmd(&["GET", "a"]));
+        let ttl = String::from_utf8_lossy(&tt.cmd(&["TTL", "a"])).to_string();
+        assert!(ttl == ":100\r\n" || ttl == ":99\r\n", "ttl {ttl}");
+        out
+    };
+    let r = run(src_r.port);
+    let f = run(src_f.port);
+    for (i, (a, b)) in r.iter().zip(&f).enumerate() {
+        assert_eq!(support::show(a), support::show(b), "step {i}");
+    }
+}
+
+/// CLIENT TRACKING across connections: the same invalidation frames, in
+/// the same order, from a real Redis and from ferrite.
+#[test]
+fn tracking_same_as_redis() {
+    fn run(port: u16) -> Vec<String> {
+        use support::Conn;
+        let mut out = Vec::new();
+        let mut log = |v: Vec<u8>| out.push(support::show(&v));
+        let mut b = Conn::connect(port).unwrap();
+        b.cmd(&["FLUSHALL"]);
+        let mut a = Conn::connect(port).unwrap();
+        a.cmd(&["HELLO", "3"]);
+        log(a.cmd(&["CLIENT", "TRACKING", "on"]));
+        log(a.cmd(&["GET", "foo"]));
+        log(b.cmd(&["SET", "foo", "1"]));
+        log(a.read_reply());
+        log(a.cmd(&["MGET", "foo", "bar"]));
+        log(b.cmd(&["MSET", "foo", "2", "bar", "3"]));
+        log(a.read_reply());
+        log(a.read_reply());
+        log(a.cmd(&["GET", "foo"]));
+        log(a.cmd(&["SET", "foo", "9"]));
+        log(a.read_reply());
+        log(a.cmd(&["CLIENT", "TRACKING", "on", "NOLOOP"]));
+        log(a.cmd(&["GET", "foo"]));
+        log(a.cmd(&["SET", "foo", "10"]));
+        log(b.cmd(&["SET", "foo", "11"]));
+        log(a.cmd(&["PING"]));
+        // Redirect to a RESP2 client subscribed to __redis__:invalidate.
+        let mut rd = Conn::connect(port).unwrap();
+        let id = String::from_utf8_lossy(&rd.cmd(&["CLIENT", "ID"])).trim().trim_start_matches(':').to_string();
+        log(rd.cmd(&["SUBSCRIBE", "__redis__:invalidate"]));
+        let mut c2 = Conn::connect(port).unwrap();
+        log(c2.cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]));
+        log(c2.cmd(&["GET", "k1"]));
+        log(b.cmd(&["SET", "k1", "v"]));
+        log(rd.read_reply());
+        log(b.cmd(&["FLUSHALL"]));
+        log(rd.read_reply());
+        log(a.read_reply());
+        // BCAST with prefixes: one message per prefix, keys sorted.
+        let mut d = Conn::connect(port).unwrap();
+        d.cmd(&["HELLO", "3"]);
+        log(d.cmd(&["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "p", "PREFIX", "x"]));
+        log(b.cmd(&["MSET", "p2", "1", "p1", "2", "q", "3"]));
+        log(d.read_reply());
+        log(b.cmd(&["MULTI"]));
+        log(b.cmd(&["SET", "x1", "1"]));
+        log(b.cmd(&["SET", "p3", "1"]));
+        log(b.cmd(&["EXEC"]));
+        let mut two = vec![support::show(&d.read_reply()), support::show(&d.read_reply())];
+        two.sort();
+        out.extend(two);
+        out
+    }
+    let r = support::start_redis(&[]);
+    let f = support::start_ferrite(&[]);
+    let (rr, ff) = (run(r.port), run(f.port));
+    for (i, (a, b)) in rr.iter().zip(&ff).enumerate() {
+        assert_eq!(a, b, "step {i}");
+    }
+    assert_eq!(rr.len(), ff.len());
+}
