@@ -25,9 +25,19 @@ fn bad(e: RdbError) -> String {
 
 /// Load `path` (an RDB file). The caller guarantees nobody else touches
 /// the keyspace (start-up, or exclusive access without shard guards).
+///
+/// The file is memory-mapped, not read into a buffer: a multi-gigabyte
+/// dump.rdb costs page cache, not a second copy in the heap.
 pub fn load_rdb_file(srv: &Server, path: &Path) -> Result<LoadStats, String> {
-    let data = std::fs::read(path).map_err(|e| format!("can't read {}: {e}", path.display()))?;
-    load_rdb_bytes(srv, &data, false)
+    let file = std::fs::File::open(path).map_err(|e| format!("can't read {}: {e}", path.display()))?;
+    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+        return load_rdb_bytes(srv, &[], false);
+    }
+    // SAFETY: the mapping is read-only and lives for this call only; like
+    // Redis, ferrite assumes nobody truncates its dump.rdb while it starts
+    // (SAVE writes a temp file and renames it, never in place).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("can't map {}: {e}", path.display()))?;
+    load_rdb_bytes(srv, &map, false)
 }
 
 /// A decoded key on its way from the parser thread to the inserter.
