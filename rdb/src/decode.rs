@@ -2,7 +2,6 @@
 
 use crate::packs;
 use crate::{lzf, types as t, RdbError, RdbValue, Result, PREALLOC_CAP};
-use std::collections::HashSet;
 
 /// A cursor over input bytes.
 pub struct Reader<'a> {
@@ -213,12 +212,21 @@ fn pairs(v: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Refuse duplicate members. Small collections (the listpack case) are
+/// compared pairwise; bigger ones are sorted: no hashing, one allocation.
 fn no_dups<'a>(it: impl Iterator<Item = &'a [u8]>) -> Result<()> {
-    let mut seen = HashSet::new();
-    for k in it {
-        if !seen.insert(k) {
-            return Err(RdbError::Bad("duplicate element"));
+    let mut v: Vec<&[u8]> = it.collect();
+    if v.len() <= 8 {
+        for i in 1..v.len() {
+            if v[..i].contains(&v[i]) {
+                return Err(RdbError::Bad("duplicate element"));
+            }
         }
+        return Ok(());
+    }
+    v.sort_unstable();
+    if v.windows(2).any(|w| w[0] == w[1]) {
+        return Err(RdbError::Bad("duplicate element"));
     }
     Ok(())
 }

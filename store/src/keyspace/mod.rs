@@ -153,6 +153,37 @@ impl Shard {
         old
     }
 
+    /// Make room for about `n` more keys in every slot table of this shard
+    /// (RDB loading knows the database size up front: no rehash while
+    /// filling).
+    pub fn reserve_per_slot(&mut self, n: usize) {
+        self.slot_mut(0);
+        for st in self.slots.iter_mut() {
+            st.table.reserve(n, |e| hash_key(&e.key));
+        }
+    }
+
+    /// Insert or replace with a single probe of the slot table (loading).
+    pub fn put_one_probe(&mut self, slot: u16, entry: Box<Entry>) {
+        let h = hash_key(&entry.key);
+        let new_volatile = entry.expire_at != 0;
+        self.slot_mut(slot);
+        let st = &mut self.slots[slot as usize / SHARDS];
+        let old_volatile = match st.table.entry(h, |e| e.key == entry.key, |e| hash_key(&e.key)) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let was = o.get().expire_at != 0;
+                *o.get_mut() = entry;
+                was
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(entry);
+                self.keys += 1;
+                false
+            }
+        };
+        adjust_volatile(&mut st.volatile, &mut self.volatile, old_volatile, new_volatile);
+    }
+
     /// Set `key` to `value`, reusing the existing entry's allocation when
     /// the key is present (the common overwrite path of SET). Returns the
     /// previous value and expiry, if any.

@@ -52,6 +52,16 @@ struct Rec {
     freq: Option<u8>,
 }
 
+/// What the parser thread sends to the inserter.
+enum Msg {
+    /// RESIZEDB: the database's key count, to size its tables once.
+    Resize {
+        db: usize,
+        keys: u64,
+    },
+    Keys(Vec<Rec>),
+}
+
 /// What the parser thread reports at the end.
 struct Parsed {
     body_end: usize,
@@ -66,7 +76,7 @@ fn parse_records(
     ndb: usize,
     now: i64,
     preamble: bool,
-    tx: std::sync::mpsc::SyncSender<Vec<Rec>>,
+    tx: std::sync::mpsc::SyncSender<Msg>,
 ) -> Result<Parsed, String> {
     let mut r = Reader::new(&data[9..]);
     let mut db = 0usize;
@@ -88,8 +98,11 @@ fn parse_records(
                 db = d;
             }
             OP_RESIZEDB => {
+                let keys = r.len().map_err(bad)?;
                 r.len().map_err(bad)?;
-                r.len().map_err(bad)?;
+                if tx.send(Msg::Resize { db, keys }).is_err() {
+                    return Err("loader stopped".into());
+                }
             }
             OP_AUX => {
                 r.string().map_err(bad)?;
@@ -151,7 +164,7 @@ fn parse_records(
                 });
                 batch_bytes += start - r.remaining();
                 if batch.len() >= 1024 || batch_bytes >= 4 << 20 {
-                    if tx.send(std::mem::take(&mut batch)).is_err() {
+                    if tx.send(Msg::Keys(std::mem::take(&mut batch))).is_err() {
                         return Err("loader stopped".into());
                     }
                     batch_bytes = 0;
@@ -159,7 +172,7 @@ fn parse_records(
             }
         }
     }
-    if !batch.is_empty() && tx.send(batch).is_err() {
+    if !batch.is_empty() && tx.send(Msg::Keys(batch)).is_err() {
         return Err("loader stopped".into());
     }
     Ok(Parsed { body_end: 9 + (data.len() - 9 - r.remaining()), expired, empty })
@@ -189,10 +202,24 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
         // The checksum of everything but the last 8 bytes: right when the
         // file is exactly one RDB image (the usual case).
         let crc = (!preamble && data.len() >= 17).then(|| sc.spawn(|| crc64(0, &data[..data.len() - 8])));
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(8);
         let parser = sc.spawn(move || parse_records(srv, data, ndb, now, preamble, tx));
         let mut failure = None;
-        for batch in rx.iter() {
+        for msg in rx.iter() {
+            let batch = match msg {
+                Msg::Keys(b) => b,
+                Msg::Resize { db, keys } => {
+                    // Spread over the slot tables (an empty table stays
+                    // unallocated when the database is small).
+                    let per_slot = (keys as usize).min(1 << 32) / 16384;
+                    if per_slot > 0 {
+                        for sh in srv.store.dbs[db].shards.iter() {
+                            sh.lock().reserve_per_slot(per_slot + per_slot / 8);
+                        }
+                    }
+                    continue;
+                }
+            };
             for rec in batch {
                 let Rec { db, key, value, compact, expire_at, idle, freq } = rec;
                 // Like Redis's objectSetLRUOrLFU.
@@ -214,7 +241,7 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
                 };
                 let slot = key_hash_slot(&key);
                 let entry = Box::new(Entry { key: SmallBytes::new(&key), value, expire_at, lru });
-                srv.store.dbs[db].shards[shard_of(slot)].lock().put(slot, entry);
+                srv.store.dbs[db].shards[shard_of(slot)].lock().put_one_probe(slot, entry);
                 st.loaded += 1;
             }
             if failure.is_some() {
