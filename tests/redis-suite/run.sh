@@ -107,11 +107,6 @@ for u in "${units[@]}"; do
     printf '%-28s %s\n' "$u" "no such unit"; status=1; continue
   fi
   start_ferrite "$log.server" || { status=1; continue; }
-  # Until ferrite implements FUNCTION, the harness's per-server
-  # `r function flush` would abort every test group: tolerate its error.
-  if redis-cli -p "$PORT" function flush 2>&1 | grep -qi "unknown command"; then
-    sed -i 's/^    r function flush$/    catch {r function flush}/' "$WORK/tests/support/server.tcl"
-  fi
   (cd "$WORK" && timeout -k 10 "$UNIT_TIMEOUT" "$TCLSH" tests/test_helper.tcl --host 127.0.0.1 --port "$PORT" \
       --baseport "$BASEPORT" --single "$u" --durable --clients 1 --timeout "$UNIT_TIMEOUT" --dont-clean >"$log" 2>&1)
   rc=$?

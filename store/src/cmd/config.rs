@@ -251,8 +251,14 @@ static MIN_REPLICAS_LAG: AtomicI64 = AtomicI64::new(10);
 /// Redis's checkGoodReplicasStatus for a write (or EXEC of writes): Ferrite
 /// never has replicas, so writes are refused while `min-replicas-to-write`
 /// and `min-replicas-max-lag` are both set.
+/// Are writes refused for lack of replicas (`min-replicas-to-write` and
+/// `min-replicas-max-lag` both set; Ferrite never has replicas)?
+pub fn noreplicas_active() -> bool {
+    MIN_REPLICAS.load(Ordering::Relaxed) != 0 && MIN_REPLICAS_LAG.load(Ordering::Relaxed) != 0
+}
+
 pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::CommandMeta, srv: &Server) -> bool {
-    if MIN_REPLICAS.load(Ordering::Relaxed) == 0 || MIN_REPLICAS_LAG.load(Ordering::Relaxed) == 0 {
+    if !noreplicas_active() {
         return false;
     }
     use ferrite_commands::Flags;

@@ -306,8 +306,8 @@ pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
 
 /// Load one library from its code (as saved by `function_dump_codes`),
 /// replacing a library of the same name. Used when loading an RDB file.
-pub fn function_load_code(srv: &Server, code: &[u8]) -> Result<String, String> {
-    srv.scripting.func.lock().load(code, true, 0)
+pub fn function_load_code(srv: &Server, code: &[u8], replace: bool) -> Result<String, String> {
+    srv.scripting.func.lock().load(code, replace, 0)
 }
 
 /// Parse `#!lua flags=a,b` of an EVAL script. Returns (flags, shebang length).

@@ -647,6 +647,16 @@ fn run_command(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
     if !ctx.allow_oom && ctx.oom_at_start && !ctx.wrote && meta.flags.has(Flags::DENYOOM) {
         return CallResult::Rejected(b"-OOM command not allowed when used memory > 'maxmemory'.".to_vec());
     }
+    // Redis's scriptVerifyWriteCommandAllow: server-state checks only
+    // until the script's first write.
+    if write && !ctx.wrote {
+        if let Some(e) = crate::persist::deny_write(srv, meta) {
+            return CallResult::Rejected(format!("-{}", e.0).into_bytes());
+        }
+        if crate::cmd::config::noreplicas_active() {
+            return CallResult::Rejected(b"-NOREPLICAS Not enough good replicas to write.".to_vec());
+        }
+    }
     if write {
         ctx.wrote = true;
         srv.scripting.wrote.store(true, Ordering::Relaxed);
