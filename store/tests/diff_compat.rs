@@ -124,3 +124,76 @@ fn tracking_same_as_redis() {
     }
     assert_eq!(rr.len(), ff.len());
 }
+
+/// Errors of scripts in INFO errorstats / commandstats / total_error_replies:
+/// a rejected redis.call counts once (the command's rejected_calls), an
+/// error raised by a called command is not counted again by EVAL, EVAL's
+/// failed_calls grows whenever it replies with an error.
+#[test]
+fn script_error_stats_same_as_redis() {
+    fn stats(c: &mut support::Conn) -> String {
+        let mut lines = Vec::new();
+        for section in ["errorstats", "stats", "commandstats"] {
+            let r = c.cmd(&["INFO", section]);
+            for l in String::from_utf8_lossy(&r).lines() {
+                let l = l.trim();
+                let keep = l.starts_with("errorstat_")
+                    || l.starts_with("total_error_replies")
+                    || (l.starts_with("cmdstat_")
+                        && !l.starts_with("cmdstat_info")
+                        && !l.starts_with("cmdstat_config"));
+                if keep {
+                    // Drop the timings: keep calls / rejected / failed.
+                    let l: Vec<&str> = l.split(',').filter(|f| !f.starts_with("usec")).collect();
+                    let l = l.join(",");
+                    let l = l.split_once("usec=").map_or(l.clone(), |(a, _)| a.to_string());
+                    lines.push(l);
+                }
+            }
+        }
+        lines.sort();
+        lines.join(" ")
+    }
+    fn run(port: u16) -> Vec<String> {
+        let mut c = support::Conn::connect(port).unwrap();
+        let mut out = Vec::new();
+        let steps: &[&[&str]] = &[
+            &["CONFIG", "SET", "maxmemory", "1"],
+            &["EVAL", "return redis.call('set','x','y')", "1", "x"],
+            &["EVAL", "local t = redis.pcall('set','x','y'); return t['err']", "1", "x"],
+            &["EVAL", "return redis.pcall('set','x','y')", "1", "x"],
+            &["EVAL", "#!lua\nreturn 1", "0"],
+            &["EVAL", "#!lua flags=allow-oom\nreturn 1", "0"],
+            &["CONFIG", "SET", "maxmemory", "0"],
+            &["EVAL", "return redis.call('select',99)", "0"],
+            &["EVAL", "local t = redis.pcall('select',99); return 1", "0"],
+            &["EVAL_RO", "return redis.call('set','x','y')", "1", "x"],
+            &["EVAL", "return redis.error_reply('MY_ERR_CODE custom msg')", "0"],
+            &["EVAL", "return redis.error_reply('')", "0"],
+            &["EVAL", "error('boom')", "0"],
+            &["EVAL", "return {err='XYZ my'}", "0"],
+            &["EVAL", "return redis.call('nosuchcmd')", "0"],
+            &["EVAL", "return redis.call('get')", "0"],
+            &["EVAL", "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 1)", "1", "x"],
+            &["CONFIG", "SET", "min-replicas-to-write", "1"],
+            &["EVAL", "return redis.call('set', KEYS[1], 1)", "1", "x"],
+            &["EVAL", "#!lua\nreturn 1", "0"],
+            &["CONFIG", "SET", "min-replicas-to-write", "0"],
+            &[
+                "FUNCTION",
+                "LOAD",
+                "#!lua name=ll\nredis.register_function('f', function() return redis.call('select', 99) end)",
+            ],
+            &["FCALL", "f", "0"],
+        ];
+        for s in steps {
+            c.cmd(&["CONFIG", "RESETSTAT"]);
+            out.push(format!("{} => {}", support::show(&c.cmd(s)), stats(&mut c)));
+        }
+        out
+    }
+    let r = support::start_redis(&[]);
+    let f = support::start_ferrite(&[]);
+    let (rr, ff) = (run(r.port), run(f.port));
+    support::assert_same_steps(&rr, &ff, "script error stats");
+}

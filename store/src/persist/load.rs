@@ -206,7 +206,11 @@ pub fn load_rdb_bytes_opts(srv: &Server, data: &[u8], preamble: bool, allow_dup:
         let parser = sc.spawn(move || parse_records(srv, data, ndb, now, preamble, allow_dup, tx));
         let mut failure = None;
         for batch in rx.iter() {
+            let load_delay = crate::cmd::config::KEY_LOAD_DELAY.load(std::sync::atomic::Ordering::Relaxed);
             for rec in batch {
+                if load_delay != 0 {
+                    crate::cmd::config::debug_delay(load_delay);
+                }
                 let Rec { db, key, value, compact, expire_at, idle, freq } = rec;
                 // Like Redis's objectSetLRUOrLFU.
                 let lru = match (lfu, freq, idle) {
