@@ -271,13 +271,21 @@ fn run<'s>(
         && crate::persist::propagate::script_begin(srv);
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     let t0 = std::time::Instant::now();
-    crate::cmd::client::tracking::set_current(cx.client.id);
+    // A command called by a script keeps the script's caller current.
+    let script_call = crate::script::vm::in_script();
+    if !script_call {
+        crate::cmd::client::tracking::set_current(cx.client.id);
+    }
     let res = (cmd.imp.handler)(&mut cx);
     // A command that blocked is counted once, when it is served.
     if client.block.is_none() {
         srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
     }
-    crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
+    if script_call {
+        crate::cmd::client::tracking::after_script_call(meta);
+    } else {
+        crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
+    }
     if let Err(e) = res {
         srv.stats.error_reply(&e.0);
         out.error(&e.0);

@@ -197,3 +197,46 @@ fn script_error_stats_same_as_redis() {
     let (rr, ff) = (run(r.port), run(f.port));
     support::assert_same_steps(&rr, &ff, "script error stats");
 }
+
+/// CLIENT TRACKING and scripts: a script's write does not invalidate its
+/// NOLOOP caller; a script that calls a read-only command makes its caller
+/// track the script's declared keys (EVAL_RO too), a script without reads
+/// tracks nothing.
+#[test]
+fn script_tracking_same_as_redis() {
+    fn run(port: u16) -> Vec<String> {
+        use support::Conn;
+        let mut out = Vec::new();
+        let mut log = |v: Vec<u8>| out.push(support::show(&v));
+        let mut b = Conn::connect(port).unwrap();
+        b.cmd(&["FLUSHALL"]);
+        let mut a = Conn::connect(port).unwrap();
+        a.cmd(&["HELLO", "3"]);
+        log(a.cmd(&["CLIENT", "TRACKING", "on", "NOLOOP"]));
+        log(a.cmd(&["SET", "key1", "1"]));
+        log(a.cmd(&["GET", "key1"]));
+        log(a.cmd(&["EVAL", "return redis.call('set', 'key1', '2')", "1", "key1"]));
+        log(a.cmd(&["GET", "key1"]));
+        log(a.cmd(&["CLIENT", "TRACKING", "off"]));
+        log(a.cmd(&["CLIENT", "TRACKING", "on"]));
+        log(b.cmd(&["MSET", "key2{t}", "1", "key1{t}", "1"]));
+        log(a.cmd(&["EVAL", "redis.call('set', 'key3{t}', 'bar')", "2", "key1{t}", "key2{t}"]));
+        log(b.cmd(&["MSET", "key2{t}", "2", "key1{t}", "2"]));
+        log(a.cmd(&["EVAL", "redis.call('get', 'key3{t}')", "2", "key1{t}", "key2{t}"]));
+        log(b.cmd(&["MSET", "key2{t}", "2", "key1{t}", "2"]));
+        log(a.read_reply());
+        log(a.read_reply());
+        log(a.cmd(&["EVAL_RO", "redis.call('ping')", "2", "key1{t}", "key2{t}"]));
+        log(b.cmd(&["MSET", "key2{t}", "2", "key1{t}", "2"]));
+        log(a.cmd(&["EVAL_RO", "redis.call('get', 'key1{t}')", "2", "key1{t}", "key2{t}"]));
+        log(b.cmd(&["MSET", "key2{t}", "3", "key1{t}", "3"]));
+        log(a.read_reply());
+        log(a.read_reply());
+        log(a.cmd(&["PING"]));
+        out
+    }
+    let r = support::start_redis(&[]);
+    let f = support::start_ferrite(&[]);
+    let (rr, ff) = (run(r.port), run(f.port));
+    support::assert_same_steps(&rr, &ff, "script tracking");
+}
