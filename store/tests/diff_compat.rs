@@ -240,3 +240,26 @@ fn script_tracking_same_as_redis() {
     let (rr, ff) = (run(r.port), run(f.port));
     support::assert_same_steps(&rr, &ff, "script tracking");
 }
+
+/// The active expiry of a big key is recorded as the `expire-cycle`
+/// latency event (Redis's latency-monitor test).
+#[test]
+fn expire_cycle_latency_event() {
+    let f = support::start_ferrite(&[]);
+    let mut c = support::Conn::connect(f.port).unwrap();
+    c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "1"]);
+    let script = "for i = 1, tonumber(ARGV[1]) do redis.call('sadd', KEYS[1], i) end";
+    c.cmd(&["EVAL", script, "1", "big", "300000"]);
+    c.cmd(&["PEXPIRE", "big", "20"]);
+    let mut gone = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if c.cmd(&["DBSIZE"]) == b":0\r\n" {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the key was not expired");
+    let latest = String::from_utf8_lossy(&c.cmd(&["LATENCY", "LATEST"])).into_owned();
+    assert!(latest.contains("expire-cycle"), "no expire-cycle event: {latest}");
+}
