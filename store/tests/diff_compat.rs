@@ -263,3 +263,61 @@ fn expire_cycle_latency_event() {
     let latest = String::from_utf8_lossy(&c.cmd(&["LATENCY", "LATEST"])).into_owned();
     assert!(latest.contains("expire-cycle"), "no expire-cycle event: {latest}");
 }
+
+/// Approximate stream trims (XADD/XTRIM .. MAXLEN|MINID ~ [LIMIT]) are
+/// logged exactly, so DEBUG LOADAOF with other node sizes rebuilds the same
+/// stream (Redis's stream.tcl propagation tests), same as a real Redis.
+#[test]
+fn approx_stream_trim_aof_same_as_redis() {
+    fn run(port: u16) -> Vec<String> {
+        let mut c = support::Conn::connect(port).unwrap();
+        let mut out = Vec::new();
+        c.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
+        // Wait for the initial rewrite (bounded).
+        for _ in 0..100 {
+            let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+            if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for (key, trim) in [
+            ("s1", vec!["MINID", "~", "100"]),
+            ("s2", vec!["MAXLEN", "~", "5"]),
+            ("s3", vec!["MINID", "~", "55", "LIMIT", "30"]),
+        ] {
+            c.cmd(&["CONFIG", "SET", "stream-node-max-entries", "10"]);
+            for j in 1..=100 {
+                c.cmd(&["XADD", key, &j.to_string(), "f", "v"]);
+            }
+            let mut a = vec!["XADD", key];
+            a.extend(trim.iter().copied());
+            a.extend(["*", "f", "v"]);
+            c.cmd(&a);
+            out.push(support::show(&c.cmd(&["XLEN", key])));
+        }
+        c.cmd(&["CONFIG", "SET", "stream-node-max-entries", "100"]);
+        for j in 1..=100 {
+            c.cmd(&["XADD", "t1", &j.to_string(), "f", "v"]);
+        }
+        out.push(support::show(&c.cmd(&["XTRIM", "t1", "MAXLEN", "~", "20"])));
+        out.push(support::show(&c.cmd(&["XTRIM", "t1", "MINID", "~", "90"])));
+        c.cmd(&["CONFIG", "SET", "stream-node-max-entries", "1"]);
+        out.push(support::show(&c.cmd(&["DEBUG", "LOADAOF"])));
+        for k in ["s1", "s2", "s3", "t1"] {
+            out.push(support::show(&c.cmd(&["XLEN", k])));
+            out.push(
+                support::show(&c.cmd(&["XRANGE", k, "-", "+", "COUNT", "1"]))
+                    .split("\\r\\n")
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+        }
+        out
+    }
+    let r = support::start_redis(&[]);
+    let f = support::start_ferrite(&[]);
+    let (rr, ff) = (run(r.port), run(f.port));
+    support::assert_same_steps(&rr, &ff, "approximate trims through the AOF");
+}
