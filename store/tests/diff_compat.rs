@@ -321,3 +321,43 @@ fn approx_stream_trim_aof_same_as_redis() {
     let (rr, ff) = (run(r.port), run(f.port));
     support::assert_same_steps(&rr, &ff, "approximate trims through the AOF");
 }
+
+/// Empty streams (MKSTREAM, all entries deleted) survive an AOF rewrite
+/// without RDB preamble and DEBUG LOADAOF, same as a real Redis.
+#[test]
+fn empty_stream_aof_rewrite_same_as_redis() {
+    fn wait_rewrite(c: &mut support::Conn) {
+        for _ in 0..100 {
+            let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+            if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("AOF rewrite did not finish");
+    }
+    fn run(port: u16) -> Vec<String> {
+        let mut c = support::Conn::connect(port).unwrap();
+        let mut out = Vec::new();
+        c.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
+        c.cmd(&["CONFIG", "SET", "aof-use-rdb-preamble", "no"]);
+        wait_rewrite(&mut c);
+        out.push(support::show(&c.cmd(&["XGROUP", "CREATE", "mystream", "g", "$", "MKSTREAM"])));
+        c.cmd(&["XADD", "s2", "5-1", "a", "b"]);
+        c.cmd(&["XDEL", "s2", "5-1"]);
+        c.cmd(&["XGROUP", "CREATE", "s2", "g2", "0"]);
+        c.cmd(&["BGREWRITEAOF"]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        wait_rewrite(&mut c);
+        out.push(support::show(&c.cmd(&["DEBUG", "LOADAOF"])));
+        for k in ["mystream", "s2"] {
+            out.push(support::show(&c.cmd(&["XINFO", "STREAM", k])));
+            out.push(support::show(&c.cmd(&["XINFO", "GROUPS", k])));
+        }
+        out
+    }
+    let r = support::start_redis(&[]);
+    let f = support::start_ferrite(&[]);
+    let (rr, ff) = (run(r.port), run(f.port));
+    support::assert_same_steps(&rr, &ff, "empty streams through an AOF rewrite");
+}
