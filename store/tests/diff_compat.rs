@@ -361,3 +361,31 @@ fn empty_stream_aof_rewrite_same_as_redis() {
     let (rr, ff) = (run(r.port), run(f.port));
     support::assert_same_steps(&rr, &ff, "empty streams through an AOF rewrite");
 }
+
+/// A client whose QUIT was answered is gone at once: a tracking client
+/// redirecting to it gets tracking-redir-broken on the next invalidation.
+#[test]
+fn quit_breaks_redirect_same_as_redis() {
+    fn run(port: u16) -> Vec<String> {
+        use support::Conn;
+        let mut out = Vec::new();
+        let mut sg = Conn::connect(port).unwrap();
+        let mut redir = Conn::connect(port).unwrap();
+        let id = String::from_utf8_lossy(&redir.cmd(&["CLIENT", "ID"])).trim().trim_start_matches(':').to_string();
+        let mut a = Conn::connect(port).unwrap();
+        a.cmd(&["HELLO", "3"]);
+        out.push(support::show(&a.cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", &id])));
+        out.push(support::show(&sg.cmd(&["SET", "foo", "bar"])));
+        out.push(support::show(&a.cmd(&["GET", "foo"])));
+        out.push(support::show(&redir.cmd(&["QUIT"])));
+        out.push(support::show(&sg.cmd(&["SET", "foo", "bar2"])));
+        // The redirect id differs between servers: compare it to `id`.
+        out.push(support::show(&a.read_reply()).replace(&format!(":{id}\\r\\n"), ":<id>\\r\\n"));
+        out.push(support::show(&a.cmd(&["PING"])));
+        out
+    }
+    let r = support::start_redis(&[]);
+    let f = support::start_ferrite(&[]);
+    let (rr, ff) = (run(r.port), run(f.port));
+    support::assert_same_steps(&rr, &ff, "QUIT and tracking redirection");
+}
