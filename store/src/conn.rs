@@ -237,9 +237,14 @@ async fn wait_while_paused(
     out: &mut ReplyBuf,
 ) -> bool {
     use ferrite_commands::Flags;
-    // Scripts count as writes unless their flags say no-writes.
+    // Scripts count as writes unless their flags say no-writes. The
+    // recorded table lacks may_replicate (COMMAND INFO does not show it):
+    // PFCOUNT, PUBLISH and SPUBLISH are Redis 7.0's other such commands.
     let may_write = |a: &[bytes::Bytes], meta: &ferrite_commands::CommandMeta| {
-        crate::script::may_write(srv, a).unwrap_or_else(|| meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE))
+        crate::script::may_write(srv, a).unwrap_or_else(|| {
+            meta.flags.has(Flags::WRITE | Flags::MAY_REPLICATE)
+                || matches!(meta.name.as_str(), "pfcount" | "publish" | "spublish")
+        })
     };
     let write = match dispatch::resolve(srv, args) {
         Ok((cmd, meta)) => {

@@ -140,8 +140,14 @@ fn execute_resolved(
     }
     // maxmemory: evict first; if still over the limit, refuse commands that
     // may grow memory (and anything queued in MULTI), as Redis does.
+    // A script declaring flags is a write (unless no-writes) and deny-oom
+    // (unless allow-oom or no-writes) for these checks, as in Redis.
+    let script_flags =
+        if matches!(name, "eval" | "evalsha" | "fcall") { crate::script::declared_flags(srv, args) } else { None };
+    let script_write = script_flags.is_some_and(|f| f & crate::script::F_NO_WRITES == 0);
     if srv.tun.maxmemory.load(Ordering::Relaxed) > 0 && !crate::cmd::client::tracking::evict_for(srv, client, out) {
         let denyoom = meta.flags.has(Flags::DENYOOM)
+            || script_flags.is_some_and(|f| f & (crate::script::F_NO_WRITES | crate::script::F_ALLOW_OOM) == 0)
             || (name == "exec"
                 && client.multi.as_ref().is_some_and(|m| {
                     m.queue.iter().any(|a| resolve(srv, a).is_ok_and(|(_, qm)| qm.flags.has(Flags::DENYOOM)))
@@ -157,10 +163,14 @@ fn execute_resolved(
             );
         }
     }
-    if let Some(e) = crate::persist::deny_write(srv, meta) {
-        return reject(srv, client, out, e);
+    let write_meta = match script_write {
+        true => ferrite_commands::table().commands.get("set").unwrap_or(meta),
+        false => meta,
+    };
+    if let Some(e) = crate::persist::deny_write(srv, write_meta) {
+        return reject_cmd(srv, client, out, meta, e);
     }
-    if crate::cmd::config::noreplicas(client, meta, srv) {
+    if crate::cmd::config::noreplicas(client, meta, srv) || (script_write && crate::cmd::config::noreplicas_active()) {
         let e = CmdError::st("NOREPLICAS Not enough good replicas to write.");
         if name == "exec" {
             client.multi = None;
@@ -261,13 +271,21 @@ fn run<'s>(
         && crate::persist::propagate::script_begin(srv);
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     let t0 = std::time::Instant::now();
-    crate::cmd::client::tracking::set_current(cx.client.id);
+    // A command called by a script keeps the script's caller current.
+    let script_call = crate::script::vm::in_script();
+    if !script_call {
+        crate::cmd::client::tracking::set_current(cx.client.id);
+    }
     let res = (cmd.imp.handler)(&mut cx);
     // A command that blocked is counted once, when it is served.
     if client.block.is_none() {
         srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
     }
-    crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
+    if script_call {
+        crate::cmd::client::tracking::after_script_call(meta);
+    } else {
+        crate::cmd::client::tracking::after_command(srv, client, meta, args, in_exec);
+    }
     if let Err(e) = res {
         srv.stats.error_reply(&e.0);
         out.error(&e.0);

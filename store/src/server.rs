@@ -264,12 +264,15 @@ async fn background(srv: Arc<Server>) {
         // Like Redis: keep cycling while a large share of sampled keys expired,
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);
+        // Time spent expiring this tick: Redis's `expire-cycle` latency event.
+        let mut spent = Duration::ZERO;
         // A running script holds the keyspace: skip the cycle rather than
         // park a worker on the lock (block_in_place covers the race).
         while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed)
             && srv.pause_until(true).is_none()
             && srv.scripting.running_since.load(Ordering::Acquire) == 0
         {
+            let t0 = Instant::now();
             let n = crate::script::long_running(|| {
                 active_expire_cycle(&srv.store, &mut cursor, now_ms(), 2000, |db, key| {
                     srv.store.dbs[db].signal_expired_deleted(key);
@@ -278,11 +281,17 @@ async fn background(srv: Arc<Server>) {
                     crate::notify::notify(&srv, crate::notify::EXPIRED, "expired", key, db);
                 })
             });
+            spent += t0.elapsed();
             crate::stats::Stats::add(&srv.stats.expired_keys, n as u64);
             if n < 100 || Instant::now() >= deadline {
                 break;
             }
             tokio::task::yield_now().await;
+        }
+        let th = srv.stats.latency_threshold.get();
+        let ms = spent.as_millis() as u64;
+        if th > 0 && ms as i64 >= th {
+            srv.stats.latency_sample("expire-cycle", ms);
         }
     }
 }

@@ -271,6 +271,12 @@ impl Stats {
         self.cmd_stat(name).rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A command that ran failed without its error reply being counted
+    /// here (a script's error already counted by the command it called).
+    pub fn failed_call(&self, name: &str) {
+        self.cmd_stat(name).failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A command ran: commandstats, SLOWLOG and the `command` latency event.
     pub fn command_done(
         &self,

@@ -13,7 +13,7 @@
 #   VERBOSE=1       print the names of failing tests
 #
 # For each unit a fresh ferrite is started on a free loopback port with
-# `--enable-debug-command yes`, the suite runs in --durable mode with one
+# `--enable-debug-command yes` and its own empty `--dir`, the suite runs in --durable mode with one
 # client, and the per-unit counts of [ok] / [err] / [exception] / [skip]
 # lines are printed. Exit status is 0 when every unit ran with no failure.
 set -u
@@ -82,7 +82,11 @@ trap 'stop_ferrite; [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$WORK"' EXIT
 
 start_ferrite() {
   PORT="$(free_port)"
-  "$FERRITE_BIN" --bind 127.0.0.1 --port "$PORT" --enable-debug-command yes >"$1" 2>&1 &
+  # A private data directory per unit: SAVE/BGSAVE/AOF files of one unit
+  # must not be loaded by the next one (nor land in the caller's cwd).
+  local dir="$1.data"
+  mkdir -p "$dir"
+  "$FERRITE_BIN" --bind 127.0.0.1 --port "$PORT" --enable-debug-command yes --dir "$dir" >"$1" 2>&1 &
   PID=$!
   for _ in $(seq 1 100); do
     redis-cli -p "$PORT" ping >/dev/null 2>&1 && return 0
@@ -107,11 +111,6 @@ for u in "${units[@]}"; do
     printf '%-28s %s\n' "$u" "no such unit"; status=1; continue
   fi
   start_ferrite "$log.server" || { status=1; continue; }
-  # Until ferrite implements FUNCTION, the harness's per-server
-  # `r function flush` would abort every test group: tolerate its error.
-  if redis-cli -p "$PORT" function flush 2>&1 | grep -qi "unknown command"; then
-    sed -i 's/^    r function flush$/    catch {r function flush}/' "$WORK/tests/support/server.tcl"
-  fi
   (cd "$WORK" && timeout -k 10 "$UNIT_TIMEOUT" "$TCLSH" tests/test_helper.tcl --host 127.0.0.1 --port "$PORT" \
       --baseport "$BASEPORT" --single "$u" --durable --clients 1 --timeout "$UNIT_TIMEOUT" --dont-clean >"$log" 2>&1)
   rc=$?

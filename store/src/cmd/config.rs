@@ -242,17 +242,47 @@ const PARAMS: &[Param] = &[
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
     Param { name: "min-replicas-max-lag", kind: Kind::Int { min: 0, max: I32.1 } },
+    // Hidden (CONFIG GET only by exact name): test-only delays.
+    Param { name: "rdb-key-save-delay", kind: Kind::Int { min: I32.0, max: I32.1 } },
+    Param { name: "key-load-delay", kind: Kind::Int { min: I32.0, max: I32.1 } },
 ];
+
+/// Redis's HIDDEN_CONFIG parameters: not matched by CONFIG GET patterns.
+const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay"];
 
 /// `min-replicas-to-write` / `min-replicas-max-lag`.
 static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
 static MIN_REPLICAS_LAG: AtomicI64 = AtomicI64::new(10);
 
+/// `rdb-key-save-delay` / `key-load-delay` (microseconds per key written to
+/// / loaded from an RDB image, Redis's debugDelay).
+pub static RDB_KEY_SAVE_DELAY: AtomicI64 = AtomicI64::new(0);
+pub static KEY_LOAD_DELAY: AtomicI64 = AtomicI64::new(0);
+
+/// Redis's debugDelay: sleep `usec` microseconds; a negative value sleeps
+/// 1 µs with probability 1/|usec| (short average delays).
+pub fn debug_delay(usec: i64) {
+    let us = if usec < 0 {
+        u64::from(rand::Rng::gen_range(&mut rand::thread_rng(), 0..usec.unsigned_abs()) == 0)
+    } else {
+        usec as u64
+    };
+    if us > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(us));
+    }
+}
+
 /// Redis's checkGoodReplicasStatus for a write (or EXEC of writes): Ferrite
 /// never has replicas, so writes are refused while `min-replicas-to-write`
 /// and `min-replicas-max-lag` are both set.
+/// Are writes refused for lack of replicas (`min-replicas-to-write` and
+/// `min-replicas-max-lag` both set; Ferrite never has replicas)?
+pub fn noreplicas_active() -> bool {
+    MIN_REPLICAS.load(Ordering::Relaxed) != 0 && MIN_REPLICAS_LAG.load(Ordering::Relaxed) != 0
+}
+
 pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::CommandMeta, srv: &Server) -> bool {
-    if MIN_REPLICAS.load(Ordering::Relaxed) == 0 || MIN_REPLICAS_LAG.load(Ordering::Relaxed) == 0 {
+    if !noreplicas_active() {
         return false;
     }
     use ferrite_commands::Flags;
@@ -329,6 +359,8 @@ fn get_value(srv: &Server, name: &str) -> String {
         "latency-monitor-threshold" => srv.stats.latency_threshold.get().to_string(),
         "min-replicas-to-write" => MIN_REPLICAS.load(Ordering::Relaxed).to_string(),
         "min-replicas-max-lag" => MIN_REPLICAS_LAG.load(Ordering::Relaxed).to_string(),
+        "rdb-key-save-delay" => RDB_KEY_SAVE_DELAY.load(Ordering::Relaxed).to_string(),
+        "key-load-delay" => KEY_LOAD_DELAY.load(Ordering::Relaxed).to_string(),
         "tracking-table-max-keys" => super::client::tracking::MAX_KEYS.load(Ordering::Relaxed).to_string(),
         _ => String::new(),
     }
@@ -370,6 +402,9 @@ fn config_get(cx: &mut Cx) -> CmdResult {
             continue;
         }
         for p in PARAMS {
+            if HIDDEN.contains(&p.name) {
+                continue;
+            }
             if glob_match(pat, p.name.as_bytes(), true) && !out.iter().any(|(n, _)| n == p.name) {
                 out.push((p.name.to_string(), get_value(cx.srv, p.name)));
             }
@@ -504,6 +539,8 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
         ("latency-monitor-threshold", NewVal::Int(n)) => srv.stats.latency_threshold.set(n),
         ("min-replicas-to-write", NewVal::Int(n)) => MIN_REPLICAS.store(n, Ordering::Relaxed),
         ("min-replicas-max-lag", NewVal::Int(n)) => MIN_REPLICAS_LAG.store(n, Ordering::Relaxed),
+        ("rdb-key-save-delay", NewVal::Int(n)) => RDB_KEY_SAVE_DELAY.store(n, Ordering::Relaxed),
+        ("key-load-delay", NewVal::Int(n)) => KEY_LOAD_DELAY.store(n, Ordering::Relaxed),
         ("tracking-table-max-keys", NewVal::Int(n)) => {
             super::client::tracking::MAX_KEYS.store(n as u64, Ordering::Relaxed)
         }

@@ -48,6 +48,9 @@ fn quit(cx: &mut Cx) -> CmdResult {
     // Redis's single thread).
     super::pubsub::unsubscribe_all(cx.srv, cx.client);
     super::client::tracking::disable(cx.srv, cx.client);
+    // Gone for CLIENT LIST / KILL and for clients redirecting their
+    // invalidations to it (tracking-redir-broken) from now on.
+    cx.srv.clients.unregister(cx.client.id);
     Ok(())
 }
 

@@ -44,6 +44,9 @@ fn fcall_generic(cx: &mut Cx, ro: bool) -> CmdResult {
     if ro && f.flags & F_NO_WRITES == 0 {
         return Err(RO_WRITE);
     }
+    if f.flags & F_NO_WRITES == 0 {
+        super::script::write_state_check(srv)?;
+    }
     let keys = &cx.args[3..3 + numkeys];
     let args = &cx.args[3 + numkeys..];
     let spec = RunSpec { eval: false, name: &f.name, flags: f.flags, ro_cmd: ro, keys, args, argv: cx.args };

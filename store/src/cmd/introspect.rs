@@ -2,8 +2,9 @@
 //! table lists them). The data lives in `Stats`, filled by dispatch after
 //! every command: SLOWLOG entries follow Redis's trimming and redaction
 //! rules; LATENCY events are recorded for commands slower than
-//! `latency-monitor-threshold` (`command` / `fast-command`); other Redis
-//! events (fork, aof, expire-cycle, eviction...) are not measured.
+//! `latency-monitor-threshold` (`command` / `fast-command`) and for the
+//! active expiry of one cron tick (`expire-cycle`, in server.rs); other
+//! Redis events (fork, aof, eviction...) are not measured.
 //! LATENCY HISTOGRAM buckets are powers of two microseconds, like Redis's.
 
 use crate::cmd::{eq_ic, CmdError, CmdResult, Cx};

@@ -86,9 +86,11 @@ pub fn debug_sub(cx: &mut Cx) -> Option<CmdResult> {
     None
 }
 
-/// Empty every database (shard guards of this access released first).
+/// Empty every database and the function libraries, as Redis's
+/// emptyData (shard guards of this access released first).
 fn clear_all(cx: &mut Cx) {
     cx.ks.acc.release_shards();
+    cx.srv.scripting.func.lock().flush();
     for db in cx.srv.store.dbs.iter() {
         db.signal_all();
         for s in db.shards.iter() {
@@ -117,14 +119,17 @@ fn debug_reload(cx: &mut Cx) -> CmdResult {
         snapshot::save_sync_with(cx.srv, cx.ks.acc)
             .map_err(|e| CmdError::err(format!("Error trying to save the DB: {e}")))?;
     }
-    if !noflush && !merge {
+    if !noflush {
         clear_all(cx);
     }
     let path = cx.srv.persist.cfg.lock().rdb_path();
     cx.srv.persist.loading.store(true, Ordering::SeqCst);
-    let r = load::load_rdb_file(cx.srv, &path);
+    let r = load::load_rdb_file_opts(cx.srv, &path, merge);
     cx.srv.persist.loading.store(false, Ordering::SeqCst);
-    r.map_err(|e| CmdError::err(format!("Error trying to load the RDB dump, check server logs. ({e})")))?;
+    r.map_err(|e| {
+        eprintln!("ferrite: DEBUG RELOAD: {e}");
+        CmdError::err("Error trying to load the RDB dump")
+    })?;
     cx.out.ok();
     Ok(())
 }

@@ -43,6 +43,21 @@ pub fn over_maxmemory(srv: &Server) -> bool {
     }
 }
 
+/// A script declaring flags without `no-writes` is a write command for
+/// Redis's processCommand: refused when writes are denied by a persistence
+/// error (MISCONF) or for lack of replicas (NOREPLICAS).
+pub fn write_state_check(srv: &crate::server::Server) -> Result<(), CmdError> {
+    if let Some(set) = ferrite_commands::table().commands.get("set") {
+        if let Some(e) = crate::persist::deny_write(srv, set) {
+            return Err(e);
+        }
+    }
+    if crate::cmd::config::noreplicas_active() {
+        return Err(CmdError::st("NOREPLICAS Not enough good replicas to write."));
+    }
+    Ok(())
+}
+
 /// `numkeys` of EVAL/FCALL: (keys, args) split.
 pub fn split_keys(cx: &Cx, numkeys: i64) -> Result<usize, CmdError> {
     if numkeys > (cx.argc() - 3) as i64 {
@@ -86,6 +101,9 @@ fn eval_generic(cx: &mut Cx, evalsha: bool, ro: bool) -> CmdResult {
         }
         if ro && flags & F_NO_WRITES == 0 {
             return Err(RO_WRITE);
+        }
+        if flags & F_NO_WRITES == 0 {
+            write_state_check(srv)?;
         }
     }
     let keys = &cx.args[3..3 + numkeys];

@@ -64,6 +64,18 @@ thread_local! {
     /// Invalidations for the running client itself, sent after its reply
     /// (Redis's tracking_pending_keys).
     static PENDING: std::cell::RefCell<Vec<(Arc<ClientHandle>, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The running script called a read-only command (then its caller
+    /// tracks the script's declared keys, as Redis does).
+    static SCRIPT_READ: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A command called by a script finished (instead of [`after_command`]):
+/// the script's caller stays the current client for NOLOOP, and a read
+/// makes the caller track the script's declared keys afterwards.
+pub fn after_script_call(meta: &CommandMeta) {
+    if meta.flags.has(Flags::READONLY) {
+        SCRIPT_READ.with(|c| c.set(true));
+    }
 }
 
 /// Dispatch: `id` starts running a command on this thread.
@@ -245,10 +257,15 @@ pub fn flush(srv: &Server) {
 /// invalidations, and end the CLIENT CACHING window.
 pub fn after_command(srv: &Server, client: &mut Client, meta: &CommandMeta, args: &[Bytes], in_exec: bool) {
     end_command(srv);
+    let script_read = SCRIPT_READ.with(|c| c.replace(false));
     if !enabled(srv) {
         return;
     }
-    if client.tracking && meta.flags.has(Flags::READONLY) && !meta.flags.has(Flags::PUBSUB) {
+    // EVAL_RO & co are read-only commands, but only their scripts' reads
+    // track keys (the declared keys).
+    let ro_script = matches!(meta.name.as_str(), "eval_ro" | "evalsha_ro" | "fcall_ro");
+    let read = (meta.flags.has(Flags::READONLY) && !ro_script) || script_read;
+    if client.tracking && read && !meta.flags.has(Flags::PUBSUB) {
         let m = client.handle.tracking.lock().clone();
         let caching = client.tracking_caching;
         if m.on && !m.bcast && !((m.optin && !caching) || (m.optout && caching)) {

@@ -29,15 +29,22 @@ fn bad(e: RdbError) -> String {
 /// The file is memory-mapped, not read into a buffer: a multi-gigabyte
 /// dump.rdb costs page cache, not a second copy in the heap.
 pub fn load_rdb_file(srv: &Server, path: &Path) -> Result<LoadStats, String> {
+    load_rdb_file_opts(srv, path, true)
+}
+
+/// [`load_rdb_file`]; `allow_dup` false = a function library that already
+/// exists fails the load (Redis's rdbLoad without RDBFLAGS_ALLOW_DUP, as in
+/// DEBUG RELOAD NOFLUSH without MERGE).
+pub fn load_rdb_file_opts(srv: &Server, path: &Path, allow_dup: bool) -> Result<LoadStats, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("can't read {}: {e}", path.display()))?;
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
-        return load_rdb_bytes(srv, &[], false);
+        return load_rdb_bytes_opts(srv, &[], false, allow_dup);
     }
     // SAFETY: the mapping is read-only and lives for this call only; like
     // Redis, ferrite assumes nobody truncates its dump.rdb while it starts
     // (SAVE writes a temp file and renames it, never in place).
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("can't map {}: {e}", path.display()))?;
-    load_rdb_bytes(srv, &map, false)
+    load_rdb_bytes_opts(srv, &map, false, allow_dup)
 }
 
 /// A decoded key on its way from the parser thread to the inserter.
@@ -76,6 +83,7 @@ fn parse_records(
     ndb: usize,
     now: i64,
     preamble: bool,
+    allow_dup: bool,
     tx: std::sync::mpsc::SyncSender<Msg>,
 ) -> Result<Parsed, String> {
     let mut r = Reader::new(&data[9..]);
@@ -125,7 +133,7 @@ fn parse_records(
             OP_FUNCTION2 => {
                 // A function library (Redis fails the load when one does not compile).
                 let code = r.string().map_err(bad)?;
-                crate::script::function_load_code(srv, &code)
+                crate::script::function_load_code(srv, &code, allow_dup)
                     .map_err(|e| format!("Failed loading library from the RDB: {e}"))?;
             }
             OP_MODULE_AUX => return Err("The RDB holds module data, which Ferrite cannot load".into()),
@@ -184,6 +192,11 @@ fn parse_records(
 /// Three threads share the work: one parses and decodes records, this one
 /// builds ferrite values and inserts them, and one checks the CRC64.
 pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadStats, String> {
+    load_rdb_bytes_opts(srv, data, preamble, true)
+}
+
+/// [`load_rdb_bytes`] with `allow_dup` (see [`load_rdb_file_opts`]).
+pub fn load_rdb_bytes_opts(srv: &Server, data: &[u8], preamble: bool, allow_dup: bool) -> Result<LoadStats, String> {
     if data.len() < 9 || &data[..5] != b"REDIS" {
         return Err("Wrong signature trying to load DB from file".into());
     }
@@ -203,7 +216,7 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
         // file is exactly one RDB image (the usual case).
         let crc = (!preamble && data.len() >= 17).then(|| sc.spawn(|| crc64(0, &data[..data.len() - 8])));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(8);
-        let parser = sc.spawn(move || parse_records(srv, data, ndb, now, preamble, tx));
+        let parser = sc.spawn(move || parse_records(srv, data, ndb, now, preamble, allow_dup, tx));
         let mut failure = None;
         for msg in rx.iter() {
             let batch = match msg {
@@ -220,7 +233,11 @@ pub fn load_rdb_bytes(srv: &Server, data: &[u8], preamble: bool) -> Result<LoadS
                     continue;
                 }
             };
+            let load_delay = crate::cmd::config::KEY_LOAD_DELAY.load(std::sync::atomic::Ordering::Relaxed);
             for rec in batch {
+                if load_delay != 0 {
+                    crate::cmd::config::debug_delay(load_delay);
+                }
                 let Rec { db, key, value, compact, expire_at, idle, freq } = rec;
                 // Like Redis's objectSetLRUOrLFU.
                 let lru = match (lfu, freq, idle) {

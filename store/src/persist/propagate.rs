@@ -15,15 +15,15 @@
 //! MULTI/EXEC) or `DEL` when the set was emptied by a count, blocking pops
 //! and `LMPOP`/`ZMPOP` -> `LPOP/RPOP/ZPOPMIN/ZPOPMAX key [count]`,
 //! `BRPOPLPUSH` -> `RPOPLPUSH`, `BLMOVE` -> `LMOVE`, `XADD *` -> explicit id
-//! and `MAXLEN ~ n` -> `MAXLEN = <length>`, lazy/active expiry and eviction
+//! and `XADD/XTRIM .. MAXLEN|MINID ~ x [LIMIT n]` -> `MAXLEN = <length>` /
+//! `MINID = <first id>` (as Redis's streamRewriteTrimArgument), lazy/active expiry and eviction
 //! -> `DEL`, `XREADGROUP` -> one forced `XCLAIM .. TIME .. RETRYCOUNT ..
 //! LASTID` per new delivery (NOACK: `XGROUP CREATECONSUMER` + `XGROUP SETID
 //! .. ENTRIESREAD`), `XCLAIM`/`XAUTOCLAIM` -> the same XCLAIM form,
 //! transactions with more than one write -> MULTI/EXEC, `SELECT` when the
 //! database changes. Commands that changed nothing are not logged.
 //!
-//! Not rewritten (logged as sent): `XADD/XTRIM .. MINID ~` (exact only for
-//! MAXLEN), entries XAUTOCLAIM finds deleted, `XTRIM .. ~`. Script effects
+//! Not rewritten (logged as sent): entries XAUTOCLAIM finds deleted. Script effects
 //! are collected by `script_begin`/`tx_end` and wrapped in MULTI/EXEC when
 //! a script (EVAL/EVALSHA/FCALL and their _RO forms) wrote more than once.
 //!
@@ -403,6 +403,7 @@ fn rewrite(acc: &mut Access<'_>, name: &str, args: &[Bytes], db: usize, reply: &
             _ => verbatim(),
         },
         "xadd" => xadd(acc, args, db, parsed()),
+        "xtrim" if args.len() > 2 => xtrim(acc, args, db),
         "xreadgroup" => xreadgroup(acc, args, db, parsed()),
         "xclaim" | "xautoclaim" if args.len() >= 4 => {
             let ids: Vec<Bytes> = match (name, parsed()) {
@@ -556,7 +557,54 @@ fn xreadgroup(acc: &mut Access<'_>, args: &[Bytes], db: usize, reply: Option<R>)
     out
 }
 
-/// XADD: the generated id made explicit, approximate MAXLEN made exact.
+/// The exact trim threshold after an approximate trim (Redis's
+/// streamRewriteTrimArgument): the length for MAXLEN, the first entry's id
+/// for MINID (the maximal id when the stream is empty).
+fn exact_threshold(acc: &mut Access<'_>, db: usize, key: &[u8], maxlen: bool) -> Option<Bytes> {
+    let slot = key_hash_slot(key);
+    let sh = acc.shard(db, slot)?;
+    let e = sh.get_raw(slot, key)?;
+    let Value::Stream(s) = &e.value else { return None };
+    Some(if maxlen {
+        num(s.len() as i64)
+    } else {
+        let id = s.edge_id(true).unwrap_or(crate::types::stream::StreamId::new(u64::MAX, u64::MAX));
+        Bytes::from(id.fmt())
+    })
+}
+
+/// Rewrite one `MAXLEN|MINID [=|~] <threshold> [LIMIT n]` clause starting
+/// at `v[i]` (the MAXLEN/MINID word); approximate trims become exact with
+/// the resulting threshold and lose LIMIT. Returns the index after it.
+fn exact_trim(acc: &mut Access<'_>, db: usize, key: &[u8], v: &mut Vec<Bytes>, mut i: usize) -> usize {
+    let maxlen = eq(&v[i], "maxlen");
+    i += 1;
+    let mut exact = false;
+    if i < v.len() && &v[i][..] == b"~" {
+        if let Some(t) = exact_threshold(acc, db, key, maxlen) {
+            v[i] = b("=");
+            if i + 1 < v.len() {
+                v[i + 1] = t;
+                exact = true;
+            }
+        }
+        i += 1;
+    } else if i < v.len() && &v[i][..] == b"=" {
+        i += 1;
+    }
+    i += 1;
+    if i < v.len() && eq(&v[i], "limit") {
+        // LIMIT only applies to approximate trimming, now exact.
+        if exact {
+            v.drain(i..(i + 2).min(v.len()));
+        } else {
+            i += 2;
+        }
+    }
+    i
+}
+
+/// XADD: the generated id made explicit, approximate trimming made exact.
 fn xadd(acc: &mut Access<'_>, args: &[Bytes], db: usize, reply: Option<R>) -> Vec<Vec<Bytes>> {
     let mut v = args.to_vec();
     let mut i = 2;
@@ -564,30 +612,7 @@ fn xadd(acc: &mut Access<'_>, args: &[Bytes], db: usize, reply: Option<R>) -> Ve
         if eq(&v[i], "nomkstream") {
             i += 1;
         } else if eq(&v[i], "maxlen") || eq(&v[i], "minid") {
-            let maxlen = eq(&v[i], "maxlen");
-            i += 1;
-            if i < v.len() && &v[i][..] == b"~" {
-                if maxlen {
-                    if let Some((_, Some(len))) = post(acc, db, &args[1]) {
-                        v[i] = b("=");
-                        if i + 1 < v.len() {
-                            v[i + 1] = num(len as i64);
-                        }
-                    }
-                }
-                i += 1;
-            } else if i < v.len() && &v[i][..] == b"=" {
-                i += 1;
-            }
-            i += 1;
-            if i < v.len() && eq(&v[i], "limit") {
-                // LIMIT only applies to approximate trimming, now exact.
-                if maxlen && v.get(i - 2).is_some_and(|x| &x[..] == b"=") {
-                    v.drain(i..(i + 2).min(v.len()));
-                } else {
-                    i += 2;
-                }
-            }
+            i = exact_trim(acc, db, &args[1], &mut v, i);
         } else {
             break;
         }
@@ -596,6 +621,15 @@ fn xadd(acc: &mut Access<'_>, args: &[Bytes], db: usize, reply: Option<R>) -> Ve
         if let Some(id) = reply.as_ref().and_then(bulk) {
             v[i] = id;
         }
+    }
+    vec![v]
+}
+
+/// XTRIM: approximate trimming made exact.
+fn xtrim(acc: &mut Access<'_>, args: &[Bytes], db: usize) -> Vec<Vec<Bytes>> {
+    let mut v = args.to_vec();
+    if v.len() > 2 && (eq(&v[2], "maxlen") || eq(&v[2], "minid")) {
+        exact_trim(acc, db, &args[1], &mut v, 2);
     }
     vec![v]
 }

@@ -56,8 +56,9 @@ pub fn entry_commands(out: &mut Vec<u8>, e: &Entry) {
         RdbValue::Stream(s) => {
             let live: Vec<_> = s.entries.iter().filter(|x| !x.deleted).collect();
             if live.is_empty() {
-                // Create the empty stream (Redis: XADD with MAXLEN 0).
-                cmd(out, &[b"XADD", key, b"MAXLEN", b"0", &id(&s.last_id), b"x", b"y"]);
+                // Create the empty stream as Redis does: XADD MAXLEN 0 with
+                // id 0-1 (0-0 is refused); XSETID below sets the real last id.
+                cmd(out, &[b"XADD", key, b"MAXLEN", b"0", b"0-1", b"x", b"y"]);
             }
             for x in live {
                 let i = id(&x.id);

@@ -501,6 +501,14 @@ fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut W) -> io::Result<(
             if job.cancelled.load(Ordering::Relaxed) {
                 return Err(io::Error::other("background save cancelled"));
             }
+            let delay = crate::cmd::config::RDB_KEY_SAVE_DELAY.load(Ordering::Relaxed);
+            if delay != 0 {
+                let n = {
+                    let _w = srv.store.world_read();
+                    srv.store.dbs[db].shards[shard_of(slot)].lock().slot(slot).table.len()
+                };
+                key_save_delay(job, delay, n)?;
+            }
             let part = job.part(srv, db, slot);
             if !part.is_empty() {
                 sink.put(&part)?;
@@ -508,6 +516,31 @@ fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut W) -> io::Result<(
         }
     }
     sink.finish()
+}
+
+/// `rdb-key-save-delay`: sleep `delay` µs per key of a slot about to be
+/// written (Redis's forked child sleeps per key; here the saver thread does,
+/// outside every lock), in short steps so a cancelled job stops promptly.
+fn key_save_delay(job: &SnapJob, delay: i64, keys: usize) -> io::Result<()> {
+    for _ in 0..keys {
+        if delay < 0 {
+            crate::cmd::config::debug_delay(delay);
+        } else {
+            let mut left = delay as u64;
+            while left > 0 {
+                if job.cancelled.load(Ordering::Relaxed) {
+                    return Err(io::Error::other("background save cancelled"));
+                }
+                let step = left.min(10_000);
+                std::thread::sleep(std::time::Duration::from_micros(step));
+                left -= step;
+            }
+        }
+    }
+    if job.cancelled.load(Ordering::Relaxed) {
+        return Err(io::Error::other("background save cancelled"));
+    }
+    Ok(())
 }
 
 /// The saver thread.

@@ -299,6 +299,35 @@ pub fn may_write(srv: &Server, args: &[Bytes]) -> Option<bool> {
     }
 }
 
+/// The declared flags of the script an EVAL/EVALSHA/FCALL call would run,
+/// when it declares them (a shebang; every function does): Redis's
+/// processCommand treats such a call as a write unless `no-writes`, and
+/// as deny-oom unless `allow-oom`. None for other commands, flagless
+/// scripts and unknown scripts (the handler reports those).
+pub fn declared_flags(srv: &Server, args: &[Bytes]) -> Option<u32> {
+    let name = args.first()?;
+    let flags = if name.eq_ignore_ascii_case(b"eval") || name.eq_ignore_ascii_case(b"evalsha") {
+        let body = args.get(1)?;
+        let sha = if name.eq_ignore_ascii_case(b"evalsha") {
+            String::from_utf8_lossy(body).to_ascii_lowercase()
+        } else {
+            sha1::sha1hex(body)
+        };
+        let cached = srv.scripting.eval.try_lock().and_then(|e| e.scripts.get(&sha).map(|s| s.flags));
+        match cached {
+            Some(f) => f,
+            None if name.eq_ignore_ascii_case(b"eval") => eval_shebang(body).ok()?.0,
+            None => return None,
+        }
+    } else if name.eq_ignore_ascii_case(b"fcall") {
+        let fname = String::from_utf8_lossy(args.get(1)?).into_owned();
+        srv.scripting.func.try_lock().and_then(|e| e.function(&fname).map(|f| f.flags))?
+    } else {
+        return None;
+    };
+    (flags & F_EVAL_COMPAT == 0).then_some(flags)
+}
+
 /// Every library's code, for RDB persistence (the FUNCTION2 opcode).
 pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
     srv.scripting.func.lock().codes()
@@ -306,8 +335,8 @@ pub fn function_dump_codes(srv: &Server) -> Vec<Vec<u8>> {
 
 /// Load one library from its code (as saved by `function_dump_codes`),
 /// replacing a library of the same name. Used when loading an RDB file.
-pub fn function_load_code(srv: &Server, code: &[u8]) -> Result<String, String> {
-    srv.scripting.func.lock().load(code, true, 0)
+pub fn function_load_code(srv: &Server, code: &[u8], replace: bool) -> Result<String, String> {
+    srv.scripting.func.lock().load(code, replace, 0)
 }
 
 /// Parse `#!lua flags=a,b` of an EVAL script. Returns (flags, shebang length).

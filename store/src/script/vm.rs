@@ -335,10 +335,13 @@ struct ErrInfo {
     msg: Vec<u8>,
     source: Option<Vec<u8>>,
     line: Option<Vec<u8>>,
+    /// `ignore_error_stats_update`: the error was already counted (by the
+    /// command that produced it, or when a redis.call was rejected).
+    ignore: bool,
 }
 
 unsafe fn extract_error(l: *mut lua_State) -> ErrInfo {
-    let mut info = ErrInfo { msg: Vec::new(), source: None, line: None };
+    let mut info = ErrInfo { msg: Vec::new(), source: None, line: None, ignore: false };
     if lua_type(l, -1) == LUA_TSTRING || lua_type(l, -1) == LUA_TNUMBER {
         let mut m = b"ERR ".to_vec();
         m.extend_from_slice(cstr_prefix(to_bytes(l, -1).unwrap_or_default()));
@@ -364,6 +367,10 @@ unsafe fn extract_error(l: *mut lua_State) -> ErrInfo {
         }
         lua_pop(l, 1);
     }
+    lua_pushstring(l, cs!("ignore_error_stats_update"));
+    lua_rawget(l, -2);
+    info.ignore = lua_type(l, -1) == LUA_TBOOLEAN && lua_toboolean(l, -1) != 0;
+    lua_pop(l, 1);
     info
 }
 
@@ -591,7 +598,27 @@ enum CallResult {
     Rejected(Vec<u8>),
 }
 
+/// A command called from Lua; a rejection is counted as Redis's scriptCall
+/// does (errorstats, and rejected_calls of the command).
 fn run_command(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
+    // SAFETY: set by `run_script` for the duration of the script, on this thread.
+    let srv: &Server = unsafe { &*ctx.srv };
+    let name = crate::dispatch::resolve(srv, &args).map(|(_, m)| m.name.clone()).map_err(|e| e.0);
+    let kept = if name.is_err() { args.clone() } else { Vec::new() };
+    let r = run_command_inner(ctx, args);
+    if let CallResult::Rejected(e) = &r {
+        let text = String::from_utf8_lossy(e);
+        srv.stats.error_reply(text.strip_prefix('-').unwrap_or("ERR"));
+        match name {
+            Ok(n) => srv.stats.rejected_call(&n),
+            // Arity: still a rejected call of the command.
+            Err(e) => crate::stats::rejected_before_resolve(srv, &kept, &e),
+        }
+    }
+    r
+}
+
+fn run_command_inner(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
     // SAFETY: set by `run_script` for the duration of the script, on this thread.
     let srv: &Server = unsafe { &*ctx.srv };
     let acc: &mut Access<'_> = unsafe { &mut *(ctx.acc as *mut Access<'_>) };
@@ -646,6 +673,16 @@ fn run_command(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
     }
     if !ctx.allow_oom && ctx.oom_at_start && !ctx.wrote && meta.flags.has(Flags::DENYOOM) {
         return CallResult::Rejected(b"-OOM command not allowed when used memory > 'maxmemory'.".to_vec());
+    }
+    // Redis's scriptVerifyWriteCommandAllow: server-state checks only
+    // until the script's first write.
+    if write && !ctx.wrote {
+        if let Some(e) = crate::persist::deny_write(srv, meta) {
+            return CallResult::Rejected(format!("-{}", e.0).into_bytes());
+        }
+        if crate::cmd::config::noreplicas_active() {
+            return CallResult::Rejected(b"-NOREPLICAS Not enough good replicas to write.".to_vec());
+        }
     }
     if write {
         ctx.wrote = true;
@@ -1417,15 +1454,26 @@ unsafe fn call_function<'s>(
         push_array(l, spec.args);
         lua_pcall(l, 2, 1, -4)
     };
+    // An error reply of EVAL/FCALL fails the call; its error is counted
+    // unless the command that raised it already was (Redis's
+    // ERR_REPLY_FLAG_NO_STATS_UPDATE).
+    let cmd_name = spec.argv.first().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).unwrap_or_default();
+    let script_error = |counted: bool, msg: &[u8]| {
+        srv.stats.failed_call(&cmd_name);
+        if !counted {
+            srv.stats.error_reply(&String::from_utf8_lossy(msg));
+        }
+    };
     if err != 0 {
-        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
         if lua_type(l, -1) != LUA_TTABLE {
             let msg = to_bytes(l, -1).map(|b| String::from_utf8_lossy(b).into_owned());
             let msg = msg.unwrap_or_else(|| "execution failure".into());
             let msg: String = msg.chars().take(100).collect();
+            script_error(false, b"ERR");
             put_error(out, format!("ERR Error running script {}, {}", spec.name, msg).as_bytes());
         } else {
             let info = extract_error(l);
+            script_error(info.ignore, &info.msg);
             let mut m = info.msg.clone();
             if let (Some(line), Some(src)) = (&info.line, &info.source) {
                 m.extend_from_slice(format!(" script: {}, on ", spec.name).as_bytes());
@@ -1439,6 +1487,17 @@ unsafe fn call_function<'s>(
         lua_pop(l, 1);
     } else {
         let resp3 = ctx.client.resp3;
+        if lua_type(l, -1) == LUA_TTABLE {
+            // A returned error table ({err=...}) is an error reply.
+            lua_pushstring(l, cs!("err"));
+            lua_rawget(l, -2);
+            let is_err = lua_type(l, -1) == LUA_TSTRING;
+            lua_pop(l, 1);
+            if is_err {
+                let info = extract_error(l);
+                script_error(info.ignore, &info.msg);
+            }
+        }
         lua_to_resp(l, out, resp3, 0);
     }
     lua_pop(l, 1); // the handler
