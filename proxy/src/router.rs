@@ -169,22 +169,52 @@ impl Proxy {
             Err(e) => return fail(format!("{addr}: {}", e.text())),
         };
         let (tx, rx) = oneshot::channel();
-        conn.send(Job { data, replies, tx, post: None });
+        // The first attempt is sent now, so mirror writes of one slot keep their order on the connection.
+        conn.send(Job { data: data.clone(), replies, tx, post: None });
         m.mirror_inflight.inc();
         let me = self.clone();
         let t0 = Instant::now();
         tokio::spawn(async move {
-            let r = tokio::time::timeout(me.cfg.request_timeout, rx).await;
+            let mut rx = rx;
+            let mut addr = addr;
+            let mut redirects = 0;
+            let err = loop {
+                let r = tokio::time::timeout(me.cfg.request_timeout, rx).await;
+                let err = match r {
+                    Ok(Ok(Ok(f))) if f.first() != Some(&b'-') => None,
+                    Ok(Ok(Ok(f))) => {
+                        // The mirror side moved the slot (a failover or reshard of the upstream): follow
+                        // `-MOVED` like the request path does, a bounded number of times.
+                        if f.starts_with(b"-MOVED ") && redirects < 5 {
+                            if let (Some((s, to)), Some(topo)) = (parse_redirect(&f), me.topo(target)) {
+                                redirects += 1;
+                                me.metrics.redirects.with_label_values(&["moved"]).inc();
+                                let to = fix_host(&to, Some(&addr));
+                                topo.moved(s, &to);
+                                let to_arc: Arc<str> = Arc::from(to.as_str());
+                                match me.pool.get(&to_arc, resp3, target, me.lane(target, Some(slot))) {
+                                    Ok(c) => {
+                                        let (tx2, rx2) = oneshot::channel();
+                                        c.send(Job { data: data.clone(), replies, tx: tx2, post: None });
+                                        rx = rx2;
+                                        addr = to_arc;
+                                        continue;
+                                    }
+                                    Err(e) => break Some(format!("{to}: {}", e.text())),
+                                }
+                            }
+                        }
+                        Some(String::from_utf8_lossy(&f[1..f.len().saturating_sub(2)]).to_string())
+                    }
+                    Ok(Ok(Err(e))) => Some(e.text().to_string()),
+                    Ok(Err(_)) => Some("connection dropped".into()),
+                    Err(_) => Some("timed out".into()),
+                };
+                break err;
+            };
             let m = &me.metrics;
             m.mirror_inflight.dec();
             m.mirror_lag.observe(t0.elapsed().as_secs_f64());
-            let err = match r {
-                Ok(Ok(Ok(f))) if f.first() != Some(&b'-') => None,
-                Ok(Ok(Ok(f))) => Some(String::from_utf8_lossy(&f[1..f.len().saturating_sub(2)]).to_string()),
-                Ok(Ok(Err(e))) => Some(e.text().to_string()),
-                Ok(Err(_)) => Some("connection dropped".into()),
-                Err(_) => Some("timed out".into()),
-            };
             match err {
                 None => {
                     me.slots.stats.mirror_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
