@@ -404,3 +404,34 @@ fn ferrite_side_may_be_a_cluster() {
     assert_eq!(Reply::parse(&c.cmd(&["DBSIZE"])).as_int(), Some(30));
     assert_eq!(c.cmd(&["FERRITE.PROXY", "SLOTS"]), b"*1\r\n*4\r\n:0\r\n:16383\r\n$7\r\nferrite\r\n:0\r\n");
 }
+
+/// Mirror writes to the upstream follow `-MOVED` when the upstream master of the slot fails over during the
+/// rollback window (the proxy's map still names the demoted master): none is lost, none counted as failed.
+#[test]
+fn mirror_writes_follow_an_upstream_failover() {
+    let cluster = Cluster::start(3, 1);
+    let proxy = start_proxy_cluster(&cluster.seed(), &[]);
+    let mut c = proxy.conn();
+    let k = "mirrorfo:key";
+    let s = slot(k);
+    let owner = cluster.master_of_slot(s);
+    let topo = cluster.topology();
+    let owner_id = topo.iter().find(|n| n.port == owner).unwrap().id.clone();
+    let replica = topo.iter().find(|n| n.master_id.as_deref() == Some(owner_id.as_str())).unwrap().port;
+    assert_eq!(admin(&mut c, &["SETSLOTS", "1", "ferrite", "1", &s.to_string()]).as_int(), Some(1));
+    assert_eq!(c.cmd(&["SET", k, "before"]), b"+OK\r\n");
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the first mirror write", || {
+        (Conn::connect(owner).unwrap().cmd(&["GET", k]) == bulk("before")).then_some(())
+    });
+    cluster.failover(replica);
+    // Written right after the failover: the first mirror attempt goes to the demoted master.
+    for i in 0..20 {
+        assert_eq!(c.cmd(&["SET", k, &format!("after-{i}")]), b"+OK\r\n");
+    }
+    ferrite_testkit::wait_for(Duration::from_secs(10), "the mirror writes on the new master", || {
+        (Conn::connect(replica).unwrap().cmd(&["GET", k]) == bulk("after-19")).then_some(())
+    });
+    let stats = admin(&mut c, &["STATS"]);
+    let failures = stats.items().chunks(2).find(|p| p[0].as_bytes() == Some(b"mirror_failures")).unwrap()[1].as_int();
+    assert_eq!(failures, Some(0), "mirror writes failed during the failover:\n{}", proxy.log());
+}
