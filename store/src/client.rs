@@ -63,6 +63,34 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
+    /// A new client in its initial state (db 0, RESP2, user `default`, not in MULTI): the one constructor for
+    /// network connections and for the internal clients (AOF loader, Lua), so a new field is set in one place.
+    pub fn new(id: u64, addr: String, laddr: String, fd: i32, tx: UnboundedSender<Push>, now_ms: u64) -> ClientHandle {
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(None),
+            db: AtomicUsize::new(0),
+            last_cmd: Mutex::new("NULL"),
+            last_interaction_ms: AtomicU64::new(now_ms),
+            resp: AtomicU8::new(2),
+            sub: AtomicUsize::new(0),
+            psub: AtomicUsize::new(0),
+            ssub: AtomicUsize::new(0),
+            multi: AtomicI64::new(-1),
+            monitor: AtomicBool::new(false),
+            user: Mutex::new("default".into()),
+            killed: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
+            tx,
+            fd,
+            no_evict: AtomicBool::new(false),
+            tracking: Default::default(),
+        }
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         let _ = self.tx.send(Push::Kill);

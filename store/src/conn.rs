@@ -11,11 +11,9 @@ use crate::server::Server;
 use bytes::BytesMut;
 use ferrite_resp::parser::Parsed;
 use ferrite_resp::{Limits, ReplyBuf, RequestParser};
-use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -79,29 +77,14 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     }
     srv.stats.total_connections_received.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel::<Push>();
-    let handle = Arc::new(ClientHandle {
-        id: srv.clients.next_id(),
-        addr: peer.to_string(),
-        laddr: local.to_string(),
-        created: Instant::now(),
-        name: Mutex::new(None),
-        db: AtomicUsize::new(0),
-        last_cmd: Mutex::new("NULL"),
-        last_interaction_ms: AtomicU64::new(srv.uptime_ms()),
-        resp: AtomicU8::new(2),
-        sub: AtomicUsize::new(0),
-        psub: AtomicUsize::new(0),
-        ssub: AtomicUsize::new(0),
-        multi: AtomicI64::new(-1),
-        monitor: AtomicBool::new(false),
-        user: Mutex::new("default".into()),
-        killed: AtomicBool::new(false),
-        blocked: AtomicBool::new(false),
+    let handle = Arc::new(ClientHandle::new(
+        srv.clients.next_id(),
+        peer.to_string(),
+        local.to_string(),
+        std::os::fd::AsRawFd::as_raw_fd(&sock),
         tx,
-        fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
-        no_evict: AtomicBool::new(false),
-        tracking: Default::default(),
-    });
+        srv.uptime_ms(),
+    ));
     srv.clients.register(handle.clone());
     let mut client = Client::new(handle.clone(), !needs_auth);
     let mut parser = RequestParser::new(Limits { max_bulk_len: max_bulk, ..Limits::default() });

@@ -477,29 +477,14 @@ fn parse_command(d: &[u8], pos: &mut usize) -> Result<Option<Vec<Bytes>>, String
 
 fn loader_client(srv: &Server) -> crate::client::Client {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = Arc::new(crate::client::ClientHandle {
-        id: u64::MAX,
-        addr: "aof-loader".into(),
-        laddr: String::new(),
-        created: Instant::now(),
-        name: parking_lot::Mutex::new(None),
-        db: Default::default(),
-        last_cmd: parking_lot::Mutex::new("NULL"),
-        last_interaction_ms: AtomicU64::new(srv.uptime_ms()),
-        resp: Default::default(),
-        sub: Default::default(),
-        psub: Default::default(),
-        ssub: Default::default(),
-        multi: AtomicI64::new(-1),
-        monitor: AtomicBool::new(false),
-        user: parking_lot::Mutex::new("default".into()),
-        killed: AtomicBool::new(false),
-        blocked: AtomicBool::new(false),
+    let handle = Arc::new(crate::client::ClientHandle::new(
+        u64::MAX,
+        "aof-loader".into(),
+        String::new(),
+        -1,
         tx,
-        fd: -1,
-        no_evict: AtomicBool::new(false),
-        tracking: Default::default(),
-    });
+        srv.uptime_ms(),
+    ));
     crate::client::Client::new(handle, true)
 }
 

@@ -175,34 +175,18 @@ pub(crate) fn set_frozen_now(t: i64) {
 
 /// The handle of the scripts' client (created on first use).
 pub fn lua_handle(srv: &Server) -> std::sync::Arc<crate::client::ClientHandle> {
-    use std::sync::atomic::{AtomicU64, AtomicU8};
     srv.scripting
         .lua_client
         .get_or_init(|| {
             let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-            std::sync::Arc::new(crate::client::ClientHandle {
-                id: srv.clients.next_id(),
-                addr: "lua".into(),
-                laddr: String::new(),
-                created: std::time::Instant::now(),
-                name: parking_lot::Mutex::new(None),
-                db: AtomicUsize::new(0),
-                last_cmd: parking_lot::Mutex::new("NULL"),
-                last_interaction_ms: AtomicU64::new(0),
-                resp: AtomicU8::new(2),
-                sub: AtomicUsize::new(0),
-                psub: AtomicUsize::new(0),
-                ssub: AtomicUsize::new(0),
-                multi: AtomicI64::new(-1),
-                monitor: AtomicBool::new(false),
-                user: parking_lot::Mutex::new("default".into()),
-                killed: AtomicBool::new(false),
-                blocked: AtomicBool::new(false),
+            std::sync::Arc::new(crate::client::ClientHandle::new(
+                srv.clients.next_id(),
+                "lua".into(),
+                String::new(),
+                -1,
                 tx,
-                fd: -1,
-                no_evict: AtomicBool::new(false),
-                tracking: Default::default(),
-            })
+                0,
+            ))
         })
         .clone()
 }
