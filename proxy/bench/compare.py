@@ -6,7 +6,11 @@ Prints, per test (redis-benchmark, 50 clients, -P 1 and -P 16, GET/SET with 16 B
 requests/s of each target and the ratios proxy/redis and proxy/nutcracker, plus p99 latencies (the added p99 is
 proxy p99 - redis p99). Needs a release build: `cargo build --release -p ferrite-proxy`.
 
-Usage: proxy/bench/compare.py [--requests N] [--proxy PATH]
+Each test runs --rounds times per target, the order of the three targets rotating between rounds, and the median
+is reported: the machine is shared and noisy, and a target measured always first or always last would be favoured
+or penalised by whatever else runs.
+
+Usage: proxy/bench/compare.py [--requests N] [--rounds R] [--proxy PATH] [--proxy-args "..."]
 """
 import argparse
 import os
@@ -65,7 +69,9 @@ def bench(port, pipeline, size, test, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--proxy", default=os.path.join(ROOT, "target", "release", "ferrite-proxy"))
+    ap.add_argument("--proxy-args", default="", help="extra ferrite-proxy arguments, e.g. '--threads 2'")
     a = ap.parse_args()
     if not os.path.exists(a.proxy):
         sys.exit(f"{a.proxy} not built: cargo build --release -p ferrite-proxy")
@@ -79,7 +85,7 @@ def main():
         wait_port(rport, r, "redis-server")
         pport = free_port()
         p = subprocess.Popen([a.proxy, "--listen", f"127.0.0.1:{pport}", "--ferrite", f"127.0.0.1:{rport}",
-                              "--log-level", "warn"], stdout=subprocess.DEVNULL)
+                              "--log-level", "warn"] + a.proxy_args.split(), stdout=subprocess.DEVNULL)
         procs.append(p)
         wait_port(pport, p, "ferrite-proxy")
         nport = free_port()
@@ -97,12 +103,20 @@ def main():
             for size in (16, 1024):
                 for test in ("set", "get"):
                     req = a.requests * (4 if pipeline > 1 else 1)
-                    rr, rp99 = bench(rport, pipeline, size, test, req)
-                    pr, pp99 = bench(pport, pipeline, size, test, req)
-                    nr, _ = bench(nport, pipeline, size, test, req)
+                    ports = [rport, pport, nport]
+                    runs = [[], [], []]
+                    for r in range(max(1, a.rounds)):
+                        for k in range(3):
+                            i = (k + r) % 3
+                            runs[i].append(bench(ports[i], pipeline, size, test, req))
+                    med = []
+                    for rs in runs:
+                        rs.sort()
+                        med.append(rs[len(rs) // 2])
+                    (rr, rp99), (pr, pp99), (nr, _) = med
                     name = f"{test.upper()} {size}B -P{pipeline}"
                     print(f"{name:<18}{rr:>12.0f}{pr:>12.0f}{nr:>12.0f}{pr / rr:>10.2f}{pr / nr:>9.2f}"
-                          f"{rp99:>11.3f}{pp99:>11.3f}")
+                          f"{rp99:>11.3f}{pp99:>11.3f}", flush=True)
     finally:
         for p in procs:
             p.kill()

@@ -9,14 +9,16 @@
 use crate::metrics::Metrics;
 use crate::resp::{encode_cmd, FrameScanner};
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 
 /// Which side of the migration a backend belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,27 +82,91 @@ pub struct Job {
     pub post: Option<PostAction>,
 }
 
+/// Where the reply of a request goes.
+pub enum Sink {
+    /// A one-shot channel (the general routing path).
+    Once(ReplyTx),
+    /// A client's inbox, tagged with the client's sequence number for the request (the fast path: no channel, no
+    /// task per request; the client is woken once per read of the backend's replies).
+    Client(Arc<Inbox>, u64),
+}
+
+impl Sink {
+    fn deliver(self, r: Result<Bytes, BackendError>, woken: &mut Vec<Arc<Inbox>>) {
+        match self {
+            Sink::Once(tx) => {
+                let _ = tx.send(r);
+            }
+            Sink::Client(inbox, seq) => {
+                inbox.replies.lock().push((seq, r));
+                if !woken.last().is_some_and(|w| Arc::ptr_eq(w, &inbox)) {
+                    woken.push(inbox);
+                }
+            }
+        }
+    }
+}
+
+/// Replies for one client from any number of backend connections, in arrival order with the client's sequence
+/// numbers; the client puts them back in request order.
+#[derive(Default)]
+pub struct Inbox {
+    pub replies: Mutex<Vec<(u64, Result<Bytes, BackendError>)>>,
+    pub waker: AtomicWaker,
+}
+
 struct Pending {
     left: u8,
-    tx: ReplyTx,
+    sink: Sink,
     post: Option<PostAction>,
-    sent: Instant,
+    /// When the batch holding the request was written (stamped by the writer, once per batch).
+    sent: Option<Instant>,
+}
+
+/// What clients queue for the writer: the bytes to write and, in the same order, who waits for the replies.
+struct Queue {
+    /// Small requests, copied together.
+    out: BytesMut,
+    /// What to write, in order: runs of small requests split off `out`, and big requests as they are (no copy).
+    chunks: Vec<Bytes>,
+    pending: VecDeque<Pending>,
+    /// Entries at the back of `pending` whose bytes are not written yet.
+    unsent: usize,
+    /// No more requests are accepted (the connection died or is closing).
+    closed: bool,
 }
 
 struct Shared {
-    pending: Mutex<VecDeque<Pending>>,
+    q: Mutex<Queue>,
+    /// Wakes the writer.
+    wake: Notify,
     alive: AtomicBool,
     dead_tx: watch::Sender<bool>,
 }
 
 impl Shared {
-    /// Mark dead and fail every request waiting for a reply.
+    /// Mark dead and fail every request queued or waiting for a reply.
     fn kill(&self, why: &str) {
         self.alive.store(false, Ordering::SeqCst);
         let _ = self.dead_tx.send(true);
-        let drained: Vec<Pending> = self.pending.lock().drain(..).collect();
-        for p in drained {
-            let _ = p.tx.send(Err(BackendError::Lost(why.to_string())));
+        let (drained, written) = {
+            let mut q = self.q.lock();
+            q.closed = true;
+            q.out.clear();
+            q.chunks.clear();
+            let written = q.pending.len() - q.unsent;
+            q.unsent = 0;
+            (q.pending.drain(..).collect::<Vec<Pending>>(), written)
+        };
+        let mut woken = Vec::new();
+        for (i, p) in drained.into_iter().enumerate() {
+            // Requests never written cannot have run: they may be retried anywhere.
+            let e =
+                if i < written { BackendError::Lost(why.to_string()) } else { BackendError::NotSent(why.to_string()) };
+            p.sink.deliver(Err(e), &mut woken);
+        }
+        for w in woken {
+            w.waker.wake();
         }
     }
 }
@@ -108,20 +174,55 @@ impl Shared {
 /// A handle to a multiplexed connection.
 #[derive(Clone)]
 pub struct Conn {
-    tx: mpsc::UnboundedSender<Job>,
     shared: Arc<Shared>,
 }
 
 impl Conn {
     pub fn alive(&self) -> bool {
-        self.shared.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+        self.shared.alive.load(Ordering::Relaxed)
     }
 
     /// Queue a job; the write order of jobs queued from one thread is their call order.
     pub fn send(&self, job: Job) {
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
-            let _ = job.tx.send(Err(BackendError::NotSent("connection closed".into())));
+        let Job { data, replies, tx, post } = job;
+        if let Err(sink) = self.push(data, replies, Sink::Once(tx), post) {
+            sink.deliver(Err(BackendError::NotSent("connection closed".into())), &mut Vec::new());
         }
+    }
+
+    /// Queue encoded request bytes whose reply goes to `sink`. Requests queued from one task reach the node in
+    /// call order. Gives the sink back when the connection is closed (nothing was queued).
+    pub fn push(&self, data: Bytes, replies: u8, sink: Sink, post: Option<PostAction>) -> Result<(), Sink> {
+        let first = {
+            let mut q = self.shared.q.lock();
+            if q.closed {
+                return Err(sink);
+            }
+            if data.len() >= BIG_REQUEST {
+                if !q.out.is_empty() {
+                    let run = q.out.split().freeze();
+                    q.chunks.push(run);
+                }
+                q.chunks.push(data);
+            } else {
+                if q.out.capacity() - q.out.len() < data.len() {
+                    // A fresh block: never grow (and copy) what is queued already.
+                    if !q.out.is_empty() {
+                        let run = q.out.split().freeze();
+                        q.chunks.push(run);
+                    }
+                    q.out.reserve(OUT_BLOCK);
+                }
+                q.out.extend_from_slice(&data);
+            }
+            q.pending.push_back(Pending { left: replies.max(1), sink, post, sent: None });
+            q.unsent += 1;
+            q.unsent == 1
+        };
+        if first {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +239,9 @@ pub struct BackendSettings {
     pub upstream: Creds,
     pub ferrite: Creds,
     pub connect_timeout: Duration,
+    /// A request without a reply for this long kills its (shared) connection: every request behind it on that
+    /// connection is stuck too. Its waiters get an error.
+    pub request_timeout: Duration,
     /// Connections per Ferrite node (slot-affine lanes); 1 keeps every client's requests on one connection.
     pub ferrite_lanes: u16,
 }
@@ -148,6 +252,11 @@ pub struct Pool {
     pub settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
 }
+
+/// Requests at least this big are queued by reference (written with `writev`) instead of copied.
+const BIG_REQUEST: usize = 512;
+/// Size of the blocks small requests are copied into.
+const OUT_BLOCK: usize = 32 * 1024;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(2000);
@@ -191,22 +300,23 @@ impl Pool {
                 return Err(BackendError::NotSent(format!("unreachable ({})", e.last_error)));
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
         let (dead_tx, _) = watch::channel(false);
-        let shared = Arc::new(Shared { pending: Mutex::new(VecDeque::new()), alive: AtomicBool::new(true), dead_tx });
-        let conn = Conn { tx, shared: shared.clone() };
+        let shared = Arc::new(Shared {
+            q: Mutex::new(Queue {
+                out: BytesMut::with_capacity(OUT_BLOCK),
+                chunks: Vec::new(),
+                pending: VecDeque::new(),
+                unsent: 0,
+                closed: false,
+            }),
+            wake: Notify::new(),
+            alive: AtomicBool::new(true),
+            dead_tx,
+        });
+        let conn = Conn { shared: shared.clone() };
         e.conn = Some(conn.clone());
         drop(e);
-        tokio::spawn(run_conn(
-            addr.clone(),
-            side,
-            resp3,
-            self.settings.clone(),
-            rx,
-            shared,
-            entry,
-            self.metrics.clone(),
-        ));
+        tokio::spawn(run_conn(addr.clone(), side, resp3, self.settings.clone(), shared, entry, self.metrics.clone()));
         Ok(conn)
     }
 
@@ -276,12 +386,60 @@ pub async fn connect(addr: &str, resp3: bool, creds: &Creds, timeout: Duration) 
     Ok(s)
 }
 
+/// Write every chunk, several per system call.
+async fn write_chunks<W: AsyncWrite + Unpin>(wr: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
+    let (mut idx, mut off) = (0usize, 0usize);
+    while idx < chunks.len() {
+        let slices: smallvec::SmallVec<[IoSlice<'_>; 64]> = chunks[idx..]
+            .iter()
+            .take(64)
+            .enumerate()
+            .map(|(k, c)| IoSlice::new(if k == 0 { &c[off..] } else { &c[..] }))
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < chunks.len() {
+            let rest = chunks[idx].len() - off;
+            if n >= rest {
+                n -= rest;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fail every queued request with `NotSent` (the connection never came up) and refuse new ones.
+fn refuse_all(shared: &Shared, why: &str) {
+    shared.alive.store(false, Ordering::SeqCst);
+    let drained: Vec<Pending> = {
+        let mut q = shared.q.lock();
+        q.closed = true;
+        q.out.clear();
+        q.chunks.clear();
+        q.unsent = 0;
+        q.pending.drain(..).collect()
+    };
+    let mut woken = Vec::new();
+    for p in drained {
+        p.sink.deliver(Err(BackendError::NotSent(why.to_string())), &mut woken);
+    }
+    for w in woken {
+        w.waker.wake();
+    }
+}
+
 async fn run_conn(
     addr: Arc<str>,
     side: Side,
     resp3: bool,
     settings: Arc<BackendSettings>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
     shared: Arc<Shared>,
     entry: Arc<Mutex<NodeEntry>>,
     metrics: Arc<Metrics>,
@@ -303,11 +461,7 @@ async fn run_conn(
                 e.backoff = (e.backoff * 2).min(BACKOFF_MAX);
                 e.last_error = err.clone();
             }
-            shared.alive.store(false, Ordering::SeqCst);
-            rx.close();
-            while let Ok(j) = rx.try_recv() {
-                let _ = j.tx.send(Err(BackendError::NotSent(format!("unreachable ({err})"))));
-            }
+            refuse_all(&shared, &format!("unreachable ({err})"));
             return;
         }
     };
@@ -320,12 +474,15 @@ async fn run_conn(
     let reader = tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut sc = FrameScanner::default();
+        let mut woken: Vec<Arc<Inbox>> = Vec::new();
         let why = loop {
             match rd.read_buf(&mut buf).await {
                 Ok(0) => break "connection closed by backend".to_string(),
                 Err(e) => break e.to_string(),
                 Ok(_) => {}
             }
+            // One clock reading per read: every reply in it arrived at the same time.
+            let now = Instant::now();
             let mut bad = None;
             loop {
                 match sc.scan(&buf) {
@@ -336,17 +493,18 @@ async fn run_conn(
                             continue; // out-of-band push on a shared connection: not ours to deliver
                         }
                         let done = {
-                            let mut p = rshared.pending.lock();
-                            match p.front_mut() {
-                                None => None,
-                                Some(f) => {
+                            let mut q = rshared.q.lock();
+                            let written = q.pending.len() - q.unsent;
+                            match q.pending.front_mut() {
+                                Some(f) if written > 0 => {
                                     f.left = f.left.saturating_sub(1);
                                     if f.left == 0 {
-                                        p.pop_front().map(Some)
+                                        q.pending.pop_front().map(Some)
                                     } else {
                                         Some(None)
                                     }
                                 }
+                                _ => None,
                             }
                         };
                         match done {
@@ -356,13 +514,15 @@ async fn run_conn(
                             }
                             Some(None) => {}
                             Some(Some(p)) => {
-                                latency.observe(p.sent.elapsed().as_secs_f64());
+                                if let Some(sent) = p.sent {
+                                    latency.observe(now.saturating_duration_since(sent).as_secs_f64());
+                                }
                                 if let Some(post) = p.post {
                                     if frame[0] != b'-' {
                                         post(&frame);
                                     }
                                 }
-                                let _ = p.tx.send(Ok(frame));
+                                p.sink.deliver(Ok(frame), &mut woken);
                             }
                         }
                     }
@@ -378,6 +538,9 @@ async fn run_conn(
                     }
                 }
             }
+            for w in woken.drain(..) {
+                w.waker.wake();
+            }
             if let Some(b) = bad {
                 break b;
             }
@@ -385,45 +548,66 @@ async fn run_conn(
         rshared.kill(&why);
         why
     });
-    let mut out = BytesMut::with_capacity(64 * 1024);
-    let why = loop {
-        let job = tokio::select! {
-            j = rx.recv() => j,
-            _ = dead_rx.changed() => None,
-        };
-        let Some(job) = job else { break "connection closed".to_string() };
-        out.clear();
-        let push = |j: Job, out: &mut BytesMut| {
-            out.extend_from_slice(&j.data);
-            shared.pending.lock().push_back(Pending {
-                left: j.replies.max(1),
-                tx: j.tx,
-                post: j.post,
-                sent: Instant::now(),
-            });
-        };
-        if !shared.alive.load(Ordering::SeqCst) {
-            let _ = job.tx.send(Err(BackendError::NotSent("connection closed".into())));
-            break "connection closed".to_string();
-        }
-        push(job, &mut out);
-        while out.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(j) => push(j, &mut out),
-                Err(_) => break,
+    // A watchdog: the oldest written request without a reply for longer than the request timeout means the node
+    // (or the link) hangs; every request behind it on this connection is stuck as well.
+    let wshared = shared.clone();
+    let timeout = settings.request_timeout;
+    let mut wdead_rx = shared.dead_tx.subscribe();
+    let watchdog = tokio::spawn(async move {
+        let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = wdead_rx.changed() => return,
+            }
+            let stuck = {
+                let q = wshared.q.lock();
+                q.pending.front().and_then(|p| p.sent).is_some_and(|t| t.elapsed() > timeout)
+            };
+            if stuck {
+                wshared.kill(&format!("no reply within {} ms", timeout.as_millis()));
+                return;
             }
         }
-        if let Err(e) = wr.write_all(&out).await {
+    });
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let why = loop {
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = dead_rx.changed() => break "connection closed".to_string(),
+        }
+        // Let the other tasks that are ready now (clients whose requests are already read) queue theirs first, so
+        // requests of many clients leave in one write instead of one write each.
+        tokio::task::yield_now().await;
+        {
+            let mut q = shared.q.lock();
+            if q.closed {
+                break "connection closed".to_string();
+            }
+            if q.unsent == 0 {
+                continue;
+            }
+            std::mem::swap(&mut chunks, &mut q.chunks);
+            if !q.out.is_empty() {
+                let run = q.out.split().freeze();
+                chunks.push(run);
+            }
+            let now = Instant::now();
+            let n = q.unsent;
+            q.unsent = 0;
+            for p in q.pending.iter_mut().rev().take(n) {
+                p.sent = Some(now);
+            }
+        }
+        if let Err(e) = write_chunks(&mut wr, &chunks).await {
             break e.to_string();
         }
+        chunks.clear();
     };
     shared.kill(&why);
-    rx.close();
-    while let Ok(j) = rx.try_recv() {
-        let _ = j.tx.send(Err(BackendError::NotSent(why.clone())));
-    }
     let _ = wr.shutdown().await;
     let rwhy = reader.await.unwrap_or_default();
+    watchdog.abort();
     gauge.dec();
     tracing::info!(backend = %addr, side = side.name(), reason = %rwhy, "backend connection closed");
     {

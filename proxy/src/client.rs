@@ -2,18 +2,20 @@
 //! replies in request order even when they come from different backends. Connection-level commands (AUTH,
 //! HELLO, SELECT, CLIENT, CLUSTER, MULTI/EXEC/WATCH, pub/sub, FERRITE.PROXY) are handled here.
 
-use crate::backend::{DedConn, Side};
+use crate::backend::{BackendError, Conn, DedConn, Inbox, Side, Sink};
 use crate::pubsub::{confirm, Kind, PsCmd, PubSubHandle};
-use crate::resp::{self, encode_cmd};
-use crate::router::{self, ready, side_of, Fut, Merge, Req, Split};
-use crate::slots::State;
+use crate::resp::{self, encode_cmd, encode_into};
+use crate::router::{self, side_of, Fut, Merge, Req, Split};
+use crate::slots::{InflightGuard, State};
 use crate::Proxy;
 use bytes::{Bytes, BytesMut};
 use ferrite_commands::{get_keys, key_hash_slot, table, CommandMeta, Flags};
 use ferrite_resp::parser::Parsed;
 use ferrite_resp::{Limits, ReplyBuf, RequestParser};
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
+use prometheus::IntCounter;
+use smallvec::SmallVec;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +37,32 @@ enum Out {
     Ctrl(Fut),
     /// Write this, then close the connection.
     Close(Bytes),
+    /// Queued on a shared backend connection; the reply arrives in the client's inbox under the request's sequence
+    /// number.
+    Fast(FastInfo),
+}
+
+/// A request sent on the fast path (a single-slot command for a slot that is neither paused, mirrored nor
+/// tracked): what is needed to finish it on the general path if the reply is a redirect or the connection failed.
+struct FastInfo {
+    slot: u16,
+    side: Side,
+    addr: Arc<str>,
+    data: Bytes,
+    name: &'static str,
+    write: bool,
+    readonly: bool,
+    keys: SmallVec<[Bytes; 2]>,
+    /// Held until the reply is in (a pause of the slot waits for it).
+    _guard: InflightGuard,
+}
+
+/// A request whose reply is not written yet, in request order.
+struct Entry {
+    reply: Option<Bytes>,
+    /// A pub/sub confirmation: pushed messages wait until it is written.
+    ctrl: bool,
+    fast: Option<FastInfo>,
 }
 
 /// A job for the client's dedicated-connection task (transactions, blocking commands).
@@ -117,6 +145,21 @@ pub struct Client {
     /// The protocol changed: requests after this point wait until every earlier reply arrived, because they use
     /// other backend connections (per protocol) and must not overtake earlier requests.
     barrier: bool,
+    /// Fast-path replies from the backend connections.
+    inbox: Arc<Inbox>,
+    /// The sequence number the next request gets (the reply queue's position).
+    next_seq: u64,
+    /// Encoding buffer for fast-path requests (split into `Bytes` without an allocation per request).
+    enc: BytesMut,
+    /// Backend connections used recently: (node, lane, RESP3?, connection).
+    conns: Vec<(Arc<str>, u16, bool, Conn)>,
+    /// Request counters used by this client: (command, side, counter).
+    counters: Vec<(&'static str, Side, IntCounter)>,
+    /// The last command looked up in the table (most clients repeat a few commands).
+    last_meta: Option<&'static CommandMeta>,
+    /// The bytes of the request being handled, as the client sent them (a well-formed multibulk request): forwarded
+    /// without encoding the arguments again.
+    raw: Option<Bytes>,
 }
 
 fn eq(a: &[u8], b: &str) -> bool {
@@ -185,16 +228,110 @@ impl Client {
             subs: Default::default(),
             push_tx,
             barrier: false,
+            inbox: Arc::new(Inbox::default()),
+            next_seq: 0,
+            enc: BytesMut::with_capacity(16 * 1024),
+            conns: Vec::new(),
+            counters: Vec::new(),
+            last_meta: None,
+            raw: None,
         }
+    }
+
+    /// Case-insensitive command lookup, remembering the last command found.
+    #[inline]
+    fn lookup(&mut self, name: &[u8]) -> Option<&'static CommandMeta> {
+        if let Some(m) = self.last_meta {
+            if m.name.as_bytes().eq_ignore_ascii_case(name) {
+                return Some(m);
+            }
+        }
+        let m = table().get(name)?;
+        self.last_meta = Some(m);
+        Some(m)
+    }
+
+    /// Count a request sent to `side`.
+    #[inline]
+    fn count(&mut self, name: &'static str, side: Side) {
+        if let Some(c) = self.counters.iter().find(|c| std::ptr::eq(c.0, name) && c.1 == side) {
+            c.2.inc();
+            return;
+        }
+        let c = self.proxy.metrics.requests.with_label_values(&[name, side.name()]);
+        c.inc();
+        if self.counters.len() >= 64 {
+            self.counters.clear();
+        }
+        self.counters.push((name, side, c));
+    }
+
+    /// Send a single-slot request on the fast path when the slot is simply owned by one side (not paused, not
+    /// mirrored, not tracked for writes). Gives the keys back when the request must take the general path.
+    fn try_fast(
+        &mut self,
+        slot: u16,
+        meta: &'static CommandMeta,
+        args: &[Bytes],
+        keys: SmallVec<[Bytes; 2]>,
+    ) -> Result<Out, SmallVec<[Bytes; 2]>> {
+        let write = meta.flags.has(Flags::WRITE);
+        let (entry, guard) = self.proxy.slots.route(slot);
+        if entry.state == State::Paused || entry.mirror || (write && self.proxy.slots.is_tracked(slot)) {
+            return Err(keys);
+        }
+        let side = side_of(entry.state);
+        let Some(addr) = self.proxy.slot_node(side, slot) else { return Err(keys) };
+        let lane = self.proxy.lane(side, Some(slot));
+        let resp3 = self.resp3;
+        let found = self.conns.iter().find(|c| Arc::ptr_eq(&c.0, &addr) && c.1 == lane && c.2 == resp3 && c.3.alive());
+        let conn = match found {
+            Some(c) => c.3.clone(),
+            None => {
+                let Some(c) = self.proxy.slot_conn(side, slot, &addr, resp3) else { return Err(keys) };
+                self.conns.retain(|c| c.3.alive());
+                if self.conns.len() >= 64 {
+                    self.conns.clear();
+                }
+                self.conns.push((addr.clone(), lane, resp3, c.clone()));
+                c
+            }
+        };
+        let data = match self.raw.take() {
+            Some(raw) => raw,
+            None => {
+                encode_into(&mut self.enc, args);
+                let data = self.enc.split().freeze();
+                if self.enc.capacity() < 1024 {
+                    self.enc.reserve(16 * 1024);
+                }
+                data
+            }
+        };
+        if conn.push(data.clone(), 1, Sink::Client(self.inbox.clone(), self.next_seq), None).is_err() {
+            return Err(keys);
+        }
+        self.count(meta.name.as_str(), side);
+        Ok(Out::Fast(FastInfo {
+            slot,
+            side,
+            addr,
+            data,
+            name: meta.name.as_str(),
+            write,
+            readonly: meta.flags.has(Flags::READONLY),
+            keys,
+            _guard: guard,
+        }))
     }
 
     /// Does this request run on the client's dedicated connection (so it must not overtake or be overtaken by
     /// requests on the shared connections)?
-    fn isolated(&self, args: &[Bytes]) -> bool {
+    fn isolated(&mut self, args: &[Bytes]) -> bool {
         if !self.authed {
             return false;
         }
-        let Some(m) = table().get(&args[0]) else { return false };
+        let Some(m) = self.lookup(&args[0]) else { return false };
         match m.name.as_str() {
             "exec" | "watch" | "wait" => true,
             "xread" | "xreadgroup" => self.multi.is_none() && is_blocking_call(&m.name, args),
@@ -211,7 +348,11 @@ impl Client {
             Some(m) => (m.name.as_str(), m.flags.has(Flags::WRITE), m.flags.has(Flags::READONLY)),
             None => ("unknown", false, false),
         };
-        Req { data: encode_cmd(args), name, write, readonly, resp3: self.resp3, keys: keys.into() }
+        let data = match &self.raw {
+            Some(raw) => raw.clone(),
+            None => encode_cmd(args),
+        };
+        Req { data, name, write, readonly, resp3: self.resp3, keys: keys.into() }
     }
 
     fn ded(&mut self) -> mpsc::UnboundedSender<DedJob> {
@@ -247,7 +388,7 @@ impl Client {
             return crate::admin::handle(self.proxy.clone(), args, self.resp3, self.loopback, &mut self.admin_authed)
                 .map_or_else(Out::Now, Out::Later);
         }
-        let meta = table().get(name);
+        let meta = self.lookup(name);
         let Some(top) = meta else {
             if let Some(m) = &mut self.multi {
                 m.failed = true;
@@ -396,9 +537,9 @@ impl Client {
         if pos.is_empty() {
             return Out::Later(p.exec_default(self.req(args, Some(meta), Vec::new())));
         }
-        let keys: Vec<Bytes> = pos.iter().map(|&i| args[i].clone()).collect();
+        let keys: SmallVec<[Bytes; 2]> = pos.iter().map(|&i| args[i].clone()).collect();
         let slot = key_hash_slot(&keys[0]);
-        let same = keys.iter().all(|k| key_hash_slot(k) == slot);
+        let same = keys[1..].iter().all(|k| key_hash_slot(k) == slot);
         if !same {
             let split = match cmd {
                 "mget" => Some(Split::MGet),
@@ -407,7 +548,7 @@ impl Client {
                 _ => None,
             };
             return match split {
-                Some(s) => Out::Later(p.exec_split(s, args, self.req(args, Some(meta), keys))),
+                Some(s) => Out::Later(p.exec_split(s, args, self.req(args, Some(meta), keys.into_vec()))),
                 None => err(CROSSSLOT),
             };
         }
@@ -416,9 +557,13 @@ impl Client {
             _ => meta.flags.has(Flags::BLOCKING),
         };
         if blocking {
-            return Out::Later(self.blocking(slot, self.req(args, Some(meta), keys)));
+            return Out::Later(self.blocking(slot, self.req(args, Some(meta), keys.into_vec())));
         }
-        Out::Later(p.exec_slot(slot, self.req(args, Some(meta), keys)))
+        let keys = match self.try_fast(slot, meta, args, keys) {
+            Ok(out) => return out,
+            Err(keys) => keys,
+        };
+        Out::Later(p.exec_slot(slot, self.req(args, Some(meta), keys.into_vec())))
     }
 
     /// Blocking commands run on the client's dedicated connection to the slot owner.
@@ -1014,6 +1159,42 @@ fn is_blocking_call(cmd: &str, args: &[Bytes]) -> bool {
     matches!(cmd, "xread" | "xreadgroup") && args.iter().any(|a| eq(a, "block"))
 }
 
+/// Turn a fast-path reply into the client's reply: plain replies as they are; redirects, retryable errors and
+/// connection failures go on through the general path (a future that completes the entry later).
+fn fast_reply(
+    proxy: &Arc<Proxy>,
+    resp3: bool,
+    f: FastInfo,
+    got: Result<Bytes, BackendError>,
+) -> Result<Bytes, router::Fut> {
+    if let Ok(frame) = &got {
+        if frame.first() != Some(&b'-') {
+            return Ok(got.unwrap_or_default());
+        }
+        let special = [&b"-MOVED "[..], b"-ASK ", b"-TRYAGAIN", b"-CLUSTERDOWN", b"-NOAUTH", b"-WRONGPASS"];
+        if !special.iter().any(|p| frame.starts_with(p)) {
+            proxy.metrics.errors.with_label_values(&[f.name, f.side.name(), "backend"]).inc();
+            return Ok(got.unwrap_or_default());
+        }
+    }
+    let req = Req {
+        data: f.data,
+        name: f.name,
+        write: f.write,
+        readonly: f.readonly,
+        resp3,
+        keys: f.keys.into_iter().collect(),
+    };
+    let p = proxy.clone();
+    let guard = f._guard;
+    let (side, slot, addr) = (f.side, f.slot, f.addr);
+    Err(Box::pin(async move {
+        let r = p.finish_got(side, slot, req, addr, got).await;
+        drop(guard);
+        r
+    }))
+}
+
 /// Serve one client connection until it closes, sends QUIT, hits a protocol error, or the proxy shuts down.
 pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let _ = sock.set_nodelay(true);
@@ -1021,13 +1202,19 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let (mut rd, mut wr) = sock.into_split();
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
     let mut cl = Client::new(proxy.clone(), peer, local, push_tx);
+    let inbox = cl.inbox.clone();
     let limits = Limits { max_bulk_len: proxy.cfg.proto_max_bulk_len, ..Limits::default() };
     let mut parser = RequestParser::new(limits);
     parser.authenticated = cl.authed;
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
-    let mut pending: FuturesOrdered<Fut> = FuturesOrdered::new();
-    let mut ctrl: VecDeque<bool> = VecDeque::new();
+    // Requests whose replies are not written yet, in request order; `head` is the sequence number of the first.
+    let mut queue: VecDeque<Entry> = VecDeque::new();
+    let mut head: u64 = 0;
+    // Replies computed by futures (the general path), tagged with their sequence numbers.
+    let mut slow: FuturesUnordered<futures_util::future::BoxFuture<'static, (u64, Bytes)>> = FuturesUnordered::new();
+    let mut fast_waiting = 0usize;
+    let mut got: Vec<(u64, Result<Bytes, BackendError>)> = Vec::new();
     let mut ctrl_pending = 0usize;
     let mut args: Vec<Bytes> = Vec::new();
     let mut deferred: Option<Vec<Bytes>> = None;
@@ -1035,11 +1222,17 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let mut shutdown = proxy.shutdown_rx();
     proxy.metrics.client_connections.inc();
     proxy.metrics.clients_accepted.inc();
+    // Put a reply in its place in the queue.
+    fn complete(queue: &mut VecDeque<Entry>, head: u64, seq: u64, r: Bytes) {
+        if let Some(e) = seq.checked_sub(head).and_then(|i| queue.get_mut(i as usize)) {
+            e.reply = Some(r);
+        }
+    }
     loop {
         // Handle every complete request in the buffer.
-        while !closing && pending.len() < MAX_PENDING {
+        while !closing && queue.len() < MAX_PENDING {
             if cl.barrier {
-                if !pending.is_empty() {
+                if !queue.is_empty() {
                     break;
                 }
                 cl.barrier = false;
@@ -1048,7 +1241,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             // earlier reply arrived, and later requests wait for its reply: as on a single Redis connection.
             let from_deferred = match deferred.take() {
                 Some(d) => {
-                    if !pending.is_empty() {
+                    if !queue.is_empty() {
                         deferred = Some(d);
                         break;
                     }
@@ -1057,58 +1250,105 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 }
                 None => false,
             };
+            cl.raw = None;
             if !from_deferred {
-                // `args` keeps the arguments of a request that is still incomplete between reads.
-                match parser.parse(&mut inbuf, &mut args) {
+                // A complete request is taken without copying; anything else (partial, inline, malformed) goes
+                // through the incremental parser, which keeps the arguments of an incomplete request in `args`
+                // between reads.
+                if !parser.in_progress() && cl.authed {
+                    cl.raw = resp::split_request(&mut inbuf, &mut args, proxy.cfg.proto_max_bulk_len, 1024);
+                }
+                let parsed = if cl.raw.is_some() { Ok(Parsed::Command) } else { parser.parse(&mut inbuf, &mut args) };
+                match parsed {
                     Ok(Parsed::Command) => {}
                     Ok(Parsed::Incomplete) => break,
                     Err(e) => {
                         tracing::debug!(client = cl.id, error = %e.message(), "client protocol error");
-                        ctrl.push_back(false);
-                        pending.push_back(ready(resp::error(&format!("ERR {}", e.message()))));
+                        queue.push_back(Entry {
+                            reply: Some(resp::error(&format!("ERR {}", e.message()))),
+                            ctrl: false,
+                            fast: None,
+                        });
                         closing = true;
                         break;
                     }
                 }
             }
             let isolated = cl.isolated(&args);
-            if isolated && !pending.is_empty() {
+            if isolated && !queue.is_empty() {
                 deferred = Some(std::mem::take(&mut args));
                 break;
             }
+            cl.next_seq = head + queue.len() as u64;
             let r = cl.handle(&args);
             if isolated {
                 cl.barrier = true;
             }
             if let Out::Now(b) | Out::Close(b) = &r {
                 // Answered by the proxy itself.
-                let name = table().get(&args[0]).map_or("unknown", |m| m.name.as_str());
+                let name = cl.lookup(&args[0]).map_or("unknown", |m| m.name.as_str());
                 proxy.metrics.requests.with_label_values(&[name, "proxy"]).inc();
                 if b.first() == Some(&b'-') {
                     proxy.metrics.errors.with_label_values(&[name, "proxy", "proxy"]).inc();
                 }
             }
             args.clear();
+            cl.raw = None;
             parser.authenticated = cl.authed;
-            let (f, is_ctrl, close) = match r {
-                Out::Now(b) => (ready(b), false, false),
-                Out::Later(f) => (f, false, false),
-                Out::Ctrl(f) => (f, true, false),
-                Out::Close(b) => (ready(b), false, true),
+            let seq = cl.next_seq;
+            let entry = match r {
+                Out::Now(b) => Entry { reply: Some(b), ctrl: false, fast: None },
+                Out::Close(b) => {
+                    closing = true;
+                    Entry { reply: Some(b), ctrl: false, fast: None }
+                }
+                Out::Later(f) => {
+                    slow.push(Box::pin(f.map(move |b| (seq, b))));
+                    Entry { reply: None, ctrl: false, fast: None }
+                }
+                Out::Ctrl(f) => {
+                    ctrl_pending += 1;
+                    slow.push(Box::pin(f.map(move |b| (seq, b))));
+                    Entry { reply: None, ctrl: true, fast: None }
+                }
+                Out::Fast(info) => {
+                    fast_waiting += 1;
+                    Entry { reply: None, ctrl: false, fast: Some(info) }
+                }
             };
-            if is_ctrl {
-                ctrl_pending += 1;
+            queue.push_back(entry);
+        }
+        // Take the replies that are already in, then write every reply that is next in order.
+        loop {
+            let mut progress = false;
+            if fast_waiting > 0 {
+                std::mem::swap(&mut got, &mut *inbox.replies.lock());
+                for (seq, r) in got.drain(..) {
+                    let Some(e) = seq.checked_sub(head).and_then(|i| queue.get_mut(i as usize)) else { continue };
+                    let Some(info) = e.fast.take() else { continue };
+                    fast_waiting -= 1;
+                    progress = true;
+                    match fast_reply(&proxy, cl.resp3, info, r) {
+                        Ok(b) => e.reply = Some(b),
+                        Err(f) => slow.push(Box::pin(f.map(move |b| (seq, b)))),
+                    }
+                }
             }
-            ctrl.push_back(is_ctrl);
-            pending.push_back(f);
-            if close {
-                closing = true;
+            while let Some(Some((seq, r))) = slow.next().now_or_never() {
+                complete(&mut queue, head, seq, r);
+                progress = true;
+            }
+            if !progress {
+                break;
             }
         }
-        // Collect replies that are already available, in order.
-        while let Some(Some(r)) = pending.next().now_or_never() {
-            out.extend_from_slice(&r);
-            if ctrl.pop_front() == Some(true) {
+        while queue.front().is_some_and(|e| e.reply.is_some()) {
+            let Some(e) = queue.pop_front() else { break };
+            head += 1;
+            if let Some(r) = e.reply {
+                out.extend_from_slice(&r);
+            }
+            if e.ctrl {
                 ctrl_pending -= 1;
             }
         }
@@ -1126,10 +1366,10 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 out = BytesMut::with_capacity(16 * 1024);
             }
         }
-        if closing && pending.is_empty() {
+        if closing && queue.is_empty() {
             break;
         }
-        if (cl.barrier || deferred.is_some()) && pending.is_empty() && !closing {
+        if (cl.barrier || deferred.is_some()) && queue.is_empty() && !closing {
             // Every earlier reply is written: go on with the buffered requests.
             cl.barrier = false;
             continue;
@@ -1139,15 +1379,21 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             tracing::warn!(client = cl.id, backlog = push_rx.len(), "closing a pub/sub client that does not read");
             break;
         }
+        let inbox_ready = futures_util::future::poll_fn(|cx| {
+            inbox.waker.register(cx.waker());
+            if inbox.replies.lock().is_empty() {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        });
         tokio::select! {
-            r = pending.next(), if !pending.is_empty() => {
-                if let Some(r) = r {
-                    out.extend_from_slice(&r);
-                    if ctrl.pop_front() == Some(true) {
-                        ctrl_pending -= 1;
-                    }
+            r = slow.next(), if !slow.is_empty() => {
+                if let Some((seq, r)) = r {
+                    complete(&mut queue, head, seq, r);
                 }
             }
+            _ = inbox_ready, if fast_waiting > 0 => {}
             m = push_rx.recv(), if ctrl_pending == 0 => {
                 if let Some(m) = m {
                     out.extend_from_slice(&m);
@@ -1155,7 +1401,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             }
             // While a dedicated-connection request is in flight, reading continues only a little (to notice a
             // client that goes away while blocked).
-            r = rd.read_buf(&mut inbuf), if !closing && pending.len() < MAX_PENDING
+            r = rd.read_buf(&mut inbuf), if !closing && queue.len() < MAX_PENDING
                 && ((!cl.barrier && deferred.is_none()) || inbuf.len() < 64 * 1024) => {
                 match r {
                     // The client closed its side: a blocked client is gone (as in Redis); otherwise the replies to

@@ -73,7 +73,8 @@ pub struct Cli {
     /// Log filter (`info`, `debug`, `ferrite_proxy=debug`, ...).
     #[arg(long = "log-level", env = "FERRITE_PROXY_LOG_LEVEL")]
     pub log_level: Option<String>,
-    /// Worker threads.
+    /// Worker threads (0 = automatic: half the CPUs, at least 1, when fronting remote backends, which usually share
+    /// the machine or need the CPU for the network stack; every CPU when serving the embedded store).
     #[arg(long, env = "FERRITE_PROXY_THREADS")]
     pub threads: Option<usize>,
     /// How long graceful shutdown waits for in-flight requests, ms.
@@ -167,7 +168,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             log_format: "text".into(),
             log_level: "info".into(),
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            threads: 0,
             shutdown_timeout: Duration::from_millis(10_000),
             ferrite_connections: 1,
             ferrite_cluster: false,
@@ -268,7 +269,9 @@ impl Config {
         cli_ms!(connect_timeout_ms => connect_timeout, request_timeout_ms => request_timeout,
             pause_timeout_ms => pause_timeout, shutdown_timeout_ms => shutdown_timeout);
         if c.threads == 0 {
-            return Err("threads must be at least 1".into());
+            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let embedded = c.upstream_cluster.is_empty() && c.ferrite.is_none();
+            c.threads = if embedded { cpus } else { (cpus / 2).max(1) };
         }
         if cli.ferrite_cluster {
             c.ferrite_cluster = true;

@@ -114,6 +114,7 @@ impl Proxy {
             upstream: Creds { user: cfg.upstream_user.clone(), password: cfg.upstream_password.clone() },
             ferrite: ferrite_creds,
             connect_timeout: cfg.connect_timeout,
+            request_timeout: cfg.request_timeout,
             ferrite_lanes: cfg.ferrite_connections.clamp(1, 64) as u16,
         });
         let ferrite = if cfg.ferrite_cluster {

@@ -265,6 +265,64 @@ pub fn error(msg: &str) -> Bytes {
 
 pub const OK: &[u8] = b"+OK\r\n";
 
+/// Parse one decimal length (`[0-9]+`, at most 18 digits) ending in `\r\n` at `buf[at..]`: `(value, index after
+/// the CRLF)`, or `None` when the line is incomplete or not a plain non-negative number.
+fn scan_len(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut i = at;
+    while i < buf.len() && buf[i].is_ascii_digit() {
+        if i - at >= 18 {
+            return None;
+        }
+        v = v * 10 + (buf[i] - b'0') as u64;
+        i += 1;
+    }
+    if i == at || i + 1 >= buf.len() || buf[i] != b'\r' || buf[i + 1] != b'\n' {
+        return None;
+    }
+    Some((v, i + 2))
+}
+
+/// Take one complete, well-formed multibulk request (`*N` of `$len` bulks, `N >= 1`) from the front of `buf`
+/// without copying: returns the request's bytes and pushes its arguments (slices of them) to `args`.
+///
+/// `None` leaves `buf` and `args` untouched: the request is incomplete, inline, malformed or over a limit, and
+/// the caller hands it to the incremental [`ferrite_resp::RequestParser`], which produces Redis's exact error or
+/// keeps the partial request. Proxies forward the returned bytes as they are instead of encoding the arguments
+/// again.
+pub fn split_request(buf: &mut BytesMut, args: &mut Vec<Bytes>, max_bulk: u64, max_args: usize) -> Option<Bytes> {
+    let b = &buf[..];
+    if b.first() != Some(&b'*') {
+        return None;
+    }
+    let (n, mut at) = scan_len(b, 1)?;
+    if n == 0 || n as usize > max_args {
+        return None;
+    }
+    // (start, len) of each argument; requests are small in count on the fast path.
+    let mut spans: smallvec::SmallVec<[(usize, usize); 8]> = smallvec::SmallVec::new();
+    for _ in 0..n {
+        if b.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, start) = scan_len(b, at + 1)?;
+        if len > max_bulk {
+            return None;
+        }
+        let end = start.checked_add(len as usize)?;
+        if end + 2 > b.len() || b[end] != b'\r' || b[end + 1] != b'\n' {
+            return None;
+        }
+        spans.push((start, len as usize));
+        at = end + 2;
+    }
+    let raw = buf.split_to(at).freeze();
+    for (s, l) in spans {
+        args.push(raw.slice(s..s + l));
+    }
+    Some(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +356,43 @@ mod tests {
         assert_eq!(v.items()[1].items()[0].int(), Some(7));
         assert_eq!(&encode_cmd(&["GET", "k"])[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         assert_eq!(&error("ERR a\r\nb")[..], b"-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn split_request_takes_only_complete_well_formed_requests() {
+        let mut args = Vec::new();
+        let full = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*1\r\n$4\r\nPING\r\n";
+        let mut buf = BytesMut::from(&full[..]);
+        let raw = split_request(&mut buf, &mut args, 1 << 20, 1024).unwrap();
+        assert_eq!(&raw[..], &full[..31]);
+        assert_eq!(args, vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("hello")]);
+        assert_eq!(&buf[..], &b"*1\r\n$4\r\nPING\r\n"[..]);
+        // Every proper prefix is incomplete: nothing is taken.
+        for cut in 0..31 {
+            let mut b = BytesMut::from(&full[..cut]);
+            let mut a = Vec::new();
+            assert!(split_request(&mut b, &mut a, 1 << 20, 1024).is_none(), "cut {cut}");
+            assert_eq!(b.len(), cut);
+            assert!(a.is_empty());
+        }
+        // Left to the incremental parser: inline, empty, negative, signed, oversized, bad terminators.
+        for bad in [
+            &b"PING\r\n"[..],
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$+4\r\nPING\r\n",
+            b"*1\r\n$4\r\nPINGxx",
+            b"*1\r\n:4\r\nPING\r\n",
+            b"*2000\r\n$4\r\nPING\r\n",
+            b"*1\r\n$99999999999999999999\r\n",
+        ] {
+            let mut b = BytesMut::from(bad);
+            let mut a = Vec::new();
+            assert!(split_request(&mut b, &mut a, 1 << 20, 1024).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(&b[..], bad);
+        }
+        let mut b = BytesMut::from(&b"*1\r\n$5\r\nhello\r\n"[..]);
+        assert!(split_request(&mut b, &mut Vec::new(), 4, 1024).is_none(), "over the bulk limit");
     }
 }

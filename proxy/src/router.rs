@@ -70,11 +70,23 @@ impl Proxy {
     /// Which of a node's connections carries a slot: with `--ferrite-connections N`, Ferrite slot `s` uses lane
     /// `s % N` (requests and mirror writes of one slot always share a connection); keyless requests use lane 0.
     #[inline]
-    fn lane(&self, side: Side, slot: Option<u16>) -> u16 {
+    pub(crate) fn lane(&self, side: Side, slot: Option<u16>) -> u16 {
         match (side, slot) {
             (Side::Ferrite, Some(s)) if self.pool.settings.ferrite_lanes > 1 => s % self.pool.settings.ferrite_lanes,
             _ => 0,
         }
+    }
+
+    /// The node serving `slot` on `side` and the pool's connection to it (the fast path's lookup).
+    #[inline]
+    pub fn slot_node(&self, side: Side, slot: u16) -> Option<Arc<str>> {
+        self.topo(side)?.node(slot)
+    }
+
+    /// The pool connection to `addr` for `slot`'s lane.
+    #[inline]
+    pub fn slot_conn(&self, side: Side, slot: u16, addr: &Arc<str>, resp3: bool) -> Option<crate::backend::Conn> {
+        self.pool.get(addr, resp3, side, self.lane(side, Some(slot))).ok()
     }
 
     /// Queue `req` on the connection to `to` (or the slot's node on `side`); with `asking`, prefixed by ASKING.
@@ -307,6 +319,32 @@ impl Proxy {
         mirror: bool,
         first: Dispatched,
     ) -> Bytes {
+        self.finish_with(side, slot, req, mirror, first, None).await
+    }
+
+    /// Go on with a request whose first reply (or failure) from `addr` already arrived through a client's inbox
+    /// (the fast path): follow the redirect, retry, or turn the failure into the client's error reply.
+    pub async fn finish_got(
+        self: &Arc<Self>,
+        side: Side,
+        slot: u16,
+        req: Req,
+        addr: Arc<str>,
+        got: Result<Bytes, BackendError>,
+    ) -> Bytes {
+        let unused = Err((None, BackendError::NotSent(String::new())));
+        self.finish_with(side, Some(slot), req, false, unused, Some((Some(addr), got))).await
+    }
+
+    async fn finish_with(
+        self: &Arc<Self>,
+        side: Side,
+        slot: Option<u16>,
+        req: Req,
+        mirror: bool,
+        first: Dispatched,
+        mut got: Option<(Option<Arc<str>>, Result<Bytes, BackendError>)>,
+    ) -> Bytes {
         let mut d = first;
         let start = Instant::now();
         let budget = self.cfg.request_timeout.min(Duration::from_secs(8));
@@ -314,23 +352,27 @@ impl Proxy {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (addr, res) = match d {
-                Ok((addr, rx)) => {
-                    let r = match tokio::time::timeout(self.cfg.request_timeout, rx).await {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(_)) => Err(BackendError::Lost("connection dropped".into())),
-                        Err(_) => {
-                            self.metrics.errors.with_label_values(&[req.name, side.name(), "upstream"]).inc();
-                            return resp::error(&format!(
-                                "ERR {} node {addr} timed out after {} ms",
-                                side.name(),
-                                self.cfg.request_timeout.as_millis()
-                            ));
-                        }
-                    };
-                    (Some(addr), r)
+            let (addr, res) = if let Some(g) = got.take() {
+                g
+            } else {
+                match d {
+                    Ok((addr, rx)) => {
+                        let r = match tokio::time::timeout(self.cfg.request_timeout, rx).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(_)) => Err(BackendError::Lost("connection dropped".into())),
+                            Err(_) => {
+                                self.metrics.errors.with_label_values(&[req.name, side.name(), "upstream"]).inc();
+                                return resp::error(&format!(
+                                    "ERR {} node {addr} timed out after {} ms",
+                                    side.name(),
+                                    self.cfg.request_timeout.as_millis()
+                                ));
+                            }
+                        };
+                        (Some(addr), r)
+                    }
+                    Err((addr, e)) => (addr, Err(e)),
                 }
-                Err((addr, e)) => (addr, Err(e)),
             };
             let retry_ok = start.elapsed() < budget;
             match res {
