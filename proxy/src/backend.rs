@@ -89,14 +89,26 @@ pub enum Sink {
     /// A client's inbox, tagged with the client's sequence number for the request (the fast path: no channel, no
     /// task per request; the client is woken once per read of the backend's replies).
     Client(Arc<Inbox>, u64),
+    /// A function run by the connection's reader, in reply order (mirror writes).
+    Call(Box<dyn FnOnce(Result<Bytes, BackendError>) + Send>),
 }
 
 impl Sink {
+    /// Deliver a failure now.
+    pub fn fail(self, e: BackendError) {
+        let mut woken = Vec::new();
+        self.deliver(Err(e), &mut woken);
+        for w in woken {
+            w.waker.wake();
+        }
+    }
+
     fn deliver(self, r: Result<Bytes, BackendError>, woken: &mut Vec<Arc<Inbox>>) {
         match self {
             Sink::Once(tx) => {
                 let _ = tx.send(r);
             }
+            Sink::Call(f) => f(r),
             Sink::Client(inbox, seq) => {
                 inbox.replies.lock().push((seq, r));
                 if !woken.last().is_some_and(|w| Arc::ptr_eq(w, &inbox)) {

@@ -30,6 +30,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod mirror;
 pub mod pubsub;
 pub mod resp;
 pub mod router;
@@ -69,6 +70,8 @@ pub struct Proxy {
     pub embedded: Option<Arc<ferrite::server::Server>>,
     /// Subscriptions of this proxy's clients: channel -> clients, patterns, shard channel -> clients.
     subs: Mutex<(HashMap<Bytes, usize>, usize, HashMap<Bytes, usize>)>,
+    /// Ordering state of mirror writes per slot.
+    pub mirror: mirror::Mirror,
 }
 
 /// A running proxy: its address and handle.
@@ -149,6 +152,7 @@ impl Proxy {
             shutdown_tx,
             embedded,
             subs: Mutex::new((HashMap::new(), 0, HashMap::new())),
+            mirror: mirror::Mirror::default(),
         });
         if let Some(u) = &proxy.upstream {
             if let Err(e) = u.refresh().await {

@@ -49,7 +49,7 @@ pub fn tryagain(slot: u16) -> Bytes {
     resp::error(&format!("TRYAGAIN slot {slot} is paused for migration"))
 }
 
-fn parse_redirect(frame: &[u8]) -> Option<(u16, String)> {
+pub(crate) fn parse_redirect(frame: &[u8]) -> Option<(u16, String)> {
     let line = std::str::from_utf8(frame.get(1..frame.len().checked_sub(2)?)?).ok()?;
     let mut it = line.split(' ');
     it.next()?;
@@ -160,85 +160,6 @@ impl Proxy {
     /// connection receives writes of a slot in the same order.
     pub fn mirror_send(self: &Arc<Self>, target: Side, slot: u16, data: Bytes, resp3: bool) {
         self.mirror_send_n(target, slot, data, resp3, 1)
-    }
-
-    /// Like [`Proxy::mirror_send`] for `replies` commands sent as one unit (MULTI ... EXEC).
-    pub fn mirror_send_n(self: &Arc<Self>, target: Side, slot: u16, data: Bytes, resp3: bool, replies: u8) {
-        let m = &self.metrics;
-        let fail = |why: String| {
-            self.slots.stats.mirror_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            m.mirror_writes.with_label_values(&["failed"]).inc();
-            tracing::warn!(slot, target = target.name(), error = %why, "mirror write failed");
-        };
-        let Some(topo) = self.topo(target) else {
-            return fail("no backend on the mirror side".into());
-        };
-        let Some(addr) = topo.node(slot) else {
-            return fail("no node serves the slot on the mirror side".into());
-        };
-        let conn = match self.pool.get(&addr, resp3, target, self.lane(target, Some(slot))) {
-            Ok(c) => c,
-            Err(e) => return fail(format!("{addr}: {}", e.text())),
-        };
-        let (tx, rx) = oneshot::channel();
-        // The first attempt is sent now, so mirror writes of one slot keep their order on the connection.
-        conn.send(Job { data: data.clone(), replies, tx, post: None });
-        m.mirror_inflight.inc();
-        let me = self.clone();
-        let t0 = Instant::now();
-        tokio::spawn(async move {
-            let mut rx = rx;
-            let mut addr = addr;
-            let mut redirects = 0;
-            let err = loop {
-                let r = tokio::time::timeout(me.cfg.request_timeout, rx).await;
-                let err = match r {
-                    Ok(Ok(Ok(f))) if f.first() != Some(&b'-') => None,
-                    Ok(Ok(Ok(f))) => {
-                        // The mirror side moved the slot (a failover or reshard of the upstream): follow
-                        // `-MOVED` like the request path does, a bounded number of times.
-                        if f.starts_with(b"-MOVED ") && redirects < 5 {
-                            if let (Some((s, to)), Some(topo)) = (parse_redirect(&f), me.topo(target)) {
-                                redirects += 1;
-                                me.metrics.redirects.with_label_values(&["moved"]).inc();
-                                let to = fix_host(&to, Some(&addr));
-                                topo.moved(s, &to);
-                                let to_arc: Arc<str> = Arc::from(to.as_str());
-                                match me.pool.get(&to_arc, resp3, target, me.lane(target, Some(slot))) {
-                                    Ok(c) => {
-                                        let (tx2, rx2) = oneshot::channel();
-                                        c.send(Job { data: data.clone(), replies, tx: tx2, post: None });
-                                        rx = rx2;
-                                        addr = to_arc;
-                                        continue;
-                                    }
-                                    Err(e) => break Some(format!("{to}: {}", e.text())),
-                                }
-                            }
-                        }
-                        Some(String::from_utf8_lossy(&f[1..f.len().saturating_sub(2)]).to_string())
-                    }
-                    Ok(Ok(Err(e))) => Some(e.text().to_string()),
-                    Ok(Err(_)) => Some("connection dropped".into()),
-                    Err(_) => Some("timed out".into()),
-                };
-                break err;
-            };
-            let m = &me.metrics;
-            m.mirror_inflight.dec();
-            m.mirror_lag.observe(t0.elapsed().as_secs_f64());
-            match err {
-                None => {
-                    me.slots.stats.mirror_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    m.mirror_writes.with_label_values(&["ok"]).inc();
-                }
-                Some(e) => {
-                    me.slots.stats.mirror_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    m.mirror_writes.with_label_values(&["failed"]).inc();
-                    tracing::warn!(slot, target = target.name(), backend = %addr, error = %e, "mirror write failed");
-                }
-            }
-        });
     }
 
     /// Route a single-slot request to its owner and return the reply bytes.
@@ -768,7 +689,7 @@ pub enum Merge {
     Keys,
 }
 
-fn fix_host(to: &str, asked: Option<&str>) -> String {
+pub(crate) fn fix_host(to: &str, asked: Option<&str>) -> String {
     if to.starts_with(':') {
         if let Some((h, _)) = asked.and_then(|a| a.rsplit_once(':')) {
             return format!("{h}{to}");
