@@ -52,9 +52,8 @@ struct FastInfo {
     name: &'static str,
     write: bool,
     readonly: bool,
-    keys: SmallVec<[Bytes; 2]>,
-    /// Held until the reply is in (a pause of the slot waits for it).
-    _guard: InflightGuard,
+    // The slot's in-flight count (`Slots::route_counted`) is held until the reply is in: a pause of the slot waits
+    // for it. Whoever consumes a `FastInfo` ends it (`Slots::done`) or hands it to a guard.
 }
 
 /// A request whose reply is not written yet, in request order.
@@ -155,8 +154,11 @@ pub struct Client {
     conns: Vec<(Arc<str>, u16, bool, Conn)>,
     /// Request counters used by this client: (command, side, counter).
     counters: Vec<(&'static str, Side, IntCounter)>,
-    /// The last command looked up in the table (most clients repeat a few commands).
+    /// The last command looked up in the table (most clients repeat a few commands), whether it is a plain keyed
+    /// command ([`is_plain`]) and whether its only key is `args[1]`.
     last_meta: Option<&'static CommandMeta>,
+    last_plain: bool,
+    last_simple_key: bool,
     /// The bytes of the request being handled, as the client sent them (a well-formed multibulk request): forwarded
     /// without encoding the arguments again.
     raw: Option<Bytes>,
@@ -234,6 +236,8 @@ impl Client {
             conns: Vec::new(),
             counters: Vec::new(),
             last_meta: None,
+            last_plain: false,
+            last_simple_key: false,
             raw: None,
         }
     }
@@ -248,6 +252,8 @@ impl Client {
         }
         let m = table().get(name)?;
         self.last_meta = Some(m);
+        self.last_plain = is_plain(m);
+        self.last_simple_key = self.last_plain && has_simple_key(m);
         Some(m)
     }
 
@@ -267,28 +273,46 @@ impl Client {
     }
 
     /// Send a single-slot request on the fast path when the slot is simply owned by one side (not paused, not
-    /// mirrored, not tracked for writes). Gives the keys back when the request must take the general path.
-    fn try_fast(
+    /// mirrored, not tracked for writes). `None`: the request must take the general path.
+    fn try_fast(&mut self, slot: u16, meta: &'static CommandMeta, args: &[Bytes]) -> Option<Out> {
+        let write = meta.flags.has(Flags::WRITE);
+        let entry = self.proxy.slots.route_counted(slot);
+        let sent = self.fast_send(slot, entry, write, args);
+        let Some((side, addr, data)) = sent else {
+            self.proxy.slots.done(slot);
+            return None;
+        };
+        self.count(meta.name.as_str(), side);
+        Some(Out::Fast(FastInfo {
+            slot,
+            side,
+            addr,
+            data,
+            name: meta.name.as_str(),
+            write,
+            readonly: meta.flags.has(Flags::READONLY),
+        }))
+    }
+
+    fn fast_send(
         &mut self,
         slot: u16,
-        meta: &'static CommandMeta,
+        entry: crate::slots::SlotEntry,
+        write: bool,
         args: &[Bytes],
-        keys: SmallVec<[Bytes; 2]>,
-    ) -> Result<Out, SmallVec<[Bytes; 2]>> {
-        let write = meta.flags.has(Flags::WRITE);
-        let (entry, guard) = self.proxy.slots.route(slot);
+    ) -> Option<(Side, Arc<str>, Bytes)> {
         if entry.state == State::Paused || entry.mirror || (write && self.proxy.slots.is_tracked(slot)) {
-            return Err(keys);
+            return None;
         }
         let side = side_of(entry.state);
-        let Some(addr) = self.proxy.slot_node(side, slot) else { return Err(keys) };
+        let addr = self.proxy.slot_node(side, slot)?;
         let lane = self.proxy.lane(side, Some(slot));
         let resp3 = self.resp3;
         let found = self.conns.iter().find(|c| Arc::ptr_eq(&c.0, &addr) && c.1 == lane && c.2 == resp3 && c.3.alive());
         let conn = match found {
             Some(c) => c.3.clone(),
             None => {
-                let Some(c) = self.proxy.slot_conn(side, slot, &addr, resp3) else { return Err(keys) };
+                let c = self.proxy.slot_conn(side, slot, &addr, resp3)?;
                 self.conns.retain(|c| c.3.alive());
                 if self.conns.len() >= 64 {
                     self.conns.clear();
@@ -308,21 +332,8 @@ impl Client {
                 data
             }
         };
-        if conn.push(data.clone(), 1, Sink::Client(self.inbox.clone(), self.next_seq), None).is_err() {
-            return Err(keys);
-        }
-        self.count(meta.name.as_str(), side);
-        Ok(Out::Fast(FastInfo {
-            slot,
-            side,
-            addr,
-            data,
-            name: meta.name.as_str(),
-            write,
-            readonly: meta.flags.has(Flags::READONLY),
-            keys,
-            _guard: guard,
-        }))
+        conn.push(data.clone(), 1, Sink::Client(self.inbox.clone(), self.next_seq), None).ok()?;
+        Some((side, addr, data))
     }
 
     /// Does this request run on the client's dedicated connection (so it must not overtake or be overtaken by
@@ -368,6 +379,14 @@ impl Client {
     /// Handle one parsed request.
     fn handle(&mut self, args: &[Bytes]) -> Out {
         let name = &args[0];
+        // The common case first: an authenticated client outside MULTI and pub/sub sends a plain keyed command.
+        if self.authed && self.multi.is_none() {
+            if let Some(m) = self.lookup(name) {
+                if self.last_plain && m.arity_ok(args.len()) && !self.subscribed() {
+                    return self.route_keyed(m.name.as_str(), args, m);
+                }
+            }
+        }
         // Commands allowed before authentication.
         if eq(name, "auth") {
             return self.auth(args);
@@ -529,7 +548,20 @@ impl Client {
             }
             _ => {}
         }
-        // Key-based routing.
+        self.route_keyed(cmd, args, meta)
+    }
+
+    /// Route a command by its keys: to the slot's owner, split over slots, or on a dedicated connection.
+    fn route_keyed(&mut self, cmd: &str, args: &[Bytes], meta: &'static CommandMeta) -> Out {
+        let p = self.proxy.clone();
+        if self.last_simple_key && args.len() >= 2 && self.last_meta.is_some_and(|m| std::ptr::eq(m, meta)) {
+            // One key, at args[1] (GET, SET, INCR, HSET, ...): no key-spec walk.
+            let slot = key_hash_slot(&args[1]);
+            if let Some(out) = self.try_fast(slot, meta, args) {
+                return out;
+            }
+            return Out::Later(p.exec_slot(slot, self.req(args, Some(meta), vec![args[1].clone()])));
+        }
         let pos = match get_keys(meta, args) {
             Ok(p) => p,
             Err(_) => return Out::Later(p.exec_default(self.req(args, Some(meta), Vec::new()))),
@@ -559,10 +591,9 @@ impl Client {
         if blocking {
             return Out::Later(self.blocking(slot, self.req(args, Some(meta), keys.into_vec())));
         }
-        let keys = match self.try_fast(slot, meta, args, keys) {
-            Ok(out) => return out,
-            Err(keys) => keys,
-        };
+        if let Some(out) = self.try_fast(slot, meta, args) {
+            return out;
+        }
         Out::Later(p.exec_slot(slot, self.req(args, Some(meta), keys.into_vec())))
     }
 
@@ -1155,6 +1186,77 @@ impl Client {
 }
 
 /// XREAD/XREADGROUP are blocking only with BLOCK.
+/// Commands `Client::handle` and `Client::dispatch` treat specially (connection state, fan-out, refusals):
+/// everything else with keys is routed by its keys.
+const SPECIAL: &[&str] = &[
+    "auth",
+    "hello",
+    "quit",
+    "reset",
+    "ferrite.proxy",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "ping",
+    "echo",
+    "select",
+    "readonly",
+    "readwrite",
+    "asking",
+    "client",
+    "cluster",
+    "info",
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+    "publish",
+    "pubsub",
+    "dbsize",
+    "keys",
+    "flushall",
+    "flushdb",
+    "scan",
+    "script",
+    "function",
+    "wait",
+    "monitor",
+    "sync",
+    "psync",
+    "replicaof",
+    "slaveof",
+    "shutdown",
+    "debug",
+    "swapdb",
+    "move",
+    "migrate",
+    "failover",
+    "xread",
+    "xreadgroup",
+];
+
+/// A command routed by its keys with no special handling: no subcommands, not blocking, has key specs, not in
+/// [`SPECIAL`].
+fn is_plain(m: &CommandMeta) -> bool {
+    m.subcommands.is_empty()
+        && !m.flags.has(Flags::BLOCKING)
+        && !m.key_specs.is_empty()
+        && !SPECIAL.contains(&m.name.as_str())
+}
+
+/// The command's only key is `args[1]` (one key spec: index 1, a range of one key).
+fn has_simple_key(m: &CommandMeta) -> bool {
+    use ferrite_commands::table::{BeginSearch, FindKeys};
+    m.key_specs.len() == 1
+        && matches!(m.key_specs[0].begin, BeginSearch::Index(1))
+        && matches!(m.key_specs[0].find, FindKeys::Range { lastkey: 0, .. })
+        && !m.key_specs[0].has_flag("INCOMPLETE")
+}
+
 fn is_blocking_call(cmd: &str, args: &[Bytes]) -> bool {
     matches!(cmd, "xread" | "xreadgroup") && args.iter().any(|a| eq(a, "block"))
 }
@@ -1168,25 +1270,27 @@ fn fast_reply(
     got: Result<Bytes, BackendError>,
 ) -> Result<Bytes, router::Fut> {
     if let Ok(frame) = &got {
-        if frame.first() != Some(&b'-') {
-            return Ok(got.unwrap_or_default());
-        }
         let special = [&b"-MOVED "[..], b"-ASK ", b"-TRYAGAIN", b"-CLUSTERDOWN", b"-NOAUTH", b"-WRONGPASS"];
-        if !special.iter().any(|p| frame.starts_with(p)) {
-            proxy.metrics.errors.with_label_values(&[f.name, f.side.name(), "backend"]).inc();
+        if frame.first() != Some(&b'-') || !special.iter().any(|p| frame.starts_with(p)) {
+            proxy.slots.done(f.slot);
+            if frame.first() == Some(&b'-') {
+                proxy.metrics.errors.with_label_values(&[f.name, f.side.name(), "backend"]).inc();
+            }
             return Ok(got.unwrap_or_default());
         }
     }
-    let req = Req {
-        data: f.data,
-        name: f.name,
-        write: f.write,
-        readonly: f.readonly,
-        resp3,
-        keys: f.keys.into_iter().collect(),
+    // The general path needs the keys (write tracking may have started meanwhile): read them from the request.
+    let mut args = Vec::new();
+    let _ = resp::split_request(&mut BytesMut::from(&f.data[..]), &mut args, u64::MAX, usize::MAX);
+    let keys: Arc<[Bytes]> = match table().get(f.name.as_bytes()) {
+        Some(meta) => {
+            get_keys(meta, &args).map(|pos| pos.iter().map(|&i| args[i].clone()).collect()).unwrap_or_default()
+        }
+        None => Arc::from(Vec::new()),
     };
+    let req = Req { data: f.data, name: f.name, write: f.write, readonly: f.readonly, resp3, keys };
     let p = proxy.clone();
-    let guard = f._guard;
+    let guard = InflightGuard::adopt(proxy.slots.clone(), f.slot);
     let (side, slot, addr) = (f.side, f.slot, f.addr);
     Err(Box::pin(async move {
         let r = p.finish_got(side, slot, req, addr, got).await;
@@ -1421,6 +1525,42 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             }
         }
     }
+    // Requests still waiting for their replies end here (their replies will be dropped by the inbox).
+    for e in queue.iter() {
+        if let Some(f) = &e.fast {
+            proxy.slots.done(f.slot);
+        }
+    }
     let _ = wr.shutdown().await;
     proxy.metrics.client_connections.dec();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> &'static CommandMeta {
+        table().get(name.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn plain_and_simple_key_classes() {
+        for c in ["get", "set", "incr", "hset", "lpush", "zadd", "getex", "expire", "xadd", "pfadd"] {
+            assert!(is_plain(meta(c)) && has_simple_key(meta(c)), "{c}");
+        }
+        // Routed by keys, but not only args[1].
+        for c in ["mget", "mset", "del", "eval", "fcall", "sort", "lmove", "zunionstore", "bitop"] {
+            assert!(!has_simple_key(meta(c)) || !is_plain(meta(c)), "{c}");
+        }
+        // Special handling or connection state: never the shortcut.
+        for c in ["blpop", "xread", "subscribe", "publish", "watch", "exec", "object", "client", "keys", "scan"] {
+            assert!(!is_plain(meta(c)), "{c}");
+        }
+        // Every name in SPECIAL is a real command (a typo would silently route it by keys).
+        for c in SPECIAL {
+            if *c != "ferrite.proxy" {
+                assert!(table().get(c.as_bytes()).is_some(), "{c}");
+            }
+        }
+    }
 }

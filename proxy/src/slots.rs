@@ -167,6 +167,21 @@ impl Slots {
         (e, InflightGuard { slots: Some(self.clone()), slot })
     }
 
+    /// [`Slots::route`] without a guard: the caller must call [`Slots::done`] exactly once for `slot` when the
+    /// owner answered (or [`InflightGuard::adopt`] to hand the count to a guard).
+    #[inline]
+    pub fn route_counted(&self, slot: u16) -> SlotEntry {
+        self.inflight[slot as usize].fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.table.load().slots[slot as usize]
+    }
+
+    /// End a request counted by [`Slots::route_counted`].
+    #[inline]
+    pub fn done(&self, slot: u16) {
+        self.inflight[slot as usize].fetch_sub(1, Ordering::SeqCst);
+    }
+
     pub fn new_waiter_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -429,6 +444,11 @@ pub struct InflightGuard {
 impl InflightGuard {
     pub fn none() -> InflightGuard {
         InflightGuard { slots: None, slot: 0 }
+    }
+
+    /// Take over a count made by [`Slots::route_counted`].
+    pub fn adopt(slots: Arc<Slots>, slot: u16) -> InflightGuard {
+        InflightGuard { slots: Some(slots), slot }
     }
 }
 
