@@ -146,7 +146,13 @@ async fn run(
             }
             ev = ev_rx.recv() => {
                 let Some(ev) = ev else { break };
+                let was = st.broken;
                 st.event(ev);
+                if st.broken && !was {
+                    // Give the topology refresh a moment, then re-subscribe (the 500 ms tick retries after).
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    st.repair().await;
+                }
             }
         }
     }
@@ -248,10 +254,52 @@ impl State {
     fn event(&mut self, ev: Event) {
         match ev {
             Event::Frame(id, f) => {
-                let kind = Value::parse(&f).and_then(|v| v.items().first().and_then(|k| k.bytes().cloned()));
+                if f.first() == Some(&b'-') {
+                    // An error answers a (S)SUBSCRIBE we sent: `-MOVED` means the slot's owner changed before we
+                    // knew; the subscription is re-made on the new owner.
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.awaiting = c.awaiting.saturating_sub(1);
+                    }
+                    if let Some((slot, to)) = crate::router::parse_redirect(&f) {
+                        if let Some((side, addr)) = self.conn_target(id) {
+                            if let Some(topo) = self.proxy.topo_of(side) {
+                                topo.moved(slot, &crate::router::fix_host(&to, Some(&addr)));
+                            }
+                        }
+                        self.drop_shard_conn(id, |ch| ferrite_commands::key_hash_slot(ch) == slot);
+                    } else {
+                        tracing::warn!(error = %String::from_utf8_lossy(&f).trim_end(), "pub/sub backend refused a subscription");
+                    }
+                    return;
+                }
+                let v = Value::parse(&f);
+                let items = v.as_ref().map(|v| v.items()).unwrap_or_default();
+                let kind = items.first().and_then(|k| k.bytes().cloned());
                 match kind.as_deref() {
                     Some(b"message" | b"pmessage" | b"smessage") => {
                         let _ = self.push.send(f);
+                    }
+                    Some(b"sunsubscribe") => {
+                        // Redis drops shard subscriptions of a slot it no longer serves (a reshard or failover)
+                        // with an unsolicited `sunsubscribe`: not one we asked for if the client still holds the
+                        // channel and this connection still carries it. Re-subscribe where the slot is now.
+                        let ch = items.get(1).and_then(|c| c.bytes().cloned());
+                        let ours = ch.as_ref().is_some_and(|ch| {
+                            self.subs.get(&Kind::Shard).is_some_and(|s| s.contains(ch))
+                                && self.shard_conns.get(ch).is_some_and(|v| v.contains(&id))
+                        });
+                        if ours {
+                            if let Some(ch) = ch {
+                                self.drop_shard_conn(id, |c| c == &ch[..]);
+                            }
+                            if let Some((side, _)) = self.conn_target(id) {
+                                if let Some(topo) = self.proxy.topo_of(side) {
+                                    topo.trigger_refresh();
+                                }
+                            }
+                        } else if let Some(c) = self.conns.get_mut(&id) {
+                            c.awaiting = c.awaiting.saturating_sub(1);
+                        }
                     }
                     Some(_) => {
                         if let Some(c) = self.conns.get_mut(&id) {
@@ -273,6 +321,25 @@ impl State {
                 self.broken = true;
                 tracing::warn!("pub/sub backend connection closed; re-subscribing");
             }
+        }
+    }
+
+    /// The node a subscription connection goes to.
+    fn conn_target(&self, id: usize) -> Option<(Side, Arc<str>)> {
+        self.by_addr.iter().find(|(_, v)| **v == id).map(|(k, _)| k.clone())
+    }
+
+    /// Forget that connection `id` carries the shard channels matching `which`, and re-subscribe them soon.
+    fn drop_shard_conn(&mut self, id: usize, which: impl Fn(&[u8]) -> bool) {
+        let mut any = false;
+        for (ch, v) in self.shard_conns.iter_mut() {
+            if which(ch) && v.contains(&id) {
+                v.retain(|c| *c != id);
+                any = true;
+            }
+        }
+        if any {
+            self.broken = true;
         }
     }
 

@@ -452,3 +452,47 @@ fn mirror_writes_follow_an_upstream_failover() {
     let failures = stats.items().chunks(2).find(|p| p[0].as_bytes() == Some(b"mirror_failures")).unwrap()[1].as_int();
     assert_eq!(failures, Some(0), "mirror writes failed during the failover:\n{}", proxy.log());
 }
+
+/// An SSUBSCRIBE made through the proxy follows its slot when the upstream moves the slot to another master
+/// (Redis drops the subscription on the old owner with an unsolicited `sunsubscribe`): messages published after
+/// the move still arrive, and the client never sees the backend's unsubscribe.
+#[test]
+fn shard_subscription_follows_an_upstream_slot_move() {
+    let cluster = Cluster::start(3, 0);
+    let proxy = start_proxy_cluster(&cluster.seed(), &[]);
+    let ch = "shardmove:chan";
+    let s = slot(ch);
+    let mut sub = proxy.conn();
+    assert_eq!(sub.cmd(&["SSUBSCRIBE", ch]), b"*3\r\n$10\r\nssubscribe\r\n$14\r\nshardmove:chan\r\n:1\r\n".to_vec());
+    let mut c = proxy.conn();
+    let msg =
+        |i: usize| format!("*3\r\n$8\r\nsmessage\r\n$14\r\nshardmove:chan\r\n${}\r\nm{i}\r\n", 1 + i.to_string().len());
+    assert_eq!(c.cmd(&["SPUBLISH", ch, "m0"]), b":1\r\n");
+    assert_eq!(sub.read_reply(), msg(0).into_bytes());
+    let from = cluster.master_of_slot(s);
+    let to = *cluster.master_ports().iter().find(|&&p| p != from).unwrap();
+    cluster.move_slot(s, to, None);
+    // The proxy re-subscribes on the new owner; publish until a message arrives (bounded).
+    sub.set_timeout(Duration::from_millis(300));
+    let mut got = None;
+    for i in 1..=40 {
+        let r = c.cmd(&["SPUBLISH", ch, &format!("m{i}")]);
+        assert!(r.starts_with(b":"), "SPUBLISH: {}", String::from_utf8_lossy(&r));
+        if let Some(m) = sub.try_read_reply_quiet() {
+            got = Some((i, m));
+            break;
+        }
+    }
+    let (i, m) = got.expect("no shard message after the slot moved");
+    assert_eq!(
+        String::from_utf8_lossy(&m),
+        msg(i),
+        "the client must only see messages, not the backend's sunsubscribe"
+    );
+    // From then on every message arrives, in order.
+    sub.set_timeout(Duration::from_secs(5));
+    for j in i + 1..i + 5 {
+        assert_eq!(c.cmd(&["SPUBLISH", ch, &format!("m{j}")]), b":1\r\n");
+        assert_eq!(String::from_utf8_lossy(&sub.read_reply()), msg(j));
+    }
+}
