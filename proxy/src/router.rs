@@ -557,18 +557,44 @@ impl Proxy {
         else {
             return ready(resp::error("ERR invalid cursor"));
         };
-        let targets = self.fanout_targets();
-        let idx = (c & 1023) as usize;
-        let inner = c >> 10;
-        let Some((side, addr)) = targets.get(idx).cloned() else {
+        // The proxy's cursor is `backend_cursor << 31 | node_fingerprint << 15 | side << 14 | slot`: the node is
+        // "the one serving `slot` on `side`" (Ferrite = 0, upstream = 1); nodes are visited in (side, lowest slot)
+        // order. A backend cursor only means something on the node that issued it (Redis seeds its hash function
+        // per process), so when another node serves the slot now (a failover, a reshard) that node is scanned
+        // again from the start: keys may repeat, as SCAN allows, but none present throughout is missed.
+        let nodes = self.scan_nodes();
+        let (side, slot, fp, inner) = if c == 0 {
+            match nodes.first() {
+                Some((side, slot, a)) => (*side, *slot, node_fingerprint(a), 0),
+                None => return ready(resp::error("CLUSTERDOWN no backend node is known yet")),
+            }
+        } else {
+            let side = if c & (1 << 14) != 0 { Side::Upstream } else { Side::Ferrite };
+            (side, (c & 0x3fff) as u16, ((c >> 15) & 0xffff) as u16, c >> 31)
+        };
+        let Some(addr) = self.topo(side).and_then(|t| t.node(slot)) else {
             return ready(resp::error("ERR invalid cursor"));
         };
+        let fp_now = node_fingerprint(&addr);
+        let inner = if fp_now == fp { inner } else { 0 };
+        // Where this node is in the visiting order (by the lowest slot it serves now).
+        let rank = |s: Side| if s == Side::Upstream { 1 } else { 0 };
+        let next_node = match nodes.iter().position(|(s, _, a)| *s == side && *a == addr) {
+            Some(i) => nodes.get(i + 1),
+            // The map changed between two reads: go on after the cursor's own slot.
+            None => nodes.iter().find(|(s, sl, _)| (rank(*s), *sl) > (rank(side), slot)),
+        }
+        .map(|&(s, sl, _)| (s, sl));
         let mut sub: Vec<Bytes> = args.to_vec();
         sub[1] = Bytes::from(inner.to_string());
         let sreq = Req { data: encode_cmd(&sub), ..req };
         let fut = self.exec_node(side, addr, sreq);
         let me = self.clone();
-        let n = targets.len();
+        let side_bit = |s: Side| if s == Side::Upstream { 1u64 << 14 } else { 0 };
+        let next_fp = next_node.map(|(s, sl)| {
+            let a = nodes.iter().find(|(ns, nsl, _)| *ns == s && *nsl == sl).map(|n| node_fingerprint(&n.2));
+            (s, sl, a.unwrap_or(0))
+        });
         Box::pin(async move {
             let r = fut.await;
             if r.first() == Some(&b'-') {
@@ -580,14 +606,15 @@ impl Proxy {
             };
             let next = next as u64;
             let cursor = if next != 0 {
-                if next > (u64::MAX >> 10) {
+                if next > (u64::MAX >> 31) {
                     return resp::error("ERR internal proxy error: backend SCAN cursor too large");
                 }
-                (next << 10) | idx as u64
-            } else if idx + 1 < n {
-                idx as u64 + 1
+                (next << 31) | (fp_now as u64) << 15 | side_bit(side) | slot as u64
             } else {
-                0
+                match next_fp {
+                    Some((s, sl, f)) => (f as u64) << 15 | side_bit(s) | sl as u64,
+                    None => 0,
+                }
             };
             let mut items: Vec<Bytes> = Vec::new();
             for k in keys.items() {
@@ -603,6 +630,16 @@ impl Proxy {
             out.put_slice(&array_of(&items));
             out.freeze()
         })
+    }
+
+    /// The nodes a SCAN visits: (side, lowest slot served, address), Ferrite's first, each side in slot order.
+    fn scan_nodes(&self) -> Vec<(Side, u16, Arc<str>)> {
+        let mut v: Vec<(Side, u16, Arc<str>)> =
+            self.ferrite.masters_by_slot().into_iter().map(|(s, a)| (Side::Ferrite, s, a)).collect();
+        if let Some(u) = &self.upstream {
+            v.extend(u.masters_by_slot().into_iter().map(|(s, a)| (Side::Upstream, s, a)));
+        }
+        v
     }
 
     /// Split a multi-key command over slots and merge the replies in key order.
@@ -687,6 +724,15 @@ pub enum Merge {
     SumInt,
     /// Arrays of keys concatenated, each key kept only from the side that owns its slot.
     Keys,
+}
+
+/// 16 bits naming a node address in SCAN cursors (FNV-1a; never 0, so a cursor is never 0 by accident).
+fn node_fingerprint(addr: &str) -> u16 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in addr.bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x01000193);
+    }
+    ((h ^ (h >> 16)) as u16).max(1)
 }
 
 pub(crate) fn fix_host(to: &str, asked: Option<&str>) -> String {

@@ -105,6 +105,22 @@ impl Topology {
         self.view.load().node(slot).cloned()
     }
 
+    /// Masters that serve slots, each with the lowest slot it serves, in slot order. A failover keeps a node's
+    /// slots, so `(side, lowest slot)` names "the node holding these keys" across a change of address (SCAN
+    /// cursors use it).
+    pub fn masters_by_slot(&self) -> Vec<(u16, Arc<str>)> {
+        let v = self.view.load();
+        let mut seen = vec![false; v.masters.len()];
+        let mut out = Vec::new();
+        for (slot, &i) in v.owner.iter().enumerate() {
+            if i != NONE && !seen[i as usize] {
+                seen[i as usize] = true;
+                out.push((slot as u16, v.masters[i as usize].clone()));
+            }
+        }
+        out
+    }
+
     /// Every master, sorted.
     pub fn masters(&self) -> Vec<Arc<str>> {
         self.view.load().masters.clone()
