@@ -102,7 +102,7 @@ fn execute_resolved(
     srv: &Server,
     client: &mut Client,
     cmd: &Cmd,
-    meta: &CommandMeta,
+    meta: &'static CommandMeta,
     args: &[Bytes],
     out: &mut ReplyBuf,
 ) {
@@ -216,13 +216,11 @@ fn run<'s>(
     srv: &'s Server,
     client: &mut Client,
     cmd: &'s Cmd,
-    meta: &CommandMeta,
+    meta: &'static CommandMeta,
     args: &[Bytes],
     out: &mut ReplyBuf,
     shared: Option<&mut Access<'s>>,
 ) {
-    // Inside a script, time stands still at the script's start (Redis).
-    let now = crate::script::frozen_now().unwrap_or_else(now_ms);
     let db = client.db;
     let in_exec = shared.is_some();
     let mut owned;
@@ -269,8 +267,13 @@ fn run<'s>(
     // A script's effects are propagated together (MULTI/EXEC when > 1).
     let script_group = matches!(cmd.imp.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro")
         && crate::persist::propagate::script_begin(srv);
+    // One clock reading (taken once the locks are held) is both the
+    // command's time and the start of its duration, like Redis's `call()`
+    // (`ustime()` before and after). Inside a script, time stands still at
+    // the script's start (Redis).
+    let t0_us = crate::server::now_us();
+    let now = crate::script::frozen_now().unwrap_or(t0_us.div_euclid(1000));
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
-    let t0 = std::time::Instant::now();
     // A command called by a script keeps the script's caller current.
     let script_call = crate::script::vm::in_script();
     if !script_call {
@@ -279,7 +282,8 @@ fn run<'s>(
     let res = (cmd.imp.handler)(&mut cx);
     // A command that blocked is counted once, when it is served.
     if client.block.is_none() {
-        srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+        let took = std::time::Duration::from_micros(crate::server::now_us().saturating_sub(t0_us).max(0) as u64);
+        srv.stats.command_done(meta, args, client, took, res.is_err());
     }
     if script_call {
         crate::cmd::client::tracking::after_script_call(meta);
@@ -330,7 +334,7 @@ pub fn run_for_script<'s>(
     srv: &'s Server,
     client: &mut Client,
     cmd: &'s Cmd,
-    meta: &CommandMeta,
+    meta: &'static CommandMeta,
     args: &[Bytes],
     acc: &mut Access<'s>,
 ) -> Bytes {
