@@ -49,6 +49,9 @@ def wait_up(port, proc):
     sys.exit(f"server on {port} never answered")
 
 
+FERRITE_ARGS = []
+
+
 def start(kind):
     port = free_port()
     if kind == "redis":
@@ -56,7 +59,8 @@ def start(kind):
         cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                "--dir", d]
     else:
-        cmd = [os.path.join(ROOT, "target", "release", "ferrite"), "--port", str(port), "--bind", "127.0.0.1"]
+        cmd = [os.path.join(ROOT, "target", "release", "ferrite"), "--port", str(port), "--bind", "127.0.0.1",
+               *FERRITE_ARGS]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     wait_up(port, p)
     return p, port
@@ -70,9 +74,9 @@ def rss_kb(pid):
     return 0
 
 
-def bench(port, pipeline, n):
+def bench(port, pipeline, n, tests):
     out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", TESTS, "-c", "50", "-P", str(pipeline),
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", tests, "-c", "50", "-P", str(pipeline),
          "-n", str(n), "--csv"], capture_output=True, text=True, timeout=900).stdout
     res = {}
     for row in csv.reader(io.StringIO(out)):
@@ -145,7 +149,11 @@ def main():
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--tests", default=TESTS, help="redis-benchmark -t list")
+    ap.add_argument("--pipelines", default="1,16", help="pipeline depths to run, comma-separated")
+    ap.add_argument("--ferrite-arg", action="append", default=[], help="extra ferrite argument (repeatable)")
     a = ap.parse_args()
+    FERRITE_ARGS.extend(a.ferrite_arg)
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if not shutil.which(tool):
             sys.exit(f"{tool} missing: run scripts/deps.sh")
@@ -156,12 +164,13 @@ def main():
         return
     servers = {k: start(k) for k in ("redis", "ferrite")}
     try:
-        print(f"redis-benchmark -t {TESTS} -c 50 -n {a.requests}, median of {a.rounds} alternating rounds")
-        for pipeline in (1, 16):
+        print(f"redis-benchmark -t {a.tests} -c 50 -n {a.requests}, median of {a.rounds} alternating rounds")
+        for pipeline in (int(x) for x in a.pipelines.split(",")):
             runs = {"redis": [], "ferrite": []}
             for _ in range(a.rounds):
                 for kind in ("redis", "ferrite"):
-                    runs[kind].append(bench(servers[kind][1], pipeline, a.requests * (4 if pipeline > 1 else 1)))
+                    runs[kind].append(
+                        bench(servers[kind][1], pipeline, a.requests * (4 if pipeline > 1 else 1), a.tests))
             print(f"\n-P {pipeline}")
             print(f"{'test':<28}{'redis rps':>14}{'ferrite rps':>14}{'ratio':>8}")
             for test in runs["redis"][0]:
