@@ -79,6 +79,23 @@ pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static
     Ok((cmd, meta))
 }
 
+/// `get_keys`, with a shortcut for the most common shape: one key spec
+/// whose only key is `args[1]` (GET, SET, INCR, LPUSH, HSET, ...), where the
+/// general walk would return exactly `[1]`.
+#[inline]
+fn key_positions(meta: &CommandMeta, args: &[Bytes]) -> Result<SmallVec<[usize; 4]>, ferrite_commands::KeysError> {
+    use ferrite_commands::table::{BeginSearch, FindKeys};
+    if let [spec] = meta.key_specs.as_slice() {
+        if matches!(spec.begin, BeginSearch::Index(1))
+            && matches!(spec.find, FindKeys::Range { lastkey: 0, keystep, .. } if keystep > 0)
+            && args.len() > 1
+        {
+            return Ok(smallvec::smallvec![1]);
+        }
+    }
+    get_keys(meta, args)
+}
+
 const PUBSUB_ALLOWED: &[&str] =
     &["ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset"];
 
@@ -231,7 +248,7 @@ fn run<'s>(
             owned = match cmd.imp.lock {
                 Lock::None => srv.store.access_none(),
                 Lock::All => srv.store.access_all(),
-                Lock::Keys => match get_keys(meta, args) {
+                Lock::Keys => match key_positions(meta, args) {
                     Ok(pos) => {
                         let slots: SmallVec<[u16; 4]> = pos.iter().map(|&i| key_hash_slot(&args[i])).collect();
                         for (&i, &sl) in pos.iter().zip(&slots) {
@@ -543,5 +560,33 @@ pub fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
     let line = Bytes::from(line);
     for (_, tx) in srv.monitors.read().iter() {
         let _ = tx.send(Push::Monitor(line.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut agrees with the general key-spec walk for every command
+    /// and subcommand of the table, at every argument count up to 7.
+    #[test]
+    fn key_positions_match_get_keys() {
+        let t = ferrite_commands::table();
+        let mut metas: Vec<&CommandMeta> = Vec::new();
+        for m in t.commands.values() {
+            metas.push(m);
+            metas.extend(m.subcommands.iter());
+        }
+        let mut shortcut = 0;
+        for m in metas {
+            for argc in 1..=7 {
+                let args: Vec<Bytes> = (0..argc).map(|i| Bytes::from(format!("a{i}"))).collect();
+                assert_eq!(key_positions(m, &args), get_keys(m, &args), "{} argc {argc}", m.name);
+                if key_positions(m, &args) == Ok(smallvec::smallvec![1]) {
+                    shortcut += 1;
+                }
+            }
+        }
+        assert!(shortcut > 100);
     }
 }
