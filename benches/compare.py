@@ -51,6 +51,7 @@ def wait_up(port, proc):
 
 
 FERRITE_ARGS = []
+FERRITE_BIN = [os.path.join(ROOT, "target", "release", "ferrite")]
 
 
 def start(kind):
@@ -60,7 +61,7 @@ def start(kind):
         cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                "--dir", d]
     else:
-        cmd = [os.path.join(ROOT, "target", "release", "ferrite"), "--port", str(port), "--bind", "127.0.0.1",
+        cmd = [FERRITE_BIN[0], "--port", str(port), "--bind", "127.0.0.1",
                *FERRITE_ARGS]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     wait_up(port, p)
@@ -153,12 +154,16 @@ def main():
     ap.add_argument("--tests", default=TESTS, help="redis-benchmark -t list")
     ap.add_argument("--pipelines", default="1,16", help="pipeline depths to run, comma-separated")
     ap.add_argument("--ferrite-arg", action="append", default=[], help="extra ferrite argument (repeatable)")
+    ap.add_argument("--ferrite-bin", help="ferrite binary to run instead of building target/release/ferrite")
     a = ap.parse_args()
     FERRITE_ARGS.extend(a.ferrite_arg)
+    if a.ferrite_bin:
+        FERRITE_BIN[0] = a.ferrite_bin
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if not shutil.which(tool):
             sys.exit(f"{tool} missing: run scripts/deps.sh")
-    subprocess.run(["cargo", "build", "--release", "--bin", "ferrite"], cwd=ROOT, check=True)
+    if not a.ferrite_bin:
+        subprocess.run(["cargo", "build", "--release", "--bin", "ferrite"], cwd=ROOT, check=True)
 
     if a.skip_throughput:
         memory(a.keys)
