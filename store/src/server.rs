@@ -115,13 +115,18 @@ pub fn lru_of(ms: i64) -> u32 {
     (ms / 1000) as u32
 }
 
-/// CLOCK_MONOTONIC_COARSE in milliseconds.
+/// The coarse monotonic clock in milliseconds (CLOCK_MONOTONIC_COARSE on
+/// Linux; elsewhere the ordinary monotonic clock).
 #[inline]
 fn coarse_monotonic_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid timespec to write into; the clock id is a
-    // constant Linux supports (on failure `ts` stays zero).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let clock = libc::CLOCK_MONOTONIC_COARSE;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let clock = libc::CLOCK_MONOTONIC;
+    // SAFETY: `ts` is a valid timespec to write into and `clock` a clock id
+    // the platform supports (on failure `ts` stays zero).
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
