@@ -2,14 +2,15 @@
 """Throughput and memory of ferrite vs real Redis, measured side by side.
 
 Runs redis-benchmark against a fresh redis-server and a fresh ferrite
-(release build) in the same run, alternating between them, and prints the
-ratio ferrite/redis for every test at pipeline depths 1 and 16. Then loads
+(release build) in the same run, alternating between them test by test, and
+prints the ratio ferrite/redis for every test at pipeline depths 1 and 16. Then loads
 1M keys with 16-byte values into each and compares resident memory.
 
 This is a benchmark, not a test: it prints numbers and never fails on them.
 Every loop is bounded; everything talks to 127.0.0.1 only.
 
 Usage: benches/compare.py [--requests N] [--rounds R] [--keys K] [--skip-memory] [--skip-throughput]
+                          [--tests set,get,...] [--pipelines 1,16] [--ferrite-arg=--threads --ferrite-arg=1]
 """
 import argparse
 import csv
@@ -49,6 +50,10 @@ def wait_up(port, proc):
     sys.exit(f"server on {port} never answered")
 
 
+FERRITE_ARGS = []
+FERRITE_BIN = [os.path.join(ROOT, "target", "release", "ferrite")]
+
+
 def start(kind):
     port = free_port()
     if kind == "redis":
@@ -56,7 +61,8 @@ def start(kind):
         cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                "--dir", d]
     else:
-        cmd = [os.path.join(ROOT, "target", "release", "ferrite"), "--port", str(port), "--bind", "127.0.0.1"]
+        cmd = [FERRITE_BIN[0], "--port", str(port), "--bind", "127.0.0.1",
+               *FERRITE_ARGS]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     wait_up(port, p)
     return p, port
@@ -70,9 +76,9 @@ def rss_kb(pid):
     return 0
 
 
-def bench(port, pipeline, n):
+def bench(port, pipeline, n, tests):
     out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", TESTS, "-c", "50", "-P", str(pipeline),
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", tests, "-c", "50", "-P", str(pipeline),
          "-n", str(n), "--csv"], capture_output=True, text=True, timeout=900).stdout
     res = {}
     for row in csv.reader(io.StringIO(out)):
@@ -145,30 +151,47 @@ def main():
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--tests", default=TESTS, help="redis-benchmark -t list")
+    ap.add_argument("--pipelines", default="1,16", help="pipeline depths to run, comma-separated")
+    ap.add_argument("--ferrite-arg", action="append", default=[], help="extra ferrite argument (repeatable)")
+    ap.add_argument("--ferrite-bin", help="ferrite binary to run instead of building target/release/ferrite")
     a = ap.parse_args()
+    FERRITE_ARGS.extend(a.ferrite_arg)
+    if a.ferrite_bin:
+        FERRITE_BIN[0] = a.ferrite_bin
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if not shutil.which(tool):
             sys.exit(f"{tool} missing: run scripts/deps.sh")
-    subprocess.run(["cargo", "build", "--release", "--bin", "ferrite"], cwd=ROOT, check=True)
+    if not a.ferrite_bin:
+        subprocess.run(["cargo", "build", "--release", "--bin", "ferrite"], cwd=ROOT, check=True)
 
     if a.skip_throughput:
         memory(a.keys)
         return
     servers = {k: start(k) for k in ("redis", "ferrite")}
     try:
-        print(f"redis-benchmark -t {TESTS} -c 50 -n {a.requests}, median of {a.rounds} alternating rounds")
-        for pipeline in (1, 16):
-            runs = {"redis": [], "ferrite": []}
-            for _ in range(a.rounds):
-                for kind in ("redis", "ferrite"):
-                    runs[kind].append(bench(servers[kind][1], pipeline, a.requests * (4 if pipeline > 1 else 1)))
+        print(f"redis-benchmark -t {a.tests} -c 50 -n {a.requests} (x4 at -P 16), {a.rounds} rounds; "
+              "each test alternates between the servers (the first one alternates too)")
+        print("ratio = median over rounds of ferrite/redis from back-to-back runs of the same test (min-max)")
+        for pipeline in (int(x) for x in a.pipelines.split(",")):
+            # test name -> server -> rps per round
+            runs = {}
+            for rnd in range(a.rounds):
+                for test in a.tests.split(","):
+                    order = ("redis", "ferrite") if rnd % 2 == 0 else ("ferrite", "redis")
+                    for kind in order:
+                        res = bench(servers[kind][1], pipeline, a.requests * (4 if pipeline > 1 else 1), test)
+                        for name, rps in res.items():
+                            runs.setdefault(name, {"redis": [], "ferrite": []})[kind].append(rps)
             print(f"\n-P {pipeline}")
-            print(f"{'test':<28}{'redis rps':>14}{'ferrite rps':>14}{'ratio':>8}")
-            for test in runs["redis"][0]:
-                r = statistics.median(x.get(test, 0) for x in runs["redis"])
-                f = statistics.median(x.get(test, 0) for x in runs["ferrite"])
-                ratio = f / r if r else 0
-                print(f"{test:<28}{r:>14.0f}{f:>14.0f}{ratio:>7.2f}x")
+            print(f"{'test':<36}{'redis rps':>12}{'ferrite rps':>12}{'ratio':>8}  {'min-max':>11}")
+            for test, by in runs.items():
+                r = statistics.median(by["redis"]) if by["redis"] else 0
+                f = statistics.median(by["ferrite"]) if by["ferrite"] else 0
+                pairs = [y / x for x, y in zip(by["redis"], by["ferrite"]) if x]
+                ratio = statistics.median(pairs) if pairs else 0
+                spread = f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else ""
+                print(f"{test:<36}{r:>12.0f}{f:>12.0f}{ratio:>7.2f}x  {spread:>11}")
         if not a.skip_memory:
             memory(a.keys)
     finally:

@@ -92,6 +92,8 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = ReplyBuf::new(false);
     let mut args = Vec::with_capacity(8);
+    // The name last stored in `handle.last_cmd` by this task.
+    let mut stored_name: &'static str = *handle.last_cmd.lock();
 
     'conn: loop {
         // Execute everything already buffered.
@@ -152,9 +154,11 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         }
         if ncmds > 0 {
             srv.stats.total_commands_processed.fetch_add(ncmds, Ordering::Relaxed);
-            handle.last_interaction_ms.store(srv.uptime_ms(), Ordering::Relaxed);
-            if let Some(n) = last_name {
+            handle.last_interaction_ms.store(srv.uptime_ms_coarse(), Ordering::Relaxed);
+            // Only this task writes `last_cmd`: skip the lock when unchanged.
+            if let Some(n) = last_name.filter(|n| !std::ptr::eq(*n, stored_name)) {
                 *handle.last_cmd.lock() = n;
+                stored_name = n;
             }
         }
         if durable > 0 {

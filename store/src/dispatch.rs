@@ -79,6 +79,23 @@ pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static
     Ok((cmd, meta))
 }
 
+/// `get_keys`, with a shortcut for the most common shape: one key spec
+/// whose only key is `args[1]` (GET, SET, INCR, LPUSH, HSET, ...), where the
+/// general walk would return exactly `[1]`.
+#[inline]
+fn key_positions(meta: &CommandMeta, args: &[Bytes]) -> Result<SmallVec<[usize; 4]>, ferrite_commands::KeysError> {
+    use ferrite_commands::table::{BeginSearch, FindKeys};
+    if let [spec] = meta.key_specs.as_slice() {
+        if matches!(spec.begin, BeginSearch::Index(1))
+            && matches!(spec.find, FindKeys::Range { lastkey: 0, keystep, .. } if keystep > 0)
+            && args.len() > 1
+        {
+            return Ok(smallvec::smallvec![1]);
+        }
+    }
+    get_keys(meta, args)
+}
+
 const PUBSUB_ALLOWED: &[&str] =
     &["ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset"];
 
@@ -102,7 +119,7 @@ fn execute_resolved(
     srv: &Server,
     client: &mut Client,
     cmd: &Cmd,
-    meta: &CommandMeta,
+    meta: &'static CommandMeta,
     args: &[Bytes],
     out: &mut ReplyBuf,
 ) {
@@ -216,13 +233,11 @@ fn run<'s>(
     srv: &'s Server,
     client: &mut Client,
     cmd: &'s Cmd,
-    meta: &CommandMeta,
+    meta: &'static CommandMeta,
     args: &[Bytes],
     out: &mut ReplyBuf,
     shared: Option<&mut Access<'s>>,
 ) {
-    // Inside a script, time stands still at the script's start (Redis).
-    let now = crate::script::frozen_now().unwrap_or_else(now_ms);
     let db = client.db;
     let in_exec = shared.is_some();
     let mut owned;
@@ -233,7 +248,7 @@ fn run<'s>(
             owned = match cmd.imp.lock {
                 Lock::None => srv.store.access_none(),
                 Lock::All => srv.store.access_all(),
-                Lock::Keys => match get_keys(meta, args) {
+                Lock::Keys => match key_positions(meta, args) {
                     Ok(pos) => {
                         let slots: SmallVec<[u16; 4]> = pos.iter().map(|&i| key_hash_slot(&args[i])).collect();
                         for (&i, &sl) in pos.iter().zip(&slots) {
@@ -269,8 +284,13 @@ fn run<'s>(
     // A script's effects are propagated together (MULTI/EXEC when > 1).
     let script_group = matches!(cmd.imp.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro")
         && crate::persist::propagate::script_begin(srv);
+    // One clock reading (taken once the locks are held) is both the
+    // command's time and the start of its duration, like Redis's `call()`
+    // (`ustime()` before and after). Inside a script, time stands still at
+    // the script's start (Redis).
+    let t0_us = crate::server::now_us();
+    let now = crate::script::frozen_now().unwrap_or(t0_us.div_euclid(1000));
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
-    let t0 = std::time::Instant::now();
     // A command called by a script keeps the script's caller current.
     let script_call = crate::script::vm::in_script();
     if !script_call {
@@ -279,7 +299,8 @@ fn run<'s>(
     let res = (cmd.imp.handler)(&mut cx);
     // A command that blocked is counted once, when it is served.
     if client.block.is_none() {
-        srv.stats.command_done(meta, args, client, t0.elapsed(), res.is_err());
+        let took = std::time::Duration::from_micros(crate::server::now_us().saturating_sub(t0_us).max(0) as u64);
+        srv.stats.command_done(meta, args, client, took, res.is_err());
     }
     if script_call {
         crate::cmd::client::tracking::after_script_call(meta);
@@ -330,7 +351,7 @@ pub fn run_for_script<'s>(
     srv: &'s Server,
     client: &mut Client,
     cmd: &'s Cmd,
-    meta: &CommandMeta,
+    meta: &'static CommandMeta,
     args: &[Bytes],
     acc: &mut Access<'s>,
 ) -> Bytes {
@@ -539,5 +560,33 @@ pub fn feed_monitors(srv: &Server, client: &Client, db: usize, args: &[Bytes]) {
     let line = Bytes::from(line);
     for (_, tx) in srv.monitors.read().iter() {
         let _ = tx.send(Push::Monitor(line.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut agrees with the general key-spec walk for every command
+    /// and subcommand of the table, at every argument count up to 7.
+    #[test]
+    fn key_positions_match_get_keys() {
+        let t = ferrite_commands::table();
+        let mut metas: Vec<&CommandMeta> = Vec::new();
+        for m in t.commands.values() {
+            metas.push(m);
+            metas.extend(m.subcommands.iter());
+        }
+        let mut shortcut = 0;
+        for m in metas {
+            for argc in 1..=7 {
+                let args: Vec<Bytes> = (0..argc).map(|i| Bytes::from(format!("a{i}"))).collect();
+                assert_eq!(key_positions(m, &args), get_keys(m, &args), "{} argc {argc}", m.name);
+                if key_positions(m, &args) == Ok(smallvec::smallvec![1]) {
+                    shortcut += 1;
+                }
+            }
+        }
+        assert!(shortcut > 100);
     }
 }

@@ -78,6 +78,8 @@ pub struct Server {
     pub registry: Registry,
     pub tun: Tunables,
     pub started: Instant,
+    /// The coarse monotonic clock at start, in ms (see `uptime_ms_coarse`).
+    started_coarse_ms: u64,
     pub run_id: String,
     pub port: AtomicU16,
     pub shutdown_tx: watch::Sender<bool>,
@@ -113,7 +115,23 @@ pub fn lru_of(ms: i64) -> u32 {
     (ms / 1000) as u32
 }
 
+/// The coarse monotonic clock in milliseconds (CLOCK_MONOTONIC_COARSE on
+/// Linux; elsewhere the ordinary monotonic clock).
+#[inline]
+fn coarse_monotonic_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let clock = libc::CLOCK_MONOTONIC_COARSE;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let clock = libc::CLOCK_MONOTONIC;
+    // SAFETY: `ts` is a valid timespec to write into and `clock` a clock id
+    // the platform supports (on failure `ts` stays zero).
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// Current unix time in microseconds.
+#[inline]
 pub fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
@@ -136,6 +154,7 @@ impl Server {
             registry: Registry::build(),
             tun,
             started: Instant::now(),
+            started_coarse_ms: coarse_monotonic_ms(),
             run_id,
             port: AtomicU16::new(0),
             shutdown_tx,
@@ -161,6 +180,15 @@ impl Server {
 
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// `uptime_ms` from the coarse monotonic clock: up to one scheduler
+    /// tick (a few ms) behind, but it does not read the clock hardware, so
+    /// it is cheap enough for every batch of requests (a client's last
+    /// interaction time, which Redis keeps in seconds).
+    #[inline]
+    pub fn uptime_ms_coarse(&self) -> u64 {
+        coarse_monotonic_ms().saturating_sub(self.started_coarse_ms)
     }
 
     /// CLIENT PAUSE: pause until `until_ms`; `all` pauses every command,

@@ -73,6 +73,9 @@ pub struct Stats {
     pub pubsub_messages: Counter,
     /// INFO commandstats, by full command name (`config|set`).
     pub cmds: parking_lot::RwLock<HashMap<String, Arc<CmdStat>>>,
+    /// Identifies the current contents of `cmds` for the per-thread cache
+    /// (`command_done`); unique across all `Stats` and every reset.
+    cmds_gen: CmdsGen,
     /// INFO errorstats: replies by error code (`ERR`, `WRONGTYPE`, ...).
     pub errors: parking_lot::Mutex<HashMap<String, u64>>,
     pub slowlog: parking_lot::Mutex<SlowLog>,
@@ -106,6 +109,33 @@ impl<const D: i64> Setting<D> {
     pub fn set(&self, v: i64) {
         self.0.store(v, Ordering::Relaxed)
     }
+}
+
+/// A process-wide unique number (see `Stats::cmds_gen`).
+struct CmdsGen(AtomicU64);
+
+fn next_cmds_gen() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Default for CmdsGen {
+    fn default() -> Self {
+        CmdsGen(AtomicU64::new(next_cmds_gen()))
+    }
+}
+
+const CMD_CACHE: usize = 16;
+
+/// One slot of the per-thread commandstats cache: (generation, command
+/// metadata address, its entry).
+type CmdCacheSlot = (u64, usize, Option<Arc<CmdStat>>);
+
+thread_local! {
+    /// Per-thread cache of commandstats entries, so a command's counters are
+    /// found without the map's lock or a reference count update.
+    static CMD_STATS: std::cell::RefCell<[CmdCacheSlot; CMD_CACHE]> =
+        const { std::cell::RefCell::new([const { (0, 0, None) }; CMD_CACHE]) };
 }
 
 /// Per-command counters (INFO commandstats).
@@ -280,19 +310,40 @@ impl Stats {
     /// A command ran: commandstats, SLOWLOG and the `command` latency event.
     pub fn command_done(
         &self,
-        meta: &ferrite_commands::CommandMeta,
+        meta: &'static ferrite_commands::CommandMeta,
         args: &[bytes::Bytes],
         client: &crate::client::Client,
         duration: std::time::Duration,
         failed: bool,
     ) {
         let us = duration.as_micros() as u64;
-        let st = self.cmd_stat(&meta.name);
-        st.calls.fetch_add(1, Ordering::Relaxed);
-        st.usec.fetch_add(us, Ordering::Relaxed);
-        st.hist[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
-        if failed {
-            st.failed.fetch_add(1, Ordering::Relaxed);
+        let count = |st: &CmdStat| {
+            st.calls.fetch_add(1, Ordering::Relaxed);
+            st.usec.fetch_add(us, Ordering::Relaxed);
+            st.hist[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
+            if failed {
+                st.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        // `meta` lives in the process-wide command table, so its address
+        // names the command; the generation ties the entry to this `Stats`
+        // since its last reset.
+        let gen = self.cmds_gen.0.load(Ordering::Relaxed);
+        let key = meta as *const ferrite_commands::CommandMeta as usize;
+        let hit = CMD_STATS
+            .try_with(|c| {
+                let mut c = c.borrow_mut();
+                let slot = &mut c[(key >> 4) % CMD_CACHE];
+                if slot.0 != gen || slot.1 != key || slot.2.is_none() {
+                    *slot = (gen, key, Some(self.cmd_stat(&meta.name)));
+                }
+                if let Some(st) = &slot.2 {
+                    count(st);
+                }
+            })
+            .is_ok();
+        if !hit {
+            count(&self.cmd_stat(&meta.name));
         }
         if meta.flags.has(ferrite_commands::Flags::SKIP_SLOWLOG) {
             return;
@@ -341,7 +392,11 @@ impl Stats {
 
 impl Stats {
     pub fn reset(&self) {
-        self.cmds.write().clear();
+        {
+            let mut m = self.cmds.write();
+            m.clear();
+            self.cmds_gen.0.store(next_cmds_gen(), Ordering::Relaxed);
+        }
         self.errors.lock().clear();
         for c in [
             &self.total_connections_received,
