@@ -396,32 +396,7 @@ fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
         for (s, _) in counts.iter().filter(|(_, n)| *n == 0) {
             cx.st.set(*s, state::COPIED);
         }
-        let mut i = 0;
-        while i < nonempty.len() {
-            if crate::interrupted() {
-                cx.save()?;
-                return Err(Error::Interrupted);
-            }
-            // Up to 64 slots or about 4 batches of keys per set.
-            let mut j = i;
-            let mut keys = 0u64;
-            while j < nonempty.len()
-                && j - i < 64
-                && (keys == 0 || keys + nonempty[j].1 <= 4 * cx.cfg.batch_keys as u64)
-            {
-                keys += nonempty[j].1.min(1 << 40);
-                j += 1;
-            }
-            let set = &nonempty[i..j];
-            let work = copy::many_slot_keys(&mut cx.src, set)?;
-            let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
-            cx.record_failures(&cs);
-            for (s, _) in set {
-                cx.st.set(*s, state::COPIED);
-            }
-            cx.save_light()?;
-            i = j;
-        }
+        copy_parallel(cx, &nonempty)?;
         cx.save()?;
         if cx.px.is_empty() {
             for s in g.iter() {
@@ -443,6 +418,118 @@ fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
             copy_dirty(cx, g, false)?;
             Ok(true)
         })?;
+    }
+    Ok(())
+}
+
+/// Sets of slots copied together: up to 64 slots or about 4 batches of keys.
+fn slot_sets(nonempty: &[(u16, u64)], batch: usize) -> Vec<&[(u16, u64)]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nonempty.len() {
+        let mut j = i;
+        let mut keys = 0u64;
+        while j < nonempty.len() && j - i < 64 && (keys == 0 || keys + nonempty[j].1 <= 4 * batch as u64) {
+            keys += nonempty[j].1.min(1 << 40);
+            j += 1;
+        }
+        out.push(&nonempty[i..j]);
+        i = j;
+    }
+    out
+}
+
+/// First copy of the non-empty slots of a group: one thread per source
+/// master (each with its own source and Ferrite connections) copies the
+/// slots that master serves, so the masters' DUMPs and Ferrite's RESTOREs
+/// overlap. A slot belongs to one thread, so a key is still copied by one
+/// thread at a time; the dirty re-copies start only after every thread
+/// finished. The checkpoint is written (by this thread) after every set.
+fn copy_parallel(cx: &mut Ctx, nonempty: &[(u16, u64)]) -> Result<()> {
+    let mut by_master: std::collections::BTreeMap<String, Vec<(u16, u64)>> = Default::default();
+    for &(s, n) in nonempty {
+        let m = cx.src.topo.master_of(s).map(|m| m.addr.clone()).unwrap_or_default();
+        by_master.entry(m).or_default().push((s, n));
+    }
+    let batch = cx.cfg.batch_keys;
+    if by_master.len() <= 1 {
+        for set in slot_sets(nonempty, batch) {
+            if crate::interrupted() {
+                cx.save()?;
+                return Err(Error::Interrupted);
+            }
+            let work = copy::many_slot_keys(&mut cx.src, set)?;
+            let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, batch, &mut cx.lim)?;
+            cx.record_failures(&cs);
+            for (s, _) in set {
+                cx.st.set(*s, state::COPIED);
+            }
+            cx.save_light()?;
+        }
+        return Ok(());
+    }
+    let workers = by_master.len() as u64;
+    let per_sec = if cx.cfg.max_keys_per_sec == 0 { 0 } else { (cx.cfg.max_keys_per_sec / workers).max(1) };
+    let seeds = cx.src.topo.all_nodes();
+    let (sauth, tauth, timeout, retry_for) =
+        (cx.cfg.source_auth.clone(), cx.cfg.target_auth.clone(), cx.cfg.timeout, cx.cfg.retry_for);
+    let target = cx.st.target.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(Vec<u16>, copy::CopyStats)>>();
+    let mut first_err: Option<Error> = None;
+    std::thread::scope(|sc| {
+        for list in by_master.values() {
+            let tx = tx.clone();
+            let (seeds, sauth, tauth, target, stop) = (seeds.clone(), sauth.clone(), tauth.clone(), &target, &stop);
+            sc.spawn(move || {
+                let res = (|| -> Result<()> {
+                    let mut src = Source::connect(seeds, sauth, timeout)?;
+                    src.retry_for = retry_for;
+                    let mut dst = Target::connect(target, timeout, &tauth)?;
+                    let mut lim = Limiter::new(per_sec);
+                    for set in slot_sets(list, batch) {
+                        if crate::interrupted() {
+                            return Err(Error::Interrupted);
+                        }
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                        let work = copy::many_slot_keys(&mut src, set)?;
+                        let cs = copy::copy_many(&mut src, &work, &mut dst, batch, &mut lim)?;
+                        let _ = tx.send(Ok((set.iter().map(|(s, _)| *s).collect(), cs)));
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    let _ = tx.send(Err(e));
+                }
+            });
+        }
+        drop(tx);
+        for msg in rx {
+            match msg {
+                Ok((slots, cs)) => {
+                    cx.record_failures(&cs);
+                    for s in slots {
+                        cx.st.set(s, state::COPIED);
+                    }
+                    if let Err(e) = cx.save_light() {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_err {
+        if matches!(e, Error::Interrupted) {
+            cx.save()?;
+        }
+        return Err(e);
     }
     Ok(())
 }
