@@ -70,6 +70,8 @@ pub struct ReplConfig {
     pub timeout: Duration,
     pub retry_for: Duration,
     pub replica_port: u16,
+    /// Do not announce `capa eof` (the master then syncs through its disk).
+    pub disk_sync: bool,
     pub filter: Arc<Filter>,
     pub clock_offset_ms: i64,
 }
@@ -448,9 +450,12 @@ fn session(
     c.cmd(&cmd!["REPLCONF", "listening-port", cfg.replica_port])?
         .ok()
         .map_err(|e| Error::Server(format!("{master}: REPLCONF listening-port: {e}")))?;
-    c.cmd(&cmd!["REPLCONF", "capa", "eof", "capa", "psync2"])?
-        .ok()
-        .map_err(|e| Error::Server(format!("{master}: REPLCONF capa: {e}")))?;
+    let capa = if cfg.disk_sync {
+        cmd!["REPLCONF", "capa", "psync2"]
+    } else {
+        cmd!["REPLCONF", "capa", "eof", "capa", "psync2"]
+    };
+    c.cmd(&capa)?.ok().map_err(|e| Error::Server(format!("{master}: REPLCONF capa: {e}")))?;
     let args = match psync.as_ref() {
         Some(p) => cmd!["PSYNC", p.replid.as_str(), p.offset + 1],
         None => cmd!["PSYNC", "?", "-1"],

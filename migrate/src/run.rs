@@ -609,6 +609,7 @@ fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
             timeout: cx.cfg.timeout,
             retry_for: cx.cfg.retry_for,
             replica_port: cx.cfg.replica_port,
+            disk_sync: cx.cfg.disk_sync,
             filter: filter.clone(),
             clock_offset_ms: cx.dst.clock_offset_ms,
         }));
