@@ -82,7 +82,7 @@ run_migrate() { # replication | replication-disk | scan
   local secs; secs=$(echo "$s1 - $s0" | bc)
   local tk; tk=$(redis-cli -p $port dbsize)
   [ "$tk" = "$n" ] || { echo "ferrite holds $tk keys after --method $1, expected $n"; cat "$work/out-$1"; exit 1; }
-  echo "ferrite-migrate --method $1: $tk keys in ${secs} s = $(echo "$tk / $secs" | bc) keys/s," \
+  echo "ferrite-migrate --method $method${extra:+ $extra}: $tk keys in ${secs} s = $(echo "$tk / $secs" | bc) keys/s," \
     "$(echo "$used / 1000000 / $secs" | bc) MB/s; peak RSS $((rss / 1024)) MB"
   echo "$tk $secs" >"$work/rate-$1"
   kill "${pids[-1]}" 2>/dev/null || true

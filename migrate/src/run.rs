@@ -52,6 +52,8 @@ struct Ctx<'a> {
     prog: Progress,
     lim: Limiter,
     notes: Vec<String>,
+    /// Connections of the copying threads (scan), made on first use.
+    pool: Vec<(Source, Target)>,
 }
 
 impl Ctx<'_> {
@@ -159,7 +161,17 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
         )));
     }
     let prog = Progress::start(cfg.mode, scope.len() as u64);
-    let mut cx = Ctx { cfg, st, src, dst, px, prog, lim: Limiter::new(cfg.max_keys_per_sec), notes: Vec::new() };
+    let mut cx = Ctx {
+        cfg,
+        st,
+        src,
+        dst,
+        px,
+        prog,
+        lim: Limiter::new(cfg.max_keys_per_sec),
+        notes: Vec::new(),
+        pool: Vec::new(),
+    };
     cx.px.epoch = cx.px.epoch.max(cx.st.epoch);
     if cx.px.is_empty() {
         cx.note("no --proxy given: data is copied and verified, but no traffic is switched (no cutover)".into());
@@ -439,21 +451,23 @@ fn slot_sets(nonempty: &[(u16, u64)], batch: usize) -> Vec<&[(u16, u64)]> {
     out
 }
 
-/// First copy of the non-empty slots of a group: one thread per source
-/// master (each with its own source and Ferrite connections) copies the
-/// slots that master serves, so the masters' DUMPs and Ferrite's RESTOREs
-/// overlap. A slot belongs to one thread, so a key is still copied by one
-/// thread at a time; the dirty re-copies start only after every thread
-/// finished. The checkpoint is written (by this thread) after every set.
+/// Threads (each with its own source and Ferrite connections) that make the
+/// first copy of a group's slots.
+const COPY_THREADS: usize = 4;
+
+/// First copy of the non-empty slots of a group, by [`COPY_THREADS`]
+/// threads, each with its own connections to the source and to Ferrite
+/// (kept for the whole run): the sets of slots are dealt out in turn, so
+/// source DUMPs and Ferrite RESTOREs overlap even when one master serves
+/// the whole group. A slot belongs to one thread, so a key is still copied
+/// by one thread at a time; the dirty re-copies start only after every
+/// thread finished. The checkpoint is written (by this thread) after every
+/// set.
 fn copy_parallel(cx: &mut Ctx, nonempty: &[(u16, u64)]) -> Result<()> {
-    let mut by_master: std::collections::BTreeMap<String, Vec<(u16, u64)>> = Default::default();
-    for &(s, n) in nonempty {
-        let m = cx.src.topo.master_of(s).map(|m| m.addr.clone()).unwrap_or_default();
-        by_master.entry(m).or_default().push((s, n));
-    }
     let batch = cx.cfg.batch_keys;
-    if by_master.len() <= 1 {
-        for set in slot_sets(nonempty, batch) {
+    let sets = slot_sets(nonempty, batch);
+    if sets.len() <= 1 {
+        for set in sets {
             if crate::interrupted() {
                 cx.save()?;
                 return Err(Error::Interrupted);
@@ -468,34 +482,33 @@ fn copy_parallel(cx: &mut Ctx, nonempty: &[(u16, u64)]) -> Result<()> {
         }
         return Ok(());
     }
-    let workers = by_master.len() as u64;
-    let per_sec = if cx.cfg.max_keys_per_sec == 0 { 0 } else { (cx.cfg.max_keys_per_sec / workers).max(1) };
-    let seeds = cx.src.topo.all_nodes();
-    let (sauth, tauth, timeout, retry_for) =
-        (cx.cfg.source_auth.clone(), cx.cfg.target_auth.clone(), cx.cfg.timeout, cx.cfg.retry_for);
-    let target = cx.st.target.clone();
+    while cx.pool.len() < COPY_THREADS {
+        let mut src = Source::connect(cx.src.topo.all_nodes(), cx.cfg.source_auth.clone(), cx.cfg.timeout)?;
+        src.retry_for = cx.cfg.retry_for;
+        let dst = Target::connect(&cx.st.target, cx.cfg.timeout, &cx.cfg.target_auth)?;
+        cx.pool.push((src, dst));
+    }
+    let per_sec = if cx.cfg.max_keys_per_sec == 0 { 0 } else { (cx.cfg.max_keys_per_sec / COPY_THREADS as u64).max(1) };
+    let mut pool = std::mem::take(&mut cx.pool);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::channel::<Result<(Vec<u16>, copy::CopyStats)>>();
     let mut first_err: Option<Error> = None;
     std::thread::scope(|sc| {
-        for list in by_master.values() {
+        for (w, (src, dst)) in pool.iter_mut().enumerate() {
             let tx = tx.clone();
-            let (seeds, sauth, tauth, target, stop) = (seeds.clone(), sauth.clone(), tauth.clone(), &target, &stop);
+            let (sets, stop) = (&sets, &stop);
             sc.spawn(move || {
                 let res = (|| -> Result<()> {
-                    let mut src = Source::connect(seeds, sauth, timeout)?;
-                    src.retry_for = retry_for;
-                    let mut dst = Target::connect(target, timeout, &tauth)?;
                     let mut lim = Limiter::new(per_sec);
-                    for set in slot_sets(list, batch) {
+                    for set in sets.iter().skip(w).step_by(COPY_THREADS) {
                         if crate::interrupted() {
                             return Err(Error::Interrupted);
                         }
                         if stop.load(std::sync::atomic::Ordering::SeqCst) {
                             return Ok(());
                         }
-                        let work = copy::many_slot_keys(&mut src, set)?;
-                        let cs = copy::copy_many(&mut src, &work, &mut dst, batch, &mut lim)?;
+                        let work = copy::many_slot_keys(src, set)?;
+                        let cs = copy::copy_many(src, &work, dst, batch, &mut lim)?;
                         let _ = tx.send(Ok((set.iter().map(|(s, _)| *s).collect(), cs)));
                     }
                     Ok(())
@@ -525,6 +538,9 @@ fn copy_parallel(cx: &mut Ctx, nonempty: &[(u16, u64)]) -> Result<()> {
             }
         }
     });
+    if first_err.is_none() {
+        cx.pool = pool;
+    }
     if let Some(e) = first_err {
         if matches!(e, Error::Interrupted) {
             cx.save()?;
