@@ -134,6 +134,11 @@ pub struct Opts {
     /// Port announced to source masters with REPLCONF listening-port [default: 0].
     #[arg(long, global = true, env = "FERRITE_MIGRATE_REPLICA_PORT")]
     pub replica_port: Option<u16>,
+    /// Replication: ask the source masters for a disk-based full sync (the tool does not announce `capa eof`):
+    /// the transfer starts at once instead of after the master's repl-diskless-sync-delay (5 s by default),
+    /// but each master first writes its RDB file to its own disk.
+    #[arg(long, global = true, env = "FERRITE_MIGRATE_DISK_SYNC")]
+    pub disk_sync: bool,
     /// No progress output (errors and the final result only).
     #[arg(long, global = true, env = "FERRITE_MIGRATE_QUIET")]
     pub quiet: bool,
@@ -177,6 +182,7 @@ pub struct Config {
     pub mode: Mode,
     pub json: bool,
     pub no_verify: bool,
+    pub disk_sync: bool,
     pub drop_mirror: bool,
     pub force: bool,
 }
@@ -236,6 +242,7 @@ const KNOWN: &[&str] = &[
     "big-key-bytes",
     "sample",
     "replica-port",
+    "disk-sync",
     "quiet",
     "json",
     "no-verify",
@@ -345,6 +352,7 @@ impl Opts {
             },
             json,
             no_verify: self.no_verify || file_bool(&t, "no-verify"),
+            disk_sync: self.disk_sync || file_bool(&t, "disk-sync"),
             drop_mirror: self.drop_mirror || file_bool(&t, "drop-mirror"),
             force: self.force || file_bool(&t, "force"),
         })

@@ -88,21 +88,32 @@ impl CopyStats {
     }
 }
 
+/// A DUMP payload longer than this is not read whole: the key is copied
+/// in parts ([`copy_big`]).
+pub const BIG_PAYLOAD: usize = 8 << 20;
+/// DUMP payloads kept from one source pipeline at most (beyond it, payloads
+/// over 64 KB are dropped and their keys copied in parts).
+pub const PIPELINE_BUDGET: usize = 32 << 20;
+
 /// Target commands for one EXEC reply of `[DUMP k, PTTL k]*` (an empty
-/// command = nothing to send for that key).
+/// command = nothing to send for that key). Keys whose payload was too big
+/// to keep go to `big`.
 fn target_cmds(
     chunk: &[Vec<u8>],
-    items: &[Reply],
+    items: Vec<Reply>,
     read_at: i64,
     dst: &Target,
     st: &mut CopyStats,
     out: &mut Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>,
+    big: &mut Vec<Vec<u8>>,
 ) {
     let m = metrics::get();
-    for (i, k) in chunk.iter().enumerate() {
-        let dump = items.get(2 * i).unwrap_or(&Reply::Nil);
-        let pttl = items.get(2 * i + 1).and_then(Reply::as_int).unwrap_or(-2);
+    let mut it = items.into_iter();
+    for k in chunk.iter() {
+        let dump = it.next().unwrap_or(Reply::Nil);
+        let pttl = it.next().as_ref().and_then(Reply::as_int).unwrap_or(-2);
         match dump {
+            Reply::TooBig(_) => big.push(k.clone()),
             Reply::Bulk(payload) if pttl != -2 => {
                 if pttl >= 0 {
                     let deadline = read_at + pttl + dst.clock_offset_ms;
@@ -110,13 +121,20 @@ fn target_cmds(
                         out.push((k.clone(), cmd!["DEL", k], 0));
                         continue;
                     }
-                    out.push((
+                    let n = payload.len() as u64;
+                    let c = vec![
+                        b"RESTORE".to_vec(),
                         k.clone(),
-                        cmd!["RESTORE", k, deadline.max(1), payload, "REPLACE", "ABSTTL"],
-                        payload.len() as u64,
-                    ));
+                        deadline.max(1).to_string().into_bytes(),
+                        payload,
+                        b"REPLACE".to_vec(),
+                        b"ABSTTL".to_vec(),
+                    ];
+                    out.push((k.clone(), c, n));
                 } else {
-                    out.push((k.clone(), cmd!["RESTORE", k, "0", payload, "REPLACE"], payload.len() as u64));
+                    let n = payload.len() as u64;
+                    let c = vec![b"RESTORE".to_vec(), k.clone(), b"0".to_vec(), payload, b"REPLACE".to_vec()];
+                    out.push((k.clone(), c, n));
                 }
             }
             Reply::Error(e) => {
@@ -138,8 +156,9 @@ fn apply_target(dst: &mut Target, out: Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, st: &m
         return Ok(());
     }
     let m = metrics::get();
-    let cmds: Vec<Vec<Vec<u8>>> = out.iter().map(|(_, c, _)| c.clone()).collect();
+    let cmds: Vec<Vec<&[u8]>> = out.iter().map(|(_, c, _)| c.iter().map(Vec::as_slice).collect()).collect();
     let replies = dst.conn.pipeline(&cmds)?;
+    drop(cmds);
     for ((k, c, size), r) in out.into_iter().zip(replies) {
         if let Reply::Error(e) = r {
             st.errors += 1;
@@ -157,6 +176,179 @@ fn apply_target(dst: &mut Target, out: Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, st: &m
         }
     }
     Ok(())
+}
+
+/// Copy one key in parts, because its DUMP payload was too big to hold:
+/// TYPE, then GETRANGE / LRANGE / SSCAN / HSCAN / ZSCAN in parts of about
+/// 1 MB, written as SET + APPEND / RPUSH / SADD / HSET / ZADD after a DEL,
+/// then the TTL (PTTL read last). Each part is read then written, by the
+/// one copying thread, like every copy. The parts are not one snapshot: a
+/// write to the key during its copy can leave a mix on Ferrite, but such a
+/// write is recorded by the proxies and makes a later copy, the last one
+/// during the pause, when nothing writes. Streams and module values are
+/// copied with one DUMP (their memory is not bounded).
+pub fn copy_big(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target, st: &mut CopyStats) -> Result<()> {
+    match copy_big_inner(src, slot, key, dst) {
+        Ok(Some(bytes)) => {
+            let m = metrics::get();
+            st.keys += 1;
+            st.bytes += bytes;
+            m.keys_copied.inc();
+            m.bytes_copied.inc_by(bytes);
+            Ok(())
+        }
+        Ok(None) => {
+            st.deleted += 1;
+            Ok(())
+        }
+        Err(Error::Server(e)) => {
+            st.errors += 1;
+            metrics::get().copy_errors.inc();
+            if st.failed.len() < 100 {
+                st.failed.push((key.to_vec(), format!("copy in parts: {e}")));
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes copied, or None when the key is gone.
+fn copy_big_inner(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target) -> Result<Option<u64>> {
+    const PART: usize = 1 << 20;
+    fn read(src: &mut Source, slot: u16, c: Vec<Vec<u8>>) -> Result<Reply> {
+        let mut r = src.slot_pipeline(slot, &[c])?;
+        r.pop().ok_or_else(|| Error::Protocol("no reply from the source".into()))?.ok()
+    }
+    fn write<A: AsRef<[u8]>>(dst: &mut Target, c: &[A]) -> Result<()> {
+        dst.conn.cmd(c)?.ok().map(|_| ())
+    }
+    let ty = read(src, slot, cmd!["TYPE", key])?.as_str().unwrap_or_default();
+    let mut bytes = 0u64;
+    // Elements per part, adapted to their size so a part is about PART bytes.
+    let per_part = |bytes: u64, n: u64| -> u64 {
+        if n == 0 || bytes == 0 {
+            return 100;
+        }
+        (PART as u64 / (bytes / n).max(1)).clamp(1, 10_000)
+    };
+    match ty.as_str() {
+        "none" => {
+            write(dst, &cmd!["DEL", key])?;
+            return Ok(None);
+        }
+        "string" => {
+            let mut off = 0u64;
+            for _ in 0..(1u64 << 20) {
+                let r = read(src, slot, cmd!["GETRANGE", key, off, off + PART as u64 - 1])?;
+                let b = r.as_bytes().unwrap_or_default();
+                if off == 0 {
+                    write(dst, &[&b"SET"[..], key, b])?;
+                } else if !b.is_empty() {
+                    write(dst, &[&b"APPEND"[..], key, b])?;
+                }
+                off += b.len() as u64;
+                if b.len() < PART {
+                    break;
+                }
+            }
+            bytes = off;
+        }
+        "list" => {
+            write(dst, &cmd!["DEL", key])?;
+            let mut i = 0u64;
+            for _ in 0..(1u64 << 32) {
+                let n = per_part(bytes, i);
+                let r = read(src, slot, cmd!["LRANGE", key, i, i + n - 1])?;
+                let items = r.items();
+                if items.is_empty() {
+                    break;
+                }
+                let mut c: Vec<&[u8]> = vec![b"RPUSH", key];
+                for x in items {
+                    let b = x.as_bytes().unwrap_or_default();
+                    bytes += b.len() as u64;
+                    c.push(b);
+                }
+                write(dst, &c)?;
+                i += items.len() as u64;
+                if (items.len() as u64) < n {
+                    break;
+                }
+            }
+        }
+        "set" | "hash" | "zset" => {
+            write(dst, &cmd!["DEL", key])?;
+            let (scan, add): (&str, &[u8]) = match ty.as_str() {
+                "set" => ("SSCAN", b"SADD"),
+                "hash" => ("HSCAN", b"HSET"),
+                _ => ("ZSCAN", b"ZADD"),
+            };
+            let mut cursor = b"0".to_vec();
+            let mut seen = 0u64;
+            for _ in 0..(1u64 << 32) {
+                let n = per_part(bytes, seen);
+                let r = read(src, slot, cmd![scan, key, &cursor, "COUNT", n])?;
+                let it = r.items();
+                cursor = it.first().and_then(|x| x.as_bytes()).map(<[u8]>::to_vec).unwrap_or_else(|| b"0".to_vec());
+                let items = it.get(1).map(|x| x.items()).unwrap_or_default();
+                if !items.is_empty() {
+                    let mut c: Vec<&[u8]> = vec![add, key];
+                    if scan == "ZSCAN" {
+                        // ZSCAN gives member, score; ZADD wants score, member.
+                        for pair in items.chunks(2) {
+                            let (Some(mbr), Some(score)) = (pair.first(), pair.get(1)) else { break };
+                            let (mbr, score) =
+                                (mbr.as_bytes().unwrap_or_default(), score.as_bytes().unwrap_or_default());
+                            bytes += mbr.len() as u64 + 8;
+                            c.push(score);
+                            c.push(mbr);
+                        }
+                        seen += items.len() as u64 / 2;
+                    } else {
+                        for x in items {
+                            let b = x.as_bytes().unwrap_or_default();
+                            bytes += b.len() as u64;
+                            c.push(b);
+                        }
+                        seen += if scan == "HSCAN" { items.len() as u64 / 2 } else { items.len() as u64 };
+                    }
+                    if c.len() > 2 {
+                        write(dst, &c)?;
+                    }
+                }
+                if cursor == b"0" {
+                    break;
+                }
+            }
+        }
+        _ => {
+            // Streams, module values: one DUMP.
+            let r = read(src, slot, cmd!["DUMP", key])?;
+            let Some(payload) = r.as_bytes() else {
+                write(dst, &cmd!["DEL", key])?;
+                return Ok(None);
+            };
+            bytes = payload.len() as u64;
+            write(dst, &[&b"RESTORE"[..], key, b"0", payload, b"REPLACE"])?;
+        }
+    }
+    // The TTL last: a deadline set or changed during the copy is seen.
+    let read_at = crate::now_ms();
+    let pttl = read(src, slot, cmd!["PTTL", key])?.as_int().unwrap_or(-2);
+    if pttl == -2 {
+        write(dst, &cmd!["DEL", key])?;
+        return Ok(None);
+    }
+    if pttl >= 0 {
+        let deadline = read_at + pttl + dst.clock_offset_ms;
+        if pttl == 0 || deadline <= crate::now_ms() + dst.clock_offset_ms {
+            write(dst, &cmd!["DEL", key])?;
+            return Ok(None);
+        }
+        write(dst, &cmd!["PEXPIREAT", key, deadline.max(1)])?;
+    }
+    Ok(Some(bytes))
 }
 
 fn snapshot_cmds(chunk: &[Vec<u8>], cmds: &mut Vec<Vec<Vec<u8>>>) {
@@ -181,15 +373,22 @@ pub fn copy_keys(
     for chunk in keys.chunks(batch.max(1)) {
         let mut cmds: Vec<Vec<Vec<u8>>> = Vec::with_capacity(chunk.len() * 2 + 2);
         snapshot_cmds(chunk, &mut cmds);
-        let replies = src.slot_pipeline(slot, &cmds)?;
+        src.skip_big_bulks(BIG_PAYLOAD, PIPELINE_BUDGET);
+        let replies = src.slot_pipeline(slot, &cmds);
+        src.skip_big_bulks(usize::MAX, usize::MAX);
+        let mut replies = replies?;
         let read_at = crate::now_ms();
-        let items = match replies.last() {
+        let items = match replies.pop() {
             Some(Reply::Array(v)) if v.len() == chunk.len() * 2 => v,
             other => return Err(Error::Protocol(format!("slot {slot}: unexpected EXEC reply {other:?}"))),
         };
         let mut out = Vec::with_capacity(chunk.len());
-        target_cmds(chunk, items, read_at, dst, &mut st, &mut out);
+        let mut big = Vec::new();
+        target_cmds(chunk, items, read_at, dst, &mut st, &mut out, &mut big);
         apply_target(dst, out, &mut st)?;
+        for k in big {
+            copy_big(src, slot, &k, dst, &mut st)?;
+        }
         lim.take(chunk.len() as u64);
     }
     Ok(st)
@@ -217,6 +416,7 @@ pub fn copy_many(
         }
     }
     let mut out = Vec::new();
+    let mut big: Vec<(u16, Vec<u8>)> = Vec::new();
     for (addr, idxs) in by_master {
         let mut cmds = Vec::new();
         // (work index, chunk start, chunk end, index of the EXEC reply)
@@ -231,7 +431,10 @@ pub fn copy_many(
                 start = end;
             }
         }
-        let replies = match src.conn(&addr).and_then(|c| c.pipeline(&cmds)) {
+        src.skip_big_bulks(BIG_PAYLOAD, PIPELINE_BUDGET);
+        let replies = src.conn(&addr).and_then(|c| c.pipeline(&cmds));
+        src.skip_big_bulks(usize::MAX, usize::MAX);
+        let replies = match replies {
             Ok(r) => r,
             Err(_) => {
                 src.drop_conn(&addr);
@@ -241,13 +444,16 @@ pub fn copy_many(
         };
         let read_at = crate::now_ms();
         let mut bad: Vec<usize> = Vec::new();
+        let mut replies = replies;
         for &(i, a, b, exec) in &blocks {
             if bad.contains(&i) {
                 continue;
             }
-            match replies.get(exec) {
+            match replies.get_mut(exec).map(|r| std::mem::replace(r, Reply::Nil)) {
                 Some(Reply::Array(v)) if v.len() == (b - a) * 2 => {
-                    target_cmds(&work[i].1[a..b], v, read_at, dst, &mut st, &mut out);
+                    let mut bigs = Vec::new();
+                    target_cmds(&work[i].1[a..b], v, read_at, dst, &mut st, &mut out, &mut bigs);
+                    big.extend(bigs.into_iter().map(|k| (work[i].0, k)));
                 }
                 _ => bad.push(i),
             }
@@ -257,11 +463,15 @@ pub fn copy_many(
         if !bad.is_empty() {
             let bad_keys: std::collections::HashSet<&Vec<u8>> = bad.iter().flat_map(|&i| work[i].1.iter()).collect();
             out.retain(|(k, _, _)| !bad_keys.contains(k));
+            big.retain(|(_, k)| !bad_keys.contains(k));
             fallback.extend(bad);
         }
     }
-    let n: u64 = out.len() as u64;
+    let n: u64 = out.len() as u64 + big.len() as u64;
     apply_target(dst, out, &mut st)?;
+    for (slot, k) in big {
+        copy_big(src, slot, &k, dst, &mut st)?;
+    }
     lim.take(n);
     for i in fallback {
         let (slot, keys) = &work[i];

@@ -70,13 +70,15 @@ pub struct ReplConfig {
     pub timeout: Duration,
     pub retry_for: Duration,
     pub replica_port: u16,
+    /// Do not announce `capa eof` (the master then syncs through its disk).
+    pub disk_sync: bool,
     pub filter: Arc<Filter>,
     pub clock_offset_ms: i64,
 }
 
 #[derive(Default)]
 struct Shared {
-    applied: AtomicI64,
+    applied: Arc<AtomicI64>,
     received: AtomicI64,
     loaded: AtomicBool,
     stop: AtomicBool,
@@ -145,7 +147,7 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
     let mut failing_since: Option<Instant> = None;
     let mut last_applied = i64::MIN;
     let mut full_syncs = 0u32;
-    let mut dst = Applier::connect(cfg)?;
+    let mut dst = Applier::connect(cfg, sh.applied.clone())?;
     loop {
         if sh.stop.load(Ordering::SeqCst) {
             return Ok(());
@@ -157,10 +159,14 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
                 if sh.stop.load(Ordering::SeqCst) {
                     return Ok(());
                 }
-                // Commands not yet sent are beyond the applied offset: the
-                // master sends them again after the resync.
-                dst.pending.clear();
-                dst.bytes = 0;
+                // Commands not yet written are beyond `written_end`: the
+                // master sends them again after the resync, which continues
+                // after the last command written to Ferrite (those are
+                // applied by Ferrite unless its connection broke too).
+                dst.discard();
+                if let (Some(p), Some(w)) = (psync.as_mut(), dst.written_end) {
+                    p.offset = w;
+                }
                 // The retry budget restarts whenever the last session made
                 // progress; a master gone for good ends the thread.
                 let applied = sh.applied.load(Ordering::SeqCst);
@@ -184,72 +190,227 @@ fn link_loop(cfg: &ReplConfig, sh: &Shared) -> Result<()> {
                         }
                     }
                 }
-                if dst.conn.is_none() {
-                    dst = Applier::connect(cfg)?;
+                if !dst.healthy() {
+                    dst = Applier::connect(cfg, sh.applied.clone())?;
                 }
             }
         }
     }
 }
 
-/// Batches commands to Ferrite and counts what it refused.
+/// One written batch of commands, for the reply reader.
+struct Batch {
+    /// Name of every command in the batch (for error messages).
+    names: Vec<Bytes>,
+    /// Applied offset to publish once every reply of the batch arrived.
+    applied: Option<i64>,
+}
+
+/// What the reply reader reports to the writer.
+#[derive(Default)]
+struct Acks {
+    batches_done: AtomicU64,
+    failed: Mutex<Option<String>>,
+}
+
+/// Sends commands to Ferrite over one connection without waiting for the
+/// replies: commands are encoded straight into one output buffer, written
+/// in large writes, and a reader thread consumes the replies in order (one
+/// connection, so Ferrite applies them in the order written). The reader
+/// counts what Ferrite refused and publishes the applied offset attached to
+/// a batch once all its replies arrived.
 struct Applier {
     conn: Option<Conn>,
-    pending: Vec<Vec<Vec<u8>>>,
-    bytes: usize,
-    errors_shown: u32,
+    out: Vec<u8>,
+    names: Vec<Bytes>,
+    tx: Option<std::sync::mpsc::SyncSender<Batch>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    acks: Arc<Acks>,
+    batches_sent: u64,
+    /// Offset at the end of the last command pushed outside a transaction
+    /// (None while loading the RDB).
+    last_end: Option<i64>,
+    /// Offset at the end of the last command written to Ferrite: where a
+    /// partial resync must continue from.
+    written_end: Option<i64>,
 }
 
+/// Write when this much is buffered.
+const WRITE_AT: usize = 1 << 20;
+
 impl Applier {
-    fn connect(cfg: &ReplConfig) -> Result<Applier> {
+    fn connect(cfg: &ReplConfig, applied: Arc<AtomicI64>) -> Result<Applier> {
         let conn = Conn::connect(&cfg.target, cfg.timeout, &cfg.target_auth)?;
-        Ok(Applier { conn: Some(conn), pending: Vec::new(), bytes: 0, errors_shown: 0 })
+        let mut rd = conn.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4096);
+        let acks = Arc::new(Acks::default());
+        let acks2 = acks.clone();
+        let reader = std::thread::spawn(move || {
+            let m = metrics::get();
+            let mut errors_shown = 0u32;
+            while let Ok(b) = rx.recv() {
+                for name in &b.names {
+                    let r = match rd.recv() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            *acks2.failed.lock() = Some(e.to_string());
+                            rd.shutdown();
+                            return;
+                        }
+                    };
+                    let bad = match &r {
+                        crate::resp::Reply::Error(e) => Some(e.clone()),
+                        crate::resp::Reply::Array(a) => a.iter().find_map(|x| match x {
+                            crate::resp::Reply::Error(e) => Some(e.clone()),
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(e) = bad {
+                        m.copy_errors.inc();
+                        m.stream_commands.with_label_values(&["refused"]).inc();
+                        if errors_shown < 20 {
+                            errors_shown += 1;
+                            eprintln!("Ferrite refused {}: {e}", String::from_utf8_lossy(name));
+                        }
+                    }
+                }
+                if let Some(off) = b.applied {
+                    applied.store(off, Ordering::SeqCst);
+                }
+                acks2.batches_done.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Ok(Applier {
+            conn: Some(conn),
+            out: Vec::with_capacity(WRITE_AT + (64 << 10)),
+            names: Vec::new(),
+            tx: Some(tx),
+            reader: Some(reader),
+            acks,
+            batches_sent: 0,
+            last_end: None,
+            written_end: None,
+        })
     }
-    fn push(&mut self, c: Vec<Vec<u8>>) -> Result<()> {
-        self.bytes += c.iter().map(|a| a.len() + 16).sum::<usize>();
-        self.pending.push(c);
-        if self.pending.len() >= 512 || self.bytes >= 4 << 20 {
-            self.flush()?;
+
+    fn check(&self) -> Result<()> {
+        if let Some(e) = self.acks.failed.lock().clone() {
+            return Err(Error::Conn(format!("target: {e}")));
+        }
+        if self.conn.is_none() {
+            return Err(Error::Conn("target connection lost".into()));
         }
         Ok(())
     }
-    fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+
+    /// Usable (else the caller connects a new one).
+    fn healthy(&self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// Queue one command.
+    fn push<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<()> {
+        crate::resp::encode_cmd(args, &mut self.out);
+        self.names.push(Bytes::copy_from_slice(args.first().map(|a| a.as_ref()).unwrap_or_default()));
+        if self.out.len() >= WRITE_AT {
+            self.write_out(None)?;
+        }
+        Ok(())
+    }
+
+    /// Queue a transaction (MULTI, the commands, EXEC) as one block: a
+    /// write never carries a part of it.
+    fn push_block(&mut self, cmds: &[Vec<Bytes>]) -> Result<()> {
+        crate::resp::encode_cmd(&[&b"MULTI"[..]], &mut self.out);
+        self.names.push(Bytes::from_static(b"MULTI"));
+        for c in cmds {
+            crate::resp::encode_cmd(c, &mut self.out);
+            self.names.push(c.first().cloned().unwrap_or_default());
+        }
+        crate::resp::encode_cmd(&[&b"EXEC"[..]], &mut self.out);
+        self.names.push(Bytes::from_static(b"EXEC"));
+        if self.out.len() >= WRITE_AT {
+            self.write_out(None)?;
+        }
+        Ok(())
+    }
+
+    /// Write what is buffered; `applied`: offset to publish once it is acknowledged.
+    fn write_out(&mut self, applied: Option<i64>) -> Result<()> {
+        self.check()?;
+        if self.names.is_empty() {
+            if let Some(off) = applied {
+                // Nothing in flight for this offset beyond what is already
+                // queued: publish it after the earlier batches.
+                self.send_batch(Batch { names: Vec::new(), applied: Some(off) })?;
+            }
             return Ok(());
         }
-        let cmds = std::mem::take(&mut self.pending);
-        self.bytes = 0;
         let conn = self.conn.as_mut().ok_or_else(|| Error::Conn("target connection lost".into()))?;
-        let replies = match conn.pipeline(&cmds) {
-            Ok(r) => r,
-            Err(e) => {
-                self.conn = None;
-                return Err(e);
+        if let Err(e) = conn.write_all(&self.out) {
+            self.conn = None;
+            return Err(e);
+        }
+        self.out.clear();
+        if self.out.capacity() > 4 * WRITE_AT {
+            self.out.shrink_to(WRITE_AT + (64 << 10));
+        }
+        if self.last_end.is_some() {
+            self.written_end = self.last_end;
+        }
+        let names = std::mem::take(&mut self.names);
+        self.send_batch(Batch { names, applied })
+    }
+
+    fn send_batch(&mut self, b: Batch) -> Result<()> {
+        let tx = self.tx.as_ref().ok_or_else(|| Error::Conn("target connection lost".into()))?;
+        if tx.send(b).is_err() {
+            self.check()?;
+            return Err(Error::Conn("target reply reader stopped".into()));
+        }
+        self.batches_sent += 1;
+        Ok(())
+    }
+
+    /// Write everything and wait until Ferrite acknowledged it.
+    fn sync(&mut self) -> Result<()> {
+        self.write_out(None)?;
+        let t0 = Instant::now();
+        while self.acks.batches_done.load(Ordering::SeqCst) < self.batches_sent {
+            self.check()?;
+            if t0.elapsed() > Duration::from_secs(600) {
+                return Err(Error::Conn("target: no reply for 10 minutes".into()));
             }
-        };
-        let m = metrics::get();
-        for (c, r) in cmds.iter().zip(replies) {
-            let bad = match &r {
-                crate::resp::Reply::Error(e) => Some(e.clone()),
-                crate::resp::Reply::Array(a) => a.iter().find_map(|x| match x {
-                    crate::resp::Reply::Error(e) => Some(e.clone()),
-                    _ => None,
-                }),
-                _ => None,
-            };
-            if let Some(e) = bad {
-                m.copy_errors.inc();
-                m.stream_commands.with_label_values(&["refused"]).inc();
-                if self.errors_shown < 20 {
-                    self.errors_shown += 1;
-                    eprintln!(
-                        "Ferrite refused {}: {e}",
-                        String::from_utf8_lossy(c.first().map(Vec::as_slice).unwrap_or_default())
-                    );
-                }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.check()
+    }
+
+    /// Forget what is buffered and not written (beyond `written_end`).
+    fn discard(&mut self) {
+        self.out.clear();
+        self.names.clear();
+        self.last_end = self.written_end;
+    }
+}
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(c) = &self.conn {
+            if self.acks.failed.lock().is_some() {
+                c.shutdown();
             }
         }
-        Ok(())
+        if let Some(h) = self.reader.take() {
+            // The reader ends when the channel closes (after the replies
+            // in flight) or when the socket fails.
+            if let Some(c) = &self.conn {
+                c.set_read_timeout(Some(Duration::from_secs(5)));
+            }
+            let _ = h.join();
+        }
     }
 }
 
@@ -289,9 +450,12 @@ fn session(
     c.cmd(&cmd!["REPLCONF", "listening-port", cfg.replica_port])?
         .ok()
         .map_err(|e| Error::Server(format!("{master}: REPLCONF listening-port: {e}")))?;
-    c.cmd(&cmd!["REPLCONF", "capa", "eof", "capa", "psync2"])?
-        .ok()
-        .map_err(|e| Error::Server(format!("{master}: REPLCONF capa: {e}")))?;
+    let capa = if cfg.disk_sync {
+        cmd!["REPLCONF", "capa", "psync2"]
+    } else {
+        cmd!["REPLCONF", "capa", "eof", "capa", "psync2"]
+    };
+    c.cmd(&capa)?.ok().map_err(|e| Error::Server(format!("{master}: REPLCONF capa: {e}")))?;
     let args = match psync.as_ref() {
         Some(p) => cmd!["PSYNC", p.replid.as_str(), p.offset + 1],
         None => cmd!["PSYNC", "?", "-1"],
@@ -307,6 +471,12 @@ fn session(
             .and_then(|x| x.parse().ok())
             .ok_or_else(|| Error::Protocol(format!("{master}: bad FULLRESYNC line {line:?}")))?;
         *full_syncs += 1;
+        // Until this load completes, a retry must be a full resync again
+        // (which empties the slots first): never continue on top of a
+        // half-loaded RDB.
+        *psync = None;
+        dst.last_end = None;
+        dst.written_end = None;
         if *full_syncs > 1 {
             // A second full sync (or a retry of an interrupted first one):
             // what we loaded before may hold keys the master no longer has.
@@ -317,17 +487,21 @@ fn session(
                     mine.insert(s);
                 }
             }
-            dst.flush()?;
+            dst.sync()?;
             purge(cfg, &mine)?;
         }
         load_rdb(cfg, &mut c, dst)?;
-        dst.flush()?;
+        dst.sync()?;
+        dst.last_end = Some(offset);
+        dst.written_end = Some(offset);
         *psync = Some(Psync { replid, offset });
         sh.applied.store(offset, Ordering::SeqCst);
         sh.received.store(offset, Ordering::SeqCst);
         sh.loaded.store(true, Ordering::SeqCst);
     } else if let Some(rest) = line.strip_prefix("+CONTINUE") {
         let p = psync.as_mut().ok_or_else(|| Error::Protocol("CONTINUE without a previous sync".into()))?;
+        dst.last_end = Some(p.offset);
+        dst.written_end = Some(p.offset);
         let id = rest.trim();
         if !id.is_empty() {
             p.replid = id.to_string();
@@ -470,7 +644,8 @@ impl<'a> RdbLoader<'a> {
                             // re-created it without one. Set it again (a
                             // deadline in the past deletes the key).
                             if let (Some(at), true) = (cur.expire_ms, cur.parts > 1 && cur.stream.is_none()) {
-                                dst.push(cmd!["PEXPIREAT", &cur.key, at + self.cfg.clock_offset_ms])?;
+                                let at = (at + self.cfg.clock_offset_ms).to_string();
+                                dst.push(&[&b"PEXPIREAT"[..], &cur.key, at.as_bytes()])?;
                             }
                         }
                     }
@@ -488,18 +663,19 @@ impl<'a> RdbLoader<'a> {
 }
 
 fn restore(cfg: &ReplConfig, key: &[u8], expire_ms: Option<i64>, v: &RdbValue, dst: &mut Applier) -> Result<()> {
-    let payload = ferrite_rdb::dump_payload(v);
+    let payload = plain_payload(v);
     metrics::get().bytes_copied.inc_by(payload.len() as u64);
     match expire_ms {
         Some(at) => {
             let at = at + cfg.clock_offset_ms;
             if at <= crate::now_ms() + cfg.clock_offset_ms {
-                dst.push(cmd!["DEL", key])
+                dst.push(&[&b"DEL"[..], key])
             } else {
-                dst.push(cmd!["RESTORE", key, at.max(1), payload, "REPLACE", "ABSTTL"])
+                let at = at.max(1).to_string();
+                dst.push(&[&b"RESTORE"[..], key, at.as_bytes(), &payload, b"REPLACE", b"ABSTTL"])
             }
         }
-        None => dst.push(cmd!["RESTORE", key, "0", payload, "REPLACE"]),
+        None => dst.push(&[&b"RESTORE"[..], key, b"0", &payload, b"REPLACE"]),
     }
 }
 
@@ -534,7 +710,7 @@ fn apply_part(cfg: &ReplConfig, cur: &mut CurKey, v: RdbValue, dst: &mut Applier
                     m.bytes_copied.inc_by(e.len() as u64);
                     c.push(e.clone());
                 }
-                dst.push(c)?;
+                dst.push(&c)?;
             }
         }
         RdbValue::Set(items) => {
@@ -544,7 +720,7 @@ fn apply_part(cfg: &ReplConfig, cur: &mut CurKey, v: RdbValue, dst: &mut Applier
                     m.bytes_copied.inc_by(e.len() as u64);
                     c.push(e.clone());
                 }
-                dst.push(c)?;
+                dst.push(&c)?;
             }
         }
         RdbValue::ZSet(items) => {
@@ -555,7 +731,7 @@ fn apply_part(cfg: &ReplConfig, cur: &mut CurKey, v: RdbValue, dst: &mut Applier
                     c.push(ferrite_resp::num::g17(*s));
                     c.push(e.clone());
                 }
-                dst.push(c)?;
+                dst.push(&c)?;
             }
         }
         RdbValue::Hash(items) => {
@@ -566,7 +742,7 @@ fn apply_part(cfg: &ReplConfig, cur: &mut CurKey, v: RdbValue, dst: &mut Applier
                     c.push(f.clone());
                     c.push(v.clone());
                 }
-                dst.push(c)?;
+                dst.push(&c)?;
             }
         }
         other => {
@@ -621,7 +797,7 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
     let mut buf = BytesMut::new();
     let mut args: Vec<Bytes> = Vec::new();
     let mut db = 0u64;
-    let mut tx: Option<Vec<Vec<Vec<u8>>>> = None;
+    let mut tx: Option<Vec<Vec<Bytes>>> = None;
     let mut last_ack = Instant::now();
     let mut last_data = Instant::now();
     let mut caught_up_at = Instant::now();
@@ -660,13 +836,19 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
             let start = boundary;
             boundary = fed_off;
             let name = args.first().map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+            if tx.is_none() {
+                // Set before the command is queued: a write that carries
+                // it records that everything up to its end was written.
+                dst.last_end = Some(boundary);
+            }
             if name == b"replconf" && args.get(1).map(|a| a.eq_ignore_ascii_case(b"getack")).unwrap_or(false) {
                 if tx.is_none() {
-                    dst.flush()?;
+                    // Answer with everything before the GETACK applied.
+                    dst.write_out(Some(start))?;
+                    dst.sync()?;
                     p.offset = start;
-                    sh.applied.store(p.offset, Ordering::SeqCst);
                 }
-                c.send(&[cmd!["REPLCONF", "ACK", p.offset]])?;
+                c.send(&[cmd!["REPLCONF", "ACK", sh.applied.load(Ordering::SeqCst)]])?;
                 last_ack = Instant::now();
                 continue;
             }
@@ -680,12 +862,10 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
             }
             if name == b"exec" {
                 if let Some(cmds) = tx.take() {
+                    dst.last_end = Some(boundary);
                     if !cmds.is_empty() {
-                        dst.push(cmd!["MULTI"])?;
-                        for c2 in cmds {
-                            dst.push(c2)?;
-                        }
-                        dst.push(cmd!["EXEC"])?;
+                        // One block: never written in part.
+                        dst.push_block(&cmds)?;
                     }
                 }
                 continue;
@@ -693,7 +873,7 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
             match route(cfg, db, &args) {
                 Route::Skip => m.stream_commands.with_label_values(&["skipped"]).inc(),
                 Route::FlushOwned => {
-                    dst.flush()?;
+                    dst.sync()?;
                     let mut mine = SlotSet::default();
                     for s in cfg.slots.iter() {
                         if cfg.filter.applies(s) {
@@ -705,30 +885,127 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
                 }
                 Route::Apply => {
                     m.stream_commands.with_label_values(&["applied"]).inc();
-                    let owned: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
                     match tx.as_mut() {
-                        Some(t) => t.push(owned),
-                        None => dst.push(owned)?,
+                        Some(t) => t.push(args),
+                        None => dst.push(&args)?,
                     }
                 }
             }
         }
         if tx.is_none() {
-            dst.flush()?;
+            // Written now, applied (published by the reply reader) once
+            // Ferrite acknowledged it.
+            dst.write_out(Some(boundary))?;
             p.offset = boundary;
-            sh.applied.store(p.offset, Ordering::SeqCst);
         }
+        let applied = sh.applied.load(Ordering::SeqCst);
         sh.received.store(fed_off, Ordering::SeqCst);
-        let lag = fed_off - p.offset;
+        let lag = fed_off - applied;
         if lag <= 0 {
             caught_up_at = Instant::now();
         }
         m.lag_bytes.with_label_values(&[&label]).set(lag.max(0));
         m.lag_ms.with_label_values(&[&label]).set(caught_up_at.elapsed().as_millis() as i64);
-        m.applied_offset.with_label_values(&[&label]).set(p.offset);
+        m.applied_offset.with_label_values(&[&label]).set(applied);
         if last_ack.elapsed() >= Duration::from_secs(1) {
-            c.send(&[cmd!["REPLCONF", "ACK", p.offset]])?;
+            c.send(&[cmd!["REPLCONF", "ACK", applied]])?;
             last_ack = Instant::now();
+        }
+    }
+}
+
+/// RDB length encoding.
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    if n < 64 {
+        out.push(n as u8);
+    } else if n < 16384 {
+        out.push(0x40 | (n >> 8) as u8);
+        out.push(n as u8);
+    } else if n <= u32::MAX as usize {
+        out.push(0x80);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(0x81);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    put_len(out, s.len());
+    out.extend_from_slice(s);
+}
+
+/// A DUMP payload for `v` in the plain (non-compact, uncompressed) RDB
+/// encodings every Redis since 2.x and Ferrite load: string (0), list as a
+/// linked list (1), set (2), hash (4), sorted set with binary scores (5).
+/// Unlike `ferrite_rdb::dump_payload` it never LZF-compresses (the values
+/// came out of an RDB that was compressed already where it paid, and
+/// compressing again cost a third of the tool's CPU). Streams and module
+/// values use `ferrite_rdb::dump_payload`.
+fn plain_payload(v: &RdbValue) -> Vec<u8> {
+    use ferrite_rdb::types as t;
+    let mut out = Vec::new();
+    match v {
+        RdbValue::Str(s) => {
+            out.reserve(s.len() + 16);
+            out.push(t::STRING);
+            put_str(&mut out, s);
+        }
+        RdbValue::List(items) | RdbValue::Set(items) => {
+            out.reserve(items.iter().map(|e| e.len() + 5).sum::<usize>() + 16);
+            out.push(if matches!(v, RdbValue::List(_)) { t::LIST } else { t::SET });
+            put_len(&mut out, items.len());
+            for e in items {
+                put_str(&mut out, e);
+            }
+        }
+        RdbValue::Hash(items) => {
+            out.reserve(items.iter().map(|(f, x)| f.len() + x.len() + 10).sum::<usize>() + 16);
+            out.push(t::HASH);
+            put_len(&mut out, items.len());
+            for (f, x) in items {
+                put_str(&mut out, f);
+                put_str(&mut out, x);
+            }
+        }
+        RdbValue::ZSet(items) => {
+            out.reserve(items.iter().map(|(m, _)| m.len() + 13).sum::<usize>() + 16);
+            out.push(t::ZSET_2);
+            put_len(&mut out, items.len());
+            for (m, sc) in items {
+                put_str(&mut out, m);
+                out.extend_from_slice(&sc.to_le_bytes());
+            }
+        }
+        other => return ferrite_rdb::dump_payload(other),
+    }
+    out.extend_from_slice(&ferrite_rdb::RDB_VERSION.to_le_bytes());
+    let crc = ferrite_rdb::crc64::crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_payload_decodes_to_the_same_value() {
+        let long = vec![b'x'; 70_000];
+        let vals = vec![
+            RdbValue::Str(b"".to_vec()),
+            RdbValue::Str(b"12345".to_vec()),
+            RdbValue::Str(long.clone()),
+            RdbValue::List(vec![b"a".to_vec(), long.clone(), vec![b'y'; 100]]),
+            RdbValue::Set((0..300).map(|i| format!("m{i}").into_bytes()).collect()),
+            RdbValue::Hash(vec![(b"f".to_vec(), b"v".to_vec()), (vec![b'k'; 20_000], long.clone())]),
+            RdbValue::ZSet(vec![(b"a".to_vec(), 1.5), (b"b".to_vec(), f64::INFINITY), (b"c".to_vec(), -0.1)]),
+        ];
+        for v in vals {
+            let p = plain_payload(&v);
+            assert!(ferrite_rdb::verify_dump_payload(&p).is_some());
+            let back = ferrite_rdb::decode_dump_body(&p).expect("decodes");
+            assert_eq!(back, v);
         }
     }
 }

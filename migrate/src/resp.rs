@@ -18,6 +18,9 @@ pub enum Reply {
     /// Null bulk or null array.
     Nil,
     Array(Vec<Reply>),
+    /// A bulk element of an array reply that was read and dropped instead
+    /// of kept (its length), see [`Conn::skip_big_bulks`].
+    TooBig(u64),
 }
 
 impl Reply {
@@ -139,18 +142,42 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply, usize
     }
 }
 
+/// Append `n` in decimal (no allocation).
+pub fn push_usize(out: &mut Vec<u8>, mut n: usize) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Append the header of a multibulk of `n` arguments.
+pub fn encode_header(n: usize, out: &mut Vec<u8>) {
+    out.push(b'*');
+    push_usize(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append one bulk argument.
+pub fn encode_bulk(a: &[u8], out: &mut Vec<u8>) {
+    out.push(b'$');
+    push_usize(out, a.len());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(a);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Encode one command as a RESP multibulk.
 pub fn encode_cmd<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
-    out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    encode_header(args.len(), out);
     for a in args {
-        let a = a.as_ref();
-        out.push(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
+        encode_bulk(a.as_ref(), out);
     }
 }
 
@@ -221,6 +248,12 @@ pub struct Conn {
     sock: TcpStream,
     buf: Vec<u8>,
     start: usize,
+    /// Bulk elements of array replies longer than this are dropped as they
+    /// arrive (`Reply::TooBig`); so are those that would take the bytes
+    /// kept during one pipeline beyond `keep_budget`.
+    skip_over: usize,
+    keep_budget: usize,
+    kept: usize,
 }
 
 impl Conn {
@@ -235,7 +268,15 @@ impl Conn {
         sock.set_nodelay(true).ok();
         sock.set_read_timeout(Some(timeout)).ok();
         sock.set_write_timeout(Some(timeout)).ok();
-        let mut c = Conn { addr: addr.to_string(), sock, buf: Vec::with_capacity(16 * 1024), start: 0 };
+        let mut c = Conn {
+            addr: addr.to_string(),
+            sock,
+            buf: Vec::with_capacity(16 * 1024),
+            start: 0,
+            skip_over: usize::MAX,
+            keep_budget: usize::MAX,
+            kept: 0,
+        };
         if let Some(pass) = &auth.pass {
             let r = match &auth.user {
                 Some(u) => c.cmd(&cmd!["AUTH", u.as_str(), pass.as_str()])?,
@@ -244,6 +285,26 @@ impl Conn {
             r.ok().map_err(|e| Error::Conn(format!("{addr}: AUTH failed: {e}")))?;
         }
         Ok(c)
+    }
+
+    /// A second handle on the same socket with its own read buffer (one
+    /// thread writes commands, another reads the replies).
+    pub fn try_clone(&self) -> Result<Conn> {
+        let sock = self.sock.try_clone().map_err(|e| Error::Conn(format!("{}: {e}", self.addr)))?;
+        Ok(Conn {
+            addr: self.addr.clone(),
+            sock,
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            skip_over: usize::MAX,
+            keep_budget: usize::MAX,
+            kept: 0,
+        })
+    }
+
+    /// Close both directions (wakes a thread blocked reading it).
+    pub fn shutdown(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
     }
 
     pub fn set_read_timeout(&self, t: Option<Duration>) {
@@ -329,8 +390,95 @@ impl Conn {
         self.start = (self.start + n).min(self.buf.len());
     }
 
+    /// From now on, in array replies, drop bulk elements longer than
+    /// `over` bytes, and those longer than 64 KB that would take the bytes
+    /// kept during one pipeline beyond `budget` (each becomes
+    /// `Reply::TooBig(len)`): the memory a reply takes stays bounded
+    /// whatever the server sends. `usize::MAX` twice turns it off.
+    pub fn skip_big_bulks(&mut self, over: usize, budget: usize) {
+        self.skip_over = over;
+        self.keep_budget = budget;
+        self.kept = 0;
+    }
+
+    /// If the next reply is an array, read it element by element, dropping
+    /// the bulks [`Conn::skip_big_bulks`] asked to drop as they arrive.
+    fn recv_array_bounded(&mut self) -> Result<Option<Reply>> {
+        let (n, hdr) = loop {
+            let b = self.buffered();
+            if b.is_empty() {
+                self.fill()?;
+                continue;
+            }
+            if b[0] != b'*' {
+                return Ok(None);
+            }
+            match line(b, 1) {
+                Some((l, next)) => {
+                    let n =
+                        ferrite_resp::num::parse_i64(l).ok_or_else(|| Error::Protocol("bad length in reply".into()))?;
+                    break (n, next);
+                }
+                None if b.len() > 64 => return Ok(None),
+                None => {
+                    self.fill()?;
+                }
+            }
+        };
+        self.consume(hdr);
+        if n < 0 {
+            return Ok(Some(Reply::Nil));
+        }
+        let mut items = Vec::with_capacity((n as usize).min(1024));
+        for _ in 0..n {
+            loop {
+                let b = self.buffered();
+                if b.first() == Some(&b'$') {
+                    if let Some((l, next)) = line(b, 1) {
+                        let len = ferrite_resp::num::parse_i64(l)
+                            .ok_or_else(|| Error::Protocol("bad length in reply".into()))?;
+                        if len > MAX_BULK {
+                            return Err(Error::Protocol("bulk reply too long".into()));
+                        }
+                        let len_u = len.max(0) as usize;
+                        let over_budget = len_u > 64 * 1024 && self.kept.saturating_add(len_u) > self.keep_budget;
+                        if len > 0 && (len_u > self.skip_over || over_budget) {
+                            self.consume(next);
+                            let mut left = len_u + 2;
+                            while left > 0 {
+                                if self.buffered().is_empty() {
+                                    self.fill()?;
+                                }
+                                let take = self.buffered().len().min(left);
+                                self.consume(take);
+                                left -= take;
+                            }
+                            items.push(Reply::TooBig(len as u64));
+                            break;
+                        }
+                    }
+                }
+                if let Some((r, used)) = parse_reply(self.buffered())? {
+                    self.consume(used);
+                    if let Reply::Bulk(v) = &r {
+                        self.kept = self.kept.saturating_add(v.len());
+                    }
+                    items.push(r);
+                    break;
+                }
+                self.fill()?;
+            }
+        }
+        Ok(Some(Reply::Array(items)))
+    }
+
     /// Read one reply.
     pub fn recv(&mut self) -> Result<Reply> {
+        if self.skip_over != usize::MAX || self.keep_budget != usize::MAX {
+            if let Some(r) = self.recv_array_bounded()? {
+                return Ok(r);
+            }
+        }
         loop {
             if let Some((r, n)) = parse_reply(self.buffered())? {
                 self.consume(n);
@@ -350,6 +498,7 @@ impl Conn {
 
     /// Pipeline: send all, read all replies in order.
     pub fn pipeline<A: AsRef<[u8]>>(&mut self, cmds: &[Vec<A>]) -> Result<Vec<Reply>> {
+        self.kept = 0;
         self.send(cmds)?;
         let mut v = Vec::with_capacity(cmds.len());
         for _ in cmds {
@@ -383,5 +532,8 @@ mod tests {
         assert!(parse_reply(b"$-1\r\n").unwrap().unwrap().0 == Reply::Nil);
         assert!(parse_reply(b"?x\r\n").is_err());
         assert!(parse_reply(b"$3\r\nabcd\r\n").is_err());
+        let mut out = Vec::new();
+        encode_cmd(&[&b"SET"[..], b"k", b"0123456789"], &mut out);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n");
     }
 }

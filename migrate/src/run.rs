@@ -52,6 +52,8 @@ struct Ctx<'a> {
     prog: Progress,
     lim: Limiter,
     notes: Vec<String>,
+    /// Connections of the copying threads (scan), made on first use.
+    pool: Vec<(Source, Target)>,
 }
 
 impl Ctx<'_> {
@@ -159,7 +161,17 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
         )));
     }
     let prog = Progress::start(cfg.mode, scope.len() as u64);
-    let mut cx = Ctx { cfg, st, src, dst, px, prog, lim: Limiter::new(cfg.max_keys_per_sec), notes: Vec::new() };
+    let mut cx = Ctx {
+        cfg,
+        st,
+        src,
+        dst,
+        px,
+        prog,
+        lim: Limiter::new(cfg.max_keys_per_sec),
+        notes: Vec::new(),
+        pool: Vec::new(),
+    };
     cx.px.epoch = cx.px.epoch.max(cx.st.epoch);
     if cx.px.is_empty() {
         cx.note("no --proxy given: data is copied and verified, but no traffic is switched (no cutover)".into());
@@ -396,32 +408,7 @@ fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
         for (s, _) in counts.iter().filter(|(_, n)| *n == 0) {
             cx.st.set(*s, state::COPIED);
         }
-        let mut i = 0;
-        while i < nonempty.len() {
-            if crate::interrupted() {
-                cx.save()?;
-                return Err(Error::Interrupted);
-            }
-            // Up to 64 slots or about 4 batches of keys per set.
-            let mut j = i;
-            let mut keys = 0u64;
-            while j < nonempty.len()
-                && j - i < 64
-                && (keys == 0 || keys + nonempty[j].1 <= 4 * cx.cfg.batch_keys as u64)
-            {
-                keys += nonempty[j].1.min(1 << 40);
-                j += 1;
-            }
-            let set = &nonempty[i..j];
-            let work = copy::many_slot_keys(&mut cx.src, set)?;
-            let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, cx.cfg.batch_keys, &mut cx.lim)?;
-            cx.record_failures(&cs);
-            for (s, _) in set {
-                cx.st.set(*s, state::COPIED);
-            }
-            cx.save_light()?;
-            i = j;
-        }
+        copy_parallel(cx, &nonempty)?;
         cx.save()?;
         if cx.px.is_empty() {
             for s in g.iter() {
@@ -443,6 +430,122 @@ fn scan_group(cx: &mut Ctx, g: &SlotSet) -> Result<()> {
             copy_dirty(cx, g, false)?;
             Ok(true)
         })?;
+    }
+    Ok(())
+}
+
+/// Sets of slots copied together: up to 64 slots or about 4 batches of keys.
+fn slot_sets(nonempty: &[(u16, u64)], batch: usize) -> Vec<&[(u16, u64)]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nonempty.len() {
+        let mut j = i;
+        let mut keys = 0u64;
+        while j < nonempty.len() && j - i < 64 && (keys == 0 || keys + nonempty[j].1 <= 4 * batch as u64) {
+            keys += nonempty[j].1.min(1 << 40);
+            j += 1;
+        }
+        out.push(&nonempty[i..j]);
+        i = j;
+    }
+    out
+}
+
+/// Threads (each with its own source and Ferrite connections) that make the
+/// first copy of a group's slots.
+const COPY_THREADS: usize = 4;
+
+/// First copy of the non-empty slots of a group, by [`COPY_THREADS`]
+/// threads, each with its own connections to the source and to Ferrite
+/// (kept for the whole run): the sets of slots are dealt out in turn, so
+/// source DUMPs and Ferrite RESTOREs overlap even when one master serves
+/// the whole group. A slot belongs to one thread, so a key is still copied
+/// by one thread at a time; the dirty re-copies start only after every
+/// thread finished. The checkpoint is written (by this thread) after every
+/// set.
+fn copy_parallel(cx: &mut Ctx, nonempty: &[(u16, u64)]) -> Result<()> {
+    let batch = cx.cfg.batch_keys;
+    let sets = slot_sets(nonempty, batch);
+    if sets.len() <= 1 {
+        for set in sets {
+            if crate::interrupted() {
+                cx.save()?;
+                return Err(Error::Interrupted);
+            }
+            let work = copy::many_slot_keys(&mut cx.src, set)?;
+            let cs = copy::copy_many(&mut cx.src, &work, &mut cx.dst, batch, &mut cx.lim)?;
+            cx.record_failures(&cs);
+            for (s, _) in set {
+                cx.st.set(*s, state::COPIED);
+            }
+            cx.save_light()?;
+        }
+        return Ok(());
+    }
+    while cx.pool.len() < COPY_THREADS {
+        let mut src = Source::connect(cx.src.topo.all_nodes(), cx.cfg.source_auth.clone(), cx.cfg.timeout)?;
+        src.retry_for = cx.cfg.retry_for;
+        let dst = Target::connect(&cx.st.target, cx.cfg.timeout, &cx.cfg.target_auth)?;
+        cx.pool.push((src, dst));
+    }
+    let per_sec = if cx.cfg.max_keys_per_sec == 0 { 0 } else { (cx.cfg.max_keys_per_sec / COPY_THREADS as u64).max(1) };
+    let mut pool = std::mem::take(&mut cx.pool);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(Vec<u16>, copy::CopyStats)>>();
+    let mut first_err: Option<Error> = None;
+    std::thread::scope(|sc| {
+        for (w, (src, dst)) in pool.iter_mut().enumerate() {
+            let tx = tx.clone();
+            let (sets, stop) = (&sets, &stop);
+            sc.spawn(move || {
+                let res = (|| -> Result<()> {
+                    let mut lim = Limiter::new(per_sec);
+                    for set in sets.iter().skip(w).step_by(COPY_THREADS) {
+                        if crate::interrupted() {
+                            return Err(Error::Interrupted);
+                        }
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                        let work = copy::many_slot_keys(src, set)?;
+                        let cs = copy::copy_many(src, &work, dst, batch, &mut lim)?;
+                        let _ = tx.send(Ok((set.iter().map(|(s, _)| *s).collect(), cs)));
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    let _ = tx.send(Err(e));
+                }
+            });
+        }
+        drop(tx);
+        for msg in rx {
+            match msg {
+                Ok((slots, cs)) => {
+                    cx.record_failures(&cs);
+                    for s in slots {
+                        cx.st.set(s, state::COPIED);
+                    }
+                    if let Err(e) = cx.save_light() {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if first_err.is_none() {
+        cx.pool = pool;
+    }
+    if let Some(e) = first_err {
+        if matches!(e, Error::Interrupted) {
+            cx.save()?;
+        }
+        return Err(e);
     }
     Ok(())
 }
@@ -522,6 +625,7 @@ fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
             timeout: cx.cfg.timeout,
             retry_for: cx.cfg.retry_for,
             replica_port: cx.cfg.replica_port,
+            disk_sync: cx.cfg.disk_sync,
             filter: filter.clone(),
             clock_offset_ms: cx.dst.clock_offset_ms,
         }));

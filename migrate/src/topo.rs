@@ -193,6 +193,8 @@ pub struct Source {
     /// How long to keep retrying through a failover.
     pub retry_for: Duration,
     pub refreshes: u64,
+    /// `Conn::skip_big_bulks` settings of every connection.
+    skip: (usize, usize),
 }
 
 fn retryable(e: &str) -> bool {
@@ -210,6 +212,7 @@ impl Source {
             conns: HashMap::new(),
             retry_for: Duration::from_secs(60),
             refreshes: 0,
+            skip: (usize::MAX, usize::MAX),
         })
     }
 
@@ -233,7 +236,16 @@ impl Source {
             let c = Conn::connect(addr, self.timeout, &self.auth)?;
             self.conns.insert(addr.to_string(), c);
         }
-        self.conns.get_mut(addr).ok_or_else(|| Error::Other("connection vanished".into()))
+        let skip = self.skip;
+        let c = self.conns.get_mut(addr).ok_or_else(|| Error::Other("connection vanished".into()))?;
+        c.skip_big_bulks(skip.0, skip.1);
+        Ok(c)
+    }
+
+    /// [`Conn::skip_big_bulks`] for every connection to the source, until
+    /// called again with `usize::MAX` twice.
+    pub fn skip_big_bulks(&mut self, over: usize, budget: usize) {
+        self.skip = (over, budget);
     }
 
     pub fn drop_conn(&mut self, addr: &str) {

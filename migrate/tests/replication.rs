@@ -53,6 +53,7 @@ fn replication_initial_copy_then_live_changes_in_order() {
             timeout: Duration::from_secs(10),
             retry_for: Duration::from_secs(30),
             replica_port: 0,
+            disk_sync: false,
             filter: filter.clone(),
             clock_offset_ms: 0,
         }));
@@ -256,6 +257,9 @@ fn replication_link_loss_partial_and_full_resync() {
                 timeout: Duration::from_secs(10),
                 retry_for: Duration::from_secs(30),
                 replica_port: 0,
+                // The disk-based transfer (`$<len>` form) here, the
+                // diskless one (`$EOF:` form) in the test above.
+                disk_sync: true,
                 filter: filter.clone(),
                 clock_offset_ms: 0,
             })

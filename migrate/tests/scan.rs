@@ -338,3 +338,70 @@ fn target_password_from_env_and_scope_subset() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH"), "{}", show(&out));
 }
+
+/// Printable bytes that LZF cannot shrink (so DUMP payloads stay as big as
+/// the values).
+fn noise(seed: u64, n: usize) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ABC[(x >> 58) as usize] as char
+        })
+        .collect()
+}
+
+#[test]
+fn scan_copies_keys_too_big_to_dump_whole_in_parts() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    // Each key's DUMP payload is over the 8 MB the tool keeps whole.
+    on_key(&mut src, "big:str", &["SET", "big:str", &noise(1, 12 << 20)]);
+    for (i, (key, cmd)) in
+        [("big:list", "RPUSH"), ("big:set", "SADD"), ("big:hash", "HSET"), ("big:zset", "ZADD")].into_iter().enumerate()
+    {
+        for part in 0..12 {
+            let mut a = vec![cmd.to_string(), key.to_string()];
+            for j in 0..1000 {
+                let n = part * 1000 + j;
+                match cmd {
+                    "HSET" => a.push(format!("f{n}")),
+                    "ZADD" => a.push(format!("{}", n as f64 * 0.5 - 7.25)),
+                    _ => {}
+                }
+                a.push(format!("{n}:{}", noise((i * 100_000 + n) as u64, 1024)));
+            }
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            assert!(!on_key(&mut src, key, &a).is_error(), "{cmd}");
+        }
+    }
+    on_key(&mut src, "big:hash", &["PEXPIRE", "big:hash", "3600000"]);
+    on_key(&mut src, "small", &["SET", "small", "v"]);
+    let (_d, state) = state_path("scanbig");
+    let out = migrate(
+        &sv(&[
+            "--from-redis-cluster",
+            &cluster.seed(),
+            "--to",
+            &ferrite.addr(),
+            "--method",
+            "scan",
+            "--state",
+            &state,
+            "--quiet",
+        ]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verify: 0 differences") && text.contains("copy errors 0"), "{text}");
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["STRLEN", "big:str"])).unwrap().as_int(), Some(12 << 20));
+    assert_eq!(f.cmd(&args(&["LLEN", "big:list"])).unwrap().as_int(), Some(12000));
+    assert_eq!(f.cmd(&args(&["ZCARD", "big:zset"])).unwrap().as_int(), Some(12000));
+    let t = f.cmd(&args(&["PTTL", "big:hash"])).unwrap().as_int().unwrap();
+    assert!(t > 3_000_000, "{t}");
+    assert_eq!(f.cmd(&args(&["PTTL", "big:list"])).unwrap().as_int(), Some(-1));
+}
