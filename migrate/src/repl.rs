@@ -456,12 +456,20 @@ fn session(
         cmd!["REPLCONF", "capa", "eof", "capa", "psync2"]
     };
     c.cmd(&capa)?.ok().map_err(|e| Error::Server(format!("{master}: REPLCONF capa: {e}")))?;
+    // A diskless full sync waits repl-diskless-sync-delay (5 s by default) for more replicas. Redis 7.0 starts at
+    // once when repl-diskless-sync-max-replicas replicas wait: set it to 1 for the handshake and put the old value
+    // back as soon as the master answered (sources that refuse CONFIG just wait the delay).
+    let start_now = if cfg.disk_sync || psync.is_some() { None } else { start_sync_now(master, cfg) };
     let args = match psync.as_ref() {
         Some(p) => cmd!["PSYNC", p.replid.as_str(), p.offset + 1],
         None => cmd!["PSYNC", "?", "-1"],
     };
     c.send(&[args])?;
-    let line = read_line(&mut c, true)?;
+    let line = read_line(&mut c, true);
+    if let Some(old) = start_now {
+        restore_max_replicas(master, cfg, &old);
+    }
+    let line = line?;
     let line = String::from_utf8_lossy(&line).into_owned();
     if let Some(rest) = line.strip_prefix("+FULLRESYNC ") {
         let mut it = rest.split_whitespace();
@@ -983,6 +991,36 @@ fn plain_payload(v: &RdbValue) -> Vec<u8> {
     let crc = ferrite_rdb::crc64::crc64(0, &out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Set the master's `repl-diskless-sync-max-replicas` to 1 (from 0, "wait the whole delay") so the diskless sync
+/// this tool asks for starts at once; returns the value to restore. `None` when it was not 0 or CONFIG is refused.
+fn start_sync_now(master: &str, cfg: &ReplConfig) -> Option<Vec<u8>> {
+    let mut c = Conn::connect(master, cfg.timeout, &cfg.source_auth).ok()?;
+    let cur = match c.cmd(&cmd!["CONFIG", "GET", "repl-diskless-sync-max-replicas"]).ok()? {
+        crate::resp::Reply::Array(v) => match v.get(1) {
+            Some(crate::resp::Reply::Bulk(b)) => b.clone(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if cur != b"0" {
+        return None;
+    }
+    c.cmd(&cmd!["CONFIG", "SET", "repl-diskless-sync-max-replicas", "1"]).ok()?.ok().ok()?;
+    Some(cur)
+}
+
+fn restore_max_replicas(master: &str, cfg: &ReplConfig, old: &[u8]) {
+    let r = Conn::connect(master, cfg.timeout, &cfg.source_auth)
+        .and_then(|mut c| c.cmd(&[&b"CONFIG"[..], b"SET", b"repl-diskless-sync-max-replicas", old]));
+    if !matches!(r, Ok(crate::resp::Reply::Simple(_))) {
+        eprintln!(
+            "ferrite-migrate: warning: could not restore repl-diskless-sync-max-replicas on {master} \
+             (set it back to {} by hand): {r:?}",
+            String::from_utf8_lossy(old)
+        );
+    }
 }
 
 #[cfg(test)]
