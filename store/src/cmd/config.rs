@@ -146,7 +146,7 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
 /// Current values of the `Kind::Accepted` parameters that were set.
 static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
 
-fn accepted_value(name: &str) -> Option<String> {
+pub(crate) fn accepted_value(name: &str) -> Option<String> {
     let v = ACCEPTED_VALUES.lock();
     if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
         return Some(x.clone());

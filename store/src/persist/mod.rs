@@ -49,6 +49,7 @@ pub mod aof;
 pub mod config;
 pub mod load;
 pub mod propagate;
+pub mod repl;
 pub mod rewrite;
 pub mod snapshot;
 

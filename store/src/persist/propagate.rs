@@ -81,7 +81,7 @@ pub(crate) fn set_written(off: u64) {
 }
 
 fn feeding(srv: &Server) -> bool {
-    srv.persist.aof.enabled() && !srv.persist.loading.load(Ordering::Relaxed)
+    (srv.persist.aof.enabled() || srv.repl.feeding()) && !srv.persist.loading.load(Ordering::Relaxed)
 }
 
 /// A key expired lazily (or was found expired by a write): propagate DEL.
@@ -231,9 +231,10 @@ pub fn after(
     }
 }
 
-/// Hand records to the consumers (the AOF today).
+/// Hand records to the consumers (the AOF and the replication stream).
 pub fn emit(srv: &Server, recs: Vec<Record>) {
     super::aof::append(srv, &recs);
+    srv.repl.feed(&recs);
 }
 
 fn b(s: &'static str) -> Bytes {
