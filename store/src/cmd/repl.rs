@@ -82,7 +82,7 @@ fn replconf(cx: &mut Cx) -> CmdResult {
         if eq_ic(opt, b"listening-port") {
             port = Some(parse_i64(val).ok_or(NOT_INT)?);
         } else if eq_ic(opt, b"ip-address") {
-            if val.len() >= 46 {
+            if val.len() >= 256 {
                 return Err(CmdError::err(format!(
                     "REPLCONF ip-address provided by replica instance is too long: {} bytes",
                     val.len()
@@ -105,7 +105,8 @@ fn replconf(cx: &mut Cx) -> CmdResult {
         } else if eq_ic(opt, b"rdb-only") {
             match parse_i64(val) {
                 Some(0 | 1) => {}
-                _ => return Err(CmdError::err("Invalid rdb-only value")),
+                Some(_) => return Err(CmdError::err("value is out of range, value must between 0 and 1")),
+                None => return Err(NOT_INT),
             }
         } else {
             return Err(CmdError::err(format!("Unrecognized REPLCONF option: {}", String::from_utf8_lossy(opt))));

@@ -1,0 +1,447 @@
+//! ferrite as a replication master, checked against real Redis 7.0:
+//! a real `redis-server --replicaof <ferrite>` ends with the same data set
+//! (DEBUG DIGEST) for data written before and after it attached; the
+//! command stream read with a raw `SYNC` equals what a real Redis master
+//! propagates for the same transcript (absolute expiry times masked);
+//! WAIT, ROLE and INFO replication with a replica attached; REPLCONF /
+//! WAIT / ROLE replies (and errors) byte for byte without replicas.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::{encode, show, start_ferrite, start_redis, split, Conn, Pair};
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn info_field(c: &mut Conn, section: &str, field: &str) -> Option<String> {
+    let r = c.cmd(&["INFO", section]);
+    let text = s(&r);
+    text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+}
+
+/// Poll `f` every 50 ms for at most `secs`.
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run(c: &mut Conn, lines: &[&str]) {
+    for l in lines {
+        let r = c.line(l);
+        assert!(!r.starts_with(b"-"), "{l} -> {}", show(&r));
+    }
+}
+
+/// The dataset written before the replica attaches: every type, TTLs,
+/// several databases.
+const BEFORE: &[&str] = &[
+    "SET str hello",
+    "SET int 12345",
+    "SET big 123456789012345678901234567890",
+    "SET ttl v PX 500000",
+    "RPUSH list a b c 1 2 3",
+    "HSET hash f1 v1 f2 2",
+    "SADD intset 1 2 3 100",
+    "SADD set a b c",
+    "ZADD zset 1 a 2.5 b -3 c",
+    "XADD stream 1-1 f v",
+    "XADD stream 2-1 f2 v2",
+    "XGROUP CREATE stream g 0",
+    "XREADGROUP GROUP g alice COUNT 1 STREAMS stream >",
+    "PFADD hll a b c",
+    "SELECT 3",
+    "SET in3 x EX 1000",
+    "RPUSH l3 x",
+    "SELECT 5",
+    "HSET h5 a 1",
+    "SELECT 0",
+];
+
+/// Writes made while the replica is attached.
+const AFTER: &[&str] = &[
+    "SET ex v EX 1000",
+    "INCR int",
+    "INCRBYFLOAT fl 1.5",
+    "LPUSH list z",
+    "EXPIRE list 1000",
+    "DEL str",
+    "EVAL \"redis.call('set','s1','1'); redis.call('incr','s1'); return 1\" 0",
+    "MULTI",
+    "SET m1 1",
+    "INCR m1",
+    "HSET hash f3 v3",
+    "EXEC",
+    "SPOP set",
+    "XADD stream * f3 v3",
+    "XREADGROUP GROUP g bob COUNT 1 STREAMS stream >",
+    "ZINCRBY zset 5 a",
+    "SELECT 3",
+    "FLUSHDB",
+    "SET after3 y",
+    "SELECT 7",
+    "SADD s7 q",
+    "SELECT 0",
+    "SET last 1",
+];
+
+fn digest_all(c: &mut Conn) -> Vec<u8> {
+    c.cmd(&["DEBUG", "DIGEST"])
+}
+
+#[test]
+fn real_redis_replica_gets_the_same_dataset() {
+    let ferrite = start_ferrite(&[]);
+    let mut f = Conn::connect(ferrite.port).unwrap();
+    run(&mut f, BEFORE);
+    let port = ferrite.port.to_string();
+    let replica = start_redis(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(replica.port).unwrap();
+    wait_until(20, "the replica's link to ferrite", || {
+        info_field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    run(&mut f, AFTER);
+    // WAIT: the replica acknowledges everything written so far.
+    let w = f.cmd(&["WAIT", "1", "10000"]);
+    assert_eq!(w, b":1\r\n", "WAIT 1 10000 -> {}", show(&w));
+    let fd = digest_all(&mut f);
+    wait_until(10, "identical DEBUG DIGEST on ferrite and the replica", || digest_all(&mut r) == fd);
+    assert_ne!(fd, b"$40\r\n0000000000000000000000000000000000000000\r\n".to_vec());
+    // Spot checks with readable failures.
+    for db in ["0", "3", "5", "7"] {
+        f.cmd(&["SELECT", db]);
+        r.cmd(&["SELECT", db]);
+        assert_eq!(f.cmd(&["DBSIZE"]), r.cmd(&["DBSIZE"]), "DBSIZE of db {db}");
+    }
+    f.cmd(&["SELECT", "0"]);
+    r.cmd(&["SELECT", "0"]);
+    let ttl = r.cmd(&["TTL", "ex"]);
+    assert!(ttl.starts_with(b":99") || ttl == b":1000\r\n", "TTL ex on the replica: {}", show(&ttl));
+    assert_eq!(r.cmd(&["GET", "s1"]), b"$1\r\n2\r\n");
+    assert_eq!(r.cmd(&["EXISTS", "str"]), b":0\r\n");
+
+    // ROLE and INFO replication on the master.
+    // (The replica acknowledges WAIT's GETACK with the offset before it;
+    // its next once-a-second ACK covers everything.)
+    let off = info_field(&mut f, "replication", "master_repl_offset").unwrap();
+    let off_n: i64 = off.parse().unwrap();
+    assert!(off_n > 0, "master_repl_offset {off}");
+    let want_port = replica.port.to_string();
+    let expect = format!(
+        "*3\r\n$6\r\nmaster\r\n:{off}\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n${}\r\n{want_port}\r\n${}\r\n{off}\r\n",
+        want_port.len(),
+        off.len()
+    );
+    let mut role = Vec::new();
+    wait_until(5, "ROLE with the replica's ACK at the master offset", || {
+        role = f.cmd(&["ROLE"]);
+        s(&role) == expect
+    });
+    assert_eq!(info_field(&mut f, "replication", "role").as_deref(), Some("master"));
+    assert_eq!(info_field(&mut f, "replication", "connected_slaves").as_deref(), Some("1"));
+    let slave0 = info_field(&mut f, "replication", "slave0").unwrap();
+    assert!(
+        slave0.starts_with(&format!("ip=127.0.0.1,port={want_port},state=online,offset={off},lag=")),
+        "slave0: {slave0}"
+    );
+    let replid = info_field(&mut f, "replication", "master_replid").unwrap();
+    assert_eq!(replid.len(), 40);
+    // The replica knows the same replication id and offset.
+    assert_eq!(info_field(&mut r, "replication", "master_replid").as_deref(), Some(replid.as_str()));
+    wait_until(10, "the replica's offset", || {
+        info_field(&mut r, "replication", "master_repl_offset").as_deref() == Some(off.as_str())
+    });
+    // WAIT with nothing new to acknowledge, and for more replicas than exist (times out).
+    assert_eq!(f.cmd(&["WAIT", "1", "0"]), b":1\r\n");
+    let t0 = Instant::now();
+    assert_eq!(f.cmd(&["WAIT", "2", "300"]), b":1\r\n");
+    assert!(t0.elapsed() >= Duration::from_millis(250), "WAIT 2 300 returned too early");
+    // The replica going away is noticed.
+    drop(r);
+    drop(replica);
+    wait_until(10, "connected_slaves:0", || {
+        f.cmd(&["SET", "tick", "1"]);
+        info_field(&mut f, "replication", "connected_slaves").as_deref() == Some("0")
+    });
+    assert_eq!(f.cmd(&["WAIT", "1", "100"]), b":0\r\n");
+}
+
+/// A raw SYNC attachment: reads the payload, then propagated commands.
+struct Stream {
+    sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    fn attach(port: u16) -> Stream {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.write_all(b"SYNC\r\n").unwrap();
+        let mut st = Stream { sock, buf: Vec::new() };
+        // Newlines are keep-alives sent while the RDB is prepared.
+        let line = loop {
+            let l = st.line();
+            if !l.is_empty() {
+                break l;
+            }
+        };
+        assert!(line.starts_with(b"$"), "SYNC answered {}", show(&line));
+        let n: usize = s(&line[1..]).parse().unwrap();
+        let payload = st.take(n);
+        assert!(payload.starts_with(b"REDIS"), "payload is not an RDB");
+        st
+    }
+
+    fn fill(&mut self) {
+        let mut tmp = [0u8; 65536];
+        let n = self.sock.read(&mut tmp).expect("replication stream read (10 s timeout)");
+        assert!(n > 0, "replication stream closed");
+        self.buf.extend_from_slice(&tmp[..n]);
+    }
+
+    fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut l: Vec<u8> = self.buf.drain(..=p).collect();
+                l.pop();
+                if l.last() == Some(&b'\r') {
+                    l.pop();
+                }
+                return l;
+            }
+            self.fill();
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill();
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    fn command(&mut self) -> Vec<Vec<u8>> {
+        let head = self.line();
+        assert!(head.starts_with(b"*"), "expected a multibulk, got {}", show(&head));
+        let n: usize = s(&head[1..]).parse().unwrap();
+        assert!(n < 1000);
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let h = self.line();
+            assert!(h.starts_with(b"$"), "expected a bulk, got {}", show(&h));
+            let len: usize = s(&h[1..]).parse().unwrap();
+            let mut a = self.take(len + 2);
+            a.truncate(len);
+            v.push(a);
+        }
+        v
+    }
+
+    /// Commands up to and including `SET __end__ 1`, bounded.
+    fn until_end(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            let c = self.command();
+            let end = c.len() == 3 && c[1] == b"__end__";
+            out.push(mask(&c));
+            if end {
+                return out;
+            }
+        }
+        panic!("no end marker in 10000 commands");
+    }
+}
+
+/// A command as a line, with absolute times masked.
+fn mask(c: &[Vec<u8>]) -> String {
+    let mut v: Vec<String> = c.iter().map(|a| s(a)).collect();
+    let name = v.first().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+    for i in 1..v.len() {
+        if v[i - 1].eq_ignore_ascii_case("pxat") {
+            v[i] = "<ms>".into();
+        }
+    }
+    if name == "pexpireat" && v.len() >= 3 {
+        v[2] = "<ms>".into();
+    }
+    v.join(" ")
+}
+
+const STREAM_TRANSCRIPT: &[&str] = &[
+    "SET foo bar",
+    "SET foo bar EX 100",
+    "SETEX k 100 v",
+    "PSETEX k2 100000 v",
+    "INCR n",
+    "INCRBYFLOAT f 1.5",
+    "GETSET foo baz",
+    "LPUSH l a b c",
+    "RPOP l",
+    "EXPIRE l 100",
+    "PERSIST l",
+    "DEL l",
+    "GETDEL foo",
+    "GET n",
+    "DEL missing",
+    "SELECT 9",
+    "SET x 1",
+    "MULTI",
+    "SET a 1",
+    "INCR a",
+    "EXEC",
+    "MULTI",
+    "GET a",
+    "EXEC",
+    "EVAL \"redis.call('set','s1','1'); redis.call('incr','s1')\" 0",
+    "EVAL \"return redis.call('get','s1')\" 0",
+    "EVAL \"redis.call('set','s2','1')\" 0",
+    "SADD set1 only",
+    "SPOP set1",
+    "HSET h f 1",
+    "HINCRBYFLOAT h f 1.5",
+    "ZADD z 1 a",
+    "ZINCRBY z 2 a",
+    "XADD st 1-1 f v",
+    "EXPIRE x 0",
+    "FLUSHDB",
+    "SELECT 0",
+    "SET back 1",
+    "SELECT 9",
+    "SET back9 1",
+    "SET __end__ 1",
+];
+
+fn stream_of(port: u16) -> Vec<String> {
+    let mut c = Conn::connect(port).unwrap();
+    assert_eq!(c.line("CONFIG SET repl-ping-replica-period 3600"), b"+OK\r\n");
+    let mut st = Stream::attach(port);
+    for l in STREAM_TRANSCRIPT {
+        let r = c.cmd(&split(l));
+        assert!(!r.starts_with(b"-"), "{l} -> {}", show(&r));
+    }
+    let got = st.until_end();
+    // Nothing else queued (with the ping period raised, no PING either).
+    c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "10"]);
+    got
+}
+
+#[test]
+fn sync_stream_matches_redis() {
+    let redis = start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    let want = stream_of(redis.port);
+    let got = stream_of(ferrite.port);
+    if want != got {
+        let mut msg = String::new();
+        for i in 0..want.len().max(got.len()) {
+            let a = want.get(i).map_or("<none>", |x| x.as_str());
+            let b = got.get(i).map_or("<none>", |x| x.as_str());
+            msg.push_str(&format!("{} {i:3} redis: {a}\n          ferrite: {b}\n", if a == b { " " } else { "!" }));
+        }
+        panic!("replication streams differ:\n{msg}");
+    }
+    // A second SYNC attachment starts with SELECT again.
+    let mut c = Conn::connect(ferrite.port).unwrap();
+    c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    let mut st = Stream::attach(ferrite.port);
+    c.cmd(&["SET", "__end__", "1"]);
+    assert_eq!(st.until_end(), vec!["SELECT 0".to_string(), "SET __end__ 1".to_string()]);
+}
+
+#[test]
+fn psync_answers_fullresync_with_offset() {
+    let ferrite = start_ferrite(&[]);
+    let mut c = Conn::connect(ferrite.port).unwrap();
+    c.cmd(&["SET", "a", "1"]);
+    let mut sock = TcpStream::connect(("127.0.0.1", ferrite.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.write_all(&encode(&["REPLCONF", "listening-port", "4242"])).unwrap();
+    sock.write_all(&encode(&["REPLCONF", "capa", "eof", "capa", "psync2"])).unwrap();
+    sock.write_all(&encode(&["PSYNC", "?", "-1"])).unwrap();
+    let mut st = Stream { sock, buf: Vec::new() };
+    assert_eq!(st.line(), b"+OK");
+    assert_eq!(st.line(), b"+OK");
+    let full = s(&st.line());
+    let parts: Vec<&str> = full.split(' ').collect();
+    assert_eq!(parts.len(), 3, "{full}");
+    assert_eq!(parts[0], "+FULLRESYNC");
+    assert_eq!(parts[1].len(), 40);
+    assert!(parts[1].bytes().all(|b| b.is_ascii_hexdigit()));
+    let off: i64 = parts[2].parse().unwrap();
+    let head = st.line();
+    let n: usize = s(&head[1..]).parse().unwrap();
+    let rdb = st.take(n);
+    assert!(rdb.starts_with(b"REDIS0010"), "RDB version");
+    // The replica's ACK is recorded and gets no reply; ROLE shows it.
+    st.sock.write_all(&encode(&["REPLCONF", "ACK", &off.to_string()])).unwrap();
+    wait_until(5, "the replica in ROLE", || {
+        let r = s(&c.cmd(&["ROLE"]));
+        r.contains("$4\r\n4242\r\n")
+    });
+    assert_eq!(c.cmd(&["WAIT", "1", "1000"]), b":1\r\n");
+    assert_eq!(info_field(&mut c, "replication", "master_replid").as_deref(), Some(parts[1]));
+    // A write is streamed (SELECT first) and advances the offset by its bytes.
+    c.cmd(&["SET", "__end__", "1"]);
+    let cmds = st.until_end();
+    assert_eq!(cmds, vec!["SELECT 0".to_string(), "SET __end__ 1".to_string()]);
+    let bytes = encode(&["SELECT", "0"]).len() + encode(&["SET", "__end__", "1"]).len();
+    let now: i64 = info_field(&mut c, "replication", "master_repl_offset").unwrap().parse().unwrap();
+    assert_eq!(now, off + bytes as i64);
+    // WAIT sends REPLCONF GETACK * down the stream and waits for the ACK.
+    let mut w = Conn::connect(ferrite.port).unwrap();
+    w.send(&["WAIT", "1", "5000"]);
+    let getack = st.command();
+    assert_eq!(getack, vec![b"REPLCONF".to_vec(), b"GETACK".to_vec(), b"*".to_vec()]);
+    let acked = now + encode(&["REPLCONF", "GETACK", "*"]).len() as i64;
+    st.sock.write_all(&encode(&["REPLCONF", "ACK", &acked.to_string()])).unwrap();
+    assert_eq!(w.read_reply(), b":1\r\n");
+}
+
+/// Replies without replicas, byte for byte against Redis (RESP2 and RESP3).
+#[test]
+fn replconf_wait_role_replies_match_redis() {
+    let t = "
+ROLE
+WAIT 0 0
+WAIT 1 10
+WAIT x 0
+WAIT 0 x
+WAIT 0 -1
+WAIT 0 1.5
+WAIT
+REPLCONF
+REPLCONF listening-port
+REPLCONF listening-port 6380
+REPLCONF listening-port x
+REPLCONF ip-address 10.0.0.1
+REPLCONF ip-address 1234567890123456789012345678901234567890123456789
+REPLCONF ip-address aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+REPLCONF ip-address aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+REPLCONF rdb-only x
+REPLCONF listening-port 99999999999999999999
+REPLCONF capa eof capa psync2
+REPLCONF rdb-only 1
+REPLCONF rdb-only 2
+REPLCONF nosuch 1
+REPLCONF listening-port 1 capa eof
+MULTI
+WAIT 1 0
+EXEC
+PSYNC ? x
+";
+    let mut p = Pair::start();
+    p.run("repl-resp2", t);
+    p.run("repl-resp3", &format!("!resp3\n{t}"));
+    // GETACK and ACK from a non-replica get no reply at all.
+    for c in [&mut p.r, &mut p.f] {
+        c.send(&["REPLCONF", "GETACK", "*"]);
+        c.send(&["REPLCONF", "ACK", "10"]);
+        assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    }
+}
