@@ -314,6 +314,14 @@ const STREAM_TRANSCRIPT: &[&str] = &[
     "SET back 1",
     "SELECT 9",
     "SET back9 1",
+    "set lower bar pxat 1900000000000",
+    "set lower2 bar exat 1900000000 get",
+    "DEBUG SET-ACTIVE-EXPIRE 0",
+    "SET e1 v PX 1",
+    "SLEEP",
+    "SCAN 0",
+    "RANDOMKEY",
+    "DEBUG SET-ACTIVE-EXPIRE 1",
     "SET __end__ 1",
 ];
 
@@ -322,6 +330,10 @@ fn stream_of(port: u16) -> Vec<String> {
     assert_eq!(c.line("CONFIG SET repl-ping-replica-period 3600"), b"+OK\r\n");
     let mut st = Stream::attach(port);
     for l in STREAM_TRANSCRIPT {
+        if *l == "SLEEP" {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         let r = c.cmd(&split(l));
         assert!(!r.starts_with(b"-"), "{l} -> {}", show(&r));
     }
