@@ -320,7 +320,7 @@ fn rewrite(acc: &mut Access<'_>, name: &str, args: &[Bytes], db: usize, reply: &
     let del = |k: &Bytes| vec![vec![b("DEL"), k.clone()]];
     match name {
         "set" => {
-            let rel = args.iter().skip(3).any(|a| eq(a, "ex") || eq(a, "px") || eq(a, "exat"));
+            let rel = args.iter().skip(3).any(|a| eq(a, "ex") || eq(a, "px") || eq(a, "exat") || eq(a, "pxat"));
             match (rel, post(acc, db, &key)) {
                 (true, Some((at, _))) if at != 0 => {
                     vec![vec![b("SET"), key, args[2].clone(), b("PXAT"), num(at)]]
