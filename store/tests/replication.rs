@@ -11,7 +11,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{encode, show, start_ferrite, start_redis, split, Conn, Pair};
+use support::{encode, show, split, start_ferrite, start_redis, Conn, Pair};
 
 fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

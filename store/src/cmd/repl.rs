@@ -70,7 +70,7 @@ fn sync(cx: &mut Cx) -> CmdResult {
 static PINGER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn replconf(cx: &mut Cx) -> CmdResult {
-    if cx.argc() % 2 == 0 {
+    if cx.argc().is_multiple_of(2) {
         return Err(SYNTAX);
     }
     let id = cx.client.id;

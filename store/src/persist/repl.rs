@@ -316,9 +316,6 @@ pub fn info_section(srv: &Server, s: &mut String) {
     let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:-1\r\n");
     let _ = write!(s, "repl_backlog_active:{}\r\nrepl_backlog_size:1048576\r\n", active as u8);
     // No backlog is kept: report Redis's values for an empty one.
-    let _ = write!(
-        s,
-        "repl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:0\r\n",
-        if active { off + 1 } else { 0 }
-    );
+    let _ =
+        write!(s, "repl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:0\r\n", if active { off + 1 } else { 0 });
 }
