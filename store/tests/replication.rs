@@ -457,3 +457,48 @@ PSYNC ? x
         assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
     }
 }
+
+/// The RDB comes from a background save started by SYNC (slowed down with
+/// rdb-key-save-delay): writes made while it runs are buffered and follow
+/// the payload; meanwhile the replica is `wait_bgsave` and WAIT does not
+/// count it. A real replica attached the same way ends identical.
+#[test]
+fn writes_during_the_background_save_follow_the_payload() {
+    let ferrite = start_ferrite(&[]);
+    let mut c = Conn::connect(ferrite.port).unwrap();
+    for i in 0..8 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
+    let mut sock = TcpStream::connect(("127.0.0.1", ferrite.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    sock.write_all(b"SYNC\r\n").unwrap();
+    wait_until(5, "the replica in wait_bgsave", || {
+        info_field(&mut c, "replication", "slave0").is_some_and(|v| v.contains("state=wait_bgsave"))
+    });
+    assert_eq!(info_field(&mut c, "persistence", "rdb_bgsave_in_progress").as_deref(), Some("1"));
+    c.cmd(&["SET", "k0", "changed"]);
+    c.cmd(&["SELECT", "2"]);
+    c.cmd(&["INCR", "n"]);
+    assert_eq!(c.cmd(&["WAIT", "1", "50"]), b":0\r\n");
+    c.cmd(&["SET", "__end__", "1"]);
+    let mut st = Stream { sock, buf: Vec::new() };
+    let head = st.line();
+    assert!(head.starts_with(b"$"), "{}", show(&head));
+    let n: usize = s(&head[1..]).parse().unwrap();
+    let rdb = st.take(n);
+    assert!(rdb.starts_with(b"REDIS"));
+    // The image is from before the writes: k0 still has its old value.
+    // (WAIT's GETACK is in the stream too, as in Redis.)
+    assert!(!rdb.windows(7).any(|w| w == b"changed"), "the RDB contains a later write");
+    assert_eq!(
+        st.until_end(),
+        vec!["SELECT 0", "SET k0 changed", "SELECT 2", "INCR n", "REPLCONF GETACK *", "SET __end__ 1"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    );
+    assert!(info_field(&mut c, "replication", "slave0").unwrap().contains("state=online"));
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+}

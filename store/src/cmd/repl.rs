@@ -35,18 +35,6 @@ fn sync(cx: &mut Cx) -> CmdResult {
         // Already a replica: ignored, as Redis.
         return Ok(());
     }
-    let ndb = srv.store.dbs.len();
-    let functions = crate::script::function_dump_codes(srv);
-    let mut image = Vec::new();
-    let acc = &mut *cx.ks.acc;
-    let r = write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, |db, f| {
-        for i in 0..SHARDS {
-            acc.with_slot(db, i as u16, |sh| f(sh));
-        }
-    });
-    if let Err(e) = r {
-        return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
-    }
     let addr = cx.client.handle.addr.clone();
     let tx = cx.client.handle.tx.clone();
     let header = |replid: &str, off: i64| {
@@ -56,10 +44,39 @@ fn sync(cx: &mut Cx) -> CmdResult {
             Vec::new()
         }
     };
-    if srv.repl.attach(id, &addr, &tx, header, &image) {
-        if let Some(me) = srv.persist.me.get().and_then(|w| w.upgrade()) {
+    let me = srv.persist.me.get().and_then(|w| w.upgrade());
+    // Disk-based, as Redis: a background save to `dir/dbfilename` started
+    // now (this command holds the exclusive lock, so the replica's stream
+    // starts exactly at the snapshot's instant); the file is sent when the
+    // save ends. If a save is already running, the image is made now,
+    // under the lock, in memory.
+    let bg = match &me {
+        Some(me) if !srv.persist.snap.running() => {
+            crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb).is_ok()
+        }
+        _ => false,
+    };
+    let attached = if bg {
+        srv.repl.attach(id, &addr, &tx, header, None)
+    } else {
+        let ndb = srv.store.dbs.len();
+        let functions = crate::script::function_dump_codes(srv);
+        let mut image = Vec::new();
+        let acc = &mut *cx.ks.acc;
+        let r = write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, |db, f| {
+            for i in 0..SHARDS {
+                acc.with_slot(db, i as u16, |sh| f(sh));
+            }
+        });
+        if let Err(e) = r {
+            return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
+        }
+        srv.repl.attach(id, &addr, &tx, header, Some(&image))
+    };
+    if attached {
+        if let Some(me) = &me {
             if !PINGER.swap(true, Ordering::SeqCst) {
-                crate::persist::repl::spawn_pinger(&me);
+                crate::persist::repl::spawn_pinger(me);
             }
         }
     }

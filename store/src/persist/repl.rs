@@ -41,11 +41,19 @@ pub struct Replica {
     pub ack_off: AtomicI64,
     /// Unix ms of the last ACK (or of the attach).
     pub ack_ms: AtomicI64,
+    /// While its RDB is being written by a background save: the stream
+    /// produced meanwhile (None once online).
+    pending: Mutex<Option<Vec<u8>>>,
 }
 
 impl Replica {
     pub fn alive(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Receiving the stream (not waiting for its RDB).
+    pub fn online(&self) -> bool {
+        self.pending.lock().is_none()
     }
 }
 
@@ -119,7 +127,13 @@ impl Repl {
     fn send(g: &mut Inner, offset: &AtomicI64, data: Vec<u8>) {
         offset.fetch_add(data.len() as i64, Ordering::SeqCst);
         let b = Bytes::from(data);
-        g.replicas.retain(|r| r.tx.send(Push::Reply(b.clone())).is_ok());
+        g.replicas.retain(|r| {
+            if let Some(buf) = r.pending.lock().as_mut() {
+                buf.extend_from_slice(&b);
+                return r.alive();
+            }
+            r.tx.send(Push::Reply(b.clone())).is_ok()
+        });
     }
 
     /// Append effects records (db, args) to the stream.
@@ -170,18 +184,20 @@ impl Repl {
         g.pending.push((client_id, port, ip));
     }
 
-    /// Register a replica whose RDB payload is `payload`. The caller holds
-    /// the exclusive world lock, so no write is between the image and the
-    /// registration. `header` gets the replid and offset (FULLRESYNC) and
-    /// returns the bytes to send before the payload. Returns false if the
-    /// connection is gone.
+    /// Register a replica. The caller holds the exclusive world lock, so
+    /// no write is between the data set image and the registration.
+    /// `header` gets the replid and offset (FULLRESYNC) and returns the
+    /// bytes to send first. With `payload` (an RDB image made now) the
+    /// replica is online at once; without, it waits for the background
+    /// save started with it (`rdb_done`), the stream buffered meanwhile.
+    /// Returns false if the connection is gone.
     pub fn attach(
         &self,
         client_id: u64,
         addr: &str,
         tx: &UnboundedSender<Push>,
         header: impl FnOnce(&str, i64) -> Vec<u8>,
-        payload: &[u8],
+        payload: Option<&[u8]>,
     ) -> bool {
         let mut g = self.inner.lock();
         if !self.active.load(Ordering::SeqCst) {
@@ -192,9 +208,11 @@ impl Repl {
         g.last_db = -1;
         let off = self.offset.load(Ordering::SeqCst);
         let mut first = header(&g.replid, off);
-        first.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
-        first.extend_from_slice(payload);
-        if tx.send(Push::Reply(Bytes::from(first))).is_err() {
+        if let Some(payload) = payload {
+            first.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
+            first.extend_from_slice(payload);
+        }
+        if !first.is_empty() && tx.send(Push::Reply(Bytes::from(first))).is_err() {
             return false;
         }
         let (port, ip) = match g.pending.iter().position(|p| p.0 == client_id) {
@@ -213,8 +231,40 @@ impl Repl {
             port: port.unwrap_or(0),
             ack_off: AtomicI64::new(off),
             ack_ms: AtomicI64::new(now_ms()),
+            pending: Mutex::new(if payload.is_some() { None } else { Some(Vec::new()) }),
         }));
         true
+    }
+
+    /// A background save ended (`snapshot::run_job`, before another can
+    /// start): replicas waiting for it get the file, then what was streamed
+    /// meanwhile; if it failed they are disconnected (they retry, as with Redis).
+    pub fn rdb_done(&self, ok: bool, path: &std::path::Path) {
+        let waiting = self.inner.lock().replicas.iter().any(|r| !r.online());
+        if !waiting {
+            return;
+        }
+        let file = if ok { std::fs::read(path).ok() } else { None };
+        let g = self.inner.lock();
+        for r in g.replicas.iter() {
+            let mut p = r.pending.lock();
+            let Some(buf) = p.take() else { continue };
+            match &file {
+                Some(rdb) => {
+                    let mut first = format!("${}\r\n", rdb.len()).into_bytes();
+                    first.extend_from_slice(rdb);
+                    let _ = r.tx.send(Push::Reply(Bytes::from(first)));
+                    if !buf.is_empty() {
+                        let _ = r.tx.send(Push::Reply(Bytes::from(buf)));
+                    }
+                    r.ack_ms.store(now_ms(), Ordering::Relaxed);
+                }
+                None => {
+                    eprintln!("ferrite: background save for replica {} failed: disconnecting it", r.client_id);
+                    let _ = r.tx.send(Push::Kill);
+                }
+            }
+        }
     }
 
     /// `REPLCONF ACK <offset>` from a replica connection.
@@ -228,9 +278,9 @@ impl Repl {
         }
     }
 
-    /// Replicas whose ACK covers `off`.
+    /// Online replicas whose ACK covers `off`.
     pub fn count_acked(&self, off: i64) -> i64 {
-        self.replicas().iter().filter(|r| r.ack_off.load(Ordering::SeqCst) >= off).count() as i64
+        self.replicas().iter().filter(|r| r.online() && r.ack_off.load(Ordering::SeqCst) >= off).count() as i64
     }
 
     /// WAIT: block (this worker thread, holding no lock) until `n` replicas
@@ -304,9 +354,10 @@ pub fn info_section(srv: &Server, s: &mut String) {
     for (i, rep) in reps.iter().enumerate() {
         let _ = write!(
             s,
-            "slave{i}:ip={},port={},state=online,offset={},lag={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
             rep.ip,
             rep.port,
+            if rep.online() { "online" } else { "wait_bgsave" },
             rep.ack_off.load(Ordering::SeqCst),
             (now - rep.ack_ms.load(Ordering::Relaxed)).max(0) / 1000
         );
