@@ -398,6 +398,8 @@ fn psync_answers_fullresync_with_offset() {
     });
     assert_eq!(c.cmd(&["WAIT", "1", "1000"]), b":1\r\n");
     assert_eq!(info_field(&mut c, "replication", "master_replid").as_deref(), Some(parts[1]));
+    assert_eq!(info_field(&mut c, "stats", "sync_full").as_deref(), Some("1"));
+    assert_eq!(info_field(&mut c, "stats", "sync_partial_err").as_deref(), Some("0"));
     // A write is streamed (SELECT first) and advances the offset by its bytes.
     c.cmd(&["SET", "__end__", "1"]);
     let cmds = st.until_end();

@@ -35,6 +35,10 @@ fn sync(cx: &mut Cx) -> CmdResult {
         // Already a replica: ignored, as Redis.
         return Ok(());
     }
+    if psync && cx.arg(1) != b"?" {
+        // No backlog: every attempt to continue is a full resync.
+        srv.repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+    }
     let addr = cx.client.handle.addr.clone();
     let tx = cx.client.handle.tx.clone();
     let header = |replid: &str, off: i64| {

@@ -72,6 +72,10 @@ pub struct Repl {
     /// counting the offset once its backlog exists).
     pub active: AtomicBool,
     pub offset: AtomicI64,
+    /// Full resynchronizations served (INFO `sync_full`).
+    pub sync_full: std::sync::atomic::AtomicU64,
+    /// PSYNC asked to continue a replication id and got a full resync.
+    pub sync_partial_err: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
     /// Signalled when an ACK arrives (WAIT).
     acks: Condvar,
@@ -83,6 +87,8 @@ impl Default for Repl {
         Repl {
             active: AtomicBool::new(false),
             offset: AtomicI64::new(0),
+            sync_full: Default::default(),
+            sync_partial_err: Default::default(),
             inner: Mutex::new(Inner { replicas: Vec::new(), last_db: -1, replid: random_id(), pending: Vec::new() }),
             acks: Condvar::new(),
             ack_lock: Mutex::new(()),
@@ -206,6 +212,7 @@ impl Repl {
             self.active.store(true, Ordering::SeqCst);
         }
         g.last_db = -1;
+        self.sync_full.fetch_add(1, Ordering::Relaxed);
         let off = self.offset.load(Ordering::SeqCst);
         let mut first = header(&g.replid, off);
         if let Some(payload) = payload {
