@@ -3,8 +3,8 @@
 //!
 //! Dispatch calls [`before`] / [`after`] around every handler while the
 //! command's shard locks are held, so records of commands touching the
-//! same keys are appended in the order they ran. Today the consumer is the
-//! AOF (`aof::append`); a replication feed can subscribe at `emit`.
+//! same keys are appended in the order they ran. The consumers are the
+//! AOF (`aof::append`) and the replicas (`repl::Repl::feed`), both at `emit`.
 //!
 //! Rewrites done (checked against a real Redis 7.0 AOF): relative expiries
 //! become absolute (`EXPIRE/PEXPIRE/EXPIREAT` -> `PEXPIREAT`, an expiry in
