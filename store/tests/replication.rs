@@ -545,3 +545,37 @@ fn writes_during_the_background_save_follow_the_payload() {
     assert!(info_field(&mut c, "replication", "slave0").unwrap().contains("state=online"));
     c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
 }
+
+/// A blocked BRPOP woken for a key that expired meanwhile: the wake-up
+/// deletes it and `DEL` follows the transaction in the stream (as Redis).
+fn expired_wakeup_stream(port: u16) -> Vec<String> {
+    let mut c = Conn::connect(port).unwrap();
+    c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    let mut st = Stream::attach(port);
+    run(&mut c, &["FLUSHALL", "DEBUG SET-ACTIVE-EXPIRE 0"]);
+    let mut rd = Conn::connect(port).unwrap();
+    let id = s(&rd.cmd(&["CLIENT", "ID"]));
+    let id = id.trim().trim_start_matches(':').to_string();
+    rd.send(&["BRPOP", "k", "0"]);
+    wait_until(5, "the client to block", || info_field(&mut c, "clients", "blocked_clients").as_deref() == Some("1"));
+    run(&mut c, &["MULTI"]);
+    for l in ["RPUSH k hello", "PEXPIRE k 50", "DEBUG SLEEP 0.1"] {
+        assert_eq!(c.line(l), b"+QUEUED\r\n");
+    }
+    let r = c.line("EXEC");
+    assert!(r.starts_with(b"*3\r\n"), "{}", show(&r));
+    // Still blocked: the key had expired.
+    assert_eq!(c.cmd(&["CLIENT", "UNBLOCK", &id]), b":1\r\n");
+    assert_eq!(rd.read_reply(), b"*-1\r\n");
+    run(&mut c, &["SET __end__ 1", "DEBUG SET-ACTIVE-EXPIRE 1"]);
+    st.until_end()
+}
+
+#[test]
+fn expired_key_met_by_a_wakeup_is_propagated_as_del() {
+    let redis = start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    let want = expired_wakeup_stream(redis.port);
+    assert_eq!(want.len(), 8, "{want:?}");
+    assert_eq!(expired_wakeup_stream(ferrite.port), want);
+}
