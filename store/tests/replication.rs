@@ -162,6 +162,12 @@ fn real_redis_replica_gets_the_same_dataset() {
     let t0 = Instant::now();
     assert_eq!(f.cmd(&["WAIT", "2", "300"]), b":1\r\n");
     assert!(t0.elapsed() >= Duration::from_millis(250), "WAIT 2 300 returned too early");
+    // min-replicas-to-write counts the replica (acknowledged within min-replicas-max-lag).
+    assert_eq!(f.cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]), b"+OK\r\n");
+    assert_eq!(f.cmd(&["SET", "mr", "1"]), b"+OK\r\n");
+    assert_eq!(f.cmd(&["CONFIG", "SET", "min-replicas-to-write", "2"]), b"+OK\r\n");
+    assert_eq!(f.cmd(&["SET", "mr", "1"]), b"-NOREPLICAS Not enough good replicas to write.\r\n");
+    assert_eq!(f.cmd(&["CONFIG", "SET", "min-replicas-to-write", "0"]), b"+OK\r\n");
     // The replica going away is noticed.
     drop(r);
     drop(replica);

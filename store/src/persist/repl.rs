@@ -274,14 +274,23 @@ impl Repl {
         }
     }
 
+    fn refresh_acks(&self) {
+        let v: Vec<i64> =
+            self.replicas().iter().filter(|r| r.online()).map(|r| r.ack_ms.load(Ordering::Relaxed)).collect();
+        *ACKS.lock() = v;
+    }
+
     /// `REPLCONF ACK <offset>` from a replica connection.
     pub fn ack(&self, client_id: u64, off: i64) {
         let r = self.inner.lock().replicas.iter().find(|r| r.client_id == client_id).cloned();
         if let Some(r) = r {
             r.ack_off.fetch_max(off, Ordering::SeqCst);
             r.ack_ms.store(now_ms(), Ordering::Relaxed);
-            let _g = self.ack_lock.lock();
-            self.acks.notify_all();
+            {
+                let _g = self.ack_lock.lock();
+                self.acks.notify_all();
+            }
+            self.refresh_acks();
         }
     }
 
@@ -314,6 +323,17 @@ impl Repl {
     }
 }
 
+/// Unix ms of the last ACK of each online replica (of the process's
+/// server), refreshed on every ACK and every second: what
+/// `min-replicas-to-write` counts (Redis's repl_good_slaves_count).
+static ACKS: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+/// Online replicas whose last ACK is at most `max_lag` seconds old.
+pub fn good_replicas(max_lag: i64) -> i64 {
+    let now = now_ms() / 1000;
+    ACKS.lock().iter().filter(|&&t| now - t / 1000 <= max_lag).count() as i64
+}
+
 /// "1.2.3.4:5678" / "[::1]:5678" -> the ip part.
 fn peer_ip(addr: &str) -> String {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
@@ -333,6 +353,7 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
             if srv.shutting_down.load(Ordering::Relaxed) {
                 break;
             }
+            srv.repl.refresh_acks();
             let period = crate::cmd::config::accepted_value("repl-ping-replica-period")
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(10)
