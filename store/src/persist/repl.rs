@@ -1,26 +1,31 @@
 //! Ferrite as a replication master: the replica registry and the
 //! replication stream (Redis 7.0's `replicationFeedSlaves`).
 //!
-//! A replica attaches with `SYNC` / `PSYNC` (`cmd/repl.rs`): under the
-//! exclusive world lock the whole data set is serialized to an RDB image in
-//! memory and the replica is registered, so every write after the image is
-//! in the stream exactly once. The stream is shared by all replicas as in
-//! Redis: the effects records of `propagate` encoded as RESP multibulks,
-//! with a `SELECT` whenever the database changes (reset when a replica
-//! attaches, so each replica's stream starts with one). Bytes reach a
-//! replica's connection as `Push::Reply` on its push channel (the MONITOR
-//! pattern), after its RDB payload, which was pushed first.
+//! A replica attaches with `SYNC` / `PSYNC` (`cmd/repl.rs`), which holds
+//! the exclusive world lock while it starts a background save
+//! (`snapshot`, point-in-time per (db, slot)) and registers the replica, so
+//! every write after the snapshot's instant is in its stream exactly once.
+//! Until the save ends the replica's stream is buffered (`wait_bgsave`);
+//! then the file is sent as `$<len>\r\n<rdb>` followed by the buffer
+//! (`rdb_done`). When a save is already running, the image is serialized
+//! in memory under the lock instead. The stream is shared by all replicas
+//! as in Redis: the effects records of `propagate` encoded as RESP
+//! multibulks, with a `SELECT` whenever the database changes (reset when a
+//! replica attaches, so each replica's stream starts with one). Bytes reach
+//! a replica's connection as `Push::Reply` on its push channel (the MONITOR
+//! pattern); the connection's own replies are switched off.
 //!
 //! What it knows: the master side of the protocol (full resynchronization
-//! only, disk-based payload `$<len>\r\n<rdb>`, `REPLCONF ACK` offsets,
-//! `REPLCONF GETACK *` for WAIT, a periodic `PING` every
-//! `repl-ping-replica-period` seconds), `master_repl_offset` (bytes of the
-//! stream since the first replica attached).
+//! only, disk-based payload, `REPLCONF ACK` offsets, `REPLCONF GETACK *`
+//! for WAIT, a periodic `PING` every `repl-ping-replica-period` seconds),
+//! `master_repl_offset` (bytes of the stream since the first replica
+//! attached), good replicas for `min-replicas-to-write`.
 //! What it does not know: partial resynchronization (no backlog is kept:
 //! PSYNC always answers `+FULLRESYNC`), diskless transfer, replica output
-//! buffer limits (a slow replica's channel is unbounded), ferrite as a
-//! replica (REPLICAOF is not implemented), per-client write offsets (WAIT
-//! waits for the master offset at the time WAIT runs).
+//! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
+//! replica's buffer are unbounded), ferrite as a replica (REPLICAOF is not
+//! implemented), per-client write offsets (WAIT waits for the master offset
+//! at the time WAIT runs, which covers the client's own writes).
 
 use crate::client::Push;
 use crate::server::{now_ms, Server};
