@@ -585,3 +585,25 @@ fn expired_key_met_by_a_wakeup_is_propagated_as_del() {
     assert_eq!(want.len(), 8, "{want:?}");
     assert_eq!(expired_wakeup_stream(ferrite.port), want);
 }
+
+/// SYNC while a BGSAVE is already running: the image is made at once in
+/// memory (under the lock) and the stream follows it.
+#[test]
+fn sync_during_a_running_bgsave_gets_an_in_memory_image() {
+    let ferrite = start_ferrite(&[]);
+    let mut c = Conn::connect(ferrite.port).unwrap();
+    for i in 0..8 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200000"]);
+    assert_eq!(c.cmd(&["BGSAVE"]), b"+Background saving started\r\n");
+    let t0 = Instant::now();
+    let mut st = Stream::attach(ferrite.port);
+    assert!(t0.elapsed() < Duration::from_millis(1000), "SYNC waited for the running BGSAVE");
+    assert_eq!(info_field(&mut c, "persistence", "rdb_bgsave_in_progress").as_deref(), Some("1"));
+    assert!(info_field(&mut c, "replication", "slave0").unwrap().contains("state=online"));
+    c.cmd(&["SET", "__end__", "1"]);
+    assert_eq!(st.until_end(), vec!["SELECT 0".to_string(), "SET __end__ 1".to_string()]);
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+}
