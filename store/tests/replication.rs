@@ -360,6 +360,16 @@ const STREAM_TRANSCRIPT: &[&str] = &[
     "SET in0 x",
     "FLUSHALL",
     "SET after x",
+    "PUBLISH chan msg",
+    "SPUBLISH schan msg",
+    "MULTI",
+    "PUBLISH chan msg2",
+    "EXEC",
+    "MULTI",
+    "PUBLISH chan msg3",
+    "SET pub 1",
+    "EXEC",
+    "EVAL \"redis.call('publish','e','f'); redis.call('set','y','1')\" 0",
     "set lower bar pxat 1900000000000",
     "set lower2 bar exat 1900000000 get",
     "DEBUG SET-ACTIVE-EXPIRE 0",
@@ -606,4 +616,30 @@ fn sync_during_a_running_bgsave_gets_an_in_memory_image() {
     c.cmd(&["SET", "__end__", "1"]);
     assert_eq!(st.until_end(), vec!["SELECT 0".to_string(), "SET __end__ 1".to_string()]);
     c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+}
+
+/// PUBLISH reaches replicas but not the AOF (as Redis: PROPAGATE_REPL only).
+#[test]
+fn publish_goes_to_replicas_not_to_the_aof() {
+    let dir = support::TempDir::new("repl-aof");
+    let d = dir.0.display().to_string();
+    let ferrite = start_ferrite(&["--dir", &d, "--appendonly", "yes", "--appendfsync", "always"]);
+    let mut c = Conn::connect(ferrite.port).unwrap();
+    c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    let mut st = Stream::attach(ferrite.port);
+    c.cmd(&["PUBLISH", "chan", "hello"]);
+    c.cmd(&["SET", "__end__", "1"]);
+    assert_eq!(
+        st.until_end(),
+        vec!["SELECT 0".to_string(), "PUBLISH chan hello".to_string(), "SET __end__ 1".to_string()]
+    );
+    let mut aof = Vec::new();
+    for e in std::fs::read_dir(dir.0.join("appendonlydir")).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".incr.aof") {
+            aof.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    assert!(aof.windows(7).any(|w| w == b"__end__"), "the SET is in the AOF");
+    assert!(!aof.windows(5).any(|w| w == b"hello"), "PUBLISH must not be in the AOF");
 }
