@@ -215,6 +215,11 @@ pub fn after(
             }
         }
     }
+    // PUBLISH / SPUBLISH reach replicas (not the AOF), as Redis's
+    // forceCommandPropagation(PROPAGATE_REPL).
+    if matches!(name, "publish" | "spublish") && srv.repl.feeding() {
+        recs.push((db, args.to_vec()));
+    }
     if recs.is_empty() {
         return;
     }
@@ -233,8 +238,18 @@ pub fn after(
 
 /// Hand records to the consumers (the AOF and the replication stream).
 pub fn emit(srv: &Server, recs: Vec<Record>) {
-    super::aof::append(srv, &recs);
+    if recs.iter().any(|r| repl_only(&r.1)) {
+        let aof: Vec<Record> = recs.iter().filter(|r| !repl_only(&r.1)).cloned().collect();
+        super::aof::append(srv, &aof);
+    } else {
+        super::aof::append(srv, &recs);
+    }
     srv.repl.feed(&recs);
+}
+
+/// Records for replicas only (PUBLISH / SPUBLISH).
+fn repl_only(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|a| a.eq_ignore_ascii_case(b"publish") || a.eq_ignore_ascii_case(b"spublish"))
 }
 
 fn b(s: &'static str) -> Bytes {
