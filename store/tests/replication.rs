@@ -643,3 +643,27 @@ fn publish_goes_to_replicas_not_to_the_aof() {
     assert!(aof.windows(7).any(|w| w == b"__end__"), "the SET is in the AOF");
     assert!(!aof.windows(5).any(|w| w == b"hello"), "PUBLISH must not be in the AOF");
 }
+
+/// EXEC refused for OOM ends the transaction with EXECABORT, as Redis
+/// (unit/multi: the client left in MULTI failed every later test).
+#[test]
+fn exec_refused_for_oom_aborts_the_transaction() {
+    let mut p = Pair::start();
+    let (rp, fp) = (p.redis.port, p.ferrite.port);
+    for (c, port) in [(&mut p.r, rp), (&mut p.f, fp)] {
+        let mut other = Conn::connect(port).unwrap();
+        assert_eq!(c.cmd(&["MULTI"]), b"+OK\r\n");
+        assert_eq!(c.cmd(&["SET", "x", "1"]), b"+QUEUED\r\n");
+        assert_eq!(c.cmd(&["GET", "x"]), b"+QUEUED\r\n");
+        assert_eq!(other.cmd(&["CONFIG", "SET", "maxmemory", "1"]), b"+OK\r\n");
+        assert_eq!(
+            c.cmd(&["EXEC"]),
+            b"-EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.\r\n",
+            "port {port}"
+        );
+        assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n", "still in MULTI on port {port}");
+        assert_eq!(other.cmd(&["CONFIG", "SET", "maxmemory", "0"]), b"+OK\r\n");
+        let stats = s(&other.cmd(&["INFO", "errorstats"]));
+        assert!(stats.contains("errorstat_EXECABORT:count=1"), "port {port}: {stats}");
+    }
+}
