@@ -154,13 +154,19 @@ fn execute_resolved(
                 }))
             || (client.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"));
         if denyoom {
-            return reject_cmd(
-                srv,
-                client,
-                out,
-                meta,
-                CmdError::st("OOM command not allowed when used memory > 'maxmemory'."),
-            );
+            let e = CmdError::st("OOM command not allowed when used memory > 'maxmemory'.");
+            if name == "exec" {
+                // Redis's execCommandAbort: the transaction ends (the client leaves MULTI).
+                srv.stats.rejected_call(&meta.name);
+                client.multi = None;
+                client.handle.multi.store(-1, Ordering::Relaxed);
+                unwatch_all(srv, client);
+                let msg = format!("EXECABORT Transaction discarded because of: {}", e.0);
+                srv.stats.error_reply(&msg);
+                out.error(&msg);
+                return;
+            }
+            return reject_cmd(srv, client, out, meta, e);
         }
     }
     let write_meta = match script_write {
