@@ -667,3 +667,53 @@ fn exec_refused_for_oom_aborts_the_transaction() {
         assert!(stats.contains("errorstat_EXECABORT:count=1"), "port {port}: {stats}");
     }
 }
+
+/// Writers keep going on 4 connections while a real replica attaches (the
+/// background save runs with them): every write is in the snapshot or in
+/// the stream exactly once, so both end with the same DEBUG DIGEST.
+#[test]
+fn concurrent_writes_while_a_replica_attaches() {
+    let ferrite = start_ferrite(&[]);
+    let port = ferrite.port;
+    let mut c = Conn::connect(port).unwrap();
+    for i in 0..2000 {
+        c.cmd(&["SET", &format!("pre{i}"), "x"]);
+    }
+    // A slower save (200 µs per key, ~0.4 s) so that many writes land while it runs.
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut w = Conn::connect(port).unwrap();
+                let mut n = 0u64;
+                // Bounded: stops when told, or after 20000 rounds.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+                    let k = format!("k{}", n % 97);
+                    w.cmd(&["INCR", &format!("ctr{t}")]);
+                    w.cmd(&["RPUSH", &format!("list{t}"), &k]);
+                    w.cmd(&["HINCRBY", "h", &k, "1"]);
+                    w.cmd(&["SET", &k, &n.to_string(), "EX", "1000"]);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let p = port.to_string();
+    let replica = start_redis(&["--replicaof", "127.0.0.1", &p]);
+    let mut r = Conn::connect(replica.port).unwrap();
+    wait_until(30, "the replica's link to ferrite", || {
+        info_field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total: u64 = writers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(total > 100, "only {total} write rounds");
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    assert_eq!(c.cmd(&["WAIT", "1", "10000"]), b":1\r\n");
+    let fd = c.cmd(&["DEBUG", "DIGEST"]);
+    wait_until(10, "identical DEBUG DIGEST", || r.cmd(&["DEBUG", "DIGEST"]) == fd);
+}
