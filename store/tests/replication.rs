@@ -1,10 +1,14 @@
 //! ferrite as a replication master, checked against real Redis 7.0:
 //! a real `redis-server --replicaof <ferrite>` ends with the same data set
-//! (DEBUG DIGEST) for data written before and after it attached; the
-//! command stream read with a raw `SYNC` equals what a real Redis master
-//! propagates for the same transcript (absolute expiry times masked);
-//! WAIT, ROLE and INFO replication with a replica attached; REPLCONF /
-//! WAIT / ROLE replies (and errors) byte for byte without replicas.
+//! (DEBUG DIGEST) for data written before and after it attached, also with
+//! writers running while it attaches; the command stream read with a raw
+//! `SYNC` equals what a real Redis master propagates for the same
+//! transcript (absolute expiry times masked), including lazy expiry, a
+//! blocked client's wake-up and PUBLISH; PSYNC/ACK/GETACK/WAIT offsets;
+//! writes during the background save follow the payload; SYNC during a
+//! running BGSAVE; WAIT, ROLE, INFO replication and min-replicas-to-write
+//! with a replica attached; REPLCONF / WAIT / ROLE replies (and errors)
+//! byte for byte without replicas; PUBLISH never reaches the AOF.
 
 mod support;
 
