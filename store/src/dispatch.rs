@@ -171,13 +171,19 @@ fn execute_resolved(
                 }))
             || (client.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"));
         if denyoom {
-            return reject_cmd(
-                srv,
-                client,
-                out,
-                meta,
-                CmdError::st("OOM command not allowed when used memory > 'maxmemory'."),
-            );
+            let e = CmdError::st("OOM command not allowed when used memory > 'maxmemory'.");
+            if name == "exec" {
+                // Redis's execCommandAbort: the transaction ends (the client leaves MULTI).
+                srv.stats.rejected_call(&meta.name);
+                client.multi = None;
+                client.handle.multi.store(-1, Ordering::Relaxed);
+                unwatch_all(srv, client);
+                let msg = format!("EXECABORT Transaction discarded because of: {}", e.0);
+                srv.stats.error_reply(&msg);
+                out.error(&msg);
+                return;
+            }
+            return reject_cmd(srv, client, out, meta, e);
         }
     }
     let write_meta = match script_write {
@@ -390,6 +396,17 @@ pub fn serve_blocked<'s>(srv: &'s Server, acc: &mut Access<'s>, ready: Vec<(usiz
         let ty = acc
             .shard(db, slot)
             .and_then(|s| s.get_raw(slot, &key).filter(|e| !e.is_expired(now)).map(|e| e.value.type_name()));
+        // An expired key with waiters is deleted by the wake-up attempt (as
+        // Redis's lookup when serving them), propagated as DEL.
+        if ty.is_none() && srv.blocking.has_waiters(db, std::iter::once(&key[..])) {
+            let gone = acc.shard(db, slot).and_then(|s| s.remove(slot, &key)).is_some();
+            if gone {
+                srv.store.dbs[db].signal_expired_deleted(&key);
+                crate::persist::propagate::deleted_now(srv, db, &key);
+                crate::stats::Stats::add(&srv.stats.expired_keys, 1);
+                crate::notify::notify(srv, crate::notify::EXPIRED, "expired", &key, db);
+            }
+        }
         crate::cmd::stream::unblock_deleted_readgroup(srv, db, &key, ty);
         let Some(ty) = ty else {
             continue;

@@ -101,6 +101,8 @@ pub struct Server {
     pub persist: crate::persist::Persist,
     /// Lua scripting: EVAL cache, function libraries, the running script.
     pub scripting: crate::script::Scripting,
+    /// Replicas attached with SYNC/PSYNC and the replication stream.
+    pub repl: crate::persist::repl::Repl,
 }
 
 /// Current unix time in milliseconds.
@@ -167,6 +169,7 @@ impl Server {
             paused: AtomicBool::new(false),
             unpaused: tokio::sync::Notify::new(),
             scripting: Default::default(),
+            repl: Default::default(),
             acl,
         });
         let _ = srv.persist.me.set(Arc::downgrade(&srv));

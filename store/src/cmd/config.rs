@@ -146,7 +146,7 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
 /// Current values of the `Kind::Accepted` parameters that were set.
 static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
 
-fn accepted_value(name: &str) -> Option<String> {
+pub(crate) fn accepted_value(name: &str) -> Option<String> {
     let v = ACCEPTED_VALUES.lock();
     if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
         return Some(x.clone());
@@ -272,13 +272,13 @@ pub fn debug_delay(usec: i64) {
     }
 }
 
-/// Redis's checkGoodReplicasStatus for a write (or EXEC of writes): Ferrite
-/// never has replicas, so writes are refused while `min-replicas-to-write`
-/// and `min-replicas-max-lag` are both set.
-/// Are writes refused for lack of replicas (`min-replicas-to-write` and
-/// `min-replicas-max-lag` both set; Ferrite never has replicas)?
+/// Redis's checkGoodReplicasStatus for a write (or EXEC of writes): are
+/// writes refused for lack of replicas (`min-replicas-to-write` and
+/// `min-replicas-max-lag` both set and fewer online replicas than that
+/// acknowledged within the lag)?
 pub fn noreplicas_active() -> bool {
-    MIN_REPLICAS.load(Ordering::Relaxed) != 0 && MIN_REPLICAS_LAG.load(Ordering::Relaxed) != 0
+    let (min, lag) = (MIN_REPLICAS.load(Ordering::Relaxed), MIN_REPLICAS_LAG.load(Ordering::Relaxed));
+    min != 0 && lag != 0 && crate::persist::repl::good_replicas(lag) < min
 }
 
 pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::CommandMeta, srv: &Server) -> bool {

@@ -275,9 +275,9 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "instantaneous_input_kbps:0.00");
             line!(s, "instantaneous_output_kbps:0.00");
             line!(s, "rejected_connections:{}", ld(&st.rejected_connections));
-            line!(s, "sync_full:0");
+            line!(s, "sync_full:{}", srv.repl.sync_full.load(Ordering::Relaxed));
             line!(s, "sync_partial_ok:0");
-            line!(s, "sync_partial_err:0");
+            line!(s, "sync_partial_err:{}", srv.repl.sync_partial_err.load(Ordering::Relaxed));
             line!(s, "expired_keys:{}", ld(&st.expired_keys));
             line!(s, "expired_stale_perc:0.00");
             line!(s, "expired_time_cap_reached_count:0");
@@ -299,20 +299,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "total_error_replies:{}", ld(&st.total_error_replies));
             line!(s, "dump_payload_sanitizations:0");
         }
-        "replication" => {
-            s.push_str("# Replication\r\n");
-            line!(s, "role:master");
-            line!(s, "connected_slaves:0");
-            line!(s, "master_failover_state:no-failover");
-            line!(s, "master_replid:{}", srv.run_id);
-            line!(s, "master_replid2:0000000000000000000000000000000000000000");
-            line!(s, "master_repl_offset:0");
-            line!(s, "second_repl_offset:-1");
-            line!(s, "repl_backlog_active:0");
-            line!(s, "repl_backlog_size:1048576");
-            line!(s, "repl_backlog_first_byte_offset:0");
-            line!(s, "repl_backlog_histlen:0");
-        }
+        "replication" => crate::persist::repl::info_section(srv, s),
         "cpu" => {
             let (u, sy) = cpu_times(libc::RUSAGE_SELF);
             let (cu, csy) = cpu_times(libc::RUSAGE_CHILDREN);

@@ -411,6 +411,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
     let mut visited = 0usize;
     let mut expired: Vec<Vec<u8>> = Vec::new();
     let mut slot = args.cursor;
+    let srv = cx.srv;
     while slot < SLOTS as u64 && visited < args.count {
         let s = slot as u16;
         cx.ks.acc.with_slot(db, s, |shard| {
@@ -438,6 +439,7 @@ fn scan(cx: &mut Cx) -> CmdResult {
             // Expired keys met on the way are deleted, like Redis's scan does.
             for k in &expired {
                 shard.remove(s, k);
+                crate::persist::propagate::deleted_now(srv, db, k);
             }
         });
         for k in expired.drain(..) {
@@ -484,22 +486,41 @@ fn randomkey(cx: &mut Cx) -> CmdResult {
             shard += 1;
         }
         // The shard is locked again: its count may have changed meanwhile.
+        let srv = cx.srv;
         let pick = cx.ks.acc.with_slot(db, shard as u16, |sh| {
             if sh.keys == 0 {
                 return None;
             }
             let mut r = r % sh.keys;
-            for st in sh.slots.iter() {
+            let mut hit = None;
+            for (i, st) in sh.slots.iter().enumerate() {
                 if r < st.table.len() {
-                    return st.table.iter().nth(r).map(|e| (!e.is_expired(now)).then(|| e.key.to_vec()));
+                    let slot = (shard + i * SHARDS) as u16;
+                    hit = st.table.iter().nth(r).map(|e| (slot, e.key.to_vec(), e.is_expired(now)));
+                    break;
                 }
                 r -= st.table.len();
             }
-            None
+            let (slot, key, expired) = hit?;
+            if expired {
+                // Deleted when met, like Redis's dbRandomKey (propagated as DEL).
+                sh.remove(slot, &key);
+                crate::persist::propagate::deleted_now(srv, db, &key);
+            }
+            Some((key, expired))
         });
-        if let Some(Some(Some(k))) = pick {
-            cx.out.bulk(&k);
-            return Ok(());
+        match pick {
+            Some(Some((k, false))) => {
+                cx.out.bulk(&k);
+                return Ok(());
+            }
+            Some(Some((k, true))) => {
+                cx.srv.store.dbs[db].signal_expired_deleted(&k);
+                super::client::tracking::invalidate_by_server(cx.srv, &k);
+                Stats::add(&cx.srv.stats.expired_keys, 1);
+                notify::notify(cx.srv, notify::EXPIRED, "expired", &k, db);
+            }
+            _ => {}
         }
     }
     // Mostly expired keys: walk the slots from a random point for a live one.

@@ -30,6 +30,7 @@ pub mod keys;
 pub mod list;
 pub mod persist;
 pub mod pubsub;
+pub mod repl;
 pub mod scan;
 pub mod script;
 pub mod server;
@@ -112,7 +113,7 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 24] {
+pub fn families() -> [&'static [CmdImpl]; 25] {
     [
         acl::COMMANDS,
         geo::COMMANDS,
@@ -138,6 +139,7 @@ pub fn families() -> [&'static [CmdImpl]; 24] {
         persist::COMMANDS,
         script::COMMANDS,
         function::COMMANDS,
+        repl::COMMANDS,
     ]
 }
 

@@ -1,6 +1,7 @@
 //! Persistence: RDB snapshots (SAVE, BGSAVE, save rules, load at start-up),
 //! the Redis 7.0 multi-part append-only file, and the stream of write
-//! effects both the AOF and a future replication feed consume.
+//! effects both the AOF and the replicas consume (`repl`: ferrite as a
+//! replication master).
 //!
 //! Modules: `snapshot` (RDB writing, BGSAVE), `load` (RDB reading),
 //! `aof` (manifest, writer thread, rewrite, replay), `rewrite` (an AOF base
@@ -49,6 +50,7 @@ pub mod aof;
 pub mod config;
 pub mod load;
 pub mod propagate;
+pub mod repl;
 pub mod rewrite;
 pub mod snapshot;
 

@@ -3,8 +3,8 @@
 //!
 //! Dispatch calls [`before`] / [`after`] around every handler while the
 //! command's shard locks are held, so records of commands touching the
-//! same keys are appended in the order they ran. Today the consumer is the
-//! AOF (`aof::append`); a replication feed can subscribe at `emit`.
+//! same keys are appended in the order they ran. The consumers are the
+//! AOF (`aof::append`) and the replicas (`repl::Repl::feed`), both at `emit`.
 //!
 //! Rewrites done (checked against a real Redis 7.0 AOF): relative expiries
 //! become absolute (`EXPIRE/PEXPIRE/EXPIREAT` -> `PEXPIREAT`, an expiry in
@@ -81,7 +81,7 @@ pub(crate) fn set_written(off: u64) {
 }
 
 fn feeding(srv: &Server) -> bool {
-    srv.persist.aof.enabled() && !srv.persist.loading.load(Ordering::Relaxed)
+    (srv.persist.aof.enabled() || srv.repl.feeding()) && !srv.persist.loading.load(Ordering::Relaxed)
 }
 
 /// A key expired lazily (or was found expired by a write): propagate DEL.
@@ -215,6 +215,11 @@ pub fn after(
             }
         }
     }
+    // PUBLISH / SPUBLISH reach replicas (not the AOF), as Redis's
+    // forceCommandPropagation(PROPAGATE_REPL).
+    if matches!(name, "publish" | "spublish") && srv.repl.feeding() {
+        recs.push((db, args.to_vec()));
+    }
     if recs.is_empty() {
         return;
     }
@@ -231,9 +236,20 @@ pub fn after(
     }
 }
 
-/// Hand records to the consumers (the AOF today).
+/// Hand records to the consumers (the AOF and the replication stream).
 pub fn emit(srv: &Server, recs: Vec<Record>) {
-    super::aof::append(srv, &recs);
+    if recs.iter().any(|r| repl_only(&r.1)) {
+        let aof: Vec<Record> = recs.iter().filter(|r| !repl_only(&r.1)).cloned().collect();
+        super::aof::append(srv, &aof);
+    } else {
+        super::aof::append(srv, &recs);
+    }
+    srv.repl.feed(&recs);
+}
+
+/// Records for replicas only (PUBLISH / SPUBLISH).
+fn repl_only(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|a| a.eq_ignore_ascii_case(b"publish") || a.eq_ignore_ascii_case(b"spublish"))
 }
 
 fn b(s: &'static str) -> Bytes {
@@ -319,7 +335,7 @@ fn rewrite(acc: &mut Access<'_>, name: &str, args: &[Bytes], db: usize, reply: &
     let del = |k: &Bytes| vec![vec![b("DEL"), k.clone()]];
     match name {
         "set" => {
-            let rel = args.iter().skip(3).any(|a| eq(a, "ex") || eq(a, "px") || eq(a, "exat"));
+            let rel = args.iter().skip(3).any(|a| eq(a, "ex") || eq(a, "px") || eq(a, "exat") || eq(a, "pxat"));
             match (rel, post(acc, db, &key)) {
                 (true, Some((at, _))) if at != 0 => {
                     vec![vec![b("SET"), key, args[2].clone(), b("PXAT"), num(at)]]

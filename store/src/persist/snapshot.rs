@@ -550,6 +550,10 @@ fn run_job(srv: Arc<Server>, job: Arc<SnapJob>) {
         JobKind::AofBase(p) => p.clone(),
     };
     let r = write_atomically(&path, |out| write_job(&srv, &job, out));
+    if matches!(job.kind, JobKind::Rdb) {
+        // Replicas waiting for this save get the file (before another save may replace it).
+        srv.repl.rdb_done(r.is_ok(), &path);
+    }
     let p = &srv.persist;
     // Release the slot first so writers stop checking markers.
     *p.snap.job.lock() = None;

@@ -1,0 +1,193 @@
+//! Master-side replication commands: SYNC, PSYNC, REPLCONF, WAIT, ROLE
+//! (state and stream in `persist::repl`). REPLICAOF / SLAVEOF (ferrite as
+//! a replica) are not implemented.
+
+use super::{CmdError, CmdImpl, CmdResult, Cx, Lock, NOT_INT, SYNTAX};
+use crate::keyspace::SHARDS;
+use crate::persist::snapshot::{write_image, LruMode};
+use ferrite_resp::num::parse_i64;
+use std::sync::atomic::Ordering;
+
+pub static COMMANDS: &[CmdImpl] = &[
+    CmdImpl { name: "sync", handler: sync, lock: Lock::All },
+    CmdImpl { name: "psync", handler: sync, lock: Lock::All },
+    CmdImpl { name: "replconf", handler: replconf, lock: Lock::None },
+    CmdImpl { name: "wait", handler: wait, lock: Lock::None },
+    CmdImpl { name: "role", handler: role, lock: Lock::None },
+];
+
+fn eq_ic(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// SYNC / PSYNC: always a full resynchronization. The reply (FULLRESYNC
+/// line for PSYNC, then `$<len>\r\n<rdb>`) and then the stream go through
+/// the client's push channel; the connection's own replies are switched off
+/// (Redis does not answer a replica's commands).
+fn sync(cx: &mut Cx) -> CmdResult {
+    let psync = eq_ic(cx.arg(0), b"psync");
+    if psync && parse_i64(cx.arg(2)).is_none() {
+        return Err(NOT_INT);
+    }
+    let srv = cx.srv;
+    let id = cx.client.id;
+    if srv.repl.is_replica(id) {
+        // Already a replica: ignored, as Redis.
+        return Ok(());
+    }
+    if psync && cx.arg(1) != b"?" {
+        // No backlog: every attempt to continue is a full resync.
+        srv.repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+    }
+    let addr = cx.client.handle.addr.clone();
+    let tx = cx.client.handle.tx.clone();
+    let header = |replid: &str, off: i64| {
+        if psync {
+            format!("+FULLRESYNC {replid} {off}\r\n").into_bytes()
+        } else {
+            Vec::new()
+        }
+    };
+    let me = srv.persist.me.get().and_then(|w| w.upgrade());
+    // Disk-based, as Redis: a background save to `dir/dbfilename` started
+    // now (this command holds the exclusive lock, so the replica's stream
+    // starts exactly at the snapshot's instant); the file is sent when the
+    // save ends. If a save is already running, the image is made now,
+    // under the lock, in memory.
+    let bg = match &me {
+        Some(me) if !srv.persist.snap.running() => {
+            crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb).is_ok()
+        }
+        _ => false,
+    };
+    let attached = if bg {
+        srv.repl.attach(id, &addr, &tx, header, None)
+    } else {
+        let ndb = srv.store.dbs.len();
+        let functions = crate::script::function_dump_codes(srv);
+        let mut image = Vec::new();
+        let acc = &mut *cx.ks.acc;
+        let r = write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, |db, f| {
+            for i in 0..SHARDS {
+                acc.with_slot(db, i as u16, |sh| f(sh));
+            }
+        });
+        if let Err(e) = r {
+            return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
+        }
+        srv.repl.attach(id, &addr, &tx, header, Some(&image))
+    };
+    if attached {
+        if let Some(me) = &me {
+            if !PINGER.swap(true, Ordering::SeqCst) {
+                crate::persist::repl::spawn_pinger(me);
+            }
+        }
+    }
+    cx.client.reply_off = true;
+    Ok(())
+}
+
+static PINGER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn replconf(cx: &mut Cx) -> CmdResult {
+    if cx.argc().is_multiple_of(2) {
+        return Err(SYNTAX);
+    }
+    let id = cx.client.id;
+    let mut port = None;
+    let mut ip = None;
+    let mut j = 1;
+    while j + 1 < cx.argc() {
+        let (opt, val) = (cx.arg(j), cx.arg(j + 1));
+        if eq_ic(opt, b"listening-port") {
+            port = Some(parse_i64(val).ok_or(NOT_INT)?);
+        } else if eq_ic(opt, b"ip-address") {
+            if val.len() >= 256 {
+                return Err(CmdError::err(format!(
+                    "REPLCONF ip-address provided by replica instance is too long: {} bytes",
+                    val.len()
+                )));
+            }
+            ip = Some(String::from_utf8_lossy(val).into_owned());
+        } else if eq_ic(opt, b"capa") {
+            // Capabilities (eof, psync2) are accepted; the payload is always disk-based.
+        } else if eq_ic(opt, b"ack") || eq_ic(opt, b"fack") {
+            // From a replica: record its offset, never reply.
+            if eq_ic(opt, b"ack") {
+                if let Some(off) = parse_i64(val) {
+                    cx.srv.repl.ack(id, off);
+                }
+            }
+            return Ok(());
+        } else if eq_ic(opt, b"getack") {
+            // Only a replica answers GETACK (to its master); a master ignores it.
+            return Ok(());
+        } else if eq_ic(opt, b"rdb-only") {
+            match parse_i64(val) {
+                Some(0 | 1) => {}
+                Some(_) => return Err(CmdError::err("value is out of range, value must between 0 and 1")),
+                None => return Err(NOT_INT),
+            }
+        } else {
+            return Err(CmdError::err(format!("Unrecognized REPLCONF option: {}", String::from_utf8_lossy(opt))));
+        }
+        j += 2;
+    }
+    if port.is_some() || ip.is_some() {
+        cx.srv.repl.set_pending(id, port, ip);
+    }
+    cx.out.ok();
+    Ok(())
+}
+
+/// WAIT numreplicas timeout: the number of replicas whose ACK covers the
+/// master offset at the time WAIT runs (Redis uses the client's last write
+/// offset, which is never larger).
+fn wait(cx: &mut Cx) -> CmdResult {
+    let n = parse_i64(cx.arg(1)).ok_or(NOT_INT)?;
+    let t = parse_i64(cx.arg(2)).ok_or_else(|| CmdError::err("timeout is not an integer or out of range"))?;
+    if t < 0 {
+        return Err(CmdError::err("timeout is negative"));
+    }
+    let repl = &cx.srv.repl;
+    let off = repl.offset.load(Ordering::SeqCst);
+    let acked = repl.count_acked(off);
+    let in_script = crate::script::vm::in_script();
+    if acked >= n || cx.in_exec || in_script {
+        cx.out.int(acked);
+        return Ok(());
+    }
+    let deadline = if t == 0 { None } else { Some(cx.ks.now.saturating_add(t)) };
+    let handle = cx.client.handle.clone();
+    let srv = cx.srv;
+    let stop = || handle.killed.load(Ordering::Relaxed) || srv.shutting_down.load(Ordering::Relaxed);
+    let got = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| repl.wait_acks(n, off, deadline, stop))
+        }
+        // Without a multi-threaded runtime blocking here would stop the
+        // replicas' ACKs from being read: answer with the count now.
+        _ => acked,
+    };
+    cx.out.int(got);
+    Ok(())
+}
+
+/// ROLE (master form): master, offset, [[ip, port, offset] ...].
+fn role(cx: &mut Cx) -> CmdResult {
+    let repl = &cx.srv.repl;
+    let reps = repl.replicas();
+    let o = &mut cx.out;
+    o.array(3);
+    o.bulk(b"master");
+    o.int(repl.offset.load(Ordering::SeqCst));
+    o.array(reps.len());
+    for r in &reps {
+        o.array(3);
+        o.bulk(r.ip.as_bytes());
+        o.bulk(r.port.to_string().as_bytes());
+        o.bulk(r.ack_off.load(Ordering::SeqCst).to_string().as_bytes());
+    }
+    Ok(())
+}

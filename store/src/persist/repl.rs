@@ -1,0 +1,405 @@
+//! Ferrite as a replication master: the replica registry and the
+//! replication stream (Redis 7.0's `replicationFeedSlaves`).
+//!
+//! A replica attaches with `SYNC` / `PSYNC` (`cmd/repl.rs`), which holds
+//! the exclusive world lock while it starts a background save
+//! (`snapshot`, point-in-time per (db, slot)) and registers the replica, so
+//! every write after the snapshot's instant is in its stream exactly once.
+//! Until the save ends the replica's stream is buffered (`wait_bgsave`);
+//! then the file is sent as `$<len>\r\n<rdb>` followed by the buffer
+//! (`rdb_done`). When a save is already running, the image is serialized
+//! in memory under the lock instead. The stream is shared by all replicas
+//! as in Redis: the effects records of `propagate` encoded as RESP
+//! multibulks, with a `SELECT` whenever the database changes (reset when a
+//! replica attaches, so each replica's stream starts with one). Bytes reach
+//! a replica's connection as `Push::Reply` on its push channel (the MONITOR
+//! pattern); the connection's own replies are switched off.
+//!
+//! What it knows: the master side of the protocol (full resynchronization
+//! only, disk-based payload, `REPLCONF ACK` offsets, `REPLCONF GETACK *`
+//! for WAIT, a periodic `PING` every `repl-ping-replica-period` seconds),
+//! `master_repl_offset` (bytes of the stream since the first replica
+//! attached), good replicas for `min-replicas-to-write`.
+//! What it does not know: partial resynchronization (no backlog is kept:
+//! PSYNC always answers `+FULLRESYNC`), diskless transfer, replica output
+//! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
+//! replica's buffer are unbounded), ferrite as a replica (REPLICAOF is not
+//! implemented), per-client write offsets (WAIT waits for the master offset
+//! at the time WAIT runs, which covers the client's own writes).
+
+use crate::client::Push;
+use crate::server::{now_ms, Server};
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One attached replica.
+pub struct Replica {
+    pub client_id: u64,
+    pub tx: UnboundedSender<Push>,
+    pub ip: String,
+    /// `REPLCONF listening-port` (0 when not given).
+    pub port: i64,
+    /// Offset of the last `REPLCONF ACK` (the FULLRESYNC offset until then).
+    pub ack_off: AtomicI64,
+    /// Unix ms of the last ACK (or of the attach).
+    pub ack_ms: AtomicI64,
+    /// While its RDB is being written by a background save: the stream
+    /// produced meanwhile (None once online).
+    pending: Mutex<Option<Vec<u8>>>,
+}
+
+impl Replica {
+    pub fn alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Receiving the stream (not waiting for its RDB).
+    pub fn online(&self) -> bool {
+        self.pending.lock().is_none()
+    }
+}
+
+struct Inner {
+    replicas: Vec<Arc<Replica>>,
+    /// Database of the last command in the stream (-1: emit SELECT next).
+    last_db: i64,
+    replid: String,
+    /// `REPLCONF listening-port / ip-address` given before SYNC, by client id.
+    pending: Vec<(u64, Option<i64>, Option<String>)>,
+}
+
+/// Replication state (`Server::repl`).
+pub struct Repl {
+    /// A replica attached at least once: the stream is fed (Redis keeps
+    /// counting the offset once its backlog exists).
+    pub active: AtomicBool,
+    pub offset: AtomicI64,
+    /// Full resynchronizations served (INFO `sync_full`).
+    pub sync_full: std::sync::atomic::AtomicU64,
+    /// PSYNC asked to continue a replication id and got a full resync.
+    pub sync_partial_err: std::sync::atomic::AtomicU64,
+    inner: Mutex<Inner>,
+    /// Signalled when an ACK arrives (WAIT).
+    acks: Condvar,
+    ack_lock: Mutex<()>,
+}
+
+impl Default for Repl {
+    fn default() -> Repl {
+        Repl {
+            active: AtomicBool::new(false),
+            offset: AtomicI64::new(0),
+            sync_full: Default::default(),
+            sync_partial_err: Default::default(),
+            inner: Mutex::new(Inner { replicas: Vec::new(), last_db: -1, replid: random_id(), pending: Vec::new() }),
+            acks: Condvar::new(),
+            ack_lock: Mutex::new(()),
+        }
+    }
+}
+
+fn random_id() -> String {
+    (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect()
+}
+
+fn encode(out: &mut Vec<u8>, args: &[Bytes]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Repl {
+    #[inline]
+    pub fn feeding(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn replid(&self) -> String {
+        self.inner.lock().replid.clone()
+    }
+
+    /// Live replicas (disconnected ones are dropped here).
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        let mut g = self.inner.lock();
+        g.replicas.retain(|r| r.alive());
+        g.replicas.clone()
+    }
+
+    pub fn is_replica(&self, client_id: u64) -> bool {
+        self.inner.lock().replicas.iter().any(|r| r.client_id == client_id && r.alive())
+    }
+
+    fn send(g: &mut Inner, offset: &AtomicI64, data: Vec<u8>) {
+        offset.fetch_add(data.len() as i64, Ordering::SeqCst);
+        let b = Bytes::from(data);
+        g.replicas.retain(|r| {
+            if let Some(buf) = r.pending.lock().as_mut() {
+                buf.extend_from_slice(&b);
+                return r.alive();
+            }
+            r.tx.send(Push::Reply(b.clone())).is_ok()
+        });
+    }
+
+    /// Append effects records (db, args) to the stream.
+    pub fn feed(&self, recs: &[super::propagate::Record]) {
+        if !self.feeding() || recs.is_empty() {
+            return;
+        }
+        let mut data = Vec::with_capacity(64);
+        let mut g = self.inner.lock();
+        for (db, args) in recs {
+            if g.last_db != *db as i64 {
+                encode(&mut data, &[Bytes::from_static(b"SELECT"), Bytes::from(db.to_string())]);
+                g.last_db = *db as i64;
+            }
+            encode(&mut data, args);
+        }
+        Self::send(&mut g, &self.offset, data);
+    }
+
+    /// Append a command that does not depend on the db (PING, REPLCONF GETACK).
+    pub fn feed_raw(&self, args: &[Bytes]) {
+        if !self.feeding() {
+            return;
+        }
+        let mut data = Vec::with_capacity(32);
+        encode(&mut data, args);
+        let mut g = self.inner.lock();
+        Self::send(&mut g, &self.offset, data);
+    }
+
+    /// Remember `REPLCONF listening-port` / `ip-address` of a client that
+    /// has not sent SYNC yet.
+    pub fn set_pending(&self, client_id: u64, port: Option<i64>, ip: Option<String>) {
+        let mut g = self.inner.lock();
+        if let Some(p) = g.pending.iter_mut().find(|p| p.0 == client_id) {
+            if port.is_some() {
+                p.1 = port;
+            }
+            if ip.is_some() {
+                p.2 = ip;
+            }
+            return;
+        }
+        // Bounded: entries of clients that never sent SYNC are dropped oldest first.
+        if g.pending.len() >= 1024 {
+            g.pending.remove(0);
+        }
+        g.pending.push((client_id, port, ip));
+    }
+
+    /// Register a replica. The caller holds the exclusive world lock, so
+    /// no write is between the data set image and the registration.
+    /// `header` gets the replid and offset (FULLRESYNC) and returns the
+    /// bytes to send first. With `payload` (an RDB image made now) the
+    /// replica is online at once; without, it waits for the background
+    /// save started with it (`rdb_done`), the stream buffered meanwhile.
+    /// Returns false if the connection is gone.
+    pub fn attach(
+        &self,
+        client_id: u64,
+        addr: &str,
+        tx: &UnboundedSender<Push>,
+        header: impl FnOnce(&str, i64) -> Vec<u8>,
+        payload: Option<&[u8]>,
+    ) -> bool {
+        let mut g = self.inner.lock();
+        if !self.active.load(Ordering::SeqCst) {
+            // First replica: Redis creates its backlog with a new replication id.
+            g.replid = random_id();
+            self.active.store(true, Ordering::SeqCst);
+        }
+        g.last_db = -1;
+        self.sync_full.fetch_add(1, Ordering::Relaxed);
+        let off = self.offset.load(Ordering::SeqCst);
+        let mut first = header(&g.replid, off);
+        if let Some(payload) = payload {
+            first.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
+            first.extend_from_slice(payload);
+        }
+        if !first.is_empty() && tx.send(Push::Reply(Bytes::from(first))).is_err() {
+            return false;
+        }
+        let (port, ip) = match g.pending.iter().position(|p| p.0 == client_id) {
+            Some(i) => {
+                let p = g.pending.remove(i);
+                (p.1, p.2)
+            }
+            None => (None, None),
+        };
+        let ip = ip.unwrap_or_else(|| peer_ip(addr));
+        g.replicas.retain(|r| r.alive());
+        g.replicas.push(Arc::new(Replica {
+            client_id,
+            tx: tx.clone(),
+            ip,
+            port: port.unwrap_or(0),
+            ack_off: AtomicI64::new(off),
+            ack_ms: AtomicI64::new(now_ms()),
+            pending: Mutex::new(if payload.is_some() { None } else { Some(Vec::new()) }),
+        }));
+        true
+    }
+
+    /// A background save ended (`snapshot::run_job`, before another can
+    /// start): replicas waiting for it get the file, then what was streamed
+    /// meanwhile; if it failed they are disconnected (they retry, as with Redis).
+    pub fn rdb_done(&self, ok: bool, path: &std::path::Path) {
+        let waiting = self.inner.lock().replicas.iter().any(|r| !r.online());
+        if !waiting {
+            return;
+        }
+        let file = if ok { std::fs::read(path).ok() } else { None };
+        let g = self.inner.lock();
+        for r in g.replicas.iter() {
+            let mut p = r.pending.lock();
+            let Some(buf) = p.take() else { continue };
+            match &file {
+                Some(rdb) => {
+                    let mut first = format!("${}\r\n", rdb.len()).into_bytes();
+                    first.extend_from_slice(rdb);
+                    let _ = r.tx.send(Push::Reply(Bytes::from(first)));
+                    if !buf.is_empty() {
+                        let _ = r.tx.send(Push::Reply(Bytes::from(buf)));
+                    }
+                    r.ack_ms.store(now_ms(), Ordering::Relaxed);
+                }
+                None => {
+                    eprintln!("ferrite: background save for replica {} failed: disconnecting it", r.client_id);
+                    let _ = r.tx.send(Push::Kill);
+                }
+            }
+        }
+    }
+
+    fn refresh_acks(&self) {
+        let v: Vec<i64> =
+            self.replicas().iter().filter(|r| r.online()).map(|r| r.ack_ms.load(Ordering::Relaxed)).collect();
+        *ACKS.lock() = v;
+    }
+
+    /// `REPLCONF ACK <offset>` from a replica connection.
+    pub fn ack(&self, client_id: u64, off: i64) {
+        let r = self.inner.lock().replicas.iter().find(|r| r.client_id == client_id).cloned();
+        if let Some(r) = r {
+            r.ack_off.fetch_max(off, Ordering::SeqCst);
+            r.ack_ms.store(now_ms(), Ordering::Relaxed);
+            {
+                let _g = self.ack_lock.lock();
+                self.acks.notify_all();
+            }
+            self.refresh_acks();
+        }
+    }
+
+    /// Online replicas whose ACK covers `off`.
+    pub fn count_acked(&self, off: i64) -> i64 {
+        self.replicas().iter().filter(|r| r.online() && r.ack_off.load(Ordering::SeqCst) >= off).count() as i64
+    }
+
+    /// WAIT: block (this worker thread, holding no lock) until `n` replicas
+    /// acknowledged `off`, the deadline passes, or `stop()` says so.
+    /// Returns the count at that point.
+    pub fn wait_acks(&self, n: i64, off: i64, deadline_ms: Option<i64>, stop: impl Fn() -> bool) -> i64 {
+        self.feed_raw(&[Bytes::from_static(b"REPLCONF"), Bytes::from_static(b"GETACK"), Bytes::from_static(b"*")]);
+        loop {
+            let c = self.count_acked(off);
+            if c >= n || stop() {
+                return c;
+            }
+            let mut step = 100i64;
+            if let Some(d) = deadline_ms {
+                let left = d - now_ms();
+                if left <= 0 {
+                    return c;
+                }
+                step = step.min(left);
+            }
+            let mut g = self.ack_lock.lock();
+            self.acks.wait_for(&mut g, std::time::Duration::from_millis(step as u64));
+        }
+    }
+}
+
+/// Unix ms of the last ACK of each online replica (of the process's
+/// server), refreshed on every ACK and every second: what
+/// `min-replicas-to-write` counts (Redis's repl_good_slaves_count).
+static ACKS: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+/// Online replicas whose last ACK is at most `max_lag` seconds old.
+pub fn good_replicas(max_lag: i64) -> i64 {
+    let now = now_ms() / 1000;
+    ACKS.lock().iter().filter(|&&t| now - t / 1000 <= max_lag).count() as i64
+}
+
+/// "1.2.3.4:5678" / "[::1]:5678" -> the ip part.
+fn peer_ip(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']').to_string()
+}
+
+/// Every second: PING the replicas once `repl-ping-replica-period` seconds
+/// passed since the last one (Redis's replicationCron).
+pub fn spawn_pinger(srv: &Arc<Server>) {
+    let weak = Arc::downgrade(srv);
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    rt.spawn(async move {
+        let mut last = now_ms();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let Some(srv) = weak.upgrade() else { break };
+            if srv.shutting_down.load(Ordering::Relaxed) {
+                break;
+            }
+            srv.repl.refresh_acks();
+            let period = crate::cmd::config::accepted_value("repl-ping-replica-period")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(10)
+                .max(1);
+            let now = now_ms();
+            if now - last >= period * 1000 {
+                last = now;
+                if !srv.repl.replicas().is_empty() {
+                    srv.repl.feed_raw(&[Bytes::from_static(b"PING")]);
+                }
+            }
+        }
+    });
+}
+
+/// The `# Replication` section of INFO for a master.
+pub fn info_section(srv: &Server, s: &mut String) {
+    use std::fmt::Write;
+    let r = &srv.repl;
+    let reps = r.replicas();
+    let off = r.offset.load(Ordering::SeqCst);
+    let active = r.feeding();
+    let now = now_ms();
+    s.push_str("# Replication\r\n");
+    let _ = write!(s, "role:master\r\nconnected_slaves:{}\r\n", reps.len());
+    for (i, rep) in reps.iter().enumerate() {
+        let _ = write!(
+            s,
+            "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
+            rep.ip,
+            rep.port,
+            if rep.online() { "online" } else { "wait_bgsave" },
+            rep.ack_off.load(Ordering::SeqCst),
+            (now - rep.ack_ms.load(Ordering::Relaxed)).max(0) / 1000
+        );
+    }
+    let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{}\r\n", r.replid());
+    s.push_str("master_replid2:0000000000000000000000000000000000000000\r\n");
+    let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:-1\r\n");
+    let _ = write!(s, "repl_backlog_active:{}\r\nrepl_backlog_size:1048576\r\n", active as u8);
+    // No backlog is kept: report Redis's values for an empty one.
+    let _ =
+        write!(s, "repl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:0\r\n", if active { off + 1 } else { 0 });
+}
