@@ -38,7 +38,7 @@ trap cleanup EXIT
 start_node() { # port
   mkdir -p "$work/$1"
   redis-server --port "$1" --bind 127.0.0.1 --dir "$work/$1" --save '' --appendonly no --daemonize no \
-    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 --cluster-allow-replica-migration no \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 30000 --cluster-allow-replica-migration no \
     --logfile "$work/$1/log" &
   pids+=($!)
 }
