@@ -588,28 +588,32 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
             c.pos += n;
             cmds.push((args, n));
         }
+        let mut ack_now = None;
         if !cmds.is_empty() {
             link.read_offset.fetch_add(cmds.iter().map(|x| x.1 as i64).sum(), Ordering::SeqCst);
-            let mut acc = None;
+            // REPLICAOF runs with the exclusive lock too: checked under it,
+            // nothing is applied after REPLICAOF NO ONE / another master.
+            let mut a = srv.store.access_all();
+            a.release_shards();
+            cx.check()?;
             for (args, n) in cmds {
                 let name = args.first().map(|a| a.to_ascii_lowercase()).unwrap_or_default();
                 match &name[..] {
                     b"" | b"ping" => {}
                     b"replconf" => {
                         if args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"getack")) {
-                            // The offset before this command (Redis updates it after).
-                            let o = off.to_string();
-                            c.send(&[b"REPLCONF", b"ACK", o.as_bytes()])?;
+                            // The offset before this command (Redis updates it after);
+                            // sent once the lock is released.
+                            ack_now = Some(off);
                         }
                     }
                     b"multi" => multi = Some(Vec::new()),
                     b"exec" => {
                         let q = multi.take().unwrap_or_default();
-                        let a = acc.get_or_insert_with(|| srv.store.access_all());
                         crate::persist::propagate::tx_begin(srv);
                         for qa in &q {
                             out.buf.clear();
-                            crate::dispatch::execute_locked(srv, &mut client, qa, &mut out, a);
+                            crate::dispatch::execute_locked(srv, &mut client, qa, &mut out, &mut a);
                             a.release_shards();
                         }
                         crate::persist::propagate::tx_end(srv);
@@ -618,9 +622,8 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                         if let Some(q) = multi.as_mut() {
                             q.push(args);
                         } else {
-                            let a = acc.get_or_insert_with(|| srv.store.access_all());
                             out.buf.clear();
-                            crate::dispatch::execute_locked(srv, &mut client, &args, &mut out, a);
+                            crate::dispatch::execute_locked(srv, &mut client, &args, &mut out, &mut a);
                             a.release_shards();
                         }
                     }
@@ -628,12 +631,13 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                 off += n as i64;
                 link.offset.store(off, Ordering::SeqCst);
             }
-            if let Some(mut a) = acc {
-                let ready = std::mem::take(&mut client.ready_keys);
-                if !ready.is_empty() {
-                    crate::dispatch::serve_blocked(srv, &mut a, ready);
-                }
+            let ready = std::mem::take(&mut client.ready_keys);
+            if !ready.is_empty() {
+                crate::dispatch::serve_blocked(srv, &mut a, ready);
             }
+        }
+        if let Some(o) = ack_now {
+            c.send(&[b"REPLCONF", b"ACK", o.to_string().as_bytes()])?;
         }
         if last_ack.elapsed() >= Duration::from_secs(1) {
             last_ack = Instant::now();

@@ -1,0 +1,337 @@
+//! Ferrite as a replica of a real `redis-server` 7.0 master (REPLICAOF):
+//! full sync in both payload forms (diskless `$EOF:` and disk-based
+//! `$<len>`), the command stream (MULTI/EXEC, EXPIRE, DEL, scripts, SELECT),
+//! offsets, `-READONLY` compared with a real Redis replica, REPLICAOF NO ONE,
+//! ROLE / INFO, and a master restarted on the same port. Every wait is
+//! bounded; all servers listen on 127.0.0.1 only.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{free_port, show, start_ferrite, start_redis, which, Conn, TempDir};
+
+fn s(r: &[u8]) -> String {
+    String::from_utf8_lossy(r).into_owned()
+}
+
+fn info_field(c: &mut Conn, field: &str) -> Option<String> {
+    let r = s(&c.cmd(&["INFO", "replication"]));
+    r.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+}
+
+/// Wait (bounded) until the replica's link is up and its offset equals the master's.
+fn wait_synced(master: &mut Conn, replica: &mut Conn, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let up = info_field(replica, "master_link_status").as_deref() == Some("up");
+        let moff = info_field(master, "master_repl_offset");
+        let roff = info_field(replica, "slave_repl_offset");
+        if up && moff.is_some() && moff == roff {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica not in sync after {secs}s: link up {up}, master offset {moff:?}, replica offset {roff:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn digest(c: &mut Conn) -> Vec<u8> {
+    c.cmd(&["DEBUG", "DIGEST"])
+}
+
+fn fill_master(m: &mut Conn) {
+    for l in [
+        "SET str hello",
+        "SET int 12345",
+        "RPUSH list a b c 1 2 3",
+        "HSET hash f1 v1 f2 v2",
+        "SADD set x y z",
+        "SADD iset 1 2 3",
+        "ZADD zset 1 a 2.5 b -3 c",
+        "XADD stream 1-1 f v",
+        "XADD stream 2-1 g w",
+        "XGROUP CREATE stream grp 0",
+        "SET ttl v PX 500000",
+        "HSET ttlhash a b",
+        "EXPIRE ttlhash 10000",
+        "PFADD hll a b c",
+        "SETBIT bits 100 1",
+        "SELECT 3",
+        "SET db3key v3",
+        "LPUSH db3list q",
+        "SELECT 0",
+    ] {
+        let r = m.line(l);
+        assert!(!r.starts_with(b"-"), "{l}: {}", show(&r));
+    }
+    // Hashtable / skiplist encodings.
+    for i in 0..300 {
+        m.cmd(&["HSET", "bighash", &format!("f{i}"), &format!("v{i}")]);
+        m.cmd(&["ZADD", "bigzset", &i.to_string(), &format!("m{i}")]);
+        m.cmd(&["SADD", "bigset", &format!("e{i}")]);
+    }
+}
+
+fn writes_after_attach(m: &mut Conn) {
+    for l in [
+        "SET after1 v",
+        "MULTI",
+        "INCR int",
+        "LPUSH list z",
+        "HDEL hash f1",
+        "EXEC",
+        "EXPIRE str 100000",
+        "DEL set",
+        "EVAL \"redis.call('set', KEYS[1], 'fromscript'); return redis.call('incr', 'int')\" 1 scripted",
+        "SELECT 3",
+        "SET db3b x",
+        "DEL db3key",
+        "SELECT 0",
+        "PERSIST ttl",
+        "ZINCRBY zset 2 a",
+        "XADD stream 3-1 h x",
+        "SET gone v PX 1",
+    ] {
+        let r = m.line(l);
+        assert!(!r.starts_with(b"-"), "{l}: {}", show(&r));
+    }
+}
+
+fn attach(replica: &mut Conn, master_port: u16) {
+    let r = replica.cmd(&["REPLICAOF", "127.0.0.1", &master_port.to_string()]);
+    assert_eq!(s(&r), "+OK\r\n");
+    let r = replica.cmd(&["REPLICAOF", "127.0.0.1", &master_port.to_string()]);
+    assert_eq!(s(&r), "+OK Already connected to specified master\r\n");
+}
+
+fn full_sync(master_args: &[&str]) {
+    let master = start_redis(master_args);
+    let fer = start_ferrite(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut r = Conn::connect(fer.port).unwrap();
+    r.line("SET stale_local_key x");
+    fill_master(&mut m);
+    attach(&mut r, master.port);
+    writes_after_attach(&mut m);
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(digest(&mut m), digest(&mut r), "DEBUG DIGEST differs after the sync");
+    assert_eq!(r.line("EXISTS stale_local_key"), b":0\r\n");
+    assert_eq!(s(&r.line("GET scripted")), "$10\r\nfromscript\r\n");
+    let pttl = s(&r.line("PTTL ttlhash"));
+    let v: i64 = pttl.trim_start_matches(':').trim().parse().unwrap();
+    assert!(v > 9_000_000 && v <= 10_000_000, "PTTL ttlhash {pttl}");
+    assert_eq!(s(&r.line("TTL ttl")), ":-1\r\n");
+    let mut r3 = Conn::connect(fer.port).unwrap();
+    r3.line("SELECT 3");
+    assert_eq!(s(&r3.line("GET db3b")), "$1\r\nx\r\n");
+    assert_eq!(s(&r3.line("EXISTS db3key")), ":0\r\n");
+    // More writes, then a WAIT on the master counts ferrite's ACK.
+    m.line("SET later 1");
+    let w = s(&m.line("WAIT 1 5000"));
+    assert_eq!(w, ":1\r\n", "WAIT on the master");
+    wait_synced(&mut m, &mut r, 10);
+    assert_eq!(digest(&mut m), digest(&mut r));
+    // ROLE slave form.
+    let role = s(&r.line("ROLE"));
+    assert_eq!(
+        role,
+        format!(
+            "*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:{}\r\n$9\r\nconnected\r\n:{}\r\n",
+            master.port,
+            info_field(&mut m, "master_repl_offset").unwrap()
+        )
+    );
+    // The master sees ferrite as an online replica on its listening port.
+    let slave0 = info_field(&mut m, "slave0").unwrap();
+    assert!(slave0.contains(&format!("port={}", fer.port)) && slave0.contains("state=online"), "{slave0}");
+    for (f, want) in [
+        ("role", "slave".to_string()),
+        ("master_host", "127.0.0.1".to_string()),
+        ("master_port", master.port.to_string()),
+        ("master_link_status", "up".to_string()),
+        ("master_sync_in_progress", "0".to_string()),
+        ("slave_read_only", "1".to_string()),
+        ("slave_priority", "100".to_string()),
+        ("replica_announced", "1".to_string()),
+        ("connected_slaves", "0".to_string()),
+        ("master_replid", info_field(&mut m, "master_replid").unwrap()),
+    ] {
+        assert_eq!(info_field(&mut r, f).as_deref(), Some(want.as_str()), "INFO field {f}");
+    }
+    let io: i64 = info_field(&mut r, "master_last_io_seconds_ago").unwrap().parse().unwrap();
+    assert!((0..=10).contains(&io));
+    assert_eq!(info_field(&mut r, "slave_read_repl_offset"), info_field(&mut r, "slave_repl_offset"));
+
+    // REPLICAOF NO ONE keeps the data and accepts writes.
+    assert_eq!(s(&r.line("REPLICAOF NO ONE")), "+OK\r\n");
+    assert_eq!(digest(&mut m), digest(&mut r));
+    assert_eq!(s(&r.line("SET after_promotion 1")), "+OK\r\n");
+    assert_eq!(info_field(&mut r, "role").as_deref(), Some("master"));
+    assert!(s(&r.line("ROLE")).starts_with("*3\r\n$6\r\nmaster\r\n"));
+    // The old master's writes no longer arrive.
+    m.line("SET after_unlink 1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s(&r.line("EXISTS after_unlink")), ":0\r\n");
+}
+
+#[test]
+fn full_sync_diskless_payload() {
+    full_sync(&["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]);
+}
+
+#[test]
+fn full_sync_disk_payload() {
+    full_sync(&["--repl-diskless-sync", "no"]);
+}
+
+/// Client writes on a read-only replica: the same replies as a real Redis replica.
+#[test]
+fn readonly_replies_as_redis() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let redis_replica = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    m.line("SET k v");
+    let mut rr = Conn::connect(redis_replica.port).unwrap();
+    let mut fr = Conn::connect(fer.port).unwrap();
+    for c in [&mut rr, &mut fr] {
+        attach(c, master.port);
+    }
+    wait_synced(&mut m, &mut rr, 30);
+    wait_synced(&mut m, &mut fr, 30);
+    let script = [
+        "SET k v2",
+        "GET k",
+        "INCR n",
+        "DEL k",
+        "PING",
+        "MULTI",
+        "SET k v3",
+        "GET k",
+        "EXEC",
+        "MULTI",
+        "GET k",
+        "EXEC",
+        "EVAL \"return 1\" 0",
+        "EVAL_RO \"return redis.call('get', KEYS[1])\" 1 k",
+        "REPLICAOF 127.0.0.1 notaport",
+        "REPLICAOF 127.0.0.1 70000",
+        "REPLICAOF 127.0.0.1 -1",
+        "SLAVEOF 127.0.0.1",
+        "CONFIG SET replica-read-only no",
+        "SET local 1",
+        "GET local",
+        "CONFIG SET replica-read-only yes",
+        "SET local 2",
+        "CONFIG SET replica-serve-stale-data no",
+        "GET k",
+        "CONFIG SET replica-serve-stale-data yes",
+    ];
+    for l in script {
+        let a = rr.line(l);
+        let b = fr.line(l);
+        assert_eq!(show(&a), show(&b), "reply to {l}");
+    }
+    // MULTI; REPLICAOF NO ONE; EXEC works on both.
+    for c in [&mut rr, &mut fr] {
+        assert_eq!(s(&c.line("MULTI")), "+OK\r\n");
+        assert_eq!(s(&c.line("REPLICAOF NO ONE")), "+QUEUED\r\n");
+        assert_eq!(s(&c.line("EXEC")), "*1\r\n+OK\r\n");
+        assert_eq!(s(&c.line("SET k mine")), "+OK\r\n");
+    }
+}
+
+/// A stale replica (link down) with replica-serve-stale-data no: MASTERDOWN,
+/// EXEC aborted, as the Redis test suite checks (unit/multi).
+#[test]
+fn masterdown_when_stale() {
+    let redis = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let dead = free_port();
+    for port in [redis.port, fer.port] {
+        let mut c = Conn::connect(port).unwrap();
+        let mut c1 = Conn::connect(port).unwrap();
+        c.line("CONFIG SET replica-serve-stale-data no");
+        c.line("SET xx 1");
+        c.line("MULTI");
+        c.line("GET xx");
+        assert_eq!(s(&c1.cmd(&["REPLICAOF", "127.0.0.1", &dead.to_string()])), "+OK\r\n");
+        let e = s(&c.line("EXEC"));
+        assert_eq!(
+            e,
+            "-EXECABORT Transaction discarded because of: MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+            "port {port}"
+        );
+        assert_eq!(
+            s(&c.line("PING")),
+            "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
+        );
+        assert!(s(&c.line("INFO replication")).contains("master_link_status:down"));
+        c.line("MULTI");
+        assert_eq!(s(&c1.line("REPLICAOF NO ONE")), "+OK\r\n");
+        c.line("GET xx");
+        assert_eq!(s(&c.line("EXEC")), "*1\r\n$1\r\n1\r\n", "port {port}");
+    }
+}
+
+fn spawn_redis_on(port: u16, dir: &TempDir) -> Child {
+    let bin = which("redis-server").expect("redis-server not found in PATH: a real Redis 7.0 is needed");
+    Command::new(bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes", "--dir"])
+        .arg(&dir.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server")
+}
+
+fn connect_wait(port: u16) -> Conn {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut c) = Conn::connect(port) {
+            if c.cmd(&["PING"]).starts_with(b"+PONG") {
+                return c;
+            }
+        }
+        assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The master is killed and restarted (empty, new data) on the same port:
+/// the replica reconnects and resynchronizes by itself.
+#[test]
+fn master_restart_resyncs() {
+    let dir = TempDir::new("replicaof-master");
+    let port = free_port();
+    let mut child = spawn_redis_on(port, &dir);
+    let mut m = connect_wait(port);
+    m.line("SET before restart");
+    let fer = start_ferrite(&[]);
+    let mut r = Conn::connect(fer.port).unwrap();
+    attach(&mut r, port);
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(s(&r.line("GET before")), "$7\r\nrestart\r\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    // The link goes down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&mut r, "master_link_status").as_deref() != Some("down") {
+        assert!(Instant::now() < deadline, "link still up after the master died");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s(&r.line("GET before")), "$7\r\nrestart\r\n", "data kept while the master is down");
+    let mut child = spawn_redis_on(port, &dir);
+    let mut m = connect_wait(port);
+    m.line("SET after restart2");
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(s(&r.line("GET after")), "$8\r\nrestart2\r\n");
+    assert_eq!(s(&r.line("EXISTS before")), ":0\r\n", "full resync replaced the data");
+    assert_eq!(digest(&mut m), digest(&mut r));
+    let _ = child.kill();
+    let _ = child.wait();
+}
