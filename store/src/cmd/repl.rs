@@ -14,8 +14,10 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "replconf", handler: replconf, lock: Lock::None },
     CmdImpl { name: "wait", handler: wait, lock: Lock::None },
     CmdImpl { name: "role", handler: role, lock: Lock::None },
-    CmdImpl { name: "replicaof", handler: replicaof, lock: Lock::None },
-    CmdImpl { name: "slaveof", handler: replicaof, lock: Lock::None },
+    // Exclusive: the link thread applies the stream under the same lock, so
+    // nothing from the old master lands after REPLICAOF returns.
+    CmdImpl { name: "replicaof", handler: replicaof, lock: Lock::All },
+    CmdImpl { name: "slaveof", handler: replicaof, lock: Lock::All },
 ];
 
 /// REPLICAOF host port | NO ONE (Redis's replicaofCommand).
