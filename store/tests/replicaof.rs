@@ -335,3 +335,35 @@ fn master_restart_resyncs() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Expiry on a replica, as Redis: a logically expired key is hidden from
+/// clients but kept until the master's DEL arrives; a real Redis replica
+/// gives the same replies.
+#[test]
+fn expired_keys_hidden_until_the_master_deletes_them() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let redis_replica = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    assert_eq!(s(&m.line("DEBUG SET-ACTIVE-EXPIRE 0")), "+OK\r\n");
+    let mut rr = Conn::connect(redis_replica.port).unwrap();
+    let mut fr = Conn::connect(fer.port).unwrap();
+    for c in [&mut rr, &mut fr] {
+        attach(c, master.port);
+    }
+    m.line("SET short v PX 100");
+    m.line("SET long v");
+    wait_synced(&mut m, &mut rr, 30);
+    wait_synced(&mut m, &mut fr, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    for l in ["GET short", "EXISTS short", "TTL short", "DBSIZE", "GET long", "DBSIZE"] {
+        assert_eq!(show(&rr.line(l)), show(&fr.line(l)), "reply to {l}");
+    }
+    assert_eq!(s(&fr.line("DBSIZE")), ":2\r\n", "the replica deletes nothing itself");
+    // The master expires it on access and propagates the DEL.
+    assert_eq!(s(&m.line("GET short")), "$-1\r\n");
+    wait_synced(&mut m, &mut rr, 30);
+    wait_synced(&mut m, &mut fr, 30);
+    assert_eq!(s(&fr.line("DBSIZE")), ":1\r\n");
+    assert_eq!(show(&rr.line("DBSIZE")), show(&fr.line("DBSIZE")));
+}

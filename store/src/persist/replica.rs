@@ -231,6 +231,22 @@ pub fn deny(
     None
 }
 
+thread_local! {
+    /// Set while the link thread applies the master's stream.
+    static APPLYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A logically expired key met by a lookup. None: not a replica (delete
+/// it as usual). Some(true): a client's command on a replica (hide it, keep
+/// it). Some(false): the master's stream (the key is still live: the
+/// master's DEL decides).
+pub fn hide_expired(srv: &Server) -> Option<bool> {
+    if !srv.repl.replica.is_replica() {
+        return None;
+    }
+    Some(!APPLYING.with(|a| a.get()))
+}
+
 fn accepted(name: &str, val: &str) -> bool {
     crate::cmd::config::accepted_value(name).is_some_and(|v| v.eq_ignore_ascii_case(val))
 }
@@ -573,6 +589,14 @@ fn parse_command(d: &[u8]) -> R<Option<(Vec<Bytes>, usize)>> {
     Ok(Some((args, p)))
 }
 
+/// Clears `APPLYING` when a batch ends (also on an early return).
+struct Reset;
+impl Drop for Reset {
+    fn drop(&mut self) {
+        APPLYING.with(|f| f.set(false));
+    }
+}
+
 /// Apply the stream until the link fails.
 fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     let srv = cx.srv;
@@ -596,6 +620,8 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
             let mut a = srv.store.access_all();
             a.release_shards();
             cx.check()?;
+            APPLYING.with(|f| f.set(true));
+            let _reset = Reset;
             for (args, n) in cmds {
                 let name = args.first().map(|a| a.to_ascii_lowercase()).unwrap_or_default();
                 match &name[..] {
