@@ -301,6 +301,7 @@ async fn background(srv: Arc<Server>) {
         // park a worker on the lock (block_in_place covers the race).
         while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed)
             && srv.pause_until(true).is_none()
+            && !srv.repl.replica.is_replica()
             && srv.scripting.running_since.load(Ordering::Acquire) == 0
         {
             let t0 = Instant::now();
