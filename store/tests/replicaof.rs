@@ -116,6 +116,9 @@ fn full_sync(master_args: &[&str]) {
     fill_master(&mut m);
     attach(&mut r, master.port);
     writes_after_attach(&mut m);
+    // `gone` (PX 1) is deleted on the master now (lazy expiry propagates its DEL).
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(s(&m.line("EXISTS gone")), ":0\r\n");
     wait_synced(&mut m, &mut r, 30);
     assert_eq!(digest(&mut m), digest(&mut r), "DEBUG DIGEST differs after the sync");
     assert_eq!(r.line("EXISTS stale_local_key"), b":0\r\n");
@@ -217,6 +220,10 @@ fn readonly_replies_as_redis() {
         "EXEC",
         "EVAL \"return 1\" 0",
         "EVAL_RO \"return redis.call('get', KEYS[1])\" 1 k",
+        "EVAL \"return redis.call('set', 'x', '1')\" 0",
+        "EVAL \"return redis.pcall('set', 'x', '1')\" 0",
+        "EVAL \"#!lua\nreturn redis.call('get', 'x')\" 0",
+        "EVAL \"#!lua flags=no-writes\nreturn redis.call('get', 'k')\" 0",
         "REPLICAOF 127.0.0.1 notaport",
         "REPLICAOF 127.0.0.1 70000",
         "REPLICAOF 127.0.0.1 -1",

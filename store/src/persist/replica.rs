@@ -247,6 +247,12 @@ pub fn hide_expired(srv: &Server) -> Option<bool> {
     Some(!APPLYING.with(|a| a.get()))
 }
 
+/// A read-only replica and the caller is not the master's stream (writes
+/// by scripts are refused with -READONLY).
+pub fn read_only(srv: &Server) -> bool {
+    hide_expired(srv) == Some(true) && accepted("replica-read-only", "yes")
+}
+
 fn accepted(name: &str, val: &str) -> bool {
     crate::cmd::config::accepted_value(name).is_some_and(|v| v.eq_ignore_ascii_case(val))
 }
