@@ -374,3 +374,48 @@ fn expired_keys_hidden_until_the_master_deletes_them() {
     assert_eq!(s(&fr.line("DBSIZE")), ":1\r\n");
     assert_eq!(show(&rr.line("DBSIZE")), show(&fr.line("DBSIZE")));
 }
+
+/// Chained: real Redis master -> ferrite -> real Redis replica. Ferrite
+/// feeds the effects of its master's stream to its own replica.
+#[test]
+fn chained_replica_of_ferrite() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let sub = start_redis(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut f = Conn::connect(fer.port).unwrap();
+    let mut r = Conn::connect(sub.port).unwrap();
+    fill_master(&mut m);
+    attach(&mut f, master.port);
+    wait_synced(&mut m, &mut f, 30);
+    // The sub-replica attaches to ferrite (a replica itself).
+    assert_eq!(s(&r.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()])), "+OK\r\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while info_field(&mut r, "master_link_status").as_deref() != Some("up") {
+        assert!(Instant::now() < deadline, "the Redis replica of ferrite never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writes_after_attach(&mut m);
+    std::thread::sleep(Duration::from_millis(20));
+    m.line("EXISTS gone");
+    wait_synced(&mut m, &mut f, 30);
+    let want = digest(&mut m);
+    assert_eq!(digest(&mut f), want);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while digest(&mut r) != want {
+        assert!(Instant::now() < deadline, "the Redis replica of ferrite did not converge");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new full sync of ferrite (another master) disconnects its replica, which resyncs.
+    let master2 = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let mut m2 = Conn::connect(master2.port).unwrap();
+    m2.line("SET other master");
+    attach(&mut f, master2.port);
+    wait_synced(&mut m2, &mut f, 30);
+    let want = digest(&mut m2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while digest(&mut r) != want {
+        assert!(Instant::now() < deadline, "the Redis replica of ferrite did not resync after ferrite's full sync");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -16,10 +16,12 @@
 //! What it knows: full resynchronization, the offsets, link states for ROLE
 //! and INFO, `-READONLY` for client writes (`replica-read-only`), and
 //! `-MASTERDOWN` with `replica-serve-stale-data no` while the link is down.
+//! Chained replicas: the effects of the applied stream are fed to ferrite's
+//! own replicas (re-encoded, with ferrite's offsets, not proxied byte for
+//! byte as Redis does); a full sync disconnects them so they resync; client
+//! commands on a replica feed nothing.
 //! What it does not know: partial resynchronization (`+CONTINUE` is treated
-//! as an error and a full sync is asked again), chained replicas (the stream
-//! received is not fed to ferrite's own replicas; nothing is fed to them
-//! while ferrite is a replica), `replicaof` in the config file / command
+//! as an error and a full sync is asked again), `replicaof` in the config file / command
 //! line, `repl-timeout`, `repl-diskless-load` (the payload is held in memory),
 //! expiry semantics of a Redis replica (ferrite's own expiry still deletes
 //! expired keys on a replica; the master's DEL that follows is then a no-op),
@@ -240,6 +242,11 @@ thread_local! {
 /// it as usual). Some(true): a client's command on a replica (hide it, keep
 /// it). Some(false): the master's stream (the key is still live: the
 /// master's DEL decides).
+/// Is this thread applying the master's stream?
+pub fn applying() -> bool {
+    APPLYING.with(|a| a.get())
+}
+
 pub fn hide_expired(srv: &Server) -> Option<bool> {
     if !srv.repl.replica.is_replica() {
         return None;
@@ -537,6 +544,11 @@ fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
     let r = super::load::load_rdb_bytes_opts(srv, rdb, false, true);
     srv.persist.loading.store(false, Ordering::SeqCst);
     drop(acc);
+    // Our own replicas now hold another data set: they reconnect and get a
+    // full resync of the new one (Redis's disconnectSlaves).
+    for rep in srv.repl.replicas() {
+        let _ = rep.tx.send(crate::client::Push::Kill);
+    }
     r.map(|_| ()).map_err(|e| Step::Fail(format!("failed loading the RDB from master: {e}")))
 }
 
@@ -694,7 +706,8 @@ pub fn info_slave(r: &super::repl::Repl, m: &Snapshot, s: &mut String) {
     let now = now_ms();
     let _ = write!(s, "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\n", m.host, m.port);
     let _ = write!(s, "master_link_status:{}\r\n", if up { "up" } else { "down" });
-    let last_io = if m.last_io_ms > 0 { (now - m.last_io_ms).max(0) / 1000 } else { -1 };
+    // -1 while there is no master client (Redis's server.master).
+    let last_io = if up && m.last_io_ms > 0 { (now - m.last_io_ms).max(0) / 1000 } else { -1 };
     let _ = write!(s, "master_last_io_seconds_ago:{last_io}\r\n");
     let _ = write!(s, "master_sync_in_progress:{}\r\n", (m.link == LinkState::Sync) as u8);
     let off = link.offset.load(Ordering::SeqCst);
