@@ -23,8 +23,9 @@
 //! What it does not know: partial resynchronization (no backlog is kept:
 //! PSYNC always answers `+FULLRESYNC`), diskless transfer, replica output
 //! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
-//! replica's buffer are unbounded), chained replication (ferrite as a
-//! replica is `replica`; nothing is fed while it is one), per-client write
+//! replica's buffer are unbounded), byte-exact chained replication (ferrite
+//! as a replica, `replica`, feeds the effects of its master's stream
+//! re-encoded), per-client write
 //! offsets (WAIT waits for the master offset
 //! at the time WAIT runs, which covers the client's own writes).
 
@@ -153,8 +154,8 @@ impl Repl {
 
     /// Append effects records (db, args) to the stream.
     pub fn feed(&self, recs: &[super::propagate::Record]) {
-        // While a replica nothing is fed (chained replicas are not supported).
-        if !self.feeding() || recs.is_empty() || self.replica.is_replica() {
+        // While a replica only the master's stream is fed (chained replicas).
+        if !self.feeding() || recs.is_empty() || (self.replica.is_replica() && !super::replica::applying()) {
             return;
         }
         let mut data = Vec::with_capacity(64);
