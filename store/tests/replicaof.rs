@@ -228,6 +228,7 @@ fn readonly_replies_as_redis() {
         "REPLICAOF 127.0.0.1 70000",
         "REPLICAOF 127.0.0.1 -1",
         "SLAVEOF 127.0.0.1",
+        "CONFIG GET replicaof",
         "CONFIG SET replica-read-only no",
         "SET local 1",
         "GET local",
