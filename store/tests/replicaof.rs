@@ -420,3 +420,42 @@ fn chained_replica_of_ferrite() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A fresh server pointed at a dead master: ROLE and the INFO replication
+/// fields are the same as Redis's.
+#[test]
+fn role_and_info_with_a_dead_master_match_redis() {
+    let redis = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let dead = free_port().to_string();
+    let mut rc = Conn::connect(redis.port).unwrap();
+    let mut fc = Conn::connect(fer.port).unwrap();
+    for c in [&mut rc, &mut fc] {
+        assert_eq!(s(&c.cmd(&["REPLICAOF", "127.0.0.1", &dead])), "+OK\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for f in [
+        "role",
+        "master_host",
+        "master_port",
+        "master_link_status",
+        "master_last_io_seconds_ago",
+        "master_sync_in_progress",
+        "slave_read_repl_offset",
+        "slave_repl_offset",
+        "master_link_down_since_seconds",
+        "slave_priority",
+        "slave_read_only",
+        "replica_announced",
+        "connected_slaves",
+        "master_repl_offset",
+    ] {
+        assert_eq!(info_field(&mut rc, f), info_field(&mut fc, f), "INFO field {f}");
+    }
+    let role = |c: &mut Conn| s(&c.line("ROLE")).replace("connecting", "connect");
+    assert_eq!(role(&mut rc), role(&mut fc));
+    for c in [&mut rc, &mut fc] {
+        assert_eq!(s(&c.line("REPLICAOF NO ONE")), "+OK\r\n");
+        assert_eq!(info_field(c, "role").as_deref(), Some("master"));
+    }
+}

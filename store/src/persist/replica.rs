@@ -159,10 +159,18 @@ pub fn set_master(srv: &Arc<Server>, host: &str, port: u16) -> bool {
         if g.master.as_ref().is_some_and(|(h, p)| h.eq_ignore_ascii_case(host) && *p == port) {
             return true;
         }
+        if g.master.is_none() {
+            // A master turning replica: its own offset until a sync (Redis
+            // caches itself as the master).
+            let off = srv.repl.offset.load(Ordering::SeqCst);
+            link.offset.store(off, Ordering::SeqCst);
+            link.read_offset.store(off, Ordering::SeqCst);
+        }
         g.master = Some((host.to_string(), port));
         g.gen += 1;
         g.link = LinkState::Connect;
-        g.down_since_ms = now_ms();
+        // -1 in INFO until a link is lost (Redis's repl_down_since).
+        g.down_since_ms = 0;
         g.last_io_ms = 0;
         g.gen
     };
