@@ -459,3 +459,31 @@ fn role_and_info_with_a_dead_master_match_redis() {
         assert_eq!(info_field(c, "role").as_deref(), Some("master"));
     }
 }
+
+/// A master with a password: `masterauth` (and `masteruser` with an ACL user).
+#[test]
+fn masterauth_and_masteruser() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0", "--requirepass", "s3cret"]);
+    let mut m = Conn::connect(master.port).unwrap();
+    assert_eq!(s(&m.line("AUTH s3cret")), "+OK\r\n");
+    m.line("ACL SETUSER repl on >replpass +@all ~*");
+    m.line("SET k v");
+    let fer = start_ferrite(&[]);
+    let mut r = Conn::connect(fer.port).unwrap();
+    // Without the password the link does not come up.
+    attach(&mut r, master.port);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(info_field(&mut r, "master_link_status").as_deref(), Some("down"));
+    assert_eq!(s(&r.line("CONFIG SET masterauth s3cret")), "+OK\r\n");
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(s(&r.line("GET k")), "$1\r\nv\r\n");
+    // With an ACL user.
+    assert_eq!(s(&r.line("REPLICAOF NO ONE")), "+OK\r\n");
+    assert_eq!(s(&r.line("CONFIG SET masteruser repl")), "+OK\r\n");
+    assert_eq!(s(&r.line("CONFIG SET masterauth replpass")), "+OK\r\n");
+    m.line("SET k2 v2");
+    attach(&mut r, master.port);
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(s(&r.line("GET k2")), "$2\r\nv2\r\n");
+    assert_eq!(digest(&mut m), digest(&mut r));
+}
