@@ -487,3 +487,35 @@ fn masterauth_and_masteruser() {
     assert_eq!(s(&r.line("GET k2")), "$2\r\nv2\r\n");
     assert_eq!(digest(&mut m), digest(&mut r));
 }
+
+/// With `appendonly yes` the replica's AOF holds the synced data set and
+/// the stream: DEBUG LOADAOF gives back the master's data.
+#[test]
+fn aof_after_sync_has_the_master_data() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&["--appendonly", "yes"]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut r = Conn::connect(fer.port).unwrap();
+    r.line("SET local_only 1");
+    fill_master(&mut m);
+    attach(&mut r, master.port);
+    writes_after_attach(&mut m);
+    std::thread::sleep(Duration::from_millis(20));
+    m.line("EXISTS gone");
+    wait_synced(&mut m, &mut r, 30);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let inf = s(&r.line("INFO persistence"));
+        if inf.contains("aof_rewrite_in_progress:0") && inf.contains("aof_rewrite_scheduled:0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "AOF rewrite did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.line("SET after_rewrite 1");
+    wait_synced(&mut m, &mut r, 30);
+    let want = digest(&mut m);
+    assert_eq!(digest(&mut r), want);
+    assert_eq!(s(&r.line("DEBUG LOADAOF")), "+OK\r\n");
+    assert_eq!(digest(&mut r), want, "DEBUG LOADAOF on the replica");
+}

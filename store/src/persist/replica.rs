@@ -11,7 +11,8 @@
 //! private client (as the AOF loader does; MULTI/EXEC are applied as one
 //! batch), counting the offset. `REPLCONF GETACK` is answered and an ACK is
 //! sent every second. When the link drops it reconnects after a second and
-//! does a full resynchronization again.
+//! does a full resynchronization again. With `appendonly yes` the AOF is
+//! rewritten after each full sync (the applied stream is appended as usual).
 //!
 //! What it knows: full resynchronization, the offsets, link states for ROLE
 //! and INFO, `-READONLY` for client writes (`replica-read-only`), and
@@ -259,7 +260,8 @@ pub fn hide_expired(srv: &Server) -> Option<bool> {
     if !srv.repl.replica.is_replica() {
         return None;
     }
-    Some(!APPLYING.with(|a| a.get()))
+    // While loading (DEBUG RELOAD / LOADAOF) every key is live, as in Redis.
+    Some(!APPLYING.with(|a| a.get()) && !srv.persist.loading.load(Ordering::Relaxed))
 }
 
 /// A read-only replica and the caller is not the master's stream (writes
@@ -551,6 +553,17 @@ fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
     srv.persist.loading.store(true, Ordering::SeqCst);
     let r = super::load::load_rdb_bytes_opts(srv, rdb, false, true);
     srv.persist.loading.store(false, Ordering::SeqCst);
+    // The AOF must describe the new data set: rewrite it now (Redis
+    // restarts the AOF after a sync), or as soon as a running one ends.
+    if r.is_ok() && srv.persist.aof.enabled() {
+        let started = match srv.persist.me.get().and_then(|w| w.upgrade()) {
+            Some(me) => super::aof::start_rewrite_locked(&me, &mut acc).is_ok(),
+            None => false,
+        };
+        if !started {
+            srv.persist.aof.rewrite_scheduled.store(true, Ordering::Relaxed);
+        }
+    }
     drop(acc);
     // Our own replicas now hold another data set: they reconnect and get a
     // full resync of the new one (Redis's disconnectSlaves).
