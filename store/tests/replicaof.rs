@@ -519,3 +519,28 @@ fn aof_after_sync_has_the_master_data() {
     assert_eq!(s(&r.line("DEBUG LOADAOF")), "+OK\r\n");
     assert_eq!(digest(&mut r), want, "DEBUG LOADAOF on the replica");
 }
+
+/// `--replicaof HOST PORT` at start-up; a bad port refuses to start.
+#[test]
+fn replicaof_at_startup() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let mut m = Conn::connect(master.port).unwrap();
+    m.line("SET boot v");
+    let port = master.port.to_string();
+    let fer = start_ferrite(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(fer.port).unwrap();
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(s(&r.line("GET boot")), "$1\r\nv\r\n");
+    assert_eq!(
+        s(&r.line("CONFIG GET replicaof")),
+        format!("*2\r\n$9\r\nreplicaof\r\n${}\r\n127.0.0.1 {port}\r\n", 10 + port.len())
+    );
+    let out = Command::new(support::ferrite_bin())
+        .args(["--port", "0", "--replicaof", "127.0.0.1", "abc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ferrite");
+    assert!(!out.status.success());
+    assert!(s(&out.stderr).contains("Invalid master port"), "{}", s(&out.stderr));
+}
