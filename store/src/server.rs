@@ -247,6 +247,11 @@ impl Server {
         let listener = TcpListener::bind((bind.as_str(), port)).await?;
         let addr = listener.local_addr()?;
         self.port.store(addr.port(), Ordering::Relaxed);
+        // `replicaof` at start-up: the link starts once our port is known.
+        let master = self.config.read().replicaof.clone();
+        if let Some((host, port)) = master {
+            crate::persist::replica::set_master(self, &host, port);
+        }
         Ok(listener)
     }
 
