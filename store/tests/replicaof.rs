@@ -278,6 +278,21 @@ fn masterdown_when_stale() {
             "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
         );
         assert!(s(&c.line("INFO replication")).contains("master_link_status:down"));
+        // Scripts declaring flags: stale-allowed only with allow-stale.
+        for l in [
+            "EVAL \"#!lua flags=no-writes\nreturn 1\" 0",
+            "EVAL \"#!lua flags=allow-stale,no-writes\nreturn 1\" 0",
+            "EVAL \"#!lua flags=allow-stale\nreturn 1\" 0",
+        ] {
+            let want = if l.contains("allow-stale,no-writes") {
+                ":1\r\n"
+            } else if l.contains("no-writes") {
+                "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
+            } else {
+                "-READONLY You can't write against a read only replica.\r\n"
+            };
+            assert_eq!(s(&c.line(l)), want, "{l} on port {port}");
+        }
         c.line("MULTI");
         assert_eq!(s(&c1.line("REPLICAOF NO ONE")), "+OK\r\n");
         c.line("GET xx");

@@ -213,8 +213,9 @@ pub fn deny(
     srv: &Server,
     meta: &CommandMeta,
     queued: Option<&[Vec<Bytes>]>,
-    script_write: bool,
+    script_flags: Option<u32>,
 ) -> Option<crate::cmd::CmdError> {
+    use crate::script::{F_ALLOW_STALE, F_NO_WRITES};
     let link = &srv.repl.replica;
     if !link.is_replica() {
         return None;
@@ -225,6 +226,9 @@ pub fn deny(
             .iter()
             .any(|a| crate::dispatch::resolve(srv, a).is_ok_and(|(_, m)| m.flags.has(want) != any_without))
     };
+    // A script declaring flags: a write unless no-writes, stale-allowed
+    // only with allow-stale (Redis's scriptFlagsToCmdFlags).
+    let script_write = script_flags.is_some_and(|f| f & F_NO_WRITES == 0);
     let write =
         meta.flags.has(Flags::WRITE) || script_write || (meta.name == "exec" && queued_flags(Flags::WRITE, false));
     if write && accepted("replica-read-only", "yes") {
@@ -232,7 +236,11 @@ pub fn deny(
     }
     let connected = link.st.lock().link == LinkState::Connected;
     if !connected && accepted("replica-serve-stale-data", "no") {
-        let denystale = !meta.flags.has(Flags::STALE) || (meta.name == "exec" && queued_flags(Flags::STALE, true));
+        let stale_ok = match script_flags {
+            Some(f) => f & F_ALLOW_STALE != 0,
+            None => meta.flags.has(Flags::STALE),
+        };
+        let denystale = !stale_ok || (meta.name == "exec" && queued_flags(Flags::STALE, true));
         if denystale {
             return Some(crate::cmd::CmdError::st(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
