@@ -207,7 +207,7 @@ fn execute_resolved(
     }
     // A replica: -READONLY for client writes, -MASTERDOWN while the link is down.
     let queued = if name == "exec" { client.multi.as_ref().map(|m| &m.queue[..]) } else { None };
-    if let Some(e) = crate::persist::replica::deny(srv, meta, queued, script_write) {
+    if let Some(e) = crate::persist::replica::deny(srv, meta, queued, script_flags) {
         if name == "exec" {
             client.multi = None;
             client.handle.multi.store(-1, Ordering::Relaxed);
