@@ -651,6 +651,13 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     let mut client = master_client(srv);
     let mut out = ferrite_resp::ReplyBuf::new(false);
     let mut multi: Option<Vec<Vec<Bytes>>> = None;
+    // The first ACK goes out at once: after a diskless transfer a Redis
+    // master starts the stream only on an ACK received once it marked us
+    // online (which can be after our load ended), so ACKs go every 100 ms
+    // for the first seconds, then every second.
+    let o = off.to_string();
+    c.send(&[b"REPLCONF", b"ACK", o.as_bytes()])?;
+    let synced_at = Instant::now();
     let mut last_ack = Instant::now();
     loop {
         // Parse what is buffered into commands.
@@ -712,7 +719,8 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
         if let Some(o) = ack_now {
             c.send(&[b"REPLCONF", b"ACK", o.to_string().as_bytes()])?;
         }
-        if last_ack.elapsed() >= Duration::from_secs(1) {
+        let every = if synced_at.elapsed() < Duration::from_secs(3) { 100 } else { 1000 };
+        if last_ack.elapsed() >= Duration::from_millis(every) {
             last_ack = Instant::now();
             let o = off.to_string();
             c.send(&[b"REPLCONF", b"ACK", o.as_bytes()])?;
