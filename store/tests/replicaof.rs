@@ -559,3 +559,23 @@ fn replicaof_at_startup() {
     assert!(!out.status.success());
     assert!(s(&out.stderr).contains("Invalid master port"), "{}", s(&out.stderr));
 }
+
+/// Ferrite replicating from a ferrite master (disk-based `$<len>` payload,
+/// ferrite's own stream, PINGs and GETACK from WAIT).
+#[test]
+fn ferrite_replica_of_ferrite() {
+    let master = start_ferrite(&[]);
+    let fer = start_ferrite(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut r = Conn::connect(fer.port).unwrap();
+    fill_master(&mut m);
+    attach(&mut r, master.port);
+    writes_after_attach(&mut m);
+    std::thread::sleep(Duration::from_millis(20));
+    m.line("EXISTS gone");
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(digest(&mut m), digest(&mut r));
+    m.line("SET w 1");
+    assert_eq!(s(&m.line("WAIT 1 5000")), ":1\r\n");
+    assert_eq!(s(&r.line("GET w")), "$1\r\n1\r\n");
+}
