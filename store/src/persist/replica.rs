@@ -1,33 +1,41 @@
 //! Ferrite as a replica: `REPLICAOF host port` / `REPLICAOF NO ONE`.
 //!
 //! A link thread (one per `REPLICAOF`, a plain OS thread with blocking
-//! socket I/O and short read timeouts, so no lock is ever held across an
+//! socket I/O and 100 ms read timeouts, so no lock is ever held across an
 //! await) connects to the master, does the handshake (PING, AUTH with
 //! `masterauth`/`masteruser`, `REPLCONF listening-port`, `REPLCONF capa eof
 //! capa psync2`, `PSYNC ? -1`), reads the RDB payload in memory (both the
 //! `$<len>` and the diskless `$EOF:<mark>` forms), empties every database
 //! and the function libraries and loads it, then applies the command stream
-//! with the exclusive world lock through `dispatch::execute_locked` and a
-//! private client (as the AOF loader does; MULTI/EXEC are applied as one
-//! batch), counting the offset. `REPLCONF GETACK` is answered and an ACK is
-//! sent every second. When the link drops it reconnects after a second and
-//! does a full resynchronization again. With `appendonly yes` the AOF is
-//! rewritten after each full sync (the applied stream is appended as usual).
+//! under the exclusive world lock through `dispatch::execute_locked` and a
+//! private client (as the AOF loader does; MULTI/EXEC applied as one
+//! batch), counting the offset. `REPLCONF GETACK` is answered; ACKs go at
+//! once after the sync, every 100 ms for 3 s, then every second. When the
+//! link drops (or nothing is read for 60 s) it reconnects after a second
+//! and does a full resynchronization again. REPLICAOF takes the exclusive
+//! lock too, so nothing from an old master is applied after it returns.
+//! With `appendonly yes` the AOF is rewritten after each full sync. Start-up
+//! `--replicaof HOST PORT` (config.rs) starts the link once the port is bound.
 //!
-//! What it knows: full resynchronization, the offsets, link states for ROLE
-//! and INFO, `-READONLY` for client writes (`replica-read-only`), and
-//! `-MASTERDOWN` with `replica-serve-stale-data no` while the link is down.
+//! What it knows: full resynchronization, offsets, link states for ROLE and
+//! INFO, `-READONLY` for client writes and script writes
+//! (`replica-read-only`), `-MASTERDOWN` with `replica-serve-stale-data no`
+//! while the link is down (script `allow-stale` flag honoured at the call,
+//! not inside the script), Redis's replica expiry (no active expiry; an
+//! expired key is hidden from clients, kept, and live for the master's
+//! stream until the master's DEL; everything live while loading).
 //! Chained replicas: the effects of the applied stream are fed to ferrite's
-//! own replicas (re-encoded, with ferrite's offsets, not proxied byte for
+//! own replicas (re-encoded with ferrite's offsets, not proxied byte for
 //! byte as Redis does); a full sync disconnects them so they resync; client
 //! commands on a replica feed nothing.
 //! What it does not know: partial resynchronization (`+CONTINUE` is treated
-//! as an error and a full sync is asked again), `replicaof` in the config file / command
-//! line, `repl-timeout`, `repl-diskless-load` (the payload is held in memory),
-//! expiry semantics of a Redis replica (ferrite's own expiry still deletes
-//! expired keys on a replica; the master's DEL that follows is then a no-op),
-//! writes by scripts on a read-only replica (refused only when the script
-//! declares itself a writer by flags).
+//! as an error and a full sync is asked again), `repl-timeout` (fixed 60 s),
+//! `repl-diskless-load` (the payload is always held in memory), the
+//! `master_sync_*` progress fields of INFO, unblocking blocked clients with
+//! `-UNBLOCKED` on REPLICAOF, the master client in CLIENT LIST, keys already
+//! expired in the master's RDB (the loader drops them; the master's DEL is
+//! then a no-op), `replica-ignore-maxmemory` (the stream is never evicted
+//! for, but ferrite's own eviction still runs on a replica).
 
 use crate::server::{now_ms, Server};
 use bytes::Bytes;
