@@ -579,3 +579,88 @@ fn ferrite_replica_of_ferrite() {
     assert_eq!(s(&m.line("WAIT 1 5000")), ":1\r\n");
     assert_eq!(s(&r.line("GET w")), "$1\r\n1\r\n");
 }
+
+/// A peer that is not a well-behaved master (bad replies, truncated or
+/// corrupt payloads, garbage in the stream): ferrite never panics, keeps
+/// serving, and keeps retrying. The peer is a plain socket script, one
+/// behaviour per connection (ferrite reconnects every second).
+#[test]
+fn bad_master_input_never_breaks_the_replica() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let empty_rdb: Vec<u8> = [&b"REDIS0009\xff"[..], &[0u8; 8]].concat();
+    let with_len = |p: &[u8]| [format!("${}\r\n", p.len()).as_bytes(), p].concat();
+    // What the peer sends after reading PSYNC (earlier commands get +OK / +PONG).
+    let cases: Vec<Vec<u8>> = vec![
+        b"-ERR no\r\n".to_vec(),
+        b"+FULLRESYNC abc notanumber\r\n".to_vec(),
+        b"+FULLRESYNC abc 0\r\n$abc\r\n".to_vec(),
+        b"+FULLRESYNC abc 0\r\n$100\r\nREDIS".to_vec(),
+        b"+FULLRESYNC abc 0\r\n$9\r\nREDIS0009".to_vec(),
+        b"+FULLRESYNC abc 0\r\n$EOF:short\r\n".to_vec(),
+        [&b"+FULLRESYNC abc 0\r\n"[..], &with_len(b"NOTREDIS0")].concat(),
+        [&b"+FULLRESYNC abc 0\r\n"[..], &with_len(&empty_rdb), b"*1\r\n$99999999999\r\n"].concat(),
+        [&b"+FULLRESYNC abc 0\r\n"[..], &with_len(&empty_rdb), b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n*x\r\n"].concat(),
+        [&b"+FULLRESYNC abc 0\r\n"[..], &with_len(&empty_rdb), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"].concat(),
+    ];
+    let n = cases.len();
+    let peer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut served = 0;
+        while served < n && Instant::now() < deadline {
+            let (mut sock, _) = match listener.accept() {
+                Ok(x) => x,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            sock.set_nonblocking(false).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Answer each command until PSYNC, then the case's bytes.
+            let mut answered = 0;
+            loop {
+                let Ok(k) = sock.read(&mut buf) else { break };
+                if k == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..k]);
+                let cmds = got.windows(1).filter(|w| w[0] == b'*').count();
+                let psync = got.windows(11).any(|w| w == b"$5\r\nPSYNC\r\n");
+                while answered < cmds - usize::from(psync) {
+                    let _ = sock.write_all(if answered == 0 { b"+PONG\r\n" } else { b"+OK\r\n" });
+                    answered += 1;
+                }
+                if psync {
+                    let _ = sock.write_all(&cases[served]);
+                    std::thread::sleep(Duration::from_millis(200));
+                    break;
+                }
+            }
+            served += 1;
+        }
+        served
+    });
+    let fer = start_ferrite(&[]);
+    let mut r = Conn::connect(fer.port).unwrap();
+    attach(&mut r, port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !peer.is_finished() {
+        assert_eq!(s(&r.line("PING")), "+PONG\r\n");
+        assert!(Instant::now() < deadline, "the scripted peer did not see all its connections");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(peer.join().unwrap(), n, "ferrite stopped reconnecting");
+    // The last case was a valid empty RDB and one SET.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s(&r.line("GET k")) != "$1\r\nv\r\n" {
+        assert!(Instant::now() < deadline, "the well-formed case was not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s(&r.line("PING")), "+PONG\r\n");
+    assert_eq!(s(&r.line("REPLICAOF NO ONE")), "+OK\r\n");
+}
