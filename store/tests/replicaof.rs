@@ -623,8 +623,7 @@ fn bad_master_input_never_breaks_the_replica() {
             let mut buf = [0u8; 4096];
             // Answer each command until PSYNC, then the case's bytes.
             let mut answered = 0;
-            loop {
-                let Ok(k) = sock.read(&mut buf) else { break };
+            while let Ok(k) = sock.read(&mut buf) {
                 if k == 0 {
                     break;
                 }
