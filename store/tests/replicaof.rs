@@ -663,3 +663,34 @@ fn bad_master_input_never_breaks_the_replica() {
     assert_eq!(s(&r.line("PING")), "+PONG\r\n");
     assert_eq!(s(&r.line("REPLICAOF NO ONE")), "+OK\r\n");
 }
+
+/// While the RDB is being transferred: ROLE `sync`, INFO
+/// `master_sync_in_progress:1` and the `master_sync_*` fields (a slowed
+/// master: `rdb-key-save-delay`).
+#[test]
+fn sync_in_progress_fields() {
+    let master = start_redis(&["--repl-diskless-sync", "no", "--rdb-key-save-delay", "200000"]);
+    let mut m = Conn::connect(master.port).unwrap();
+    for i in 0..10 {
+        m.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    let fer = start_ferrite(&[]);
+    let mut r = Conn::connect(fer.port).unwrap();
+    attach(&mut r, master.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Disk-based: the payload is sent once the (slow) save ends; until then
+    // the replica waits for it after +FULLRESYNC.
+    while info_field(&mut r, "master_sync_in_progress").as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "never saw the sync in progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s(&r.line("ROLE")).contains("$4\r\nsync\r\n"));
+    for f in ["master_sync_total_bytes", "master_sync_read_bytes", "master_sync_left_bytes", "master_sync_perc"] {
+        assert!(info_field(&mut r, f).is_some(), "INFO field {f} during the transfer");
+    }
+    assert_eq!(info_field(&mut r, "master_link_status").as_deref(), Some("down"));
+    m.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(info_field(&mut r, "master_sync_total_bytes"), None);
+    assert_eq!(digest(&mut m), digest(&mut r));
+}

@@ -18,10 +18,10 @@
 //! `--replicaof HOST PORT` (config.rs) starts the link once the port is bound.
 //!
 //! What it knows: full resynchronization, offsets, link states for ROLE and
-//! INFO, `-READONLY` for client writes and script writes
-//! (`replica-read-only`), `-MASTERDOWN` with `replica-serve-stale-data no`
-//! while the link is down (script `allow-stale` flag honoured at the call,
-//! not inside the script), Redis's replica expiry (no active expiry; an
+//! INFO (with the `master_sync_*` transfer fields), `-READONLY` for client
+//! writes and script writes (`replica-read-only`), `-MASTERDOWN` with
+//! `replica-serve-stale-data no` while the link is down (script
+//! `allow-stale` flag honoured at the call, not inside the script), Redis's replica expiry (no active expiry; an
 //! expired key is hidden from clients, kept, and live for the master's
 //! stream until the master's DEL; everything live while loading).
 //! Chained replicas: the effects of the applied stream are fed to ferrite's
@@ -30,8 +30,7 @@
 //! commands on a replica feed nothing.
 //! What it does not know: partial resynchronization (`+CONTINUE` is treated
 //! as an error and a full sync is asked again), `repl-timeout` (fixed 60 s),
-//! `repl-diskless-load` (the payload is always held in memory), the
-//! `master_sync_*` progress fields of INFO, unblocking blocked clients with
+//! `repl-diskless-load` (the payload is always held in memory), unblocking blocked clients with
 //! `-UNBLOCKED` on REPLICAOF, the master client in CLIENT LIST, keys already
 //! expired in the master's RDB (the loader drops them; the master's DEL is
 //! then a no-op), `replica-ignore-maxmemory` (the stream is never evicted
@@ -89,6 +88,9 @@ pub struct ReplicaLink {
     pub offset: AtomicI64,
     /// Offset of the stream read (`slave_read_repl_offset`).
     pub read_offset: AtomicI64,
+    /// RDB transfer progress: size (-1 for the `$EOF:` form) and bytes read.
+    sync_total: AtomicI64,
+    sync_read: AtomicI64,
     st: Mutex<State>,
 }
 
@@ -98,6 +100,8 @@ impl Default for ReplicaLink {
             active: AtomicBool::new(false),
             offset: AtomicI64::new(-1),
             read_offset: AtomicI64::new(-1),
+            sync_total: AtomicI64::new(0),
+            sync_read: AtomicI64::new(0),
             st: Mutex::new(State {
                 master: None,
                 gen: 0,
@@ -484,6 +488,9 @@ fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
     let mut it = rest.split(' ');
     let replid = it.next().unwrap_or("").to_string();
     let off: i64 = it.next().and_then(|o| o.parse().ok()).ok_or_else(|| Step::Fail("bad FULLRESYNC".into()))?;
+    // Unknown size until the payload's first line (Redis's -1).
+    link.sync_total.store(-1, Ordering::Relaxed);
+    link.sync_read.store(0, Ordering::Relaxed);
     link.set_link(cx.gen, LinkState::Sync);
     let rdb = read_payload(cx, &mut c)?;
     load(cx, &rdb)?;
@@ -510,7 +517,10 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
     }
     let mut data = Vec::new();
     let mut last = Instant::now();
+    let link = &cx.srv.repl.replica;
+    link.sync_read.store(0, Ordering::Relaxed);
     if let Some(mark) = head.strip_prefix(b"$EOF:") {
+        link.sync_total.store(-1, Ordering::Relaxed);
         if mark.len() != 40 {
             return fail("bad EOF mark from master");
         }
@@ -519,6 +529,7 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
             let a = c.avail();
             data.extend_from_slice(a);
             c.pos = c.buf.len();
+            link.sync_read.store(data.len() as i64, Ordering::Relaxed);
             if data.len() >= 40 && data[data.len() - 40..] == mark[..] {
                 data.truncate(data.len() - 40);
                 return Ok(data);
@@ -536,10 +547,12 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
         .ok_or_else(|| Step::Fail("bad RDB length from master".into()))?;
     // Grown as bytes arrive: a bogus length costs nothing up front.
     data.reserve(len.min(64 << 20));
+    link.sync_total.store(len as i64, Ordering::Relaxed);
     while data.len() < len {
         let take = (len - data.len()).min(c.avail().len());
         data.extend_from_slice(&c.avail()[..take]);
         c.pos += take;
+        link.sync_read.store(data.len() as i64, Ordering::Relaxed);
         if data.len() >= len {
             break;
         }
@@ -764,6 +777,17 @@ pub fn info_slave(r: &super::repl::Repl, m: &Snapshot, s: &mut String) {
         if roff < 0 { 1 } else { roff },
         if off < 0 { 1 } else { off }
     );
+    if m.link == LinkState::Sync {
+        let total = link.sync_total.load(Ordering::Relaxed);
+        let read = link.sync_read.load(Ordering::Relaxed);
+        let perc = if total != 0 { read as f64 / total as f64 * 100.0 } else { 0.0 };
+        let io = if m.last_io_ms > 0 { (now - m.last_io_ms).max(0) / 1000 } else { 0 };
+        let _ = write!(
+            s,
+            "master_sync_total_bytes:{total}\r\nmaster_sync_read_bytes:{read}\r\nmaster_sync_left_bytes:{}\r\nmaster_sync_perc:{perc:.2}\r\nmaster_sync_last_io_seconds_ago:{io}\r\n",
+            total - read
+        );
+    }
     if !up {
         let since = if m.down_since_ms > 0 { (now - m.down_since_ms).max(0) / 1000 } else { -1 };
         let _ = write!(s, "master_link_down_since_seconds:{since}\r\n");
