@@ -23,7 +23,8 @@
 //! `replica-serve-stale-data no` while the link is down (script
 //! `allow-stale` flag honoured at the call, not inside the script), Redis's replica expiry (no active expiry; an
 //! expired key is hidden from clients, kept, and live for the master's
-//! stream until the master's DEL; everything live while loading).
+//! stream until the master's DEL; everything live while loading; keys
+//! already expired in an RDB are loaded, not dropped).
 //! Chained replicas: the effects of the applied stream are fed to ferrite's
 //! own replicas (re-encoded with ferrite's offsets, not proxied byte for
 //! byte as Redis does); a full sync disconnects them so they resync; client
@@ -31,9 +32,8 @@
 //! What it does not know: partial resynchronization (`+CONTINUE` is treated
 //! as an error and a full sync is asked again), `repl-timeout` (fixed 60 s),
 //! `repl-diskless-load` (the payload is always held in memory), unblocking blocked clients with
-//! `-UNBLOCKED` on REPLICAOF, the master client in CLIENT LIST, keys already
-//! expired in the master's RDB (the loader drops them; the master's DEL is
-//! then a no-op), `replica-ignore-maxmemory` (the stream is never evicted
+//! `-UNBLOCKED` on REPLICAOF, the master client in CLIENT LIST,
+//! `replica-ignore-maxmemory` (the stream is never evicted
 //! for, but ferrite's own eviction still runs on a replica).
 
 use crate::server::{now_ms, Server};
