@@ -63,6 +63,10 @@ fn sync(cx: &mut Cx) -> CmdResult {
     }
     let srv = cx.srv;
     let id = cx.client.id;
+    // A replica serves SYNC only while its own link is up (Redis).
+    if srv.repl.replica.snapshot().is_some_and(|m| m.link != crate::persist::replica::LinkState::Connected) {
+        return Err(CmdError::st("NOMASTERLINK Can't SYNC while not connected with my master"));
+    }
     if srv.repl.is_replica(id) {
         // Already a replica: ignored, as Redis.
         return Ok(());
