@@ -712,3 +712,36 @@ fn sync_in_progress_fields() {
     assert_eq!(info_field(&mut r, "master_sync_total_bytes"), None);
     assert_eq!(digest(&mut m), digest(&mut r));
 }
+
+fn stat(c: &mut Conn, field: &str) -> i64 {
+    let r = s(&c.cmd(&["INFO", "stats"]));
+    r.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).and_then(|v| v.trim().parse().ok())).unwrap_or(-1)
+}
+
+/// The link is killed by the master (CLIENT KILL TYPE replica) and writes
+/// (one a transaction) happen meanwhile: the replica continues with
+/// `+CONTINUE` (no new full sync) and ends with the master's data.
+#[test]
+fn partial_resync_after_a_lost_link() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut r = Conn::connect(fer.port).unwrap();
+    fill_master(&mut m);
+    attach(&mut r, master.port);
+    wait_synced(&mut m, &mut r, 30);
+    assert_eq!(stat(&mut m, "sync_full"), 1);
+    for round in 0..3 {
+        assert_eq!(s(&m.line("CLIENT KILL TYPE replica")), ":1\r\n");
+        // Writes while the replica is away are in the master's backlog.
+        m.line(&format!("SET away{round} v"));
+        m.line("MULTI");
+        m.line("INCR int");
+        m.line(&format!("LPUSH list r{round}"));
+        m.line("EXEC");
+        wait_synced(&mut m, &mut r, 30);
+        assert_eq!(digest(&mut m), digest(&mut r), "round {round}");
+    }
+    assert_eq!(stat(&mut m, "sync_full"), 1, "no new full sync");
+    assert!(stat(&mut m, "sync_partial_ok") >= 3, "partial syncs: {}", stat(&mut m, "sync_partial_ok"));
+}

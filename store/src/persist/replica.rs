@@ -1,40 +1,42 @@
 //! Ferrite as a replica: `REPLICAOF host port` / `REPLICAOF NO ONE`.
 //!
-//! A link thread (one per `REPLICAOF`, a plain OS thread with blocking
-//! socket I/O and 100 ms read timeouts, so no lock is ever held across an
-//! await) connects to the master, does the handshake (PING, AUTH with
+//! A link thread (one per `REPLICAOF`, a plain OS thread with blocking socket
+//! I/O and 100 ms read timeouts, so no lock is ever held across an await)
+//! connects to the master, does the handshake (PING, AUTH with
 //! `masterauth`/`masteruser`, `REPLCONF listening-port`, `REPLCONF capa eof
 //! capa psync2`, `PSYNC ? -1`), reads the RDB payload in memory (both the
-//! `$<len>` and the diskless `$EOF:<mark>` forms), empties every database
-//! and the function libraries and loads it, then applies the command stream
-//! under the exclusive world lock through `dispatch::execute_locked` and a
-//! private client (as the AOF loader does; MULTI/EXEC applied as one
-//! batch), counting the offset. `REPLCONF GETACK` is answered; ACKs go at
-//! once after the sync, every 100 ms for 3 s, then every second. When the
-//! link drops (or nothing is read for 60 s) it reconnects after a second
-//! and does a full resynchronization again. REPLICAOF takes the exclusive
-//! lock too, so nothing from an old master is applied after it returns.
-//! With `appendonly yes` the AOF is rewritten after each full sync. Start-up
-//! `--replicaof HOST PORT` (config.rs) starts the link once the port is bound.
+//! `$<len>` and the diskless `$EOF:<mark>` forms), empties every database and
+//! the function libraries and loads it, then applies the command stream under
+//! the exclusive world lock through `dispatch::execute_locked` and a private
+//! client (as the AOF loader does; MULTI/EXEC applied as one batch), counting
+//! the offset. `REPLCONF GETACK` is answered; ACKs go at once after the sync,
+//! every 100 ms for 3 s, then every second. When the link drops (or nothing
+//! is read for 60 s) it reconnects after a second and asks to continue
+//! (below). REPLICAOF takes the exclusive lock too, so nothing from an old
+//! master is applied after it returns. With `appendonly yes` the AOF is
+//! rewritten after each full sync. Start-up `--replicaof HOST PORT`
+//! (config.rs) starts the link once the port is bound.
 //!
-//! What it knows: full resynchronization, offsets, link states for ROLE and
-//! INFO (with the `master_sync_*` transfer fields), `-READONLY` for client
-//! writes and script writes (`replica-read-only`), `-MASTERDOWN` with
-//! `replica-serve-stale-data no` while the link is down (script
-//! `allow-stale` flag honoured at the call, not inside the script), Redis's replica expiry (no active expiry; an
-//! expired key is hidden from clients, kept, and live for the master's
-//! stream until the master's DEL; everything live while loading; keys
-//! already expired in an RDB are loaded, not dropped).
+//! What it knows: full and partial resynchronization, offsets, link states
+//! for ROLE and INFO (with the `master_sync_*` transfer fields), `-READONLY`
+//! for client writes and script writes (`replica-read-only`), `-MASTERDOWN`
+//! with `replica-serve-stale-data no` while the link is down (script
+//! `allow-stale` flag honoured at the call, not inside the script), Redis's
+//! replica expiry (no active expiry; an expired key is hidden from clients,
+//! kept, and live for the master's stream until the master's DEL; everything
+//! live while loading; keys already expired in an RDB are loaded, not
+//! dropped).
 //! Chained replicas: the effects of the applied stream are fed to ferrite's
-//! own replicas (re-encoded with ferrite's offsets, not proxied byte for
-//! byte as Redis does); a full sync disconnects them so they resync; client
+//! own replicas (re-encoded with ferrite's offsets, not proxied byte for byte
+//! as Redis does); a full sync disconnects them so they resync; client
 //! commands on a replica feed nothing.
-//! What it does not know: partial resynchronization (`+CONTINUE` is treated
-//! as an error and a full sync is asked again), `repl-timeout` (fixed 60 s),
-//! `repl-diskless-load` (the payload is always held in memory), unblocking blocked clients with
+//! A lost link asks to continue (`PSYNC <replid> <offset+1>`): `+CONTINUE`
+//! resumes the stream without a new payload, otherwise a full sync.
+//! What it does not know: `repl-timeout` (fixed 60 s), `repl-diskless-load`
+//! (the payload is always held in memory), unblocking blocked clients with
 //! `-UNBLOCKED` on REPLICAOF, the master client in CLIENT LIST,
-//! `replica-ignore-maxmemory` (the stream is never evicted
-//! for, but ferrite's own eviction still runs on a replica).
+//! `replica-ignore-maxmemory` (the stream is never evicted for, but ferrite's
+//! own eviction still runs on a replica).
 
 use crate::server::{now_ms, Server};
 use bytes::Bytes;
@@ -403,6 +405,9 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
+    // (master replid, applied offset) of the last link that reached the
+    // stream: the next connection asks to continue from there.
+    let mut cached: Option<(String, i64)> = None;
     loop {
         {
             let Some(srv) = weak.upgrade() else { return };
@@ -410,11 +415,15 @@ fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
             if cx.check().is_err() {
                 return;
             }
-            match session(&cx, &host, port) {
+            match session(&cx, &host, port, cached.clone()) {
                 Err(Step::Stop) => return,
                 Err(Step::Fail(m)) => {
                     eprintln!("ferrite: replication link with {host}:{port}: {m}");
-                    cx.srv.repl.replica.set_link(gen, LinkState::Connect);
+                    let link = &cx.srv.repl.replica;
+                    if let Some(snap) = link.snapshot().filter(|m| m.link == LinkState::Connected) {
+                        cached = Some((snap.master_replid, link.offset.load(Ordering::SeqCst)));
+                    }
+                    link.set_link(gen, LinkState::Connect);
                 }
                 Ok(()) => {}
             }
@@ -435,8 +444,9 @@ fn is_err(l: &[u8]) -> bool {
     l.first() == Some(&b'-')
 }
 
-/// One connection: handshake, full sync, stream until it fails.
-fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
+/// One connection: handshake, partial (`+CONTINUE`) or full sync, stream
+/// until it fails.
+fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<()> {
     let link = &cx.srv.repl.replica;
     if !link.set_link(cx.gen, LinkState::Connecting) {
         return Err(Step::Stop);
@@ -480,7 +490,26 @@ fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
         eprintln!("ferrite: (non critical) master does not understand REPLCONF listening-port");
     }
     let _ = c.cmd(cx, &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
-    let r = c.cmd(cx, &[b"PSYNC", b"?", b"-1"])?;
+    let r = match &cached {
+        Some((id, off)) => c.cmd(cx, &[b"PSYNC", id.as_bytes(), (off + 1).to_string().as_bytes()])?,
+        None => c.cmd(cx, &[b"PSYNC", b"?", b"-1"])?,
+    };
+    if let (Some(rest), Some((id, off))) = (r.strip_prefix(b"+CONTINUE"), cached) {
+        // Partial resynchronization: the stream goes on from our offset
+        // (a new replication id may follow, psync2).
+        let new_id = String::from_utf8_lossy(rest).trim().to_string();
+        link.read_offset.store(off, Ordering::SeqCst);
+        {
+            let mut g = link.st.lock();
+            if g.gen != cx.gen {
+                return Err(Step::Stop);
+            }
+            g.master_replid = if new_id.is_empty() { id } else { new_id };
+            g.link = LinkState::Connected;
+            g.last_io_ms = now_ms();
+        }
+        return stream(cx, &mut c, off);
+    }
     let Some(rest) = r.strip_prefix(b"+FULLRESYNC ") else {
         return fail(format!("unexpected reply to PSYNC from master: {}", String::from_utf8_lossy(&r)));
     };
@@ -672,6 +701,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     let mut client = master_client(srv);
     let mut out = ferrite_resp::ReplyBuf::new(false);
     let mut multi: Option<Vec<Vec<Bytes>>> = None;
+    let mut in_multi = 0i64;
     // The first ACK goes out at once: after a diskless transfer a Redis
     // master starts the stream only on an ACK received once it marked us
     // online (which can be after our load ended), so ACKs go every 100 ms
@@ -729,7 +759,14 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                         }
                     }
                 }
-                off += n as i64;
+                // Inside MULTI the offset stays at the transaction's start
+                // until EXEC (Redis): a link lost mid-transaction resumes there.
+                if multi.is_some() {
+                    in_multi += n as i64;
+                } else {
+                    off += in_multi + n as i64;
+                    in_multi = 0;
+                }
                 link.offset.store(off, Ordering::SeqCst);
             }
             let ready = std::mem::take(&mut client.ready_keys);
