@@ -229,6 +229,8 @@ fn readonly_replies_as_redis() {
         "REPLICAOF 127.0.0.1 -1",
         "SLAVEOF 127.0.0.1",
         "CONFIG GET replicaof",
+        "WAIT 0 0",
+        "WAIT 1 10",
         "CONFIG SET replica-read-only no",
         "SET local 1",
         "GET local",
