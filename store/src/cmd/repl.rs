@@ -187,6 +187,11 @@ fn wait(cx: &mut Cx) -> CmdResult {
         return Err(CmdError::err("timeout is negative"));
     }
     let repl = &cx.srv.repl;
+    if repl.replica.is_replica() {
+        return Err(CmdError::err(
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        ));
+    }
     let off = repl.offset.load(Ordering::SeqCst);
     let acked = repl.count_acked(off);
     let in_script = crate::script::vm::in_script();
