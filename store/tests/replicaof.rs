@@ -267,10 +267,16 @@ fn readonly_replies_as_redis() {
         "GET k",
         "CONFIG SET replica-serve-stale-data yes",
     ];
-    for l in script {
-        let a = rr.line(l);
-        let b = fr.line(l);
-        assert_eq!(show(&a), show(&b), "reply to {l}");
+    for resp in [2, 3] {
+        if resp == 3 {
+            rr.line("HELLO 3");
+            fr.line("HELLO 3");
+        }
+        for l in script {
+            let a = rr.line(l);
+            let b = fr.line(l);
+            assert_eq!(show(&a), show(&b), "reply to {l} (RESP{resp})");
+        }
     }
     // MULTI; REPLICAOF NO ONE; EXEC works on both.
     for c in [&mut rr, &mut fr] {
