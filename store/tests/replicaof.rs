@@ -780,3 +780,33 @@ fn partial_resync_after_a_lost_link() {
     assert_eq!(stat(&mut m, "sync_full"), 1, "no new full sync");
     assert!(stat(&mut m, "sync_partial_ok") >= 3, "partial syncs: {}", stat(&mut m, "sync_partial_ok"));
 }
+
+/// Clients blocked on keys get -UNBLOCKED when the server becomes a replica
+/// (as Redis; Redis then closes their connection, ferrite does not).
+#[test]
+fn blocked_clients_unblocked_by_replicaof() {
+    let redis = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let dead = free_port().to_string();
+    let mut replies = Vec::new();
+    for port in [redis.port, fer.port] {
+        let mut b = Conn::connect(port).unwrap();
+        let mut c = Conn::connect(port).unwrap();
+        b.send(&["BLPOP", "nolist", "10"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !s(&c.line("INFO clients")).contains("blocked_clients:1") {
+            assert!(Instant::now() < deadline, "BLPOP did not block on port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(s(&c.cmd(&["REPLICAOF", "127.0.0.1", &dead])), "+OK\r\n");
+        replies.push(s(&b.read_reply()));
+        // (Redis also closes that connection; ferrite keeps it open.)
+        assert!(s(&c.line("INFO clients")).contains("blocked_clients:0"));
+        assert_eq!(s(&c.line("REPLICAOF NO ONE")), "+OK\r\n");
+    }
+    assert_eq!(
+        replies[0],
+        "-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n"
+    );
+    assert_eq!(replies[0], replies[1]);
+}

@@ -14,7 +14,9 @@
 //! is read for 60 s) it reconnects after a second and asks to continue
 //! (below). REPLICAOF takes the exclusive lock too, so nothing from an old
 //! master is applied after it returns. With `appendonly yes` the AOF is
-//! rewritten after each full sync. Start-up `--replicaof HOST PORT`
+//! rewritten after each full sync. Clients blocked on keys get `-UNBLOCKED`
+//! when REPLICAOF makes ferrite a replica (Redis also closes their
+//! connections; ferrite keeps them). Start-up `--replicaof HOST PORT`
 //! (config.rs) starts the link once the port is bound.
 //!
 //! What it knows: full and partial resynchronization, offsets, link states
@@ -33,8 +35,7 @@
 //! A lost link asks to continue (`PSYNC <replid> <offset+1>`): `+CONTINUE`
 //! resumes the stream without a new payload, otherwise a full sync.
 //! What it does not know: `repl-timeout` (fixed 60 s), `repl-diskless-load`
-//! (the payload is always held in memory), unblocking blocked clients with
-//! `-UNBLOCKED` on REPLICAOF, the master client in CLIENT LIST,
+//! (the payload is always held in memory), the master client in CLIENT LIST,
 //! `replica-ignore-maxmemory` (the stream is never evicted for, but ferrite's
 //! own eviction still runs on a replica).
 
@@ -190,6 +191,7 @@ pub fn set_master(srv: &Arc<Server>, host: &str, port: u16) -> bool {
         g.gen
     };
     link.active.store(true, Ordering::SeqCst);
+    unblock_all(srv);
     let weak = Arc::downgrade(srv);
     let host = host.to_string();
     let r = std::thread::Builder::new().name("ferrite-replica".into()).spawn(move || run(weak, gen, host, port));
@@ -197,6 +199,27 @@ pub fn set_master(srv: &Arc<Server>, host: &str, port: u16) -> bool {
         eprintln!("ferrite: can't start the replication thread: {e}");
     }
     false
+}
+
+/// Clients blocked on keys get an error (Redis's disconnectAllBlockedClients):
+/// on a replica they could only be served by the master's writes.
+fn unblock_all(srv: &Server) {
+    const MSG: &str = "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)";
+    if !srv.blocking.any() {
+        return;
+    }
+    for db in 0..srv.store.dbs.len() {
+        for key in srv.blocking.keys_in_db(db) {
+            for w in srv.blocking.waiters(db, &key) {
+                if srv.blocking.mark_served(&w) {
+                    w.handle.blocked.store(false, Ordering::Relaxed);
+                    srv.stats.error_reply(MSG);
+                    let reply = Bytes::from(format!("-{MSG}\r\n"));
+                    let _ = w.handle.tx.send(crate::client::Push::Reply(reply));
+                }
+            }
+        }
+    }
 }
 
 /// `REPLICAOF NO ONE`: back to a master keeping the data.
