@@ -810,3 +810,25 @@ fn blocked_clients_unblocked_by_replicaof() {
     );
     assert_eq!(replies[0], replies[1]);
 }
+
+/// A read-only blocking command on a replica (XREAD BLOCK) is woken by the
+/// master's write arriving in the stream.
+#[test]
+fn xread_block_on_replica_woken_by_the_master() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut r = Conn::connect(fer.port).unwrap();
+    attach(&mut r, master.port);
+    wait_synced(&mut m, &mut r, 30);
+    let mut b = Conn::connect(fer.port).unwrap();
+    b.send(&["XREAD", "BLOCK", "10000", "STREAMS", "s", "$"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s(&r.line("INFO clients")).contains("blocked_clients:1") {
+        assert!(Instant::now() < deadline, "XREAD did not block");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    m.line("XADD s 1-1 f v");
+    let got = s(&b.read_reply());
+    assert_eq!(got, "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+}
