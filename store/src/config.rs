@@ -69,6 +69,9 @@ pub struct Cli {
     /// Serve Prometheus metrics on HOST:PORT at /metrics (off when not given or empty).
     #[arg(long = "metrics-listen", env = "FERRITE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Start as a replica of this master: `--replicaof HOST PORT` (or "HOST PORT").
+    #[arg(long, alias = "slaveof", num_args = 1..=2)]
+    pub replicaof: Option<Vec<String>>,
 }
 
 /// The TOML file's shape (Redis names with `-` or `_`).
@@ -96,6 +99,8 @@ pub struct FileConfig {
     pub aof_load_truncated: Option<String>,
     pub aof_use_rdb_preamble: Option<String>,
     pub metrics_listen: Option<String>,
+    /// "host port".
+    pub replicaof: Option<String>,
 }
 
 /// Effective settings.
@@ -118,6 +123,8 @@ pub struct Config {
     pub persist: crate::persist::PersistConfig,
     /// Prometheus /metrics listen address (None = off).
     pub metrics_listen: Option<String>,
+    /// Master to replicate from at start-up (`replicaof`).
+    pub replicaof: Option<(String, u16)>,
 }
 
 impl Default for Config {
@@ -137,8 +144,18 @@ impl Default for Config {
             aclfile: String::new(),
             persist: Default::default(),
             metrics_listen: None,
+            replicaof: None,
         }
     }
+}
+
+/// `replicaof HOST PORT` (Redis's messages for a bad port).
+fn parse_replicaof<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<(String, u16), String> {
+    let (Some(host), Some(port), None) = (it.next(), it.next(), it.next()) else {
+        return Err("replicaof: wrong number of arguments (HOST PORT)".into());
+    };
+    let port = port.parse::<u16>().map_err(|_| format!("replicaof \"{host}\" \"{port}\": Invalid master port"))?;
+    Ok((host.to_string(), port))
 }
 
 impl Config {
@@ -183,6 +200,9 @@ impl Config {
                 c.requirepass = f.requirepass;
             }
             take_persist!(f);
+            if let Some(v) = f.replicaof {
+                c.replicaof = Some(parse_replicaof(v.split_whitespace())?);
+            }
             c.config_file = Some(path.clone());
         }
         macro_rules! take_cli {
@@ -200,6 +220,9 @@ impl Config {
             c.requirepass = cli.requirepass.filter(|p| !p.is_empty());
         }
         take_persist!(cli);
+        if let Some(v) = &cli.replicaof {
+            c.replicaof = Some(parse_replicaof(v.iter().flat_map(|a| a.split_whitespace()))?);
+        }
         c.persist = crate::persist::PersistConfig::from_pairs(&persist)?;
         if c.databases == 0 || c.databases > 1_000_000 {
             return Err("databases must be between 1 and 1000000".into());

@@ -205,6 +205,19 @@ fn execute_resolved(
         }
         return reject_cmd(srv, client, out, meta, e);
     }
+    // A replica: -READONLY for client writes, -MASTERDOWN while the link is down.
+    let queued = if name == "exec" { client.multi.as_ref().map(|m| &m.queue[..]) } else { None };
+    if let Some(e) = crate::persist::replica::deny(srv, meta, queued, script_flags) {
+        if name == "exec" {
+            client.multi = None;
+            client.handle.multi.store(-1, Ordering::Relaxed);
+            unwatch_all(srv, client);
+            srv.stats.error_reply(&e.0);
+            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+            return;
+        }
+        return reject_cmd(srv, client, out, meta, e);
+    }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",

@@ -247,6 +247,11 @@ impl Server {
         let listener = TcpListener::bind((bind.as_str(), port)).await?;
         let addr = listener.local_addr()?;
         self.port.store(addr.port(), Ordering::Relaxed);
+        // `replicaof` at start-up: the link starts once our port is known.
+        let master = self.config.read().replicaof.clone();
+        if let Some((host, port)) = master {
+            crate::persist::replica::set_master(self, &host, port);
+        }
         Ok(listener)
     }
 
@@ -301,6 +306,7 @@ async fn background(srv: Arc<Server>) {
         // park a worker on the lock (block_in_place covers the race).
         while crate::cmd::server::debug::ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed)
             && srv.pause_until(true).is_none()
+            && !srv.repl.replica.is_replica()
             && srv.scripting.running_since.load(Ordering::Acquire) == 0
         {
             let t0 = Instant::now();

@@ -362,6 +362,9 @@ fn get_value(srv: &Server, name: &str) -> String {
         "rdb-key-save-delay" => RDB_KEY_SAVE_DELAY.load(Ordering::Relaxed).to_string(),
         "key-load-delay" => KEY_LOAD_DELAY.load(Ordering::Relaxed).to_string(),
         "tracking-table-max-keys" => super::client::tracking::MAX_KEYS.load(Ordering::Relaxed).to_string(),
+        "replicaof" | "slaveof" => {
+            srv.repl.replica.snapshot().map(|m| format!("{} {}", m.host, m.port)).unwrap_or_default()
+        }
         _ => String::new(),
     }
 }

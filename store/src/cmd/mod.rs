@@ -287,7 +287,13 @@ impl<'a, 's> Ks<'a, 's> {
             None => return Ok(None),
             Some(e) => e.is_expired(now),
         };
-        if expired {
+        // A replica deletes nothing itself: an expired key is hidden from
+        // clients and live for the master's stream (Redis's expireIfNeeded).
+        let replica = if expired { crate::persist::replica::hide_expired(srv) } else { None };
+        if replica == Some(true) {
+            return Ok(None);
+        }
+        if expired && replica.is_none() {
             // Like Redis, nothing is deleted while writes are paused.
             if srv.paused.load(std::sync::atomic::Ordering::Relaxed) && srv.pause_until(true).is_some() {
                 return Ok(None);

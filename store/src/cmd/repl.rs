@@ -1,6 +1,6 @@
-//! Master-side replication commands: SYNC, PSYNC, REPLCONF, WAIT, ROLE
-//! (state and stream in `persist::repl`). REPLICAOF / SLAVEOF (ferrite as
-//! a replica) are not implemented.
+//! Replication commands: SYNC, PSYNC, REPLCONF, WAIT, ROLE (master side:
+//! state and stream in `persist::repl`) and REPLICAOF / SLAVEOF (ferrite as
+//! a replica: `persist::replica`).
 
 use super::{CmdError, CmdImpl, CmdResult, Cx, Lock, NOT_INT, SYNTAX};
 use crate::keyspace::SHARDS;
@@ -14,7 +14,39 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "replconf", handler: replconf, lock: Lock::None },
     CmdImpl { name: "wait", handler: wait, lock: Lock::None },
     CmdImpl { name: "role", handler: role, lock: Lock::None },
+    // Exclusive: the link thread applies the stream under the same lock, so
+    // nothing from the old master lands after REPLICAOF returns.
+    CmdImpl { name: "replicaof", handler: replicaof, lock: Lock::All },
+    CmdImpl { name: "slaveof", handler: replicaof, lock: Lock::All },
 ];
+
+/// REPLICAOF host port | NO ONE (Redis's replicaofCommand).
+fn replicaof(cx: &mut Cx) -> CmdResult {
+    use crate::persist::replica;
+    let (host, port) = (cx.arg(1), cx.arg(2));
+    if eq_ic(host, b"no") && eq_ic(port, b"one") {
+        replica::unset_master(cx.srv);
+        cx.out.ok();
+        return Ok(());
+    }
+    if cx.srv.repl.is_replica(cx.client.id) {
+        return Err(CmdError::err("Command is not valid when client is a replica."));
+    }
+    let port = match parse_i64(port) {
+        Some(p @ 0..=65535) => p as u16,
+        _ => return Err(CmdError::err("Invalid master port")),
+    };
+    let Some(me) = cx.srv.persist.me.get().and_then(|w| w.upgrade()) else {
+        return Err(CmdError::err("server is shutting down"));
+    };
+    let host = String::from_utf8_lossy(host).into_owned();
+    if replica::set_master(&me, &host, port) {
+        cx.out.simple(b"OK Already connected to specified master");
+    } else {
+        cx.out.ok();
+    }
+    Ok(())
+}
 
 fn eq_ic(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
@@ -31,6 +63,10 @@ fn sync(cx: &mut Cx) -> CmdResult {
     }
     let srv = cx.srv;
     let id = cx.client.id;
+    // A replica serves SYNC only while its own link is up (Redis).
+    if srv.repl.replica.snapshot().is_some_and(|m| m.link != crate::persist::replica::LinkState::Connected) {
+        return Err(CmdError::st("NOMASTERLINK Can't SYNC while not connected with my master"));
+    }
     if srv.repl.is_replica(id) {
         // Already a replica: ignored, as Redis.
         return Ok(());
@@ -151,6 +187,11 @@ fn wait(cx: &mut Cx) -> CmdResult {
         return Err(CmdError::err("timeout is negative"));
     }
     let repl = &cx.srv.repl;
+    if repl.replica.is_replica() {
+        return Err(CmdError::err(
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        ));
+    }
     let off = repl.offset.load(Ordering::SeqCst);
     let acked = repl.count_acked(off);
     let in_script = crate::script::vm::in_script();
@@ -174,9 +215,25 @@ fn wait(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
-/// ROLE (master form): master, offset, [[ip, port, offset] ...].
+/// ROLE: master, offset, [[ip, port, offset] ...]; as a replica:
+/// slave, host, port, state, offset.
 fn role(cx: &mut Cx) -> CmdResult {
     let repl = &cx.srv.repl;
+    if let Some(m) = repl.replica.snapshot() {
+        let o = &mut cx.out;
+        o.array(5);
+        o.bulk(b"slave");
+        o.bulk(m.host.as_bytes());
+        o.int(m.port as i64);
+        o.bulk(m.link.name().as_bytes());
+        let off = if m.link == crate::persist::replica::LinkState::Connected {
+            repl.replica.offset.load(Ordering::SeqCst)
+        } else {
+            -1
+        };
+        o.int(off);
+        return Ok(());
+    }
     let reps = repl.replicas();
     let o = &mut cx.out;
     o.array(3);

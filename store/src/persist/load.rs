@@ -157,7 +157,8 @@ fn parse_records(
                 };
                 let exp = std::mem::take(&mut expire_at);
                 let (idle, freq) = (idle.take(), freq.take());
-                if exp != 0 && exp < now && !preamble {
+                // A replica keeps them (Redis's iAmMaster check): the master's DEL decides.
+                if exp != 0 && exp < now && !preamble && !srv.repl.replica.is_replica() {
                     expired += 1;
                     continue;
                 }

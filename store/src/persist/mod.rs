@@ -51,6 +51,7 @@ pub mod config;
 pub mod load;
 pub mod propagate;
 pub mod repl;
+pub mod replica;
 pub mod rewrite;
 pub mod snapshot;
 

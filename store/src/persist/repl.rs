@@ -23,8 +23,10 @@
 //! What it does not know: partial resynchronization (no backlog is kept:
 //! PSYNC always answers `+FULLRESYNC`), diskless transfer, replica output
 //! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
-//! replica's buffer are unbounded), ferrite as a replica (REPLICAOF is not
-//! implemented), per-client write offsets (WAIT waits for the master offset
+//! replica's buffer are unbounded), byte-exact chained replication (ferrite
+//! as a replica, `replica`, feeds the effects of its master's stream
+//! re-encoded), per-client write
+//! offsets (WAIT waits for the master offset
 //! at the time WAIT runs, which covers the client's own writes).
 
 use crate::client::Push;
@@ -85,6 +87,8 @@ pub struct Repl {
     /// Signalled when an ACK arrives (WAIT).
     acks: Condvar,
     ack_lock: Mutex<()>,
+    /// Ferrite as a replica (REPLICAOF).
+    pub replica: super::replica::ReplicaLink,
 }
 
 impl Default for Repl {
@@ -97,6 +101,7 @@ impl Default for Repl {
             inner: Mutex::new(Inner { replicas: Vec::new(), last_db: -1, replid: random_id(), pending: Vec::new() }),
             acks: Condvar::new(),
             ack_lock: Mutex::new(()),
+            replica: Default::default(),
         }
     }
 }
@@ -149,7 +154,8 @@ impl Repl {
 
     /// Append effects records (db, args) to the stream.
     pub fn feed(&self, recs: &[super::propagate::Record]) {
-        if !self.feeding() || recs.is_empty() {
+        // While a replica only the master's stream is fed (chained replicas).
+        if !self.feeding() || recs.is_empty() || (self.replica.is_replica() && !super::replica::applying()) {
             return;
         }
         let mut data = Vec::with_capacity(64);
@@ -383,7 +389,13 @@ pub fn info_section(srv: &Server, s: &mut String) {
     let active = r.feeding();
     let now = now_ms();
     s.push_str("# Replication\r\n");
-    let _ = write!(s, "role:master\r\nconnected_slaves:{}\r\n", reps.len());
+    let rs = r.replica.snapshot();
+    if let Some(m) = &rs {
+        super::replica::info_slave(r, m, s);
+    } else {
+        s.push_str("role:master\r\n");
+    }
+    let _ = write!(s, "connected_slaves:{}\r\n", reps.len());
     for (i, rep) in reps.iter().enumerate() {
         let _ = write!(
             s,
@@ -395,7 +407,15 @@ pub fn info_section(srv: &Server, s: &mut String) {
             (now - rep.ack_ms.load(Ordering::Relaxed)).max(0) / 1000
         );
     }
-    let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{}\r\n", r.replid());
+    let replid = match &rs {
+        Some(m) if !m.master_replid.is_empty() => m.master_replid.clone(),
+        _ => r.replid(),
+    };
+    let off = match &rs {
+        Some(_) => r.replica.offset.load(Ordering::SeqCst).max(0),
+        None => off,
+    };
+    let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\n");
     s.push_str("master_replid2:0000000000000000000000000000000000000000\r\n");
     let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:-1\r\n");
     let _ = write!(s, "repl_backlog_active:{}\r\nrepl_backlog_size:1048576\r\n", active as u8);

@@ -683,6 +683,9 @@ fn run_command_inner(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
         if crate::cmd::config::noreplicas_active() {
             return CallResult::Rejected(b"-NOREPLICAS Not enough good replicas to write.".to_vec());
         }
+        if crate::persist::replica::read_only(srv) {
+            return CallResult::Rejected(b"-READONLY You can't write against a read only replica.".to_vec());
+        }
     }
     if write {
         ctx.wrote = true;
