@@ -671,35 +671,25 @@ impl<'a> RdbLoader<'a> {
 }
 
 fn restore(cfg: &ReplConfig, key: &[u8], expire_ms: Option<i64>, v: &RdbValue, dst: &mut Applier) -> Result<()> {
+    // The absolute deadline on the target's clock; a key already expired there is deleted instead.
+    let deadline = match expire_ms.map(|at| at + cfg.clock_offset_ms) {
+        Some(at) if at <= crate::now_ms() + cfg.clock_offset_ms => return dst.push(&[&b"DEL"[..], key]),
+        Some(at) => Some(at.max(1).to_string()),
+        None => None,
+    };
     if let RdbValue::Str(val) = v {
         // Strings (most keys) go as SET: the target neither checks a payload checksum nor decodes RDB for them,
         // and the result is the same value with the same absolute expiry.
         metrics::get().bytes_copied.inc_by(val.len() as u64);
-        return match expire_ms {
-            Some(at) => {
-                let at = at + cfg.clock_offset_ms;
-                if at <= crate::now_ms() + cfg.clock_offset_ms {
-                    dst.push(&[&b"DEL"[..], key])
-                } else {
-                    let at = at.max(1).to_string();
-                    dst.push(&[&b"SET"[..], key, val, b"PXAT", at.as_bytes()])
-                }
-            }
+        return match &deadline {
+            Some(at) => dst.push(&[&b"SET"[..], key, val, b"PXAT", at.as_bytes()]),
             None => dst.push(&[&b"SET"[..], key, val]),
         };
     }
     let payload = plain_payload(v);
     metrics::get().bytes_copied.inc_by(payload.len() as u64);
-    match expire_ms {
-        Some(at) => {
-            let at = at + cfg.clock_offset_ms;
-            if at <= crate::now_ms() + cfg.clock_offset_ms {
-                dst.push(&[&b"DEL"[..], key])
-            } else {
-                let at = at.max(1).to_string();
-                dst.push(&[&b"RESTORE"[..], key, at.as_bytes(), &payload, b"REPLACE", b"ABSTTL"])
-            }
-        }
+    match &deadline {
+        Some(at) => dst.push(&[&b"RESTORE"[..], key, at.as_bytes(), &payload, b"REPLACE", b"ABSTTL"]),
         None => dst.push(&[&b"RESTORE"[..], key, b"0", &payload, b"REPLACE"]),
     }
 }

@@ -49,6 +49,25 @@ fn reject(srv: &Server, client: &mut Client, out: &mut ReplyBuf, e: CmdError) {
 }
 
 /// `reject` for a resolved command (INFO commandstats `rejected_calls`).
+/// Refuse a command; an EXEC refused this way also ends the transaction (`EXECABORT ... because of: <error>`).
+fn reject_or_abort_exec(
+    srv: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    meta: &CommandMeta,
+    name: &str,
+    e: CmdError,
+) {
+    if name != "exec" {
+        return reject_cmd(srv, client, out, meta, e);
+    }
+    client.multi = None;
+    client.handle.multi.store(-1, Ordering::Relaxed);
+    unwatch_all(srv, client);
+    srv.stats.error_reply(&e.0);
+    out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
+}
+
 fn reject_cmd(srv: &Server, client: &mut Client, out: &mut ReplyBuf, meta: &CommandMeta, e: CmdError) {
     srv.stats.rejected_call(&meta.name);
     reject(srv, client, out, e)
@@ -195,28 +214,12 @@ fn execute_resolved(
     }
     if crate::cmd::config::noreplicas(client, meta, srv) || (script_write && crate::cmd::config::noreplicas_active()) {
         let e = CmdError::st("NOREPLICAS Not enough good replicas to write.");
-        if name == "exec" {
-            client.multi = None;
-            client.handle.multi.store(-1, Ordering::Relaxed);
-            unwatch_all(srv, client);
-            srv.stats.error_reply(&e.0);
-            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
-            return;
-        }
-        return reject_cmd(srv, client, out, meta, e);
+        return reject_or_abort_exec(srv, client, out, meta, name, e);
     }
     // A replica: -READONLY for client writes, -MASTERDOWN while the link is down.
     let queued = if name == "exec" { client.multi.as_ref().map(|m| &m.queue[..]) } else { None };
     if let Some(e) = crate::persist::replica::deny(srv, meta, queued, script_flags) {
-        if name == "exec" {
-            client.multi = None;
-            client.handle.multi.store(-1, Ordering::Relaxed);
-            unwatch_all(srv, client);
-            srv.stats.error_reply(&e.0);
-            out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
-            return;
-        }
-        return reject_cmd(srv, client, out, meta, e);
+        return reject_or_abort_exec(srv, client, out, meta, name, e);
     }
     if !client.resp3 && client.in_pubsub() && !PUBSUB_ALLOWED.contains(&name) {
         let e = CmdError::err(format!(

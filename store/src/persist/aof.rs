@@ -96,12 +96,24 @@ impl Aof {
     }
 }
 
-fn encode(out: &mut Vec<u8>, args: &[Bytes]) {
+/// One command in RESP (the form of AOF records and of the replication stream).
+pub(super) fn encode(out: &mut Vec<u8>, args: &[Bytes]) {
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Encode effects records, with a `SELECT` before each change of db (`last_db` is the stream's current db).
+pub(super) fn encode_records(out: &mut Vec<u8>, last_db: &mut i64, recs: &[super::propagate::Record]) {
+    for (db, args) in recs {
+        if *last_db != *db as i64 {
+            encode(out, &[Bytes::from_static(b"SELECT"), Bytes::from(db.to_string())]);
+            *last_db = *db as i64;
+        }
+        encode(out, args);
     }
 }
 
@@ -113,13 +125,7 @@ pub fn append(srv: &Server, recs: &[super::propagate::Record]) {
     }
     let mut data = Vec::with_capacity(64);
     let mut g = aof.buf.lock();
-    for (db, args) in recs {
-        if g.last_db != *db as i64 {
-            encode(&mut data, &[Bytes::from_static(b"SELECT"), Bytes::from(db.to_string())]);
-            g.last_db = *db as i64;
-        }
-        encode(&mut data, args);
-    }
+    encode_records(&mut data, &mut g.last_db, recs);
     g.offset += data.len() as u64;
     let off = g.offset;
     match g.items.back_mut() {

@@ -110,14 +110,7 @@ fn random_id() -> String {
     (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect()
 }
 
-fn encode(out: &mut Vec<u8>, args: &[Bytes]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
+use super::aof::encode;
 
 impl Repl {
     #[inline]
@@ -160,13 +153,7 @@ impl Repl {
         }
         let mut data = Vec::with_capacity(64);
         let mut g = self.inner.lock();
-        for (db, args) in recs {
-            if g.last_db != *db as i64 {
-                encode(&mut data, &[Bytes::from_static(b"SELECT"), Bytes::from(db.to_string())]);
-                g.last_db = *db as i64;
-            }
-            encode(&mut data, args);
-        }
+        super::aof::encode_records(&mut data, &mut g.last_db, recs);
         Self::send(&mut g, &self.offset, data);
     }
 
