@@ -139,6 +139,12 @@ pub struct Opts {
     /// but each master first writes its RDB file to its own disk.
     #[arg(long, global = true, env = "FERRITE_MIGRATE_DISK_SYNC")]
     pub disk_sync: bool,
+    /// Replication: leave the source masters' `rdbcompression` alone. By default the tool sets it to `no` for the
+    /// moment the master forks its full-sync child and puts the old value back right after (the child keeps
+    /// the setting it was forked with): LZF-compressing the RDB was most of the masters' CPU during a sync, for
+    /// payloads that cross a local network once. Use this on a slow link with compressible data.
+    #[arg(long, global = true, env = "FERRITE_MIGRATE_KEEP_RDB_COMPRESSION")]
+    pub keep_rdb_compression: bool,
     /// No progress output (errors and the final result only).
     #[arg(long, global = true, env = "FERRITE_MIGRATE_QUIET")]
     pub quiet: bool,
@@ -183,6 +189,7 @@ pub struct Config {
     pub json: bool,
     pub no_verify: bool,
     pub disk_sync: bool,
+    pub keep_rdb_compression: bool,
     pub drop_mirror: bool,
     pub force: bool,
 }
@@ -243,6 +250,7 @@ const KNOWN: &[&str] = &[
     "sample",
     "replica-port",
     "disk-sync",
+    "keep-rdb-compression",
     "quiet",
     "json",
     "no-verify",
@@ -353,6 +361,7 @@ impl Opts {
             json,
             no_verify: self.no_verify || file_bool(&t, "no-verify"),
             disk_sync: self.disk_sync || file_bool(&t, "disk-sync"),
+            keep_rdb_compression: self.keep_rdb_compression || file_bool(&t, "keep-rdb-compression"),
             drop_mirror: self.drop_mirror || file_bool(&t, "drop-mirror"),
             force: self.force || file_bool(&t, "force"),
         })

@@ -72,6 +72,8 @@ pub struct ReplConfig {
     pub replica_port: u16,
     /// Do not announce `capa eof` (the master then syncs through its disk).
     pub disk_sync: bool,
+    /// Do not turn the master's `rdbcompression` off for the full sync.
+    pub keep_rdb_compression: bool,
     pub filter: Arc<Filter>,
     pub clock_offset_ms: i64,
 }
@@ -456,18 +458,21 @@ fn session(
         cmd!["REPLCONF", "capa", "eof", "capa", "psync2"]
     };
     c.cmd(&capa)?.ok().map_err(|e| Error::Server(format!("{master}: REPLCONF capa: {e}")))?;
-    // A diskless full sync waits repl-diskless-sync-delay (5 s by default) for more replicas. Redis 7.0 starts at
-    // once when repl-diskless-sync-max-replicas replicas wait: set it to 1 for the handshake and put the old value
-    // back as soon as the master answered (sources that refuse CONFIG just wait the delay).
-    let start_now = if cfg.disk_sync || psync.is_some() { None } else { start_sync_now(master, cfg) };
+    // Settings of the master that only matter while it forks the full-sync child, changed for the handshake and
+    // put back as soon as the master answered (the child keeps what it was forked with; sources that refuse
+    // CONFIG keep their settings):
+    // - a diskless full sync waits repl-diskless-sync-delay (5 s by default) for more replicas; Redis 7.0 starts
+    //   at once when repl-diskless-sync-max-replicas replicas wait: set it to 1;
+    // - rdbcompression no: LZF over every value was most of the master's CPU during the sync.
+    let tweaks = if psync.is_some() { Vec::new() } else { sync_tweaks(master, cfg) };
     let args = match psync.as_ref() {
         Some(p) => cmd!["PSYNC", p.replid.as_str(), p.offset + 1],
         None => cmd!["PSYNC", "?", "-1"],
     };
     c.send(&[args])?;
     let line = read_line(&mut c, true);
-    if let Some(old) = start_now {
-        restore_max_replicas(master, cfg, &old);
+    if !tweaks.is_empty() {
+        restore_tweaks(master, cfg, &tweaks);
     }
     let line = line?;
     let line = String::from_utf8_lossy(&line).into_owned();
@@ -1000,33 +1005,60 @@ fn plain_payload(v: &RdbValue) -> Vec<u8> {
     out
 }
 
-/// Set the master's `repl-diskless-sync-max-replicas` to 1 (from 0, "wait the whole delay") so the diskless sync
-/// this tool asks for starts at once; returns the value to restore. `None` when it was not 0 or CONFIG is refused.
-fn start_sync_now(master: &str, cfg: &ReplConfig) -> Option<Vec<u8>> {
-    let mut c = Conn::connect(master, cfg.timeout, &cfg.source_auth).ok()?;
-    let cur = match c.cmd(&cmd!["CONFIG", "GET", "repl-diskless-sync-max-replicas"]).ok()? {
-        crate::resp::Reply::Array(v) => match v.get(1) {
-            Some(crate::resp::Reply::Bulk(b)) => b.clone(),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    if cur != b"0" {
-        return None;
+/// The master settings to change for the full-sync handshake: (name, value wanted, value to put back).
+fn wanted_tweaks(cfg: &ReplConfig) -> Vec<(&'static str, &'static [u8], &'static [u8])> {
+    let mut v = Vec::new();
+    if !cfg.disk_sync {
+        // Only from 0 ("wait the whole delay"): another value is the operator's choice.
+        v.push(("repl-diskless-sync-max-replicas", &b"1"[..], &b"0"[..]));
     }
-    c.cmd(&cmd!["CONFIG", "SET", "repl-diskless-sync-max-replicas", "1"]).ok()?.ok().ok()?;
-    Some(cur)
+    if !cfg.keep_rdb_compression {
+        v.push(("rdbcompression", &b"no"[..], &b"yes"[..]));
+    }
+    v
 }
 
-fn restore_max_replicas(master: &str, cfg: &ReplConfig, old: &[u8]) {
-    let r = Conn::connect(master, cfg.timeout, &cfg.source_auth)
-        .and_then(|mut c| c.cmd(&[&b"CONFIG"[..], b"SET", b"repl-diskless-sync-max-replicas", old]));
-    if !matches!(r, Ok(crate::resp::Reply::Simple(_))) {
-        eprintln!(
-            "ferrite-migrate: warning: could not restore repl-diskless-sync-max-replicas on {master} \
-             (set it back to {} by hand): {r:?}",
-            String::from_utf8_lossy(old)
-        );
+/// Apply `wanted_tweaks` on `master`; returns (name, old value) of each setting changed. A setting is changed
+/// only when it holds the expected old value; a refused CONFIG changes nothing.
+fn sync_tweaks(master: &str, cfg: &ReplConfig) -> Vec<(&'static str, Vec<u8>)> {
+    let mut done = Vec::new();
+    let wanted = wanted_tweaks(cfg);
+    if wanted.is_empty() {
+        return done;
+    }
+    let Ok(mut c) = Conn::connect(master, cfg.timeout, &cfg.source_auth) else { return done };
+    for (name, want, from) in wanted {
+        let cur = match c.cmd(&cmd!["CONFIG", "GET", name]) {
+            Ok(crate::resp::Reply::Array(v)) => match v.get(1) {
+                Some(crate::resp::Reply::Bulk(b)) => b.clone(),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if cur != from {
+            continue;
+        }
+        if matches!(c.cmd(&[&b"CONFIG"[..], b"SET", name.as_bytes(), want]), Ok(crate::resp::Reply::Simple(_))) {
+            done.push((name, cur));
+        }
+    }
+    done
+}
+
+/// Put back what `sync_tweaks` changed; a failure is printed (with the value to set by hand), not fatal.
+fn restore_tweaks(master: &str, cfg: &ReplConfig, tweaks: &[(&'static str, Vec<u8>)]) {
+    let mut conn = Conn::connect(master, cfg.timeout, &cfg.source_auth);
+    for (name, old) in tweaks {
+        let r = conn
+            .as_mut()
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.cmd(&[&b"CONFIG"[..], b"SET", name.as_bytes(), old]).map_err(|e| e.to_string()));
+        if !matches!(r, Ok(crate::resp::Reply::Simple(_))) {
+            eprintln!(
+                "ferrite-migrate: warning: could not restore {name} on {master} (set it back to {} by hand): {r:?}",
+                String::from_utf8_lossy(old)
+            );
+        }
     }
 }
 

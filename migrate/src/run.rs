@@ -626,6 +626,7 @@ fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
             retry_for: cx.cfg.retry_for,
             replica_port: cx.cfg.replica_port,
             disk_sync: cx.cfg.disk_sync,
+            keep_rdb_compression: cx.cfg.keep_rdb_compression,
             filter: filter.clone(),
             clock_offset_ms: cx.dst.clock_offset_ms,
         }));

@@ -156,14 +156,18 @@ fn replication_run_end_to_end_without_proxy() {
     assert_eq!(v["copy_errors"].as_u64(), Some(0), "{v}");
     let n = conn(&ferrite.addr()).cmd(&args(&["DBSIZE"])).unwrap().as_int().unwrap();
     assert_eq!(n as usize, keys.len());
-    // The tool set repl-diskless-sync-max-replicas to 1 for its handshakes (so the diskless sync did not wait the
-    // 5 s delay) and put the default back on every master.
+    // The tool set repl-diskless-sync-max-replicas to 1 (so the diskless sync did not wait the 5 s delay) and
+    // rdbcompression to no for its handshakes, and put the defaults back on every master.
     for port in cluster.master_ports() {
-        let r = conn(&format!("127.0.0.1:{port}"))
-            .cmd(&args(&["CONFIG", "GET", "repl-diskless-sync-max-replicas"]))
-            .unwrap();
-        let ferrite_migrate::resp::Reply::Array(v) = &r else { panic!("CONFIG GET: {r:?}") };
-        assert_eq!(v.get(1).and_then(|x| x.as_bytes()), Some(&b"0"[..]), "not restored on {port}: {r:?}");
+        for (name, default) in [("repl-diskless-sync-max-replicas", "0"), ("rdbcompression", "yes")] {
+            let r = conn(&format!("127.0.0.1:{port}")).cmd(&args(&["CONFIG", "GET", name])).unwrap();
+            let ferrite_migrate::resp::Reply::Array(v) = &r else { panic!("CONFIG GET: {r:?}") };
+            assert_eq!(
+                v.get(1).and_then(|x| x.as_bytes()),
+                Some(default.as_bytes()),
+                "{name} not restored on {port}: {r:?}"
+            );
+        }
     }
 }
 
