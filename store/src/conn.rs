@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// A connection whose reads keep filling the buffer (bulk loading, big pipelines) reads up to this much at once:
+/// fewer read and reply-write syscalls per command. Reads smaller than READ_CHUNK shrink it back.
+const MAX_READ_CHUNK: usize = 512 * 1024;
 /// Write the reply buffer early when a pipeline produces this much.
 const FLUSH_AT: usize = 1024 * 1024;
 
@@ -90,6 +93,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     let mut parser = RequestParser::new(Limits { max_bulk_len: max_bulk, ..Limits::default() });
     parser.authenticated = client.authenticated;
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut read_chunk = READ_CHUNK;
     let mut out = ReplyBuf::new(false);
     let mut args = Vec::with_capacity(8);
     // The name last stored in `handle.last_cmd` by this task.
@@ -182,14 +186,26 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
             // Process what arrived while blocked.
             continue;
         }
-        if rbuf.capacity() - rbuf.len() < 4096 {
-            rbuf.reserve(READ_CHUNK);
+        if rbuf.is_empty() && read_chunk == READ_CHUNK && rbuf.capacity() > 4 * READ_CHUNK {
+            // Back to small reads with nothing pending: give the big buffer back.
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
         }
+        if rbuf.capacity() - rbuf.len() < read_chunk / 4 {
+            rbuf.reserve(read_chunk);
+        }
+        let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             r = sock.read_buf(&mut rbuf) => {
                 match r {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => srv.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed),
+                    Ok(n) => {
+                        if n == spare {
+                            read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);
+                        } else if n < READ_CHUNK {
+                            read_chunk = READ_CHUNK;
+                        }
+                        srv.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed)
+                    }
                 };
             }
             p = rx.recv() => {
