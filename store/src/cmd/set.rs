@@ -218,12 +218,14 @@ fn srandmember(cx: &mut Cx) -> CmdResult {
     } else if l < 0 {
         // Repeats allowed: a uniform pick per element.
         use rand::Rng;
-        let v: Vec<&SmallBytes> = s.members.iter().collect();
         let n = l.unsigned_abs();
+        let len = s.len();
         let mut rng = rand::thread_rng();
         out.array(n as usize);
         for _ in 0..n {
-            out.bulk(v[rng.gen_range(0..v.len())]);
+            if let Some(m) = s.get_index(rng.gen_range(0..len)) {
+                out.bulk(m);
+            }
         }
     } else if l as usize >= s.len() {
         let v = s.ordered();

@@ -1,6 +1,8 @@
 //! Sets of byte strings.
 //!
-//! Members live in one hash set. Like Redis 7.0 the set reports the
+//! Members live in one insertion-ordered hash set (`indexmap`), so that a
+//! random member (SPOP, SRANDMEMBER) is an O(1) index pick rather than a
+//! walk of the table. Like Redis 7.0 the set reports the
 //! `intset` encoding while every member is a strict 64-bit integer and the
 //! count stays within `set-max-intset-entries`; once either stops holding it
 //! becomes `hashtable` for good (`big`). Redis iterates an intset in
@@ -8,13 +10,15 @@
 //! (at most `set-max-intset-entries` members) to reproduce that order.
 
 use crate::keyspace::smallbytes::SmallBytes;
+use crate::keyspace::KeyHasher;
 use ferrite_resp::num::parse_i64;
+use indexmap::IndexSet;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 #[derive(Clone, Debug, Default)]
 pub struct Set {
-    pub members: HashSet<SmallBytes>,
+    pub members: IndexSet<SmallBytes, KeyHasher>,
     /// Set once the set stopped qualifying as an intset.
     pub big: bool,
 }
@@ -33,7 +37,8 @@ impl Set {
     }
 
     pub fn mem_usage(&self) -> usize {
-        self.members.capacity() * 32 + self.members.iter().map(|m| m.heap_size()).sum::<usize>()
+        // Entries (hash + member) plus the index table (index + control byte).
+        self.members.capacity() * (8 + 24 + 9) + self.members.iter().map(|m| m.heap_size()).sum::<usize>()
     }
 
     pub fn contains(&self, m: &[u8]) -> bool {
@@ -57,7 +62,18 @@ impl Set {
     }
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
-        self.members.remove(m)
+        // O(1): the last member takes the removed one's place.
+        let found = self.members.swap_remove(m);
+        self.shrink_if_sparse();
+        found
+    }
+
+    /// Give memory back once the set is down to an eighth of its capacity (Redis shrinks a dict under 10% fill).
+    fn shrink_if_sparse(&mut self) {
+        let (len, cap) = (self.members.len(), self.members.capacity());
+        if cap > 64 && len * 8 < cap {
+            self.members.shrink_to(len * 2);
+        }
     }
 
     /// Members in the order Redis would iterate them: ascending numeric for
@@ -75,8 +91,9 @@ impl Set {
     pub fn pop_random(&mut self, k: usize) -> Vec<SmallBytes> {
         let picked: Vec<SmallBytes> = self.sample(k).into_iter().cloned().collect();
         for m in &picked {
-            self.members.remove(m.as_slice());
+            self.members.swap_remove(m.as_slice());
         }
+        self.shrink_if_sparse();
         picked
     }
 
@@ -86,19 +103,7 @@ impl Set {
         if k >= n {
             return self.members.iter().collect();
         }
-        let idx = distinct_indices(n, k);
-        let mut out = Vec::with_capacity(k);
-        let mut j = 0;
-        for (i, m) in self.members.iter().enumerate() {
-            if j < idx.len() && idx[j] == i {
-                out.push(m);
-                j += 1;
-                if j == idx.len() {
-                    break;
-                }
-            }
-        }
-        out
+        distinct_indices(n, k).into_iter().filter_map(|i| self.members.get_index(i)).collect()
     }
 
     /// One random member.
@@ -107,8 +112,12 @@ impl Set {
         if n == 0 {
             return None;
         }
-        let i = rand::Rng::gen_range(&mut rand::thread_rng(), 0..n);
-        self.members.iter().nth(i)
+        self.members.get_index(rand::Rng::gen_range(&mut rand::thread_rng(), 0..n))
+    }
+
+    /// The member at `i` (`i < len`), for uniform picks with repeats.
+    pub fn get_index(&self, i: usize) -> Option<&SmallBytes> {
+        self.members.get_index(i)
     }
 }
 
