@@ -560,6 +560,24 @@ fn cutover(cx: &mut Ctx, g: &SlotSet, drain: &mut Drain) -> Result<()> {
         let t0 = Instant::now();
         cx.px.setslots("paused", false, &ranges)?;
         let t_paused = t0.elapsed();
+        // A reshard of the source in progress for one of these slots: its keys are split between two source
+        // nodes, which neither copy method follows. Do not flip; the slots stay on the source.
+        match cx.src.slots_in_transit(g) {
+            Ok(moving) if moving.is_empty() => {}
+            Ok(moving) => {
+                let _ = cx.px.setslots("upstream", false, &ranges);
+                return Err(Error::Other(format!(
+                    "source slots {:?} are being resharded in the source cluster (migrating/importing); they were \
+                     not flipped. Let the reshard finish, then run `ferrite-migrate resume` (slots not flipped \
+                     are copied again from their new owner)",
+                    moving
+                )));
+            }
+            Err(e) => {
+                let _ = cx.px.setslots("upstream", false, &ranges);
+                return Err(e);
+            }
+        }
         let deadline = Instant::now() + cx.cfg.drain_timeout;
         match drain(cx, g, deadline) {
             Ok(true) => {
@@ -631,7 +649,8 @@ fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
             clock_offset_ms: cx.dst.clock_offset_ms,
         }));
     }
-    let res = replication_cutovers(cx, todo, &reps, &filter);
+    let start = cx.src.topo.clone();
+    let res = replication_cutovers(cx, todo, &reps, &filter, &start);
     for r in &reps {
         r.stop();
     }
@@ -641,7 +660,13 @@ fn run_replication(cx: &mut Ctx, todo: &SlotSet) -> Result<()> {
     res
 }
 
-fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator], filter: &repl::Filter) -> Result<()> {
+fn replication_cutovers(
+    cx: &mut Ctx,
+    todo: &SlotSet,
+    reps: &[repl::Replicator],
+    filter: &repl::Filter,
+    start: &crate::topo::Topo,
+) -> Result<()> {
     // Wait for every initial sync.
     loop {
         for r in reps {
@@ -668,6 +693,22 @@ fn replication_cutovers(cx: &mut Ctx, todo: &SlotSet, reps: &[repl::Replicator],
         let involved: Vec<usize> =
             reps.iter().enumerate().filter(|(_, r)| !r.slots().intersect(&g).is_empty()).map(|(i, _)| i).collect();
         let mut drain = |cx: &mut Ctx, g: &SlotSet, deadline: Instant| -> Result<bool> {
+            // Each slot must still be served by the shard whose stream was applied for it (a failover inside
+            // the shard is fine; a slot moved to another shard by a reshard is not: that shard's stream for
+            // it was never applied).
+            let now = crate::topo::discover(&cx.src.topo.all_nodes(), cx.cfg.timeout, &cx.cfg.source_auth)?;
+            for r in reps.iter().filter(|r| !r.slots().intersect(g).is_empty()) {
+                let master = r.master();
+                if let Some(s) =
+                    r.slots().intersect(g).iter().find(|&s| !crate::topo::same_shard(start, &now, s, &master))
+                {
+                    return Err(Error::Other(format!(
+                        "source slot {s} moved away from the shard of {master} during the run (a reshard of the \
+                         source); its slots were not flipped. Run `ferrite-migrate resume`: slots not flipped are \
+                         copied again from their new owner"
+                    )));
+                }
+            }
             for &i in &involved {
                 let r = &reps[i];
                 if let Some(e) = r.error() {

@@ -48,6 +48,40 @@ impl Topo {
     }
 }
 
+/// Slots named by `[slot->-id]` (migrating) or `[slot-<-id]` (importing) entries of the `myself` line of a
+/// `CLUSTER NODES` reply.
+pub fn transit_slots(nodes: &str) -> Vec<u16> {
+    let mut v = Vec::new();
+    for line in nodes.lines() {
+        let mut f = line.split_whitespace();
+        let flags = f.nth(2).unwrap_or_default();
+        if !flags.split(',').any(|x| x == "myself") {
+            continue;
+        }
+        for item in line.split_whitespace().skip(8) {
+            let Some(inner) = item.strip_prefix('[').and_then(|x| x.strip_suffix(']')) else { continue };
+            let slot = inner.split("->-").next().unwrap_or_default();
+            let slot = slot.split("-<-").next().unwrap_or_default();
+            if let Ok(s) = slot.parse::<u16>() {
+                v.push(s);
+            }
+        }
+    }
+    v
+}
+
+/// Whether the master now serving `slot` in `now` belongs to the shard a replication stream for it was read
+/// from: `addr` (that stream's current master) itself or one of the new master's replicas, or a node of the
+/// shard that served the slot in `start` (a failover the stream has not followed yet). A slot moved to another
+/// shard by a reshard fails both.
+pub fn same_shard(start: &Topo, now: &Topo, slot: u16, addr: &str) -> bool {
+    let Some(m) = now.master_of(slot) else { return false };
+    if m.addr == addr || m.replicas.iter().any(|r| r == addr) {
+        return true;
+    }
+    start.master_of(slot).is_some_and(|o| o.addr == m.addr || o.replicas.iter().any(|r| *r == m.addr))
+}
+
 fn node_addr(ip: &str, port: i64) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
@@ -248,6 +282,30 @@ impl Source {
         self.skip = (over, budget);
     }
 
+    /// Slots of `g` that some source master reports as migrating or importing (a `redis-cli --cluster reshard`
+    /// or a manual `CLUSTER SETSLOT` in progress). Each master's `CLUSTER NODES` shows its own slot transfers
+    /// on its `myself` line as `[slot->-id]` / `[slot-<-id]`.
+    pub fn slots_in_transit(&mut self, g: &SlotSet) -> Result<Vec<u16>> {
+        let mut found = Vec::new();
+        let masters: Vec<String> = self.topo.masters.iter().map(|m| m.addr.clone()).collect();
+        for addr in masters {
+            let r = match self.conn(&addr).and_then(|c| c.cmd(&cmd!["CLUSTER", "NODES"])) {
+                Ok(r) => r.ok()?,
+                Err(e) => {
+                    self.drop_conn(&addr);
+                    return Err(e);
+                }
+            };
+            for s in transit_slots(&r.as_str().unwrap_or_default()) {
+                if g.contains(s) && !found.contains(&s) {
+                    found.push(s);
+                }
+            }
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
     pub fn drop_conn(&mut self, addr: &str) {
         self.conns.remove(addr);
     }
@@ -304,6 +362,49 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_shard_accepts_failovers_and_refuses_reshards() {
+        let topo = |owners: &[(&str, &[&str], std::ops::Range<u16>)]| {
+            let mut masters = Vec::new();
+            let mut owner = vec![None; NSLOTS];
+            for (i, (addr, reps, range)) in owners.iter().enumerate() {
+                let mut slots = SlotSet::default();
+                for s in range.clone() {
+                    slots.insert(s);
+                    owner[s as usize] = Some(i);
+                }
+                let replicas = reps.iter().map(|r| r.to_string()).collect();
+                masters.push(Master { addr: addr.to_string(), id: format!("id{i}"), replicas, slots });
+            }
+            Topo { masters, owner }
+        };
+        let start = topo(&[("a:1", &["a:2"], 0..100), ("b:1", &["b:2"], 100..200)]);
+        // Unchanged.
+        assert!(same_shard(&start, &start, 5, "a:1"));
+        // Failover a:1 -> a:2, followed by the stream or not yet, with the old master alive or gone.
+        let fo = topo(&[("a:2", &["a:1"], 0..100), ("b:1", &["b:2"], 100..200)]);
+        assert!(same_shard(&start, &fo, 5, "a:1"));
+        assert!(same_shard(&start, &fo, 5, "a:2"));
+        let fo_dead = topo(&[("a:2", &[], 0..100), ("b:1", &["b:2"], 100..200)]);
+        assert!(same_shard(&start, &fo_dead, 5, "a:1"));
+        // Slot 5 resharded to b's shard.
+        let moved = topo(&[("a:1", &["a:2"], 6..100), ("b:1", &["b:2"], 100..200)]);
+        let mut moved = moved;
+        moved.owner[5] = Some(1);
+        assert!(!same_shard(&start, &moved, 5, "a:1"));
+        // No owner any more.
+        let gone = topo(&[("b:1", &["b:2"], 100..200)]);
+        assert!(!same_shard(&start, &gone, 5, "a:1"));
+    }
+
+    #[test]
+    fn transit_slots_reads_the_myself_line_only() {
+        let nodes = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460 [5461-<-b2] [100->-c3]\n\
+                     b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922 [7->-a1]\n";
+        assert_eq!(transit_slots(nodes), vec![5461, 100]);
+        assert!(transit_slots("a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-16383\n").is_empty());
+    }
 
     fn bulk(s: &str) -> Reply {
         Reply::Bulk(s.as_bytes().to_vec())

@@ -54,6 +54,7 @@ fn replication_initial_copy_then_live_changes_in_order() {
             retry_for: Duration::from_secs(30),
             replica_port: 0,
             disk_sync: false,
+            keep_rdb_compression: false,
             filter: filter.clone(),
             clock_offset_ms: 0,
         }));
@@ -273,6 +274,7 @@ fn replication_link_loss_partial_and_full_resync() {
                 // The disk-based transfer (`$<len>` form) here, the
                 // diskless one (`$EOF:` form) in the test above.
                 disk_sync: true,
+                keep_rdb_compression: false,
                 filter: filter.clone(),
                 clock_offset_ms: 0,
             })
