@@ -79,7 +79,7 @@ pub fn same_shard(start: &Topo, now: &Topo, slot: u16, addr: &str) -> bool {
     if m.addr == addr || m.replicas.iter().any(|r| r == addr) {
         return true;
     }
-    start.master_of(slot).is_some_and(|o| o.addr == m.addr || o.replicas.iter().any(|r| *r == m.addr))
+    start.master_of(slot).is_some_and(|o| o.addr == m.addr || o.replicas.contains(&m.addr))
 }
 
 fn node_addr(ip: &str, port: i64) -> String {
