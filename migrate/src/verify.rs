@@ -5,10 +5,17 @@
 //! (decoded from DUMP: sets and hashes sorted, sorted sets sorted by member
 //! with exact score bits; streams read with XRANGE) and its TTL as a bucket
 //! of the absolute deadline (`--ttl-tolerance-ms`). Slot digests XOR the key
-//! digests, so the order keys are listed in does not matter. A deadline that
-//! straddles a bucket boundary only costs a key-by-key look at that slot,
-//! where TTLs are compared with the tolerance. Differences are re-read a few
-//! times before they are reported, so a write in flight is not a difference.
+//! digests, so the order keys are listed in does not matter. Each side's
+//! deadline is its PTTL plus the local clock when the reply arrived, so the
+//! two readings of one deadline are a few ms apart; a slot digest is kept
+//! for two bucket grids half a bucket apart and a slot matches when either
+//! grid does, so such noise only makes a slot differ when the readings are
+//! more than half the tolerance apart and straddle a boundary of both grids.
+//! A slot whose digest differed is compared key by key, where TTLs are
+//! compared with the tolerance. Differences are re-read a few times before
+//! they are reported, so a write in flight is not a difference; when no key
+//! differs in such a slot, the report says why (TTL noise, a write that
+//! settled, or a change between the two passes).
 //!
 //! Consumer groups of streams are not compared (entries are).
 
@@ -42,6 +49,14 @@ pub struct Diff {
 pub struct Report {
     pub slots_checked: usize,
     pub slots_digest_mismatch: usize,
+    /// Slots whose digest differed while every key agreed: because of TTLs
+    /// within the tolerance on both sides of a digest bucket boundary...
+    pub slots_ttl_boundary: usize,
+    /// ... because some key differed at first and agreed on a re-read ...
+    pub slots_settled: usize,
+    /// ... or for no reason seen key by key (the data changed between the
+    /// digest pass and the key-by-key pass).
+    pub slots_changed: usize,
     pub keys_source: u64,
     pub keys_target: u64,
     pub diffs: Vec<Diff>,
@@ -173,32 +188,64 @@ fn stream_hash(pipe: &mut dyn FnMut(&[Vec<Vec<u8>>]) -> Result<Vec<Reply>>, key:
     Ok(h.finalize().into())
 }
 
-fn key_digest(key: &[u8], info: &KeyInfo, tol: i64) -> [u8; 32] {
+/// A key's digest with its deadline in buckets of `tol` ms, the bucket
+/// grid shifted by `shift` ms.
+fn key_digest(key: &[u8], info: &KeyInfo, tol: i64, shift: i64) -> [u8; 32] {
     let mut h = Sha256::new();
     lp(&mut h, key);
     lp(&mut h, info.ty.as_bytes());
     h.update(info.value);
-    let bucket = if info.deadline < 0 { -1 } else { info.deadline / tol.max(1) };
-    h.update(bucket.to_le_bytes());
+    h.update(bucket(info.deadline, tol, shift).to_le_bytes());
     h.finalize().into()
 }
 
-/// Per-slot digests: XOR of key digests plus a key count.
+fn bucket(deadline: i64, tol: i64, shift: i64) -> i64 {
+    if deadline < 0 {
+        -1
+    } else {
+        (deadline + shift).div_euclid(tol.max(1))
+    }
+}
+
+/// The two bucket grids a slot digest is computed with: deadlines in
+/// buckets of `tol` ms, the second grid shifted by half a bucket. Two
+/// deadlines less than `tol / 2` apart fall in one bucket of at least one
+/// grid, so a key whose TTL reads a few ms apart on the two sides (it is
+/// derived from PTTL and the local clock on each side) only makes a slot
+/// differ when it straddles a boundary of both grids, which takes more than
+/// `tol / 2` ms between them; two deadlines more than `tol` apart are in
+/// different buckets of both grids.
+fn shifts(tol: i64) -> [i64; 2] {
+    [0, tol.max(1) / 2]
+}
+
+/// Per-slot digests: XOR of key digests (one per bucket grid) plus a key
+/// count.
 pub struct Digests {
-    pub x: Vec<[u8; 32]>,
+    pub x: [Vec<[u8; 32]>; 2],
     pub n: Vec<u64>,
+    tol: i64,
 }
 
 impl Digests {
-    fn new() -> Digests {
-        Digests { x: vec![[0; 32]; NSLOTS], n: vec![0; NSLOTS] }
+    fn new(tol: i64) -> Digests {
+        Digests { x: [vec![[0; 32]; NSLOTS], vec![[0; 32]; NSLOTS]], n: vec![0; NSLOTS], tol }
     }
-    fn add(&mut self, slot: u16, d: [u8; 32]) {
-        let s = slot as usize;
-        for (a, b) in self.x[s].iter_mut().zip(d) {
-            *a ^= b;
+    fn add(&mut self, key: &[u8], info: &KeyInfo) {
+        let s = key_hash_slot(key) as usize;
+        for (g, shift) in shifts(self.tol).into_iter().enumerate() {
+            let d = key_digest(key, info, self.tol, shift);
+            for (a, b) in self.x[g][s].iter_mut().zip(d) {
+                *a ^= b;
+            }
         }
         self.n[s] += 1;
+    }
+    /// Whether slot `s` holds the same keys on both sides, as far as the
+    /// digests tell: same count and the same digest in at least one grid.
+    fn same(&self, other: &Digests, s: u16) -> bool {
+        let s = s as usize;
+        self.n[s] == other.n[s] && (0..2).any(|g| self.x[g][s] == other.x[g][s])
     }
 }
 
@@ -224,19 +271,58 @@ fn scan_all(conn: &mut Conn, scope: &SlotSet, mut f: impl FnMut(&mut Conn, Vec<V
     Ok(())
 }
 
-fn digest_conn(conn: &mut Conn, scope: &SlotSet, tol: i64, d: &mut Digests) -> Result<u64> {
+fn digest_conn(conn: &mut Conn, scope: &SlotSet, d: &mut Digests) -> Result<u64> {
     let mut n = 0;
     scan_all(conn, scope, |c, keys| {
         let infos = key_infos(&mut |cmds| c.pipeline(cmds), &keys)?;
         for (k, i) in keys.iter().zip(infos) {
             if let Some(i) = i {
-                d.add(key_hash_slot(k), key_digest(k, &i, tol));
+                d.add(k, &i);
                 n += 1;
             }
         }
         Ok(())
     })?;
     Ok(n)
+}
+
+/// How one key compares on both sides.
+struct Judged {
+    /// What differs, if anything.
+    what: Option<String>,
+    /// Equal (TTLs within the tolerance), yet the key's digests differ in
+    /// both bucket grids: its deadlines straddle a boundary of each.
+    ttl_split: bool,
+}
+
+fn judge(k: &[u8], a: Option<KeyInfo>, b: Option<KeyInfo>, tol_ms: i64) -> Judged {
+    let mut ttl_split = false;
+    let what = match (a, b) {
+        (None, None) => None,
+        (Some(_), None) => Some("missing on target".to_string()),
+        (None, Some(b)) => Some(format!("extra on target ({})", b.ty)),
+        (Some(a), Some(b)) => {
+            if a.ty != b.ty {
+                Some(format!("type differs: source {} target {}", a.ty, b.ty))
+            } else if a.value != b.value {
+                Some(format!("{} value differs", a.ty))
+            } else if (a.deadline < 0) != (b.deadline < 0) || (a.deadline - b.deadline).abs() > tol_ms {
+                let show = |d: i64| if d < 0 { "none".to_string() } else { format!("{} ms", d - crate::now_ms()) };
+                Some(format!("ttl differs: source {} target {}", show(a.deadline), show(b.deadline)))
+            } else {
+                ttl_split =
+                    shifts(tol_ms).iter().all(|&sh| key_digest(k, &a, tol_ms, sh) != key_digest(k, &b, tol_ms, sh));
+                None
+            }
+        }
+    };
+    Judged { what, ttl_split }
+}
+
+fn compare_judged(src: &mut Source, dst: &mut Conn, s: u16, keys: &[Vec<u8>], tol_ms: i64) -> Result<Vec<Judged>> {
+    let a = key_infos(&mut |cmds| src.slot_pipeline(s, cmds), keys)?;
+    let b = key_infos(&mut |cmds| dst.pipeline(cmds), keys)?;
+    Ok(keys.iter().zip(a).zip(b).map(|((k, a), b)| judge(k, a, b, tol_ms)).collect())
 }
 
 /// Compare some keys of one slot on both sides: the keys that differ, with
@@ -248,39 +334,65 @@ pub fn compare_keys(
     keys: &[Vec<u8>],
     tol_ms: i64,
 ) -> Result<Vec<(Vec<u8>, String)>> {
-    let a = key_infos(&mut |cmds| src.slot_pipeline(s, cmds), keys)?;
-    let b = key_infos(&mut |cmds| dst.pipeline(cmds), keys)?;
-    let mut out = Vec::new();
-    for ((k, a), b) in keys.iter().zip(a).zip(b) {
-        let what = match (a, b) {
-            (None, None) => None,
-            (Some(_), None) => Some("missing on target".to_string()),
-            (None, Some(b)) => Some(format!("extra on target ({})", b.ty)),
-            (Some(a), Some(b)) => {
-                if a.ty != b.ty {
-                    Some(format!("type differs: source {} target {}", a.ty, b.ty))
-                } else if a.value != b.value {
-                    Some(format!("{} value differs", a.ty))
-                } else if (a.deadline < 0) != (b.deadline < 0) || (a.deadline - b.deadline).abs() > tol_ms {
-                    let show = |d: i64| if d < 0 { "none".to_string() } else { format!("{} ms", d - crate::now_ms()) };
-                    Some(format!("ttl differs: source {} target {}", show(a.deadline), show(b.deadline)))
-                } else {
-                    None
-                }
-            }
-        };
-        if let Some(w) = what {
-            out.push((k.clone(), w));
+    let j = compare_judged(src, dst, s, keys, tol_ms)?;
+    Ok(keys.iter().zip(j).filter_map(|(k, j)| j.what.map(|w| (k.clone(), w))).collect())
+}
+
+impl Report {
+    /// One line: what was compared, how many slot digests differed and what
+    /// the key-by-key pass found there (and, when it found nothing in a slot
+    /// whose digest differed, why).
+    pub fn summary(&self) -> String {
+        let n = self.slots_digest_mismatch;
+        let mut out = format!(
+            "verify: {} slots, {} keys on the source, {} on the target, {} slot digest{} differed",
+            self.slots_checked,
+            self.keys_source,
+            self.keys_target,
+            n,
+            if n == 1 { "" } else { "s" }
+        );
+        if n == 0 {
+            out.push_str(&format!(", {} differences", self.diffs.len()));
+            return out;
         }
+        out.push_str(&format!("; key-by-key re-check found {} differences", self.diffs.len()));
+        let mut why = Vec::new();
+        let plural = |k: usize| if k == 1 { "slot" } else { "slots" };
+        if self.slots_ttl_boundary > 0 {
+            why.push(format!(
+                "{} {} only with TTLs that agree within --ttl-tolerance-ms but straddle a digest bucket boundary",
+                self.slots_ttl_boundary,
+                plural(self.slots_ttl_boundary)
+            ));
+        }
+        if self.slots_settled > 0 {
+            why.push(format!(
+                "{} {} with keys that differed at first and agreed on a re-read (writes in flight)",
+                self.slots_settled,
+                plural(self.slots_settled)
+            ));
+        }
+        if self.slots_changed > 0 {
+            why.push(format!(
+                "{} {} where every key agreed: keys changed, expired or were deleted between the digest pass and the \
+                 key-by-key pass",
+                self.slots_changed,
+                plural(self.slots_changed)
+            ));
+        }
+        if !why.is_empty() {
+            out.push_str(&format!(" ({})", why.join("; ")));
+        }
+        out
     }
-    Ok(out)
 }
 
 /// Compare `scope` on both sides.
 pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, max_print: usize) -> Result<Report> {
     let mut rep = Report { slots_checked: scope.len(), ..Default::default() };
     // Source digests, one master at a time (each SCANs its own slots).
-    let mut ds = Digests::new();
+    let mut ds = Digests::new(tol_ms);
     let masters: Vec<(String, SlotSet)> =
         src.topo.masters.iter().map(|m| (m.addr.clone(), m.slots.intersect(scope))).collect();
     for (addr, slots) in &masters {
@@ -288,13 +400,13 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
             continue;
         }
         let c = src.conn(addr)?;
-        rep.keys_source += digest_conn(c, slots, tol_ms, &mut ds)?;
+        rep.keys_source += digest_conn(c, slots, &mut ds)?;
     }
-    let mut dt = Digests::new();
-    rep.keys_target = digest_conn(dst, scope, tol_ms, &mut dt)?;
+    let mut dt = Digests::new(tol_ms);
+    rep.keys_target = digest_conn(dst, scope, &mut dt)?;
     let mut bad = SlotSet::default();
     for s in scope.iter() {
-        if ds.x[s as usize] != dt.x[s as usize] || ds.n[s as usize] != dt.n[s as usize] {
+        if !ds.same(&dt, s) {
             bad.insert(s);
         }
     }
@@ -319,6 +431,9 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
     let mut pending: Vec<(u16, Vec<u8>)> =
         names.into_iter().flat_map(|(s, ks)| ks.into_iter().map(move |k| (s, k))).collect();
     let mut last: HashMap<(u16, Vec<u8>), String> = HashMap::new();
+    // Why a slot whose digest differed shows no difference key by key.
+    let mut ttl_split = SlotSet::default();
+    let mut differed_once = SlotSet::default();
     for round in 0..3 {
         if round > 0 {
             std::thread::sleep(Duration::from_millis(300));
@@ -330,9 +445,16 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
             by_slot.entry(s).or_default().push(k);
         }
         for (s, keys) in by_slot {
-            for (k, w) in compare_keys(src, dst, s, &keys, tol_ms)? {
-                last.insert((s, k.clone()), w);
-                still.push((s, k));
+            let judged = compare_judged(src, dst, s, &keys, tol_ms)?;
+            for (k, j) in keys.into_iter().zip(judged) {
+                if j.ttl_split && round == 0 {
+                    ttl_split.insert(s);
+                }
+                if let Some(w) = j.what {
+                    differed_once.insert(s);
+                    last.insert((s, k.clone()), w);
+                    still.push((s, k));
+                }
             }
         }
         pending = still;
@@ -340,9 +462,23 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
             break;
         }
     }
+    let mut still_bad = SlotSet::default();
     for (s, k) in pending {
         let what = last.remove(&(s, k.clone())).unwrap_or_default();
+        still_bad.insert(s);
         rep.diffs.push(Diff { slot: s, key: k, what });
+    }
+    for s in bad.iter() {
+        if still_bad.contains(s) {
+            continue;
+        }
+        if differed_once.contains(s) {
+            rep.slots_settled += 1;
+        } else if ttl_split.contains(s) {
+            rep.slots_ttl_boundary += 1;
+        } else {
+            rep.slots_changed += 1;
+        }
     }
     let _ = max_print;
     crate::metrics::get().verify_mismatches.set(rep.diffs.len() as i64);
@@ -387,5 +523,32 @@ mod tests {
         assert_ne!(canonical_dump(&z1), canonical_dump(&z3));
         // Garbage is not decodable (verify then hashes the raw bytes).
         assert_eq!(canonical_dump(b"garbage"), None);
+    }
+
+    fn slot_of_one(key: &[u8], deadline: i64, tol: i64) -> (Digests, u16) {
+        let mut d = Digests::new(tol);
+        d.add(key, &KeyInfo { ty: "string".into(), value: [7; 32], deadline });
+        (d, key_hash_slot(key))
+    }
+
+    #[test]
+    fn ttl_noise_across_a_bucket_boundary_does_not_make_a_slot_differ() {
+        let tol = 2000;
+        for (a, b, same) in [
+            // A few ms apart across a boundary of the first grid.
+            (1_700_000_001_999, 1_700_000_002_003, true),
+            // ... or of the second one.
+            (1_700_000_000_998, 1_700_000_001_001, true),
+            (5, 5, true),
+            (-1, -1, true),
+            // Beyond the tolerance: always different.
+            (1_700_000_000_000, 1_700_000_002_001, false),
+            (1_700_000_000_500, 1_700_000_002_501, false),
+            (-1, 1_700_000_000_000, false),
+        ] {
+            let (da, s) = slot_of_one(b"k", a, tol);
+            let (db, _) = slot_of_one(b"k", b, tol);
+            assert_eq!(da.same(&db, s), same, "{a} vs {b}");
+        }
     }
 }
