@@ -125,20 +125,14 @@ fn real_main(cli: Cli) -> Result<i32> {
                         "keys_target": rep.keys_target,
                         "differences": rep.diffs.len(),
                         "diffs": diffs,
+                        "summary": rep.summary(),
                     })
                 );
             } else {
                 for d in &rep.diffs {
                     println!("DIFF slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what);
                 }
-                println!(
-                    "verify: {} slots, {} keys on the source, {} on the target, {} slot digests differ, {} differences",
-                    rep.slots_checked,
-                    rep.keys_source,
-                    rep.keys_target,
-                    rep.slots_digest_mismatch,
-                    rep.diffs.len()
-                );
+                println!("{}", rep.summary());
             }
             Ok(if rep.diffs.is_empty() { 0 } else { 1 })
         }
