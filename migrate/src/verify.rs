@@ -3,7 +3,8 @@
 //!
 //! A key's digest covers its name, type, a canonical encoding of its value
 //! (decoded from DUMP: sets and hashes sorted, sorted sets sorted by member
-//! with exact score bits; streams read with XRANGE) and its TTL as a bucket
+//! with exact score bits; streams read with XRANGE, XINFO STREAM, XINFO
+//! GROUPS, XINFO CONSUMERS and XPENDING) and its TTL as a bucket
 //! of the absolute deadline (`--ttl-tolerance-ms`). Slot digests XOR the key
 //! digests, so the order keys are listed in does not matter. Each side's
 //! deadline is its PTTL plus the local clock when the reply arrived, so the
@@ -17,7 +18,11 @@
 //! differs in such a slot, the report says why (TTL noise, a write that
 //! settled, or a change between the two passes).
 //!
-//! Consumer groups of streams are not compared (entries are).
+//! Streams: entries, last-generated-id, entries-added, max-deleted-entry-id
+//! and every consumer group's name, last-delivered-id, entries-read,
+//! consumers with their pending counts, and pending entries (id, owning
+//! consumer, delivery count). Delivery times, idle times and consumers'
+//! seen-times are not compared (each side's clock and reads set them).
 
 use crate::resp::{Conn, Reply};
 use crate::slots::{SlotSet, NSLOTS};
@@ -35,6 +40,124 @@ pub struct KeyInfo {
     pub value: [u8; 32],
     /// Absolute deadline in local ms, or -1.
     pub deadline: i64,
+    /// For a stream: what `value` covers, to say what differs.
+    pub stream: Option<Box<StreamMeta>>,
+}
+
+/// A stream as verify compares it: entries, the stream's own ids and
+/// counters, and its consumer groups.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StreamMeta {
+    /// Hash of every entry (id, fields and values, in order).
+    pub entries: [u8; 32],
+    pub last_id: String,
+    pub entries_added: i64,
+    pub max_deleted_id: String,
+    /// Sorted by name.
+    pub groups: Vec<GroupMeta>,
+}
+
+/// One consumer group: delivery times and consumers' seen-times are not
+/// compared (they are times of the side that holds them).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GroupMeta {
+    pub name: Vec<u8>,
+    pub last_id: String,
+    /// None when the group does not know it (XINFO GROUPS's nil).
+    pub entries_read: Option<i64>,
+    /// (name, pending count), sorted by name.
+    pub consumers: Vec<(Vec<u8>, i64)>,
+    /// Pending entries (XPENDING's count) and the hash of every pending
+    /// entry's id, owning consumer and delivery count, in id order.
+    pub pel_count: i64,
+    pub pel: [u8; 32],
+}
+
+impl StreamMeta {
+    fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"x");
+        h.update(self.entries);
+        lp(&mut h, self.last_id.as_bytes());
+        h.update(self.entries_added.to_le_bytes());
+        lp(&mut h, self.max_deleted_id.as_bytes());
+        h.update((self.groups.len() as u64).to_le_bytes());
+        for g in &self.groups {
+            lp(&mut h, &g.name);
+            lp(&mut h, g.last_id.as_bytes());
+            h.update(g.entries_read.unwrap_or(i64::MIN).to_le_bytes());
+            h.update((g.consumers.len() as u64).to_le_bytes());
+            for (c, n) in &g.consumers {
+                lp(&mut h, c);
+                h.update(n.to_le_bytes());
+            }
+            h.update(g.pel_count.to_le_bytes());
+            h.update(g.pel);
+        }
+        h.finalize().into()
+    }
+
+    /// What differs between two streams whose hashes differ.
+    fn describe(&self, b: &StreamMeta) -> String {
+        let mut out = Vec::new();
+        let show = |x: &[u8]| String::from_utf8_lossy(x).into_owned();
+        if self.entries != b.entries {
+            out.push("entries differ".to_string());
+        }
+        if self.last_id != b.last_id {
+            out.push(format!("last-generated-id: source {} target {}", self.last_id, b.last_id));
+        }
+        if self.entries_added != b.entries_added {
+            out.push(format!("entries-added: source {} target {}", self.entries_added, b.entries_added));
+        }
+        if self.max_deleted_id != b.max_deleted_id {
+            out.push(format!("max-deleted-entry-id: source {} target {}", self.max_deleted_id, b.max_deleted_id));
+        }
+        for g in &self.groups {
+            let Some(o) = b.groups.iter().find(|o| o.name == g.name) else {
+                out.push(format!("group {} missing on target", show(&g.name)));
+                continue;
+            };
+            let name = show(&g.name);
+            if g.last_id != o.last_id {
+                out.push(format!("group {name} last-delivered-id: source {} target {}", g.last_id, o.last_id));
+            }
+            if g.entries_read != o.entries_read {
+                let er = |x: Option<i64>| x.map(|n| n.to_string()).unwrap_or_else(|| "nil".into());
+                out.push(format!(
+                    "group {name} entries-read: source {} target {}",
+                    er(g.entries_read),
+                    er(o.entries_read)
+                ));
+            }
+            if g.consumers != o.consumers {
+                let cs = |v: &[(Vec<u8>, i64)]| {
+                    v.iter().map(|(c, n)| format!("{}:{n}", show(c))).collect::<Vec<_>>().join(",")
+                };
+                out.push(format!(
+                    "group {name} consumers (name:pending): source [{}] target [{}]",
+                    cs(&g.consumers),
+                    cs(&o.consumers)
+                ));
+            }
+            if g.pel_count != o.pel_count || g.pel != o.pel {
+                out.push(format!(
+                    "group {name} pending entries (id, consumer, delivery count) differ: source {} target {}",
+                    g.pel_count, o.pel_count
+                ));
+            }
+        }
+        for o in &b.groups {
+            if !self.groups.iter().any(|g| g.name == o.name) {
+                out.push(format!("group {} extra on target", show(&o.name)));
+            }
+        }
+        if out.is_empty() {
+            "stream value differs".to_string()
+        } else {
+            format!("stream value differs: {}", out.join("; "))
+        }
+    }
 }
 
 /// One reported difference.
@@ -143,8 +266,12 @@ pub fn key_infos(
                 continue;
             }
             let deadline = if pttl >= 0 { now + pttl } else { -1 };
+            let mut stream = None;
             let value = if ty == "stream" {
-                stream_hash(pipe, k)?
+                let m = stream_meta(pipe, k)?;
+                let v = m.hash();
+                stream = Some(Box::new(m));
+                v
             } else {
                 match &r[3 * i + 2] {
                     Reply::Bulk(p) => canonical_dump(p).unwrap_or_else(|| {
@@ -156,19 +283,32 @@ pub fn key_infos(
                     _ => [0; 32],
                 }
             };
-            out.push(Some(KeyInfo { ty, value, deadline }));
+            out.push(Some(KeyInfo { ty, value, deadline, stream }));
         }
     }
     Ok(out)
 }
 
-fn stream_hash(pipe: &mut dyn FnMut(&[Vec<Vec<u8>>]) -> Result<Vec<Reply>>, key: &[u8]) -> Result<[u8; 32]> {
+type Pipe<'a> = dyn FnMut(&[Vec<Vec<u8>>]) -> Result<Vec<Reply>> + 'a;
+
+fn one(pipe: &mut Pipe, c: Vec<Vec<u8>>) -> Result<Reply> {
+    pipe(&[c])?.into_iter().next().ok_or_else(|| Error::Protocol("no reply".into()))?.ok()
+}
+
+fn id_of(r: Option<&Reply>) -> String {
+    r.and_then(Reply::as_str).unwrap_or_default()
+}
+
+/// Read a stream's entries (XRANGE in pages), ids and counters (XINFO
+/// STREAM) and consumer groups (XINFO GROUPS, XINFO CONSUMERS, XPENDING in
+/// pages).
+fn stream_meta(pipe: &mut Pipe, key: &[u8]) -> Result<StreamMeta> {
+    const PAGE: usize = 1000;
+    let mut m = StreamMeta::default();
     let mut h = Sha256::new();
-    h.update(b"x");
     let mut start = b"-".to_vec();
     for _ in 0..10_000_000u64 {
-        let r = pipe(&[cmd!["XRANGE", key, &start, "+", "COUNT", "1000"]])?;
-        let r = r.into_iter().next().unwrap_or(Reply::Nil);
+        let r = one(pipe, cmd!["XRANGE", key, &start, "+", "COUNT", PAGE])?;
         let items = r.items();
         for e in items {
             let it = e.items();
@@ -179,13 +319,60 @@ fn stream_hash(pipe: &mut dyn FnMut(&[Vec<Vec<u8>>]) -> Result<Vec<Reply>>, key:
                 lp(&mut h, f.as_bytes().unwrap_or_default());
             }
         }
-        if items.len() < 1000 {
+        if items.len() < PAGE {
             break;
         }
         let last = items.last().and_then(|e| e.items().first()).and_then(|x| x.as_bytes()).unwrap_or_default();
         start = [b"(".as_slice(), last].concat();
     }
-    Ok(h.finalize().into())
+    m.entries = h.finalize().into();
+    let info = one(pipe, cmd!["XINFO", "STREAM", key])?;
+    m.last_id = id_of(info.field("last-generated-id"));
+    m.entries_added = info.field("entries-added").and_then(Reply::as_int).unwrap_or(-1);
+    m.max_deleted_id = id_of(info.field("max-deleted-entry-id"));
+    let groups = one(pipe, cmd!["XINFO", "GROUPS", key])?;
+    for g in groups.items() {
+        let name = g.field("name").and_then(Reply::as_bytes).unwrap_or_default().to_vec();
+        let mut gm = GroupMeta {
+            last_id: id_of(g.field("last-delivered-id")),
+            entries_read: g.field("entries-read").and_then(Reply::as_int),
+            ..Default::default()
+        };
+        let cs = one(pipe, cmd!["XINFO", "CONSUMERS", key, &name])?;
+        gm.consumers = cs
+            .items()
+            .iter()
+            .map(|c| {
+                let n = c.field("name").and_then(Reply::as_bytes).unwrap_or_default().to_vec();
+                (n, c.field("pending").and_then(Reply::as_int).unwrap_or(-1))
+            })
+            .collect();
+        gm.consumers.sort();
+        let mut h = Sha256::new();
+        let mut start = b"-".to_vec();
+        for _ in 0..10_000_000u64 {
+            let r = one(pipe, cmd!["XPENDING", key, &name, &start, "+", PAGE])?;
+            let items = r.items();
+            for e in items {
+                // id, consumer, idle ms (not compared), delivery count
+                let it = e.items();
+                lp(&mut h, it.first().and_then(Reply::as_bytes).unwrap_or_default());
+                lp(&mut h, it.get(1).and_then(Reply::as_bytes).unwrap_or_default());
+                h.update(it.get(3).and_then(Reply::as_int).unwrap_or(-1).to_le_bytes());
+            }
+            gm.pel_count += items.len() as i64;
+            if items.len() < PAGE {
+                break;
+            }
+            let last = items.last().and_then(|e| e.items().first()).and_then(|x| x.as_bytes()).unwrap_or_default();
+            start = [b"(".as_slice(), last].concat();
+        }
+        gm.pel = h.finalize().into();
+        gm.name = name;
+        m.groups.push(gm);
+    }
+    m.groups.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(m)
 }
 
 /// A key's digest with its deadline in buckets of `tol` ms, the bucket
@@ -305,7 +492,10 @@ fn judge(k: &[u8], a: Option<KeyInfo>, b: Option<KeyInfo>, tol_ms: i64) -> Judge
             if a.ty != b.ty {
                 Some(format!("type differs: source {} target {}", a.ty, b.ty))
             } else if a.value != b.value {
-                Some(format!("{} value differs", a.ty))
+                match (&a.stream, &b.stream) {
+                    (Some(x), Some(y)) => Some(x.describe(y)),
+                    _ => Some(format!("{} value differs", a.ty)),
+                }
             } else if (a.deadline < 0) != (b.deadline < 0) || (a.deadline - b.deadline).abs() > tol_ms {
                 let show = |d: i64| if d < 0 { "none".to_string() } else { format!("{} ms", d - crate::now_ms()) };
                 Some(format!("ttl differs: source {} target {}", show(a.deadline), show(b.deadline)))
@@ -527,7 +717,7 @@ mod tests {
 
     fn slot_of_one(key: &[u8], deadline: i64, tol: i64) -> (Digests, u16) {
         let mut d = Digests::new(tol);
-        d.add(key, &KeyInfo { ty: "string".into(), value: [7; 32], deadline });
+        d.add(key, &KeyInfo { ty: "string".into(), value: [7; 32], deadline, stream: None });
         (d, key_hash_slot(key))
     }
 

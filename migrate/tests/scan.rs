@@ -449,3 +449,103 @@ fn verify_ttl_noise_across_a_bucket_boundary() {
         "{s}"
     );
 }
+
+/// Builds a stream with deleted entries, two consumer groups, pending
+/// entries with several delivery counts and a consumer without pending
+/// entries (on the source, through its master).
+fn load_stream_with_groups(src: &mut ferrite_migrate::topo::Source, k: &str, n: usize, value_len: usize) {
+    for part in 0..n.div_ceil(500) {
+        // One XADD per entry, pipelined through the master.
+        let slot = ferrite_commands::key_hash_slot(k.as_bytes());
+        let cmds: Vec<Vec<Vec<u8>>> = (part * 500..((part + 1) * 500).min(n))
+            .map(|i| {
+                args(&[
+                    "XADD",
+                    k,
+                    &format!("{}-{}", 1000 + i, i % 3),
+                    "f",
+                    &noise(i as u64, value_len),
+                    "n",
+                    &i.to_string(),
+                ])
+            })
+            .collect();
+        for r in src.slot_pipeline(slot, &cmds).unwrap() {
+            assert!(!r.is_error(), "{r:?}");
+        }
+    }
+    for c in [
+        vec!["XDEL", k, "1003-0", "1004-1"],
+        vec!["XGROUP", "CREATE", k, "g1", "0"],
+        vec!["XGROUP", "CREATE", k, "g2", "1010-1", "ENTRIESREAD", "9"],
+        vec!["XGROUP", "CREATECONSUMER", k, "g2", "idle-one"],
+        vec!["XREADGROUP", "GROUP", "g1", "alice", "COUNT", "40", "STREAMS", k, ">"],
+        vec!["XREADGROUP", "GROUP", "g1", "bob", "COUNT", "25", "STREAMS", k, ">"],
+        vec!["XACK", k, "g1", "1000-0", "1001-1", "1002-2"],
+        vec!["XCLAIM", k, "g1", "bob", "0", "1005-2", "1006-0"],
+        vec!["XCLAIM", k, "g1", "bob", "0", "1006-0"],
+        vec!["XREADGROUP", "GROUP", "g2", "carol", "COUNT", "7", "STREAMS", k, ">"],
+    ] {
+        let r = on_key(src, k, &c);
+        assert!(!r.is_error(), "{c:?}: {r:?}");
+    }
+}
+
+/// Verify compares consumer groups: copied streams verify clean, and a
+/// group, consumer or pending entry changed on the target is reported with
+/// what differs.
+#[test]
+fn verify_compares_stream_consumer_groups() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    load_stream_with_groups(&mut src, "xs:1", 120, 20);
+    load_stream_with_groups(&mut src, "xs:2", 60, 20);
+    let (_d, state) = state_path("xgroups");
+    let out = migrate(
+        &sv(&[
+            "--from-redis-cluster",
+            &cluster.seed(),
+            "--to",
+            &ferrite.addr(),
+            "--method",
+            "scan",
+            "--state",
+            &state,
+            "--quiet",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 0 differences"), "{}", show(&out));
+    let mut f = conn(&ferrite.addr());
+    for c in [
+        vec!["XGROUP", "SETID", "xs:1", "g1", "1001-1", "ENTRIESREAD", "2"],
+        vec!["XACK", "xs:1", "g2", "1011-2"],
+        vec!["XGROUP", "CREATECONSUMER", "xs:1", "g1", "mallory"],
+        vec!["XCLAIM", "xs:2", "g1", "alice", "0", "1030-0", "FORCE", "JUSTID", "RETRYCOUNT", "9"],
+    ] {
+        assert!(!f.cmd(&args(&c)).unwrap().is_error(), "{c:?}");
+    }
+    let out = migrate(
+        &sv(&["verify", "--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--json"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["differences"].as_u64(), Some(2), "{v}");
+    let diffs = v["diffs"].to_string();
+    for what in [
+        "group g1 last-delivered-id: source 1066-0 target 1001-1",
+        "group g1 entries-read: source nil target 2",
+        "group g1 consumers (name:pending): source [alice:35,bob:27] target [alice:35,bob:27,mallory:0]",
+        "group g2 consumers (name:pending): source [carol:7,idle-one:0] target [carol:6,idle-one:0]",
+        "group g2 pending entries (id, consumer, delivery count) differ: source 7 target 6",
+    ] {
+        assert!(diffs.contains(what), "{what} not in {diffs}");
+    }
+    assert!(
+        diffs.contains("group g1 pending entries (id, consumer, delivery count) differ: source 55 target 55"),
+        "{diffs}"
+    );
+}
