@@ -18,6 +18,9 @@
 //! differs in such a slot, the report says why (TTL noise, a write that
 //! settled, or a change between the two passes).
 //!
+//! Function libraries: `FUNCTION LIST WITHCODE` of every source master
+//! (their union) against Ferrite's ([`crate::functions::compare`]).
+//!
 //! Streams: entries, last-generated-id, entries-added, max-deleted-entry-id
 //! and every consumer group's name, last-delivered-id, entries-read,
 //! consumers with their pending counts, and pending entries (id, owning
@@ -183,6 +186,8 @@ pub struct Report {
     pub keys_source: u64,
     pub keys_target: u64,
     pub diffs: Vec<Diff>,
+    /// Function library differences (see [`crate::functions::compare`]).
+    pub functions: Vec<String>,
 }
 
 fn lp(h: &mut Sha256, b: &[u8]) {
@@ -532,7 +537,20 @@ impl Report {
     /// One line: what was compared, how many slot digests differed and what
     /// the key-by-key pass found there (and, when it found nothing in a slot
     /// whose digest differed, why).
+    /// Key differences plus function library differences.
+    pub fn differences(&self) -> usize {
+        self.diffs.len() + self.functions.len()
+    }
+
     pub fn summary(&self) -> String {
+        let mut out = self.slots_summary();
+        if !self.functions.is_empty() {
+            out.push_str(&format!("; {} function library differences", self.functions.len()));
+        }
+        out
+    }
+
+    fn slots_summary(&self) -> String {
         let n = self.slots_digest_mismatch;
         let mut out = format!(
             "verify: {} slots, {} keys on the source, {} on the target, {} slot digest{} differed",
@@ -581,6 +599,7 @@ impl Report {
 /// Compare `scope` on both sides.
 pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, max_print: usize) -> Result<Report> {
     let mut rep = Report { slots_checked: scope.len(), ..Default::default() };
+    rep.functions = crate::functions::compare(src, dst)?;
     // Source digests, one master at a time (each SCANs its own slots).
     let mut ds = Digests::new(tol_ms);
     let masters: Vec<(String, SlotSet)> =
@@ -602,6 +621,7 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
     }
     rep.slots_digest_mismatch = bad.len();
     if bad.is_empty() {
+        crate::metrics::get().verify_mismatches.set(rep.differences() as i64);
         return Ok(rep);
     }
     // Key-by-key in the differing slots: key names from both sides.
@@ -671,7 +691,7 @@ pub fn verify(src: &mut Source, dst: &mut Conn, scope: &SlotSet, tol_ms: i64, ma
         }
     }
     let _ = max_print;
-    crate::metrics::get().verify_mismatches.set(rep.diffs.len() as i64);
+    crate::metrics::get().verify_mismatches.set(rep.differences() as i64);
     Ok(rep)
 }
 

@@ -549,3 +549,104 @@ fn verify_compares_stream_consumer_groups() {
         "{diffs}"
     );
 }
+
+fn lua_lib(name: &str, fname: &str, ret: &str) -> String {
+    format!("#!lua name={name}\nredis.register_function{{function_name='{fname}', callback=function(keys, args) return '{ret}' end, flags={{'no-writes'}}}}")
+}
+
+/// Function libraries: `plan` counts them, `run` copies them (the union
+/// when the masters disagree, an error for one name with two codes) before
+/// the data, `verify` compares them.
+#[test]
+fn functions_are_planned_copied_and_verified() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let masters: Vec<String> = src.topo.masters.iter().map(|m| m.addr.clone()).collect();
+    assert_eq!(masters.len(), 3);
+    for (i, m) in masters.iter().enumerate() {
+        let c = src.conn(m).unwrap();
+        let r = c.cmd(&args(&["FUNCTION", "LOAD", &lua_lib("common", "hello", "hi")])).unwrap();
+        assert!(!r.is_error(), "{r:?}");
+        if i == 0 {
+            let r = c.cmd(&args(&["FUNCTION", "LOAD", &lua_lib("extra", "only0", "zero")])).unwrap();
+            assert!(!r.is_error(), "{r:?}");
+        }
+    }
+    on_key(&mut src, "fk", &["SET", "fk", "v"]);
+    let out = migrate(&sv(&["plan", "--from-redis-cluster", &cluster.seed(), "--json"]), Duration::from_secs(60));
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["function_libraries"].as_u64(), Some(2), "{v}");
+    assert!(v["function_warnings"].to_string().contains("different function libraries"), "{v}");
+    let (_d, state) = state_path("functions");
+    let run = |state: &str| {
+        migrate(
+            &sv(&[
+                "--from-redis-cluster",
+                &cluster.seed(),
+                "--to",
+                &ferrite.addr(),
+                "--method",
+                "scan",
+                "--state",
+                state,
+                "--force",
+            ]),
+            Duration::from_secs(120),
+        )
+    };
+    let out = run(&state);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("verify: 0 differences"), "{text}");
+    assert!(text.contains("using the union [common, extra]"), "{text}");
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["FCALL", "hello", "0"])).unwrap(), Reply::Bulk(b("hi")));
+    assert_eq!(f.cmd(&args(&["FCALL_RO", "only0", "0"])).unwrap(), Reply::Bulk(b("zero")));
+    let verify = || {
+        migrate(
+            &sv(&["verify", "--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--json"]),
+            Duration::from_secs(60),
+        )
+    };
+    let out = verify();
+    assert!(out.status.success(), "{}", show(&out));
+    // Differences on the target are reported.
+    for c in [
+        vec!["FUNCTION".to_string(), "DELETE".into(), "extra".into()],
+        vec!["FUNCTION".into(), "LOAD".into(), lua_lib("mine", "m", "m")],
+        vec!["FUNCTION".into(), "LOAD".into(), "REPLACE".into(), lua_lib("common", "hello", "changed")],
+    ] {
+        let c: Vec<&str> = c.iter().map(String::as_str).collect();
+        assert!(!f.cmd(&args(&c)).unwrap().is_error(), "{c:?}");
+    }
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["differences"].as_u64(), Some(3), "{v}");
+    let fd = v["function_diffs"].to_string();
+    for what in [
+        "function library common: code differs",
+        "function library extra: missing on target",
+        "function library mine: extra on target",
+    ] {
+        assert!(fd.contains(what), "{what} not in {fd}");
+    }
+    // A run puts the source's libraries back (REPLACE); ferrite's own extra
+    // library stays.
+    let (_d2, state2) = state_path("functions2");
+    let out = run(&state2);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 1 differences"), "{}", show(&out));
+    assert_eq!(f.cmd(&args(&["FCALL", "hello", "0"])).unwrap(), Reply::Bulk(b("hi")));
+    // One name, two codes on the source: the run refuses, before any data.
+    let r =
+        src.conn(&masters[1]).unwrap().cmd(&args(&["FUNCTION", "LOAD", &lua_lib("extra", "only0", "one")])).unwrap();
+    assert!(!r.is_error(), "{r:?}");
+    let (_d3, state3) = state_path("functions3");
+    let out = run(&state3);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("function library extra differs between source masters"), "{err}");
+}
