@@ -32,6 +32,7 @@ pub mod resp;
 pub mod run;
 pub mod slots;
 pub mod state;
+pub mod streamcopy;
 pub mod topo;
 pub mod verify;
 
