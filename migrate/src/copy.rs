@@ -180,13 +180,15 @@ fn apply_target(dst: &mut Target, out: Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, st: &m
 
 /// Copy one key in parts, because its DUMP payload was too big to hold:
 /// TYPE, then GETRANGE / LRANGE / SSCAN / HSCAN / ZSCAN in parts of about
-/// 1 MB, written as SET + APPEND / RPUSH / SADD / HSET / ZADD after a DEL,
-/// then the TTL (PTTL read last). Each part is read then written, by the
-/// one copying thread, like every copy. The parts are not one snapshot: a
-/// write to the key during its copy can leave a mix on Ferrite, but such a
-/// write is recorded by the proxies and makes a later copy, the last one
-/// during the pause, when nothing writes. Streams and module values are
-/// copied with one DUMP (their memory is not bounded).
+/// 1 MB, written as SET + APPEND / RPUSH / SADD / HSET / ZADD after a DEL
+/// (streams: XRANGE / XADD with the same ids, then ids, counters, groups,
+/// consumers and pending entries, see [`crate::streamcopy`]), then the TTL
+/// (PTTL read last). Each part is read then written, by the one copying
+/// thread, like every copy. The parts are not one snapshot: a write to the
+/// key during its copy can leave a mix on Ferrite, but such a write is
+/// recorded by the proxies and makes a later copy, the last one during the
+/// pause, when nothing writes. Module values are copied with one DUMP
+/// (their memory is not bounded).
 pub fn copy_big(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target, st: &mut CopyStats) -> Result<()> {
     match copy_big_inner(src, slot, key, dst) {
         Ok(Some(bytes)) => {
@@ -322,8 +324,12 @@ fn copy_big_inner(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target) -> 
                 }
             }
         }
+        "stream" => match crate::streamcopy::copy_stream(src, slot, key, dst)? {
+            Some(b) => bytes = b,
+            None => return Ok(None),
+        },
         _ => {
-            // Streams, module values: one DUMP.
+            // Module values: one DUMP.
             let r = read(src, slot, cmd!["DUMP", key])?;
             let Some(payload) = r.as_bytes() else {
                 write(dst, &cmd!["DEL", key])?;
