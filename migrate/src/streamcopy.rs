@@ -71,7 +71,7 @@ pub fn copy_stream(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target) ->
     let mut n_entries = 0u64;
     let mut start = b"-".to_vec();
     for _ in 0..(1u64 << 32) {
-        let per = if n_entries == 0 { 100 } else { (PART / (copied / n_entries).max(1)).clamp(1, 10_000) };
+        let per = copied.checked_div(n_entries).map_or(100, |avg| (PART / avg.max(1)).clamp(1, 10_000));
         let r = read(src, slot, cmd!["XRANGE", key, &start, "+", "COUNT", per])?;
         let items = r.items();
         let mut cmds: Vec<Vec<&[u8]>> = Vec::with_capacity(items.len());
