@@ -738,8 +738,9 @@ fn scan_copies_a_big_stream_with_groups_in_parts() {
 }
 
 /// Edge cases of the in-parts stream copy, through the library: an empty
-/// stream with a group and consumers, a trimmed stream, and a pending entry
-/// whose message was deleted (cannot be recreated: verify reports it).
+/// stream with a group and consumers, a trimmed stream, pending entries
+/// whose messages were trimmed or deleted (placeholders), a stream trimmed
+/// to nothing with pending entries, a key gone from the source.
 #[test]
 fn stream_copy_in_parts_edge_cases() {
     use ferrite_migrate::copy::{copy_big, CopyStats, Target};
@@ -754,25 +755,36 @@ fn stream_copy_in_parts_edge_cases() {
         assert!(!on_key(&mut src, "xe:empty", &c).is_error(), "{c:?}");
     }
     load_stream_with_groups(&mut src, "xe:trim", 300, 5);
-    // Trims only acknowledged entries (pending ones would dangle, see below).
-    on_key(&mut src, "xe:trim", &["XTRIM", "xe:trim", "MINID", "1001"]);
+    // Trims pending entries' messages too (g1's 1005..1009).
+    on_key(&mut src, "xe:trim", &["XTRIM", "xe:trim", "MINID", "1010"]);
     load_stream_with_groups(&mut src, "xe:dangling", 50, 5);
-    // 1007-1 is pending in g1 (alice); delete its message.
-    assert_eq!(on_key(&mut src, "xe:dangling", &["XDEL", "xe:dangling", "1007-1"]).as_int(), Some(1));
+    // 1007-1 and 1038-2 (alice) are pending in g1; delete
+    // their messages, and the newest entries.
+    for id in ["1007-1", "1038-2", "1049-1", "1048-0"] {
+        assert_eq!(on_key(&mut src, "xe:dangling", &["XDEL", "xe:dangling", id]).as_int(), Some(1));
+    }
+    load_stream_with_groups(&mut src, "xe:gone", 40, 5);
+    on_key(&mut src, "xe:gone", &["XTRIM", "xe:gone", "MAXLEN", "0"]);
     let auth = ferrite_migrate::resp::Auth::default();
     let mut dst = Target::connect(&ferrite.addr(), Duration::from_secs(10), &auth).unwrap();
     // Something in the way on the target is replaced.
     dst.conn.cmd(&args(&["SET", "xe:trim", "old"])).unwrap();
     let mut st = CopyStats::default();
-    for k in ["xe:empty", "xe:trim", "xe:dangling", "xe:missing"] {
+    for k in ["xe:empty", "xe:trim", "xe:dangling", "xe:gone", "xe:missing"] {
         let slot = ferrite_commands::key_hash_slot(k.as_bytes());
         copy_big(&mut src, slot, k.as_bytes(), &mut dst, &mut st).unwrap();
     }
     assert_eq!(st.errors, 0, "{:?}", st.failed);
-    assert_eq!((st.keys, st.deleted), (3, 1));
+    assert_eq!((st.keys, st.deleted), (4, 1));
     let mut f = conn(&ferrite.addr());
-    for k in ["xe:empty", "xe:trim"] {
-        for c in [vec!["XINFO", "STREAM", k], vec!["XINFO", "GROUPS", k], vec!["XLEN", k]] {
+    for k in ["xe:empty", "xe:trim", "xe:dangling", "xe:gone"] {
+        for c in [
+            vec!["XINFO", "STREAM", k],
+            vec!["XINFO", "GROUPS", k],
+            vec!["XLEN", k],
+            vec!["XPENDING", k, "g1"],
+            vec!["XPENDING", k, "g2"],
+        ] {
             assert_eq!(on_key(&mut src, k, &c), f.cmd(&args(&c)).unwrap(), "{c:?}");
         }
         let slot = ferrite_commands::key_hash_slot(k.as_bytes());
@@ -780,9 +792,8 @@ fn stream_copy_in_parts_edge_cases() {
         assert!(d.is_empty(), "{k}: {d:?}");
     }
     assert_eq!(f.cmd(&args(&["XINFO", "CONSUMERS", "xe:empty", "g"])).unwrap().items().len(), 1);
-    let k = "xe:dangling";
-    let slot = ferrite_commands::key_hash_slot(k.as_bytes());
-    let d = ferrite_migrate::verify::compare_keys(&mut src, &mut dst.conn, slot, &[b(k)], 2000).unwrap();
-    assert_eq!(d.len(), 1, "{d:?}");
-    assert!(d[0].1.contains("group g1 pending entries"), "{d:?}");
+    // The placeholders are gone, the pending entries stay.
+    let r = f.cmd(&args(&["XPENDING", "xe:trim", "g1", "-", "1009-2", "100"])).unwrap();
+    assert_eq!(r.items().len(), 5, "{r:?}");
+    assert_eq!(f.cmd(&args(&["XRANGE", "xe:trim", "-", "1009-2"])).unwrap().items().len(), 0);
 }
