@@ -181,8 +181,9 @@ fn apply_target(dst: &mut Target, out: Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, st: &m
 /// Copy one key in parts, because its DUMP payload was too big to hold:
 /// TYPE, then GETRANGE / LRANGE / SSCAN / HSCAN / ZSCAN in parts of about
 /// 1 MB, written as SET + APPEND / RPUSH / SADD / HSET / ZADD after a DEL
-/// (streams: XRANGE / XADD with the same ids, then ids, counters, groups,
-/// consumers and pending entries, see [`crate::streamcopy`]), then the TTL
+/// (streams: groups and consumers, XRANGE / XADD with the same ids and
+/// pending entries claimed on the way, then ids and counters, see
+/// [`crate::streamcopy`]), then the TTL
 /// (PTTL read last). Each part is read then written, by the one copying
 /// thread, like every copy. The parts are not one snapshot: a write to the
 /// key during its copy can leave a mix on Ferrite, but such a write is
