@@ -88,7 +88,15 @@ pub fn source_libraries(src: &mut Source) -> Result<SourceLibraries> {
     let masters: Vec<String> = src.topo.masters.iter().map(|m| m.addr.clone()).collect();
     let mut from: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     for addr in masters {
-        let libs = list(src.conn(&addr)?)?;
+        let libs = match list(src.conn(&addr)?) {
+            Ok(l) => l,
+            // Redis before 7.0 has no functions.
+            Err(Error::Server(e)) if e.to_ascii_lowercase().contains("unknown command") => Libraries::new(),
+            Err(Error::Server(e)) => {
+                return Err(Error::Other(format!("{addr}: FUNCTION LIST WITHCODE refused: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
         for (name, lib) in &libs {
             match out.libs.get(name) {
                 Some(have) if have != lib => {
