@@ -298,7 +298,13 @@ pub fn key_infos(
             let deadline = if pttl >= 0 { now + pttl } else { -1 };
             let mut stream = None;
             let value = if ty == "stream" {
-                let m = stream_meta(pipe, k)?;
+                let m = match stream_meta(pipe, k) {
+                    Ok(m) => m,
+                    // Deleted or replaced while being read: a value that
+                    // differs, read again by the key-by-key pass.
+                    Err(Error::Server(e)) => StreamMeta { last_id: format!("unreadable: {e}"), ..Default::default() },
+                    Err(e) => return Err(e),
+                };
                 let v = m.hash();
                 stream = Some(Box::new(m));
                 v
@@ -329,46 +335,78 @@ fn id_of(r: Option<&Reply>) -> String {
     r.and_then(Reply::as_str).unwrap_or_default()
 }
 
+fn next_start(items: &[Reply]) -> Vec<u8> {
+    let last = items.last().and_then(|e| e.items().first()).and_then(|x| x.as_bytes()).unwrap_or_default();
+    [b"(".as_slice(), last].concat()
+}
+
+fn hash_entries(h: &mut Sha256, items: &[Reply]) {
+    for e in items {
+        let it = e.items();
+        if let Some(id) = it.first().and_then(|x| x.as_bytes()) {
+            lp(h, id);
+        }
+        for f in it.get(1).map(|x| x.items()).unwrap_or_default() {
+            lp(h, f.as_bytes().unwrap_or_default());
+        }
+    }
+}
+
+fn hash_pending(h: &mut Sha256, items: &[Reply]) {
+    for e in items {
+        // id, consumer, idle ms (not compared), delivery count
+        let it = e.items();
+        lp(h, it.first().and_then(Reply::as_bytes).unwrap_or_default());
+        lp(h, it.get(1).and_then(Reply::as_bytes).unwrap_or_default());
+        h.update(it.get(3).and_then(Reply::as_int).unwrap_or(-1).to_le_bytes());
+    }
+}
+
 /// Read a stream's entries (XRANGE in pages), ids and counters (XINFO
 /// STREAM) and consumer groups (XINFO GROUPS, XINFO CONSUMERS, XPENDING in
-/// pages).
+/// pages). The first page of each list travels in one pipeline with the
+/// rest, so a small stream costs two round trips.
 fn stream_meta(pipe: &mut Pipe, key: &[u8]) -> Result<StreamMeta> {
     const PAGE: usize = 1000;
     let mut m = StreamMeta::default();
-    let mut h = Sha256::new();
-    let mut start = b"-".to_vec();
-    for _ in 0..10_000_000u64 {
-        let r = one(pipe, cmd!["XRANGE", key, &start, "+", "COUNT", PAGE])?;
-        let items = r.items();
-        for e in items {
-            let it = e.items();
-            if let Some(id) = it.first().and_then(|x| x.as_bytes()) {
-                lp(&mut h, id);
-            }
-            for f in it.get(1).map(|x| x.items()).unwrap_or_default() {
-                lp(&mut h, f.as_bytes().unwrap_or_default());
-            }
-        }
-        if items.len() < PAGE {
-            break;
-        }
-        let last = items.last().and_then(|e| e.items().first()).and_then(|x| x.as_bytes()).unwrap_or_default();
-        start = [b"(".as_slice(), last].concat();
-    }
-    m.entries = h.finalize().into();
-    let info = one(pipe, cmd!["XINFO", "STREAM", key])?;
+    let r = pipe(&[
+        cmd!["XINFO", "STREAM", key],
+        cmd!["XINFO", "GROUPS", key],
+        cmd!["XRANGE", key, "-", "+", "COUNT", PAGE],
+    ])?;
+    let [info, groups, first] =
+        <[Reply; 3]>::try_from(r).map_err(|_| Error::Protocol("short pipeline reply".into()))?;
+    let (info, groups, mut page) = (info.ok()?, groups.ok()?, first.ok()?);
     m.last_id = id_of(info.field("last-generated-id"));
     m.entries_added = info.field("entries-added").and_then(Reply::as_int).unwrap_or(-1);
     m.max_deleted_id = id_of(info.field("max-deleted-entry-id"));
-    let groups = one(pipe, cmd!["XINFO", "GROUPS", key])?;
-    for g in groups.items() {
-        let name = g.field("name").and_then(Reply::as_bytes).unwrap_or_default().to_vec();
+    let mut h = Sha256::new();
+    for _ in 0..10_000_000u64 {
+        let items = page.items();
+        hash_entries(&mut h, items);
+        if items.len() < PAGE {
+            break;
+        }
+        page = one(pipe, cmd!["XRANGE", key, next_start(items), "+", "COUNT", PAGE])?;
+    }
+    m.entries = h.finalize().into();
+    let names: Vec<Vec<u8>> =
+        groups.items().iter().map(|g| g.field("name").and_then(Reply::as_bytes).unwrap_or_default().to_vec()).collect();
+    let mut cmds = Vec::with_capacity(names.len() * 2);
+    for n in &names {
+        cmds.push(cmd!["XINFO", "CONSUMERS", key, n]);
+        cmds.push(cmd!["XPENDING", key, n, "-", "+", PAGE]);
+    }
+    let mut firsts = if cmds.is_empty() { Vec::new() } else { pipe(&cmds)? }.into_iter();
+    for (g, name) in groups.items().iter().zip(names) {
         let mut gm = GroupMeta {
             last_id: id_of(g.field("last-delivered-id")),
             entries_read: g.field("entries-read").and_then(Reply::as_int),
             ..Default::default()
         };
-        let cs = one(pipe, cmd!["XINFO", "CONSUMERS", key, &name])?;
+        let short = || Error::Protocol("short pipeline reply".into());
+        let cs = firsts.next().ok_or_else(short)?.ok()?;
+        let mut page = firsts.next().ok_or_else(short)?.ok()?;
         gm.consumers = cs
             .items()
             .iter()
@@ -379,23 +417,14 @@ fn stream_meta(pipe: &mut Pipe, key: &[u8]) -> Result<StreamMeta> {
             .collect();
         gm.consumers.sort();
         let mut h = Sha256::new();
-        let mut start = b"-".to_vec();
         for _ in 0..10_000_000u64 {
-            let r = one(pipe, cmd!["XPENDING", key, &name, &start, "+", PAGE])?;
-            let items = r.items();
-            for e in items {
-                // id, consumer, idle ms (not compared), delivery count
-                let it = e.items();
-                lp(&mut h, it.first().and_then(Reply::as_bytes).unwrap_or_default());
-                lp(&mut h, it.get(1).and_then(Reply::as_bytes).unwrap_or_default());
-                h.update(it.get(3).and_then(Reply::as_int).unwrap_or(-1).to_le_bytes());
-            }
+            let items = page.items();
+            hash_pending(&mut h, items);
             gm.pel_count += items.len() as i64;
             if items.len() < PAGE {
                 break;
             }
-            let last = items.last().and_then(|e| e.items().first()).and_then(|x| x.as_bytes()).unwrap_or_default();
-            start = [b"(".as_slice(), last].concat();
+            page = one(pipe, cmd!["XPENDING", key, &name, next_start(items), "+", PAGE])?;
         }
         gm.pel = h.finalize().into();
         gm.name = name;
