@@ -28,14 +28,23 @@ pub struct Target {
 impl Target {
     pub fn connect(addr: &str, timeout: Duration, auth: &Auth) -> Result<Target> {
         let mut conn = Conn::connect(addr, timeout, auth)?;
-        let t0 = crate::now_ms();
+        // In microseconds, rounded to the nearest ms at the end: on one host
+        // the offset is then 0, not 1 ms whenever TIME straddles a ms
+        // boundary (which shifted every copied deadline by 1 ms).
+        let now_us = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0)
+        };
+        let t0 = now_us();
         let r = conn.cmd(&cmd!["TIME"])?.ok()?;
-        let t1 = crate::now_ms();
+        let t1 = now_us();
         let it = r.items();
         let secs = it.first().and_then(|x| x.as_int()).unwrap_or(0);
         let us = it.get(1).and_then(|x| x.as_int()).unwrap_or(0);
-        let remote = secs * 1000 + us / 1000;
-        let clock_offset_ms = if secs > 0 { remote - (t0 + t1) / 2 } else { 0 };
+        let remote = secs.saturating_mul(1_000_000).saturating_add(us);
+        let clock_offset_ms = if secs > 0 { (remote - (t0 + t1) / 2) as f64 / 1000.0 } else { 0.0 }.round() as i64;
         Ok(Target { conn, addr: addr.to_string(), clock_offset_ms })
     }
 }

@@ -8,10 +8,11 @@
 //! of the absolute deadline (`--ttl-tolerance-ms`). Slot digests XOR the key
 //! digests, so the order keys are listed in does not matter. Each side's
 //! deadline is its PTTL plus the local clock when the reply arrived, so the
-//! two readings of one deadline are a few ms apart; a slot digest is kept
-//! for two bucket grids half a bucket apart and a slot matches when either
-//! grid does, so such noise only makes a slot differ when the readings are
-//! more than half the tolerance apart and straddle a boundary of both grids.
+//! two readings of one deadline are a few ms apart (and a copy made with the
+//! scan method is a few ms off too); a slot digest is kept for four bucket
+//! grids a quarter bucket apart and a slot matches when any grid does, so
+//! such noise only makes a slot differ when, for every grid, some key of the
+//! slot straddles one of its boundaries.
 //! A slot whose digest differed is compared key by key, where TTLs are
 //! compared with the tolerance. Differences are re-read a few times before
 //! they are reported, so a write in flight is not a difference; when no key
@@ -198,7 +199,7 @@ pub struct Report {
     pub slots_checked: usize,
     pub slots_digest_mismatch: usize,
     /// Slots whose digest differed while every key agreed: because of TTLs
-    /// within the tolerance on both sides of a digest bucket boundary...
+    /// within the tolerance on both sides of digest bucket boundaries...
     pub slots_ttl_boundary: usize,
     /// ... because of a stream group whose entries-read is nil on one side
     /// only (not a difference, see [`StreamMeta`]) ...
@@ -453,29 +454,33 @@ fn bucket(deadline: i64, tol: i64, shift: i64) -> i64 {
     }
 }
 
-/// The two bucket grids a slot digest is computed with: deadlines in
-/// buckets of `tol` ms, the second grid shifted by half a bucket. Two
-/// deadlines less than `tol / 2` apart fall in one bucket of at least one
-/// grid, so a key whose TTL reads a few ms apart on the two sides (it is
-/// derived from PTTL and the local clock on each side) only makes a slot
-/// differ when it straddles a boundary of both grids, which takes more than
-/// `tol / 2` ms between them; two deadlines more than `tol` apart are in
-/// different buckets of both grids.
-fn shifts(tol: i64) -> [i64; 2] {
-    [0, tol.max(1) / 2]
+/// How many bucket grids a slot digest is kept for.
+const GRIDS: usize = 4;
+
+/// The bucket grids a slot digest is computed with: deadlines in buckets of
+/// `tol` ms, grid `i` shifted by `i * tol / GRIDS`. The boundaries of all
+/// grids together are `tol / GRIDS` apart, so two readings of one deadline
+/// less than that apart (each side's deadline is PTTL plus the local clock
+/// when the reply arrived, and the copy itself is a few ms off) straddle a
+/// boundary of at most one grid; a slot then only differs when every grid
+/// has such a key in it. Two deadlines more than `tol` apart are in
+/// different buckets of every grid.
+fn shifts(tol: i64) -> [i64; GRIDS] {
+    let t = tol.max(1);
+    std::array::from_fn(|i| t * i as i64 / GRIDS as i64)
 }
 
 /// Per-slot digests: XOR of key digests (one per bucket grid) plus a key
 /// count.
 pub struct Digests {
-    pub x: [Vec<[u8; 32]>; 2],
+    pub x: [Vec<[u8; 32]>; GRIDS],
     pub n: Vec<u64>,
     tol: i64,
 }
 
 impl Digests {
     fn new(tol: i64) -> Digests {
-        Digests { x: [vec![[0; 32]; NSLOTS], vec![[0; 32]; NSLOTS]], n: vec![0; NSLOTS], tol }
+        Digests { x: std::array::from_fn(|_| vec![[0; 32]; NSLOTS]), n: vec![0; NSLOTS], tol }
     }
     fn add(&mut self, key: &[u8], info: &KeyInfo) {
         let s = key_hash_slot(key) as usize;
@@ -491,7 +496,7 @@ impl Digests {
     /// digests tell: same count and the same digest in at least one grid.
     fn same(&self, other: &Digests, s: u16) -> bool {
         let s = s as usize;
-        self.n[s] == other.n[s] && (0..2).any(|g| self.x[g][s] == other.x[g][s])
+        self.n[s] == other.n[s] && (0..GRIDS).any(|g| self.x[g][s] == other.x[g][s])
     }
 }
 
@@ -537,7 +542,7 @@ struct Judged {
     /// What differs, if anything.
     what: Option<String>,
     /// Equal (TTLs within the tolerance), yet the key's digests differ in
-    /// both bucket grids: its deadlines straddle a boundary of each.
+    /// some bucket grid: its deadlines straddle a boundary of it.
     ttl_split: bool,
     /// Equal, but a stream group's entries-read is nil on one side only.
     entries_read_unknown: bool,
@@ -566,7 +571,7 @@ fn judge(k: &[u8], a: Option<KeyInfo>, b: Option<KeyInfo>, tol_ms: i64) -> Judge
                 Some(w)
             } else {
                 ttl_split =
-                    shifts(tol_ms).iter().all(|&sh| key_digest(k, &a, tol_ms, sh) != key_digest(k, &b, tol_ms, sh));
+                    shifts(tol_ms).iter().any(|&sh| key_digest(k, &a, tol_ms, sh) != key_digest(k, &b, tol_ms, sh));
                 None
             }
         }
@@ -638,7 +643,7 @@ impl Report {
         let plural = |k: usize| if k == 1 { "slot" } else { "slots" };
         if self.slots_ttl_boundary > 0 {
             why.push(format!(
-                "{} {} only with TTLs that agree within --ttl-tolerance-ms but straddle a digest bucket boundary",
+                "{} {} only with TTLs that agree within --ttl-tolerance-ms but fall in different digest buckets",
                 self.slots_ttl_boundary,
                 plural(self.slots_ttl_boundary)
             ));
@@ -842,5 +847,14 @@ mod tests {
             let (db, _) = slot_of_one(b"k", b, tol);
             assert_eq!(da.same(&db, s), same, "{a} vs {b}");
         }
+        // Two keys of one slot, each a few ms apart across a boundary of a
+        // different grid (grids are 500 ms apart): still the same.
+        let (mut da, mut db) = (Digests::new(tol), Digests::new(tol));
+        let info = |deadline| KeyInfo { ty: "string".into(), value: [7; 32], deadline, stream: None };
+        da.add(b"{t}a", &info(1_700_000_001_998));
+        db.add(b"{t}a", &info(1_700_000_002_001));
+        da.add(b"{t}b", &info(1_700_000_002_499));
+        db.add(b"{t}b", &info(1_700_000_002_502));
+        assert!(da.same(&db, key_hash_slot(b"{t}a")));
     }
 }
