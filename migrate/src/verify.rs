@@ -853,8 +853,8 @@ mod tests {
         let info = |deadline| KeyInfo { ty: "string".into(), value: [7; 32], deadline, stream: None };
         da.add(b"{t}a", &info(1_700_000_001_998));
         db.add(b"{t}a", &info(1_700_000_002_001));
-        da.add(b"{t}b", &info(1_700_000_002_499));
-        db.add(b"{t}b", &info(1_700_000_002_502));
+        da.add(b"{t}b", &info(1_700_000_002_999));
+        db.add(b"{t}b", &info(1_700_000_003_002));
         assert!(da.same(&db, key_hash_slot(b"{t}a")));
     }
 }
