@@ -28,14 +28,23 @@ pub struct Target {
 impl Target {
     pub fn connect(addr: &str, timeout: Duration, auth: &Auth) -> Result<Target> {
         let mut conn = Conn::connect(addr, timeout, auth)?;
-        let t0 = crate::now_ms();
+        // In microseconds, rounded to the nearest ms at the end: on one host
+        // the offset is then 0, not 1 ms whenever TIME straddles a ms
+        // boundary (which shifted every copied deadline by 1 ms).
+        let now_us = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0)
+        };
+        let t0 = now_us();
         let r = conn.cmd(&cmd!["TIME"])?.ok()?;
-        let t1 = crate::now_ms();
+        let t1 = now_us();
         let it = r.items();
         let secs = it.first().and_then(|x| x.as_int()).unwrap_or(0);
         let us = it.get(1).and_then(|x| x.as_int()).unwrap_or(0);
-        let remote = secs * 1000 + us / 1000;
-        let clock_offset_ms = if secs > 0 { remote - (t0 + t1) / 2 } else { 0 };
+        let remote = secs.saturating_mul(1_000_000).saturating_add(us);
+        let clock_offset_ms = if secs > 0 { (remote - (t0 + t1) / 2) as f64 / 1000.0 } else { 0.0 }.round() as i64;
         Ok(Target { conn, addr: addr.to_string(), clock_offset_ms })
     }
 }
@@ -180,13 +189,16 @@ fn apply_target(dst: &mut Target, out: Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, st: &m
 
 /// Copy one key in parts, because its DUMP payload was too big to hold:
 /// TYPE, then GETRANGE / LRANGE / SSCAN / HSCAN / ZSCAN in parts of about
-/// 1 MB, written as SET + APPEND / RPUSH / SADD / HSET / ZADD after a DEL,
-/// then the TTL (PTTL read last). Each part is read then written, by the
-/// one copying thread, like every copy. The parts are not one snapshot: a
-/// write to the key during its copy can leave a mix on Ferrite, but such a
-/// write is recorded by the proxies and makes a later copy, the last one
-/// during the pause, when nothing writes. Streams and module values are
-/// copied with one DUMP (their memory is not bounded).
+/// 1 MB, written as SET + APPEND / RPUSH / SADD / HSET / ZADD after a DEL
+/// (streams: groups and consumers, XRANGE / XADD with the same ids and
+/// pending entries claimed on the way, then ids and counters, see
+/// [`crate::streamcopy`]), then the TTL
+/// (PTTL read last). Each part is read then written, by the one copying
+/// thread, like every copy. The parts are not one snapshot: a write to the
+/// key during its copy can leave a mix on Ferrite, but such a write is
+/// recorded by the proxies and makes a later copy, the last one during the
+/// pause, when nothing writes. Module values are copied with one DUMP
+/// (their memory is not bounded).
 pub fn copy_big(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target, st: &mut CopyStats) -> Result<()> {
     match copy_big_inner(src, slot, key, dst) {
         Ok(Some(bytes)) => {
@@ -322,8 +334,12 @@ fn copy_big_inner(src: &mut Source, slot: u16, key: &[u8], dst: &mut Target) -> 
                 }
             }
         }
+        "stream" => match crate::streamcopy::copy_stream(src, slot, key, dst)? {
+            Some(b) => bytes = b,
+            None => return Ok(None),
+        },
         _ => {
-            // Streams, module values: one DUMP.
+            // Module values: one DUMP.
             let r = read(src, slot, cmd!["DUMP", key])?;
             let Some(payload) = r.as_bytes() else {
                 write(dst, &cmd!["DEL", key])?;

@@ -13,7 +13,8 @@
 //!   driven through every listed proxy with one epoch per step;
 //! - a checkpoint file (written atomically after every slot) so `resume`
 //!   continues after a crash;
-//! - per-slot digests and key-by-key diffs to verify both sides.
+//! - per-slot digests and key-by-key diffs to verify both sides;
+//! - function libraries (FUNCTION DUMP / RESTORE), copied before the data.
 //!
 //! What it does not know: Redis modules (module values are reported by `plan`
 //! and skipped), TLS, and more than database 0 (Redis Cluster only has db 0).
@@ -21,6 +22,7 @@
 
 pub mod config;
 pub mod copy;
+pub mod functions;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
@@ -30,6 +32,7 @@ pub mod resp;
 pub mod run;
 pub mod slots;
 pub mod state;
+pub mod streamcopy;
 pub mod topo;
 pub mod verify;
 

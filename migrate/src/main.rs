@@ -123,24 +123,22 @@ fn real_main(cli: Cli) -> Result<i32> {
                         "slots_digest_mismatch": rep.slots_digest_mismatch,
                         "keys_source": rep.keys_source,
                         "keys_target": rep.keys_target,
-                        "differences": rep.diffs.len(),
+                        "differences": rep.differences(),
                         "diffs": diffs,
+                        "function_diffs": rep.functions,
+                        "summary": rep.summary(),
                     })
                 );
             } else {
+                for d in &rep.functions {
+                    println!("DIFF {d}");
+                }
                 for d in &rep.diffs {
                     println!("DIFF slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what);
                 }
-                println!(
-                    "verify: {} slots, {} keys on the source, {} on the target, {} slot digests differ, {} differences",
-                    rep.slots_checked,
-                    rep.keys_source,
-                    rep.keys_target,
-                    rep.slots_digest_mismatch,
-                    rep.diffs.len()
-                );
+                println!("{}", rep.summary());
             }
-            Ok(if rep.diffs.is_empty() { 0 } else { 1 })
+            Ok(if rep.differences() == 0 { 0 } else { 1 })
         }
     }
 }

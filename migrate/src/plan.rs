@@ -1,6 +1,7 @@
 //! `plan`: the source topology, key counts per slot (CLUSTER
 //! COUNTKEYSINSLOT), sizes (MEMORY USAGE of every key, or of a sample per
-//! slot with `--sample`), big keys and unsupported (module) value types.
+//! slot with `--sample`), big keys, unsupported (module) value types and
+//! the number of function libraries.
 
 use crate::resp::Reply;
 use crate::slots::{SlotSet, NSLOTS};
@@ -50,6 +51,12 @@ pub struct Plan {
     pub unsupported: Vec<BigKey>,
     /// Non-empty slots in scope.
     pub per_slot: Vec<SlotPlan>,
+    /// Function libraries on the source (union over its masters), copied
+    /// to Ferrite before the data.
+    pub function_libraries: usize,
+    /// Masters holding different libraries, or one library name with two
+    /// codes (the run refuses the latter).
+    pub function_warnings: Vec<String>,
 }
 
 fn show(k: &[u8]) -> String {
@@ -152,6 +159,10 @@ pub fn plan(src: &mut Source, scope: &SlotSet, sample: u64, big: u64) -> Result<
         p.bytes += mp.bytes;
         p.masters.push(mp);
     }
+    let fl = crate::functions::source_libraries(src)?;
+    p.function_libraries = fl.libs.len();
+    p.function_warnings = fl.warnings;
+    p.function_warnings.extend(fl.conflicts);
     p.per_slot.sort_by_key(|s| s.slot);
     p.big_keys.sort_by_key(|b| std::cmp::Reverse(b.bytes));
     Ok(p)
@@ -180,6 +191,10 @@ pub fn print(p: &Plan) {
         p.bytes as f64 / 1e6,
         if p.sampled { " (sizes estimated from samples)" } else { "" }
     );
+    println!("function libraries: {}", p.function_libraries);
+    for w in &p.function_warnings {
+        println!("WARNING: {w}");
+    }
     let types: Vec<String> = p.types.iter().map(|(t, n)| format!("{t}={n}")).collect();
     println!("types: {}", types.join(" "));
     let mut top = p.per_slot.clone();

@@ -188,6 +188,14 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
         cx.st.set(s, state::PENDING);
     }
     cx.save()?;
+    // Function libraries before the data (a later FCALL may need them).
+    let fl = crate::functions::copy(&mut cx.src, &mut cx.dst.conn)?;
+    for w in fl.warnings {
+        cx.note(w);
+    }
+    if fl.libraries > 0 {
+        cx.note(format!("copied {} function libraries", fl.libraries));
+    }
     let res = match method {
         Method::Scan => run_scan(&mut cx, &todo),
         Method::Replication => run_replication(&mut cx, &todo),
@@ -211,12 +219,13 @@ pub fn run(cfg: &Config, resume: bool) -> Result<Outcome> {
         } else {
             recheck_paused(&mut cx.src, &mut cx.dst.conn, &mut cx.px, rep.diffs, cfg.ttl_tolerance_ms)?
         };
-        let rep = crate::verify::Report { diffs: rep_diffs, ..Default::default() };
+        let rep = crate::verify::Report { diffs: rep_diffs, functions: rep.functions, ..Default::default() };
+        diffs.extend(rep.functions.iter().cloned());
         for d in rep.diffs.iter().take(100) {
             diffs.push(format!("slot {} key {:?}: {}", d.slot, String::from_utf8_lossy(&d.key), d.what));
         }
-        mismatches = Some(rep.diffs.len() as u64);
-        verified = Some(rep.diffs.is_empty());
+        mismatches = Some(rep.differences() as u64);
+        verified = Some(rep.differences() == 0);
         cx.st.last_verify_mismatches = mismatches;
     }
     if cfg.drop_mirror && verified == Some(true) && !cx.px.is_empty() {

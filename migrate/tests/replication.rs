@@ -330,3 +330,53 @@ fn replication_link_loss_partial_and_full_resync() {
         r.join();
     }
 }
+
+/// The replication method copies function libraries before the data too,
+/// and streams with consumer groups verify clean (groups compared).
+#[test]
+fn replication_run_copies_functions_and_stream_groups() {
+    let cluster = Cluster::start(3, 0);
+    let ferrite = start_ferrite();
+    let mut src = source(&cluster);
+    let lib =
+        "#!lua name=rlib\nredis.register_function('rget', function(keys, args) return redis.call('GET', keys[1]) end)";
+    let masters: Vec<String> = src.topo.masters.iter().map(|m| m.addr.clone()).collect();
+    for m in &masters {
+        let r = src.conn(m).unwrap().cmd(&args(&["FUNCTION", "LOAD", lib])).unwrap();
+        assert!(!r.is_error(), "{r:?}");
+    }
+    on_key(&mut src, "fr:k", &["SET", "fr:k", "through a function"]);
+    for i in 0..30 {
+        on_key(&mut src, "fr:s", &["XADD", "fr:s", &format!("{}-1", i + 1), "n", &i.to_string()]);
+    }
+    for c in [
+        vec!["XGROUP", "CREATE", "fr:s", "g", "0"],
+        vec!["XREADGROUP", "GROUP", "g", "c1", "COUNT", "10", "STREAMS", "fr:s", ">"],
+        vec!["XDEL", "fr:s", "3-1"],
+        vec!["XGROUP", "CREATE", "fr:s", "h", "5-1"],
+        vec!["XGROUP", "CREATECONSUMER", "fr:s", "h", "idle"],
+    ] {
+        assert!(!on_key(&mut src, "fr:s", &c).is_error(), "{c:?}");
+    }
+    let (_d, state) = state_path("rfunctions");
+    let out = migrate(
+        &sv(&["--from-redis-cluster", &cluster.seed(), "--to", &ferrite.addr(), "--state", &state, "--quiet"]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verify: 0 differences"), "{}", show(&out));
+    let mut f = conn(&ferrite.addr());
+    assert_eq!(f.cmd(&args(&["FCALL", "rget", "1", "fr:k"])).unwrap(), Reply::Bulk(b("through a function")));
+    for c in [vec!["XINFO", "GROUPS", "fr:s"], vec!["XPENDING", "fr:s", "g"], vec!["XINFO", "CONSUMERS", "fr:s", "h"]] {
+        let a = on_key(&mut src, "fr:s", &c);
+        let b = f.cmd(&args(&c)).unwrap();
+        if c[1] == "CONSUMERS" {
+            // idle times differ; names and pending counts do not.
+            assert_eq!(a.items()[0].field("name"), b.items()[0].field("name"));
+            assert_eq!(a.items()[0].field("pending"), b.items()[0].field("pending"));
+        } else {
+            assert_eq!(a, b, "{c:?}");
+        }
+    }
+    verify_clean(&cluster, &ferrite.addr(), &SlotSet::all());
+}
