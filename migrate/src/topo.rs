@@ -120,7 +120,9 @@ fn from_shards(r: &Reply, seed: &str) -> Option<Topo> {
             let addr = node_addr(&ip, port);
             if role == "master" && health != "fail" {
                 master = Some((addr, id));
-            } else if role == "replica" && health == "online" {
+            } else if role == "replica" && health != "fail" {
+                // Redis 7.0 reports a replica as `loading` while its replication offset is 0 (a master that was
+                // never written to): it is a replica all the same.
                 replicas.push(addr);
             }
         }
