@@ -503,7 +503,7 @@ fn session(
             dst.sync()?;
             purge(cfg, &mine)?;
         }
-        load_rdb(cfg, &mut c, dst)?;
+        load_rdb(cfg, master, &mut c, dst)?;
         dst.sync()?;
         dst.last_end = Some(offset);
         dst.written_end = Some(offset);
@@ -532,10 +532,10 @@ fn purge(cfg: &ReplConfig, slots: &SlotSet) -> Result<u64> {
 }
 
 /// Receive and apply the RDB payload.
-fn load_rdb(cfg: &ReplConfig, c: &mut Conn, dst: &mut Applier) -> Result<()> {
+fn load_rdb(cfg: &ReplConfig, master: &str, c: &mut Conn, dst: &mut Applier) -> Result<()> {
     c.set_read_timeout(Some(cfg.timeout.max(Duration::from_secs(60))));
     let head = read_line(c, true)?;
-    let mut loader = RdbLoader::new(cfg);
+    let mut loader = RdbLoader::new(cfg, master);
     if let Some(mark) = head.strip_prefix(b"$EOF:") {
         if mark.len() != 40 {
             return Err(Error::Protocol("bad $EOF mark".into()));
@@ -588,6 +588,8 @@ fn load_rdb(cfg: &ReplConfig, c: &mut Conn, dst: &mut Applier) -> Result<()> {
 /// Turns RDB events into commands for Ferrite.
 struct RdbLoader<'a> {
     cfg: &'a ReplConfig,
+    /// The master the RDB comes from (asked for the pending entries of a stream sent in parts).
+    master: &'a str,
     parser: ferrite_rdb::file::RdbParser,
     db: u64,
     /// The key being received: name, deadline, parts so far, keep?
@@ -601,11 +603,186 @@ struct CurKey {
     keep: bool,
     parts: u64,
     stream: Option<ferrite_rdb::RdbStream>,
+    /// Entry bytes gathered in `stream` and not yet sent.
+    stream_bytes: usize,
+    /// The stream went over STREAM_IN_PARTS_BYTES: its entries are sent as they arrive (XADD), the ids of its
+    /// tombstones (deleted entries still in the RDB) are kept here as placeholders to delete at the end.
+    spilled: Option<Vec<ferrite_rdb::StreamId>>,
+    /// Ids pending in some consumer group of the stream on the master when its sending in parts began, in
+    /// order, not yet passed by the entries sent: a pending entry whose message no longer exists gets a
+    /// placeholder entry at its place, so that it can be claimed at the end.
+    pending: std::collections::VecDeque<ferrite_rdb::StreamId>,
+}
+
+/// A stream whose entries gathered from the RDB exceed this is sent in parts (XADD per entry, then its
+/// groups, pending entries and counters) instead of one RESTORE, so the tool's memory stays bounded.
+const STREAM_IN_PARTS_BYTES: usize = 8 << 20;
+
+fn sid(id: &ferrite_rdb::StreamId) -> String {
+    format!("{}-{}", id.ms, id.seq)
+}
+
+/// Send the gathered entries of a stream being sent in parts. A tombstone becomes a placeholder entry (so that
+/// a pending entry of a deleted message can still be claimed), deleted again by `finish_stream`.
+fn send_stream_entries(cur: &mut CurKey, dst: &mut Applier) -> Result<()> {
+    let (Some(acc), Some(placeholders)) = (cur.stream.as_mut(), cur.spilled.as_mut()) else { return Ok(()) };
+    let m = metrics::get();
+    for e in acc.entries.drain(..) {
+        while let Some(p) = cur.pending.front().copied().filter(|p| *p <= e.id) {
+            cur.pending.pop_front();
+            if p < e.id {
+                placeholder(&cur.key, p, placeholders, dst)?;
+            }
+        }
+        let id = sid(&e.id);
+        if e.deleted {
+            placeholders.push(e.id);
+            dst.push(&[&b"XADD"[..], &cur.key, id.as_bytes(), b"ferrite-migrate", b"deleted entry placeholder"])?;
+            continue;
+        }
+        let mut c: Vec<&[u8]> = Vec::with_capacity(3 + 2 * e.fields.len());
+        c.extend([&b"XADD"[..], &cur.key, id.as_bytes()]);
+        for (f, v) in &e.fields {
+            m.bytes_copied.inc_by((f.len() + v.len()) as u64);
+            c.push(f);
+            c.push(v);
+        }
+        dst.push(&c)?;
+    }
+    acc.node_sizes.clear();
+    cur.stream_bytes = 0;
+    Ok(())
+}
+
+fn placeholder(
+    key: &[u8],
+    id: ferrite_rdb::StreamId,
+    placeholders: &mut Vec<ferrite_rdb::StreamId>,
+    dst: &mut Applier,
+) -> Result<()> {
+    placeholders.push(id);
+    let id = sid(&id);
+    dst.push(&[&b"XADD"[..], key, id.as_bytes(), b"ferrite-migrate", b"deleted entry placeholder"])
+}
+
+fn parse_sid(b: &[u8]) -> Option<ferrite_rdb::StreamId> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    Some(ferrite_rdb::StreamId::new(ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// The ids pending in any consumer group of stream `key` on `master` (XINFO GROUPS, then XPENDING in pages),
+/// sorted and without duplicates. Entries acknowledged after the RDB was made are in the list no more, and
+/// that is fine: the replication stream acknowledges them on Ferrite too.
+fn live_pending_ids(
+    cfg: &ReplConfig,
+    master: &str,
+    key: &[u8],
+) -> Result<std::collections::VecDeque<ferrite_rdb::StreamId>> {
+    let mut c = Conn::connect(master, cfg.timeout, &cfg.source_auth)?;
+    let groups = c.cmd(&[&b"XINFO"[..], b"GROUPS", key])?;
+    if groups.is_error() {
+        // Gone or replaced meanwhile: the stream of commands will say what it became.
+        return Ok(Default::default());
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for g in groups.items() {
+        let Some(name) = g.field("name").and_then(|x| x.as_bytes()).map(|x| x.to_vec()) else { continue };
+        let mut start = b"-".to_vec();
+        loop {
+            let r = c.cmd(&[&b"XPENDING"[..], key, &name, &start, b"+", b"10000"])?;
+            let items = r.items();
+            for e in items {
+                if let Some(id) = e.items().first().and_then(|x| x.as_bytes()).and_then(parse_sid) {
+                    ids.insert(id);
+                }
+            }
+            match items.last().and_then(|e| e.items().first()).and_then(|x| x.as_bytes()) {
+                Some(last) if items.len() == 10000 => start = [&b"("[..], last].concat(),
+                _ => break,
+            }
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// The end of a stream sent in parts: groups, consumers, pending entries (XCLAIM ... FORCE with the source's
+/// delivery count and time), placeholders removed, then the stream's and the groups' ids and counters, and the
+/// TTL. A pending entry whose message is neither in the RDB nor a tombstone (trimmed away) cannot be claimed on
+/// an append-only stream: it is dropped (XCLAIM FORCE ignores it) and `verify` reports it.
+fn finish_stream(cfg: &ReplConfig, cur: &mut CurKey, dst: &mut Applier) -> Result<()> {
+    send_stream_entries(cur, dst)?;
+    let (Some(s), Some(mut placeholders)) = (cur.stream.take(), cur.spilled.take()) else { return Ok(()) };
+    while let Some(p) = cur.pending.pop_front() {
+        if p <= s.last_id && placeholders.last().is_none_or(|l| *l < p) {
+            placeholder(&cur.key, p, &mut placeholders, dst)?;
+        }
+    }
+    let key = cur.key.clone();
+    for g in &s.groups {
+        dst.push(&[&b"XGROUP"[..], b"CREATE", &key, &g.name, b"0"])?;
+        let mut owner: std::collections::HashMap<ferrite_rdb::StreamId, &[u8]> = std::collections::HashMap::new();
+        for c in &g.consumers {
+            dst.push(&[&b"XGROUP"[..], b"CREATECONSUMER", &key, &g.name, &c.name])?;
+            for id in &c.pending {
+                owner.insert(*id, &c.name);
+            }
+        }
+        for p in &g.pel {
+            let Some(consumer) = owner.get(&p.id) else { continue };
+            let (id, count) = (sid(&p.id), p.delivery_count.to_string());
+            let time = (p.delivery_time_ms + cfg.clock_offset_ms).max(0).to_string();
+            dst.push(&[
+                &b"XCLAIM"[..],
+                &key,
+                &g.name,
+                consumer,
+                b"0",
+                id.as_bytes(),
+                b"TIME",
+                time.as_bytes(),
+                b"RETRYCOUNT",
+                count.as_bytes(),
+                b"FORCE",
+                b"JUSTID",
+            ])?;
+        }
+    }
+    for ch in placeholders.chunks(500) {
+        let ids: Vec<String> = ch.iter().map(sid).collect();
+        let mut c: Vec<&[u8]> = vec![b"XDEL", &key];
+        c.extend(ids.iter().map(|x| x.as_bytes()));
+        dst.push(&c)?;
+    }
+    let (last, added, maxdel) = (sid(&s.last_id), s.entries_added.to_string(), sid(&s.max_deleted_entry_id));
+    dst.push(&[
+        &b"XSETID"[..],
+        &key,
+        last.as_bytes(),
+        b"ENTRIESADDED",
+        added.as_bytes(),
+        b"MAXDELETEDID",
+        maxdel.as_bytes(),
+    ])?;
+    for g in &s.groups {
+        let id = sid(&g.last_id);
+        let read = g.entries_read.to_string();
+        if g.entries_read >= 0 {
+            dst.push(&[&b"XGROUP"[..], b"SETID", &key, &g.name, id.as_bytes(), b"ENTRIESREAD", read.as_bytes()])?;
+        } else {
+            dst.push(&[&b"XGROUP"[..], b"SETID", &key, &g.name, id.as_bytes()])?;
+        }
+    }
+    if let Some(at) = cur.expire_ms {
+        let at = (at + cfg.clock_offset_ms).to_string();
+        dst.push(&[&b"PEXPIREAT"[..], &key, at.as_bytes()])?;
+    }
+    Ok(())
 }
 
 impl<'a> RdbLoader<'a> {
-    fn new(cfg: &'a ReplConfig) -> RdbLoader<'a> {
-        RdbLoader { cfg, parser: ferrite_rdb::file::RdbParser::new(), db: 0, cur: None, done: false }
+    fn new(cfg: &'a ReplConfig, master: &'a str) -> RdbLoader<'a> {
+        RdbLoader { cfg, master, parser: ferrite_rdb::file::RdbParser::new(), db: 0, cur: None, done: false }
     }
 
     fn feed(&mut self, data: &[u8], dst: &mut Applier) -> Result<()> {
@@ -632,7 +809,16 @@ impl<'a> RdbLoader<'a> {
                 E::Key { key, expire_ms, .. } => {
                     let slot = ferrite_commands::key_hash_slot(&key);
                     let keep = self.db == 0 && self.cfg.slots.contains(slot) && self.cfg.filter.applies(slot);
-                    self.cur = Some(CurKey { key, expire_ms, keep, parts: 0, stream: None });
+                    self.cur = Some(CurKey {
+                        key,
+                        expire_ms,
+                        keep,
+                        parts: 0,
+                        stream: None,
+                        stream_bytes: 0,
+                        spilled: None,
+                        pending: Default::default(),
+                    });
                 }
                 E::Part(v) => {
                     let Some(cur) = self.cur.as_mut() else {
@@ -641,11 +827,15 @@ impl<'a> RdbLoader<'a> {
                     if !cur.keep {
                         continue;
                     }
-                    apply_part(self.cfg, cur, v, dst)?;
+                    apply_part(self.cfg, self.master, cur, v, dst)?;
                 }
                 E::EndKey => {
                     if let Some(mut cur) = self.cur.take() {
                         if cur.keep {
+                            let in_parts = cur.spilled.is_some();
+                            if in_parts {
+                                finish_stream(self.cfg, &mut cur, dst)?;
+                            }
                             if let Some(s) = cur.stream.take() {
                                 restore(self.cfg, &cur.key, cur.expire_ms, &RdbValue::Stream(Box::new(s)), dst)?;
                             }
@@ -656,7 +846,7 @@ impl<'a> RdbLoader<'a> {
                             // first one; if it ran out meanwhile, the next parts
                             // re-created it without one. Set it again (a
                             // deadline in the past deletes the key).
-                            if let (Some(at), true) = (cur.expire_ms, cur.parts > 1 && cur.stream.is_none()) {
+                            if let (Some(at), true) = (cur.expire_ms, cur.parts > 1 && !in_parts) {
                                 let at = (at + self.cfg.clock_offset_ms).to_string();
                                 dst.push(&[&b"PEXPIREAT"[..], &cur.key, at.as_bytes()])?;
                             }
@@ -699,9 +889,14 @@ fn restore(cfg: &ReplConfig, key: &[u8], expire_ms: Option<i64>, v: &RdbValue, d
     }
 }
 
-fn apply_part(cfg: &ReplConfig, cur: &mut CurKey, v: RdbValue, dst: &mut Applier) -> Result<()> {
+fn apply_part(cfg: &ReplConfig, master: &str, cur: &mut CurKey, v: RdbValue, dst: &mut Applier) -> Result<()> {
     cur.parts += 1;
     if let RdbValue::Stream(s) = v {
+        cur.stream_bytes += s
+            .entries
+            .iter()
+            .map(|e| 24 + e.fields.iter().map(|(f, x)| f.len() + x.len() + 16).sum::<usize>())
+            .sum::<usize>();
         match cur.stream.as_mut() {
             None => cur.stream = Some(*s),
             Some(acc) => {
@@ -714,6 +909,15 @@ fn apply_part(cfg: &ReplConfig, cur: &mut CurKey, v: RdbValue, dst: &mut Applier
                 acc.entries_added = s.entries_added;
                 acc.groups = s.groups;
             }
+        }
+        if cur.spilled.is_none() && cur.stream_bytes > STREAM_IN_PARTS_BYTES {
+            // Too big to gather: from here on entries go to Ferrite as they arrive.
+            dst.push(&[&b"DEL"[..], &cur.key])?;
+            cur.spilled = Some(Vec::new());
+            cur.pending = live_pending_ids(cfg, master, &cur.key)?;
+        }
+        if cur.spilled.is_some() {
+            send_stream_entries(cur, dst)?;
         }
         return Ok(());
     }
