@@ -237,6 +237,9 @@ struct Applier {
     written_end: Option<i64>,
 }
 
+/// The name recorded for a command sent with `push_tolerant`.
+const TOLERANT: &[u8] = b"FUNCTION (tolerant)";
+
 /// Write when this much is buffered.
 const WRITE_AT: usize = 1 << 20;
 
@@ -268,6 +271,9 @@ impl Applier {
                         }),
                         _ => None,
                     };
+                    if let (Some(_), true) = (&bad, name.as_ref() == TOLERANT) {
+                        continue;
+                    }
                     if let Some(e) = bad {
                         m.copy_errors.inc();
                         m.stream_commands.with_label_values(&["refused"]).inc();
@@ -315,6 +321,16 @@ impl Applier {
     fn push<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<()> {
         crate::resp::encode_cmd(args, &mut self.out);
         self.names.push(Bytes::copy_from_slice(args.first().map(|a| a.as_ref()).unwrap_or_default()));
+        if self.out.len() >= WRITE_AT {
+            self.write_out(None)?;
+        }
+        Ok(())
+    }
+
+    /// Queue one command whose error reply is expected at times and not a copy error (see `Route::Function`).
+    fn push_tolerant<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<()> {
+        crate::resp::encode_cmd(args, &mut self.out);
+        self.names.push(Bytes::from_static(TOLERANT));
         if self.out.len() >= WRITE_AT {
             self.write_out(None)?;
         }
@@ -982,6 +998,10 @@ enum Route {
     Apply,
     Skip,
     FlushOwned,
+    /// FUNCTION LOAD/DELETE/FLUSH/RESTORE: every master of the source sends the same ones (functions are loaded
+    /// on each node); applied so that Ferrite follows them, LOAD with REPLACE and errors tolerated, so the second
+    /// master's copy of a change is a no-op.
+    Function,
 }
 
 fn route(cfg: &ReplConfig, db: u64, args: &[Bytes]) -> Route {
@@ -991,6 +1011,13 @@ fn route(cfg: &ReplConfig, db: u64, args: &[Bytes]) -> Route {
         b"ping" | b"replconf" | b"select" | b"multi" | b"exec" => return Route::Skip,
         b"flushall" => return Route::FlushOwned,
         b"flushdb" => return if db == 0 { Route::FlushOwned } else { Route::Skip },
+        b"function" => {
+            let sub = args.get(1).map(|x| x.to_ascii_lowercase()).unwrap_or_default();
+            return match sub.as_slice() {
+                b"load" | b"delete" | b"flush" | b"restore" => Route::Function,
+                _ => Route::Skip,
+            };
+        }
         _ => {}
     }
     if db != 0 {
@@ -1106,6 +1133,18 @@ fn stream(cfg: &ReplConfig, sh: &Shared, c: &mut Conn, p: &mut Psync, dst: &mut 
                     }
                     purge(cfg, &mine)?;
                     m.stream_commands.with_label_values(&["flush"]).inc();
+                }
+                Route::Function => {
+                    m.stream_commands.with_label_values(&["applied"]).inc();
+                    let mut c = args;
+                    let is_load = c.get(1).is_some_and(|x| x.eq_ignore_ascii_case(b"load"));
+                    if is_load && !c.iter().skip(2).take(1).any(|x| x.eq_ignore_ascii_case(b"replace")) {
+                        c.insert(2, Bytes::from_static(b"REPLACE"));
+                    }
+                    match tx.as_mut() {
+                        Some(t) => t.push(c),
+                        None => dst.push_tolerant(&c)?,
+                    }
                 }
                 Route::Apply => {
                     m.stream_commands.with_label_values(&["applied"]).inc();

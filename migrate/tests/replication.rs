@@ -118,6 +118,25 @@ fn replication_initial_copy_then_live_changes_in_order() {
     assert_eq!(f.cmd(&args(&["EXISTS", "i:str:1"])).unwrap().as_int(), Some(0));
     assert_eq!(f.cmd(&args(&["HGET", "i:hash:2", "new"])).unwrap(), Reply::Bulk(b("field")));
     assert_eq!(f.cmd(&args(&["GET", "{tx}b"])).unwrap(), Reply::Bulk(b("5")));
+    // Functions loaded, replaced and deleted on every master during the run (as `redis-cli --cluster call`
+    // does) reach Ferrite once, without copy errors for the other masters' copies of the same change.
+    let errors_before = ferrite_migrate::metrics::get().copy_errors.get();
+    let lib = |v: &str| format!("#!lua name=livelib\nredis.register_function('livef', function() return '{v}' end)");
+    for port in cluster.master_ports() {
+        let mut c = conn(&format!("127.0.0.1:{port}"));
+        assert!(!c.cmd(&args(&["FUNCTION", "LOAD", &lib("one")])).unwrap().is_error());
+        assert!(!c.cmd(&args(&["FUNCTION", "LOAD", "REPLACE", &lib("two")])).unwrap().is_error());
+        assert!(!c
+            .cmd(&args(&["FUNCTION", "LOAD", &lib("x").replace("livelib", "gone").replace("livef", "gonef")]))
+            .unwrap()
+            .is_error());
+        assert!(!c.cmd(&args(&["FUNCTION", "DELETE", "gone"])).unwrap().is_error());
+    }
+    catch_up(&reps);
+    assert_eq!(f.cmd(&args(&["FCALL", "livef", "0"])).unwrap(), Reply::Bulk(b("two")));
+    let listed = f.cmd(&args(&["FUNCTION", "LIST", "LIBRARYNAME", "gone"])).unwrap();
+    assert!(listed.items().is_empty(), "{listed:?}");
+    assert_eq!(ferrite_migrate::metrics::get().copy_errors.get(), errors_before, "FUNCTION copies counted as errors");
     assert_eq!(f.cmd(&args(&["SCARD", "live:bigset"])).unwrap().as_int(), Some(3000));
     verify_clean(&cluster, &ferrite.addr(), &scope);
     // From a slot's flip on, its source changes are no longer applied.
