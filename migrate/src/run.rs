@@ -565,7 +565,9 @@ type Drain<'a> = dyn FnMut(&mut Ctx, &SlotSet, Instant) -> Result<bool> + 'a;
 /// source) when the drain does not finish within `--drain-timeout-ms`.
 fn cutover(cx: &mut Ctx, g: &SlotSet, drain: &mut Drain) -> Result<()> {
     let ranges = g.ranges();
-    for attempt in 0..5 {
+    let started = Instant::now();
+    let mut attempt = 0;
+    while attempt < 5 {
         let t0 = Instant::now();
         cx.px.setslots("paused", false, &ranges)?;
         let t_paused = t0.elapsed();
@@ -583,10 +585,21 @@ fn cutover(cx: &mut Ctx, g: &SlotSet, drain: &mut Drain) -> Result<()> {
                 )));
             }
             Err(e) => {
-                let _ = cx.px.setslots("upstream", false, &ranges);
-                return Err(e);
+                // The source cannot be read (a failover under way, say): resume on the source and try again
+                // for up to --retry-for-s.
+                cx.px.setslots("upstream", false, &ranges)?;
+                if started.elapsed() > cx.cfg.retry_for {
+                    return Err(e);
+                }
+                cx.note(format!(
+                    "slots {}: source not readable before the flip ({e}); retrying",
+                    ranges_string(&ranges)
+                ));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
             }
         }
+        attempt += 1;
         let deadline = Instant::now() + cx.cfg.drain_timeout;
         match drain(cx, g, deadline) {
             Ok(true) => {
@@ -614,7 +627,7 @@ fn cutover(cx: &mut Ctx, g: &SlotSet, drain: &mut Drain) -> Result<()> {
                 cx.note(format!(
                     "slots {}: Ferrite did not catch up within the drain timeout (attempt {}); resumed on the source",
                     ranges_string(&ranges),
-                    attempt + 1
+                    attempt
                 ));
                 std::thread::sleep(Duration::from_millis(500));
             }

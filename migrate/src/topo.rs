@@ -289,7 +289,11 @@ impl Source {
     /// on its `myself` line as `[slot->-id]` / `[slot-<-id]`.
     pub fn slots_in_transit(&mut self, g: &SlotSet) -> Result<Vec<u16>> {
         let mut found = Vec::new();
-        let masters: Vec<String> = self.topo.masters.iter().map(|m| m.addr.clone()).collect();
+        // The masters as of now (a failover since the last refresh must not send us to a dead node).
+        let mut addrs = self.topo.all_nodes();
+        addrs.extend(self.seeds.iter().filter(|s| !addrs.contains(s)).cloned().collect::<Vec<_>>());
+        let now = discover(&addrs, self.timeout, &self.auth)?;
+        let masters: Vec<String> = now.masters.iter().map(|m| m.addr.clone()).collect();
         for addr in masters {
             let r = match self.conn(&addr).and_then(|c| c.cmd(&cmd!["CLUSTER", "NODES"])) {
                 Ok(r) => r.ok()?,
