@@ -721,3 +721,99 @@ fn concurrent_writes_while_a_replica_attaches() {
     let fd = c.cmd(&["DEBUG", "DIGEST"]);
     wait_until(10, "identical DEBUG DIGEST", || r.cmd(&["DEBUG", "DIGEST"]) == fd);
 }
+
+/// Attach a real Redis replica to `ferrite_port` and wait for its link.
+fn attach_redis_replica(ferrite_port: u16) -> (support::Proc, Conn) {
+    let port = ferrite_port.to_string();
+    let replica = start_redis(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(replica.port).unwrap();
+    wait_until(20, "the replica's link to ferrite", || {
+        info_field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    (replica, r)
+}
+
+/// Drop the replication link from the master's side while the replica is
+/// stopped (SIGSTOP: a Redis 7.0 replica reconnects at once otherwise),
+/// write `writes`, let it run again and wait until it is back with the same
+/// data set.
+fn drop_link_and_write(f: &mut Conn, replica: &support::Proc, r: &mut Conn, writes: &[Vec<String>]) {
+    let pid = replica.child.id().to_string();
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill").args([sig, &pid]).status().expect("kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let killed = f.cmd(&["CLIENT", "KILL", "TYPE", "replica"]);
+    for w in writes {
+        let a: Vec<&str> = w.iter().map(String::as_str).collect();
+        let rep = f.cmd(&a);
+        assert!(!rep.starts_with(b"-"), "{w:?} -> {}", show(&rep));
+    }
+    signal("-CONT");
+    assert_eq!(killed, b":1\r\n", "CLIENT KILL TYPE replica -> {}", show(&killed));
+    f.cmd(&["SELECT", "0"]);
+    let fd = digest_all(f);
+    wait_until(20, "the replica back with ferrite's data set", || {
+        info_field(r, "replication", "master_link_status").as_deref() == Some("up") && digest_all(r) == fd
+    });
+}
+
+#[test]
+fn a_replica_that_lost_its_link_continues_from_the_backlog() {
+    let ferrite = start_ferrite(&[]);
+    let mut f = Conn::connect(ferrite.port).unwrap();
+    run(&mut f, BEFORE);
+    let (replica, mut r) = attach_redis_replica(ferrite.port);
+    run(&mut f, AFTER);
+    let fd = digest_all(&mut f);
+    wait_until(10, "identical DEBUG DIGEST", || digest_all(&mut r) == fd);
+    let writes: Vec<Vec<String>> = (0..200)
+        .map(|i| vec!["RPUSH".into(), "while-away".into(), format!("e{i}")])
+        .chain([vec!["SELECT".into(), "4".into()], vec!["SET".into(), "in4".into(), "x".into()]])
+        .collect();
+    drop_link_and_write(&mut f, &replica, &mut r, &writes);
+    assert_eq!(info_field(&mut f, "stats", "sync_full").as_deref(), Some("1"), "a full resync happened");
+    assert_eq!(info_field(&mut f, "stats", "sync_partial_ok").as_deref(), Some("1"));
+    assert_eq!(info_field(&mut f, "stats", "sync_partial_err").as_deref(), Some("0"));
+    // The replica kept ferrite's replication id and offset.
+    assert_eq!(info_field(&mut r, "replication", "master_replid"), info_field(&mut f, "replication", "master_replid"));
+    let histlen: i64 = info_field(&mut f, "replication", "repl_backlog_histlen").unwrap().parse().unwrap();
+    let first: i64 = info_field(&mut f, "replication", "repl_backlog_first_byte_offset").unwrap().parse().unwrap();
+    let off: i64 = info_field(&mut f, "replication", "master_repl_offset").unwrap().parse().unwrap();
+    assert!(histlen > 0 && first + histlen - 1 == off, "backlog {first}+{histlen} vs offset {off}");
+    // Writes after the continue still flow.
+    f.cmd(&["SET", "after", "1"]);
+    let fd = digest_all(&mut f);
+    wait_until(10, "the write after the continue", || digest_all(&mut r) == fd);
+}
+
+#[test]
+fn a_replica_away_for_longer_than_the_backlog_gets_a_full_resync() {
+    let ferrite = start_ferrite(&[]);
+    let mut f = Conn::connect(ferrite.port).unwrap();
+    run(&mut f, &["CONFIG SET repl-backlog-size 16384"]);
+    run(&mut f, BEFORE);
+    let (replica, mut r) = attach_redis_replica(ferrite.port);
+    assert_eq!(info_field(&mut f, "replication", "repl_backlog_size").as_deref(), Some("16384"));
+    // About 100 KB written while the replica is away: more than the backlog holds.
+    let big = "v".repeat(1000);
+    // One command, right after the kill: written before the replica can reconnect.
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..100 {
+        mset.push(format!("k{i}"));
+        mset.push(big.clone());
+    }
+    let writes = vec![mset];
+    drop_link_and_write(&mut f, &replica, &mut r, &writes);
+    let histlen: i64 = info_field(&mut f, "replication", "repl_backlog_histlen").unwrap().parse().unwrap();
+    assert!(histlen <= 16384, "backlog kept {histlen} bytes");
+    let stats = (
+        info_field(&mut f, "stats", "sync_full"),
+        info_field(&mut f, "stats", "sync_partial_ok"),
+        info_field(&mut f, "stats", "sync_partial_err"),
+    );
+    assert_eq!(stats.0.as_deref(), Some("2"), "{stats:?}");
+    assert_eq!(info_field(&mut f, "stats", "sync_partial_ok").as_deref(), Some("0"));
+    assert_eq!(info_field(&mut f, "stats", "sync_partial_err").as_deref(), Some("1"));
+}

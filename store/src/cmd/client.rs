@@ -98,7 +98,10 @@ fn parse_type(b: &[u8]) -> Result<Type, CmdError> {
     Ok(t)
 }
 
-fn type_of(h: &ClientHandle) -> Type {
+fn type_of(srv: &crate::server::Server, h: &ClientHandle) -> Type {
+    if srv.repl.is_replica(h.id) {
+        return Type::Replica;
+    }
     let subs = h.sub.load(Ordering::Relaxed) + h.psub.load(Ordering::Relaxed) + h.ssub.load(Ordering::Relaxed);
     if subs > 0 {
         Type::PubSub
@@ -109,6 +112,10 @@ fn type_of(h: &ClientHandle) -> Type {
 
 /// Read buffer size a connection starts with (conn.rs READ_CHUNK).
 const READ_CHUNK: u64 = 16 * 1024;
+
+fn srv_replica(cx: &Cx, h: &ClientHandle) -> bool {
+    cx.srv.repl.is_replica(h.id)
+}
 
 /// One CLIENT LIST line (without the trailing newline). `cur_cmd` is the
 /// full name of the command being executed when `h` is the caller.
@@ -122,7 +129,10 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     if h.monitor.load(Ordering::Relaxed) {
         flags.push('O');
     }
-    if type_of(h) == Type::PubSub {
+    if srv_replica(cx, h) {
+        flags.push('S');
+    }
+    if type_of(cx.srv, h) == Type::PubSub {
         flags.push('P');
     }
     let multi = h.multi.load(Ordering::Relaxed);
@@ -327,7 +337,7 @@ fn list(cx: &mut Cx) -> CmdResult {
     all.retain(|h| !h.killed.load(Ordering::Relaxed));
     let chosen: Vec<_> = match &ids {
         Some(ids) => ids.iter().filter_map(|id| all.iter().find(|h| h.id == *id).cloned()).collect(),
-        None => all.into_iter().filter(|h| ty.is_none_or(|t| type_of(h) == t)).collect(),
+        None => all.into_iter().filter(|h| ty.is_none_or(|t| type_of(cx.srv, h) == t)).collect(),
     };
     let mut s = String::new();
     for h in chosen {
@@ -416,7 +426,7 @@ fn kill(cx: &mut Cx) -> CmdResult {
         }
         if addr.is_some_and(|a| a != h.addr.as_bytes())
             || laddr.is_some_and(|a| a != h.laddr.as_bytes())
-            || ty.is_some_and(|t| t != type_of(&h))
+            || ty.is_some_and(|t| t != type_of(cx.srv, &h))
             || id.is_some_and(|i| i != h.id)
             || user.is_some_and(|u| u != h.user.lock().as_bytes())
         {
@@ -455,9 +465,12 @@ pub fn close_idle_clients(srv: &crate::server::Server) {
     let now = srv.uptime_ms();
     let limit = timeout.saturating_mul(1000);
     for h in srv.clients.snapshot() {
-        // Like Redis: pub/sub, MONITOR and blocked clients are not timed out
+        // Like Redis: pub/sub, replica, MONITOR and blocked clients are not timed out
         // (a blocked client has its own timeout).
-        if type_of(&h) == Type::PubSub || h.monitor.load(Ordering::Relaxed) || h.blocked.load(Ordering::Relaxed) {
+        if matches!(type_of(srv, &h), Type::PubSub | Type::Replica)
+            || h.monitor.load(Ordering::Relaxed)
+            || h.blocked.load(Ordering::Relaxed)
+        {
             continue;
         }
         if now.saturating_sub(h.last_interaction_ms.load(Ordering::Relaxed)) > limit {

@@ -276,7 +276,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "instantaneous_output_kbps:0.00");
             line!(s, "rejected_connections:{}", ld(&st.rejected_connections));
             line!(s, "sync_full:{}", srv.repl.sync_full.load(Ordering::Relaxed));
-            line!(s, "sync_partial_ok:0");
+            line!(s, "sync_partial_ok:{}", srv.repl.sync_partial_ok.load(Ordering::Relaxed));
             line!(s, "sync_partial_err:{}", srv.repl.sync_partial_err.load(Ordering::Relaxed));
             line!(s, "expired_keys:{}", ld(&st.expired_keys));
             line!(s, "expired_stale_perc:0.00");

@@ -52,7 +52,8 @@ fn eq_ic(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// SYNC / PSYNC: always a full resynchronization. The reply (FULLRESYNC
+/// SYNC / PSYNC: a partial resynchronization from the backlog when PSYNC
+/// names our replication id and an offset still in it, else a full one. The reply (FULLRESYNC
 /// line for PSYNC, then `$<len>\r\n<rdb>`) and then the stream go through
 /// the client's push channel; the connection's own replies are switched off
 /// (Redis does not answer a replica's commands).
@@ -71,12 +72,17 @@ fn sync(cx: &mut Cx) -> CmdResult {
         // Already a replica: ignored, as Redis.
         return Ok(());
     }
-    if psync && cx.arg(1) != b"?" {
-        // No backlog: every attempt to continue is a full resync.
-        srv.repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
-    }
     let addr = cx.client.handle.addr.clone();
     let tx = cx.client.handle.tx.clone();
+    if psync && cx.arg(1) != b"?" {
+        // Continue from the backlog if it still holds what the replica lacks.
+        let off = parse_i64(cx.arg(2)).unwrap_or(-1);
+        if srv.repl.try_continue(id, &addr, &tx, cx.arg(1), off) {
+            cx.client.reply_off = true;
+            return Ok(());
+        }
+        srv.repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+    }
     let header = |replid: &str, off: i64| {
         if psync {
             format!("+FULLRESYNC {replid} {off}\r\n").into_bytes()

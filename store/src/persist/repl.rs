@@ -16,12 +16,21 @@
 //! pattern); the connection's own replies are switched off.
 //!
 //! What it knows: the master side of the protocol (full resynchronization
-//! only, disk-based payload, `REPLCONF ACK` offsets, `REPLCONF GETACK *`
+//! with a disk-based payload, partial resynchronization from the backlog,
+//! `REPLCONF ACK` offsets, `REPLCONF GETACK *`
 //! for WAIT, a periodic `PING` every `repl-ping-replica-period` seconds),
 //! `master_repl_offset` (bytes of the stream since the first replica
 //! attached), good replicas for `min-replicas-to-write`.
-//! What it does not know: partial resynchronization (no backlog is kept:
-//! PSYNC always answers `+FULLRESYNC`), diskless transfer, replica output
+//!
+//! The backlog (`repl-backlog-size` bytes, created with the replication id
+//! when the first replica attaches, as Redis does) keeps the newest bytes of
+//! the stream; `PSYNC <our replid> <offset>` within it gets `+CONTINUE
+//! <replid>` and the bytes from that offset on, registered under the same
+//! lock as the stream so nothing is missed or sent twice. A new data set
+//! (ferrite as a replica loading its master's RDB) starts a new history: new
+//! replid, empty backlog, so a chained replica cannot continue on the old one.
+//! What it does not know: a secondary replication id (`replid2`: replicas of
+//! a former master continuing after a promotion), diskless transfer, replica output
 //! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
 //! replica's buffer are unbounded), byte-exact chained replication (ferrite
 //! as a replica, `replica`, feeds the effects of its master's stream
@@ -66,6 +75,11 @@ impl Replica {
 
 struct Inner {
     replicas: Vec<Arc<Replica>>,
+    /// The newest `backlog_max` bytes of the stream; its last byte is at the master offset.
+    backlog: std::collections::VecDeque<u8>,
+    backlog_max: usize,
+    /// Feeds since `backlog_max` was last read from the configuration.
+    feeds: u32,
     /// Database of the last command in the stream (-1: emit SELECT next).
     last_db: i64,
     replid: String,
@@ -83,6 +97,8 @@ pub struct Repl {
     pub sync_full: std::sync::atomic::AtomicU64,
     /// PSYNC asked to continue a replication id and got a full resync.
     pub sync_partial_err: std::sync::atomic::AtomicU64,
+    /// PSYNC continued from the backlog.
+    pub sync_partial_ok: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
     /// Signalled when an ACK arrives (WAIT).
     acks: Condvar,
@@ -98,7 +114,16 @@ impl Default for Repl {
             offset: AtomicI64::new(0),
             sync_full: Default::default(),
             sync_partial_err: Default::default(),
-            inner: Mutex::new(Inner { replicas: Vec::new(), last_db: -1, replid: random_id(), pending: Vec::new() }),
+            sync_partial_ok: Default::default(),
+            inner: Mutex::new(Inner {
+                replicas: Vec::new(),
+                backlog: Default::default(),
+                backlog_max: 1 << 20,
+                feeds: 0,
+                last_db: -1,
+                replid: random_id(),
+                pending: Vec::new(),
+            }),
             acks: Condvar::new(),
             ack_lock: Mutex::new(()),
             replica: Default::default(),
@@ -132,9 +157,56 @@ impl Repl {
     pub fn is_replica(&self, client_id: u64) -> bool {
         self.inner.lock().replicas.iter().any(|r| r.client_id == client_id && r.alive())
     }
+}
 
+/// `repl-backlog-size` in bytes.
+fn configured_backlog() -> usize {
+    crate::cmd::config::accepted_value("repl-backlog-size")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1 << 20)
+}
+
+impl Inner {
+    /// Keep the newest `backlog_max` bytes.
+    fn trim_backlog(&mut self) {
+        let excess = self.backlog.len().saturating_sub(self.backlog_max);
+        if excess > 0 {
+            self.backlog.drain(..excess);
+        }
+    }
+
+    fn register(&mut self, client_id: u64, addr: &str, tx: &UnboundedSender<Push>, ack_off: i64, online: bool) {
+        let (port, ip) = match self.pending.iter().position(|p| p.0 == client_id) {
+            Some(i) => {
+                let p = self.pending.remove(i);
+                (p.1, p.2)
+            }
+            None => (None, None),
+        };
+        let ip = ip.unwrap_or_else(|| peer_ip(addr));
+        self.replicas.retain(|r| r.alive());
+        self.replicas.push(Arc::new(Replica {
+            client_id,
+            tx: tx.clone(),
+            ip,
+            port: port.unwrap_or(0),
+            ack_off: AtomicI64::new(ack_off),
+            ack_ms: AtomicI64::new(now_ms()),
+            pending: Mutex::new(if online { None } else { Some(Vec::new()) }),
+        }));
+    }
+}
+
+impl Repl {
     fn send(g: &mut Inner, offset: &AtomicI64, data: Vec<u8>) {
         offset.fetch_add(data.len() as i64, Ordering::SeqCst);
+        g.feeds = g.feeds.wrapping_add(1);
+        if g.feeds.is_multiple_of(1024) {
+            g.backlog_max = configured_backlog();
+        }
+        g.backlog.extend(data.iter());
+        g.trim_backlog();
         let b = Bytes::from(data);
         g.replicas.retain(|r| {
             if let Some(buf) = r.pending.lock().as_mut() {
@@ -207,6 +279,8 @@ impl Repl {
         if !self.active.load(Ordering::SeqCst) {
             // First replica: Redis creates its backlog with a new replication id.
             g.replid = random_id();
+            g.backlog.clear();
+            g.backlog_max = configured_backlog();
             self.active.store(true, Ordering::SeqCst);
         }
         g.last_db = -1;
@@ -220,25 +294,59 @@ impl Repl {
         if !first.is_empty() && tx.send(Push::Reply(Bytes::from(first))).is_err() {
             return false;
         }
-        let (port, ip) = match g.pending.iter().position(|p| p.0 == client_id) {
-            Some(i) => {
-                let p = g.pending.remove(i);
-                (p.1, p.2)
-            }
-            None => (None, None),
-        };
-        let ip = ip.unwrap_or_else(|| peer_ip(addr));
-        g.replicas.retain(|r| r.alive());
-        g.replicas.push(Arc::new(Replica {
-            client_id,
-            tx: tx.clone(),
-            ip,
-            port: port.unwrap_or(0),
-            ack_off: AtomicI64::new(off),
-            ack_ms: AtomicI64::new(now_ms()),
-            pending: Mutex::new(if payload.is_some() { None } else { Some(Vec::new()) }),
-        }));
+        g.register(client_id, addr, tx, off, payload.is_some());
         true
+    }
+
+    /// `PSYNC <replid> <offset>`: continue from the backlog when `replid` is
+    /// ours and the bytes from `psync_off` (the first byte the replica
+    /// lacks) are all still in it: `+CONTINUE <replid>`, those bytes, then
+    /// the live stream, the replica registered under the stream's lock.
+    /// False (nothing sent) when a full resync is needed.
+    pub fn try_continue(
+        &self,
+        client_id: u64,
+        addr: &str,
+        tx: &UnboundedSender<Push>,
+        replid: &[u8],
+        psync_off: i64,
+    ) -> bool {
+        let mut g = self.inner.lock();
+        if !self.active.load(Ordering::SeqCst) || replid != g.replid.as_bytes() {
+            return false;
+        }
+        let master_off = self.offset.load(Ordering::SeqCst);
+        let first_byte = master_off - g.backlog.len() as i64 + 1;
+        if psync_off < first_byte || psync_off > master_off + 1 {
+            return false;
+        }
+        let skip = (psync_off - first_byte) as usize;
+        let mut out = format!("+CONTINUE {}\r\n", g.replid).into_bytes();
+        out.extend(g.backlog.iter().skip(skip));
+        if tx.send(Push::Reply(Bytes::from(out))).is_err() {
+            return false;
+        }
+        self.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
+        g.register(client_id, addr, tx, psync_off - 1, true);
+        true
+    }
+
+    /// The data set was replaced (ferrite as a replica loaded its master's
+    /// RDB): a new replication id and an empty backlog, so that no replica of
+    /// ours continues on the old history.
+    pub fn new_history(&self) {
+        let mut g = self.inner.lock();
+        g.replid = random_id();
+        g.backlog.clear();
+        g.last_db = -1;
+    }
+
+    /// Backlog figures for INFO: (first byte offset, histlen, size).
+    pub fn backlog_info(&self) -> (i64, i64, usize) {
+        let g = self.inner.lock();
+        let off = self.offset.load(Ordering::SeqCst);
+        let len = g.backlog.len() as i64;
+        (off - len + 1, len, g.backlog_max)
     }
 
     /// A background save ended (`snapshot::run_job`, before another can
@@ -405,8 +513,22 @@ pub fn info_section(srv: &Server, s: &mut String) {
     let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\n");
     s.push_str("master_replid2:0000000000000000000000000000000000000000\r\n");
     let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:-1\r\n");
-    let _ = write!(s, "repl_backlog_active:{}\r\nrepl_backlog_size:1048576\r\n", active as u8);
-    // No backlog is kept: report Redis's values for an empty one.
-    let _ =
-        write!(s, "repl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:0\r\n", if active { off + 1 } else { 0 });
+    if rs.is_none() && active {
+        let (first, len, size) = r.backlog_info();
+        let _ = write!(
+            s,
+            "repl_backlog_active:1\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{first}\r\n\
+             repl_backlog_histlen:{len}\r\n"
+        );
+    } else {
+        // As a replica the offsets above are the master's stream, not this node's own backlog: report an empty one.
+        let _ = write!(
+            s,
+            "repl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\n\
+             repl_backlog_histlen:0\r\n",
+            active as u8,
+            configured_backlog(),
+            if active { off + 1 } else { 0 }
+        );
+    }
 }

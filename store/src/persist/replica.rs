@@ -647,7 +647,9 @@ fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
     }
     drop(acc);
     // Our own replicas now hold another data set: they reconnect and get a
-    // full resync of the new one (Redis's disconnectSlaves).
+    // full resync of the new one (Redis's disconnectSlaves), under a new
+    // replication id so that none continues on the old history.
+    srv.repl.new_history();
     for rep in srv.repl.replicas() {
         let _ = rep.tx.send(crate::client::Push::Kill);
     }
