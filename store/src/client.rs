@@ -53,7 +53,8 @@ pub struct ClientHandle {
     pub killed: AtomicBool,
     /// Blocked in BLPOP & co (CLIENT LIST flag `b`, exempt from `timeout`).
     pub blocked: AtomicBool,
-    pub tx: UnboundedSender<Push>,
+    /// The push channel, with the output accounting of `client-output-buffer-limit`.
+    pub tx: crate::obuf::PushTx,
     /// Socket file descriptor (CLIENT LIST fd=).
     pub fd: i32,
     /// CLIENT NO-EVICT ON.
@@ -84,7 +85,11 @@ impl ClientHandle {
             user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
-            tx,
+            tx: {
+                let t = crate::obuf::PushTx::new(tx);
+                t.out.id.store(id, Ordering::Relaxed);
+                t
+            },
             fd,
             no_evict: AtomicBool::new(false),
             tracking: Default::default(),

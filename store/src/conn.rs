@@ -138,11 +138,22 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     if client.close_after_reply || client.waiter.is_some() {
                         break;
                     }
+                    if crate::obuf::normal_limited() {
+                        // client-output-buffer-limit normal: the replies not yet written count; a client over
+                        // the limit is closed without them, as Redis does.
+                        let os = &handle.tx.out;
+                        os.set_writing(out.buf.len());
+                        let over = os.check(crate::server::now_ms());
+                        os.set_writing(0);
+                        if over {
+                            break 'conn;
+                        }
+                    }
                     if out.buf.len() >= FLUSH_AT {
                         if durable > 0 {
                             crate::persist::aof::wait_durable(&srv, std::mem::take(&mut durable)).await;
                         }
-                        if write_out(&srv, &mut sock, &mut out).await.is_err() {
+                        if write_out(&srv, &mut sock, &mut out, &handle.tx.out).await.is_err() {
                             break 'conn;
                         }
                     }
@@ -168,7 +179,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         if durable > 0 {
             crate::persist::aof::wait_durable(&srv, durable).await;
         }
-        if !out.buf.is_empty() && write_out(&srv, &mut sock, &mut out).await.is_err() {
+        if !out.buf.is_empty() && write_out(&srv, &mut sock, &mut out, &handle.tx.out).await.is_err() {
             break;
         }
         if client.close_after_reply || handle.killed.load(Ordering::Relaxed) {
@@ -180,7 +191,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         }
         if client.waiter.is_some() {
             let stay = wait_blocked(&srv, &mut sock, &mut rbuf, &mut rx, &mut client, &mut out).await;
-            if !stay || write_out(&srv, &mut sock, &mut out).await.is_err() {
+            if !stay || write_out(&srv, &mut sock, &mut out, &handle.tx.out).await.is_err() {
                 break;
             }
             // Process what arrived while blocked.
@@ -214,14 +225,22 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     break;
                 }
                 out.resp3 = client.resp3;
+                let os = &handle.tx.out;
+                os.taken(crate::obuf::push_size(&p));
                 encode_push(&mut out, &p);
                 // Drain whatever else is queued, bounded per round.
                 for _ in 0..1024 {
                     match rx.try_recv() {
                         Ok(Push::Kill) => break 'conn,
-                        Ok(p) => encode_push(&mut out, &p),
+                        Ok(p) => {
+                            os.taken(crate::obuf::push_size(&p));
+                            encode_push(&mut out, &p)
+                        }
                         Err(_) => break,
                     }
+                }
+                if os.is_over() {
+                    break 'conn;
                 }
             }
         }
@@ -273,7 +292,7 @@ async fn wait_while_paused(
             counted = true;
         }
         if !flushed && !out.buf.is_empty() {
-            if write_out(srv, sock, out).await.is_err() {
+            if write_out(srv, sock, out, &client.handle.tx.out).await.is_err() {
                 ok = false;
                 break;
             }
@@ -370,9 +389,25 @@ async fn wait_blocked(
     stay
 }
 
-async fn write_out(srv: &Server, sock: &mut TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
+async fn write_out(
+    srv: &Server,
+    sock: &mut TcpStream,
+    out: &mut ReplyBuf,
+    os: &crate::obuf::OutState,
+) -> std::io::Result<()> {
     let n = out.buf.len();
-    sock.write_all(&out.buf).await?;
+    if os.is_over() {
+        return Err(std::io::Error::other("output buffer limit"));
+    }
+    os.set_writing(n);
+    // A client over its output buffer limit is closed even while this write waits for it to read.
+    let r = tokio::select! {
+        biased;
+        r = sock.write_all(&out.buf) => r,
+        _ = os.wake.notified() => Err(std::io::Error::other("output buffer limit")),
+    };
+    os.set_writing(0);
+    r?;
     srv.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
     out.buf.clear();
     if out.buf.capacity() > 4 * FLUSH_AT {

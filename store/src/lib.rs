@@ -24,6 +24,7 @@ pub mod keyspace;
 pub mod ldouble;
 pub mod metrics;
 pub mod notify;
+pub mod obuf;
 pub mod persist;
 pub mod pqsort;
 pub mod pubsub;

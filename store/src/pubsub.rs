@@ -5,9 +5,8 @@ use crate::glob::glob_match;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use tokio::sync::mpsc::UnboundedSender;
 
-type Subs = HashMap<Bytes, HashMap<u64, UnboundedSender<Push>>>;
+type Subs = HashMap<Bytes, HashMap<u64, crate::obuf::PushTx>>;
 
 #[derive(Default)]
 pub struct PubSub {
@@ -16,7 +15,7 @@ pub struct PubSub {
     pub shard_channels: RwLock<Subs>,
 }
 
-fn add(map: &RwLock<Subs>, name: &Bytes, id: u64, tx: &UnboundedSender<Push>) {
+fn add(map: &RwLock<Subs>, name: &Bytes, id: u64, tx: &crate::obuf::PushTx) {
     map.write().entry(name.clone()).or_default().insert(id, tx.clone());
 }
 
@@ -31,19 +30,19 @@ fn remove(map: &RwLock<Subs>, name: &[u8], id: u64) {
 }
 
 impl PubSub {
-    pub fn subscribe(&self, ch: &Bytes, id: u64, tx: &UnboundedSender<Push>) {
+    pub fn subscribe(&self, ch: &Bytes, id: u64, tx: &crate::obuf::PushTx) {
         add(&self.channels, ch, id, tx)
     }
     pub fn unsubscribe(&self, ch: &[u8], id: u64) {
         remove(&self.channels, ch, id)
     }
-    pub fn psubscribe(&self, p: &Bytes, id: u64, tx: &UnboundedSender<Push>) {
+    pub fn psubscribe(&self, p: &Bytes, id: u64, tx: &crate::obuf::PushTx) {
         add(&self.patterns, p, id, tx)
     }
     pub fn punsubscribe(&self, p: &[u8], id: u64) {
         remove(&self.patterns, p, id)
     }
-    pub fn ssubscribe(&self, ch: &Bytes, id: u64, tx: &UnboundedSender<Push>) {
+    pub fn ssubscribe(&self, ch: &Bytes, id: u64, tx: &crate::obuf::PushTx) {
         add(&self.shard_channels, ch, id, tx)
     }
     pub fn sunsubscribe(&self, ch: &[u8], id: u64) {

@@ -85,7 +85,7 @@ pub struct Server {
     pub shutdown_tx: watch::Sender<bool>,
     pub shutting_down: AtomicBool,
     /// Clients in MONITOR mode.
-    pub monitors: RwLock<Vec<(u64, tokio::sync::mpsc::UnboundedSender<crate::client::Push>)>>,
+    pub monitors: RwLock<Vec<(u64, crate::obuf::PushTx)>>,
     pub monitor_count: AtomicUsize,
     /// Clients blocked on keys.
     pub blocking: crate::blocking::BlockRegistry,
@@ -297,6 +297,13 @@ async fn background(srv: Arc<Server>) {
         let hz = srv.config.read().hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
         crate::cmd::client::close_idle_clients(&srv);
+        // Output buffer soft limits are also enforced when no new output arrives (Redis's clientsCron).
+        let now = now_ms();
+        for h in srv.clients.snapshot() {
+            if h.tx.out.omem() > 0 {
+                h.tx.out.check(now);
+            }
+        }
         // Like Redis: keep cycling while a large share of sampled keys expired,
         // bounded to ~25% of the period.
         let deadline = Instant::now() + Duration::from_millis(250 / hz as u64);

@@ -4,7 +4,7 @@
 //! track per connection are reported as follows: qbuf and argv-mem = the
 //! size of the current command for the caller (0 for other connections),
 //! qbuf-free = read chunk size (16384) minus qbuf, rbs = 16384,
-//! multi-mem/obl/oll/omem = 0, rbp = 0, tot-mem = an estimate of the fixed per-connection
+//! omem = pushed output not yet written (`obuf`), multi-mem/obl/oll = 0, rbp = 0, tot-mem = an estimate of the per-connection
 //! buffers, events=r. For other connections `cmd=` is the last top-level
 //! command name (subcommands are not recorded); for the calling client it
 //! is the current command, as in Redis.
@@ -165,10 +165,11 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     } else {
         (0, 0)
     };
+    let omem = h.tx.out.omem() as u64;
     let _ = write!(
         s,
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
-         qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} \
+         qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} \
          user={} redir=-1 resp={}",
         h.id,
         h.addr,
@@ -187,7 +188,8 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
         READ_CHUNK.saturating_sub(qbuf),
         argv_mem,
         READ_CHUNK,
-        2 * READ_CHUNK + 1024 + qbuf + argv_mem,
+        omem,
+        2 * READ_CHUNK + 1024 + qbuf + argv_mem + omem,
         cmd,
         user,
         h.resp.load(Ordering::Relaxed),

@@ -67,7 +67,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("repl-ping-replica-period", "10", "int:1:2147483647"),
     ("repl-timeout", "60", "int:1:2147483647"),
     ("repl-backlog-size", "1048576", "mem:1"),
-    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60", "str"),
+    ("client-output-buffer-limit", crate::obuf::DEFAULT, "obuf"),
     ("client-query-buffer-limit", "1073741824", "mem:1048576"),
     ("maxmemory-clients", "0", "memperc"),
     ("latency-tracking", "yes", "bool"),
@@ -108,6 +108,10 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
                 return Err(format!("argument must be between {min} and {max} inclusive"));
             }
             Ok(n.to_string())
+        }
+        "obuf" => {
+            let cur = accepted_value("client-output-buffer-limit").unwrap_or_else(|| crate::obuf::DEFAULT.into());
+            crate::obuf::merge(&cur, &text)
         }
         "mem" => {
             let min: i64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
@@ -422,7 +426,7 @@ fn config_get(cx: &mut Cx) -> CmdResult {
 }
 
 /// Redis's memtoull: digits with an optional b/k/kb/m/mb/g/gb unit.
-fn parse_mem(v: &[u8]) -> Option<i64> {
+pub(crate) fn parse_mem(v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
     let (num, mul): (&str, i64) = if let Some(n) = s.strip_suffix("gb") {
         (n, 1 << 30)
@@ -517,6 +521,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
     }
     if let Some((n, _, _)) = ACCEPTED.iter().find(|(n, _, _)| *n == name) {
         if let NewVal::Str(s) = v {
+            if *n == "client-output-buffer-limit" {
+                crate::obuf::apply(&s);
+            }
             let mut vals = ACCEPTED_VALUES.lock();
             vals.retain(|(x, _)| x != n);
             vals.push((n, s));

@@ -39,6 +39,8 @@ fn sync_counts(client: &Client) {
     h.sub.store(client.channels.len(), Ordering::Relaxed);
     h.psub.store(client.patterns.len(), Ordering::Relaxed);
     h.ssub.store(client.shard_channels.len(), Ordering::Relaxed);
+    let subscribed = !client.channels.is_empty() || !client.patterns.is_empty() || !client.shard_channels.is_empty();
+    h.tx.out.set_pubsub(subscribed);
 }
 
 /// `[kind, name, count]` as a push (RESP3) or array (RESP2).

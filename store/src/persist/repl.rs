@@ -44,12 +44,11 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedSender;
 
 /// One attached replica.
 pub struct Replica {
     pub client_id: u64,
-    pub tx: UnboundedSender<Push>,
+    pub tx: crate::obuf::PushTx,
     pub ip: String,
     /// `REPLCONF listening-port` (0 when not given).
     pub port: i64,
@@ -176,7 +175,7 @@ impl Inner {
         }
     }
 
-    fn register(&mut self, client_id: u64, addr: &str, tx: &UnboundedSender<Push>, ack_off: i64, online: bool) {
+    fn register(&mut self, client_id: u64, addr: &str, tx: &crate::obuf::PushTx, ack_off: i64, online: bool) {
         let (port, ip) = match self.pending.iter().position(|p| p.0 == client_id) {
             Some(i) => {
                 let p = self.pending.remove(i);
@@ -186,6 +185,7 @@ impl Inner {
         };
         let ip = ip.unwrap_or_else(|| peer_ip(addr));
         self.replicas.retain(|r| r.alive());
+        tx.out.set_class(crate::obuf::REPLICA);
         self.replicas.push(Arc::new(Replica {
             client_id,
             tx: tx.clone(),
@@ -271,7 +271,7 @@ impl Repl {
         &self,
         client_id: u64,
         addr: &str,
-        tx: &UnboundedSender<Push>,
+        tx: &crate::obuf::PushTx,
         header: impl FnOnce(&str, i64) -> Vec<u8>,
         payload: Option<&[u8]>,
     ) -> bool {
@@ -307,7 +307,7 @@ impl Repl {
         &self,
         client_id: u64,
         addr: &str,
-        tx: &UnboundedSender<Push>,
+        tx: &crate::obuf::PushTx,
         replid: &[u8],
         psync_off: i64,
     ) -> bool {
