@@ -34,8 +34,12 @@
 //! commands on a replica feed nothing.
 //! A lost link asks to continue (`PSYNC <replid> <offset+1>`): `+CONTINUE`
 //! resumes the stream without a new payload, otherwise a full sync.
+//! The full-sync payload is written to `dir/temp-<pid>-repl.rdb` as it
+//! arrives and loaded from a memory map of it (removed after), so the data
+//! set is not held twice in memory (Redis's `repl-diskless-load disabled`);
+//! memory is used only when no file can be created in `dir`.
 //! What it does not know: `repl-timeout` (fixed 60 s), `repl-diskless-load`
-//! (the payload is always held in memory), the master client in CLIENT LIST,
+//! swapdb/on-empty-db, the master client in CLIENT LIST,
 //! `replica-ignore-maxmemory` (the stream is never evicted for, but ferrite's
 //! own eviction still runs on a replica).
 
@@ -545,7 +549,7 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
     link.sync_read.store(0, Ordering::Relaxed);
     link.set_link(cx.gen, LinkState::Sync);
     let rdb = read_payload(cx, &mut c)?;
-    load(cx, &rdb)?;
+    load(cx, rdb.bytes())?;
     drop(rdb);
     link.offset.store(off, Ordering::SeqCst);
     link.read_offset.store(off, Ordering::SeqCst);
@@ -561,13 +565,90 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
     stream(cx, &mut c, off)
 }
 
+/// Where the full-sync payload goes while it arrives: a temporary file in
+/// `dir` (memory-mapped for the load, so a big data set does not sit twice
+/// in memory), or memory when no file can be created there.
+enum Sink {
+    File { path: std::path::PathBuf, w: std::io::BufWriter<std::fs::File> },
+    Mem(Vec<u8>),
+}
+
+/// A received payload, ready to load.
+enum Payload {
+    File { path: std::path::PathBuf, map: Option<memmap2::Mmap> },
+    Mem(Vec<u8>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::File { map: Some(m), .. } => m,
+            Payload::File { map: None, .. } => &[],
+            Payload::Mem(v) => v,
+        }
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Payload::File { path, map } = self {
+            drop(map.take());
+            let _ = std::fs::remove_file(&*path);
+        }
+    }
+}
+
+impl Sink {
+    fn new(cx: &Ctx) -> Sink {
+        let dir = cx.srv.persist.cfg.lock().dir.clone();
+        let path = dir.join(format!("temp-{}-repl.rdb", std::process::id()));
+        match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path) {
+            Ok(f) => Sink::File { path, w: std::io::BufWriter::with_capacity(1 << 20, f) },
+            Err(_) => Sink::Mem(Vec::new()),
+        }
+    }
+
+    fn write(&mut self, b: &[u8]) -> R<()> {
+        match self {
+            Sink::File { w, .. } => std::io::Write::write_all(w, b)
+                .map_err(|e| Step::Fail(format!("writing the RDB from master to disk: {e}"))),
+            Sink::Mem(v) => {
+                v.extend_from_slice(b);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> R<Payload> {
+        match self {
+            Sink::Mem(v) => Ok(Payload::Mem(v)),
+            Sink::File { path, w } => {
+                let mut p = Payload::File { path, map: None };
+                let f = w.into_inner().map_err(|e| Step::Fail(format!("writing the RDB from master: {e}")))?;
+                let empty = f.metadata().map(|m| m.len() == 0).unwrap_or(true);
+                if !empty {
+                    // SAFETY: the file is ours (a name with our pid in our dir), written and closed for writing
+                    // above, and removed only when the map is dropped; nothing truncates it meanwhile.
+                    let map = unsafe { memmap2::Mmap::map(&f) }
+                        .map_err(|e| Step::Fail(format!("mapping the RDB from master: {e}")))?;
+                    if let Payload::File { map: m, .. } = &mut p {
+                        *m = Some(map);
+                    }
+                }
+                Ok(p)
+            }
+        }
+    }
+}
+
 /// The RDB after FULLRESYNC: `$<len>\r\n<bytes>` or `$EOF:<40 bytes>\r\n<bytes><mark>`.
-fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
+fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Payload> {
     let head = c.line(cx)?;
     if head.first() != Some(&b'$') {
         return fail(format!("bad protocol from master sending the RDB: {}", String::from_utf8_lossy(&head)));
     }
-    let mut data = Vec::new();
+    let mut sink = Sink::new(cx);
+    let mut got: usize = 0;
     let mut last = Instant::now();
     let link = &cx.srv.repl.replica;
     link.sync_read.store(0, Ordering::Relaxed);
@@ -577,14 +658,26 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
             return fail("bad EOF mark from master");
         }
         let mark = mark.to_vec();
+        // The last 40 bytes received are held back until we know they are not the mark.
+        let mut tail: Vec<u8> = Vec::with_capacity(80);
         loop {
             let a = c.avail();
-            data.extend_from_slice(a);
+            got += a.len();
+            if tail.len() + a.len() <= 40 {
+                tail.extend_from_slice(a);
+            } else {
+                // Everything but the newest 40 bytes can be written.
+                let keep_from_a = 40.min(a.len());
+                let spill_tail = tail.len() - (40 - keep_from_a);
+                sink.write(&tail[..spill_tail])?;
+                tail.drain(..spill_tail);
+                sink.write(&a[..a.len() - keep_from_a])?;
+                tail.extend_from_slice(&a[a.len() - keep_from_a..]);
+            }
             c.pos = c.buf.len();
-            link.sync_read.store(data.len() as i64, Ordering::Relaxed);
-            if data.len() >= 40 && data[data.len() - 40..] == mark[..] {
-                data.truncate(data.len() - 40);
-                return Ok(data);
+            link.sync_read.store(got as i64, Ordering::Relaxed);
+            if tail.len() == 40 && tail[..] == mark[..] {
+                return sink.finish();
             }
             if c.fill(cx)? {
                 last = Instant::now();
@@ -597,15 +690,14 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| Step::Fail("bad RDB length from master".into()))?;
-    // Grown as bytes arrive: a bogus length costs nothing up front.
-    data.reserve(len.min(64 << 20));
     link.sync_total.store(len as i64, Ordering::Relaxed);
-    while data.len() < len {
-        let take = (len - data.len()).min(c.avail().len());
-        data.extend_from_slice(&c.avail()[..take]);
+    while got < len {
+        let take = (len - got).min(c.avail().len());
+        sink.write(&c.avail()[..take])?;
         c.pos += take;
-        link.sync_read.store(data.len() as i64, Ordering::Relaxed);
-        if data.len() >= len {
+        got += take;
+        link.sync_read.store(got as i64, Ordering::Relaxed);
+        if got >= len {
             break;
         }
         if c.fill(cx)? {
@@ -614,7 +706,7 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Vec<u8>> {
             return fail("timeout receiving the RDB from master");
         }
     }
-    Ok(data)
+    sink.finish()
 }
 
 /// Empty everything and load the master's RDB (exclusive access).
