@@ -238,6 +238,13 @@ impl PushTx {
         self.tx.is_closed()
     }
 
+    /// Close the connection now, even while a write to it waits (a replica that timed out).
+    pub fn close_now(&self) {
+        self.out.over.store(true, Ordering::Relaxed);
+        self.out.wake.notify_one();
+        let _ = self.tx.send(Push::Kill);
+    }
+
     pub fn same_channel(&self, other: &PushTx) -> bool {
         self.tx.same_channel(&other.tx)
     }

@@ -817,3 +817,37 @@ fn a_replica_away_for_longer_than_the_backlog_gets_a_full_resync() {
     assert_eq!(info_field(&mut f, "stats", "sync_partial_ok").as_deref(), Some("0"));
     assert_eq!(info_field(&mut f, "stats", "sync_partial_err").as_deref(), Some("1"));
 }
+
+#[test]
+fn a_replica_that_stops_acknowledging_is_dropped_after_repl_timeout() {
+    let ferrite = start_ferrite(&[]);
+    let mut c = Conn::connect(ferrite.port).unwrap();
+    run(&mut c, &["CONFIG SET repl-timeout 2", "SET a 1"]);
+    let mut sock = TcpStream::connect(("127.0.0.1", ferrite.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.write_all(&encode(&["REPLCONF", "listening-port", "4343"])).unwrap();
+    sock.write_all(&encode(&["PSYNC", "?", "-1"])).unwrap();
+    let mut st = Stream { sock, buf: Vec::new() };
+    assert_eq!(st.line(), b"+OK");
+    let full = s(&st.line());
+    assert!(full.starts_with("+FULLRESYNC "), "{full}");
+    let off: i64 = full.rsplit(' ').next().unwrap().parse().unwrap();
+    let head = st.line();
+    let n: usize = s(&head[1..]).parse().unwrap();
+    st.take(n);
+    // One ACK, then silence: dropped once repl-timeout (2 s) passes without one.
+    st.sock.write_all(&encode(&["REPLCONF", "ACK", &off.to_string()])).unwrap();
+    wait_until(5, "the replica in ROLE", || s(&c.cmd(&["ROLE"])).contains("$4\r\n4343\r\n"));
+    let t0 = Instant::now();
+    let mut tmp = [0u8; 4096];
+    loop {
+        match st.sock.read(&mut tmp) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("no disconnect after {:?}: {e}", t0.elapsed()),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "still connected after 10 s");
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(1500), "dropped after only {:?}", t0.elapsed());
+    wait_until(5, "the replica gone from ROLE", || !s(&c.cmd(&["ROLE"])).contains("4343"));
+}

@@ -56,6 +56,8 @@ pub struct Replica {
     pub ack_off: AtomicI64,
     /// Unix ms of the last ACK (or of the attach).
     pub ack_ms: AtomicI64,
+    /// Sent at least one `REPLCONF ACK` (only such replicas are timed out, as Redis spares pre-PSYNC ones).
+    acked: AtomicBool,
     /// While its RDB is being written by a background save: the stream
     /// produced meanwhile (None once online).
     pending: Mutex<Option<Vec<u8>>>,
@@ -193,6 +195,7 @@ impl Inner {
             port: port.unwrap_or(0),
             ack_off: AtomicI64::new(ack_off),
             ack_ms: AtomicI64::new(now_ms()),
+            acked: AtomicBool::new(false),
             pending: Mutex::new(if online { None } else { Some(Vec::new()) }),
         }));
     }
@@ -392,6 +395,7 @@ impl Repl {
         if let Some(r) = r {
             r.ack_off.fetch_max(off, Ordering::SeqCst);
             r.ack_ms.store(now_ms(), Ordering::Relaxed);
+            r.acked.store(true, Ordering::Relaxed);
             {
                 let _g = self.ack_lock.lock();
                 self.acks.notify_all();
@@ -460,6 +464,21 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
                 break;
             }
             srv.repl.refresh_acks();
+            // repl-timeout: an online replica that stopped acknowledging is disconnected (Redis's replicationCron).
+            let timeout = crate::cmd::config::accepted_value("repl-timeout")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(60)
+                .max(1);
+            let now = now_ms();
+            for r in srv.repl.replicas() {
+                if r.online()
+                    && r.acked.load(Ordering::Relaxed)
+                    && now - r.ack_ms.load(Ordering::Relaxed) > timeout * 1000
+                {
+                    eprintln!("ferrite: Disconnecting timedout replica (streaming sync): {}:{}", r.ip, r.port);
+                    r.tx.close_now();
+                }
+            }
             let period = crate::cmd::config::accepted_value("repl-ping-replica-period")
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(10)

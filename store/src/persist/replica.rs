@@ -38,7 +38,8 @@
 //! arrives and loaded from a memory map of it (removed after), so the data
 //! set is not held twice in memory (Redis's `repl-diskless-load disabled`);
 //! memory is used only when no file can be created in `dir`.
-//! What it does not know: `repl-timeout` (fixed 60 s), `repl-diskless-load`
+//! `repl-timeout` bounds how long the link may stay silent.
+//! What it does not know: `repl-diskless-load`
 //! swapdb/on-empty-db, the master client in CLIENT LIST,
 //! `replica-ignore-maxmemory` (the stream is never evicted for, but ferrite's
 //! own eviction still runs on a replica).
@@ -357,7 +358,14 @@ impl Ctx<'_> {
     }
 }
 
-const IO_TIMEOUT_MS: i64 = 60_000;
+/// `repl-timeout` in ms: how long the link may stay silent (handshake, payload, stream).
+fn io_timeout_ms() -> i64 {
+    crate::cmd::config::accepted_value("repl-timeout")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(60)
+        .saturating_mul(1000)
+}
 
 impl Conn {
     fn avail(&self) -> &[u8] {
@@ -404,7 +412,7 @@ impl Conn {
             if self.avail().len() > 64 * 1024 {
                 return fail("protocol error: line too long");
             }
-            if !self.fill(cx)? && now_ms() - t0 > IO_TIMEOUT_MS {
+            if !self.fill(cx)? && now_ms() - t0 > io_timeout_ms() {
                 return fail("timeout reading from the master");
             }
         }
@@ -681,7 +689,7 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Payload> {
             }
             if c.fill(cx)? {
                 last = Instant::now();
-            } else if last.elapsed().as_millis() as i64 > IO_TIMEOUT_MS {
+            } else if last.elapsed().as_millis() as i64 > io_timeout_ms() {
                 return fail("timeout receiving the RDB from master");
             }
         }
@@ -702,7 +710,7 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Payload> {
         }
         if c.fill(cx)? {
             last = Instant::now();
-        } else if last.elapsed().as_millis() as i64 > IO_TIMEOUT_MS {
+        } else if last.elapsed().as_millis() as i64 > io_timeout_ms() {
             return fail("timeout receiving the RDB from master");
         }
     }
@@ -904,7 +912,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
             let g = link.st.lock();
             now_ms() - g.last_io_ms
         };
-        if !c.fill(cx)? && idle > IO_TIMEOUT_MS {
+        if !c.fill(cx)? && idle > io_timeout_ms() {
             return fail("MASTER timeout: no data nor PING received");
         }
     }
