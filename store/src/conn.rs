@@ -22,6 +22,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A connection whose reads keep filling the buffer (bulk loading, big pipelines) reads up to this much at once:
 /// fewer read and reply-write syscalls per command. Reads smaller than READ_CHUNK shrink it back.
 const MAX_READ_CHUNK: usize = 512 * 1024;
+/// `client-query-buffer-limit`: a client whose unprocessed input grows past this is closed (Redis's default 1 GB).
+pub static QUERY_BUFFER_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 30);
+
 /// Write the reply buffer early when a pipeline produces this much.
 const FLUSH_AT: usize = 1024 * 1024;
 
@@ -215,7 +218,17 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                         } else if n < READ_CHUNK {
                             read_chunk = READ_CHUNK;
                         }
-                        srv.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed)
+                        srv.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        if rbuf.len() > QUERY_BUFFER_LIMIT.load(Ordering::Relaxed) {
+                            eprintln!(
+                                "ferrite: Closing client that reached max query buffer length: id={} addr={} \
+                                 (qbuf initial bytes: {:?})",
+                                handle.id,
+                                handle.addr,
+                                String::from_utf8_lossy(&rbuf[..rbuf.len().min(64)])
+                            );
+                            break;
+                        }
                     }
                 };
             }

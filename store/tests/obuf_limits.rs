@@ -99,3 +99,30 @@ fn normal_hard_limit_closes_without_the_reply() {
     assert_eq!(d.cmd(&["GET", "k0"]).len(), 10_000 + 10);
     assert_eq!(d.cmd(&["CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0"]), b"+OK\r\n");
 }
+
+/// client-query-buffer-limit, the same on Redis 7.0 and ferrite: a client whose unprocessed input passes the
+/// limit is closed (no reply), a smaller command still works.
+#[test]
+fn query_buffer_limit_closes_the_client_like_redis() {
+    let redis = support::start_redis(&[]);
+    let ferrite = start_ferrite(&[]);
+    for port in [redis.port, ferrite.port] {
+        let mut c = Conn::connect(port).unwrap();
+        assert_eq!(c.cmd(&["CONFIG", "SET", "client-query-buffer-limit", "1mb"]), b"+OK\r\n", "port {port}");
+        let ok = "a".repeat(500_000);
+        assert_eq!(c.cmd(&["SET", "small", &ok]), b"+OK\r\n", "port {port}");
+        let big = "b".repeat(2_000_000);
+        let mut d = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        d.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // The server may close while this is still being written.
+        let _ = std::io::Write::write_all(&mut d, &support::encode(&["SET", "big", &big]));
+        let mut tmp = [0u8; 1024];
+        match std::io::Read::read(&mut d, &mut tmp) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("port {port}: expected the connection closed, got {other:?}"),
+        }
+        assert_eq!(c.cmd(&["EXISTS", "big"]), b":0\r\n", "port {port}");
+        assert_eq!(c.cmd(&["CONFIG", "SET", "client-query-buffer-limit", "1gb"]), b"+OK\r\n");
+    }
+}

@@ -524,6 +524,11 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
             if *n == "client-output-buffer-limit" {
                 crate::obuf::apply(&s);
             }
+            if *n == "client-query-buffer-limit" {
+                if let Ok(v) = s.parse::<usize>() {
+                    crate::conn::QUERY_BUFFER_LIMIT.store(v, Ordering::Relaxed);
+                }
+            }
             let mut vals = ACCEPTED_VALUES.lock();
             vals.retain(|(x, _)| x != n);
             vals.push((n, s));
