@@ -86,6 +86,57 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("lazyfree-lazy-user-flush", "no", "bool"),
     ("protected-mode", "yes", "bool"),
     ("daemonize", "no", "bool"),
+    // Performance / OS / replication tuning Redis accepts in redis.conf that
+    // has no observable effect on ferrite's replies or data.
+    ("activerehashing", "yes", "bool"),
+    ("activedefrag", "no", "bool"),
+    ("active-defrag-cycle-min", "1", "int:1:99"),
+    ("active-defrag-cycle-max", "25", "int:1:99"),
+    ("active-defrag-ignore-bytes", "104857600", "mem:1"),
+    ("active-defrag-max-scan-fields", "1000", "int:1:9223372036854775807"),
+    ("active-defrag-threshold-lower", "10", "int:0:1000"),
+    ("active-defrag-threshold-upper", "100", "int:0:1000"),
+    ("active-expire-effort", "1", "int:1:10"),
+    ("always-show-logo", "no", "bool"),
+    ("aof-rewrite-incremental-fsync", "yes", "bool"),
+    ("rdb-save-incremental-fsync", "yes", "bool"),
+    ("aof-disable-auto-gc", "no", "bool"),
+    ("no-appendfsync-on-rewrite", "no", "bool"),
+    ("crash-log-enabled", "yes", "bool"),
+    ("crash-memcheck-enabled", "yes", "bool"),
+    ("disable-thp", "yes", "bool"),
+    ("dynamic-hz", "yes", "bool"),
+    ("jemalloc-bg-thread", "yes", "bool"),
+    ("set-proc-title", "yes", "bool"),
+    ("proc-title-template", "{title} {listen-addr} {server-mode}", "str"),
+    ("tcp-backlog", "511", "int:0:2147483647"),
+    ("tcp-keepalive", "300", "int:0:2147483647"),
+    ("io-threads-do-reads", "no", "bool"),
+    ("repl-diskless-sync", "yes", "bool"),
+    ("repl-diskless-sync-delay", "5", "int:0:2147483647"),
+    ("repl-diskless-sync-max-replicas", "0", "int:0:2147483647"),
+    ("repl-diskless-load", "disabled", "enum:disabled|on-empty-db|swapdb"),
+    ("repl-backlog-ttl", "3600", "int:0:2147483647"),
+    ("repl-disable-tcp-nodelay", "no", "bool"),
+    ("replica-priority", "100", "int:0:2147483647"),
+    ("replica-announce-ip", "", "str"),
+    ("replica-announce-port", "0", "int:0:65535"),
+    ("replica-announced", "yes", "bool"),
+    ("replica-lazy-flush", "no", "bool"),
+    ("replica-ignore-maxmemory", "yes", "bool"),
+    ("replica-ignore-disk-write-errors", "no", "bool"),
+    ("rdb-del-sync-files", "no", "bool"),
+    ("shutdown-timeout", "10", "int:0:2147483647"),
+    ("enable-protected-configs", "no", "enum:no|yes|local"),
+    ("enable-module-command", "no", "enum:no|yes|local"),
+    ("propagation-error-behavior", "ignore", "enum:ignore|panic|panic-on-replicas"),
+    ("syslog-enabled", "no", "bool"),
+    ("syslog-ident", "redis", "str"),
+    ("syslog-facility", "local0", "enum:user|local0|local1|local2|local3|local4|local5|local6|local7"),
+    ("oom-score-adj", "no", "enum:no|yes|relative|absolute"),
+    ("oom-score-adj-values", "0 200 800", "str"),
+    ("ignore-warnings", "", "str"),
+    ("unixsocketperm", "0", "int:0:511"),
 ];
 
 /// Redis's validation of a new value for an accepted parameter.
@@ -238,6 +289,55 @@ const PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
     Param { name: "protected-mode", kind: Kind::Accepted },
     Param { name: "daemonize", kind: Kind::Immutable },
+    Param { name: "activerehashing", kind: Kind::Accepted },
+    Param { name: "activedefrag", kind: Kind::Accepted },
+    Param { name: "active-defrag-cycle-min", kind: Kind::Accepted },
+    Param { name: "active-defrag-cycle-max", kind: Kind::Accepted },
+    Param { name: "active-defrag-ignore-bytes", kind: Kind::Accepted },
+    Param { name: "active-defrag-max-scan-fields", kind: Kind::Accepted },
+    Param { name: "active-defrag-threshold-lower", kind: Kind::Accepted },
+    Param { name: "active-defrag-threshold-upper", kind: Kind::Accepted },
+    Param { name: "active-expire-effort", kind: Kind::Accepted },
+    Param { name: "always-show-logo", kind: Kind::Accepted },
+    Param { name: "aof-rewrite-incremental-fsync", kind: Kind::Accepted },
+    Param { name: "rdb-save-incremental-fsync", kind: Kind::Accepted },
+    Param { name: "aof-disable-auto-gc", kind: Kind::Accepted },
+    Param { name: "no-appendfsync-on-rewrite", kind: Kind::Accepted },
+    Param { name: "crash-log-enabled", kind: Kind::Accepted },
+    Param { name: "crash-memcheck-enabled", kind: Kind::Accepted },
+    Param { name: "disable-thp", kind: Kind::Accepted },
+    Param { name: "dynamic-hz", kind: Kind::Accepted },
+    Param { name: "jemalloc-bg-thread", kind: Kind::Accepted },
+    Param { name: "set-proc-title", kind: Kind::Accepted },
+    Param { name: "proc-title-template", kind: Kind::Accepted },
+    Param { name: "tcp-backlog", kind: Kind::Accepted },
+    Param { name: "tcp-keepalive", kind: Kind::Accepted },
+    Param { name: "io-threads-do-reads", kind: Kind::Accepted },
+    Param { name: "repl-diskless-sync", kind: Kind::Accepted },
+    Param { name: "repl-diskless-sync-delay", kind: Kind::Accepted },
+    Param { name: "repl-diskless-sync-max-replicas", kind: Kind::Accepted },
+    Param { name: "repl-diskless-load", kind: Kind::Accepted },
+    Param { name: "repl-backlog-ttl", kind: Kind::Accepted },
+    Param { name: "repl-disable-tcp-nodelay", kind: Kind::Accepted },
+    Param { name: "replica-priority", kind: Kind::Accepted },
+    Param { name: "replica-announce-ip", kind: Kind::Accepted },
+    Param { name: "replica-announce-port", kind: Kind::Accepted },
+    Param { name: "replica-announced", kind: Kind::Accepted },
+    Param { name: "replica-lazy-flush", kind: Kind::Accepted },
+    Param { name: "replica-ignore-maxmemory", kind: Kind::Accepted },
+    Param { name: "replica-ignore-disk-write-errors", kind: Kind::Accepted },
+    Param { name: "rdb-del-sync-files", kind: Kind::Accepted },
+    Param { name: "shutdown-timeout", kind: Kind::Accepted },
+    Param { name: "enable-protected-configs", kind: Kind::Accepted },
+    Param { name: "enable-module-command", kind: Kind::Accepted },
+    Param { name: "propagation-error-behavior", kind: Kind::Accepted },
+    Param { name: "syslog-enabled", kind: Kind::Accepted },
+    Param { name: "syslog-ident", kind: Kind::Accepted },
+    Param { name: "syslog-facility", kind: Kind::Accepted },
+    Param { name: "oom-score-adj", kind: Kind::Accepted },
+    Param { name: "oom-score-adj-values", kind: Kind::Accepted },
+    Param { name: "ignore-warnings", kind: Kind::Accepted },
+    Param { name: "unixsocketperm", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -291,6 +391,23 @@ pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::Comma
             && client.multi.as_ref().is_some_and(|m| {
                 m.queue.iter().any(|a| crate::dispatch::resolve(srv, a).is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE)))
             }))
+}
+
+/// Whether `name` is a CONFIG parameter (any case): redis.conf start-up
+/// uses it to tell "bad directive" from "bad value".
+pub fn is_param(name: &[u8]) -> bool {
+    find(name).is_some()
+}
+
+/// Apply one redis.conf directive at start-up through CONFIG SET's own
+/// validation and apply (same errors as CONFIG SET). Start-up-only
+/// settings (port, bind, databases, dir, ...) are the caller's.
+pub fn set_at_startup(srv: &Server, name: &[u8], v: &[u8]) -> Result<(), String> {
+    let p = find(name).ok_or("Bad directive or wrong number of arguments")?;
+    if let Some(nv) = validate(srv, p, v)? {
+        apply(srv, p.name, nv);
+    }
+    Ok(())
 }
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -453,7 +570,7 @@ enum NewVal {
     Str(String),
 }
 
-fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
+fn validate(srv: &Server, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
     let range_err = |min: i64, max: i64| format!("argument must be between {min} and {max} inclusive");
     match p.kind {
         Kind::Int { min, max } => {
@@ -485,7 +602,7 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
-        Kind::Persist => crate::persist::config::config_validate(cx.srv, p.name, v)
+        Kind::Persist => crate::persist::config::config_validate(srv, p.name, v)
             .map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
         Kind::Accepted => {
             let rule = ACCEPTED.iter().find(|(n, _, _)| *n == p.name).map(|(_, _, r)| *r).unwrap_or("str");
@@ -494,7 +611,7 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
-            if get_value(cx.srv, p.name).as_bytes().eq_ignore_ascii_case(v) {
+            if get_value(srv, p.name).as_bytes().eq_ignore_ascii_case(v) {
                 Ok(None)
             } else {
                 Err("Ferrite does not support changing this setting yet".into())
@@ -597,7 +714,7 @@ fn config_set(cx: &mut Cx) -> CmdResult {
     // Validate everything before changing anything: all or nothing.
     let mut values = Vec::with_capacity(chosen.len());
     for (p, given, vi) in &chosen {
-        match validate(cx, p, cx.arg(*vi)) {
+        match validate(cx.srv, p, cx.arg(*vi)) {
             Ok(v) => values.push((p.name, v)),
             Err(why) => return Err(fail(given, &why)),
         }
