@@ -25,19 +25,16 @@ use std::path::PathBuf;
 /// The Redis version ferrite is compatible with (error banners).
 pub const REDIS_VERSION: &str = "7.0.15";
 
-/// Where the redis.conf text comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Source {
-    File(PathBuf),
-    Stdin,
-}
-
 /// The command line, split into what clap parses and what redis-server's
 /// rules make of the rest.
 #[derive(Debug, Default)]
 pub struct CmdLine {
     pub clap: Vec<OsString>,
-    pub source: Option<Source>,
+    /// The redis.conf file (first argument).
+    pub file: Option<PathBuf>,
+    /// `-` as the first or last argument: config text on stdin (appended
+    /// to the file's).
+    pub stdin: bool,
     /// redis-server's "options" text: one directive per line.
     pub options: String,
 }
@@ -117,7 +114,7 @@ pub fn split_cmdline(args: Vec<OsString>) -> CmdLine {
                 out.clap.push("--config".into());
                 out.clap.push(first.clone());
             } else {
-                out.source = Some(Source::File(PathBuf::from(first)));
+                out.file = Some(PathBuf::from(first));
             }
             j = 1;
         }
@@ -128,7 +125,7 @@ pub fn split_cmdline(args: Vec<OsString>) -> CmdLine {
     while j < n {
         let a = bytes(&args[j]);
         if a == b"-" && (j == 0 || j == n - 1) {
-            out.source = Some(Source::Stdin);
+            out.stdin = true;
             j += 1;
             continue;
         }
@@ -193,6 +190,11 @@ pub struct Directive {
     /// Lower-case directive name.
     pub name: String,
     pub args: Vec<Vec<u8>>,
+    /// Redis's `reading_config_file` when this line is applied: false for
+    /// the lines of a file after an `include` returned (Redis clears the
+    /// flag when the included file is done), which makes each later `save`
+    /// line replace the rules instead of adding to them.
+    pub reading: bool,
 }
 
 impl Directive {
@@ -238,16 +240,17 @@ fn io_text(e: &std::io::Error) -> String {
 
 /// The whole configuration text: the file (or stdin), then the options.
 pub fn load_text(cl: &CmdLine) -> Result<String, ConfError> {
-    let mut text = match &cl.source {
+    let mut text = match &cl.file {
         None => String::new(),
-        Some(Source::Stdin) => {
-            let mut s = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)
-                .map_err(|e| ConfError::Fatal(format!("Fatal error, can't read config from stdin: {}", io_text(&e))))?;
-            String::from_utf8_lossy(&s).into_owned()
-        }
-        Some(Source::File(p)) => read_file(p)?,
+        Some(p) => read_file(p)?,
     };
+    if cl.stdin {
+        log('C', '#', "Reading config from stdin");
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)
+            .map_err(|e| ConfError::Fatal(format!("Fatal error, can't read config from stdin: {}", io_text(&e))))?;
+        text.push_str(&String::from_utf8_lossy(&s));
+    }
     text.push('\n');
     text.push_str(&cl.options);
     Ok(text)
@@ -263,6 +266,7 @@ fn read_file(p: &std::path::Path) -> Result<String, ConfError> {
 /// parsed in place (their line numbers are their own, as in Redis).
 pub fn parse(text: &str, depth: usize) -> Result<Vec<Directive>, ConfError> {
     let mut out = Vec::new();
+    let mut reading = true;
     for (i, raw) in text.split('\n').enumerate() {
         let line = raw.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
         if line.is_empty() || line.starts_with('#') {
@@ -283,12 +287,46 @@ pub fn parse(text: &str, depth: usize) -> Result<Vec<Directive>, ConfError> {
             if depth >= 16 {
                 return Err(d("Too many nested includes"));
             }
-            let path = PathBuf::from(String::from_utf8_lossy(&args[0]).into_owned());
-            out.extend(parse(&read_file(&path)?, depth + 1)?);
+            let pattern = String::from_utf8_lossy(&args[0]).into_owned();
+            let mut files = String::new();
+            for path in include_paths(&pattern)? {
+                files.push_str(&read_file(&path)?);
+            }
+            out.extend(parse(&files, depth + 1)?);
+            reading = false;
             continue;
         }
-        out.push(Directive { line_no: i + 1, text: line.to_string(), name, args });
+        out.push(Directive { line_no: i + 1, text: line.to_string(), name, args, reading });
     }
+    Ok(out)
+}
+
+/// The files an `include` names: the path itself, or with `*?[` in its
+/// last component the matching files of that directory, sorted (none is
+/// fine, as with Redis's glob).
+fn include_paths(pattern: &str) -> Result<Vec<PathBuf>, ConfError> {
+    let p = PathBuf::from(pattern);
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !name.contains(['*', '?', '[']) {
+        return Ok(vec![p]);
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                !n.starts_with('.') && ferrite::glob::glob_match(name.as_bytes(), n.as_bytes(), false)
+            })
+            .map(|e| dir.join(e.file_name()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
     Ok(out)
 }
 
@@ -411,7 +449,12 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
                     return Err(d.err("wrong number of arguments"));
                 }
                 let mut addrs: Vec<(String, bool)> = Vec::new();
-                for a in &d.args {
+                let list: Vec<Vec<u8>> =
+                    if d.args.len() == 1 { split(&d.args[0]).unwrap_or_default() } else { d.args.clone() };
+                if list.is_empty() {
+                    return Err(d.err("Too many bind addresses specified."));
+                }
+                for a in &list {
                     let s = text(a);
                     let (opt, s) = match s.strip_prefix('-') {
                         Some(r) => (true, r.to_string()),
@@ -424,7 +467,7 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
                     };
                     addrs.push((s, opt));
                 }
-                boot.bind_display = Some(d.args.iter().map(|a| text(a)).collect::<Vec<_>>().join(" "));
+                boot.bind_display = Some(list.iter().map(|a| text(a)).collect::<Vec<_>>().join(" "));
                 let (first, _) = addrs.remove(0);
                 cfg.bind = first;
                 boot.extra_binds = addrs;
@@ -503,9 +546,12 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
                 let v = if multi { d.joined() } else { one()?.to_vec() };
                 let v = text(&v);
                 if n == "save" {
-                    // The first `save` line replaces the defaults, later ones add.
-                    let add = save_seen && !v.is_empty();
-                    save_seen = true;
+                    // Redis: while reading a file, the first `save` line
+                    // replaces the defaults and later ones add; "" clears.
+                    let add = d.reading && save_seen && !v.trim().is_empty();
+                    if d.reading {
+                        save_seen = true;
+                    }
                     if add {
                         let before = cfg.persist.save.clone();
                         cfg.persist.set("save", &v, true).map_err(|e| d.err(e))?;
@@ -693,7 +739,7 @@ mod tests {
     #[test]
     fn command_line_like_redis_server() {
         let c = cl(&["/etc/redis.conf", "--port", "7000", "--save", "", "--appendonly", "yes"]);
-        assert_eq!(c.source, Some(Source::File("/etc/redis.conf".into())));
+        assert_eq!(c.file, Some(PathBuf::from("/etc/redis.conf")));
         assert_eq!(c.options, "port \"7000\" \nsave \"\" \nappendonly \"yes\" ");
         let c = cl(&["--save", "--port", "1", "--save", "900", "1", "--threads", "2", "--port=5"]);
         assert_eq!(c.options, "save \"\"\nport \"1\" \nsave \"900\" \"1\" \nport \"5\" ");
@@ -701,8 +747,8 @@ mod tests {
         let c = cl(&["x.toml", "--maxmemory-policy", "--x"]);
         assert_eq!(c.clap[1..], [OsString::from("--config"), "x.toml".into()]);
         assert_eq!(c.options, "maxmemory-policy \"--x\" ");
-        assert_eq!(cl(&["-", "--port", "1"]).source, Some(Source::Stdin));
-        assert_eq!(cl(&["--port", "1", "-"]).source, Some(Source::Stdin));
+        assert!(cl(&["-", "--port", "1"]).stdin);
+        assert!(cl(&["--port", "1", "-"]).stdin);
         assert_eq!(cl(&["--port 6380"]).options, "port 6380 ");
     }
 
