@@ -137,6 +137,8 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("oom-score-adj-values", "0 200 800", "str"),
     ("ignore-warnings", "", "str"),
     ("unixsocketperm", "0", "int:0:511"),
+    // Applied: see `apply` (crate::acl::PUBSUB_DEFAULT_ALL).
+    ("acl-pubsub-default", "resetchannels", "enum:allchannels|resetchannels"),
 ];
 
 /// Redis's validation of a new value for an accepted parameter.
@@ -338,6 +340,7 @@ const PARAMS: &[Param] = &[
     Param { name: "oom-score-adj-values", kind: Kind::Accepted },
     Param { name: "ignore-warnings", kind: Kind::Accepted },
     Param { name: "unixsocketperm", kind: Kind::Accepted },
+    Param { name: "acl-pubsub-default", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -634,6 +637,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
     }
     if let Some((n, _, _)) = ACCEPTED.iter().find(|(n, _, _)| *n == name) {
         if let NewVal::Str(s) = v {
+            if *n == "acl-pubsub-default" {
+                crate::acl::PUBSUB_DEFAULT_ALL.store(s == "allchannels", Ordering::Relaxed);
+            }
             let mut vals = ACCEPTED_VALUES.lock();
             vals.retain(|(x, _)| x != n);
             vals.push((n, s));
