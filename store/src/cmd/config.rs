@@ -139,6 +139,25 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("unixsocketperm", "0", "int:0:511"),
     // Applied: see `apply` (crate::acl::PUBSUB_DEFAULT_ALL).
     ("acl-pubsub-default", "resetchannels", "enum:allchannels|resetchannels"),
+    // Read by the binary's SIGINT / SIGTERM handlers.
+    ("shutdown-on-sigint", "default", "shutdownflags"),
+    ("shutdown-on-sigterm", "default", "shutdownflags"),
+];
+
+/// Accepted parameters Redis sets only at start-up (CONFIG SET: "can't set
+/// immutable config"; redis.conf: fine).
+const IMMUTABLE_ACCEPTED: &[&str] = &[
+    "always-show-logo",
+    "disable-thp",
+    "set-proc-title",
+    "tcp-backlog",
+    "io-threads-do-reads",
+    "enable-protected-configs",
+    "enable-module-command",
+    "syslog-enabled",
+    "syslog-ident",
+    "syslog-facility",
+    "unixsocketperm",
 ];
 
 /// Redis's validation of a new value for an accepted parameter.
@@ -192,6 +211,33 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
                 None => Err(format!("argument(s) must be one of the following: {}", opts.join(", "))),
             }
         }
+        "shutdownflags" => {
+            // Redis's multi-arg enum: any of save/nosave/now/force, shown
+            // in that order ("default" = none).
+            const NAMES: [&str; 5] = ["default", "save", "nosave", "now", "force"];
+            let mut bits = 0u8;
+            let mut any = false;
+            for w in text.split_ascii_whitespace() {
+                any = true;
+                let i = NAMES
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(w))
+                    .ok_or_else(|| format!("argument(s) must be one of the following: {}", NAMES.join(", ")))?;
+                if i > 0 {
+                    bits |= 1 << (i - 1);
+                }
+            }
+            if !any {
+                return Err(format!("argument(s) must be one of the following: {}", NAMES.join(", ")));
+            }
+            if bits & 3 == 3 {
+                return Err("shutdown options SAVE and NOSAVE can't be used simultaneously".into());
+            }
+            if bits == 0 {
+                return Ok("default".into());
+            }
+            Ok((1..5).filter(|i| bits & (1 << (i - 1)) != 0).map(|i| NAMES[i]).collect::<Vec<_>>().join(" "))
+        }
         _ => Ok(text),
     }
 }
@@ -199,7 +245,9 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
 /// Current values of the `Kind::Accepted` parameters that were set.
 static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
 
-pub(crate) fn accepted_value(name: &str) -> Option<String> {
+/// The current value of a `Kind::Accepted` parameter (its default when
+/// never set).
+pub fn accepted_value(name: &str) -> Option<String> {
     let v = ACCEPTED_VALUES.lock();
     if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
         return Some(x.clone());
@@ -341,6 +389,8 @@ const PARAMS: &[Param] = &[
     Param { name: "ignore-warnings", kind: Kind::Accepted },
     Param { name: "unixsocketperm", kind: Kind::Accepted },
     Param { name: "acl-pubsub-default", kind: Kind::Accepted },
+    Param { name: "shutdown-on-sigint", kind: Kind::Accepted },
+    Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -698,7 +748,7 @@ fn config_set(cx: &mut Cx) -> CmdResult {
         if unknown.is_some() || failure.is_some() {
             continue;
         }
-        if matches!(p.kind, Kind::Immutable) {
+        if matches!(p.kind, Kind::Immutable) || IMMUTABLE_ACCEPTED.contains(&p.name) {
             failure = Some((given, "can't set immutable config".into()));
             continue;
         }
