@@ -162,18 +162,39 @@ fn main() {
         }
         let s2 = srv.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            loop {
+                let sig = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                // shutdown-on-sigterm / shutdown-on-sigint: save, nosave, force.
+                let flags = ferrite::cmd::config::accepted_value(&format!("shutdown-on-{}", sig.to_ascii_lowercase()))
+                    .unwrap_or_default();
+                let has = |f: &str| flags.split(' ').any(|x| x == f);
+                println!("ferrite: received shutdown signal, closing connections");
+                redisconf::log('M', '#', &format!("Received {sig} scheduling shutdown..."));
+                redisconf::log('M', '#', "User requested shutdown...");
+                if ferrite::persist::on_shutdown(&s2, has("save"), has("nosave")).is_err() {
+                    if !has("force") {
+                        // Redis keeps running when it cannot save.
+                        redisconf::log(
+                            'M',
+                            '#',
+                            &format!(
+                                "{sig} received but errors trying to shut down the server, check the logs for more \
+                                 information"
+                            ),
+                        );
+                        continue;
+                    }
+                    eprintln!("ferrite: shutting down without saving");
+                }
+                s2.shutdown();
+                break;
             }
-            println!("ferrite: received shutdown signal, closing connections");
-            redisconf::log('M', '#', "User requested shutdown...");
-            if ferrite::persist::on_shutdown(&s2, false, false).is_err() {
-                eprintln!("ferrite: shutting down without saving");
-            }
-            s2.shutdown();
         });
         srv.serve(listener).await;
         if let Some(p) = &boot.pidfile {

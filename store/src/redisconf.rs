@@ -365,8 +365,15 @@ fn canonical(name: &str) -> &str {
 }
 
 /// Settings that take several arguments (joined with spaces).
-const MULTI_ARG: &[&str] =
-    &["save", "bind", "client-output-buffer-limit", "oom-score-adj-values", "latency-tracking-info-percentiles"];
+const MULTI_ARG: &[&str] = &[
+    "save",
+    "bind",
+    "client-output-buffer-limit",
+    "oom-score-adj-values",
+    "latency-tracking-info-percentiles",
+    "shutdown-on-sigint",
+    "shutdown-on-sigterm",
+];
 
 /// Directives ferrite refuses at start-up, with the reason (a fatal
 /// error is better than silently running differently).
