@@ -826,6 +826,19 @@ fn render(c: &Config) -> String {
 }
 
 fn config_rewrite(cx: &mut Cx) -> CmdResult {
+    // Started from a redis.conf file: rewrite it the way Redis does.
+    let conf = cx.srv.config.read().redis_conf.clone();
+    if let Some(path) = conf {
+        let current: Vec<(String, String)> = PARAMS
+            .iter()
+            .filter(|p| !HIDDEN.contains(&p.name))
+            .map(|p| (p.name.to_string(), get_value(cx.srv, p.name)))
+            .collect();
+        crate::config::rewrite_redis_conf(&path, &current)
+            .map_err(|e| CmdError::err(format!("Rewriting config file: {e}")))?;
+        cx.out.ok();
+        return Ok(());
+    }
     let (path, text) = {
         let c = cx.srv.config.read();
         match &c.config_file {
