@@ -29,6 +29,8 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Absolute, like Redis: `dir` changes the working directory.
+    config.redis_conf = cl.file.as_ref().map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()));
     let mut boot = redisconf::startup(&cl, &mut config).unwrap_or_else(|e| e.exit());
     if boot.daemonize {
         redisconf::daemonize();

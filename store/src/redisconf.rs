@@ -360,6 +360,7 @@ fn canonical(name: &str) -> &str {
         "slave-announce-port" => "replica-announce-port",
         "slave-ignore-maxmemory" => "replica-ignore-maxmemory",
         "list-max-ziplist-size" => "list-max-listpack-size",
+        "slave-read-only" => "replica-read-only",
         n => n,
     }
 }
