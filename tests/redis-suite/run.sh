@@ -16,7 +16,9 @@
 #   MODE=normal     the harness starts the servers itself: src/redis-server in
 #                   the suite copy is a wrapper that runs ferrite with the
 #                   harness's redis.conf file (+ `--unixsocket ""`, ferrite has
-#                   no Unix socket listener), so units tagged external:skip run
+#                   no Unix socket listener; stderr merged into the log, where
+#                   Redis writes the messages tests wait for, e.g. "Background
+#                   saving terminated", "DEBUG LOG"), so units tagged external:skip run
 #                   too; src/redis-cli and src/redis-benchmark are the system
 #                   ones. Each unit: `test_helper.tcl --single unit/X --clients 1`.
 #   FERRITE_THREADS worker threads of each ferrite in normal mode (default 2)
@@ -78,7 +80,7 @@ if [ "$MODE" = normal ]; then
   # exec keeps the pid the harness spawned (it waits for " PID: <pid>").
   cat >"$WORK/src/redis-server" <<WRAP
 #!/bin/sh
-exec "$FERRITE_BIN" "\$@" --unixsocket "" --threads "${FERRITE_THREADS:-2}"
+exec "$FERRITE_BIN" "\$@" --unixsocket "" --threads "${FERRITE_THREADS:-2}" 2>&1
 WRAP
   chmod +x "$WORK/src/redis-server"
 elif [ "$MODE" != external ]; then
