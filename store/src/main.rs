@@ -18,6 +18,15 @@ fn bind_error_text(e: &std::io::Error) -> String {
     s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
+/// A line on stdout that never panics (a closed pipe must not stop a
+/// shutdown half-way).
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 fn main() {
     ferrite::alloc::mark_installed();
     let cl = redisconf::split_cmdline(std::env::args_os().collect());
@@ -123,7 +132,7 @@ fn main() {
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         // First stdout line: scripts and tests read the address from it.
-        println!("ferrite {} ready to accept connections on {addr}", env!("CARGO_PKG_VERSION"));
+        say(&format!("ferrite {} ready to accept connections on {addr}", env!("CARGO_PKG_VERSION")));
         let pid = std::process::id();
         let version = env!("CARGO_PKG_VERSION");
         redisconf::log('C', '#', "oO0OoO0OoO0Oo Ferrite is starting oO0OoO0OoO0Oo");
@@ -154,7 +163,7 @@ fn main() {
         }
         if let Some(ml) = metrics_listener {
             let maddr = ml.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            println!("ferrite metrics on http://{maddr}/metrics");
+            say(&format!("ferrite metrics on http://{maddr}/metrics"));
             let m = ferrite::metrics::Metrics::new(srv.clone());
             tokio::spawn(ferrite::metrics::serve(ml, srv.clone(), m));
         }
@@ -176,7 +185,7 @@ fn main() {
                 let flags = ferrite::cmd::config::accepted_value(&format!("shutdown-on-{}", sig.to_ascii_lowercase()))
                     .unwrap_or_default();
                 let has = |f: &str| flags.split(' ').any(|x| x == f);
-                println!("ferrite: received shutdown signal, closing connections");
+                say("ferrite: received shutdown signal, closing connections");
                 redisconf::log('M', '#', &format!("Received {sig} scheduling shutdown..."));
                 redisconf::log('M', '#', "User requested shutdown...");
                 if ferrite::persist::on_shutdown(&s2, has("save"), has("nosave")).is_err() {
@@ -203,6 +212,6 @@ fn main() {
             let _ = std::fs::remove_file(p);
         }
         redisconf::log('M', '#', "Ferrite is now ready to exit, bye bye...");
-        println!("ferrite: bye");
+        say("ferrite: bye");
     });
 }

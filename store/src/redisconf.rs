@@ -717,6 +717,22 @@ fn timestamp() -> String {
 /// Write one Redis-format log line: `role` is 'C' (before start) or 'M',
 /// `level` '.' debug, '-' verbose, '*' notice, '#' warning.
 pub fn log(role: char, level: char, msg: &str) {
+    // `loglevel`: debug < verbose < notice < warning.
+    let rank = |c: char| match c {
+        '.' => 0,
+        '-' => 1,
+        '*' => 2,
+        _ => 3,
+    };
+    let min = match ferrite::cmd::config::accepted_value("loglevel").as_deref() {
+        Some("debug") => 0,
+        Some("verbose") => 1,
+        Some("warning") => 3,
+        _ => 2,
+    };
+    if rank(level) < min {
+        return;
+    }
     let line = format!("{}:{role} {} {level} {msg}\n", std::process::id(), timestamp());
     log_raw(&line);
 }
