@@ -547,6 +547,13 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
                 if d.args.is_empty() {
                     return Err(bad());
                 }
+                if boot.runtime.iter().any(|x| x.name == "user" && x.args[0] == d.args[0]) {
+                    return Err(d.err(format!(
+                        "Error in user declaration '{}': Duplicate user found. A user can only be defined once in \
+                         config files",
+                        text(&d.args[0])
+                    )));
+                }
                 boot.has_users = true;
                 boot.runtime.push(d);
             }
@@ -611,10 +618,26 @@ pub fn apply_runtime(srv: &Server, boot: &mut Boot) -> Result<(), ConfError> {
     for d in std::mem::take(&mut boot.runtime) {
         let name = canonical(&d.name);
         if name == "user" {
-            let ops: Vec<&[u8]> = d.args[1..].iter().map(|a| a.as_slice()).collect();
-            srv.acl
-                .set_user(&d.args[0], &ops)
-                .map_err(|e| d.err(e.replacen("Error in ACL SETUSER modifier", "Error in user declaration", 1)))?;
+            // Redis creates configured users from scratch; the existing
+            // `default` user is reset first.
+            let mut ops: Vec<&[u8]> = Vec::with_capacity(d.args.len());
+            if d.args[0] == b"default" {
+                ops.push(b"reset");
+            }
+            ops.extend(d.args[1..].iter().map(|a| a.as_slice()));
+            if let Err(e) = srv.acl.set_user(&d.args[0], &ops) {
+                // Redis checks the rules after loading the file: two log
+                // lines and exit 1 (not a config file error).
+                let (op, why) = e
+                    .strip_prefix("Error in ACL SETUSER modifier '")
+                    .and_then(|r| r.split_once("': "))
+                    .map(|(o, w)| (o.to_string(), w.to_string()))
+                    .unwrap_or_else(|| (String::new(), e.clone()));
+                let user = String::from_utf8_lossy(&d.args[0]);
+                log('M', '#', &format!("Error loading ACL rule '{op}' for the user named '{user}': {why}"));
+                log('M', '#', "Critical error while loading ACLs. Exiting.");
+                std::process::exit(1);
+            }
             continue;
         }
         let v = if MULTI_ARG.contains(&name) { d.joined() } else { d.args[0].clone() };

@@ -242,6 +242,7 @@ fn bad_directives_fail_like_redis() {
         vec!["--port", "0", "--hz", "x"],
         vec![&unb_s],
         vec![&conf_s, "--save", "--foo", "bar"],
+        vec![&conf_s, "--user", "foo", "--user", "foo"],
     ];
     for args in &cases {
         let (rc, _, redis_err) = run_to_exit(&redis_bin(), args, None, &dir.0);
@@ -263,6 +264,16 @@ fn bad_directives_fail_like_redis() {
         assert!(err.contains("*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***") && err.contains(reason), "{err}");
         assert!(err.contains(&format!(">>> '{} \"", &args[1][2..])), "{err}");
     }
+    // Bad ACL rules: Redis's two log lines, exit 1.
+    let port = free_port().to_string();
+    let (rc, out, _) = run_to_exit(&ferrite_bin(), &["--port", &port, "--user", "bar", "on", "+nosuch"], None, &dir.0);
+    assert_eq!(rc, 1);
+    assert!(
+        out.contains(
+            "# Error loading ACL rule '+nosuch' for the user named 'bar': Unknown command or category name in ACL"
+        ) && out.contains("# Critical error while loading ACLs. Exiting."),
+        "{out}"
+    );
     // A file that does not exist.
     let (rc, _, err) = run_to_exit(&ferrite_bin(), &["/nonexistent/redis.conf"], None, &dir.0);
     assert_eq!(rc, 1);
@@ -410,4 +421,27 @@ fn config_rewrite_updates_the_redis_conf_file() {
     assert_eq!(config_get(&mut c, "maxmemory"), "5242880");
     assert_eq!(config_get(&mut c, "hash-max-ziplist-entries"), "33");
     assert_eq!(c.cmd(&["AUTH", "alice", "pw"]), b"+OK\r\n".to_vec());
+}
+
+/// `user` lines create users from scratch (the default user is reset
+/// first), like redis-server.
+#[test]
+fn user_directives_like_redis() {
+    let mut lists = Vec::new();
+    for bin in [redis_bin(), ferrite_bin()] {
+        let dir = TempDir::new("redisconf-users");
+        let port = free_port();
+        let conf = dir.0.join("u.conf");
+        std::fs::write(
+            &conf,
+            format!("port {port}\nuser default on nopass ~* +@all\nuser alice on >pw ~k* &news \"+get\"\n"),
+        )
+        .unwrap();
+        let conf_s = conf.display().to_string();
+        let dir_s = dir.0.display().to_string();
+        let s = spawn(&bin, &[&conf_s, "--dir", &dir_s, "--user", "bob", "off"], port, &dir.0);
+        let mut c = s.conn();
+        lists.push((c.cmd(&["ACL", "LIST"]), c.cmd(&["SUBSCRIBE", "x"])));
+    }
+    assert_eq!(lists[0], lists[1], "redis-server (left) and ferrite (right) differ");
 }
