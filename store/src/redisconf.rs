@@ -650,8 +650,19 @@ pub fn apply_runtime(srv: &Server, boot: &mut Boot) -> Result<(), ConfError> {
 pub fn startup(cl: &CmdLine, cfg: &mut Config) -> Result<Boot, ConfError> {
     let text = load_text(cl)?;
     let dirs = parse(&text, 0)?;
+    // Started from a redis.conf (and no TOML file): Redis's default save
+    // rules apply unless a `save` line says otherwise, as with redis-server.
+    // (ferrite's own default is no automatic snapshots.)
+    let redis_defaults = (cl.file.is_some() || cl.stdin) && cfg.config_file.is_none();
+    let has_save = dirs.iter().any(|d| d.name == "save");
+    if redis_defaults && !has_save {
+        cfg.persist.save = REDIS_DEFAULT_SAVE.to_vec();
+    }
     apply_startup(cfg, dirs)
 }
+
+/// Redis 7.0's default `save` rules.
+pub const REDIS_DEFAULT_SAVE: &[(u64, u64)] = &[(3600, 1), (300, 100), (60, 10000)];
 
 /// Detach like redis-server's `daemonize yes`: fork (the parent exits),
 /// new session, stdio on /dev/null. Must run before any thread exists.

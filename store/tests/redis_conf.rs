@@ -335,6 +335,8 @@ fn stdin_config_logo_and_pidfile() {
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid.to_string());
     let mut c = s.conn();
     assert_eq!(config_get(&mut c, "proto-max-bulk-len"), "2097152");
+    // No `save` line: Redis's default rules, as redis-server.
+    assert_eq!(config_get(&mut c, "save"), "3600 1 300 100 60 10000");
     // SHUTDOWN removes the pidfile.
     c.send(&["SHUTDOWN", "NOSAVE"]);
     let deadline = Instant::now() + WAIT;
