@@ -1,5 +1,8 @@
 //! Configuration: command-line flags (clap), an optional TOML file, and
 //! `FERRITE_*` environment variables. Precedence: flag > env > file > default.
+//! The binary also reads redis-server's own command line (a redis.conf file
+//! and `--directive args`, applied on top of these: see `redisconf.rs` in
+//! the binary); [`rewrite_redis_conf`] is CONFIG REWRITE for such a file.
 //!
 //! At run time the same settings are visible to CONFIG GET/SET under their
 //! Redis names. Only settings Ferrite actually honours can be SET.
