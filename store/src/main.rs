@@ -133,6 +133,13 @@ fn main() {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         // First stdout line: scripts and tests read the address from it.
         say(&format!("ferrite {} ready to accept connections on {addr}", env!("CARGO_PKG_VERSION")));
+        // Second line (scripts and tests read it too).
+        if let Some(ml) = metrics_listener {
+            let maddr = ml.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            say(&format!("ferrite metrics on http://{maddr}/metrics"));
+            let m = ferrite::metrics::Metrics::new(srv.clone());
+            tokio::spawn(ferrite::metrics::serve(ml, srv.clone(), m));
+        }
         let pid = std::process::id();
         let version = env!("CARGO_PKG_VERSION");
         redisconf::log('C', '#', "oO0OoO0OoO0Oo Ferrite is starting oO0OoO0OoO0Oo");
@@ -160,12 +167,6 @@ fn main() {
             if let Err(e) = std::fs::write(p, format!("{pid}\n")) {
                 redisconf::log('M', '#', &format!("Failed to write PID file: {e}"));
             }
-        }
-        if let Some(ml) = metrics_listener {
-            let maddr = ml.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            say(&format!("ferrite metrics on http://{maddr}/metrics"));
-            let m = ferrite::metrics::Metrics::new(srv.clone());
-            tokio::spawn(ferrite::metrics::serve(ml, srv.clone(), m));
         }
         redisconf::log('M', '*', "Ready to accept connections");
         if boot.notify_systemd {
