@@ -142,6 +142,9 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     // Read by the binary's SIGINT / SIGTERM handlers.
     ("shutdown-on-sigint", "default", "shutdownflags"),
     ("shutdown-on-sigterm", "default", "shutdownflags"),
+    // Hidden: loading yields to events every so many bytes (ferrite loads
+    // before it accepts clients).
+    ("loading-process-events-interval-bytes", "2097152", "int:1024:2147483647"),
 ];
 
 /// Accepted parameters Redis sets only at start-up (CONFIG SET: "can't set
@@ -391,6 +394,7 @@ const PARAMS: &[Param] = &[
     Param { name: "acl-pubsub-default", kind: Kind::Accepted },
     Param { name: "shutdown-on-sigint", kind: Kind::Accepted },
     Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
+    Param { name: "loading-process-events-interval-bytes", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -401,7 +405,7 @@ const PARAMS: &[Param] = &[
 ];
 
 /// Redis's HIDDEN_CONFIG parameters: not matched by CONFIG GET patterns.
-const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay"];
+const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes"];
 
 /// `min-replicas-to-write` / `min-replicas-max-lag`.
 static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
@@ -457,7 +461,7 @@ pub fn is_param(name: &[u8]) -> bool {
 /// settings (port, bind, databases, dir, ...) are the caller's.
 pub fn set_at_startup(srv: &Server, name: &[u8], v: &[u8]) -> Result<(), String> {
     let p = find(name).ok_or("Bad directive or wrong number of arguments")?;
-    if let Some(nv) = validate(srv, p, v)? {
+    if let Some(nv) = validate(srv, p, v, true)? {
         apply(srv, p.name, nv);
     }
     Ok(())
@@ -623,7 +627,21 @@ enum NewVal {
     Str(String),
 }
 
-fn validate(srv: &Server, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
+/// `enable-protected-configs`: may this client change `dir` / `dbfilename`?
+fn protected_allowed(cx: &Cx) -> bool {
+    match accepted_value("enable-protected-configs").as_deref() {
+        Some("yes") => true,
+        Some("local") => {
+            let a = &cx.client.handle.addr;
+            a.starts_with("127.") || a.starts_with("[::1]") || a.starts_with('/')
+        }
+        _ => false,
+    }
+}
+
+/// `protected_ok`: protected settings (`dir`, `dbfilename`) may change
+/// (start-up, or `enable-protected-configs` allows this client).
+fn validate(srv: &Server, p: &Param, v: &[u8], protected_ok: bool) -> Result<Option<NewVal>, String> {
     let range_err = |min: i64, max: i64| format!("argument must be between {min} and {max} inclusive");
     match p.kind {
         Kind::Int { min, max } => {
@@ -655,6 +673,12 @@ fn validate(srv: &Server, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String>
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
+        Kind::Persist if protected_ok && matches!(p.name, "dir" | "dbfilename") => {
+            let text = std::str::from_utf8(v).map_err(|_| "argument must be valid text".to_string())?;
+            let mut c = srv.persist.cfg.lock().clone();
+            c.set(p.name, text, true)?;
+            Ok(Some(NewVal::Str(text.to_string())))
+        }
         Kind::Persist => crate::persist::config::config_validate(srv, p.name, v)
             .map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
         Kind::Accepted => {
@@ -674,6 +698,14 @@ fn validate(srv: &Server, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String>
 }
 
 fn apply(srv: &Server, name: &str, v: NewVal) {
+    if let (true, NewVal::Str(s)) = (matches!(name, "dir" | "dbfilename"), &v) {
+        // Protected settings (already validated): Redis also chdirs.
+        let mut c = srv.persist.cfg.lock();
+        if c.set(name, s, true).is_ok() && name == "dir" {
+            let _ = std::env::set_current_dir(&c.dir);
+        }
+        return;
+    }
     if let (Some(arc), true, NewVal::Str(s)) =
         (srv.persist.me.get().and_then(|w| w.upgrade()), crate::persist::config::NAMES.contains(&name), &v)
     {
@@ -770,7 +802,7 @@ fn config_set(cx: &mut Cx) -> CmdResult {
     // Validate everything before changing anything: all or nothing.
     let mut values = Vec::with_capacity(chosen.len());
     for (p, given, vi) in &chosen {
-        match validate(cx.srv, p, cx.arg(*vi)) {
+        match validate(cx.srv, p, cx.arg(*vi), protected_allowed(cx)) {
             Ok(v) => values.push((p.name, v)),
             Err(why) => return Err(fail(given, &why)),
         }
