@@ -447,3 +447,35 @@ fn user_directives_like_redis() {
     }
     assert_eq!(lists[0], lists[1], "redis-server (left) and ferrite (right) differ");
 }
+
+/// `enable-protected-configs yes|local` lets CONFIG SET change `dir` and
+/// `dbfilename` (from a local client for `local`), like redis-server.
+#[test]
+fn protected_configs_like_redis() {
+    let mut replies = Vec::new();
+    for bin in [redis_bin(), ferrite_bin()] {
+        let mut per = Vec::new();
+        for mode in ["no", "yes", "local"] {
+            let dir = TempDir::new("redisconf-protected");
+            std::fs::create_dir_all(dir.0.join("sub")).unwrap();
+            let port = free_port();
+            let (p, d) = (port.to_string(), dir.0.display().to_string());
+            let s = spawn(
+                &bin,
+                &["--port", &p, "--dir", &d, "--save", "", "--enable-protected-configs", mode],
+                port,
+                &dir.0,
+            );
+            let mut c = s.conn();
+            per.push(c.cmd(&["CONFIG", "SET", "dbfilename", "other.rdb"]));
+            per.push(c.cmd(&["CONFIG", "GET", "dbfilename"]));
+            per.push(c.cmd(&["CONFIG", "SET", "dir", "sub"]));
+            let got = config_get(&mut c, "dir");
+            let want = if mode == "no" { dir.0.clone() } else { dir.0.join("sub") };
+            assert_eq!(got, std::fs::canonicalize(want).unwrap().display().to_string(), "{} {mode}", bin.display());
+            per.push(c.cmd(&["CONFIG", "SET", "enable-protected-configs", "no"]));
+        }
+        replies.push(per);
+    }
+    assert_eq!(replies[0], replies[1], "redis-server (left) and ferrite (right) differ");
+}

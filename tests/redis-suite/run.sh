@@ -78,9 +78,15 @@ MODE="${MODE:-external}"
 if [ "$MODE" = normal ]; then
   rm -f "$WORK/src/redis-server"
   # exec keeps the pid the harness spawned (it waits for " PID: <pid>").
+  # The extra options go right after the config file (before the caller's
+  # own options, so `redis-server --port` still lacks its value).
   cat >"$WORK/src/redis-server" <<WRAP
 #!/bin/sh
-exec "$FERRITE_BIN" "\$@" --unixsocket "" --threads "${FERRITE_THREADS:-2}" 2>&1
+if [ \$# -gt 0 ] && { [ "\$1" = - ] || [ "\${1#-}" = "\$1" ]; }; then
+  f="\$1"; shift
+  exec "$FERRITE_BIN" "\$f" --unixsocket "" --threads "${FERRITE_THREADS:-2}" "\$@" 2>&1
+fi
+exec "$FERRITE_BIN" --unixsocket "" --threads "${FERRITE_THREADS:-2}" "\$@" 2>&1
 WRAP
   chmod +x "$WORK/src/redis-server"
 elif [ "$MODE" != external ]; then
