@@ -67,7 +67,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("repl-ping-replica-period", "10", "int:1:2147483647"),
     ("repl-timeout", "60", "int:1:2147483647"),
     ("repl-backlog-size", "1048576", "mem:1"),
-    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60", "str"),
+    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60", "obl"),
     ("client-query-buffer-limit", "1073741824", "mem:1048576"),
     ("maxmemory-clients", "0", "memperc"),
     ("latency-tracking", "yes", "bool"),
@@ -213,6 +213,43 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
                 Some(o) => Ok(o.to_string()),
                 None => Err(format!("argument(s) must be one of the following: {}", opts.join(", "))),
             }
+        }
+        "obl" => {
+            // Redis's per-class update: "<class> <hard> <soft> <seconds>"...,
+            // merged into the current limits, shown in bytes.
+            let words: Vec<&str> = text.split_ascii_whitespace().collect();
+            if words.len() % 4 != 0 {
+                return Err("Wrong number of arguments in buffer limit configuration.".into());
+            }
+            let cur = accepted_value("client-output-buffer-limit").unwrap_or_default();
+            let cur: Vec<&str> = cur.split_ascii_whitespace().collect();
+            let mut limits: Vec<[String; 3]> = ["normal", "slave", "pubsub"]
+                .iter()
+                .map(|c| {
+                    let i = cur.iter().position(|w| w == c).unwrap_or(usize::MAX - 4);
+                    let at = |k: usize| cur.get(i.wrapping_add(k)).map(|x| x.to_string()).unwrap_or_else(|| "0".into());
+                    [at(1), at(2), at(3)]
+                })
+                .collect();
+            for g in words.chunks(4) {
+                let class = match g[0].to_ascii_lowercase().as_str() {
+                    "normal" => 0,
+                    "slave" | "replica" => 1,
+                    "pubsub" => 2,
+                    _ => return Err("Invalid client class specified in buffer limit configuration.".into()),
+                };
+                let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string();
+                let hard = parse_mem(g[1].as_bytes()).ok_or_else(bad)?;
+                let soft = parse_mem(g[2].as_bytes()).ok_or_else(bad)?;
+                let secs = ferrite_resp::num::parse_i64(g[3].as_bytes()).filter(|n| *n >= 0).ok_or_else(bad)?;
+                limits[class] = [hard.to_string(), soft.to_string(), secs.to_string()];
+            }
+            Ok(["normal", "slave", "pubsub"]
+                .iter()
+                .zip(&limits)
+                .map(|(c, [h, s, t])| format!("{c} {h} {s} {t}"))
+                .collect::<Vec<_>>()
+                .join(" "))
         }
         "shutdownflags" => {
             // Redis's multi-arg enum: any of save/nosave/now/force, shown
