@@ -143,6 +143,7 @@ const CONF: &str = "# a comment\n\
     hash-max-listpack-entries 77\n\
     appendonly no\n\
     include INC\n\
+    include GLOB\n\
     activerehashing yes\n\
     tcp-keepalive 60\n\
     loglevel notice\n";
@@ -169,6 +170,8 @@ fn config_file_and_trailing_directives_like_redis() {
         "databases",
         "list-max-listpack-size",
         "maxclients",
+        "maxmemory-samples",
+        "lfu-log-factor",
     ];
     let mut results = Vec::new();
     for bin in [redis_bin(), ferrite_bin()] {
@@ -176,9 +179,16 @@ fn config_file_and_trailing_directives_like_redis() {
         let port = free_port();
         let inc = dir.0.join("inc.conf");
         std::fs::write(&inc, INC).unwrap();
+        std::fs::create_dir_all(dir.0.join("conf.d")).unwrap();
+        std::fs::write(dir.0.join("conf.d/a.conf"), "maxmemory-samples 7\n").unwrap();
+        std::fs::write(dir.0.join("conf.d/b.conf"), "lfu-log-factor 12\n").unwrap();
+        let glob = dir.0.join("conf.d/*.conf").display().to_string();
         let conf = dir.0.join("redis.conf");
-        std::fs::write(&conf, CONF.replace("PORT", &port.to_string()).replace("INC", &inc.display().to_string()))
-            .unwrap();
+        std::fs::write(
+            &conf,
+            CONF.replace("PORT", &port.to_string()).replace("INC", &inc.display().to_string()).replace("GLOB", &glob),
+        )
+        .unwrap();
         let conf_s = conf.display().to_string();
         let dir_s = dir.0.display().to_string();
         let mut s = spawn(
