@@ -218,7 +218,7 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
             // Redis's per-class update: "<class> <hard> <soft> <seconds>"...,
             // merged into the current limits, shown in bytes.
             let words: Vec<&str> = text.split_ascii_whitespace().collect();
-            if words.len() % 4 != 0 {
+            if !words.len().is_multiple_of(4) {
                 return Err("Wrong number of arguments in buffer limit configuration.".into());
             }
             let cur = accepted_value("client-output-buffer-limit").unwrap_or_default();
