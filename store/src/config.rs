@@ -12,7 +12,17 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug, Default, Clone)]
-#[command(name = "ferrite", version, about = "Ferrite: a Redis 7.0 compatible server")]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Ferrite: a Redis 7.0 compatible server",
+    override_usage = "ferrite [OPTIONS]\n       ferrite [/path/to/redis.conf | file.toml | -] [--<redis.conf directive> <args>...]",
+    after_help = "Like redis-server: an optional first argument names a redis.conf file (`-`: read it from stdin; a \
+                  .toml file is the TOML configuration), and every `--directive args...` except ferrite's own \
+                  --config, --threads and --metrics-listen is a redis.conf line applied after it (so are the flags \
+                  above that Redis also knows, like --port), e.g.\n  ferrite /etc/redis/redis.conf --port 7000 --save \"\" \
+                  --appendonly yes"
+)]
 pub struct Cli {
     /// Address to listen on.
     #[arg(long, env = "FERRITE_BIND")]
