@@ -136,7 +136,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("oom-score-adj", "no", "enum:no|yes|relative|absolute"),
     ("oom-score-adj-values", "0 200 800", "str"),
     ("ignore-warnings", "", "str"),
-    ("unixsocketperm", "0", "int:0:511"),
+    ("unixsocketperm", "0", "int:0:777"), // octal digits in Redis
     // Applied: see `apply` (crate::acl::PUBSUB_DEFAULT_ALL).
     ("acl-pubsub-default", "resetchannels", "enum:allchannels|resetchannels"),
     // Read by the binary's SIGINT / SIGTERM handlers.
