@@ -668,15 +668,19 @@ pub struct Rules {
     pub selectors: Vec<Selector>,
 }
 
+/// `acl-pubsub-default allchannels`: new users and `reset` get `&*`
+/// (Redis 7.0's default is `resetchannels`).
+pub static PUBSUB_DEFAULT_ALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn pubsub_default_all() -> bool {
+    PUBSUB_DEFAULT_ALL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Default for Rules {
     fn default() -> Self {
-        Rules {
-            enabled: false,
-            nopass: false,
-            sanitize: Sanitize::Unset,
-            passwords: Vec::new(),
-            selectors: vec![Selector::new(true)],
-        }
+        let mut root = Selector::new(true);
+        root.allchannels = pubsub_default_all();
+        Rules { enabled: false, nopass: false, sanitize: Sanitize::Unset, passwords: Vec::new(), selectors: vec![root] }
     }
 }
 
@@ -766,7 +770,7 @@ impl Rules {
             let root = &mut self.selectors[0];
             root.allkeys = false;
             root.patterns.clear();
-            root.allchannels = false;
+            root.allchannels = pubsub_default_all();
             root.channels.clear();
             self.enabled = false;
             self.sanitize = Sanitize::Sanitize;

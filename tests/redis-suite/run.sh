@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run Redis 7.0's own Tcl test suite (external-server mode) against ferrite.
+# Run Redis 7.0's own Tcl test suite against ferrite, in external-server
+# mode (default) or in the suite's normal mode (MODE=normal).
 #
 # Usage: tests/redis-suite/run.sh [unit ...]
+#        MODE=normal tests/redis-suite/run.sh [unit ...]
 #   units are names like unit/type/string (default: the list in DEFAULT_UNITS).
 # Environment:
 #   REDIS_SRC       Redis 7.0.15 source tree (default /work/redis-src). Only its
@@ -11,6 +13,15 @@
 #   FERRITE_BIN     use this ferrite binary instead of building one
 #   KEEP_LOGS=1     keep the per-unit logs directory
 #   VERBOSE=1       print the names of failing tests
+#   MODE=normal     the harness starts the servers itself: src/redis-server in
+#                   the suite copy is a wrapper that runs ferrite with the
+#                   harness's redis.conf file (minus its `unixsocket` line,
+#                   ferrite has no Unix socket listener; stderr merged into the log, where
+#                   Redis writes the messages tests wait for, e.g. "Background
+#                   saving terminated", "DEBUG LOG"), so units tagged external:skip run
+#                   too; src/redis-cli and src/redis-benchmark are the system
+#                   ones. Each unit: `test_helper.tcl --single unit/X --clients 1`.
+#   FERRITE_THREADS worker threads of each ferrite in normal mode (default 2)
 #
 # For each unit a fresh ferrite is started on a free loopback port with
 # `--enable-debug-command yes` and its own empty `--dir`, the suite runs in --durable mode with one
@@ -63,6 +74,39 @@ for b in redis-cli redis-server redis-benchmark redis-check-aof redis-check-rdb;
   p="$(command -v "$b" || true)"
   [ -n "$p" ] && ln -sf "$p" "$WORK/src/$b"
 done
+MODE="${MODE:-external}"
+if [ "$MODE" = normal ]; then
+  rm -f "$WORK/src/redis-server"
+  # exec keeps the pid the harness spawned (it waits for " PID: <pid>").
+  # The harness always writes a `unixsocket` line, which ferrite refuses
+  # (no Unix socket listener): the wrapper drops it from the config file.
+  # Command-line arguments pass unchanged (tests check redis-server's
+  # command-line parsing); the thread count comes from the environment.
+  cat >"$WORK/src/redis-server" <<WRAP
+#!/bin/sh
+if [ \$# -gt 0 ] && [ -f "\$1" ]; then
+  sed -i '/^[[:space:]]*unixsocket[[:space:]]/d' "\$1"
+fi
+FERRITE_THREADS="${FERRITE_THREADS:-2}" exec "$FERRITE_BIN" "\$@" 2>&1
+WRAP
+  chmod +x "$WORK/src/redis-server"
+elif [ "$MODE" != external ]; then
+  echo "MODE must be external or normal" >&2
+  exit 2
+fi
+
+# Processes left behind by a unit that timed out (servers the harness
+# spawned, its test clients): every process whose working directory is
+# inside this run's private copy, found by pid.
+kill_strays() {
+  local d pid cwd
+  for d in /proc/[0-9]*; do
+    pid="${d#/proc/}"
+    [ "$pid" = "$$" ] && continue
+    cwd="$(readlink "$d/cwd" 2>/dev/null)" || continue
+    case "$cwd" in "$WORK"|"$WORK"/*) kill -9 "$pid" 2>/dev/null ;; esac
+  done
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -78,7 +122,7 @@ stop_ferrite() {
     PID=""
   fi
 }
-trap 'stop_ferrite; [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$WORK"' EXIT
+trap 'stop_ferrite; [ "$MODE" = normal ] && kill_strays; [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$WORK"' EXIT
 
 start_ferrite() {
   PORT="$(free_port)"
@@ -110,14 +154,23 @@ for u in "${units[@]}"; do
   if [ ! -f "$WORK/tests/$u.tcl" ]; then
     printf '%-28s %s\n' "$u" "no such unit"; status=1; continue
   fi
-  start_ferrite "$log.server" || { status=1; continue; }
-  (cd "$WORK" && timeout -k 10 "$UNIT_TIMEOUT" "$TCLSH" tests/test_helper.tcl --host 127.0.0.1 --port "$PORT" \
-      --baseport "$BASEPORT" --single "$u" --durable --clients 1 --timeout "$UNIT_TIMEOUT" --dont-clean >"$log" 2>&1)
-  rc=$?
-  note=""
-  [ $rc -eq 124 ] || [ $rc -eq 137 ] && note="TIMEOUT"
-  kill -0 "$PID" 2>/dev/null || note="$note ferrite-died"
-  stop_ferrite
+  if [ "$MODE" = normal ]; then
+    (cd "$WORK" && timeout -k 10 "$UNIT_TIMEOUT" "$TCLSH" tests/test_helper.tcl \
+        --baseport "$BASEPORT" --single "$u" --durable --clients 1 --timeout "$UNIT_TIMEOUT" >"$log" 2>&1)
+    rc=$?
+    note=""
+    [ $rc -eq 124 ] || [ $rc -eq 137 ] && note="TIMEOUT"
+    kill_strays
+  else
+    start_ferrite "$log.server" || { status=1; continue; }
+    (cd "$WORK" && timeout -k 10 "$UNIT_TIMEOUT" "$TCLSH" tests/test_helper.tcl --host 127.0.0.1 --port "$PORT" \
+        --baseport "$BASEPORT" --single "$u" --durable --clients 1 --timeout "$UNIT_TIMEOUT" --dont-clean >"$log" 2>&1)
+    rc=$?
+    note=""
+    [ $rc -eq 124 ] || [ $rc -eq 137 ] && note="TIMEOUT"
+    kill -0 "$PID" 2>/dev/null || note="$note ferrite-died"
+    stop_ferrite
+  fi
   sed -i 's/\x1b\[[0-9;]*m//g' "$log"
   ok=$(grep -c '^\[ok\]' "$log"); err=$(grep -c '^\[err\]' "$log")
   exc=$(grep -c '^\[exception\]' "$log"); skip=$(grep -c '^\[skip\]' "$log")

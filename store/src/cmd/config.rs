@@ -86,6 +86,81 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("lazyfree-lazy-user-flush", "no", "bool"),
     ("protected-mode", "yes", "bool"),
     ("daemonize", "no", "bool"),
+    // Performance / OS / replication tuning Redis accepts in redis.conf that
+    // has no observable effect on ferrite's replies or data.
+    ("activerehashing", "yes", "bool"),
+    ("activedefrag", "no", "bool"),
+    ("active-defrag-cycle-min", "1", "int:1:99"),
+    ("active-defrag-cycle-max", "25", "int:1:99"),
+    ("active-defrag-ignore-bytes", "104857600", "mem:1"),
+    ("active-defrag-max-scan-fields", "1000", "int:1:9223372036854775807"),
+    ("active-defrag-threshold-lower", "10", "int:0:1000"),
+    ("active-defrag-threshold-upper", "100", "int:0:1000"),
+    ("active-expire-effort", "1", "int:1:10"),
+    ("always-show-logo", "no", "bool"),
+    ("aof-rewrite-incremental-fsync", "yes", "bool"),
+    ("rdb-save-incremental-fsync", "yes", "bool"),
+    ("aof-disable-auto-gc", "no", "bool"),
+    ("no-appendfsync-on-rewrite", "no", "bool"),
+    ("crash-log-enabled", "yes", "bool"),
+    ("crash-memcheck-enabled", "yes", "bool"),
+    ("disable-thp", "yes", "bool"),
+    ("dynamic-hz", "yes", "bool"),
+    ("jemalloc-bg-thread", "yes", "bool"),
+    ("set-proc-title", "yes", "bool"),
+    ("proc-title-template", "{title} {listen-addr} {server-mode}", "str"),
+    ("tcp-backlog", "511", "int:0:2147483647"),
+    ("tcp-keepalive", "300", "int:0:2147483647"),
+    ("io-threads-do-reads", "no", "bool"),
+    ("repl-diskless-sync", "yes", "bool"),
+    ("repl-diskless-sync-delay", "5", "int:0:2147483647"),
+    ("repl-diskless-sync-max-replicas", "0", "int:0:2147483647"),
+    ("repl-diskless-load", "disabled", "enum:disabled|on-empty-db|swapdb"),
+    ("repl-backlog-ttl", "3600", "int:0:2147483647"),
+    ("repl-disable-tcp-nodelay", "no", "bool"),
+    ("replica-priority", "100", "int:0:2147483647"),
+    ("replica-announce-ip", "", "str"),
+    ("replica-announce-port", "0", "int:0:65535"),
+    ("replica-announced", "yes", "bool"),
+    ("replica-lazy-flush", "no", "bool"),
+    ("replica-ignore-maxmemory", "yes", "bool"),
+    ("replica-ignore-disk-write-errors", "no", "bool"),
+    ("rdb-del-sync-files", "no", "bool"),
+    ("shutdown-timeout", "10", "int:0:2147483647"),
+    ("enable-protected-configs", "no", "enum:no|yes|local"),
+    ("enable-module-command", "no", "enum:no|yes|local"),
+    ("propagation-error-behavior", "ignore", "enum:ignore|panic|panic-on-replicas"),
+    ("syslog-enabled", "no", "bool"),
+    ("syslog-ident", "redis", "str"),
+    ("syslog-facility", "local0", "enum:user|local0|local1|local2|local3|local4|local5|local6|local7"),
+    ("oom-score-adj", "no", "enum:no|yes|relative|absolute"),
+    ("oom-score-adj-values", "0 200 800", "str"),
+    ("ignore-warnings", "", "str"),
+    ("unixsocketperm", "0", "int:0:777"), // octal digits in Redis
+    // Applied: see `apply` (crate::acl::PUBSUB_DEFAULT_ALL).
+    ("acl-pubsub-default", "resetchannels", "enum:allchannels|resetchannels"),
+    // Read by the binary's SIGINT / SIGTERM handlers.
+    ("shutdown-on-sigint", "default", "shutdownflags"),
+    ("shutdown-on-sigterm", "default", "shutdownflags"),
+    // Hidden: loading yields to events every so many bytes (ferrite loads
+    // before it accepts clients).
+    ("loading-process-events-interval-bytes", "2097152", "int:1024:2147483647"),
+];
+
+/// Accepted parameters Redis sets only at start-up (CONFIG SET: "can't set
+/// immutable config"; redis.conf: fine).
+const IMMUTABLE_ACCEPTED: &[&str] = &[
+    "always-show-logo",
+    "disable-thp",
+    "set-proc-title",
+    "tcp-backlog",
+    "io-threads-do-reads",
+    "enable-protected-configs",
+    "enable-module-command",
+    "syslog-enabled",
+    "syslog-ident",
+    "syslog-facility",
+    "unixsocketperm",
 ];
 
 /// Redis's validation of a new value for an accepted parameter.
@@ -143,6 +218,33 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
                 None => Err(format!("argument(s) must be one of the following: {}", opts.join(", "))),
             }
         }
+        "shutdownflags" => {
+            // Redis's multi-arg enum: any of save/nosave/now/force, shown
+            // in that order ("default" = none).
+            const NAMES: [&str; 5] = ["default", "save", "nosave", "now", "force"];
+            let mut bits = 0u8;
+            let mut any = false;
+            for w in text.split_ascii_whitespace() {
+                any = true;
+                let i = NAMES
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(w))
+                    .ok_or_else(|| format!("argument(s) must be one of the following: {}", NAMES.join(", ")))?;
+                if i > 0 {
+                    bits |= 1 << (i - 1);
+                }
+            }
+            if !any {
+                return Err(format!("argument(s) must be one of the following: {}", NAMES.join(", ")));
+            }
+            if bits & 3 == 3 {
+                return Err("shutdown options SAVE and NOSAVE can't be used simultaneously".into());
+            }
+            if bits == 0 {
+                return Ok("default".into());
+            }
+            Ok((1..5).filter(|i| bits & (1 << (i - 1)) != 0).map(|i| NAMES[i]).collect::<Vec<_>>().join(" "))
+        }
         _ => Ok(text),
     }
 }
@@ -150,7 +252,9 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
 /// Current values of the `Kind::Accepted` parameters that were set.
 static ACCEPTED_VALUES: parking_lot::Mutex<Vec<(&'static str, String)>> = parking_lot::Mutex::new(Vec::new());
 
-pub(crate) fn accepted_value(name: &str) -> Option<String> {
+/// The current value of a `Kind::Accepted` parameter (its default when
+/// never set).
+pub fn accepted_value(name: &str) -> Option<String> {
     let v = ACCEPTED_VALUES.lock();
     if let Some((_, x)) = v.iter().find(|(n, _)| *n == name) {
         return Some(x.clone());
@@ -242,6 +346,59 @@ const PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-user-flush", kind: Kind::Accepted },
     Param { name: "protected-mode", kind: Kind::Accepted },
     Param { name: "daemonize", kind: Kind::Immutable },
+    Param { name: "activerehashing", kind: Kind::Accepted },
+    Param { name: "activedefrag", kind: Kind::Accepted },
+    Param { name: "active-defrag-cycle-min", kind: Kind::Accepted },
+    Param { name: "active-defrag-cycle-max", kind: Kind::Accepted },
+    Param { name: "active-defrag-ignore-bytes", kind: Kind::Accepted },
+    Param { name: "active-defrag-max-scan-fields", kind: Kind::Accepted },
+    Param { name: "active-defrag-threshold-lower", kind: Kind::Accepted },
+    Param { name: "active-defrag-threshold-upper", kind: Kind::Accepted },
+    Param { name: "active-expire-effort", kind: Kind::Accepted },
+    Param { name: "always-show-logo", kind: Kind::Accepted },
+    Param { name: "aof-rewrite-incremental-fsync", kind: Kind::Accepted },
+    Param { name: "rdb-save-incremental-fsync", kind: Kind::Accepted },
+    Param { name: "aof-disable-auto-gc", kind: Kind::Accepted },
+    Param { name: "no-appendfsync-on-rewrite", kind: Kind::Accepted },
+    Param { name: "crash-log-enabled", kind: Kind::Accepted },
+    Param { name: "crash-memcheck-enabled", kind: Kind::Accepted },
+    Param { name: "disable-thp", kind: Kind::Accepted },
+    Param { name: "dynamic-hz", kind: Kind::Accepted },
+    Param { name: "jemalloc-bg-thread", kind: Kind::Accepted },
+    Param { name: "set-proc-title", kind: Kind::Accepted },
+    Param { name: "proc-title-template", kind: Kind::Accepted },
+    Param { name: "tcp-backlog", kind: Kind::Accepted },
+    Param { name: "tcp-keepalive", kind: Kind::Accepted },
+    Param { name: "io-threads-do-reads", kind: Kind::Accepted },
+    Param { name: "repl-diskless-sync", kind: Kind::Accepted },
+    Param { name: "repl-diskless-sync-delay", kind: Kind::Accepted },
+    Param { name: "repl-diskless-sync-max-replicas", kind: Kind::Accepted },
+    Param { name: "repl-diskless-load", kind: Kind::Accepted },
+    Param { name: "repl-backlog-ttl", kind: Kind::Accepted },
+    Param { name: "repl-disable-tcp-nodelay", kind: Kind::Accepted },
+    Param { name: "replica-priority", kind: Kind::Accepted },
+    Param { name: "replica-announce-ip", kind: Kind::Accepted },
+    Param { name: "replica-announce-port", kind: Kind::Accepted },
+    Param { name: "replica-announced", kind: Kind::Accepted },
+    Param { name: "replica-lazy-flush", kind: Kind::Accepted },
+    Param { name: "replica-ignore-maxmemory", kind: Kind::Accepted },
+    Param { name: "replica-ignore-disk-write-errors", kind: Kind::Accepted },
+    Param { name: "rdb-del-sync-files", kind: Kind::Accepted },
+    Param { name: "shutdown-timeout", kind: Kind::Accepted },
+    Param { name: "enable-protected-configs", kind: Kind::Accepted },
+    Param { name: "enable-module-command", kind: Kind::Accepted },
+    Param { name: "propagation-error-behavior", kind: Kind::Accepted },
+    Param { name: "syslog-enabled", kind: Kind::Accepted },
+    Param { name: "syslog-ident", kind: Kind::Accepted },
+    Param { name: "syslog-facility", kind: Kind::Accepted },
+    Param { name: "oom-score-adj", kind: Kind::Accepted },
+    Param { name: "oom-score-adj-values", kind: Kind::Accepted },
+    Param { name: "ignore-warnings", kind: Kind::Accepted },
+    Param { name: "unixsocketperm", kind: Kind::Accepted },
+    Param { name: "acl-pubsub-default", kind: Kind::Accepted },
+    Param { name: "shutdown-on-sigint", kind: Kind::Accepted },
+    Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
+    Param { name: "loading-process-events-interval-bytes", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -252,7 +409,7 @@ const PARAMS: &[Param] = &[
 ];
 
 /// Redis's HIDDEN_CONFIG parameters: not matched by CONFIG GET patterns.
-const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay"];
+const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes"];
 
 /// `min-replicas-to-write` / `min-replicas-max-lag`.
 static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
@@ -295,6 +452,23 @@ pub fn noreplicas(client: &crate::client::Client, meta: &ferrite_commands::Comma
             && client.multi.as_ref().is_some_and(|m| {
                 m.queue.iter().any(|a| crate::dispatch::resolve(srv, a).is_ok_and(|(_, qm)| qm.flags.has(Flags::WRITE)))
             }))
+}
+
+/// Whether `name` is a CONFIG parameter (any case): redis.conf start-up
+/// uses it to tell "bad directive" from "bad value".
+pub fn is_param(name: &[u8]) -> bool {
+    find(name).is_some()
+}
+
+/// Apply one redis.conf directive at start-up through CONFIG SET's own
+/// validation and apply (same errors as CONFIG SET). Start-up-only
+/// settings (port, bind, databases, dir, ...) are the caller's.
+pub fn set_at_startup(srv: &Server, name: &[u8], v: &[u8]) -> Result<(), String> {
+    let p = find(name).ok_or("Bad directive or wrong number of arguments")?;
+    if let Some(nv) = validate(srv, p, v, true)? {
+        apply(srv, p.name, nv);
+    }
+    Ok(())
 }
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -457,7 +631,21 @@ enum NewVal {
     Str(String),
 }
 
-fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
+/// `enable-protected-configs`: may this client change `dir` / `dbfilename`?
+fn protected_allowed(cx: &Cx) -> bool {
+    match accepted_value("enable-protected-configs").as_deref() {
+        Some("yes") => true,
+        Some("local") => {
+            let a = &cx.client.handle.addr;
+            a.starts_with("127.") || a.starts_with("[::1]") || a.starts_with('/')
+        }
+        _ => false,
+    }
+}
+
+/// `protected_ok`: protected settings (`dir`, `dbfilename`) may change
+/// (start-up, or `enable-protected-configs` allows this client).
+fn validate(srv: &Server, p: &Param, v: &[u8], protected_ok: bool) -> Result<Option<NewVal>, String> {
     let range_err = |min: i64, max: i64| format!("argument must be between {min} and {max} inclusive");
     match p.kind {
         Kind::Int { min, max } => {
@@ -489,7 +677,13 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
             Some(f) => Ok(Some(NewVal::Int(f as i64))),
             None => Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
         },
-        Kind::Persist => crate::persist::config::config_validate(cx.srv, p.name, v)
+        Kind::Persist if protected_ok && matches!(p.name, "dir" | "dbfilename") => {
+            let text = std::str::from_utf8(v).map_err(|_| "argument must be valid text".to_string())?;
+            let mut c = srv.persist.cfg.lock().clone();
+            c.set(p.name, text, true)?;
+            Ok(Some(NewVal::Str(text.to_string())))
+        }
+        Kind::Persist => crate::persist::config::config_validate(srv, p.name, v)
             .map(|_| Some(NewVal::Str(String::from_utf8_lossy(v).into_owned()))),
         Kind::Accepted => {
             let rule = ACCEPTED.iter().find(|(n, _, _)| *n == p.name).map(|(_, _, r)| *r).unwrap_or("str");
@@ -498,7 +692,7 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
         Kind::Immutable => Err("can't set immutable config".into()),
         Kind::ReadOnly => {
             // Setting the value it already has changes nothing: allowed.
-            if get_value(cx.srv, p.name).as_bytes().eq_ignore_ascii_case(v) {
+            if get_value(srv, p.name).as_bytes().eq_ignore_ascii_case(v) {
                 Ok(None)
             } else {
                 Err("Ferrite does not support changing this setting yet".into())
@@ -508,6 +702,14 @@ fn validate(cx: &Cx, p: &Param, v: &[u8]) -> Result<Option<NewVal>, String> {
 }
 
 fn apply(srv: &Server, name: &str, v: NewVal) {
+    if let (true, NewVal::Str(s)) = (matches!(name, "dir" | "dbfilename"), &v) {
+        // Protected settings (already validated): Redis also chdirs.
+        let mut c = srv.persist.cfg.lock();
+        if c.set(name, s, true).is_ok() && name == "dir" {
+            let _ = std::env::set_current_dir(&c.dir);
+        }
+        return;
+    }
     if let (Some(arc), true, NewVal::Str(s)) =
         (srv.persist.me.get().and_then(|w| w.upgrade()), crate::persist::config::NAMES.contains(&name), &v)
     {
@@ -528,6 +730,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
                 if let Ok(v) = s.parse::<usize>() {
                     crate::conn::QUERY_BUFFER_LIMIT.store(v, Ordering::Relaxed);
                 }
+            }
+            if *n == "acl-pubsub-default" {
+                crate::acl::PUBSUB_DEFAULT_ALL.store(s == "allchannels", Ordering::Relaxed);
             }
             let mut vals = ACCEPTED_VALUES.lock();
             vals.retain(|(x, _)| x != n);
@@ -587,7 +792,7 @@ fn config_set(cx: &mut Cx) -> CmdResult {
         if unknown.is_some() || failure.is_some() {
             continue;
         }
-        if matches!(p.kind, Kind::Immutable) {
+        if matches!(p.kind, Kind::Immutable) || IMMUTABLE_ACCEPTED.contains(&p.name) {
             failure = Some((given, "can't set immutable config".into()));
             continue;
         }
@@ -609,7 +814,7 @@ fn config_set(cx: &mut Cx) -> CmdResult {
     // Validate everything before changing anything: all or nothing.
     let mut values = Vec::with_capacity(chosen.len());
     for (p, given, vi) in &chosen {
-        match validate(cx, p, cx.arg(*vi)) {
+        match validate(cx.srv, p, cx.arg(*vi), protected_allowed(cx)) {
             Ok(v) => values.push((p.name, v)),
             Err(why) => return Err(fail(given, &why)),
         }
@@ -665,6 +870,19 @@ fn render(c: &Config) -> String {
 }
 
 fn config_rewrite(cx: &mut Cx) -> CmdResult {
+    // Started from a redis.conf file: rewrite it the way Redis does.
+    let conf = cx.srv.config.read().redis_conf.clone();
+    if let Some(path) = conf {
+        let current: Vec<(String, String)> = PARAMS
+            .iter()
+            .filter(|p| !HIDDEN.contains(&p.name))
+            .map(|p| (p.name.to_string(), get_value(cx.srv, p.name)))
+            .collect();
+        crate::config::rewrite_redis_conf(&path, &current)
+            .map_err(|e| CmdError::err(format!("Rewriting config file: {e}")))?;
+        cx.out.ok();
+        return Ok(());
+    }
     let (path, text) = {
         let c = cx.srv.config.read();
         match &c.config_file {
