@@ -248,7 +248,8 @@ fn expire_cycle_latency_event() {
     let f = support::start_ferrite(&[]);
     let mut c = support::Conn::connect(f.port).unwrap();
     c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "1"]);
-    let script = "for i = 1, tonumber(ARGV[1]) do redis.call('sadd', KEYS[1], i) end";
+    // Members longer than the 22 inline bytes: freeing the key frees 300,000 allocations (well over 1 ms).
+    let script = "for i = 1, tonumber(ARGV[1]) do redis.call('sadd', KEYS[1], 'member-with-a-long-name-' .. i) end";
     c.cmd(&["EVAL", script, "1", "big", "300000"]);
     c.cmd(&["PEXPIRE", "big", "20"]);
     let mut gone = false;
