@@ -44,6 +44,7 @@ fn main() {
     if boot.daemonize {
         redisconf::daemonize();
     }
+    redisconf::stderr_to_logfile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
         .enable_all()

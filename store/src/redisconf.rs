@@ -408,6 +408,25 @@ fn parse_int(v: &[u8], min: i64, max: i64) -> Result<i64, String> {
     Ok(n)
 }
 
+/// Redis's memtoull: digits with an optional b/k/kb/m/mb/g/gb unit.
+fn parse_mem_value(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
+    let units: [(&str, u64); 7] = [
+        ("gb", 1 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+        ("g", 1_000_000_000),
+        ("m", 1_000_000),
+        ("k", 1000),
+        ("b", 1),
+    ];
+    let (num, mul) = units.iter().find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m))).unwrap_or((s.as_str(), 1));
+    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mul).filter(|n| *n <= i64::MAX as u64)
+}
+
 fn parse_bool(v: &[u8]) -> Result<bool, String> {
     if v.eq_ignore_ascii_case(b"yes") {
         Ok(true)
@@ -487,6 +506,17 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
                     return Err(d.err("ferrite supports at most 1000000 databases"));
                 }
                 cfg.databases = n as usize;
+            }
+            "proto-max-bulk-len" => {
+                // ferrite's `--proto-max-bulk-len` flag always took values
+                // below Redis's 1mb minimum (tests use tiny limits); CONFIG SET
+                // keeps Redis's range.
+                let v = one()?;
+                let n = parse_mem_value(v).ok_or_else(|| d.err("argument must be a memory value"))?;
+                if n < 1 {
+                    return Err(d.err(format!("argument must be between 1 and {} inclusive", i64::MAX)));
+                }
+                cfg.proto_max_bulk_len = n;
             }
             "enable-debug-command" => {
                 cfg.enable_debug_command = parse_enum(one()?, &["no", "yes", "local"]).map_err(|e| d.err(e))?.into()
@@ -723,6 +753,20 @@ pub fn set_logfile(path: &str) -> Result<(), String> {
     };
     *LOGFILE.lock() = f;
     Ok(())
+}
+
+/// With a `logfile`, ferrite's other messages (written to stderr: "DB
+/// saved on disk", AOF and replication events...) go to the same file, as
+/// all of Redis's logging does.
+pub fn stderr_to_logfile() {
+    use std::os::fd::AsRawFd;
+    if let Some(f) = LOGFILE.lock().as_ref() {
+        // SAFETY: dup2 onto fd 2 of an open file we own; no Rust object
+        // owns fd 2.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 2);
+        }
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).

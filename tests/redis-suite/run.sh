@@ -172,10 +172,10 @@ for u in "${units[@]}"; do
     stop_ferrite
   fi
   sed -i 's/\x1b\[[0-9;]*m//g' "$log"
-  ok=$(grep -c '^\[ok\]' "$log"); err=$(grep -c '^\[err\]' "$log")
-  exc=$(grep -c '^\[exception\]' "$log"); skip=$(grep -c '^\[skip\]' "$log")
+  ok=$(grep -ac '^\[ok\]' "$log"); err=$(grep -ac '^\[err\]' "$log")
+  exc=$(grep -ac '^\[exception\]' "$log"); skip=$(grep -ac '^\[skip\]' "$log")
   printf '%-28s %5d %5d %5d %5d  %s\n' "$u" "$ok" "$err" "$exc" "$skip" "$note"
-  if [ "${VERBOSE:-0}" = 1 ]; then grep -E '^\[(err|exception)\]' "$log" | sed 's/^/    /'; fi
+  if [ "${VERBOSE:-0}" = 1 ]; then grep -aE '^\[(err|exception)\]' "$log" | sed 's/^/    /'; fi
   tot_ok=$((tot_ok+ok)); tot_err=$((tot_err+err)); tot_exc=$((tot_exc+exc))
   [ "$err" -gt 0 ] || [ "$exc" -gt 0 ] || [ -n "$note" ] && status=1
 done
