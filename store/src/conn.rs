@@ -25,6 +25,30 @@ const MAX_READ_CHUNK: usize = 512 * 1024;
 /// `client-query-buffer-limit`: a client whose unprocessed input grows past this is closed (Redis's default 1 GB).
 pub static QUERY_BUFFER_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 30);
 
+/// Redis 7.0's reply to a non-loopback client in protected mode.
+const DENIED: &[u8] =
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set \
+for the default user. In this mode connections are only accepted from the loopback interface. If you \
+want to connect from external computers to Redis you may adopt one of the following solutions: 1) \
+Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback \
+interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis \
+is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change \
+permanent. 2) Alternatively you can just disable the protected mode by editing the Redis \
+configuration file, and setting the protected mode option to 'no', and then restarting the server. \
+3) If you started the server manually just for testing, restart it with the '--protected-mode no' \
+option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of \
+the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Protected mode (Redis 7.0): with `protected-mode yes` and no password for the default user, only loopback
+/// clients are served.
+pub fn protected_mode_denies(protected: bool, default_nopass: bool, peer: std::net::IpAddr) -> bool {
+    let local = match peer {
+        std::net::IpAddr::V4(a) => a.is_loopback(),
+        std::net::IpAddr::V6(a) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    };
+    protected && default_nopass && !local
+}
+
 /// Write the reply buffer early when a pipeline produces this much.
 const FLUSH_AT: usize = 1024 * 1024;
 
@@ -79,6 +103,12 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
     if srv.clients.len() >= maxclients {
         srv.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
         let _ = sock.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    let protected = crate::cmd::config::accepted_value("protected-mode").as_deref() != Some("no");
+    if protected_mode_denies(protected, srv.acl.default_nopass(), peer.ip()) {
+        srv.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = sock.write_all(DENIED).await;
         return;
     }
     srv.stats.total_connections_received.fetch_add(1, Ordering::Relaxed);
@@ -444,4 +474,24 @@ fn cleanup(srv: &Server, client: &mut Client) {
         srv.monitor_count.store(m.len(), Ordering::Relaxed);
     }
     srv.clients.unregister(client.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protected_mode_denies;
+    use std::net::IpAddr;
+
+    #[test]
+    fn protected_mode_serves_loopback_or_passwords_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!protected_mode_denies(true, true, ip("127.0.0.1")));
+        assert!(!protected_mode_denies(true, true, ip("127.3.2.1")));
+        assert!(!protected_mode_denies(true, true, ip("::1")));
+        assert!(!protected_mode_denies(true, true, ip("::ffff:127.0.0.1")));
+        assert!(protected_mode_denies(true, true, ip("10.1.2.3")));
+        assert!(protected_mode_denies(true, true, ip("fe80::1")));
+        // protected-mode no, or a password for the default user.
+        assert!(!protected_mode_denies(false, true, ip("10.1.2.3")));
+        assert!(!protected_mode_denies(true, false, ip("10.1.2.3")));
+    }
 }

@@ -88,8 +88,7 @@ fn big_values_roundtrip_and_limit() {
 
     // Redis's minimum for the setting is 1 MB.
     let small = start_ferrite(&["--proto-max-bulk-len", "1mb"]);
-    let (out, closed) =
-        exchange(small.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n", Duration::from_millis(500));
+    let (out, closed) = exchange(small.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n", Duration::from_millis(500));
     assert_eq!(show(&out), "-ERR Protocol error: invalid bulk length\\r\\n");
     assert!(closed);
 }
