@@ -1,5 +1,6 @@
 //! Server commands: DBSIZE, FLUSHDB, FLUSHALL, SWAPDB, TIME, LASTSAVE,
-//! MEMORY, MONITOR, DEBUG, SHUTDOWN, LOLWUT.
+//! MEMORY, MONITOR, DEBUG, SHUTDOWN, LOLWUT; CLUSTER, READONLY, READWRITE
+//! and ASKING answer that cluster support is disabled, as Redis does.
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
 use crate::keyspace::Entry;
@@ -25,7 +26,18 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "debug", handler: debug, lock: Lock::All },
     CmdImpl { name: "shutdown", handler: shutdown, lock: Lock::None },
     CmdImpl { name: "lolwut", handler: lolwut::lolwut, lock: Lock::None },
+    CmdImpl { name: "cluster", handler: no_cluster, lock: Lock::None },
+    CmdImpl { name: "readonly", handler: no_cluster, lock: Lock::None },
+    CmdImpl { name: "readwrite", handler: no_cluster, lock: Lock::None },
+    CmdImpl { name: "asking", handler: no_cluster, lock: Lock::None },
 ];
+
+/// CLUSTER (every subcommand but unknown ones, which dispatch rejects),
+/// READONLY, READWRITE and ASKING on a server without cluster mode, which
+/// Ferrite always is: Redis 7.0's reply with cluster-enabled no.
+fn no_cluster(_cx: &mut Cx) -> CmdResult {
+    Err(CmdError::err("This instance has cluster support disabled"))
+}
 
 /// Write a HELP reply (an array of status lines, as Redis's addReplyHelp).
 pub fn reply_help(cx: &mut Cx, lines: &[&str]) {
