@@ -199,3 +199,66 @@ fn client_kill_user_same_as_redis() {
     assert_eq!(a, b);
     assert_eq!(a[3], ":2\\r\\n", "{a:?}");
 }
+
+/// Read everything a connection receives within `ms` (bounded: at most
+/// 64 reads), for comparing the exact order of pushes and replies.
+fn drain(c: &mut Conn, ms: u64) -> String {
+    use std::io::Read;
+    c.stream.set_read_timeout(Some(std::time::Duration::from_millis(ms))).unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    for _ in 0..64 {
+        match c.stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    c.stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    support::show(&all)
+}
+
+/// A client tracking with REDIRECT to the connection that runs FLUSHDB /
+/// FLUSHALL: Redis writes the null invalidation into that connection's
+/// output before the command's +OK (redis-py test_client_tracking traffic).
+#[test]
+fn flush_invalidation_to_redirect_target_before_reply() {
+    let r = start_redis(&[]);
+    let f = start_ferrite(&[]);
+    let run = |port: u16| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut b = Conn::connect(port).unwrap();
+        b.cmd(&["HELLO", "3"]);
+        let id = String::from_utf8_lossy(&b.cmd(&["CLIENT", "ID"])).trim_start_matches(':').trim().to_string();
+        let mut a = Conn::connect(port).unwrap();
+        out.push(support::show(&a.cmd(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id])));
+        a.cmd(&["GET", "k"]);
+        b.send(&["FLUSHDB"]);
+        out.push(drain(&mut b, 300));
+        a.cmd(&["GET", "k"]);
+        b.send(&["MULTI"]);
+        b.send(&["FLUSHALL"]);
+        b.send(&["EXEC"]);
+        out.push(drain(&mut b, 300));
+        // Tracking on itself: the client's own flush invalidation comes
+        // after the reply.
+        b.cmd(&["CLIENT", "TRACKING", "ON"]);
+        b.cmd(&["GET", "k"]);
+        b.send(&["FLUSHDB"]);
+        out.push(drain(&mut b, 300));
+        // A RESP3 tracker redirecting to a RESP2 subscriber: the null is
+        // written in the tracker's protocol, as Redis does.
+        let mut s = Conn::connect(port).unwrap();
+        let sid = String::from_utf8_lossy(&s.cmd(&["CLIENT", "ID"])).trim_start_matches(':').trim().to_string();
+        out.push(support::show(&s.cmd(&["SUBSCRIBE", "__redis__:invalidate"])));
+        let mut t = Conn::connect(port).unwrap();
+        t.cmd(&["HELLO", "3"]);
+        out.push(support::show(&t.cmd(&["CLIENT", "TRACKING", "ON", "REDIRECT", &sid])));
+        t.cmd(&["GET", "k"]);
+        out.push(support::show(&b.cmd(&["FLUSHALL"])));
+        out.push(drain(&mut s, 300));
+        out
+    };
+    let a = run(r.port);
+    let b = run(f.port);
+    assert_eq!(a, b);
+}

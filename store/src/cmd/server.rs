@@ -128,6 +128,7 @@ fn flushdb(cx: &mut Cx) -> CmdResult {
     let db = cx.client.db;
     clear_db(cx, db);
     super::client::tracking::flush(cx.srv);
+    super::client::tracking::take_inline(cx.out);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -140,6 +141,7 @@ fn flushall(cx: &mut Cx) -> CmdResult {
     }
     super::persist::after_flushall(cx);
     super::client::tracking::flush(cx.srv);
+    super::client::tracking::take_inline(cx.out);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
