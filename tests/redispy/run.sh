@@ -41,6 +41,8 @@ SRC=$OUT/redis-py
 rm -rf "$SRC" && mkdir -p "$SRC"
 git -C "$REPO" archive "$TAG" tests | tar -x -C "$SRC" || die "cannot extract tests from $REPO at $TAG"
 
+# Both servers write any dump.rdb into $OUT.
+cd "$OUT" || exit 1
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --enable-debug-command yes >"$OUT/redis-server.log" 2>&1 &
 RPID=$!
 "$FERRITE" --port "$FPORT" --bind 127.0.0.1 --enable-debug-command yes >"$OUT/ferrite.log" 2>&1 &
