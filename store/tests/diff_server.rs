@@ -341,7 +341,7 @@ fn memory_usage_and_help() {
     assert!(small > 0 && big > 10_000 && big < 20_000, "{small} {big}");
     assert_eq!(c.cmd(&["MEMORY", "USAGE", "nokey"]), b"$-1\r\n");
     let h = String::from_utf8(c.cmd(&["MEMORY", "HELP"])).unwrap();
-    assert!(h.starts_with("*6\r\n+MEMORY <subcommand>") && h.contains("+USAGE <key> [SAMPLES <count>]"), "{h}");
+    assert!(h.starts_with("*14\r\n+MEMORY <subcommand>") && h.contains("+USAGE <key> [SAMPLES <count>]"), "{h}");
 }
 
 #[test]

@@ -401,8 +401,7 @@ fn kill(cx: &mut Cx) -> CmdResult {
             } else if eq_ic(opt, b"laddr") {
                 laddr = Some(v);
             } else if eq_ic(opt, b"user") {
-                // Only the default user exists.
-                if v != b"default" {
+                if cx.srv.acl.get(v).is_none() {
                     return Err(CmdError::err(format!("No such user '{}'", String::from_utf8_lossy(v))));
                 }
                 user = Some(v);

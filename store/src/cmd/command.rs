@@ -233,6 +233,41 @@ fn getkeys(cx: &mut Cx, with_flags: bool) -> CmdResult {
         }
         return reply_keys(cx, args, keys, with_flags);
     }
+    // MIGRATE's KEYS spec is INCOMPLETE: when its keyword search (from the
+    // second-to-last argument back to the second) finds KEYS, Redis drops
+    // the spec results and uses migrateGetKeys: the key at 3, or (when that
+    // is empty) everything after the first KEYS from argument 6 on, skipping
+    // the arguments of AUTH/AUTH2; with KEYS and a non-empty key there are
+    // no keys (MIGRATE itself reports the syntax error).
+    let keys_found = || args.len() >= 3 && args[2..args.len() - 1].iter().any(|a| eq_ic(a, b"keys"));
+    if meta.name == "migrate" && !meta.key_specs.is_empty() && keys_found() {
+        let flags = meta.key_specs[0].flags.as_slice();
+        let (mut first, mut num) = (3, 1);
+        let mut i = 6;
+        while i < args.len() {
+            let a = &args[i];
+            if eq_ic(a, b"keys") {
+                if args[3].is_empty() {
+                    first = i + 1;
+                    num = args.len() - first;
+                } else {
+                    num = 0;
+                }
+                break;
+            }
+            if eq_ic(a, b"auth") {
+                i += 1;
+            } else if eq_ic(a, b"auth2") {
+                i += 2;
+            }
+            i += 1;
+        }
+        if num == 0 {
+            return Err(CmdError::err("Invalid arguments specified for command"));
+        }
+        keys.extend((first..first + num).map(|p| (p, flags)));
+        return reply_keys(cx, args, keys, with_flags);
+    }
     let owned_flags: [Vec<String>; 3] = [
         vec!["OW".into(), "update".into()],
         vec!["RW".into(), "access".into(), "update".into()],

@@ -1,5 +1,6 @@
 //! Server commands: DBSIZE, FLUSHDB, FLUSHALL, SWAPDB, TIME, LASTSAVE,
-//! MEMORY, MONITOR, DEBUG, SHUTDOWN.
+//! MEMORY, MONITOR, DEBUG, SHUTDOWN, LOLWUT; CLUSTER, READONLY, READWRITE
+//! and ASKING answer that cluster support is disabled, as Redis does.
 
 use super::{eq_ic, CmdError, CmdImpl, CmdResult, Cx, Lock, SYNTAX};
 use crate::keyspace::Entry;
@@ -9,6 +10,10 @@ use std::time::Duration;
 
 #[path = "debug.rs"]
 pub mod debug;
+#[path = "lolwut.rs"]
+mod lolwut;
+#[path = "memstats.rs"]
+mod memstats;
 
 pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "dbsize", handler: dbsize, lock: Lock::None },
@@ -20,7 +25,19 @@ pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "monitor", handler: monitor, lock: Lock::None },
     CmdImpl { name: "debug", handler: debug, lock: Lock::All },
     CmdImpl { name: "shutdown", handler: shutdown, lock: Lock::None },
+    CmdImpl { name: "lolwut", handler: lolwut::lolwut, lock: Lock::None },
+    CmdImpl { name: "cluster", handler: no_cluster, lock: Lock::None },
+    CmdImpl { name: "readonly", handler: no_cluster, lock: Lock::None },
+    CmdImpl { name: "readwrite", handler: no_cluster, lock: Lock::None },
+    CmdImpl { name: "asking", handler: no_cluster, lock: Lock::None },
 ];
+
+/// CLUSTER (every subcommand but unknown ones, which dispatch rejects),
+/// READONLY, READWRITE and ASKING on a server without cluster mode, which
+/// Ferrite always is: Redis 7.0's reply with cluster-enabled no.
+fn no_cluster(_cx: &mut Cx) -> CmdResult {
+    Err(CmdError::err("This instance has cluster support disabled"))
+}
 
 /// Write a HELP reply (an array of status lines, as Redis's addReplyHelp).
 pub fn reply_help(cx: &mut Cx, lines: &[&str]) {
@@ -111,6 +128,7 @@ fn flushdb(cx: &mut Cx) -> CmdResult {
     let db = cx.client.db;
     clear_db(cx, db);
     super::client::tracking::flush(cx.srv);
+    super::client::tracking::take_inline(cx.out);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -123,6 +141,7 @@ fn flushall(cx: &mut Cx) -> CmdResult {
     }
     super::persist::after_flushall(cx);
     super::client::tracking::flush(cx.srv);
+    super::client::tracking::take_inline(cx.out);
     cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
@@ -179,6 +198,14 @@ pub fn start_unix(srv: &crate::server::Server) -> i64 {
 
 const MEMORY_HELP: &[&str] = &[
     "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "STATS",
+    "    Return information about the memory usage of the server.",
     "USAGE <key> [SAMPLES <count>]",
     "    Return memory in bytes used by <key> and its value. Nested values are",
     "    sampled up to <count> times (default: 5, 0 means sample all).",
@@ -198,11 +225,21 @@ fn memory(cx: &mut Cx) -> CmdResult {
         reply_help(cx, MEMORY_HELP);
         return Ok(());
     }
-    if !eq_ic(sub, b"usage") {
-        // Other MEMORY subcommands exist in Redis (DOCTOR, STATS, ...) but
-        // are not provided by Ferrite.
-        let s: String = String::from_utf8_lossy(sub).chars().take(128).collect();
-        return Err(CmdError::err(format!("MEMORY {} is not supported by Ferrite", s.to_ascii_uppercase())));
+    if eq_ic(sub, b"stats") {
+        memstats::stats(cx);
+        return Ok(());
+    }
+    if eq_ic(sub, b"doctor") {
+        memstats::doctor(cx);
+        return Ok(());
+    }
+    if eq_ic(sub, b"malloc-stats") {
+        memstats::malloc_stats(cx);
+        return Ok(());
+    }
+    if eq_ic(sub, b"purge") {
+        memstats::purge(cx);
+        return Ok(());
     }
     let mut j = 3;
     while j < cx.argc() {

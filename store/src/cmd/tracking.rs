@@ -64,6 +64,11 @@ thread_local! {
     /// Invalidations for the running client itself, sent after its reply
     /// (Redis's tracking_pending_keys).
     static PENDING: std::cell::RefCell<Vec<(Arc<ClientHandle>, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Invalidations redirected to the running client by other tracking
+    /// clients: Redis writes them into its reply buffer at once, ahead of
+    /// the reply (FLUSHDB/FLUSHALL put them there, see [`take_inline`]);
+    /// whatever is left goes out after the reply.
+    static INLINE: std::cell::RefCell<Vec<(Arc<ClientHandle>, Push)>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The running script called a read-only command (then its caller
     /// tracks the script's declared keys, as Redis does).
     static SCRIPT_READ: Cell<bool> = const { Cell::new(false) };
@@ -87,6 +92,9 @@ pub fn set_current(id: u64) {
 /// it produced for its own client, and forget the current client.
 pub fn end_command(srv: &Server) {
     set_current(0);
+    for (dest, push) in INLINE.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+        let _ = dest.tx.send(push);
+    }
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     for (target, key) in pending {
         send(srv, &target, Some(vec![Bytes::from(key)]));
@@ -130,7 +138,38 @@ fn send(srv: &Server, target: &Arc<ClientHandle>, keys: Option<Vec<Bytes>>) {
     let resp3 = dest.resp.load(Ordering::Relaxed) >= 3;
     let subscribed = dest.sub.load(Ordering::Relaxed) + dest.psub.load(Ordering::Relaxed) > 0;
     if resp3 || (redirected && subscribed) {
-        let _ = dest.tx.send(Push::Invalidate { keys, pubsub: !resp3 });
+        let push = match keys {
+            // Redis writes the flush's null in the protocol of the tracking
+            // client, even when the message goes to a redirect target
+            // speaking the other one.
+            None if redirected && (target.resp.load(Ordering::Relaxed) >= 3) != resp3 => {
+                let mut b = ferrite_resp::ReplyBuf::new(resp3);
+                if resp3 {
+                    b.push(2);
+                    b.bulk(b"invalidate");
+                } else {
+                    b.push(3);
+                    b.bulk(b"message");
+                    b.bulk(b"__redis__:invalidate");
+                }
+                b.raw(if resp3 { b"$-1\r\n" } else { b"_\r\n" });
+                Push::Reply(b.buf.freeze())
+            }
+            keys => Push::Invalidate { keys, pubsub: !resp3 },
+        };
+        if redirected && dest.id == CURRENT.with(|c| c.get()) {
+            INLINE.with(|p| p.borrow_mut().push((dest, push)));
+        } else {
+            let _ = dest.tx.send(push);
+        }
+    }
+}
+
+/// Write the invalidations redirected to the running client so far into
+/// its reply, ahead of the command's own reply, as Redis does.
+pub fn take_inline(out: &mut ferrite_resp::ReplyBuf) {
+    for (_, push) in INLINE.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+        crate::conn::encode_push(out, &push);
     }
 }
 
