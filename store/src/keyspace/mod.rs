@@ -108,9 +108,21 @@ pub struct Shard {
 
 impl Shard {
     /// Slot tables are allocated on the first write, so the 15 databases
-    /// most deployments never use cost next to nothing.
-    fn new() -> Shard {
-        Shard { slots: Box::new([]), keys: 0, volatile: 0 }
+    /// most deployments never use cost next to nothing. Database 0's are
+    /// allocated up front (about 640 KB in all): otherwise the first keys
+    /// each cost a shard's 10 KB slot array, which `maxmemory` headroom
+    /// computed from `used_memory` (Redis's own maxmemory tests do that)
+    /// cannot foresee.
+    fn new(eager: bool) -> Shard {
+        let mut s = Shard { slots: Box::new([]), keys: 0, volatile: 0 };
+        if eager {
+            s.alloc_slots();
+        }
+        s
+    }
+
+    fn alloc_slots(&mut self) {
+        self.slots = (0..SLOTS_PER_SHARD).map(|_| SlotTable::default()).collect();
     }
 
     #[inline]
@@ -123,7 +135,7 @@ impl Shard {
     #[inline]
     pub fn slot_mut(&mut self, slot: u16) -> &mut SlotTable {
         if self.slots.is_empty() {
-            self.slots = (0..SLOTS_PER_SHARD).map(|_| SlotTable::default()).collect();
+            self.alloc_slots();
         }
         &mut self.slots[slot as usize / SHARDS]
     }
@@ -234,8 +246,12 @@ impl Shard {
         true
     }
 
+    /// Drop every key. The slot array stays (its tables are freed): a
+    /// flushed database that is written again does not pay for it again.
     pub fn clear(&mut self) {
-        self.slots = Box::new([]);
+        for st in self.slots.iter_mut() {
+            *st = SlotTable::default();
+        }
         self.keys = 0;
         self.volatile = 0;
     }
@@ -262,9 +278,9 @@ pub struct Db {
 }
 
 impl Db {
-    fn new() -> Db {
+    fn new(eager: bool) -> Db {
         Db {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new(eager))).collect(),
             watched: Mutex::new(hashbrown::HashMap::new()),
             watch_count: AtomicUsize::new(0),
             expires_hint: AtomicU64::new(0),
@@ -475,7 +491,7 @@ impl<'a> Access<'a> {
 
 impl Store {
     pub fn new(databases: usize) -> Store {
-        Store { dbs: (0..databases.max(1)).map(|_| Db::new()).collect(), world: WorldLock::new() }
+        Store { dbs: (0..databases.max(1)).map(|i| Db::new(i == 0)).collect(), world: WorldLock::new() }
     }
 
     /// Lock nothing (commands that touch no keys).
