@@ -592,7 +592,19 @@ fn object(cx: &mut Cx) -> CmdResult {
     if eq_ic(sub, b"ENCODING") {
         cx.out.bulk(e.value.encoding().as_bytes());
     } else if eq_ic(sub, b"REFCOUNT") {
-        let shared = matches!(e.value, Value::Str(StrValue::Int(i)) if (0..SHARED_INTEGERS).contains(&i));
+        // Redis does not share integers when maxmemory is set with an LRU/LFU policy (each value keeps its own
+        // access time); ferrite decides with the current settings rather than those of the write.
+        let pol = crate::evict::policy(cx.srv);
+        let per_object = cx.srv.tun.maxmemory.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && matches!(
+                pol,
+                crate::evict::Policy::AllKeysLru
+                    | crate::evict::Policy::VolatileLru
+                    | crate::evict::Policy::AllKeysLfu
+                    | crate::evict::Policy::VolatileLfu
+            );
+        let shared = !per_object
+            && matches!(e.value, Value::Str(StrValue::Int(i)) if (0..SHARED_INTEGERS).contains(&i));
         cx.out.int(if shared { i32::MAX as i64 } else { 1 });
     } else if eq_ic(sub, b"IDLETIME") {
         if crate::evict::policy(cx.srv).is_lfu() {
