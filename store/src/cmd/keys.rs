@@ -603,8 +603,8 @@ fn object(cx: &mut Cx) -> CmdResult {
                     | crate::evict::Policy::AllKeysLfu
                     | crate::evict::Policy::VolatileLfu
             );
-        let shared = !per_object
-            && matches!(e.value, Value::Str(StrValue::Int(i)) if (0..SHARED_INTEGERS).contains(&i));
+        let shared =
+            !per_object && matches!(e.value, Value::Str(StrValue::Int(i)) if (0..SHARED_INTEGERS).contains(&i));
         cx.out.int(if shared { i32::MAX as i64 } else { 1 });
     } else if eq_ic(sub, b"IDLETIME") {
         if crate::evict::policy(cx.srv).is_lfu() {
