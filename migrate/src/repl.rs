@@ -682,9 +682,7 @@ fn placeholder(
 }
 
 fn parse_sid(b: &[u8]) -> Option<ferrite_rdb::StreamId> {
-    let s = std::str::from_utf8(b).ok()?;
-    let (ms, seq) = s.split_once('-')?;
-    Some(ferrite_rdb::StreamId::new(ms.parse().ok()?, seq.parse().ok()?))
+    crate::streamcopy::parse_id(b).map(|(ms, seq)| ferrite_rdb::StreamId::new(ms, seq))
 }
 
 /// The ids pending in any consumer group of stream `key` on `master` (XINFO GROUPS, then XPENDING in pages),

@@ -58,7 +58,7 @@ fn bytes(r: Option<&Reply>) -> &[u8] {
     r.and_then(Reply::as_bytes).unwrap_or_default()
 }
 
-fn parse_id(id: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn parse_id(id: &[u8]) -> Option<(u64, u64)> {
     let s = std::str::from_utf8(id).ok()?;
     let (ms, seq) = s.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))

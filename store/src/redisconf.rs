@@ -408,23 +408,9 @@ fn parse_int(v: &[u8], min: i64, max: i64) -> Result<i64, String> {
     Ok(n)
 }
 
-/// Redis's memtoull: digits with an optional b/k/kb/m/mb/g/gb unit.
+/// Redis's memtoull (the one CONFIG SET uses), as bytes.
 fn parse_mem_value(v: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
-    let units: [(&str, u64); 7] = [
-        ("gb", 1 << 30),
-        ("mb", 1 << 20),
-        ("kb", 1 << 10),
-        ("g", 1_000_000_000),
-        ("m", 1_000_000),
-        ("k", 1000),
-        ("b", 1),
-    ];
-    let (num, mul) = units.iter().find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m))).unwrap_or((s.as_str(), 1));
-    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    num.parse::<u64>().ok()?.checked_mul(mul).filter(|n| *n <= i64::MAX as u64)
+    ferrite::cmd::config::parse_mem(v).and_then(|n| u64::try_from(n).ok())
 }
 
 fn parse_bool(v: &[u8]) -> Result<bool, String> {

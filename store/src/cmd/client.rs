@@ -113,10 +113,6 @@ fn type_of(srv: &crate::server::Server, h: &ClientHandle) -> Type {
 /// Read buffer size a connection starts with (conn.rs READ_CHUNK).
 const READ_CHUNK: u64 = 16 * 1024;
 
-fn srv_replica(cx: &Cx, h: &ClientHandle) -> bool {
-    cx.srv.repl.is_replica(h.id)
-}
-
 /// One CLIENT LIST line (without the trailing newline). `cur_cmd` is the
 /// full name of the command being executed when `h` is the caller.
 fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String) {
@@ -129,10 +125,11 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     if h.monitor.load(Ordering::Relaxed) {
         flags.push('O');
     }
-    if srv_replica(cx, h) {
+    let ty = type_of(cx.srv, h);
+    if ty == Type::Replica {
         flags.push('S');
     }
-    if type_of(cx.srv, h) == Type::PubSub {
+    if ty == Type::PubSub {
         flags.push('P');
     }
     let multi = h.multi.load(Ordering::Relaxed);

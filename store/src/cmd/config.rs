@@ -600,7 +600,8 @@ fn config_get(cx: &mut Cx) -> CmdResult {
 }
 
 /// Redis's memtoull: digits with an optional b/k/kb/m/mb/g/gb unit.
-pub(crate) fn parse_mem(v: &[u8]) -> Option<i64> {
+/// Redis's memtoull: digits with an optional b/k/kb/m/mb/g/gb unit (also used by redis.conf and persistence settings).
+pub fn parse_mem(v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
     let (num, mul): (&str, i64) = if let Some(n) = s.strip_suffix("gb") {
         (n, 1 << 30)

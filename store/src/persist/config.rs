@@ -112,21 +112,7 @@ pub fn parse_save(v: &str) -> Result<Vec<(u64, u64)>, String> {
 }
 
 fn parse_mem(v: &str) -> Option<u64> {
-    let s = v.to_ascii_lowercase();
-    let units: [(&str, u64); 7] = [
-        ("gb", 1 << 30),
-        ("mb", 1 << 20),
-        ("kb", 1 << 10),
-        ("g", 1_000_000_000),
-        ("m", 1_000_000),
-        ("k", 1000),
-        ("b", 1),
-    ];
-    let (num, mul) = units.iter().find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m))).unwrap_or((s.as_str(), 1));
-    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    num.parse::<u64>().ok()?.checked_mul(mul)
+    crate::cmd::config::parse_mem(v.as_bytes()).and_then(|n| u64::try_from(n).ok())
 }
 
 impl PersistConfig {
