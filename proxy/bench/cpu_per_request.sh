@@ -29,7 +29,7 @@ for P_ in 1 16; do for t in get set; do
   for tgt in redis proxy nutcracker; do
     port=$RP; [ $tgt = proxy ] && port=$PP; [ $tgt = nutcracker ] && port=$NP
     r0=$(cpu $R); p0=$(cpu $P); n0=$(cpu $N)
-    rps=$(redis-benchmark -p $port -c 50 -n $n -P $P_ -t $t --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"')
+    rps=$(redis-benchmark -p $port -c 50 -n $n -P $P_ -t $t -d ${DSIZE:-16} --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"')
     r1=$(cpu $R); p1=$(cpu $P); n1=$(cpu $N)
     echo "$t -P$P_ via $tgt: $rps req/s; us/request: redis-server $(us $r0 $r1 $n), proxy $(us $p0 $p1 $n), nutcracker $(us $n0 $n1 $n)"
   done

@@ -8,7 +8,7 @@
 
 use crate::metrics::Metrics;
 use crate::resp::{encode_cmd, FrameScanner};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -86,9 +86,10 @@ pub struct Job {
 pub enum Sink {
     /// A one-shot channel (the general routing path).
     Once(ReplyTx),
-    /// A client's inbox, tagged with the client's sequence number for the request (the fast path: no channel, no
-    /// task per request; the client is woken once per read of the backend's replies).
-    Client(Arc<Inbox>, u64),
+    /// A client's inbox, tagged with the client's sequence number for the first request and the number of requests
+    /// (the fast path: no channel, no task per request; the client is woken once per read of the backend's
+    /// replies). A group of `n` consecutive requests of one client gets its `n` reply frames as one delivery.
+    Client(Arc<Inbox>, u64, u32),
     /// A function run by the connection's reader, in reply order (mirror writes).
     Call(Box<dyn FnOnce(Result<Bytes, BackendError>) + Send>),
 }
@@ -104,13 +105,23 @@ impl Sink {
     }
 
     fn deliver(self, r: Result<Bytes, BackendError>, woken: &mut Vec<Arc<Inbox>>) {
+        self.deliver_with(r, false, woken)
+    }
+
+    /// Deliver `r`; `err`: some frame of a group delivered as one is an error reply.
+    fn deliver_with(self, r: Result<Bytes, BackendError>, err: bool, woken: &mut Vec<Arc<Inbox>>) {
         match self {
             Sink::Once(tx) => {
                 let _ = tx.send(r);
             }
             Sink::Call(f) => f(r),
-            Sink::Client(inbox, seq) => {
-                inbox.replies.lock().push((seq, r));
+            Sink::Client(inbox, seq, n) => {
+                let err = err
+                    || match &r {
+                        Ok(b) => b.first() == Some(&b'-'),
+                        Err(_) => true,
+                    };
+                inbox.replies.lock().push(Delivery { seq, n, err, r });
                 if !woken.last().is_some_and(|w| Arc::ptr_eq(w, &inbox)) {
                     woken.push(inbox);
                 }
@@ -119,20 +130,70 @@ impl Sink {
     }
 }
 
+/// The replies of `n` consecutive requests of one client (`seq` is the first one's sequence number): `n` frames
+/// back to back, or the failure of all of them.
+pub struct Delivery {
+    pub seq: u64,
+    pub n: u32,
+    /// Some frame of the group is an error reply (or the connection failed): the client looks at each frame.
+    pub err: bool,
+    pub r: Result<Bytes, BackendError>,
+}
+
 /// Replies for one client from any number of backend connections, in arrival order with the client's sequence
 /// numbers; the client puts them back in request order.
 #[derive(Default)]
 pub struct Inbox {
-    pub replies: Mutex<Vec<(u64, Result<Bytes, BackendError>)>>,
+    pub replies: Mutex<Vec<Delivery>>,
     pub waker: AtomicWaker,
 }
 
+/// What a reply frame does to the request at the front of a connection's queue.
+enum Step {
+    /// Its last frame: deliver.
+    Done(Pending),
+    /// A frame of a group, kept until the group is complete.
+    Keep,
+    /// A frame nobody waits for (the reply to `ASKING`).
+    Discard,
+}
+
 struct Pending {
-    left: u8,
+    /// Reply frames still expected.
+    left: u32,
+    /// Requests in this entry (a client's group); 1 otherwise.
+    count: u32,
+    /// Deliver every frame (a group) rather than only the last one (`ASKING` + command).
+    keep_all: bool,
+    /// Some frame received so far is an error reply.
+    err: bool,
     sink: Sink,
     post: Option<PostAction>,
     /// When the batch holding the request was written (stamped by the writer, once per batch).
     sent: Option<Instant>,
+}
+
+impl Queue {
+    /// Queue the bytes of one request: small ones are copied into the current block, big ones kept as they are.
+    fn add(&mut self, data: Bytes) {
+        if data.len() >= BIG_REQUEST {
+            if !self.out.is_empty() {
+                let run = self.out.split().freeze();
+                self.chunks.push(run);
+            }
+            self.chunks.push(data);
+        } else {
+            if self.out.capacity() - self.out.len() < data.len() {
+                // A fresh block: never grow (and copy) what is queued already.
+                if !self.out.is_empty() {
+                    let run = self.out.split().freeze();
+                    self.chunks.push(run);
+                }
+                self.out.reserve(OUT_BLOCK);
+            }
+            self.out.extend_from_slice(&data);
+        }
+    }
 }
 
 /// What clients queue for the writer: the bytes to write and, in the same order, who waits for the replies.
@@ -194,6 +255,11 @@ impl Conn {
         self.shared.alive.load(Ordering::Relaxed)
     }
 
+    /// The same connection?
+    pub fn same(&self, other: &Conn) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Queue a job; the write order of jobs queued from one thread is their call order.
     pub fn send(&self, job: Job) {
         let Job { data, replies, tx, post } = job;
@@ -210,24 +276,9 @@ impl Conn {
             if q.closed {
                 return Err(sink);
             }
-            if data.len() >= BIG_REQUEST {
-                if !q.out.is_empty() {
-                    let run = q.out.split().freeze();
-                    q.chunks.push(run);
-                }
-                q.chunks.push(data);
-            } else {
-                if q.out.capacity() - q.out.len() < data.len() {
-                    // A fresh block: never grow (and copy) what is queued already.
-                    if !q.out.is_empty() {
-                        let run = q.out.split().freeze();
-                        q.chunks.push(run);
-                    }
-                    q.out.reserve(OUT_BLOCK);
-                }
-                q.out.extend_from_slice(&data);
-            }
-            q.pending.push_back(Pending { left: replies.max(1), sink, post, sent: None });
+            q.add(data);
+            let left = u32::from(replies.max(1));
+            q.pending.push_back(Pending { left, count: 1, keep_all: false, err: false, sink, post, sent: None });
             q.unsent += 1;
             q.unsent == 1
         };
@@ -235,6 +286,41 @@ impl Conn {
             self.shared.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Queue a client's group of consecutive requests (one `Bytes` each, one reply frame each) under one lock; the
+    /// `datas.len()` reply frames are delivered together to `inbox` under sequence number `seq`. Returns false when
+    /// the connection is closed (nothing was queued).
+    pub fn push_group(&self, datas: &[Bytes], inbox: &Arc<Inbox>, seq: u64) -> bool {
+        let n = datas.len() as u32;
+        if n == 0 {
+            return true;
+        }
+        let first = {
+            let mut q = self.shared.q.lock();
+            if q.closed {
+                return false;
+            }
+            for d in datas {
+                q.add(d.clone());
+            }
+            let sink = Sink::Client(inbox.clone(), seq, n);
+            q.pending.push_back(Pending {
+                left: n,
+                count: n,
+                keep_all: true,
+                err: false,
+                sink,
+                post: None,
+                sent: None,
+            });
+            q.unsent += 1;
+            q.unsent == 1
+        };
+        if first {
+            self.shared.wake.notify_one();
+        }
+        true
     }
 }
 
@@ -266,9 +352,9 @@ pub struct Pool {
 }
 
 /// Requests at least this big are queued by reference (written with `writev`) instead of copied.
-const BIG_REQUEST: usize = 512;
+const BIG_REQUEST: usize = 16 * 1024;
 /// Size of the blocks small requests are copied into.
-const OUT_BLOCK: usize = 32 * 1024;
+const OUT_BLOCK: usize = 64 * 1024;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(2000);
@@ -487,6 +573,8 @@ async fn run_conn(
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut sc = FrameScanner::default();
         let mut woken: Vec<Arc<Inbox>> = Vec::new();
+        // Bytes at the front of `buf` that are complete frames of the front request group, not delivered yet.
+        let mut pos = 0usize;
         let why = loop {
             match rd.read_buf(&mut buf).await {
                 Ok(0) => break "connection closed by backend".to_string(),
@@ -497,44 +585,67 @@ async fn run_conn(
             let now = Instant::now();
             let mut bad = None;
             loop {
-                match sc.scan(&buf) {
+                match sc.scan(&buf[pos..]) {
                     Ok(Some(n)) => {
                         sc.reset();
-                        let frame = buf.split_to(n).freeze();
-                        if resp3 && frame[0] == b'>' {
-                            continue; // out-of-band push on a shared connection: not ours to deliver
+                        let start = pos;
+                        if resp3 && buf[start] == b'>' {
+                            // An out-of-band push on a shared connection: not ours to deliver. Cut it out.
+                            if start == 0 {
+                                buf.advance(n);
+                            } else {
+                                let mut tail = buf.split_off(start);
+                                tail.advance(n);
+                                buf.extend_from_slice(&tail);
+                            }
+                            continue;
                         }
-                        let done = {
+                        let is_err = buf[start] == b'-';
+                        let step = {
                             let mut q = rshared.q.lock();
                             let written = q.pending.len() - q.unsent;
                             match q.pending.front_mut() {
                                 Some(f) if written > 0 => {
                                     f.left = f.left.saturating_sub(1);
+                                    f.err |= is_err;
                                     if f.left == 0 {
-                                        q.pending.pop_front().map(Some)
+                                        q.pending.pop_front().map(Step::Done)
+                                    } else if f.keep_all {
+                                        Some(Step::Keep)
                                     } else {
-                                        Some(None)
+                                        Some(Step::Discard)
                                     }
                                 }
                                 _ => None,
                             }
                         };
-                        match done {
+                        match step {
                             None => {
                                 bad = Some("reply without a request".to_string());
                                 break;
                             }
-                            Some(None) => {}
-                            Some(Some(p)) => {
+                            // A frame of a group: delivered with the group's last one.
+                            Some(Step::Keep) => pos = start + n,
+                            // `ASKING`'s reply: only the command's reply is delivered.
+                            Some(Step::Discard) => {
+                                buf.advance(start + n);
+                                pos = 0;
+                            }
+                            Some(Step::Done(p)) => {
+                                let frame = buf.split_to(start + n).freeze();
+                                pos = 0;
                                 if let Some(sent) = p.sent {
-                                    latency.observe(now.saturating_duration_since(sent).as_secs_f64());
+                                    let took = now.saturating_duration_since(sent).as_secs_f64();
+                                    for _ in 0..p.count {
+                                        latency.observe(took);
+                                    }
                                 }
                                 if let Some(post) = p.post {
                                     if frame[0] != b'-' {
                                         post(&frame);
                                     }
                                 }
-                                p.sink.deliver(Ok(frame), &mut woken);
+                                p.sink.deliver_with(Ok(frame), p.err, &mut woken);
                             }
                         }
                     }

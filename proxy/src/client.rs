@@ -2,9 +2,9 @@
 //! replies in request order even when they come from different backends. Connection-level commands (AUTH,
 //! HELLO, SELECT, CLIENT, CLUSTER, MULTI/EXEC/WATCH, pub/sub, FERRITE.PROXY) are handled here.
 
-use crate::backend::{BackendError, Conn, DedConn, Inbox, Side, Sink};
+use crate::backend::{BackendError, Conn, DedConn, Delivery, Inbox, Side};
 use crate::pubsub::{confirm, Kind, PsCmd, PubSubHandle};
-use crate::resp::{self, encode_cmd, encode_into};
+use crate::resp::{self, encode_cmd, encode_into, FrameScanner};
 use crate::router::{self, side_of, Fut, Merge, Req, Split};
 use crate::slots::{InflightGuard, State};
 use crate::Proxy;
@@ -162,6 +162,12 @@ pub struct Client {
     /// The bytes of the request being handled, as the client sent them (a well-formed multibulk request): forwarded
     /// without encoding the arguments again.
     raw: Option<Bytes>,
+    /// Fast-path requests not yet queued on their backend connection: consecutive requests for one connection are
+    /// queued together (one lock, one reply delivery) when a request for another connection or for the general
+    /// path comes, or when the read requests are all handled. (connection, sequence number of the first).
+    group: Option<(Conn, u64)>,
+    /// The bytes of the requests of `group`.
+    group_data: Vec<Bytes>,
 }
 
 fn eq(a: &[u8], b: &str) -> bool {
@@ -239,6 +245,8 @@ impl Client {
             last_plain: false,
             last_simple_key: false,
             raw: None,
+            group: None,
+            group_data: Vec::new(),
         }
     }
 
@@ -332,8 +340,25 @@ impl Client {
                 data
             }
         };
-        conn.push(data.clone(), 1, Sink::Client(self.inbox.clone(), self.next_seq), None).ok()?;
+        if !self.group.as_ref().is_some_and(|(c, _)| c.same(&conn)) {
+            self.flush_group();
+            self.group = Some((conn, self.next_seq));
+        }
+        self.group_data.push(data.clone());
         Some((side, addr, data))
+    }
+
+    /// Queue the fast-path requests gathered so far on their backend connection. Must run before a request takes
+    /// any other path, so that requests reach a node in the order the client sent them.
+    fn flush_group(&mut self) {
+        let Some((conn, seq)) = self.group.take() else { return };
+        if !conn.push_group(&self.group_data, &self.inbox, seq) {
+            // The connection closed meanwhile: nothing was written, the general path retries each request.
+            let n = self.group_data.len() as u32;
+            let r = Err(BackendError::NotSent("connection closed".into()));
+            self.inbox.replies.lock().push(Delivery { seq, n, err: true, r });
+        }
+        self.group_data.clear();
     }
 
     /// Does this request run on the client's dedicated connection (so it must not overtake or be overtaken by
@@ -387,6 +412,7 @@ impl Client {
                 }
             }
         }
+        self.flush_group();
         // Commands allowed before authentication.
         if eq(name, "auth") {
             return self.auth(args);
@@ -560,8 +586,10 @@ impl Client {
             if let Some(out) = self.try_fast(slot, meta, args) {
                 return out;
             }
+            self.flush_group();
             return Out::Later(p.exec_slot(slot, self.req(args, Some(meta), vec![args[1].clone()])));
         }
+        self.flush_group();
         let pos = match get_keys(meta, args) {
             Ok(p) => p,
             Err(_) => return Out::Later(p.exec_default(self.req(args, Some(meta), Vec::new()))),
@@ -594,6 +622,7 @@ impl Client {
         if let Some(out) = self.try_fast(slot, meta, args) {
             return out;
         }
+        self.flush_group();
         Out::Later(p.exec_slot(slot, self.req(args, Some(meta), keys.into_vec())))
     }
 
@@ -1261,6 +1290,34 @@ fn is_blocking_call(cmd: &str, args: &[Bytes]) -> bool {
     matches!(cmd, "xread" | "xreadgroup") && args.iter().any(|a| eq(a, "block"))
 }
 
+/// The replies of a group delivery, one per request: the frames of `r`, or its failure for each.
+fn split_delivery(r: Result<Bytes, BackendError>, n: u32) -> Vec<Result<Bytes, BackendError>> {
+    let n = n as usize;
+    match r {
+        Ok(b) if n == 1 => vec![Ok(b)],
+        Ok(b) => {
+            let mut v = Vec::with_capacity(n);
+            let mut at = 0;
+            let mut sc = FrameScanner::default();
+            while v.len() < n {
+                match sc.scan(&b[at..]) {
+                    Ok(Some(len)) => {
+                        sc.reset();
+                        v.push(Ok(b.slice(at..at + len)));
+                        at += len;
+                    }
+                    _ => break,
+                }
+            }
+            while v.len() < n {
+                v.push(Err(BackendError::Lost("incomplete reply group".into())));
+            }
+            v
+        }
+        Err(e) => vec![Err(e); n],
+    }
+}
+
 /// Turn a fast-path reply into the client's reply: plain replies as they are; redirects, retryable errors and
 /// connection failures go on through the general path (a future that completes the entry later).
 fn fast_reply(
@@ -1318,7 +1375,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     // Replies computed by futures (the general path), tagged with their sequence numbers.
     let mut slow: FuturesUnordered<futures_util::future::BoxFuture<'static, (u64, Bytes)>> = FuturesUnordered::new();
     let mut fast_waiting = 0usize;
-    let mut got: Vec<(u64, Result<Bytes, BackendError>)> = Vec::new();
+    let mut got: Vec<Delivery> = Vec::new();
     let mut ctrl_pending = 0usize;
     let mut args: Vec<Bytes> = Vec::new();
     let mut deferred: Option<Vec<Bytes>> = None;
@@ -1422,19 +1479,44 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             };
             queue.push_back(entry);
         }
+        cl.flush_group();
+        // The parse loop stopped at the pending limit: once replies make room, the requests still buffered must be
+        // handled without waiting for more input (the client may have sent everything already).
+        let stalled = queue.len() >= MAX_PENDING;
         // Take the replies that are already in, then write every reply that is next in order.
         loop {
             let mut progress = false;
             if fast_waiting > 0 {
                 std::mem::swap(&mut got, &mut *inbox.replies.lock());
-                for (seq, r) in got.drain(..) {
-                    let Some(e) = seq.checked_sub(head).and_then(|i| queue.get_mut(i as usize)) else { continue };
-                    let Some(info) = e.fast.take() else { continue };
-                    fast_waiting -= 1;
-                    progress = true;
-                    match fast_reply(&proxy, cl.resp3, info, r) {
-                        Ok(b) => e.reply = Some(b),
-                        Err(f) => slow.push(Box::pin(f.map(move |b| (seq, b)))),
+                for d in got.drain(..) {
+                    let Some(base) = d.seq.checked_sub(head) else { continue };
+                    let base = base as usize;
+                    if !d.err {
+                        // Plain replies (the common case): the whole group's frames are the first request's reply,
+                        // the others' are empty.
+                        let Ok(b) = d.r else { continue };
+                        let mut whole = Some(b);
+                        for k in 0..d.n as usize {
+                            let Some(e) = queue.get_mut(base + k) else { break };
+                            let Some(info) = e.fast.take() else { continue };
+                            proxy.slots.done(info.slot);
+                            fast_waiting -= 1;
+                            progress = true;
+                            e.reply = Some(whole.take().unwrap_or_default());
+                        }
+                        continue;
+                    }
+                    // Some reply is an error (maybe a redirect) or the connection failed: each request on its own.
+                    for (k, r) in split_delivery(d.r, d.n).into_iter().enumerate() {
+                        let seq = d.seq + k as u64;
+                        let Some(e) = queue.get_mut(base + k) else { break };
+                        let Some(info) = e.fast.take() else { continue };
+                        fast_waiting -= 1;
+                        progress = true;
+                        match fast_reply(&proxy, cl.resp3, info, r) {
+                            Ok(b) => e.reply = Some(b),
+                            Err(f) => slow.push(Box::pin(f.map(move |b| (seq, b)))),
+                        }
                     }
                 }
             }
@@ -1472,6 +1554,9 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
         }
         if closing && queue.is_empty() {
             break;
+        }
+        if stalled && queue.len() < MAX_PENDING && !closing {
+            continue;
         }
         if (cl.barrier || deferred.is_some()) && queue.is_empty() && !closing {
             // Every earlier reply is written: go on with the buffered requests.
