@@ -131,7 +131,14 @@ fn differential_against_redis_standalone() {
             assert_eq!(show(&a), show(&b), "RESP{proto}: {line}");
         }
         // Malformed RESP: Redis's protocol error, then the connection is closed (only that one).
-        for bad in [&b"*1\r\n$x\r\n"[..], b"*a\r\n", b"*1\r\n+x\r\n", b"\"unbalanced\r\n"] {
+        for bad in [
+            &b"*1\r\n$x\r\n"[..],
+            b"*a\r\n",
+            b"*1\r\n+x\r\n",
+            b"\"unbalanced\r\n",
+            b"*1\r\n$04\r\nPING\r\n",
+            b"*01\r\n$4\r\nPING\r\n",
+        ] {
             let mut r2 = redis.conn();
             let mut p2 = proxy.conn();
             r2.send_raw(bad);

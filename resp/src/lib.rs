@@ -10,9 +10,12 @@
 //!   and RESP3 (maps, sets, doubles, nulls, booleans, push messages).
 //! - [`num`]: Redis-compatible number parsing and formatting (`string2ll`,
 //!   `strtod`, `%.17g`).
+//! - [`frame`]: the reply side for clients and proxies: an incremental frame scanner, a small value parser, a
+//!   zero-copy splitter of complete requests and request encoding.
 //!
 //! What it does not know: sockets, command names, or what any command means.
 
+pub mod frame;
 pub mod num;
 pub mod parser;
 pub mod reply;
