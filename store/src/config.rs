@@ -141,6 +141,8 @@ pub struct Config {
     /// Absolute path of the redis.conf file ferrite was started with
     /// (CONFIG REWRITE rewrites it, see [`rewrite_redis_conf`]).
     pub redis_conf: Option<PathBuf>,
+    /// `rename-command OLD NEW` lines of the redis.conf, in order (NEW empty = the command is removed).
+    pub rename_commands: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for Config {
@@ -162,6 +164,7 @@ impl Default for Config {
             metrics_listen: None,
             replicaof: None,
             redis_conf: None,
+            rename_commands: Vec::new(),
         }
     }
 }

@@ -12,9 +12,10 @@
 //! (`cmd::config::set_at_startup`) once the server exists. It also writes
 //! Redis-style log lines (`pid:M 23 Nov 2026 05:25:52.846 * ...`).
 //!
-//! What it does not know: Unix sockets, TLS, cluster mode, modules,
-//! `rename-command` and Sentinel directives (fatal errors, see
-//! [`unsupported`]), and CONFIG REWRITE of a redis.conf file.
+//! What it does not know: Unix sockets, TLS, cluster mode, modules and
+//! Sentinel directives (fatal errors, see [`unsupported`]). `rename-command`
+//! lines are collected into `Config::rename_commands` and applied to the
+//! command table when the server is built.
 
 use ferrite::config::Config;
 use ferrite::server::Server;
@@ -382,7 +383,6 @@ pub fn unsupported(name: &str, args: &[Vec<u8>]) -> Option<String> {
     let v = args.first().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).unwrap_or_default();
     Some(match name {
         "loadmodule" => "ferrite cannot load Redis modules (loadmodule)".into(),
-        "rename-command" => "ferrite does not support rename-command".into(),
         "sentinel" => "ferrite is not Redis Sentinel (sentinel directives)".into(),
         "unixsocket" if !v.is_empty() => {
             "ferrite does not listen on Unix domain sockets: remove unixsocket (or set it to \"\")".into()
@@ -435,6 +435,8 @@ fn parse_enum<'a>(v: &[u8], opts: &[&'a str]) -> Result<&'a str, String> {
 pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, ConfError> {
     let mut boot = Boot::default();
     let mut save_seen = false;
+    // The command table as the `rename-command` lines so far leave it (built at the first one).
+    let mut renames: Option<ferrite::cmd::Registry> = None;
     // Settings refused only for their final value (a later
     // `--unixsocket ""` overrides the file's path).
     let mut last: Vec<Directive> = Vec::new();
@@ -558,6 +560,16 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
             n if n.starts_with("cluster-") || n.starts_with("tls-") => {
                 // Only used with cluster mode / TLS, which are refused above.
                 one()?;
+            }
+            "rename-command" => {
+                if d.args.len() != 2 {
+                    return Err(bad());
+                }
+                renames
+                    .get_or_insert_with(ferrite::cmd::Registry::build)
+                    .rename(&d.args[0], &d.args[1])
+                    .map_err(|e| d.err(e))?;
+                cfg.rename_commands.push((d.args[0].clone(), d.args[1].clone()));
             }
             "user" => {
                 if d.args.is_empty() {

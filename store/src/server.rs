@@ -146,6 +146,7 @@ impl Server {
         let acl = crate::acl::Acl::new();
         acl.set_default_password(config.requirepass.as_deref().map(str::as_bytes));
         let persist = crate::persist::Persist::new(config.persist.clone());
+        let registry = Registry::with_renames(&config.rename_commands);
         let srv = Arc::new(Server {
             persist,
             store: Store::new(config.databases),
@@ -153,7 +154,7 @@ impl Server {
             clients: Clients::default(),
             pubsub: PubSub::default(),
             stats: Stats::default(),
-            registry: Registry::build(),
+            registry,
             tun,
             started: Instant::now(),
             started_coarse_ms: coarse_monotonic_ms(),

@@ -253,6 +253,11 @@ fn bad_directives_fail_like_redis() {
         vec![&unb_s],
         vec![&conf_s, "--save", "--foo", "bar"],
         vec![&conf_s, "--user", "foo", "--user", "foo"],
+        vec![&conf_s, "--rename-command", "nosuchcmd", "x"],
+        vec![&conf_s, "--rename-command", "flushdb", "get"],
+        vec![&conf_s, "--rename-command", "flushdb"],
+        vec![&conf_s, "--rename-command", "flushdb", "a", "b"],
+        vec![&conf_s, "--rename-command", "flushdb", "x", "--rename-command", "flushdb", "y"],
     ];
     for args in &cases {
         let (rc, _, redis_err) = run_to_exit(&redis_bin(), args, None, &dir.0);
@@ -267,7 +272,6 @@ fn bad_directives_fail_like_redis() {
         (vec![conf_s.as_str(), "--loadmodule", "/x.so"], "cannot load Redis modules"),
         (vec![conf_s.as_str(), "--unixsocket", "/tmp/x.sock"], "Unix domain sockets"),
         (vec![conf_s.as_str(), "--cluster-enabled", "yes"], "Redis Cluster mode"),
-        (vec![conf_s.as_str(), "--rename-command", "flushdb", "x"], "rename-command"),
     ] {
         let (rc, _, err) = run_to_exit(&ferrite_bin(), &args, None, &dir.0);
         assert_eq!(rc, 1, "{args:?}");
@@ -288,6 +292,62 @@ fn bad_directives_fail_like_redis() {
     let (rc, _, err) = run_to_exit(&ferrite_bin(), &["/nonexistent/redis.conf"], None, &dir.0);
     assert_eq!(rc, 1);
     assert!(err.contains("Fatal error, can't open config file '/nonexistent/redis.conf'"), "{err}");
+}
+
+/// `rename-command` in a redis.conf: the old name is unknown, the new one runs the command (which keeps its own
+/// name in replies), an empty new name removes the command, names are case-insensitive and may be long, and CONFIG
+/// REWRITE keeps the lines. Same replies as redis-server with the same file.
+#[test]
+fn rename_command_like_redis() {
+    let dir = TempDir::new("redisconf-rename");
+    let secret = "b840fc02d524045429941cc15f59e41cb7be6c52";
+    let mut replies: Vec<Vec<Vec<u8>>> = Vec::new();
+    for bin in [redis_bin(), ferrite_bin()] {
+        let port = free_port();
+        let conf = dir.0.join(format!("r{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nsave \"\"\nrename-command flushdb badger\nrename-command CONFIG {secret}\n\
+                 rename-command keys \"\"\nrename-command Badger BADGER2\n"
+            ),
+        )
+        .unwrap();
+        let conf_s = conf.display().to_string();
+        let server = spawn(&bin, &[&conf_s], port, &dir.0);
+        let mut c = server.conn();
+        let mut got = Vec::new();
+        for line in [
+            "SET k v",
+            "FLUSHDB",
+            "BADGER",
+            "badger2 x",
+            "badger2",
+            "GET k",
+            "KEYS *",
+            "CONFIG GET port",
+            &format!("{} GET save", secret.to_uppercase()),
+            "COMMAND INFO badger2",
+            "COMMAND GETKEYS badger2",
+            "MULTI",
+            "badger2",
+            "flushdb",
+            "EXEC",
+            &format!("{secret} REWRITE"),
+        ] {
+            got.push(c.line(line));
+        }
+        let text = std::fs::read_to_string(&conf).unwrap();
+        for l in
+            ["rename-command flushdb badger", &format!("rename-command CONFIG {secret}"), "rename-command keys \"\""]
+        {
+            assert!(text.contains(l), "CONFIG REWRITE keeps {l:?}: {text}");
+        }
+        replies.push(got);
+    }
+    for (i, (a, b)) in replies[0].iter().zip(&replies[1]).enumerate() {
+        assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b), "reply {i}");
+    }
 }
 
 /// A port already in use: Redis's two log lines on stdout, exit code 1.

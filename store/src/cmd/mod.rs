@@ -160,12 +160,42 @@ impl Registry {
         Registry { map }
     }
 
+    /// The table after redis.conf's `rename-command` lines (already validated at start-up; one that fails here
+    /// is skipped).
+    pub fn with_renames(renames: &[(Vec<u8>, Vec<u8>)]) -> Registry {
+        let mut r = Registry::build();
+        for (old, new) in renames {
+            let _ = r.rename(old, new);
+        }
+        r
+    }
+
+    /// `rename-command OLD NEW` as Redis applies it: OLD is looked up (case-insensitively) and removed, then the
+    /// same command is added under NEW unless NEW is empty. The command keeps its own name in replies (COMMAND,
+    /// error messages), as in Redis. Errors are Redis's config-file error texts.
+    pub fn rename(&mut self, old: &[u8], new: &[u8]) -> Result<(), &'static str> {
+        let old = String::from_utf8_lossy(old).to_ascii_lowercase();
+        let cmd = self.map.remove(old.as_str()).ok_or("No such command in rename-command")?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        let new = String::from_utf8_lossy(new).to_ascii_lowercase();
+        if self.map.contains_key(new.as_str()) {
+            return Err("Target command name already exists");
+        }
+        // Start-up configuration only: a handful of names for the life of the process.
+        let key: &'static str = Box::leak(new.into_boxed_str());
+        self.map.insert(key, cmd);
+        Ok(())
+    }
+
     /// Case-insensitive lookup without allocation for short names.
     #[inline]
     pub fn get(&self, name: &[u8]) -> Option<&Cmd> {
         let mut buf = [0u8; 32];
         if name.len() > buf.len() {
-            return None;
+            // Only names given by rename-command can be this long.
+            return std::str::from_utf8(name).ok().and_then(|s| self.map.get(s.to_ascii_lowercase().as_str()));
         }
         for (d, s) in buf.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
