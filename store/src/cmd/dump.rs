@@ -7,6 +7,8 @@ use crate::rdbconv::{from_rdb, to_rdb};
 pub static COMMANDS: &[CmdImpl] = &[
     CmdImpl { name: "dump", handler: dump, lock: Lock::Keys },
     CmdImpl { name: "restore", handler: restore, lock: Lock::Keys },
+    // Redis Cluster's MIGRATE sends RESTORE-ASKING (RESTORE that a cluster node accepts for an importing slot).
+    CmdImpl { name: "restore-asking", handler: restore, lock: Lock::Keys },
 ];
 
 fn dump(cx: &mut Cx) -> CmdResult {
