@@ -12,11 +12,16 @@ use bytes::BytesMut;
 use ferrite_resp::parser::Parsed;
 use ferrite_resp::{Limits, ReplyBuf, RequestParser};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
+
+/// A client socket: TCP or a Unix domain socket (`unixsocket`).
+pub trait Sock: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send> Sock for T {}
 
 const READ_CHUNK: usize = 16 * 1024;
 /// A connection whose reads keep filling the buffer (bulk loading, big pipelines) reads up to this much at once:
@@ -94,8 +99,21 @@ pub fn encode_push(out: &mut ReplyBuf, p: &Push) {
     }
 }
 
-pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, local: SocketAddr) {
+pub async fn handle(srv: Arc<Server>, sock: TcpStream, peer: SocketAddr, local: SocketAddr) {
     let _ = sock.set_nodelay(true);
+    let trusted = !protected_mode_denies(true, true, peer.ip());
+    serve(srv, sock, peer.to_string(), local.to_string(), trusted).await
+}
+
+/// A client of the Unix domain socket at `path` (Redis shows `addr=<path>:0 laddr=<path>:0`; protected mode does
+/// not apply to it).
+pub async fn handle_unix(srv: Arc<Server>, sock: UnixStream, path: Arc<str>) {
+    let addr = format!("{path}:0");
+    serve(srv, sock, addr.clone(), addr, true).await
+}
+
+/// Serve one client. `local_peer`: a loopback or Unix socket client (served in protected mode).
+async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: String, local_peer: bool) {
     let (maxclients, needs_auth, max_bulk) = {
         let c = srv.config.read();
         (c.maxclients, srv.acl.auth_required(), c.proto_max_bulk_len)
@@ -106,21 +124,14 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         return;
     }
     let protected = crate::cmd::config::accepted_value("protected-mode").as_deref() != Some("no");
-    if protected_mode_denies(protected, srv.acl.default_nopass(), peer.ip()) {
+    if protected && srv.acl.default_nopass() && !local_peer {
         srv.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
         let _ = sock.write_all(DENIED).await;
         return;
     }
     srv.stats.total_connections_received.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel::<Push>();
-    let handle = Arc::new(ClientHandle::new(
-        srv.clients.next_id(),
-        peer.to_string(),
-        local.to_string(),
-        std::os::fd::AsRawFd::as_raw_fd(&sock),
-        tx,
-        srv.uptime_ms(),
-    ));
+    let handle = Arc::new(ClientHandle::new(srv.clients.next_id(), addr, laddr, sock.as_raw_fd(), tx, srv.uptime_ms()));
     srv.clients.register(handle.clone());
     let mut client = Client::new(handle.clone(), !needs_auth);
     let mut parser = RequestParser::new(Limits { max_bulk_len: max_bulk, ..Limits::default() });
@@ -294,11 +305,11 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
 
 /// CLIENT PAUSE: hold this command (flushing earlier replies first) until
 /// the pause ends or is lifted. Returns false if the connection broke.
-async fn wait_while_paused(
+async fn wait_while_paused<S: Sock>(
     srv: &Server,
     client: &Client,
     args: &[bytes::Bytes],
-    sock: &mut TcpStream,
+    sock: &mut S,
     out: &mut ReplyBuf,
 ) -> bool {
     use ferrite_commands::Flags;
@@ -356,9 +367,9 @@ async fn wait_while_paused(
 /// Wait until the blocked command is served, times out, is unblocked, or
 /// the client goes away. Returns false when the connection must close.
 /// The reply (served or timeout) is appended to `out`.
-async fn wait_blocked(
+async fn wait_blocked<S: Sock>(
     srv: &Server,
-    sock: &mut TcpStream,
+    sock: &mut S,
     rbuf: &mut BytesMut,
     rx: &mut mpsc::UnboundedReceiver<Push>,
     client: &mut Client,
@@ -432,9 +443,9 @@ async fn wait_blocked(
     stay
 }
 
-async fn write_out(
+async fn write_out<S: Sock>(
     srv: &Server,
-    sock: &mut TcpStream,
+    sock: &mut S,
     out: &mut ReplyBuf,
     os: &crate::obuf::OutState,
 ) -> std::io::Result<()> {

@@ -120,6 +120,29 @@ fn main() {
                 }
             }
         }
+        // `unixsocket`: a stale socket file is removed first, as Redis does.
+        let unix_listener = match &boot.unixsocket {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                match tokio::net::UnixListener::bind(path) {
+                    Ok(l) => {
+                        let perm = ferrite::cmd::config::accepted_value("unixsocketperm")
+                            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+                            .unwrap_or(0);
+                        if perm != 0 {
+                            use std::os::unix::fs::PermissionsExt;
+                            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(perm));
+                        }
+                        Some((l, path.clone()))
+                    }
+                    Err(e) => {
+                        redisconf::log('M', '#', &format!("Failed opening Unix socket: {e}"));
+                        std::process::exit(1);
+                    }
+                }
+            }
+            None => None,
+        };
         let metrics_addr = srv.config.read().metrics_listen.clone();
         let metrics_listener = match metrics_addr {
             Some(a) => match tokio::net::TcpListener::bind(a.as_str()).await {
@@ -170,6 +193,21 @@ fn main() {
             }
         }
         redisconf::log('M', '*', "Ready to accept connections");
+        if let Some((l, path)) = unix_listener {
+            redisconf::log('M', '*', &format!("The server is now ready to accept connections at {}", path.display()));
+            let srv = srv.clone();
+            let name: std::sync::Arc<str> = path.display().to_string().into();
+            tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((sock, _)) => {
+                            tokio::spawn(ferrite::conn::handle_unix(srv.clone(), sock, name.clone()));
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    }
+                }
+            });
+        }
         if boot.notify_systemd {
             redisconf::notify_systemd("STATUS=Ready to accept connections\nREADY=1\n");
         }
@@ -211,6 +249,9 @@ fn main() {
         });
         srv.serve(listener).await;
         if let Some(p) = &boot.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(p) = &boot.unixsocket {
             let _ = std::fs::remove_file(p);
         }
         redisconf::log('M', '#', "Ferrite is now ready to exit, bye bye...");

@@ -12,7 +12,7 @@
 //! (`cmd::config::set_at_startup`) once the server exists. It also writes
 //! Redis-style log lines (`pid:M 23 Nov 2026 05:25:52.846 * ...`).
 //!
-//! What it does not know: Unix sockets, TLS, cluster mode, modules and
+//! What it does not know: TLS, cluster mode, modules and
 //! Sentinel directives (fatal errors, see [`unsupported`]). `rename-command`
 //! lines are collected into `Config::rename_commands` and applied to the
 //! command table when the server is built.
@@ -343,6 +343,8 @@ pub struct Boot {
     pub bind_display: Option<String>,
     pub show_logo: bool,
     pub notify_systemd: bool,
+    /// `unixsocket`: also listen on this Unix domain socket.
+    pub unixsocket: Option<PathBuf>,
     /// Directives applied through CONFIG SET once the server exists.
     runtime: Vec<Directive>,
     has_users: bool,
@@ -384,9 +386,6 @@ pub fn unsupported(name: &str, args: &[Vec<u8>]) -> Option<String> {
     Some(match name {
         "loadmodule" => "ferrite cannot load Redis modules (loadmodule)".into(),
         "sentinel" => "ferrite is not Redis Sentinel (sentinel directives)".into(),
-        "unixsocket" if !v.is_empty() => {
-            "ferrite does not listen on Unix domain sockets: remove unixsocket (or set it to \"\")".into()
-        }
         "tls-port" if v != "0" => "ferrite does not support TLS (tls-port must be 0)".into(),
         "cluster-enabled" if v == "yes" => {
             "ferrite does not implement Redis Cluster mode (cluster-enabled yes); put ferrite-proxy in front of a \
@@ -438,11 +437,11 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
     // The command table as the `rename-command` lines so far leave it (built at the first one).
     let mut renames: Option<ferrite::cmd::Registry> = None;
     // Settings refused only for their final value (a later
-    // `--unixsocket ""` overrides the file's path).
+    // `--tls-port 0` overrides the file's port).
     let mut last: Vec<Directive> = Vec::new();
     for d in dirs {
         let name = canonical(&d.name).to_string();
-        if matches!(name.as_str(), "unixsocket" | "tls-port" | "cluster-enabled" | "supervised") {
+        if matches!(name.as_str(), "tls-port" | "cluster-enabled" | "supervised") {
             last.retain(|x| x.name != name);
             last.push(d.clone());
         } else if let Some(why) = unsupported(&name, &d.args) {
@@ -544,7 +543,9 @@ pub fn apply_startup(cfg: &mut Config, dirs: Vec<Directive>) -> Result<Boot, Con
                 set_logfile(&v).map_err(|e| d.err(format!("Can't open the log file: {e}")))?;
             }
             "unixsocket" => {
-                one()?;
+                let v = one()?;
+                boot.unixsocket = (!v.is_empty()).then(|| PathBuf::from(text(v)));
+                boot.runtime.push(d);
             }
             "supervised" => {
                 let v = parse_enum(one()?, &["upstart", "systemd", "auto", "no"]).map_err(|e| d.err(e))?;

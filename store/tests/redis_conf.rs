@@ -270,7 +270,6 @@ fn bad_directives_fail_like_redis() {
     // Directives ferrite refuses on purpose: same format, a clear reason.
     for (args, reason) in [
         (vec![conf_s.as_str(), "--loadmodule", "/x.so"], "cannot load Redis modules"),
-        (vec![conf_s.as_str(), "--unixsocket", "/tmp/x.sock"], "Unix domain sockets"),
         (vec![conf_s.as_str(), "--cluster-enabled", "yes"], "Redis Cluster mode"),
     ] {
         let (rc, _, err) = run_to_exit(&ferrite_bin(), &args, None, &dir.0);
@@ -347,6 +346,76 @@ fn rename_command_like_redis() {
     }
     for (i, (a, b)) in replies[0].iter().zip(&replies[1]).enumerate() {
         assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b), "reply {i}");
+    }
+}
+
+/// Send one command over a Unix domain socket and read one reply (bounded).
+fn unix_cmd(path: &Path, args: &[&str]) -> String {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {path:?}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(n) = support::frame_len(&buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return String::from_utf8_lossy(&buf).into_owned(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read from {path:?}: {e}"),
+        }
+    }
+}
+
+/// `unixsocket` / `unixsocketperm`: the same socket behaviour as redis-server (a stale file at the path replaced,
+/// permissions applied, CLIENT INFO `addr=<path>:0 laddr=<path>:0` and flag `U`, CONFIG GET/SET, the file removed
+/// at shutdown).
+#[test]
+fn unix_socket_like_redis() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("redisconf-unix");
+    for (i, bin) in [redis_bin(), ferrite_bin()].into_iter().enumerate() {
+        let port = free_port();
+        let path = dir.0.join(format!("s{i}.sock"));
+        std::fs::write(&path, "stale").unwrap();
+        let (port_s, path_s) = (port.to_string(), path.display().to_string());
+        let server = spawn(
+            &bin,
+            &["--port", &port_s, "--save", "", "--unixsocket", &path_s, "--unixsocketperm", "700"],
+            port,
+            &dir.0,
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{bin:?}: socket permissions");
+        let info = unix_cmd(&path, &["CLIENT", "INFO"]);
+        let field = |k: &str| info.split(' ').find_map(|f| f.strip_prefix(k)).unwrap_or("").to_string();
+        assert_eq!(field("addr="), format!("{path_s}:0"), "{bin:?}: {info}");
+        assert_eq!(field("laddr="), format!("{path_s}:0"), "{bin:?}: {info}");
+        assert_eq!(field("flags="), "U", "{bin:?}: {info}");
+        assert_eq!(unix_cmd(&path, &["SET", "k", "v"]), "+OK\r\n");
+        assert_eq!(unix_cmd(&path, &["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(
+            unix_cmd(&path, &["CONFIG", "GET", "unixsocket"]),
+            format!("*2\r\n$10\r\nunixsocket\r\n${}\r\n{path_s}\r\n", path_s.len())
+        );
+        assert_eq!(
+            unix_cmd(&path, &["CONFIG", "SET", "unixsocket", "/tmp/other.sock"]),
+            "-ERR CONFIG SET failed (possibly related to argument 'unixsocket') - can't set immutable config\r\n"
+        );
+        // A TCP client sees the Unix client's key.
+        assert_eq!(server.conn().cmd(&["GET", "k"]), b"$1\r\nv\r\n");
+        let _ = unix_cmd(&path, &["SHUTDOWN", "NOSAVE"]);
+        let deadline = Instant::now() + WAIT;
+        while path.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!path.exists(), "{bin:?}: the socket file is removed at shutdown");
     }
 }
 

@@ -142,6 +142,10 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     if me && cx.client.close_after_reply {
         flags.push('c');
     }
+    // A Unix domain socket client (its address is the socket's path).
+    if h.addr.starts_with('/') {
+        flags.push('U');
+    }
     if h.no_evict.load(Ordering::Relaxed) {
         flags.push('e');
     }

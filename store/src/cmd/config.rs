@@ -137,6 +137,8 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("oom-score-adj-values", "0 200 800", "str"),
     ("ignore-warnings", "", "str"),
     ("unixsocketperm", "0", "int:0:777"), // octal digits in Redis
+    // The binary listens there (redis.conf / command line only).
+    ("unixsocket", "", "str"),
     // Applied: see `apply` (crate::acl::PUBSUB_DEFAULT_ALL).
     ("acl-pubsub-default", "resetchannels", "enum:allchannels|resetchannels"),
     // Read by the binary's SIGINT / SIGTERM handlers.
@@ -161,6 +163,7 @@ const IMMUTABLE_ACCEPTED: &[&str] = &[
     "syslog-ident",
     "syslog-facility",
     "unixsocketperm",
+    "unixsocket",
 ];
 
 /// Redis's validation of a new value for an accepted parameter.
@@ -395,6 +398,7 @@ const PARAMS: &[Param] = &[
     Param { name: "oom-score-adj-values", kind: Kind::Accepted },
     Param { name: "ignore-warnings", kind: Kind::Accepted },
     Param { name: "unixsocketperm", kind: Kind::Accepted },
+    Param { name: "unixsocket", kind: Kind::Accepted },
     Param { name: "acl-pubsub-default", kind: Kind::Accepted },
     Param { name: "shutdown-on-sigint", kind: Kind::Accepted },
     Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
