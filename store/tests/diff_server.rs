@@ -50,6 +50,13 @@ fn info_fields_and_format() {
     c.cmd(&["SET", "b", "2", "EX", "100"]);
     c.cmd(&["SELECT", "3"]);
     c.cmd(&["SET", "c", "1"]);
+    // On a loaded machine the start-up probe connection may not be reaped yet (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !text(&c.cmd(&["INFO", "clients"])).contains("connected_clients:1\r\n")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let body = text(&c.cmd(&["INFO"]));
     assert!(body.starts_with("# Server\r\nredis_version:7.0.15\r\n"), "{body}");
     assert!(body.ends_with("\r\n"));
@@ -234,6 +241,12 @@ fn client_kill_forms() {
     // SKIPME yes (default) spares the caller; SKIPME no kills it after the reply.
     let mut d = Conn::connect(f.port).unwrap();
     d.cmd(&["PING"]);
+    // On a loaded machine the killed clients (and the start-up probe) may not be reaped yet: wait (bounded) until
+    // only `a` and `d` are listed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while text(&a.cmd(&["CLIENT", "LIST"])).lines().count() > 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(int(&a.cmd(&["CLIENT", "KILL", "TYPE", "normal"])), 1);
     assert_eq!(a.cmd(&["PING"]), b"+PONG\r\n");
     assert_eq!(int(&a.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])), 1);

@@ -419,6 +419,38 @@ fn unix_socket_like_redis() {
     }
 }
 
+/// MODULE with `enable-module-command yes`: ferrite loads no modules, so every load fails with Redis's error for
+/// a module that cannot be loaded, like redis-server given a path that is not a module.
+#[test]
+fn module_command_when_enabled_like_redis() {
+    let dir = TempDir::new("redisconf-module");
+    let notmodule = dir.0.join("not-a-module.so");
+    std::fs::write(&notmodule, "not an ELF file").unwrap();
+    let nm = notmodule.display().to_string();
+    let mut replies: Vec<Vec<Vec<u8>>> = Vec::new();
+    for bin in [redis_bin(), ferrite_bin()] {
+        let port = free_port();
+        let port_s = port.to_string();
+        let server = spawn(&bin, &["--port", &port_s, "--save", "", "--enable-module-command", "yes"], port, &dir.0);
+        let mut c = server.conn();
+        let mut got = Vec::new();
+        for args in [
+            vec!["MODULE", "LIST"],
+            vec!["MODULE", "LOAD", nm.as_str()],
+            vec!["MODULE", "LOAD", "/nonexistent/x.so", "a", "b"],
+            vec!["MODULE", "LOADEX", nm.as_str(), "CONFIG", "a", "b", "ARGS", "c"],
+            vec!["MODULE", "UNLOAD", "nosuch"],
+            vec!["MODULE", "LIST"],
+        ] {
+            got.push(c.cmd(&args));
+        }
+        replies.push(got);
+    }
+    for (i, (a, b)) in replies[0].iter().zip(&replies[1]).enumerate() {
+        assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b), "reply {i}");
+    }
+}
+
 /// A port already in use: Redis's two log lines on stdout, exit code 1.
 #[test]
 fn port_in_use_prints_redis_bind_message() {

@@ -28,6 +28,7 @@ pub mod hll;
 pub mod info;
 pub mod keys;
 pub mod list;
+pub mod module;
 pub mod persist;
 pub mod pubsub;
 pub mod repl;
@@ -113,7 +114,7 @@ pub struct Registry {
 }
 
 /// Every family's command list.
-pub fn families() -> [&'static [CmdImpl]; 25] {
+pub fn families() -> [&'static [CmdImpl]; 26] {
     [
         acl::COMMANDS,
         geo::COMMANDS,
@@ -140,6 +141,7 @@ pub fn families() -> [&'static [CmdImpl]; 25] {
         script::COMMANDS,
         function::COMMANDS,
         repl::COMMANDS,
+        module::COMMANDS,
     ]
 }
 
