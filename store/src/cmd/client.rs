@@ -294,6 +294,11 @@ fn client(cx: &mut Cx) -> CmdResult {
             match target {
                 Some(h) if h.blocked.load(Ordering::Relaxed) => {
                     let _ = h.tx.send(crate::client::Push::Unblock { error });
+                    if error {
+                        // Redis counts a call that caused an error reply
+                        // (here the target's) as failed.
+                        cx.srv.stats.failed_call("client|unblock");
+                    }
                     cx.out.int(1);
                 }
                 _ => cx.out.int(0),

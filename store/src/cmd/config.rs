@@ -71,7 +71,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("client-query-buffer-limit", "1073741824", "mem:1048576"),
     ("maxmemory-clients", "0", "memperc"),
     ("latency-tracking", "yes", "bool"),
-    ("latency-tracking-info-percentiles", "50 99 99.9", "str"),
+    ("latency-tracking-info-percentiles", "50 99 99.9", "percentiles"),
     ("loglevel", "notice", "enum:debug|verbose|notice|warning"),
     ("replica-serve-stale-data", "yes", "bool"),
     ("replica-read-only", "yes", "bool"),
@@ -183,6 +183,10 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
                 return Err(format!("argument must be between {min} and {max} inclusive"));
             }
             Ok(n.to_string())
+        }
+        "percentiles" => {
+            let p = crate::stats::parse_percentiles(v)?;
+            Ok(p.iter().map(|&x| crate::stats::fmt_percentile(x)).collect::<Vec<_>>().join(" "))
         }
         "obuf" => {
             let cur = accepted_value("client-output-buffer-limit").unwrap_or_else(|| crate::obuf::DEFAULT.into());
@@ -730,6 +734,14 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
             if *n == "client-query-buffer-limit" {
                 if let Ok(v) = s.parse::<usize>() {
                     crate::conn::QUERY_BUFFER_LIMIT.store(v, Ordering::Relaxed);
+                }
+            }
+            if *n == "latency-tracking" {
+                srv.stats.latency_tracking.set((s == "yes") as i64);
+            }
+            if *n == "latency-tracking-info-percentiles" {
+                if let Ok(p) = crate::stats::parse_percentiles(s.as_bytes()) {
+                    *srv.stats.latency_percentiles.0.write() = p;
                 }
             }
             if *n == "acl-pubsub-default" {

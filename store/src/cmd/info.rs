@@ -3,8 +3,8 @@
 //! Sections appear in Redis's fixed order whatever order they are asked
 //! in. Values are real where Ferrite has them; fields for features Ferrite
 //! lacks (persistence, replication, modules) report the idle values a
-//! Redis without those features active reports. Latencystats (per-command
-//! percentiles) are not tracked: that section is present but empty.
+//! Redis without those features active reports. Latencystats come from
+//! the per-command histograms of `crate::stats` (`latency-tracking`).
 
 use super::{CmdImpl, CmdResult, Cx, Lock};
 use crate::server::Server;
@@ -318,7 +318,10 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             s.push_str("# Errorstats\r\n");
             crate::cmd::client::errorstats(srv, s);
         }
-        "latencystats" => s.push_str("# Latencystats\r\n"),
+        "latencystats" => {
+            s.push_str("# Latencystats\r\n");
+            crate::stats::latencystats(&srv.stats, s);
+        }
         "cluster" => {
             s.push_str("# Cluster\r\n");
             line!(s, "cluster_enabled:0");
