@@ -391,10 +391,13 @@ async fn wait_blocked(
                 Some(Push::Unblock { error }) => {
                     if cancel(srv) {
                         if error {
+                            srv.stats.error_reply("UNBLOCKED");
                             out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
                         } else {
                             out.null_array();
                         }
+                        // Redis 7.0 counts the call as failed either way.
+                        crate::stats::unblocked(srv, client, &w.args, true);
                         break;
                     }
                     // Already served: the reply is on its way.
@@ -411,6 +414,7 @@ async fn wait_blocked(
                 // (even BLMOVE, whose non-blocking null is a null bulk).
                 if cancel(srv) {
                     out.null_array();
+                    crate::stats::unblocked(srv, client, &w.args, false);
                     break;
                 }
             }
