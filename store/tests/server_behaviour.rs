@@ -158,3 +158,133 @@ fn latencystats_tracking_and_percentiles() {
     b.read_reply();
     assert!(percentiles(&info(&mut c, "latencystats"), "blpop").is_some_and(|l| l.starts_with("p50=")));
 }
+
+/// CLIENT LIST line of the client named `name`, if connected.
+fn client_line(c: &mut Conn, name: &str) -> Option<String> {
+    let list = text(&c.cmd(&["CLIENT", "LIST"]));
+    list.lines().find(|l| l.contains(&format!(" name={name} "))).map(str::to_string)
+}
+
+fn client_field(line: &str, f: &str) -> u64 {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(f).and_then(|r| r.strip_prefix('=')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {f} in {line}"))
+}
+
+/// A client named `name` that sent `n` bytes of an unfinished bulk argument.
+fn big_qbuf_client(port: u16, name: &str, n: usize) -> Conn {
+    let mut c = Conn::connect(port).unwrap();
+    c.cmd(&["CLIENT", "SETNAME", name]);
+    let mut req = format!("*2\r\n${n}\r\n").into_bytes();
+    req.resize(req.len() + n, b'v');
+    c.send_raw(&req);
+    c
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn client_eviction_biggest_first_no_evict_and_stats() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    c.cmd(&["CLIENT", "SETNAME", "control"]);
+    c.cmd(&["CLIENT", "NO-EVICT", "on"]);
+    assert!(client_line(&mut c, "control").unwrap().contains(" flags=e "));
+    // No limit: the buffered bytes show in qbuf and tot-mem of other clients.
+    let _small = big_qbuf_client(f.port, "small", 100_000);
+    let _mid = big_qbuf_client(f.port, "mid", 400_000);
+    let _big = big_qbuf_client(f.port, "big", 1_500_000);
+    for (name, n) in [("small", 100_000u64), ("mid", 400_000), ("big", 1_500_000)] {
+        wait_until(name, || client_line(&mut c, name).is_some_and(|l| client_field(&l, "qbuf") == n));
+        let l = client_line(&mut c, name).unwrap();
+        assert!(client_field(&l, "tot-mem") >= n, "{l}");
+    }
+    // Lowering the limit evicts the biggest clients until the total is below it.
+    c.cmd(&["CONFIG", "SET", "maxmemory-clients", "1mb"]);
+    assert!(client_line(&mut c, "big").is_none());
+    assert!(client_line(&mut c, "mid").is_some());
+    assert!(client_line(&mut c, "small").is_some());
+    let st = info(&mut c, "stats");
+    assert_eq!(field(&st, "evicted_clients").as_deref(), Some("1"));
+    c.cmd(&["CONFIG", "SET", "maxmemory-clients", "300000"]);
+    assert!(client_line(&mut c, "mid").is_none());
+    assert!(client_line(&mut c, "small").is_some());
+    assert_eq!(field(&info(&mut c, "stats"), "evicted_clients").as_deref(), Some("2"));
+
+    // A client that grows past the limit while sending is disconnected.
+    let mut g = big_qbuf_client(f.port, "grower", 10_000);
+    wait_until("grower", || client_line(&mut c, "grower").is_some());
+    let mut more = vec![b'v'; 400_000];
+    more.extend_from_slice(b"\r\n$1\r\nx\r\n");
+    let _ = std::io::Write::write_all(&mut g.stream, &more);
+    wait_until("grower evicted", || client_line(&mut c, "grower").is_none());
+    assert!(g.try_read_reply().is_none(), "evicted client still served");
+
+    // NO-EVICT on: over the limit and still connected (the other clients go).
+    drop(_small);
+    wait_until("small gone", || client_line(&mut c, "small").is_none());
+    let mut ne = Conn::connect(f.port).unwrap();
+    ne.cmd(&["CLIENT", "SETNAME", "noevict"]);
+    ne.cmd(&["CLIENT", "NO-EVICT", "on"]);
+    let mut req = b"*2\r\n$500000\r\n".to_vec();
+    req.resize(req.len() + 500_000, b'v');
+    ne.send_raw(&req);
+    wait_until("noevict qbuf", || client_line(&mut c, "noevict").is_some_and(|l| client_field(&l, "qbuf") == 500_000));
+    let l = client_line(&mut c, "noevict").unwrap();
+    assert!(client_field(&l, "tot-mem") > 300_000 && l.contains(" flags=e "), "{l}");
+
+    drop(ne);
+    wait_until("noevict gone", || client_line(&mut c, "noevict").is_none());
+    // Percentage of maxmemory: 10% of 4 MB = 419430 bytes.
+    c.cmd(&["CONFIG", "SET", "maxmemory-clients", "0"]);
+    c.cmd(&["CONFIG", "SET", "maxmemory", "4mb"]);
+    c.cmd(&["CONFIG", "SET", "maxmemory-clients", "10%"]);
+    let _p = big_qbuf_client(f.port, "pct", 200_000);
+    wait_until("pct", || client_line(&mut c, "pct").is_some_and(|l| client_field(&l, "qbuf") == 200_000));
+    let mut p2 = big_qbuf_client(f.port, "pct2", 450_000);
+    wait_until("pct2 evicted", || client_line(&mut c, "pct2").is_none());
+    assert!(p2.try_read_reply().is_none());
+    c.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+}
+
+#[test]
+fn client_eviction_multi_queue_and_subscriptions() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    c.cmd(&["CLIENT", "NO-EVICT", "on"]);
+    c.cmd(&["CONFIG", "SET", "maxmemory-clients", "200000"]);
+    // MULTI queue: multi-mem grows until the client is evicted.
+    let mut m = Conn::connect(f.port).unwrap();
+    m.cmd(&["CLIENT", "SETNAME", "multi"]);
+    m.cmd(&["MULTI"]);
+    let v = "x".repeat(20_000);
+    let mut evicted = false;
+    for _ in 0..20 {
+        m.send(&["SET", "k", &v]);
+        if m.try_read_reply().is_none() {
+            evicted = true;
+            break;
+        }
+    }
+    assert!(evicted, "MULTI queue never evicted");
+    // Subscriptions.
+    let mut s = Conn::connect(f.port).unwrap();
+    let mut evicted = false;
+    for j in 0..20_000 {
+        s.send(&["PSUBSCRIBE", &format!("pattern-{j}")]);
+        if s.try_read_reply().is_none() {
+            evicted = true;
+            break;
+        }
+    }
+    assert!(evicted, "subscriptions never evicted");
+    let st = info(&mut c, "stats");
+    assert_eq!(field(&st, "evicted_clients").as_deref(), Some("2"));
+}

@@ -2,10 +2,12 @@
 //!
 //! CLIENT LIST / INFO use Redis 7.0's line format. Fields Ferrite does not
 //! track per connection are reported as follows: qbuf and argv-mem = the
-//! size of the current command for the caller (0 for other connections),
+//! size of the current command for the caller (for other connections: the
+//! unexecuted bytes buffered and the arguments of a command still arriving),
 //! qbuf-free = read chunk size (16384) minus qbuf, rbs = 16384,
-//! omem = pushed output not yet written (`obuf`), multi-mem/obl/oll = 0, rbp = 0, tot-mem = an estimate of the per-connection
-//! buffers, events=r. For other connections `cmd=` is the last top-level
+//! omem = pushed output not yet written (`obuf`), multi-mem = MULTI queue and
+//! watched keys, obl/oll = 0, rbp = 0, tot-mem = the connection's memory as
+//! `client::account` records it (what `maxmemory-clients` counts), events=r. For other connections `cmd=` is the last top-level
 //! command name (subcommands are not recorded); for the calling client it
 //! is the current command, as in Redis.
 //!
@@ -155,18 +157,26 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     let user = h.user.lock().clone();
     // For the caller, the command being executed is still in the query
     // buffer (its RESP size) and in argv (its argument bytes), as in Redis.
+    let os = &h.tx.out;
     let (qbuf, argv_mem) = if me {
         let argv: u64 = cx.args.iter().map(|a| a.len() as u64).sum();
         let framing: u64 = cx.args.iter().map(|a| 5 + digits(a.len()) as u64).sum();
         (3 + digits(cx.args.len()) as u64 + framing + argv, argv)
     } else {
-        (0, 0)
+        (os.qbuf() as u64, os.argv_mem() as u64)
     };
-    let omem = h.tx.out.omem() as u64;
+    let omem = os.omem() as u64;
+    let multi_mem = os.multi_mem() as u64;
+    // Recorded memory, with this client's own current command instead of what was recorded.
+    let tot_mem = if me {
+        (os.tot_mem() as u64).saturating_sub((os.qbuf_mem() + os.argv_mem()) as u64) + qbuf + argv_mem
+    } else {
+        os.tot_mem() as u64
+    };
     let _ = write!(
         s,
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
-         qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} \
+         qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} \
          user={} redir=-1 resp={}",
         h.id,
         h.addr,
@@ -184,9 +194,10 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
         qbuf,
         READ_CHUNK.saturating_sub(qbuf),
         argv_mem,
+        multi_mem,
         READ_CHUNK,
         omem,
-        2 * READ_CHUNK + 1024 + qbuf + argv_mem + omem,
+        tot_mem,
         cmd,
         user,
         h.resp.load(Ordering::Relaxed),

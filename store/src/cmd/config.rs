@@ -736,6 +736,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
                     crate::conn::QUERY_BUFFER_LIMIT.store(v, Ordering::Relaxed);
                 }
             }
+            if *n == "maxmemory-clients" {
+                crate::client::set_maxmemory_clients(&s);
+            }
             if *n == "latency-tracking" {
                 srv.stats.latency_tracking.set((s == "yes") as i64);
             }
@@ -833,15 +836,20 @@ fn config_set(cx: &mut Cx) -> CmdResult {
         }
     }
     let mut evict = false;
+    let mut evict_clients = false;
     for (name, v) in values {
         if let Some(v) = v {
             evict |= name == "maxmemory";
+            evict_clients |= matches!(name, "maxmemory" | "maxmemory-clients");
             apply(cx.srv, name, v);
         }
     }
-    // Like Redis, a lower maxmemory evicts right away.
+    // Like Redis, a lower maxmemory (or maxmemory-clients) evicts right away.
     if evict {
         crate::evict::perform_evictions(cx.srv);
+    }
+    if evict_clients {
+        crate::client::evict_clients(cx.srv);
     }
     cx.out.ok();
     Ok(())

@@ -254,7 +254,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "mem_replication_backlog:0");
             line!(s, "mem_total_replication_buffers:0");
             line!(s, "mem_clients_slaves:0");
-            line!(s, "mem_clients_normal:0");
+            line!(s, "mem_clients_normal:{}", crate::obuf::clients_mem().max(0));
             line!(s, "mem_cluster_links:0");
             line!(s, "mem_allocator:mimalloc");
             line!(s, "active_defrag_running:0");
@@ -282,7 +282,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "expired_stale_perc:0.00");
             line!(s, "expired_time_cap_reached_count:0");
             line!(s, "evicted_keys:{}", ld(&st.evicted_keys));
-            line!(s, "evicted_clients:0");
+            line!(s, "evicted_clients:{}", ld(&st.evicted_clients));
             line!(s, "keyspace_hits:{}", ld(&st.keyspace_hits));
             line!(s, "keyspace_misses:{}", ld(&st.keyspace_misses));
             line!(s, "pubsub_channels:{channels}");
