@@ -154,6 +154,12 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     let mark = out.buf.len();
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
                     client.reply_skip_now = std::mem::take(&mut client.reply_skip);
+                    // maxmemory-clients: a command's arguments count before it runs (Redis evicts first).
+                    if crate::client::MAXMEMORY_CLIENTS.load(Ordering::Relaxed) != 0
+                        && crate::client::account(&srv, &mut client, rbuf.len(), None, &args)
+                    {
+                        break 'conn;
+                    }
                     let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
                     durable = durable.max(crate::persist::propagate::take_written());
                     let skip_this = std::mem::take(&mut client.reply_skip_now);
@@ -199,6 +205,10 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     break;
                 }
             }
+        }
+        // Client memory (CLIENT LIST tot-mem) and maxmemory-clients eviction.
+        if crate::client::account(&srv, &mut client, rbuf.len(), parser.pending_bulk(), &args) {
+            break;
         }
         if ncmds > 0 {
             srv.stats.total_commands_processed.fetch_add(ncmds, Ordering::Relaxed);
@@ -478,6 +488,7 @@ fn cleanup(srv: &Server, client: &mut Client) {
         srv.monitor_count.store(m.len(), Ordering::Relaxed);
     }
     srv.clients.unregister(client.id);
+    client.handle.tx.out.release();
 }
 
 #[cfg(test)]
