@@ -97,6 +97,8 @@ pub struct Stats {
     pub latency_percentiles: Percentiles,
     /// INFO stats `evicted_clients`.
     pub evicted_clients: Counter,
+    /// INFO stats `total_forks`: background snapshots started (where Redis forks).
+    pub total_forks: Counter,
 }
 
 /// The percentiles INFO latencystats reports (Redis's default 50 99 99.9).
@@ -536,6 +538,7 @@ impl Stats {
             &self.net_output_bytes,
             &self.total_error_replies,
             &self.evicted_clients,
+            &self.total_forks,
         ] {
             c.store(0, Ordering::Relaxed);
         }

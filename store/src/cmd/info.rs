@@ -289,7 +289,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "pubsub_patterns:{patterns}");
             line!(s, "pubsubshard_channels:{shard}");
             line!(s, "latest_fork_usec:0");
-            line!(s, "total_forks:0");
+            line!(s, "total_forks:{}", ld(&st.total_forks));
             line!(s, "migrate_cached_sockets:0");
             let (tk, ti, tp) = crate::cmd::client::tracking::totals(srv);
             line!(s, "tracking_total_keys:{tk}");
