@@ -526,6 +526,7 @@ impl Stats {
             self.cmds_gen.0.store(next_cmds_gen(), Ordering::Relaxed);
         }
         self.errors.lock().clear();
+        crate::evict::lazyfree::FREED.store(0, Ordering::Relaxed);
         for c in [
             &self.total_connections_received,
             &self.total_commands_processed,

@@ -288,3 +288,56 @@ fn client_eviction_multi_queue_and_subscriptions() {
     let st = info(&mut c, "stats");
     assert_eq!(field(&st, "evicted_clients").as_deref(), Some("2"));
 }
+
+/// UNLINK / DEL of small and big values on both servers: the lazyfree
+/// counters must match Redis's.
+fn lazyfree_script(port: u16) -> Vec<String> {
+    let mut c = Conn::connect(port).unwrap();
+    c.cmd(&["CONFIG", "RESETSTAT"]);
+    let mut sadd: Vec<String> = vec!["SADD".into(), "big".into()];
+    sadd.extend((0..2000).map(|i| format!("m{i}")));
+    let mut out = Vec::new();
+    let mut snapshot = |c: &mut Conn, label: &str| {
+        let t0 = Instant::now();
+        loop {
+            let m = info(c, "memory");
+            if field(&m, "lazyfree_pending_objects").as_deref() == Some("0") {
+                out.push(format!("{label}: freed={}", field(&m, "lazyfreed_objects").unwrap_or_default()));
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "lazyfree never done");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    c.cmd(&sadd);
+    c.cmd(&["SADD", "small", "a", "b"]);
+    c.cmd(&["UNLINK", "small", "big", "missing"]);
+    snapshot(&mut c, "unlink");
+    c.cmd(&sadd);
+    c.cmd(&["DEL", "big"]);
+    snapshot(&mut c, "del");
+    c.cmd(&["CONFIG", "SET", "lazyfree-lazy-user-del", "yes"]);
+    c.cmd(&sadd);
+    c.cmd(&["DEL", "big"]);
+    snapshot(&mut c, "del lazy");
+    c.cmd(&["CONFIG", "SET", "lazyfree-lazy-user-del", "no"]);
+    c.cmd(&["CONFIG", "SET", "stream-node-max-entries", "5"]);
+    for i in 0..500 {
+        c.cmd(&["XADD", "s", "*", "f", &i.to_string()]);
+    }
+    c.cmd(&["XADD", "s1", "*", "f", "v"]);
+    c.cmd(&["UNLINK", "s", "s1"]);
+    snapshot(&mut c, "streams");
+    c.cmd(&["CONFIG", "RESETSTAT"]);
+    snapshot(&mut c, "resetstat");
+    out
+}
+
+#[test]
+fn lazyfree_counters_like_redis() {
+    let r = start_redis(&[]);
+    let f = start_ferrite(&[]);
+    let want = lazyfree_script(r.port);
+    let got = lazyfree_script(f.port);
+    assert_eq!(got, want, "ferrite (left) vs redis (right)");
+}

@@ -736,6 +736,9 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
                     crate::conn::QUERY_BUFFER_LIMIT.store(v, Ordering::Relaxed);
                 }
             }
+            if *n == "lazyfree-lazy-user-del" {
+                crate::evict::lazyfree::LAZY_USER_DEL.store(s == "yes", Ordering::Relaxed);
+            }
             if *n == "maxmemory-clients" {
                 crate::client::set_maxmemory_clients(&s);
             }

@@ -258,8 +258,8 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "mem_cluster_links:0");
             line!(s, "mem_allocator:mimalloc");
             line!(s, "active_defrag_running:0");
-            line!(s, "lazyfree_pending_objects:0");
-            line!(s, "lazyfreed_objects:0");
+            line!(s, "lazyfree_pending_objects:{}", crate::evict::lazyfree::PENDING.load(Ordering::Relaxed));
+            line!(s, "lazyfreed_objects:{}", crate::evict::lazyfree::FREED.load(Ordering::Relaxed));
         }
         "persistence" => crate::persist::info_section(srv, s),
         "stats" => {
