@@ -172,6 +172,10 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                         last_name = ran;
                     }
                     args.clear();
+                    if args.capacity() > 4096 {
+                        // A command with very many arguments: don't keep its argv array.
+                        args = Vec::with_capacity(8);
+                    }
                     ncmds += 1;
                     parser.authenticated = client.authenticated;
                     if client.close_after_reply || client.waiter.is_some() {
