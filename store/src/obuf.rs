@@ -108,6 +108,11 @@ pub fn normal_limited() -> bool {
     LIMITS[0][0].load(Ordering::Relaxed) > 0 || LIMITS[0][1].load(Ordering::Relaxed) > 0
 }
 
+/// The `normal` class hard limit in bytes (0: none).
+pub fn normal_hard_limit() -> u64 {
+    LIMITS[0][0].load(Ordering::Relaxed)
+}
+
 fn limits(class: u8) -> (u64, u64, u64) {
     let l = &LIMITS[(class as usize).min(2)];
     (l[0].load(Ordering::Relaxed), l[1].load(Ordering::Relaxed), l[2].load(Ordering::Relaxed))
@@ -155,6 +160,8 @@ pub struct OutState {
     qbuf: AtomicUsize,
     /// Query buffer memory: at least the whole bulk argument being received.
     qbuf_mem: AtomicUsize,
+    /// Query buffer allocation (CLIENT LIST qbuf + qbuf-free).
+    qbuf_cap: AtomicUsize,
     /// Arguments of the command being received (argv-mem).
     argv: AtomicUsize,
     /// MULTI queue and watched keys (multi-mem).
@@ -190,6 +197,12 @@ impl OutState {
     }
     pub fn qbuf_mem(&self) -> usize {
         self.qbuf_mem.load(Ordering::Relaxed)
+    }
+    pub fn qbuf_cap(&self) -> usize {
+        self.qbuf_cap.load(Ordering::Relaxed)
+    }
+    pub fn set_qbuf_cap(&self, cap: usize) {
+        self.qbuf_cap.store(cap, Ordering::Relaxed);
     }
     pub fn argv_mem(&self) -> usize {
         self.argv.load(Ordering::Relaxed)
@@ -233,6 +246,7 @@ impl OutState {
     pub fn release(&self) {
         let mut delta = 0i64;
         self.qbuf.store(0, Ordering::Relaxed);
+        self.qbuf_cap.store(0, Ordering::Relaxed);
         for f in [&self.qbuf_mem, &self.argv, &self.multi, &self.other, &self.queued, &self.writing] {
             delta -= f.swap(0, Ordering::Relaxed) as i64;
         }
@@ -240,6 +254,11 @@ impl OutState {
             delta -= CLIENT_BASE_MEM as i64;
         }
         global_add(delta);
+    }
+
+    /// A write of the connection's own replies is in progress (it reads no input meanwhile).
+    pub fn is_writing(&self) -> bool {
+        self.writing.load(Ordering::Relaxed) > 0
     }
 
     pub fn class(&self) -> u8 {
