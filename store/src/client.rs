@@ -292,10 +292,12 @@ const PREFIX_MEM: usize = 32;
 pub fn account(
     srv: &crate::server::Server,
     client: &mut Client,
-    qbuf: usize,
+    rbuf: &bytes::BytesMut,
     pending_bulk: Option<usize>,
     partial: &[Bytes],
 ) -> bool {
+    let qbuf = rbuf.len();
+    client.handle.tx.out.set_qbuf_cap(rbuf.capacity());
     // Like Redis, a big argument being received has its whole size reserved.
     let qbuf_mem = qbuf.max(pending_bulk.map_or(0, |n| n + 2));
     let argv = if partial.is_empty() { 0 } else { partial.iter().map(|a| a.len() + 8).sum() };
@@ -331,6 +333,24 @@ pub fn account(
     }
     evict_clients(srv);
     client.handle.killed.load(Ordering::Relaxed)
+}
+
+/// Before a command runs (only while `maxmemory-clients` is set): a
+/// command with big arguments (over 32 KB, Redis's big-argument size)
+/// counts them now, so a client over the limit is evicted before running
+/// it, as Redis does. Returns true when this client was evicted.
+#[inline]
+pub fn before_command(
+    srv: &crate::server::Server,
+    client: &mut Client,
+    rbuf: &bytes::BytesMut,
+    args: &[Bytes],
+) -> bool {
+    if MAXMEMORY_CLIENTS.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let big = args.iter().map(|a| a.len()).sum::<usize>() > 32 * 1024;
+    big && account(srv, client, rbuf, None, args)
 }
 
 /// Disconnect the biggest evictable clients until the memory of all

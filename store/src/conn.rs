@@ -155,9 +155,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
                     client.reply_skip_now = std::mem::take(&mut client.reply_skip);
                     // maxmemory-clients: a command's arguments count before it runs (Redis evicts first).
-                    if crate::client::MAXMEMORY_CLIENTS.load(Ordering::Relaxed) != 0
-                        && crate::client::account(&srv, &mut client, rbuf.len(), None, &args)
-                    {
+                    if crate::client::before_command(&srv, &mut client, &rbuf, &args) {
                         break 'conn;
                     }
                     let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
@@ -211,7 +209,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
             }
         }
         // Client memory (CLIENT LIST tot-mem) and maxmemory-clients eviction.
-        if crate::client::account(&srv, &mut client, rbuf.len(), parser.pending_bulk(), &args) {
+        if crate::client::account(&srv, &mut client, &rbuf, parser.pending_bulk(), &args) {
             break;
         }
         if ncmds > 0 {

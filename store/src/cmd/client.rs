@@ -4,7 +4,7 @@
 //! track per connection are reported as follows: qbuf and argv-mem = the
 //! size of the current command for the caller (for other connections: the
 //! unexecuted bytes buffered and the arguments of a command still arriving),
-//! qbuf-free = read chunk size (16384) minus qbuf, rbs = 16384,
+//! qbuf-free = the rest of the read buffer (for the caller: 16384 minus qbuf), rbs = 16384,
 //! omem = pushed output not yet written (`obuf`), multi-mem = MULTI queue and
 //! watched keys, obl/oll = 0, rbp = 0, tot-mem = the connection's memory as
 //! `client::account` records it (what `maxmemory-clients` counts), events=r. For other connections `cmd=` is the last top-level
@@ -192,7 +192,7 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
         h.ssub.load(Ordering::Relaxed),
         multi,
         qbuf,
-        READ_CHUNK.saturating_sub(qbuf),
+        if me { READ_CHUNK.saturating_sub(qbuf) } else { (os.qbuf_cap() as u64).saturating_sub(qbuf) },
         argv_mem,
         multi_mem,
         READ_CHUNK,
@@ -330,7 +330,47 @@ fn setname(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
+/// Bytes a socket received that its connection has not read yet.
+fn unread_bytes(fd: i32) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; a closed or reused fd only gives an error or another count.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if r == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
+
+/// Before CLIENT LIST describes other connections, let them read what
+/// their clients already sent (at most 20 ms): Redis, single-threaded,
+/// reads every ready socket in the event-loop iteration that serves CLIENT
+/// LIST, so a client's input sent before CLIENT LIST shows in its qbuf /
+/// tot-mem (and counts for maxmemory-clients). Blocked, killed and writing
+/// connections do not read, so they are not waited for.
+fn settle_input(srv: &crate::server::Server, me: u64) {
+    if srv.paused.load(Ordering::Relaxed) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+    loop {
+        let pending = srv.clients.snapshot().iter().any(|h| {
+            h.id != me
+                && h.fd >= 0
+                && !h.blocked.load(Ordering::Relaxed)
+                && !h.killed.load(Ordering::Relaxed)
+                && !h.tx.out.is_writing()
+                && unread_bytes(h.fd) > 0
+        });
+        if !pending || std::time::Instant::now() >= deadline {
+            return;
+        }
+        crate::script::long_running(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+    }
+}
+
 fn list(cx: &mut Cx) -> CmdResult {
+    settle_input(cx.srv, cx.client.id);
     let mut ty: Option<Type> = None;
     let mut ids: Option<Vec<u64>> = None;
     if cx.argc() == 4 && eq_ic(cx.arg(2), b"type") {
