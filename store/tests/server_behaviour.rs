@@ -341,3 +341,72 @@ fn lazyfree_counters_like_redis() {
     let got = lazyfree_script(f.port);
     assert_eq!(got, want, "ferrite (left) vs redis (right)");
 }
+
+/// rdb_changes_since_last_save after writes and flushes, with and without
+/// save rules (FLUSHALL saves then): the same counts as Redis.
+fn dirty_script(port: u16) -> Vec<String> {
+    let mut c = Conn::connect(port).unwrap();
+    let mut out = Vec::new();
+    let mut changes = |c: &mut Conn| field(&info(c, "persistence"), "rdb_changes_since_last_save").unwrap_or_default();
+    c.cmd(&["CONFIG", "SET", "save", ""]);
+    c.cmd(&["FLUSHALL"]);
+    let base: i64 = changes(&mut c).parse().unwrap();
+    let mut rel = |c: &mut Conn, label: &str| {
+        let v: i64 = changes(c).parse().unwrap();
+        out.push(format!("{label}: {}", v - base));
+    };
+    for line in ["SET a 1", "SET b 2", "SELECT 1", "SET c 3", "SELECT 0"] {
+        c.line(line);
+    }
+    rel(&mut c, "writes");
+    c.cmd(&["FLUSHDB"]);
+    rel(&mut c, "flushdb");
+    c.cmd(&["FLUSHDB"]);
+    rel(&mut c, "flushdb empty");
+    c.cmd(&["FLUSHALL"]);
+    rel(&mut c, "flushall");
+    for line in ["MULTI", "SET x 1", "SET y 2", "FLUSHALL", "EXEC"] {
+        c.line(line);
+    }
+    rel(&mut c, "multi flushall");
+    c.cmd(&["CONFIG", "SET", "save", "3600 1 300 100 60 10000"]);
+    c.cmd(&["SET", "key", "value"]);
+    c.cmd(&["FLUSHALL"]);
+    out.push(format!("flushall with save rules: {}", changes(&mut c)));
+    c.cmd(&["CONFIG", "SET", "save", ""]);
+    out
+}
+
+#[test]
+fn flush_dirty_counter_like_redis() {
+    let r = start_redis(&[]);
+    let f = start_ferrite(&[]);
+    let want = dirty_script(r.port);
+    let got = dirty_script(f.port);
+    assert_eq!(got, want, "ferrite (left) vs redis (right)");
+}
+
+fn oom_score_adj(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn oom_score_adj_applies_relative_absolute_and_restores() {
+    let f = start_ferrite(&[]);
+    let pid = f.child.id();
+    let mut c = Conn::connect(f.port).unwrap();
+    let base = oom_score_adj(pid);
+    c.cmd(&["CONFIG", "SET", "oom-score-adj-values", "9 20 30", "oom-score-adj", "yes"]);
+    assert_eq!(oom_score_adj(pid), (base + 9).clamp(-1000, 1000));
+    c.cmd(&["CONFIG", "SET", "oom-score-adj-values", "15 20 30"]);
+    assert_eq!(oom_score_adj(pid), (base + 15).clamp(-1000, 1000));
+    c.cmd(&["CONFIG", "SET", "oom-score-adj", "absolute"]);
+    assert_eq!(oom_score_adj(pid), 15);
+    c.cmd(&["CONFIG", "SET", "oom-score-adj", "relative"]);
+    assert_eq!(oom_score_adj(pid), (base + 15).clamp(-1000, 1000));
+    c.cmd(&["CONFIG", "SET", "oom-score-adj", "no"]);
+    assert_eq!(oom_score_adj(pid), base);
+    // Disabled: changing the values does not touch the process.
+    c.cmd(&["CONFIG", "SET", "oom-score-adj-values", "1 1 1"]);
+    assert_eq!(oom_score_adj(pid), base);
+}
