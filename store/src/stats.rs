@@ -591,7 +591,7 @@ mod tests {
             assert!(i < HDR_LEN);
             let (low, w) = LatencyHist::value_at(i);
             let v = v.clamp(1, HDR_MAX);
-            assert!(low <= v && v <= low + w - 1, "{v}: {low} {w}");
+            assert!(low <= v && v < low + w, "{v}: {low} {w}");
         }
         let h = LatencyHist::new();
         for v in 1..=100u64 {

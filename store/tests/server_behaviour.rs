@@ -347,7 +347,7 @@ fn lazyfree_counters_like_redis() {
 fn dirty_script(port: u16) -> Vec<String> {
     let mut c = Conn::connect(port).unwrap();
     let mut out = Vec::new();
-    let mut changes = |c: &mut Conn| field(&info(c, "persistence"), "rdb_changes_since_last_save").unwrap_or_default();
+    let changes = |c: &mut Conn| field(&info(c, "persistence"), "rdb_changes_since_last_save").unwrap_or_default();
     c.cmd(&["CONFIG", "SET", "save", ""]);
     c.cmd(&["FLUSHALL"]);
     let base: i64 = changes(&mut c).parse().unwrap();
