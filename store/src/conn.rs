@@ -249,6 +249,11 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
         if rbuf.capacity() - rbuf.len() < read_chunk / 4 {
             rbuf.reserve(read_chunk);
         }
+        if rbuf.is_empty() && rbuf.capacity() > 2 * MAX_READ_CHUNK {
+            // The buffer of a big argument (reclaimed by `reserve` once the argument was dropped): an idle
+            // client must not keep it (Redis's 'pending querybuf' trim).
+            rbuf = BytesMut::with_capacity(read_chunk);
+        }
         let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             r = sock.read_buf(&mut rbuf) => {

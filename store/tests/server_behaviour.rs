@@ -410,3 +410,23 @@ fn oom_score_adj_applies_relative_absolute_and_restores() {
     c.cmd(&["CONFIG", "SET", "oom-score-adj-values", "1 1 1"]);
     assert_eq!(oom_score_adj(pid), base);
 }
+
+fn used_memory(c: &mut Conn) -> i64 {
+    field(&info(c, "memory"), "used_memory").unwrap().parse().unwrap()
+}
+
+/// A big argument's buffer is not kept by the connection afterwards (nor
+/// by a replica's link: Redis's unit/pendingquerybuf).
+#[test]
+fn big_argument_buffer_is_released() {
+    let f = start_ferrite(&[]);
+    let mut c = Conn::connect(f.port).unwrap();
+    let mut w = Conn::connect(f.port).unwrap();
+    let base = used_memory(&mut c);
+    let v = vec![b'x'; 16 << 20];
+    assert_eq!(w.cmd(&[&b"SET"[..], b"big", &v]), b"+OK\r\n");
+    assert_eq!(w.cmd(&["DEL", "big"]), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let after = used_memory(&mut c);
+    assert!(after - base < 4 << 20, "used_memory {base} -> {after} after a 16 MB SET + DEL");
+}
