@@ -338,7 +338,9 @@ pub fn account(
 /// Before a command runs (only while `maxmemory-clients` is set): a
 /// command with big arguments (over 32 KB, Redis's big-argument size)
 /// counts them now, so a client over the limit is evicted before running
-/// it, as Redis does. Returns true when this client was evicted.
+/// it, and clients are evicted when the total is over the limit (before
+/// the command's key eviction), as Redis does. Returns true when this
+/// client was evicted.
 #[inline]
 pub fn before_command(
     srv: &crate::server::Server,
@@ -350,7 +352,17 @@ pub fn before_command(
         return false;
     }
     let big = args.iter().map(|a| a.len()).sum::<usize>() > 32 * 1024;
-    big && account(srv, client, rbuf, None, args)
+    if big {
+        return account(srv, client, rbuf, None, args);
+    }
+    // Other clients' memory may have grown meanwhile (pushed output): like
+    // Redis, evict clients before the command (and before key eviction).
+    let limit = eviction_limit(srv);
+    if limit > 0 && crate::obuf::clients_mem().max(0) as u64 >= limit {
+        evict_clients(srv);
+        return client.handle.killed.load(Ordering::Relaxed);
+    }
+    false
 }
 
 /// Disconnect the biggest evictable clients until the memory of all
