@@ -256,6 +256,7 @@ pub fn set_maxmemory_clients(v: &str) {
         None => v.parse::<i64>().unwrap_or(0),
     };
     MAXMEMORY_CLIENTS.store(n, Ordering::Relaxed);
+    eviction_rules_changed();
 }
 
 /// The client memory limit in bytes (0: none). Like Redis, a percentage
@@ -372,6 +373,27 @@ pub fn evict_clients(srv: &crate::server::Server) {
     if limit == 0 {
         return;
     }
+    // Over the limit with nothing evictable (NO-EVICT clients): don't scan
+    // every connection again until something changed.
+    let seen = crate::obuf::clients_mem();
+    if FUTILE_AT.load(Ordering::Relaxed) == seen {
+        return;
+    }
+    let before = srv.stats.evicted_clients.load(Ordering::Relaxed);
+    evict_over_limit(srv, limit);
+    let evicted = srv.stats.evicted_clients.load(Ordering::Relaxed) != before;
+    FUTILE_AT.store(if evicted { i64::MIN } else { seen }, Ordering::Relaxed);
+}
+
+/// The client memory total at which the last eviction found nothing to evict.
+static FUTILE_AT: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// Something that decides evictability changed (a limit, CLIENT NO-EVICT).
+pub fn eviction_rules_changed() {
+    FUTILE_AT.store(i64::MIN, Ordering::Relaxed);
+}
+
+fn evict_over_limit(srv: &crate::server::Server, limit: u64) {
     let all = srv.clients.snapshot();
     let mut total: u64 = 0;
     let mut candidates: Vec<(u64, &Arc<ClientHandle>)> = Vec::new();

@@ -256,6 +256,7 @@ fn client(cx: &mut Cx) -> CmdResult {
                 return Err(SYNTAX);
             };
             cx.client.handle.no_evict.store(on, Ordering::Relaxed);
+            crate::client::eviction_rules_changed();
             cx.out.ok();
             Ok(())
         }

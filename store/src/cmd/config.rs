@@ -939,6 +939,7 @@ fn config_set(cx: &mut Cx) -> CmdResult {
         crate::evict::perform_evictions(cx.srv);
     }
     if evict_clients {
+        crate::client::eviction_rules_changed();
         crate::client::evict_clients(cx.srv);
     }
     cx.out.ok();
