@@ -154,7 +154,7 @@ pub async fn handle(srv: Arc<Server>, mut sock: TcpStream, peer: SocketAddr, loc
                     let mark = out.buf.len();
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
                     client.reply_skip_now = std::mem::take(&mut client.reply_skip);
-                    // maxmemory-clients: a command's arguments count before it runs (Redis evicts first).
+                    // maxmemory-clients (only while set): big arguments count, and clients are evicted, before it runs.
                     if crate::client::before_command(&srv, &mut client, &rbuf, &args) {
                         break 'conn;
                     }
