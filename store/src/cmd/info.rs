@@ -253,8 +253,15 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "mem_not_counted_for_evict:0");
             line!(s, "mem_replication_backlog:0");
             line!(s, "mem_total_replication_buffers:0");
-            line!(s, "mem_clients_slaves:0");
-            line!(s, "mem_clients_normal:{}", crate::obuf::clients_mem().max(0));
+            let (mut replicas, mut normal) = (0usize, 0usize);
+            for h in srv.clients.snapshot() {
+                match h.tx.out.class() {
+                    crate::obuf::REPLICA => replicas += h.tx.out.tot_mem(),
+                    _ => normal += h.tx.out.tot_mem(),
+                }
+            }
+            line!(s, "mem_clients_slaves:{replicas}");
+            line!(s, "mem_clients_normal:{normal}");
             line!(s, "mem_cluster_links:0");
             line!(s, "mem_allocator:mimalloc");
             line!(s, "active_defrag_running:0");
