@@ -100,6 +100,15 @@ impl RequestParser {
         !matches!(self.state, State::Idle)
     }
 
+    /// The length of the bulk argument being received, once its header was
+    /// read (the buffer room a server reserves for it).
+    pub fn pending_bulk(&self) -> Option<usize> {
+        match self.state {
+            State::Multibulk { bulk, .. } => bulk,
+            State::Idle => None,
+        }
+    }
+
     /// Parse at most one command from `buf`, appending its arguments to
     /// `args` (which the caller clears between commands). Consumed bytes are
     /// removed from `buf`. Empty requests (blank inline lines, `*0`, `*-1`)

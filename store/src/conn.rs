@@ -165,6 +165,10 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
                     let mark = out.buf.len();
                     // CLIENT REPLY SKIP armed by the previous command applies to this one.
                     client.reply_skip_now = std::mem::take(&mut client.reply_skip);
+                    // maxmemory-clients (only while set): big arguments count, and clients are evicted, before it runs.
+                    if crate::client::before_command(&srv, &mut client, &rbuf, &args) {
+                        break 'conn;
+                    }
                     let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
                     durable = durable.max(crate::persist::propagate::take_written());
                     let skip_this = std::mem::take(&mut client.reply_skip_now);
@@ -177,6 +181,10 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
                         last_name = ran;
                     }
                     args.clear();
+                    if args.capacity() > 4096 {
+                        // A command with very many arguments: don't keep its argv array.
+                        args = Vec::with_capacity(8);
+                    }
                     ncmds += 1;
                     parser.authenticated = client.authenticated;
                     if client.close_after_reply || client.waiter.is_some() {
@@ -210,6 +218,10 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
                     break;
                 }
             }
+        }
+        // Client memory (CLIENT LIST tot-mem) and maxmemory-clients eviction.
+        if crate::client::account(&srv, &mut client, &rbuf, parser.pending_bulk(), &args) {
+            break;
         }
         if ncmds > 0 {
             srv.stats.total_commands_processed.fetch_add(ncmds, Ordering::Relaxed);
@@ -247,6 +259,11 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
         }
         if rbuf.capacity() - rbuf.len() < read_chunk / 4 {
             rbuf.reserve(read_chunk);
+        }
+        if rbuf.is_empty() && rbuf.capacity() > 2 * MAX_READ_CHUNK {
+            // The buffer of a big argument (reclaimed by `reserve` once the argument was dropped): an idle
+            // client must not keep it (Redis's 'pending querybuf' trim).
+            rbuf = BytesMut::with_capacity(read_chunk);
         }
         let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
@@ -402,10 +419,13 @@ async fn wait_blocked<S: Sock>(
                 Some(Push::Unblock { error }) => {
                     if cancel(srv) {
                         if error {
+                            srv.stats.error_reply("UNBLOCKED");
                             out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
                         } else {
                             out.null_array();
                         }
+                        // Redis 7.0 counts the call as failed either way.
+                        crate::stats::unblocked(srv, client, &w.args, true);
                         break;
                     }
                     // Already served: the reply is on its way.
@@ -422,6 +442,7 @@ async fn wait_blocked<S: Sock>(
                 // (even BLMOVE, whose non-blocking null is a null bulk).
                 if cancel(srv) {
                     out.null_array();
+                    crate::stats::unblocked(srv, client, &w.args, false);
                     break;
                 }
             }
@@ -485,6 +506,7 @@ fn cleanup(srv: &Server, client: &mut Client) {
         srv.monitor_count.store(m.len(), Ordering::Relaxed);
     }
     srv.clients.unregister(client.id);
+    client.handle.tx.out.release();
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ fn execute_resolved(
             client.multi = None;
             client.handle.multi.store(-1, Ordering::Relaxed);
             unwatch_all(srv, client);
-            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            srv.stats.error_reply("EXECABORT");
             out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
             return;
         }
@@ -168,7 +168,7 @@ fn execute_resolved(
             client.multi = None;
             client.handle.multi.store(-1, Ordering::Relaxed);
             unwatch_all(srv, client);
-            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            srv.stats.error_reply("EXECABORT");
             out.error(&format!("EXECABORT Transaction discarded because of: {}", e.0));
             return;
         }
@@ -238,12 +238,12 @@ fn execute_resolved(
     }
     if name == "exec" {
         let t0 = std::time::Instant::now();
-        exec(srv, client, out);
+        let failed = exec(srv, client, out);
         crate::cmd::client::tracking::flush_bcast(srv);
         if srv.monitor_count.load(Ordering::Relaxed) > 0 {
             feed_monitors(srv, client, client.db, args);
         }
-        return srv.stats.command_done(meta, args, client, t0.elapsed(), false);
+        return srv.stats.command_done(meta, args, client, t0.elapsed(), failed);
     }
     run(srv, client, cmd, meta, args, out, None)
 }
@@ -500,23 +500,25 @@ pub fn execute_locked<'s>(
 }
 
 /// EXEC: run the queued commands atomically under exclusive access.
-fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
+/// Returns true when EXEC itself failed (INFO commandstats failed_calls).
+fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) -> bool {
     let Some(multi) = client.multi.take() else {
-        return reject(srv, client, out, CmdError::err("EXEC without MULTI"));
+        reject(srv, client, out, CmdError::err("EXEC without MULTI"));
+        return true;
     };
     client.handle.multi.store(-1, Ordering::Relaxed);
     let Multi { queue, dirty } = multi;
     if dirty {
         unwatch_all(srv, client);
-        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        srv.stats.error_reply("EXECABORT");
         out.error("EXECABORT Transaction discarded because of previous errors.");
-        return;
+        return true;
     }
     let mut acc = srv.store.access_all();
     if watched_keys_changed(srv, client, &mut acc) {
         unwatch_all(srv, client);
         out.null_array();
-        return;
+        return false;
     }
     unwatch_all(srv, client);
     out.array(queue.len());
@@ -525,13 +527,20 @@ fn exec(srv: &Server, client: &mut Client, out: &mut ReplyBuf) {
         match resolve(srv, args) {
             Ok((cmd, meta)) => match crate::acl::check_exec(srv, client, meta, args) {
                 Ok(()) => run(srv, client, cmd, meta, args, out, Some(&mut acc)),
-                Err(e) => out.error(&e.0),
+                Err(e) => {
+                    srv.stats.error_reply(&e.0);
+                    out.error(&e.0)
+                }
             },
-            Err(e) => out.error(&e.0),
+            Err(e) => {
+                srv.stats.error_reply(&e.0);
+                out.error(&e.0)
+            }
         }
     }
     crate::persist::propagate::tx_end(srv);
     serve_blocked(srv, &mut acc, std::mem::take(&mut client.ready_keys));
+    false
 }
 
 /// Did any watched key change (or expire) since WATCH?

@@ -12,6 +12,9 @@
 //! LFU keeps Redis's 24-bit layout in `Entry::lru`: 16 bits of minutes
 //! (last decrement time) and an 8-bit logarithmic counter.
 
+#[path = "lazyfree.rs"]
+pub mod lazyfree;
+
 use crate::server::Server;
 use rand::Rng;
 use std::sync::atomic::Ordering;

@@ -13,9 +13,17 @@
 //! own replies are written directly (not queued) and checked by the
 //! connection after each command against the `normal` class.
 //!
+//! [`OutState`] also holds the rest of a connection's memory as CLIENT LIST
+//! `tot-mem` reports it (query buffer, argv, MULTI queue and watched keys,
+//! subscriptions, tracking prefixes; set by the connection task through
+//! `client::account`), and every change is added to a process-wide striped
+//! total ([`clients_mem`]) that `maxmemory-clients` compares against
+//! (`client::evict_clients`).
+//!
 //! What it does not know: the memory of the connection's own reply buffer
-//! beyond what is being written, and the `master` class (not configurable,
-//! as in Redis).
+//! beyond what is being written (a connection stops reading while a write
+//! to a client that does not read waits, so its replies never pile up as
+//! in Redis), and the `master` class (not configurable, as in Redis).
 
 use crate::client::Push;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -100,6 +108,11 @@ pub fn normal_limited() -> bool {
     LIMITS[0][0].load(Ordering::Relaxed) > 0 || LIMITS[0][1].load(Ordering::Relaxed) > 0
 }
 
+/// The `normal` class hard limit in bytes (0: none).
+pub fn normal_hard_limit() -> u64 {
+    LIMITS[0][0].load(Ordering::Relaxed)
+}
+
 fn limits(class: u8) -> (u64, u64, u64) {
     let l = &LIMITS[(class as usize).min(2)];
     (l[0].load(Ordering::Relaxed), l[1].load(Ordering::Relaxed), l[2].load(Ordering::Relaxed))
@@ -118,10 +131,45 @@ pub fn push_size(p: &Push) -> usize {
     }
 }
 
+/// Memory of all connections (their `tot-mem`), striped by thread.
+/// Process-wide: one server per process is what `maxmemory-clients` sees.
+static CLIENTS_MEM: std::sync::LazyLock<crate::stats::Counter> = std::sync::LazyLock::new(Default::default);
+
+#[inline]
+fn global_add(delta: i64) {
+    if delta != 0 {
+        CLIENTS_MEM.fetch_add(delta as u64, Ordering::Relaxed);
+    }
+}
+
+/// The sum of every connection's `tot-mem` (approximate under races; the
+/// eviction itself recomputes it from the connections).
+pub fn clients_mem() -> i64 {
+    CLIENTS_MEM.load(Ordering::Relaxed) as i64
+}
+
+/// What every connection costs at least: its client structure and reply
+/// buffer (Redis's `sizeof(client)` + 16 KB `buf`) and its 16 KB read buffer.
+pub const CLIENT_BASE_MEM: usize = 1024 + 2 * 16384;
+
 /// Output accounting of one connection, shared by everything that pushes to
 /// it and the connection itself.
 #[derive(Default)]
 pub struct OutState {
+    /// Query buffer bytes not yet executed (CLIENT LIST qbuf).
+    qbuf: AtomicUsize,
+    /// Query buffer memory: at least the whole bulk argument being received.
+    qbuf_mem: AtomicUsize,
+    /// Query buffer allocation (CLIENT LIST qbuf + qbuf-free).
+    qbuf_cap: AtomicUsize,
+    /// Arguments of the command being received (argv-mem).
+    argv: AtomicUsize,
+    /// MULTI queue and watched keys (multi-mem).
+    multi: AtomicUsize,
+    /// Subscriptions and tracking prefixes.
+    other: AtomicUsize,
+    /// The base cost is in the total (set by the first `set_mem`).
+    counted: AtomicBool,
     /// Bytes pushed and not yet taken out by the connection.
     queued: AtomicUsize,
     /// Bytes of the write in progress (the connection's own reply buffer).
@@ -143,6 +191,80 @@ impl OutState {
         self.queued.load(Ordering::Relaxed) + self.writing.load(Ordering::Relaxed)
     }
 
+    /// CLIENT LIST `qbuf`, `argv-mem` and `multi-mem` as last recorded (and the query buffer's memory).
+    pub fn qbuf(&self) -> usize {
+        self.qbuf.load(Ordering::Relaxed)
+    }
+    pub fn qbuf_mem(&self) -> usize {
+        self.qbuf_mem.load(Ordering::Relaxed)
+    }
+    pub fn qbuf_cap(&self) -> usize {
+        self.qbuf_cap.load(Ordering::Relaxed)
+    }
+    pub fn set_qbuf_cap(&self, cap: usize) {
+        self.qbuf_cap.store(cap, Ordering::Relaxed);
+    }
+    pub fn argv_mem(&self) -> usize {
+        self.argv.load(Ordering::Relaxed)
+    }
+    pub fn multi_mem(&self) -> usize {
+        self.multi.load(Ordering::Relaxed)
+    }
+
+    /// CLIENT LIST `tot-mem`.
+    pub fn tot_mem(&self) -> usize {
+        CLIENT_BASE_MEM
+            + self.qbuf_mem.load(Ordering::Relaxed)
+            + self.argv.load(Ordering::Relaxed)
+            + self.multi.load(Ordering::Relaxed)
+            + self.other.load(Ordering::Relaxed)
+            + self.omem()
+    }
+
+    /// Record the connection's own memory (see the module doc); keeps the
+    /// process-wide total in step. Relaxed stores; the total is touched
+    /// only when something changed.
+    #[inline]
+    pub fn set_mem(&self, qbuf: usize, qbuf_mem: usize, argv: usize, multi: usize, other: usize) {
+        self.qbuf.store(qbuf, Ordering::Relaxed);
+        let mut delta = 0i64;
+        for (f, v) in [(&self.qbuf_mem, qbuf_mem), (&self.argv, argv), (&self.multi, multi), (&self.other, other)] {
+            let old = f.load(Ordering::Relaxed);
+            if old != v {
+                f.store(v, Ordering::Relaxed);
+                delta += v as i64 - old as i64;
+            }
+        }
+        if !self.counted.load(Ordering::Relaxed) {
+            self.counted.store(true, Ordering::Relaxed);
+            delta += CLIENT_BASE_MEM as i64;
+        }
+        global_add(delta);
+    }
+
+    /// The connection is gone: its memory leaves the total.
+    pub fn release(&self) {
+        let mut delta = 0i64;
+        self.qbuf.store(0, Ordering::Relaxed);
+        self.qbuf_cap.store(0, Ordering::Relaxed);
+        for f in [&self.qbuf_mem, &self.argv, &self.multi, &self.other, &self.queued, &self.writing] {
+            delta -= f.swap(0, Ordering::Relaxed) as i64;
+        }
+        if self.counted.swap(false, Ordering::Relaxed) {
+            delta -= CLIENT_BASE_MEM as i64;
+        }
+        global_add(delta);
+    }
+
+    /// A write of the connection's own replies is in progress (it reads no input meanwhile).
+    pub fn is_writing(&self) -> bool {
+        self.writing.load(Ordering::Relaxed) > 0
+    }
+
+    pub fn class(&self) -> u8 {
+        self.class.load(Ordering::Relaxed)
+    }
+
     pub fn set_class(&self, class: u8) {
         self.class.store(class, Ordering::Relaxed);
     }
@@ -161,12 +283,17 @@ impl OutState {
 
     /// The connection took `n` pushed bytes out of its queue.
     pub fn taken(&self, n: usize) {
-        self.queued.fetch_sub(n.min(self.queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+        let n = n.min(self.queued.load(Ordering::Relaxed));
+        if n > 0 {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            global_add(-(n as i64));
+        }
     }
 
     /// The connection starts (`n` > 0) or ended (0) writing `n` bytes of its own.
     pub fn set_writing(&self, n: usize) {
-        self.writing.store(n, Ordering::Relaxed);
+        let old = self.writing.swap(n, Ordering::Relaxed);
+        global_add(n as i64 - old as i64);
     }
 
     /// Check the limits of the client's class; true when it must be closed
@@ -226,10 +353,16 @@ impl PushTx {
         let n = push_size(&p);
         if n > 0 {
             self.out.queued.fetch_add(n, Ordering::Relaxed);
+            global_add(n as i64);
         }
         let r = self.tx.send(p);
-        if n > 0 && r.is_ok() {
-            self.out.check(crate::server::now_ms());
+        if n > 0 {
+            if r.is_ok() {
+                self.out.check(crate::server::now_ms());
+            } else {
+                // The connection is gone: nothing will take it out.
+                self.out.taken(n);
+            }
         }
         r
     }

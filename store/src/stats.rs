@@ -91,6 +91,119 @@ pub struct Stats {
     pub tracking_clients: AtomicUsize,
     /// Clients held by CLIENT PAUSE (INFO counts them as blocked).
     pub paused_clients: AtomicUsize,
+    /// `latency-tracking` (1 = yes): per-command latency histograms.
+    pub latency_tracking: Setting<1>,
+    /// `latency-tracking-info-percentiles`.
+    pub latency_percentiles: Percentiles,
+    /// INFO stats `evicted_clients`.
+    pub evicted_clients: Counter,
+    /// INFO stats `total_forks`: background snapshots started (where Redis forks).
+    pub total_forks: Counter,
+}
+
+/// The percentiles INFO latencystats reports (Redis's default 50 99 99.9).
+pub struct Percentiles(pub parking_lot::RwLock<Vec<f64>>);
+
+impl Default for Percentiles {
+    fn default() -> Self {
+        Percentiles(parking_lot::RwLock::new(vec![50.0, 99.0, 99.9]))
+    }
+}
+
+/// `%f` with trailing zeros (and a trailing point) removed, as Redis shows
+/// a percentile (`99.9`, `50`).
+pub fn fmt_percentile(p: f64) -> String {
+    let mut t = format!("{p:.6}");
+    if t.contains('.') {
+        while t.ends_with('0') {
+            t.pop();
+        }
+        if t.ends_with('.') {
+            t.pop();
+        }
+    }
+    t
+}
+
+/// Parse a `latency-tracking-info-percentiles` value with Redis's rules
+/// (space separated, each a number in [0, 100]; `""` = none).
+pub fn parse_percentiles(v: &[u8]) -> Result<Vec<f64>, &'static str> {
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for w in v.split(|&b| b == b' ') {
+        let p = match ferrite_resp::num::parse_f64(w) {
+            Some(p) if !p.is_nan() && !w.is_empty() && !w[0].is_ascii_whitespace() => p,
+            _ => return Err("Invalid latency-tracking-info-percentiles parameters"),
+        };
+        if !(0.0..=100.0).contains(&p) {
+            return Err("latency-tracking-info-percentiles parameters should sit between [0.0,100.0]");
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// A per-command latency histogram with the layout of the HdrHistogram
+/// Redis uses for latencystats (values 1 ns ..= 1 s, 2 significant digits:
+/// 24 buckets of 128 sub-buckets; a value is reported as the highest value
+/// of its sub-bucket), so percentiles read like Redis's. The counts are
+/// atomics: recording is one relaxed add, no lock, no allocation (the
+/// array is allocated when the command is first recorded).
+pub struct LatencyHist {
+    counts: Box<[AtomicU64]>,
+}
+
+const HDR_MAX: u64 = 1_000_000_000;
+const HDR_LEN: usize = 24 * 128;
+
+impl LatencyHist {
+    fn new() -> Self {
+        LatencyHist { counts: (0..HDR_LEN).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    fn index(v: u64) -> usize {
+        let v = v.clamp(1, HDR_MAX);
+        let bucket = 64 - (v | 255).leading_zeros() as usize - 8;
+        let sub = (v >> bucket) as usize;
+        ((bucket + 1) << 7) + sub - 128
+    }
+
+    /// The lowest value of the sub-bucket at `idx`, and its width.
+    fn value_at(idx: usize) -> (u64, u64) {
+        let b = idx >> 7;
+        if b == 0 {
+            (idx as u64, 1)
+        } else {
+            let bucket = b - 1;
+            ((((idx & 127) + 128) as u64) << bucket, 1u64 << bucket)
+        }
+    }
+
+    #[inline]
+    pub fn record_ns(&self, ns: u64) {
+        if let Some(c) = self.counts.get(Self::index(ns)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// hdr_value_at_percentile: the highest value equivalent to the one at
+    /// the percentile (the lowest for percentile 0).
+    pub fn value_at_percentile(&self, p: f64) -> u64 {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let want = ((p.min(100.0) / 100.0 * total as f64 + 0.5) as u64).max(1);
+        let mut seen = 0u64;
+        for (i, &n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                let (low, width) = Self::value_at(i);
+                return if p == 0.0 { low } else { low + width - 1 };
+            }
+        }
+        0
+    }
 }
 
 /// An integer setting with a default.
@@ -147,6 +260,8 @@ pub struct CmdStat {
     pub failed: AtomicU64,
     /// Latency histogram: bucket i counts calls of at most 2^i microseconds.
     pub hist: [AtomicU64; 32],
+    /// INFO latencystats histogram (while `latency-tracking` is on).
+    pub latency: std::sync::OnceLock<LatencyHist>,
 }
 
 /// The histogram bucket of a duration in microseconds.
@@ -264,6 +379,14 @@ pub fn rejected_before_resolve(srv: &crate::server::Server, args: &[bytes::Bytes
     srv.stats.rejected_call(&meta.name);
 }
 
+/// A blocked command ended without being served (timeout, CLIENT
+/// UNBLOCK): Redis counts the call then (commandstats, latencystats).
+pub fn unblocked(srv: &crate::server::Server, client: &crate::client::Client, args: &[bytes::Bytes], failed: bool) {
+    if let Ok((_, meta)) = crate::dispatch::resolve(srv, args) {
+        srv.stats.command_done(meta, args, client, std::time::Duration::ZERO, failed);
+    }
+}
+
 /// The error code of an error reply text (`ERR`, `WRONGTYPE`, ...), as
 /// Redis's errorstats counts it.
 fn error_code(msg: &str) -> &str {
@@ -317,12 +440,17 @@ impl Stats {
         failed: bool,
     ) {
         let us = duration.as_micros() as u64;
+        let tracking = self.latency_tracking.get() != 0;
         let count = |st: &CmdStat| {
             st.calls.fetch_add(1, Ordering::Relaxed);
             st.usec.fetch_add(us, Ordering::Relaxed);
             st.hist[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
             if failed {
                 st.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if tracking {
+                // Redis records the call's microseconds, in nanoseconds.
+                st.latency.get_or_init(LatencyHist::new).record_ns(us.saturating_mul(1000));
             }
         };
         // `meta` lives in the process-wide command table, so its address
@@ -398,6 +526,7 @@ impl Stats {
             self.cmds_gen.0.store(next_cmds_gen(), Ordering::Relaxed);
         }
         self.errors.lock().clear();
+        crate::evict::lazyfree::FREED.store(0, Ordering::Relaxed);
         for c in [
             &self.total_connections_received,
             &self.total_commands_processed,
@@ -409,6 +538,8 @@ impl Stats {
             &self.net_input_bytes,
             &self.net_output_bytes,
             &self.total_error_replies,
+            &self.evicted_clients,
+            &self.total_forks,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -422,9 +553,59 @@ impl Stats {
     }
 }
 
+/// INFO latencystats lines (`latency_percentiles_usec_<cmd>:p50=..`), by
+/// command name.
+pub fn latencystats(stats: &Stats, s: &mut String) {
+    use std::fmt::Write as _;
+    let pcts = stats.latency_percentiles.0.read().clone();
+    let labels: Vec<String> = pcts.iter().map(|&p| fmt_percentile(p)).collect();
+    let m = stats.cmds.read();
+    let mut names: Vec<&String> = m.keys().collect();
+    names.sort();
+    for n in names {
+        let Some(h) = m[n].latency.get() else { continue };
+        let _ = write!(s, "latency_percentiles_usec_{n}:");
+        for (i, (&p, label)) in pcts.iter().zip(&labels).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "p{label}={:.3}", h.value_at_percentile(p) as f64 / 1000.0);
+        }
+        s.push_str("\r\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_hist_matches_hdr_layout() {
+        let h = LatencyHist::new();
+        h.record_ns(7000);
+        // hdr_histogram (1..1e9, 2 digits): 7000 ns sits in [6976, 7007].
+        assert_eq!(h.value_at_percentile(50.0), 7007);
+        assert_eq!(h.value_at_percentile(0.0), 6976);
+        for v in [1u64, 255, 256, 257, 1000, 65_535, 999_999_999, 1_000_000_000, u64::MAX] {
+            let i = LatencyHist::index(v);
+            assert!(i < HDR_LEN);
+            let (low, w) = LatencyHist::value_at(i);
+            let v = v.clamp(1, HDR_MAX);
+            assert!(low <= v && v < low + w, "{v}: {low} {w}");
+        }
+        let h = LatencyHist::new();
+        for v in 1..=100u64 {
+            h.record_ns(v * 1000);
+        }
+        assert_eq!(h.value_at_percentile(50.0), 50_175);
+        assert_eq!(h.value_at_percentile(100.0), 100_351);
+        assert_eq!(fmt_percentile(99.9), "99.9");
+        assert_eq!(fmt_percentile(50.0), "50");
+        assert_eq!(parse_percentiles(b"0x10 1e1").unwrap(), vec![16.0, 10.0]);
+        assert!(parse_percentiles(b" 5").is_err());
+        assert!(parse_percentiles(b"101").is_err());
+        assert!(parse_percentiles(b"").unwrap().is_empty());
+    }
 
     #[test]
     fn striped_counter_sums_across_threads() {

@@ -2,10 +2,12 @@
 //!
 //! CLIENT LIST / INFO use Redis 7.0's line format. Fields Ferrite does not
 //! track per connection are reported as follows: qbuf and argv-mem = the
-//! size of the current command for the caller (0 for other connections),
-//! qbuf-free = read chunk size (16384) minus qbuf, rbs = 16384,
-//! omem = pushed output not yet written (`obuf`), multi-mem/obl/oll = 0, rbp = 0, tot-mem = an estimate of the per-connection
-//! buffers, events=r. For other connections `cmd=` is the last top-level
+//! size of the current command for the caller (for other connections: the
+//! unexecuted bytes buffered and the arguments of a command still arriving),
+//! qbuf-free = the rest of the read buffer (for the caller: 16384 minus qbuf), rbs = 16384,
+//! omem = pushed output not yet written (`obuf`), multi-mem = MULTI queue and
+//! watched keys, obl/oll = 0, rbp = 0, tot-mem = the connection's memory as
+//! `client::account` records it (what `maxmemory-clients` counts), events=r. For other connections `cmd=` is the last top-level
 //! command name (subcommands are not recorded); for the calling client it
 //! is the current command, as in Redis.
 //!
@@ -159,18 +161,26 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
     let user = h.user.lock().clone();
     // For the caller, the command being executed is still in the query
     // buffer (its RESP size) and in argv (its argument bytes), as in Redis.
+    let os = &h.tx.out;
     let (qbuf, argv_mem) = if me {
         let argv: u64 = cx.args.iter().map(|a| a.len() as u64).sum();
         let framing: u64 = cx.args.iter().map(|a| 5 + digits(a.len()) as u64).sum();
         (3 + digits(cx.args.len()) as u64 + framing + argv, argv)
     } else {
-        (0, 0)
+        (os.qbuf() as u64, os.argv_mem() as u64)
     };
-    let omem = h.tx.out.omem() as u64;
+    let omem = os.omem() as u64;
+    let multi_mem = os.multi_mem() as u64;
+    // Recorded memory, with this client's own current command instead of what was recorded.
+    let tot_mem = if me {
+        (os.tot_mem() as u64).saturating_sub((os.qbuf_mem() + os.argv_mem()) as u64) + qbuf + argv_mem
+    } else {
+        os.tot_mem() as u64
+    };
     let _ = write!(
         s,
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
-         qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} \
+         qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} \
          user={} redir=-1 resp={}",
         h.id,
         h.addr,
@@ -186,11 +196,12 @@ fn client_line(cx: &Cx, h: &ClientHandle, cur_cmd: Option<&str>, s: &mut String)
         h.ssub.load(Ordering::Relaxed),
         multi,
         qbuf,
-        READ_CHUNK.saturating_sub(qbuf),
+        if me { READ_CHUNK.saturating_sub(qbuf) } else { (os.qbuf_cap() as u64).saturating_sub(qbuf) },
         argv_mem,
+        multi_mem,
         READ_CHUNK,
         omem,
-        2 * READ_CHUNK + 1024 + qbuf + argv_mem + omem,
+        tot_mem,
         cmd,
         user,
         h.resp.load(Ordering::Relaxed),
@@ -249,6 +260,7 @@ fn client(cx: &mut Cx) -> CmdResult {
                 return Err(SYNTAX);
             };
             cx.client.handle.no_evict.store(on, Ordering::Relaxed);
+            crate::client::eviction_rules_changed();
             cx.out.ok();
             Ok(())
         }
@@ -298,6 +310,11 @@ fn client(cx: &mut Cx) -> CmdResult {
             match target {
                 Some(h) if h.blocked.load(Ordering::Relaxed) => {
                     let _ = h.tx.send(crate::client::Push::Unblock { error });
+                    if error {
+                        // Redis counts a call that caused an error reply
+                        // (here the target's) as failed.
+                        cx.srv.stats.failed_call("client|unblock");
+                    }
                     cx.out.int(1);
                 }
                 _ => cx.out.int(0),
@@ -318,7 +335,47 @@ fn setname(cx: &mut Cx) -> CmdResult {
     Ok(())
 }
 
+/// Bytes a socket received that its connection has not read yet.
+fn unread_bytes(fd: i32) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; a closed or reused fd only gives an error or another count.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if r == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
+
+/// Before CLIENT LIST describes other connections, let them read what
+/// their clients already sent (at most 20 ms): Redis, single-threaded,
+/// reads every ready socket in the event-loop iteration that serves CLIENT
+/// LIST, so a client's input sent before CLIENT LIST shows in its qbuf /
+/// tot-mem (and counts for maxmemory-clients). Blocked, killed and writing
+/// connections do not read, so they are not waited for.
+fn settle_input(srv: &crate::server::Server, me: u64) {
+    if srv.paused.load(Ordering::Relaxed) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+    loop {
+        let pending = srv.clients.snapshot().iter().any(|h| {
+            h.id != me
+                && h.fd >= 0
+                && !h.blocked.load(Ordering::Relaxed)
+                && !h.killed.load(Ordering::Relaxed)
+                && !h.tx.out.is_writing()
+                && unread_bytes(h.fd) > 0
+        });
+        if !pending || std::time::Instant::now() >= deadline {
+            return;
+        }
+        crate::script::long_running(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+    }
+}
+
 fn list(cx: &mut Cx) -> CmdResult {
+    settle_input(cx.srv, cx.client.id);
     let mut ty: Option<Type> = None;
     let mut ids: Option<Vec<u64>> = None;
     if cx.argc() == 4 && eq_ic(cx.arg(2), b"type") {

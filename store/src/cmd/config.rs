@@ -71,7 +71,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("client-query-buffer-limit", "1073741824", "mem:1048576"),
     ("maxmemory-clients", "0", "memperc"),
     ("latency-tracking", "yes", "bool"),
-    ("latency-tracking-info-percentiles", "50 99 99.9", "str"),
+    ("latency-tracking-info-percentiles", "50 99 99.9", "percentiles"),
     ("loglevel", "notice", "enum:debug|verbose|notice|warning"),
     ("replica-serve-stale-data", "yes", "bool"),
     ("replica-read-only", "yes", "bool"),
@@ -134,7 +134,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("syslog-ident", "redis", "str"),
     ("syslog-facility", "local0", "enum:user|local0|local1|local2|local3|local4|local5|local6|local7"),
     ("oom-score-adj", "no", "enum:no|yes|relative|absolute"),
-    ("oom-score-adj-values", "0 200 800", "str"),
+    ("oom-score-adj-values", "0 200 800", "oomvalues"),
     ("ignore-warnings", "", "str"),
     ("unixsocketperm", "0", "int:0:777"), // octal digits in Redis
     // The binary listens there (redis.conf / command line only).
@@ -186,6 +186,25 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
                 return Err(format!("argument must be between {min} and {max} inclusive"));
             }
             Ok(n.to_string())
+        }
+        "oomvalues" => {
+            // sdssplitlen on " " then strtol, as Redis parses it.
+            let parts: Vec<&str> = text.split(' ').collect();
+            if parts.len() != 3 {
+                return Err("wrong number of arguments".into());
+            }
+            let mut vals = Vec::with_capacity(3);
+            for p in parts {
+                match strtol(p) {
+                    Some(v) if (-2000..=2000).contains(&v) => vals.push(v.to_string()),
+                    _ => return Err("Invalid oom-score-adj-values, elements must be between -2000 and 2000.".into()),
+                }
+            }
+            Ok(vals.join(" "))
+        }
+        "percentiles" => {
+            let p = crate::stats::parse_percentiles(v)?;
+            Ok(p.iter().map(|&x| crate::stats::fmt_percentile(x)).collect::<Vec<_>>().join(" "))
         }
         "obuf" => {
             let cur = accepted_value("client-output-buffer-limit").unwrap_or_else(|| crate::obuf::DEFAULT.into());
@@ -250,6 +269,62 @@ fn validate_accepted(rule: &str, v: &[u8]) -> Result<String, String> {
         }
         _ => Ok(text),
     }
+}
+
+/// C's `strtol(s, &end, 10)` with `*end == '\0'` required: leading
+/// whitespace and a sign allowed, "" is 0; None when not all of it parses.
+fn strtol(s: &str) -> Option<i64> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    if s.is_empty() {
+        return Some(0);
+    }
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Saturates like strtol (the range check rejects it anyway).
+    let v = digits.bytes().fold(0i64, |a, b| a.saturating_mul(10).saturating_add((b - b'0') as i64));
+    Some(if neg { -v } else { v })
+}
+
+/// Redis's setOOMScoreAdj: with `oom-score-adj` yes/relative the process's
+/// `/proc/self/oom_score_adj` becomes the value of its class (master or
+/// replica) plus the score it had before ferrite changed it, with
+/// `absolute` the value itself; `no` restores that score.
+pub fn oom_update(srv: &Server) -> Result<(), String> {
+    static BASE: parking_lot::Mutex<Option<i64>> = parking_lot::Mutex::new(None);
+    const PATH: &str = "/proc/self/oom_score_adj";
+    let mode = accepted_value("oom-score-adj").unwrap_or_default();
+    let mut base = BASE.lock();
+    let val = if mode != "no" {
+        if base.is_none() {
+            let cur = std::fs::read_to_string(PATH).map_err(|e| format!("Unable to read oom_score_adj: {e}"))?;
+            *base = Some(cur.trim().parse().unwrap_or(0));
+        }
+        let vals: Vec<i64> = accepted_value("oom-score-adj-values")
+            .unwrap_or_default()
+            .split(' ')
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let class = usize::from(srv.repl.replica.is_replica());
+        let mut v = vals.get(class).copied().unwrap_or(0);
+        if mode != "absolute" {
+            v += base.unwrap_or(0);
+        }
+        v.clamp(-1000, 1000)
+    } else if let Some(b) = base.take() {
+        b
+    } else {
+        return Ok(());
+    };
+    std::fs::write(PATH, format!("{val}\n")).map_err(|e| {
+        eprintln!("ferrite: Unable to write oom_score_adj: {e}");
+        format!("Unable to write oom_score_adj: {e}")
+    })
 }
 
 /// Current values of the `Kind::Accepted` parameters that were set.
@@ -471,6 +546,9 @@ pub fn set_at_startup(srv: &Server, name: &[u8], v: &[u8]) -> Result<(), String>
     let p = find(name).ok_or("Bad directive or wrong number of arguments")?;
     if let Some(nv) = validate(srv, p, v, true)? {
         apply(srv, p.name, nv);
+        if matches!(p.name, "oom-score-adj" | "oom-score-adj-values") {
+            oom_update(srv)?;
+        }
     }
     Ok(())
 }
@@ -736,6 +814,20 @@ fn apply(srv: &Server, name: &str, v: NewVal) {
                     crate::conn::QUERY_BUFFER_LIMIT.store(v, Ordering::Relaxed);
                 }
             }
+            if *n == "lazyfree-lazy-user-del" {
+                crate::evict::lazyfree::LAZY_USER_DEL.store(s == "yes", Ordering::Relaxed);
+            }
+            if *n == "maxmemory-clients" {
+                crate::client::set_maxmemory_clients(&s);
+            }
+            if *n == "latency-tracking" {
+                srv.stats.latency_tracking.set((s == "yes") as i64);
+            }
+            if *n == "latency-tracking-info-percentiles" {
+                if let Ok(p) = crate::stats::parse_percentiles(s.as_bytes()) {
+                    *srv.stats.latency_percentiles.0.write() = p;
+                }
+            }
             if *n == "acl-pubsub-default" {
                 crate::acl::PUBSUB_DEFAULT_ALL.store(s == "allchannels", Ordering::Relaxed);
             }
@@ -825,15 +917,34 @@ fn config_set(cx: &mut Cx) -> CmdResult {
         }
     }
     let mut evict = false;
+    let mut evict_clients = false;
+    let mut oom: Vec<(&str, String)> = Vec::new();
     for (name, v) in values {
         if let Some(v) = v {
             evict |= name == "maxmemory";
+            evict_clients |= matches!(name, "maxmemory" | "maxmemory-clients");
+            if matches!(name, "oom-score-adj" | "oom-score-adj-values") {
+                oom.push((name, get_value(cx.srv, name)));
+            }
             apply(cx.srv, name, v);
         }
     }
-    // Like Redis, a lower maxmemory evicts right away.
+    if !oom.is_empty() && oom_update(cx.srv).is_err() {
+        // Like Redis: roll the oom settings back and fail.
+        let first = oom[0].0;
+        for (name, old) in oom {
+            apply(cx.srv, name, NewVal::Str(old));
+        }
+        let _ = oom_update(cx.srv);
+        return Err(fail(first, "Failed to set current oom_score_adj. Check server logs."));
+    }
+    // Like Redis, a lower maxmemory (or maxmemory-clients) evicts right away.
     if evict {
         crate::evict::perform_evictions(cx.srv);
+    }
+    if evict_clients {
+        crate::client::eviction_rules_changed();
+        crate::client::evict_clients(cx.srv);
     }
     cx.out.ok();
     Ok(())

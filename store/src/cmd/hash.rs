@@ -296,13 +296,20 @@ fn hrandfield(cx: &mut Cx) -> CmdResult {
     let mut rng = rand::thread_rng();
     // Repetitions allowed (negative count, or a single element).
     if !uniq || count == 1 {
-        if count > MAX_RAND_COUNT {
+        // A count this big only ends (in Redis too) when the client's output
+        // buffer limit closes it: with a normal-class hard limit, reply until
+        // over it (the connection is then closed); without one, refuse.
+        let limit = crate::obuf::normal_hard_limit() as usize;
+        if count > MAX_RAND_COUNT && limit == 0 {
             return Err(CmdError::err("value is out of range"));
         }
         header(out, count as usize);
-        for _ in 0..count {
+        for i in 0..count {
             if let Some((k, v)) = h.random(&mut rng) {
                 emit(out, k, v);
+            }
+            if limit > 0 && i % 1024 == 0 && out.buf.len() > limit {
+                break;
             }
         }
         return Ok(());

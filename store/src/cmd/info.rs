@@ -3,8 +3,8 @@
 //! Sections appear in Redis's fixed order whatever order they are asked
 //! in. Values are real where Ferrite has them; fields for features Ferrite
 //! lacks (persistence, replication, modules) report the idle values a
-//! Redis without those features active reports. Latencystats (per-command
-//! percentiles) are not tracked: that section is present but empty.
+//! Redis without those features active reports. Latencystats come from
+//! the per-command histograms of `crate::stats` (`latency-tracking`).
 
 use super::{CmdImpl, CmdResult, Cx, Lock};
 use crate::server::Server;
@@ -253,13 +253,20 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "mem_not_counted_for_evict:0");
             line!(s, "mem_replication_backlog:0");
             line!(s, "mem_total_replication_buffers:0");
-            line!(s, "mem_clients_slaves:0");
-            line!(s, "mem_clients_normal:0");
+            let (mut replicas, mut normal) = (0usize, 0usize);
+            for h in srv.clients.snapshot() {
+                match h.tx.out.class() {
+                    crate::obuf::REPLICA => replicas += h.tx.out.tot_mem(),
+                    _ => normal += h.tx.out.tot_mem(),
+                }
+            }
+            line!(s, "mem_clients_slaves:{replicas}");
+            line!(s, "mem_clients_normal:{normal}");
             line!(s, "mem_cluster_links:0");
             line!(s, "mem_allocator:mimalloc");
             line!(s, "active_defrag_running:0");
-            line!(s, "lazyfree_pending_objects:0");
-            line!(s, "lazyfreed_objects:0");
+            line!(s, "lazyfree_pending_objects:{}", crate::evict::lazyfree::PENDING.load(Ordering::Relaxed));
+            line!(s, "lazyfreed_objects:{}", crate::evict::lazyfree::FREED.load(Ordering::Relaxed));
         }
         "persistence" => crate::persist::info_section(srv, s),
         "stats" => {
@@ -282,14 +289,14 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "expired_stale_perc:0.00");
             line!(s, "expired_time_cap_reached_count:0");
             line!(s, "evicted_keys:{}", ld(&st.evicted_keys));
-            line!(s, "evicted_clients:0");
+            line!(s, "evicted_clients:{}", ld(&st.evicted_clients));
             line!(s, "keyspace_hits:{}", ld(&st.keyspace_hits));
             line!(s, "keyspace_misses:{}", ld(&st.keyspace_misses));
             line!(s, "pubsub_channels:{channels}");
             line!(s, "pubsub_patterns:{patterns}");
             line!(s, "pubsubshard_channels:{shard}");
             line!(s, "latest_fork_usec:0");
-            line!(s, "total_forks:0");
+            line!(s, "total_forks:{}", ld(&st.total_forks));
             line!(s, "migrate_cached_sockets:0");
             let (tk, ti, tp) = crate::cmd::client::tracking::totals(srv);
             line!(s, "tracking_total_keys:{tk}");
@@ -318,7 +325,10 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             s.push_str("# Errorstats\r\n");
             crate::cmd::client::errorstats(srv, s);
         }
-        "latencystats" => s.push_str("# Latencystats\r\n"),
+        "latencystats" => {
+            s.push_str("# Latencystats\r\n");
+            crate::stats::latencystats(&srv.stats, s);
+        }
         "cluster" => {
             s.push_str("# Cluster\r\n");
             line!(s, "cluster_enabled:0");

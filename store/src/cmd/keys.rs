@@ -106,11 +106,17 @@ fn parse_db(cx: &Cx, b: &[u8]) -> Result<usize, CmdError> {
 
 fn del(cx: &mut Cx) -> CmdResult {
     let mut n = 0;
+    // UNLINK (and DEL with lazyfree-lazy-user-del) frees big values in the background.
+    let lazy =
+        cx.cmd.imp.name == "unlink" || crate::evict::lazyfree::LAZY_USER_DEL.load(std::sync::atomic::Ordering::Relaxed);
     for i in 1..cx.argc() {
         let key = cx.arg(i);
-        if cx.ks.remove(key)?.is_some() {
+        if let Some(e) = cx.ks.remove(key)? {
             cx.ks.notify(notify::GENERIC, "del", key);
             n += 1;
+            if lazy {
+                crate::evict::lazyfree::free(cx.srv, e);
+            }
         }
     }
     cx.out.int(n);

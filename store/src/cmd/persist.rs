@@ -68,6 +68,15 @@ fn lastsave(cx: &mut Cx) -> CmdResult {
 
 fn bgrewriteaof(cx: &mut Cx) -> CmdResult {
     let srv = arc(cx).ok_or_else(|| CmdError::err("server is shutting down"))?;
+    // Inside MULTI/EXEC Redis only schedules the rewrite (the cron starts it).
+    if cx.in_exec {
+        if srv.persist.aof.rewrite_running() {
+            return Err(CmdError::raw("ERR Background append only file rewriting already in progress"));
+        }
+        srv.persist.aof.rewrite_scheduled.store(true, Ordering::Relaxed);
+        cx.out.simple(b"Background append only file rewriting scheduled");
+        return Ok(());
+    }
     cx.ks.acc.release_shards();
     let msg = aof::start_rewrite_locked(&srv, cx.ks.acc).map_err(CmdError::raw)?;
     cx.out.simple(msg.as_bytes());

@@ -26,6 +26,7 @@ fn replicaof(cx: &mut Cx) -> CmdResult {
     let (host, port) = (cx.arg(1), cx.arg(2));
     if eq_ic(host, b"no") && eq_ic(port, b"one") {
         replica::unset_master(cx.srv);
+        let _ = crate::cmd::config::oom_update(cx.srv); // oom-score-adj: back to the master class
         cx.out.ok();
         return Ok(());
     }
@@ -45,6 +46,7 @@ fn replicaof(cx: &mut Cx) -> CmdResult {
     } else {
         cx.out.ok();
     }
+    let _ = crate::cmd::config::oom_update(cx.srv); // oom-score-adj: the replica class
     Ok(())
 }
 

@@ -112,6 +112,13 @@ fn touch_watched(cx: &mut Cx, emptied: usize, replaced_with: Option<usize>) {
     }
 }
 
+/// Keys in `db`, through the command's own access (EXEC may hold shards).
+fn db_keys(cx: &mut Cx, db: usize) -> u64 {
+    let mut n = 0u64;
+    cx.ks.acc.for_each_shard(db, |s| n += s.keys as u64);
+    n
+}
+
 fn clear_db(cx: &mut Cx, db: usize) {
     touch_watched(cx, db, None);
     cx.ks.acc.for_each_shard(db, |s| s.clear());
@@ -126,23 +133,30 @@ fn clear_db(cx: &mut Cx, db: usize) {
 fn flushdb(cx: &mut Cx) -> CmdResult {
     flush_mode(cx)?;
     let db = cx.client.db;
+    let deleted = db_keys(cx, db);
     clear_db(cx, db);
     super::client::tracking::flush(cx.srv);
     super::client::tracking::take_inline(cx.out);
-    cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
+    cx.srv.stats.dirty.fetch_add(deleted, Ordering::Relaxed);
+    crate::persist::propagate::note_dirty();
     cx.out.ok();
     Ok(())
 }
 
 fn flushall(cx: &mut Cx) -> CmdResult {
     flush_mode(cx)?;
+    // Like Redis 7.0: dirty grows by the keys deleted (before the save of
+    // the save rules, which resets it), and the flush is always propagated.
+    let mut deleted = 0;
     for db in 0..cx.srv.store.dbs.len() {
+        deleted += db_keys(cx, db);
         clear_db(cx, db);
     }
+    cx.srv.stats.dirty.fetch_add(deleted, Ordering::Relaxed);
+    crate::persist::propagate::note_dirty();
     super::persist::after_flushall(cx);
     super::client::tracking::flush(cx.srv);
     super::client::tracking::take_inline(cx.out);
-    cx.srv.stats.dirty.fetch_add(1, Ordering::Relaxed);
     cx.out.ok();
     Ok(())
 }

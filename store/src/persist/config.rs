@@ -250,6 +250,10 @@ pub fn config_apply(srv: &std::sync::Arc<crate::server::Server>, name: &str, v: 
             };
             if super::propagate::running_exclusive() {
                 // Inside EXEC: the exclusive lock is ours until EXEC ends.
+                eprintln!(
+                    "ferrite: AOF was enabled during a transaction. An AOF background was scheduled to start when \
+                     possible."
+                );
                 let srv = srv.clone();
                 std::thread::spawn(move || enable(&srv));
             } else {

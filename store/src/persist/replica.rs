@@ -376,6 +376,11 @@ impl Conn {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
+            // A big command (a large value) went through: don't keep its
+            // buffer (Redis trims a replica's pending query buffer too).
+            if self.buf.capacity() > 1 << 20 && self.buf.len() < 64 * 1024 {
+                self.buf.shrink_to(64 * 1024);
+            }
         }
     }
 

@@ -462,6 +462,8 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
     *slot = Some(job.clone());
     p.snap.active.store(true, Ordering::Release);
     drop(slot);
+    // Where Redis forks: INFO total_forks.
+    srv.stats.total_forks.fetch_add(1, Ordering::Relaxed);
     if matches!(job.kind, JobKind::Rdb) {
         p.bgsave_started_ms.store(job.started_ms, Ordering::Relaxed);
         p.last_bgsave_try.store(job.started_ms, Ordering::Relaxed);
