@@ -84,6 +84,11 @@ struct Inner {
     /// Database of the last command in the stream (-1: emit SELECT next).
     last_db: i64,
     replid: String,
+    /// The previous replication id (psync2): replicas of a former master,
+    /// or of a former sibling, may continue it up to `second_off`.
+    replid2: String,
+    /// Last offset + 1 valid for `replid2` (-1: none).
+    second_off: i64,
     /// `REPLCONF listening-port / ip-address` given before SYNC, by client id.
     pending: Vec<(u64, Option<i64>, Option<String>)>,
 }
@@ -123,6 +128,8 @@ impl Default for Repl {
                 feeds: 0,
                 last_db: -1,
                 replid: random_id(),
+                replid2: NO_ID.to_string(),
+                second_off: -1,
                 pending: Vec::new(),
             }),
             acks: Condvar::new(),
@@ -131,6 +138,9 @@ impl Default for Repl {
         }
     }
 }
+
+/// `master_replid2` when there is no secondary id.
+const NO_ID: &str = "0000000000000000000000000000000000000000";
 
 fn random_id() -> String {
     (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect()
@@ -222,8 +232,9 @@ impl Repl {
 
     /// Append effects records (db, args) to the stream.
     pub fn feed(&self, recs: &[super::propagate::Record]) {
-        // While a replica only the master's stream is fed (chained replicas).
-        if !self.feeding() || recs.is_empty() || (self.replica.is_replica() && !super::replica::applying()) {
+        // A replica proxies its master's stream byte for byte (`feed_proxy`);
+        // its own effects (and a writable replica's client writes) feed nothing.
+        if !self.feeding() || recs.is_empty() || self.replica.is_replica() {
             return;
         }
         let mut data = Vec::with_capacity(64);
@@ -234,13 +245,78 @@ impl Repl {
 
     /// Append a command that does not depend on the db (PING, REPLCONF GETACK).
     pub fn feed_raw(&self, args: &[Bytes]) {
-        if !self.feeding() {
+        // A replica's own replicas get its master's PINGs and GETACKs instead.
+        if !self.feeding() || self.replica.is_replica() {
             return;
         }
         let mut data = Vec::with_capacity(32);
         encode(&mut data, args);
         let mut g = self.inner.lock();
         Self::send(&mut g, &self.offset, data);
+    }
+
+    /// Ferrite as a replica: bytes of the master's stream just applied
+    /// (whole commands, a transaction at its EXEC), appended unchanged to our
+    /// backlog and our replicas' streams, so that every node of a chain has
+    /// the same offsets (Redis's replicationFeedStreamFromMasterStream).
+    pub fn feed_proxy(&self, data: &[u8]) {
+        if data.is_empty() || !self.feeding() {
+            return;
+        }
+        let mut g = self.inner.lock();
+        Self::send(&mut g, &self.offset, data.to_vec());
+    }
+
+    /// A full sync from a master: its replication id and offset become ours,
+    /// with an empty backlog (kept from now on, so that a promotion lets the
+    /// former siblings continue) and no secondary id.
+    pub fn adopt_master_history(&self, replid: &str, off: i64) {
+        let mut g = self.inner.lock();
+        g.replid = replid.to_string();
+        g.replid2 = NO_ID.to_string();
+        g.second_off = -1;
+        g.backlog.clear();
+        g.backlog_max = configured_backlog();
+        g.last_db = -1;
+        self.offset.store(off, Ordering::SeqCst);
+        self.active.store(true, Ordering::SeqCst);
+    }
+
+    /// `+CONTINUE <id>` with another id than ours (the master was promoted,
+    /// or is a former sibling): our id becomes the secondary one, valid up to
+    /// our offset, and the master's id ours (Redis's psync2 switch). Returns
+    /// true when the id changed (our own replicas must then reconnect).
+    pub fn continue_with_id(&self, new_id: &str) -> bool {
+        let mut g = self.inner.lock();
+        if new_id.is_empty() || g.replid == new_id {
+            return false;
+        }
+        g.replid2 = std::mem::replace(&mut g.replid, new_id.to_string());
+        g.second_off = self.offset.load(Ordering::SeqCst) + 1;
+        true
+    }
+
+    /// A replica promoted (`REPLICAOF NO ONE`): a new history starts at our
+    /// offset; the old id stays valid as the secondary one up to here
+    /// (Redis's shiftReplicationId), and the next write starts with SELECT.
+    pub fn shift_replid(&self) {
+        let mut g = self.inner.lock();
+        g.replid2 = std::mem::replace(&mut g.replid, random_id());
+        g.second_off = self.offset.load(Ordering::SeqCst) + 1;
+        g.last_db = -1;
+    }
+
+    /// (replid, replid2, second offset) for INFO.
+    pub fn ids(&self) -> (String, String, i64) {
+        let g = self.inner.lock();
+        (g.replid.clone(), g.replid2.clone(), g.second_off)
+    }
+
+    /// Close every replica connection (they reconnect and ask to continue).
+    pub fn disconnect_replicas(&self) {
+        for rep in self.replicas() {
+            let _ = rep.tx.send(Push::Kill);
+        }
     }
 
     /// Remember `REPLCONF listening-port` / `ip-address` of a client that
@@ -315,7 +391,13 @@ impl Repl {
         psync_off: i64,
     ) -> bool {
         let mut g = self.inner.lock();
-        if !self.active.load(Ordering::SeqCst) || replid != g.replid.as_bytes() {
+        if !self.active.load(Ordering::SeqCst) {
+            return false;
+        }
+        // Our id, or the previous one up to where it stopped being ours (psync2).
+        let ours = replid == g.replid.as_bytes()
+            || (replid == g.replid2.as_bytes() && g.second_off >= 0 && psync_off <= g.second_off);
+        if !ours {
             return false;
         }
         let master_off = self.offset.load(Ordering::SeqCst);
@@ -332,16 +414,6 @@ impl Repl {
         self.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
         g.register(client_id, addr, tx, psync_off - 1, true);
         true
-    }
-
-    /// The data set was replaced (ferrite as a replica loaded its master's
-    /// RDB): a new replication id and an empty backlog, so that no replica of
-    /// ours continues on the old history.
-    pub fn new_history(&self) {
-        let mut g = self.inner.lock();
-        g.replid = random_id();
-        g.backlog.clear();
-        g.last_db = -1;
     }
 
     /// Backlog figures for INFO: (first byte offset, histlen, size).
@@ -521,18 +593,13 @@ pub fn info_section(srv: &Server, s: &mut String) {
             (now - rep.ack_ms.load(Ordering::Relaxed)).max(0) / 1000
         );
     }
-    let replid = match &rs {
-        Some(m) if !m.master_replid.is_empty() => m.master_replid.clone(),
-        _ => r.replid(),
-    };
-    let off = match &rs {
-        Some(_) => r.replica.offset.load(Ordering::SeqCst).max(0),
-        None => off,
-    };
+    // As a replica these are the master's id and offset (a replica proxies
+    // its master's stream byte for byte, so the offsets are the same).
+    let (replid, replid2, second) = r.ids();
     let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\n");
-    s.push_str("master_replid2:0000000000000000000000000000000000000000\r\n");
-    let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:-1\r\n");
-    if rs.is_none() && active {
+    let _ = write!(s, "master_replid2:{replid2}\r\n");
+    let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:{second}\r\n");
+    if active {
         let (first, len, size) = r.backlog_info();
         let _ = write!(
             s,
@@ -540,14 +607,11 @@ pub fn info_section(srv: &Server, s: &mut String) {
              repl_backlog_histlen:{len}\r\n"
         );
     } else {
-        // As a replica the offsets above are the master's stream, not this node's own backlog: report an empty one.
         let _ = write!(
             s,
-            "repl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\n\
+            "repl_backlog_active:0\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:0\r\n\
              repl_backlog_histlen:0\r\n",
-            active as u8,
-            configured_backlog(),
-            if active { off + 1 } else { 0 }
+            configured_backlog()
         );
     }
 }

@@ -239,11 +239,13 @@ pub fn unset_master(srv: &Server) {
     };
     link.active.store(false, Ordering::SeqCst);
     if was {
-        // The master's offset continues from what was applied (Redis).
-        let off = link.offset.load(Ordering::SeqCst);
-        if off > srv.repl.offset.load(Ordering::SeqCst) {
-            srv.repl.offset.store(off, Ordering::SeqCst);
-        }
+        // A new history from our offset; the master's id stays valid up to
+        // here as our secondary id, so its other replicas can continue with
+        // us; ours reconnect to learn the new id (Redis's
+        // replicationUnsetMaster: shiftReplicationId, disconnectSlaves).
+        srv.repl.shift_replid();
+        srv.repl.disconnect_replicas();
+        eprintln!("ferrite: MASTER MODE enabled");
     }
 }
 
@@ -440,9 +442,6 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
-    // (master replid, applied offset) of the last link that reached the
-    // stream: the next connection asks to continue from there.
-    let mut cached: Option<(String, i64)> = None;
     loop {
         {
             let Some(srv) = weak.upgrade() else { return };
@@ -450,15 +449,11 @@ fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
             if cx.check().is_err() {
                 return;
             }
-            match session(&cx, &host, port, cached.clone()) {
+            match session(&cx, &host, port) {
                 Err(Step::Stop) => return,
                 Err(Step::Fail(m)) => {
                     eprintln!("ferrite: replication link with {host}:{port}: {m}");
-                    let link = &cx.srv.repl.replica;
-                    if let Some(snap) = link.snapshot().filter(|m| m.link == LinkState::Connected) {
-                        cached = Some((snap.master_replid, link.offset.load(Ordering::SeqCst)));
-                    }
-                    link.set_link(gen, LinkState::Connect);
+                    cx.srv.repl.replica.set_link(gen, LinkState::Connect);
                 }
                 Ok(()) => {}
             }
@@ -481,7 +476,7 @@ fn is_err(l: &[u8]) -> bool {
 
 /// One connection: handshake, partial (`+CONTINUE`) or full sync, stream
 /// until it fails.
-fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<()> {
+fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
     let link = &cx.srv.repl.replica;
     if !link.set_link(cx.gen, LinkState::Connecting) {
         return Err(Step::Stop);
@@ -525,24 +520,42 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
         eprintln!("ferrite: (non critical) master does not understand REPLCONF listening-port");
     }
     let _ = c.cmd(cx, &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
-    let r = match &cached {
-        Some((id, off)) => c.cmd(cx, &[b"PSYNC", id.as_bytes(), (off + 1).to_string().as_bytes()])?,
-        None => c.cmd(cx, &[b"PSYNC", b"?", b"-1"])?,
-    };
-    if let (Some(rest), Some((id, off))) = (r.strip_prefix(b"+CONTINUE"), cached) {
+    // Always ask to continue our own history (after a sync it is the
+    // master's; a former master asks with its own id, as Redis's
+    // replicationCacheMasterUsingMyself): a master that has our id as its
+    // current or previous one (psync2) answers +CONTINUE.
+    let repl = &cx.srv.repl;
+    let id = repl.replid();
+    let off = repl.offset.load(Ordering::SeqCst);
+    let r = c.cmd(cx, &[b"PSYNC", id.as_bytes(), (off + 1).to_string().as_bytes()])?;
+    if let Some(rest) = r.strip_prefix(b"+CONTINUE") {
         // Partial resynchronization: the stream goes on from our offset
         // (a new replication id may follow, psync2).
         let new_id = String::from_utf8_lossy(rest).trim().to_string();
-        link.read_offset.store(off, Ordering::SeqCst);
         {
+            // Under the exclusive lock, as the stream is applied: no
+            // REPLICAOF runs between the check and the switch.
+            let mut a = cx.srv.store.access_all();
+            a.release_shards();
+            cx.check()?;
+            if !repl.feeding() {
+                repl.adopt_master_history(&id, off);
+            }
+            if repl.continue_with_id(&new_id) {
+                // Our replicas must learn the new id: they reconnect and continue.
+                repl.disconnect_replicas();
+            }
+            link.offset.store(off, Ordering::SeqCst);
+            link.read_offset.store(off, Ordering::SeqCst);
             let mut g = link.st.lock();
             if g.gen != cx.gen {
                 return Err(Step::Stop);
             }
-            g.master_replid = if new_id.is_empty() { id } else { new_id };
+            g.master_replid = repl.replid();
             g.link = LinkState::Connected;
             g.last_io_ms = now_ms();
         }
+        eprintln!("ferrite: MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
         return stream(cx, &mut c, off);
     }
     let Some(rest) = r.strip_prefix(b"+FULLRESYNC ") else {
@@ -557,7 +570,7 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
     link.sync_read.store(0, Ordering::Relaxed);
     link.set_link(cx.gen, LinkState::Sync);
     let rdb = read_payload(cx, &mut c)?;
-    load(cx, rdb.bytes())?;
+    load(cx, rdb.bytes(), &replid, off)?;
     drop(rdb);
     link.offset.store(off, Ordering::SeqCst);
     link.read_offset.store(off, Ordering::SeqCst);
@@ -718,7 +731,7 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Payload> {
 }
 
 /// Empty everything and load the master's RDB (exclusive access).
-fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
+fn load(cx: &Ctx, rdb: &[u8], replid: &str, off: i64) -> R<()> {
     let srv = cx.srv;
     let mut acc = srv.store.access_all();
     acc.release_shards();
@@ -745,14 +758,12 @@ fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
             srv.persist.aof.rewrite_scheduled.store(true, Ordering::Relaxed);
         }
     }
+    // The master's history is ours now (same id and offsets, an empty
+    // backlog). Our own replicas hold another data set: they reconnect and
+    // get a full resync of the new one (Redis's disconnectSlaves).
+    srv.repl.adopt_master_history(replid, off);
+    srv.repl.disconnect_replicas();
     drop(acc);
-    // Our own replicas now hold another data set: they reconnect and get a
-    // full resync of the new one (Redis's disconnectSlaves), under a new
-    // replication id so that none continues on the old history.
-    srv.repl.new_history();
-    for rep in srv.repl.replicas() {
-        let _ = rep.tx.send(crate::client::Push::Kill);
-    }
     r.map(|_| ()).map_err(|e| Step::Fail(format!("failed loading the RDB from master: {e}")))
 }
 
@@ -827,6 +838,9 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     let mut out = ferrite_resp::ReplyBuf::new(false);
     let mut multi: Option<Vec<Vec<Bytes>>> = None;
     let mut in_multi = 0i64;
+    // Bytes applied but not yet proxied to our backlog and replicas (a
+    // transaction goes at its EXEC, when the offset moves).
+    let mut proxy: Vec<u8> = Vec::new();
     // The first ACK goes out at once: after a diskless transfer a Redis
     // master starts the stream only on an ACK received once it marked us
     // online (which can be after our load ended), so ACKs go every 100 ms
@@ -838,10 +852,13 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     loop {
         // Parse what is buffered into commands.
         let mut cmds: Vec<(Vec<Bytes>, usize)> = Vec::new();
+        let start = c.pos;
         while let Some((args, n)) = parse_command(c.avail())? {
             c.pos += n;
             cmds.push((args, n));
         }
+        let raw = c.buf[start..c.pos].to_vec();
+        let mut at = 0usize;
         let mut ack_now = None;
         if !cmds.is_empty() {
             link.read_offset.fetch_add(cmds.iter().map(|x| x.1 as i64).sum(), Ordering::SeqCst);
@@ -886,11 +903,15 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                 }
                 // Inside MULTI the offset stays at the transaction's start
                 // until EXEC (Redis): a link lost mid-transaction resumes there.
+                proxy.extend_from_slice(raw.get(at..at + n).unwrap_or(&[]));
+                at += n;
                 if multi.is_some() {
                     in_multi += n as i64;
                 } else {
                     off += in_multi + n as i64;
                     in_multi = 0;
+                    srv.repl.feed_proxy(&proxy);
+                    proxy.clear();
                 }
                 link.offset.store(off, Ordering::SeqCst);
             }

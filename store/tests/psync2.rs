@@ -1,0 +1,166 @@
+//! PSYNC version 2 with ferrite in a chain of real `redis-server` 7.0
+//! nodes: a replica proxies its master's stream byte for byte (every node
+//! of a chain has the same `master_repl_offset` and `master_replid`), a
+//! promoted replica keeps its old id as `master_replid2` up to
+//! `second_repl_offset`, so its former master and its former siblings
+//! continue with `+CONTINUE` (no full sync), in both directions (ferrite
+//! promoted, Redis replicas continuing with it; Redis promoted, ferrite
+//! continuing with it). Every wait is bounded; all servers listen on
+//! 127.0.0.1 only.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{start_ferrite, start_redis, Conn};
+
+fn s(r: &[u8]) -> String {
+    String::from_utf8_lossy(r).into_owned()
+}
+
+fn field(c: &mut Conn, section: &str, name: &str) -> String {
+    let r = s(&c.cmd(&["INFO", section]));
+    r.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+}
+
+fn num(c: &mut Conn, section: &str, name: &str) -> i64 {
+    field(c, section, name).parse().unwrap_or(-1)
+}
+
+fn ok(r: Vec<u8>) {
+    assert_eq!(s(&r), "+OK\r\n");
+}
+
+/// Wait (bounded) until every node has the same replication id and offset,
+/// and every replica's link is up.
+fn wait_same(nodes: &mut [&mut Conn], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut ids = Vec::new();
+        let mut up = true;
+        for c in nodes.iter_mut() {
+            ids.push((field(c, "replication", "master_replid"), num(c, "replication", "master_repl_offset")));
+            if field(c, "replication", "role") == "slave" {
+                up &= field(c, "replication", "master_link_status") == "up";
+            }
+        }
+        if up && ids.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: nodes not in sync after 30s: {ids:?} (links up: {up})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_link(c: &mut Conn, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while field(c, "replication", "master_link_status") != "up" {
+        assert!(Instant::now() < deadline, "{what}: link never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn writes(m: &mut Conn, tag: &str) {
+    for i in 0..20 {
+        m.cmd(&["INCR", "counter"]);
+        m.cmd(&["SET", &format!("{tag}:{i}"), "v"]);
+    }
+    m.line("MULTI");
+    m.cmd(&["RPUSH", "list", tag]);
+    m.cmd(&["SELECT", "2"]);
+    m.cmd(&["SET", "in2", tag]);
+    m.line("EXEC");
+    m.cmd(&["SELECT", "0"]);
+}
+
+fn digest(c: &mut Conn) -> Vec<u8> {
+    c.cmd(&["DEBUG", "DIGEST"])
+}
+
+/// Redis master -> ferrite -> Redis sub-replica: same ids and offsets on
+/// all three. Ferrite promoted: the sub-replica continues, and the former
+/// master (a real Redis) turned into ferrite's replica continues too.
+#[test]
+fn ferrite_promoted_in_a_chain_keeps_its_replicas_partial() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let sub = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let (mut m, mut f, mut r) =
+        (Conn::connect(master.port).unwrap(), Conn::connect(fer.port).unwrap(), Conn::connect(sub.port).unwrap());
+    writes(&mut m, "before");
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    wait_link(&mut f, "ferrite");
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()]));
+    wait_link(&mut r, "sub-replica");
+    writes(&mut m, "chained");
+    wait_same(&mut [&mut m, &mut f, &mut r], "chain");
+    let old_id = field(&mut m, "replication", "master_replid");
+    assert_eq!(num(&mut f, "replication", "repl_backlog_active"), 1, "a replica keeps a backlog");
+    let want = digest(&mut m);
+    assert_eq!(digest(&mut f), want);
+    assert_eq!(digest(&mut r), want);
+
+    // Promotion: ferrite starts a new history; the old id is its secondary one.
+    let off = num(&mut f, "replication", "master_repl_offset");
+    ok(f.cmd(&["REPLICAOF", "NO", "ONE"]));
+    assert_eq!(field(&mut f, "replication", "role"), "master");
+    assert_eq!(field(&mut f, "replication", "master_replid2"), old_id);
+    assert_eq!(num(&mut f, "replication", "second_repl_offset"), off + 1);
+    assert_ne!(field(&mut f, "replication", "master_replid"), old_id);
+    // The former master joins as a replica of ferrite.
+    ok(m.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()]));
+    wait_link(&mut m, "former master");
+    wait_link(&mut r, "sub-replica after the promotion");
+    writes(&mut f, "promoted");
+    wait_same(&mut [&mut f, &mut m, &mut r], "after the promotion");
+    // Only the sub-replica's first sync was a full one; both reconnections continued.
+    assert_eq!(num(&mut f, "stats", "sync_full"), 1, "full syncs served by ferrite");
+    assert!(num(&mut f, "stats", "sync_partial_ok") >= 2, "partial syncs: {}", num(&mut f, "stats", "sync_partial_ok"));
+    // The Redis nodes took the new id with the old one as their secondary.
+    for c in [&mut m, &mut r] {
+        assert_eq!(field(c, "replication", "master_replid2"), old_id);
+        assert_eq!(num(c, "replication", "second_repl_offset"), off + 1);
+    }
+    let want = digest(&mut f);
+    assert_eq!(digest(&mut m), want);
+    assert_eq!(digest(&mut r), want);
+}
+
+/// Redis master with a Redis replica and a ferrite replica; the Redis
+/// replica is promoted and ferrite, pointed at it, continues (`+CONTINUE`
+/// with the new id: ferrite's secondary id becomes the old one).
+#[test]
+fn ferrite_continues_with_a_promoted_redis_sibling() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let sibling = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let (mut m, mut sb, mut f) =
+        (Conn::connect(master.port).unwrap(), Conn::connect(sibling.port).unwrap(), Conn::connect(fer.port).unwrap());
+    ok(sb.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    wait_link(&mut sb, "sibling");
+    wait_link(&mut f, "ferrite");
+    writes(&mut m, "one");
+    wait_same(&mut [&mut m, &mut sb, &mut f], "siblings");
+    let old_id = field(&mut m, "replication", "master_replid");
+    ok(sb.cmd(&["REPLICAOF", "NO", "ONE"]));
+    let new_id = field(&mut sb, "replication", "master_replid");
+    let second = num(&mut sb, "replication", "second_repl_offset");
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &sibling.port.to_string()]));
+    wait_link(&mut f, "ferrite after the switch");
+    writes(&mut sb, "two");
+    wait_same(&mut [&mut sb, &mut f], "after the switch");
+    assert_eq!(num(&mut sb, "stats", "sync_full"), 0, "the promoted sibling served no full sync");
+    assert_eq!(num(&mut sb, "stats", "sync_partial_ok"), 1);
+    assert_eq!(field(&mut f, "replication", "master_replid"), new_id);
+    assert_eq!(field(&mut f, "replication", "master_replid2"), old_id);
+    assert_eq!(num(&mut f, "replication", "second_repl_offset"), second);
+    assert_eq!(digest(&mut f), digest(&mut sb));
+    // And the old master (now behind the new history) gets a full sync
+    // only if it has writes of its own; here it continues too.
+    ok(m.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()]));
+    wait_link(&mut m, "old master under ferrite");
+    writes(&mut sb, "three");
+    wait_same(&mut [&mut sb, &mut f, &mut m], "old master chained under ferrite");
+    assert_eq!(num(&mut f, "stats", "sync_full"), 0, "ferrite served no full sync");
+    assert_eq!(digest(&mut m), digest(&mut sb));
+}
