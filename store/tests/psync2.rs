@@ -5,13 +5,16 @@
 //! `second_repl_offset`, so its former master and its former siblings
 //! continue with `+CONTINUE` (no full sync), in both directions (ferrite
 //! promoted, Redis replicas continuing with it; Redis promoted, ferrite
-//! continuing with it). Every wait is bounded; all servers listen on
+//! continuing with it), and across a restart from dump.rdb (its `repl-id`,
+//! `repl-offset`, `repl-stream-db` aux fields: a restarted replica
+//! continues, a restarted master lets its replicas continue). Every wait is bounded; all servers listen on
 //! 127.0.0.1 only.
 
 mod support;
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{start_ferrite, start_redis, Conn};
+use support::{ferrite_bin, free_port, start_ferrite, start_redis, Conn, TempDir};
 
 fn s(r: &[u8]) -> String {
     String::from_utf8_lossy(r).into_owned()
@@ -163,4 +166,108 @@ fn ferrite_continues_with_a_promoted_redis_sibling() {
     wait_same(&mut [&mut sb, &mut f, &mut m], "old master chained under ferrite");
     assert_eq!(num(&mut f, "stats", "sync_full"), 0, "ferrite served no full sync");
     assert_eq!(digest(&mut m), digest(&mut sb));
+}
+
+/// A ferrite process on a fixed port and directory (restartable), killed on drop.
+struct Fer(Child);
+
+impl Drop for Fer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_ferrite_on(port: u16, dir: &TempDir, extra: &[&str]) -> (Fer, Conn) {
+    let child = Command::new(ferrite_bin())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--enable-debug-command", "yes", "--dir"])
+        .arg(&dir.0)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferrite");
+    let mut fer = Fer(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(st)) = fer.0.try_wait() {
+            panic!("ferrite exited during startup with {st}");
+        }
+        if let Ok(mut c) = Conn::connect(port) {
+            if c.cmd(&["PING"]).starts_with(b"+PONG") {
+                return (fer, c);
+            }
+        }
+        assert!(Instant::now() < deadline, "ferrite did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SHUTDOWN SAVE, then wait (bounded) for the process to exit.
+fn shutdown(fer: &mut Fer, c: &mut Conn) {
+    c.send(&["SHUTDOWN", "SAVE"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fer.0.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "ferrite did not exit after SHUTDOWN");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A ferrite replica saved on shutdown and restarted with `replicaof`
+/// continues (no full sync), in the database its master's stream had selected.
+#[test]
+fn restarted_replica_continues_from_its_rdb() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let dir = TempDir::new("psync2-replica");
+    let port = free_port();
+    let (mut fer, mut f) = spawn_ferrite_on(port, &dir, &[]);
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    wait_link(&mut f, "replica");
+    m.cmd(&["SELECT", "5"]);
+    m.cmd(&["SET", "a", "1"]);
+    m.cmd(&["SET", "b", "2"]);
+    wait_same(&mut [&mut m, &mut f], "before the restart");
+    shutdown(&mut fer, &mut f);
+    // Written while the replica is down, in the same database (no new SELECT).
+    m.cmd(&["SET", "c", "3"]);
+    m.cmd(&["INCR", "b"]);
+    let mp = format!("127.0.0.1 {}", master.port);
+    let (_fer2, mut f) = spawn_ferrite_on(port, &dir, &["--replicaof", &mp]);
+    wait_link(&mut f, "restarted replica");
+    wait_same(&mut [&mut m, &mut f], "after the restart");
+    assert_eq!(num(&mut m, "stats", "sync_full"), 1, "the restart did not need a full sync");
+    assert_eq!(num(&mut m, "stats", "sync_partial_ok"), 1);
+    f.cmd(&["SELECT", "5"]);
+    assert_eq!(s(&f.cmd(&["GET", "c"])), "$1\r\n3\r\n");
+    assert_eq!(s(&f.cmd(&["GET", "b"])), "$1\r\n3\r\n");
+    assert_eq!(digest(&mut f), digest(&mut m));
+}
+
+/// A ferrite master saved on shutdown and restarted on the same port: its
+/// Redis replica continues (the saved id became ferrite's secondary id).
+#[test]
+fn restarted_master_lets_its_replica_continue() {
+    let dir = TempDir::new("psync2-master");
+    let port = free_port();
+    let (mut fer, mut f) = spawn_ferrite_on(port, &dir, &[]);
+    let sub = start_redis(&[]);
+    let mut r = Conn::connect(sub.port).unwrap();
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &port.to_string()]));
+    wait_link(&mut r, "replica");
+    writes(&mut f, "one");
+    wait_same(&mut [&mut f, &mut r], "before the restart");
+    let id = field(&mut f, "replication", "master_replid");
+    let off = num(&mut f, "replication", "master_repl_offset");
+    shutdown(&mut fer, &mut f);
+    let (_fer2, mut f) = spawn_ferrite_on(port, &dir, &[]);
+    assert_eq!(field(&mut f, "replication", "master_replid2"), id);
+    assert_eq!(num(&mut f, "replication", "second_repl_offset"), off + 1);
+    assert_eq!(num(&mut f, "replication", "master_repl_offset"), off);
+    wait_link(&mut r, "replica after the master's restart");
+    writes(&mut f, "two");
+    wait_same(&mut [&mut f, &mut r], "after the restart");
+    assert_eq!(num(&mut f, "stats", "sync_full"), 0, "no full sync after the restart");
+    assert_eq!(num(&mut f, "stats", "sync_partial_ok"), 1);
+    assert_eq!(digest(&mut r), digest(&mut f));
 }

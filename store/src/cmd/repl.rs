@@ -109,11 +109,12 @@ fn sync(cx: &mut Cx) -> CmdResult {
         let functions = crate::script::function_dump_codes(srv);
         let mut image = Vec::new();
         let acc = &mut *cx.ks.acc;
-        let r = write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, |db, f| {
-            for i in 0..SHARDS {
-                acc.with_slot(db, i as u16, |sh| f(sh));
-            }
-        });
+        let r =
+            write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, srv.repl.rdb_info(), |db, f| {
+                for i in 0..SHARDS {
+                    acc.with_slot(db, i as u16, |sh| f(sh));
+                }
+            });
         if let Err(e) = r {
             return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
         }

@@ -633,6 +633,7 @@ fn write_base_sync(srv: &Server, acc: &mut crate::keyspace::Access<'_>, path: &P
             true,
             ndb,
             &crate::script::function_dump_codes(srv),
+            None,
             |db, f| {
                 for i in 0..crate::keyspace::SHARDS {
                     acc.with_slot(db, i as u16, |sh| f(sh));

@@ -113,8 +113,11 @@ fn parse_records(
                 }
             }
             OP_AUX => {
-                r.string().map_err(bad)?;
-                r.string().map_err(bad)?;
+                let k = r.string().map_err(bad)?;
+                let v = r.string().map_err(bad)?;
+                if k.starts_with(b"repl-") {
+                    srv.repl.note_rdb_aux(&k, &v);
+                }
             }
             OP_EXPIRETIME_MS => {
                 let b = r.take(8).map_err(bad)?;
@@ -290,7 +293,11 @@ pub fn load_rdb_bytes_opts(srv: &Server, data: &[u8], preamble: bool, allow_dup:
             _ => crc64(0, &data[..body_end]),
         };
         if want != 0 && have != want {
-            return Err("Wrong RDB checksum. Aborting now.".into());
+            // Redis's two lines (the second is what tools and tests look for).
+            return Err(format!(
+                "Wrong RDB checksum expected: ({want:016x}) got ({have:016x}). Aborting now. \
+                 Internal error in RDB reading offset 0, function at rdb.c:0 -> RDB CRC error"
+            ));
         }
         st.consumed = body_end + 8;
     } else {

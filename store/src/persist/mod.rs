@@ -182,6 +182,7 @@ pub fn load_at_startup(srv: &Arc<Server>) -> Result<(), String> {
     } else {
         let path = cfg.rdb_path();
         if path.exists() {
+            srv.repl.clear_rdb_aux();
             match load::load_rdb_file(srv, &path) {
                 Ok(st) => {
                     eprintln!(
@@ -190,6 +191,9 @@ pub fn load_at_startup(srv: &Arc<Server>) -> Result<(), String> {
                         st.expired,
                         t0.elapsed().as_secs_f64()
                     );
+                    // The replication history the file was saved with.
+                    let replica = srv.config.read().replicaof.is_some();
+                    srv.repl.restore_from_rdb(replica);
                     Ok(())
                 }
                 Err(e) => Err(format!("Short read or OOM loading DB. Unrecoverable error, aborting now. ({e})")),

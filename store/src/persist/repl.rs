@@ -89,6 +89,9 @@ struct Inner {
     replid2: String,
     /// Last offset + 1 valid for `replid2` (-1: none).
     second_off: i64,
+    /// `repl-stream-db`, `repl-id`, `repl-offset` aux fields of the last RDB
+    /// loaded (used at start-up only, as Redis).
+    rdb_aux: (Option<i64>, Option<String>, Option<i64>),
     /// `REPLCONF listening-port / ip-address` given before SYNC, by client id.
     pending: Vec<(u64, Option<i64>, Option<String>)>,
 }
@@ -111,6 +114,9 @@ pub struct Repl {
     ack_lock: Mutex<()>,
     /// Ferrite as a replica (REPLICAOF).
     pub replica: super::replica::ReplicaLink,
+    /// As a replica: the database selected by the master's stream (kept
+    /// across a lost link, saved in RDB files as `repl-stream-db`).
+    pub stream_db: AtomicI64,
 }
 
 impl Default for Repl {
@@ -130,11 +136,13 @@ impl Default for Repl {
                 replid: random_id(),
                 replid2: NO_ID.to_string(),
                 second_off: -1,
+                rdb_aux: (None, None, None),
                 pending: Vec::new(),
             }),
             acks: Condvar::new(),
             ack_lock: Mutex::new(()),
             replica: Default::default(),
+            stream_db: AtomicI64::new(0),
         }
     }
 }
@@ -279,6 +287,7 @@ impl Repl {
         g.backlog_max = configured_backlog();
         g.last_db = -1;
         self.offset.store(off, Ordering::SeqCst);
+        self.stream_db.store(0, Ordering::SeqCst);
         self.active.store(true, Ordering::SeqCst);
     }
 
@@ -304,6 +313,66 @@ impl Repl {
         g.replid2 = std::mem::replace(&mut g.replid, random_id());
         g.second_off = self.offset.load(Ordering::SeqCst) + 1;
         g.last_db = -1;
+    }
+
+    /// The replication aux fields of an RDB file saved now (`repl-stream-db`,
+    /// `repl-id`, `repl-offset`): a master with a backlog, or a replica that
+    /// synced (Redis's rdbPopulateSaveInfo). Call with the data set locked
+    /// (the offset must be the image's).
+    pub fn rdb_info(&self) -> Option<(u32, String, i64)> {
+        if !self.feeding() {
+            return None;
+        }
+        let g = self.inner.lock();
+        let db = if self.replica.is_replica() { self.stream_db.load(Ordering::SeqCst) } else { g.last_db.max(0) };
+        Some((db.max(0) as u32, g.replid.clone(), self.offset.load(Ordering::SeqCst)))
+    }
+
+    /// An aux field met while loading an RDB file.
+    pub fn note_rdb_aux(&self, key: &[u8], val: &[u8]) {
+        let num = || std::str::from_utf8(val).ok().and_then(|v| v.parse::<i64>().ok());
+        let mut g = self.inner.lock();
+        match key {
+            b"repl-stream-db" => g.rdb_aux.0 = num(),
+            b"repl-id" if val.len() == 40 => g.rdb_aux.1 = Some(String::from_utf8_lossy(val).into_owned()),
+            b"repl-offset" => g.rdb_aux.2 = num(),
+            _ => {}
+        }
+    }
+
+    /// Forget the aux fields (before a load).
+    pub fn clear_rdb_aux(&self) {
+        self.inner.lock().rdb_aux = (None, None, None);
+    }
+
+    /// Start-up, after loading dump.rdb: the replication id and offset it
+    /// was saved with. A replica continues that history (it asks its master
+    /// to continue from there); a master keeps it as its secondary id, so
+    /// its former replicas continue with it (Redis's loadDataFromDisk).
+    pub fn restore_from_rdb(&self, replica: bool) -> bool {
+        let mut g = self.inner.lock();
+        let (Some(db), Some(id), Some(off)) = std::mem::replace(&mut g.rdb_aux, (None, None, None)) else {
+            return false;
+        };
+        if db < 0 || off < 0 {
+            return false;
+        }
+        g.backlog.clear();
+        g.backlog_max = configured_backlog();
+        if replica {
+            g.replid = id;
+            g.replid2 = NO_ID.to_string();
+            g.second_off = -1;
+            self.stream_db.store(db, Ordering::SeqCst);
+        } else {
+            g.replid = random_id();
+            g.replid2 = id;
+            g.second_off = off + 1;
+            g.last_db = -1;
+        }
+        self.offset.store(off, Ordering::SeqCst);
+        self.active.store(true, Ordering::SeqCst);
+        true
     }
 
     /// (replid, replid2, second offset) for INFO.

@@ -835,6 +835,9 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     let srv = cx.srv;
     let link = &srv.repl.replica;
     let mut client = master_client(srv);
+    // The stream goes on in the database it last selected (a master does not
+    // repeat SELECT after +CONTINUE; 0 after a full sync).
+    client.db = (srv.repl.stream_db.load(Ordering::SeqCst).max(0) as usize).min(srv.store.dbs.len().saturating_sub(1));
     let mut out = ferrite_resp::ReplyBuf::new(false);
     let mut multi: Option<Vec<Vec<Bytes>>> = None;
     let mut in_multi = 0i64;
@@ -915,6 +918,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                 }
                 link.offset.store(off, Ordering::SeqCst);
             }
+            srv.repl.stream_db.store(client.db as i64, Ordering::SeqCst);
             let ready = std::mem::take(&mut client.ready_keys);
             if !ready.is_empty() {
                 crate::dispatch::serve_blocked(srv, &mut a, ready);
