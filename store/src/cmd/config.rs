@@ -145,6 +145,8 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     // Hidden: loading yields to events every so many bytes (ferrite loads
     // before it accepts clients).
     ("loading-process-events-interval-bytes", "2097152", "int:1024:2147483647"),
+    // RESTORE and RDB loading always validate payloads fully in ferrite.
+    ("sanitize-dump-payload", "no", "enum:no|yes|clients"),
 ];
 
 /// Accepted parameters Redis sets only at start-up (CONFIG SET: "can't set
@@ -399,6 +401,7 @@ const PARAMS: &[Param] = &[
     Param { name: "shutdown-on-sigint", kind: Kind::Accepted },
     Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
     Param { name: "loading-process-events-interval-bytes", kind: Kind::Accepted },
+    Param { name: "sanitize-dump-payload", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
