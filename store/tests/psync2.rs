@@ -271,3 +271,41 @@ fn restarted_master_lets_its_replica_continue() {
     assert_eq!(num(&mut f, "stats", "sync_partial_ok"), 1);
     assert_eq!(digest(&mut r), digest(&mut f));
 }
+
+/// A sub-replica attaching to a replica gets no SELECT in the proxied
+/// stream (the master selected its db before): the payload's
+/// `repl-stream-db` says where the stream goes on. Both ways: a Redis
+/// sub-replica of ferrite, ferrite as a sub-replica of a Redis replica.
+#[test]
+fn sub_replica_starts_in_the_stream_db() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let mid = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let (mut m, mut f, mut r) =
+        (Conn::connect(master.port).unwrap(), Conn::connect(fer.port).unwrap(), Conn::connect(mid.port).unwrap());
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    wait_link(&mut f, "ferrite");
+    wait_link(&mut r, "redis replica");
+    m.cmd(&["SELECT", "9"]);
+    m.cmd(&["SET", "a", "1"]);
+    wait_same(&mut [&mut m, &mut f, &mut r], "two replicas");
+    // A Redis sub-replica of ferrite, and a ferrite sub-replica of Redis.
+    let sub_r = start_redis(&[]);
+    let sub_f = start_ferrite(&[]);
+    let (mut sr, mut sf) = (Conn::connect(sub_r.port).unwrap(), Conn::connect(sub_f.port).unwrap());
+    ok(sr.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()]));
+    ok(sf.cmd(&["REPLICAOF", "127.0.0.1", &mid.port.to_string()]));
+    wait_link(&mut sr, "redis sub-replica");
+    wait_link(&mut sf, "ferrite sub-replica");
+    // No SELECT in the stream after these attaches: the writes land in db 9.
+    m.cmd(&["SET", "b", "2"]);
+    m.cmd(&["INCR", "a"]);
+    wait_same(&mut [&mut m, &mut f, &mut r, &mut sr, &mut sf], "sub-replicas");
+    for c in [&mut f, &mut r, &mut sr, &mut sf] {
+        c.cmd(&["SELECT", "9"]);
+        assert_eq!(s(&c.cmd(&["MGET", "a", "b"])), "*2\r\n$1\r\n2\r\n$1\r\n2\r\n");
+        c.cmd(&["SELECT", "0"]);
+        assert_eq!(s(&c.cmd(&["DBSIZE"])), ":0\r\n");
+    }
+}

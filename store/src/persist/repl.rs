@@ -340,6 +340,11 @@ impl Repl {
         }
     }
 
+    /// `repl-stream-db` of the last RDB loaded, if it had one.
+    pub fn rdb_stream_db(&self) -> Option<i64> {
+        self.inner.lock().rdb_aux.0
+    }
+
     /// Forget the aux fields (before a load).
     pub fn clear_rdb_aux(&self) {
         self.inner.lock().rdb_aux = (None, None, None);

@@ -745,6 +745,7 @@ fn load(cx: &Ctx, rdb: &[u8], replid: &str, off: i64) -> R<()> {
     }
     crate::cmd::client::tracking::flush(srv);
     srv.persist.loading.store(true, Ordering::SeqCst);
+    srv.repl.clear_rdb_aux();
     let r = super::load::load_rdb_bytes_opts(srv, rdb, false, true);
     srv.persist.loading.store(false, Ordering::SeqCst);
     // The AOF must describe the new data set: rewrite it now (Redis
@@ -762,6 +763,12 @@ fn load(cx: &Ctx, rdb: &[u8], replid: &str, off: i64) -> R<()> {
     // backlog). Our own replicas hold another data set: they reconnect and
     // get a full resync of the new one (Redis's disconnectSlaves).
     srv.repl.adopt_master_history(replid, off);
+    // A replica's payload says which database its proxied stream is in (its
+    // master does not repeat SELECT): Redis's rsi.repl_stream_db.
+    if let Some(db) = srv.repl.rdb_stream_db().filter(|d| (0..srv.store.dbs.len() as i64).contains(d)) {
+        srv.repl.stream_db.store(db, Ordering::SeqCst);
+    }
+    srv.repl.clear_rdb_aux();
     srv.repl.disconnect_replicas();
     drop(acc);
     r.map(|_| ()).map_err(|e| Step::Fail(format!("failed loading the RDB from master: {e}")))
