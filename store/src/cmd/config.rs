@@ -474,7 +474,21 @@ pub fn set_at_startup(srv: &Server, name: &[u8], v: &[u8]) -> Result<(), String>
     Ok(())
 }
 
+/// Old names CONFIG SET / GET still accept (Redis's config aliases).
+const ALIASES: &[(&str, &str)] = &[
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
+    ("repl-ping-slave-period", "repl-ping-replica-period"),
+    ("slave-serve-stale-data", "replica-serve-stale-data"),
+    ("slave-priority", "replica-priority"),
+    ("slave-lazy-flush", "replica-lazy-flush"),
+    ("slave-announce-ip", "replica-announce-ip"),
+    ("slave-announce-port", "replica-announce-port"),
+    ("slave-ignore-maxmemory", "replica-ignore-maxmemory"),
+];
+
 fn find(name: &[u8]) -> Option<&'static Param> {
+    let name = ALIASES.iter().find(|a| eq_ic(a.0.as_bytes(), name)).map_or(name, |a| a.1.as_bytes());
     PARAMS.iter().find(|p| eq_ic(p.name.as_bytes(), name))
 }
 
