@@ -91,6 +91,7 @@ fn sync(cx: &mut Cx) -> CmdResult {
         }
     };
     let me = srv.persist.me.get().and_then(|w| w.upgrade());
+    srv.repl.create_backlog();
     // Disk-based, as Redis: a background save to `dir/dbfilename` started
     // now (this command holds the exclusive lock, so the replica's stream
     // starts exactly at the snapshot's instant); the file is sent when the

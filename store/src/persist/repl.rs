@@ -413,6 +413,20 @@ impl Repl {
         g.pending.push((client_id, port, ip));
     }
 
+    /// The first replica: Redis creates its backlog with a new replication
+    /// id (before the payload is made, which records them).
+    pub fn create_backlog(&self) {
+        let mut g = self.inner.lock();
+        if !self.active.load(Ordering::SeqCst) {
+            g.replid = random_id();
+            g.replid2 = NO_ID.to_string();
+            g.second_off = -1;
+            g.backlog.clear();
+            g.backlog_max = configured_backlog();
+            self.active.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Register a replica. The caller holds the exclusive world lock, so
     /// no write is between the data set image and the registration.
     /// `header` gets the replid and offset (FULLRESYNC) and returns the
@@ -428,14 +442,8 @@ impl Repl {
         header: impl FnOnce(&str, i64) -> Vec<u8>,
         payload: Option<&[u8]>,
     ) -> bool {
+        self.create_backlog();
         let mut g = self.inner.lock();
-        if !self.active.load(Ordering::SeqCst) {
-            // First replica: Redis creates its backlog with a new replication id.
-            g.replid = random_id();
-            g.backlog.clear();
-            g.backlog_max = configured_backlog();
-            self.active.store(true, Ordering::SeqCst);
-        }
         g.last_db = -1;
         self.sync_full.fetch_add(1, Ordering::Relaxed);
         let off = self.offset.load(Ordering::SeqCst);
