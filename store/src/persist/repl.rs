@@ -162,6 +162,13 @@ impl Repl {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// CONFIG RESETSTAT: the sync counters of INFO stats.
+    pub fn reset_stats(&self) {
+        self.sync_full.store(0, Ordering::Relaxed);
+        self.sync_partial_ok.store(0, Ordering::Relaxed);
+        self.sync_partial_err.store(0, Ordering::Relaxed);
+    }
+
     pub fn replid(&self) -> String {
         self.inner.lock().replid.clone()
     }
