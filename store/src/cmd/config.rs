@@ -572,6 +572,7 @@ fn config(cx: &mut Cx) -> CmdResult {
         config_set(cx)
     } else if eq_ic(sub, b"resetstat") {
         cx.srv.stats.reset();
+        cx.srv.repl.reset_stats();
         cx.out.ok();
         Ok(())
     } else if eq_ic(sub, b"rewrite") {
