@@ -309,3 +309,40 @@ fn sub_replica_starts_in_the_stream_db() {
         assert_eq!(s(&c.cmd(&["DBSIZE"])), ":0\r\n");
     }
 }
+
+/// Keys that expired while a ferrite master was down are dropped when it
+/// loads its file, their DELs put in its backlog after the saved offset: a
+/// Redis replica continues and deletes them too (same digest).
+#[test]
+fn restarted_master_sends_the_dels_of_keys_expired_in_its_rdb() {
+    let dir = TempDir::new("psync2-expire");
+    let port = free_port();
+    let (mut fer, mut f) = spawn_ferrite_on(port, &dir, &[]);
+    let sub = start_redis(&[]);
+    let mut r = Conn::connect(sub.port).unwrap();
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &port.to_string()]));
+    wait_link(&mut r, "replica");
+    f.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    for j in 0..64 {
+        f.cmd(&["SELECT", &(j % 16).to_string()]);
+        f.cmd(&["SET", &j.to_string(), "v", "PX", "150"]);
+    }
+    f.cmd(&["SELECT", "0"]);
+    f.cmd(&["SET", "kept", "v"]);
+    wait_same(&mut [&mut f, &mut r], "before the restart");
+    let off = num(&mut f, "replication", "master_repl_offset");
+    std::thread::sleep(Duration::from_millis(300));
+    shutdown(&mut fer, &mut f);
+    let (_fer2, mut f) = spawn_ferrite_on(port, &dir, &[]);
+    assert_eq!(num(&mut f, "persistence", "rdb_last_load_keys_expired"), 64);
+    let hist = num(&mut f, "replication", "repl_backlog_histlen");
+    assert!(hist > 0, "the DELs are in the backlog");
+    assert_eq!(num(&mut f, "replication", "master_repl_offset"), off + hist);
+    assert_eq!(num(&mut f, "replication", "repl_backlog_first_byte_offset"), off + 1);
+    wait_link(&mut r, "replica after the restart");
+    wait_same(&mut [&mut f, &mut r], "after the restart");
+    assert_eq!(num(&mut f, "stats", "sync_full"), 0);
+    assert_eq!(num(&mut f, "stats", "sync_partial_ok"), 1);
+    assert_eq!(digest(&mut r), digest(&mut f));
+    assert_eq!(s(&r.cmd(&["DBSIZE"])), ":1\r\n");
+}

@@ -10,6 +10,7 @@ use crate::types::hash::{Hash, Limits};
 use ferrite_commands::key_hash_slot;
 use ferrite_rdb::{crc64::crc64, decode_value, RdbError, RdbValue, Reader};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoadStats {
@@ -161,8 +162,12 @@ fn parse_records(
                 let exp = std::mem::take(&mut expire_at);
                 let (idle, freq) = (idle.take(), freq.take());
                 // A replica keeps them (Redis's iAmMaster check): the master's DEL decides.
-                if exp != 0 && exp < now && !preamble && !srv.repl.replica.is_replica() {
+                let keep = srv.repl.replica.is_replica() || srv.repl.load_keep_expired.load(Ordering::Relaxed);
+                if exp != 0 && exp < now && !preamble && !keep {
                     expired += 1;
+                    if srv.repl.load_feed_expired.load(Ordering::Relaxed) {
+                        srv.repl.feed(&[(db, vec![bytes::Bytes::from_static(b"DEL"), bytes::Bytes::from(key)])]);
+                    }
                     continue;
                 }
                 batch.push(Rec {

@@ -117,6 +117,11 @@ pub struct Repl {
     /// As a replica: the database selected by the master's stream (kept
     /// across a lost link, saved in RDB files as `repl-stream-db`).
     pub stream_db: AtomicI64,
+    /// Start-up load: expired keys of the file are skipped and their DEL
+    /// goes to the backlog (a master, Redis's RDBFLAGS_FEED_REPL), or they
+    /// are kept (a replica: its master's DEL decides).
+    pub load_feed_expired: AtomicBool,
+    pub load_keep_expired: AtomicBool,
 }
 
 impl Default for Repl {
@@ -143,6 +148,8 @@ impl Default for Repl {
             ack_lock: Mutex::new(()),
             replica: Default::default(),
             stream_db: AtomicI64::new(0),
+            load_feed_expired: AtomicBool::new(false),
+            load_keep_expired: AtomicBool::new(false),
         }
     }
 }
@@ -361,30 +368,55 @@ impl Repl {
     /// was saved with. A replica continues that history (it asks its master
     /// to continue from there); a master keeps it as its secondary id, so
     /// its former replicas continue with it (Redis's loadDataFromDisk).
-    pub fn restore_from_rdb(&self, replica: bool) -> bool {
-        let mut g = self.inner.lock();
-        let (Some(db), Some(id), Some(off)) = std::mem::replace(&mut g.rdb_aux, (None, None, None)) else {
-            return false;
-        };
-        if db < 0 || off < 0 {
-            return false;
-        }
-        g.backlog.clear();
-        g.backlog_max = configured_backlog();
+    /// A master loading at start-up: its backlog exists during the load, so
+    /// the DELs of expired keys are in it (see `load_feed_expired`).
+    pub fn start_startup_load(&self, replica: bool) {
         if replica {
-            g.replid = id;
-            g.replid2 = NO_ID.to_string();
-            g.second_off = -1;
-            self.stream_db.store(db, Ordering::SeqCst);
+            self.load_keep_expired.store(true, Ordering::SeqCst);
         } else {
-            g.replid = random_id();
-            g.replid2 = id;
-            g.second_off = off + 1;
-            g.last_db = -1;
+            self.create_backlog();
+            self.load_feed_expired.store(true, Ordering::SeqCst);
         }
-        self.offset.store(off, Ordering::SeqCst);
-        self.active.store(true, Ordering::SeqCst);
-        true
+    }
+
+    /// Start-up, after loading dump.rdb (or failing to, or with none): the
+    /// replication id and offset it was saved with. A replica continues that
+    /// history (it asks its master to continue from there); a master keeps
+    /// it as its secondary id, its offset rebased after the DELs of the keys
+    /// that expired in the file, so its former replicas continue with it
+    /// (Redis's loadDataFromDisk). A master whose file had no replication
+    /// info drops the backlog again.
+    pub fn restore_from_rdb(&self, replica: bool) -> bool {
+        self.load_feed_expired.store(false, Ordering::SeqCst);
+        self.load_keep_expired.store(false, Ordering::SeqCst);
+        let mut g = self.inner.lock();
+        let aux = std::mem::replace(&mut g.rdb_aux, (None, None, None));
+        let restored = match aux {
+            (Some(db), Some(id), Some(off)) if db >= 0 && off >= 0 => {
+                if replica {
+                    g.backlog.clear();
+                    g.backlog_max = configured_backlog();
+                    g.replid = id;
+                    g.replid2 = NO_ID.to_string();
+                    g.second_off = -1;
+                    self.stream_db.store(db, Ordering::SeqCst);
+                    self.offset.store(off, Ordering::SeqCst);
+                } else {
+                    g.replid2 = id;
+                    g.second_off = off + 1;
+                    g.last_db = -1;
+                    self.offset.fetch_add(off, Ordering::SeqCst);
+                }
+                self.active.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        };
+        if !replica && !restored {
+            g.backlog.clear();
+            self.active.store(false, Ordering::SeqCst);
+        }
+        restored
     }
 
     /// (replid, replid2, second offset) for INFO.
