@@ -832,3 +832,44 @@ fn xread_block_on_replica_woken_by_the_master() {
     let got = s(&b.read_reply());
     assert_eq!(got, "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
 }
+
+/// CLIENT KILL on a replica matches its master connection (TYPE master,
+/// ADDR of the master, the old form) like Redis's master client: the link
+/// drops and comes back with a partial resync. Replies compared with a
+/// real Redis replica.
+#[test]
+fn client_kill_drops_the_master_link_like_redis() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let red = start_redis(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut f = Conn::connect(fer.port).unwrap();
+    let mut r = Conn::connect(red.port).unwrap();
+    fill_master(&mut m);
+    attach(&mut f, master.port);
+    attach(&mut r, master.port);
+    wait_synced(&mut m, &mut f, 30);
+    wait_synced(&mut m, &mut r, 30);
+    let addr = format!("127.0.0.1:{}", master.port);
+    let kills: [&[&str]; 3] =
+        [&["CLIENT", "KILL", "TYPE", "master"], &["CLIENT", "KILL", "ADDR", &addr], &["CLIENT", "KILL", &addr]];
+    for (round, k) in kills.iter().enumerate() {
+        let before = stat(&mut m, "sync_partial_ok");
+        let want = s(&r.cmd(k));
+        assert_eq!(s(&f.cmd(k)), want, "{k:?}");
+        // The same write reaches both after their reconnection.
+        m.line(&format!("SET killed{round} v"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stat(&mut m, "sync_partial_ok") < before + 2 {
+            assert!(Instant::now() < deadline, "no partial resyncs after {k:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_synced(&mut m, &mut f, 30);
+        wait_synced(&mut m, &mut r, 30);
+        assert_eq!(digest(&mut f), digest(&mut m));
+    }
+    assert_eq!(stat(&mut m, "sync_full"), 2, "no new full sync");
+    // Nothing else matches: the reply is Redis's.
+    let none: &[&str] = &["CLIENT", "KILL", "127.0.0.1:1"];
+    assert_eq!(s(&f.cmd(none)), s(&r.cmd(none)));
+}

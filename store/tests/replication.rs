@@ -851,3 +851,35 @@ fn a_replica_that_stops_acknowledging_is_dropped_after_repl_timeout() {
     assert!(t0.elapsed() >= Duration::from_millis(1500), "dropped after only {:?}", t0.elapsed());
     wait_until(5, "the replica gone from ROLE", || !s(&c.cmd(&["ROLE"])).contains("4343"));
 }
+
+/// `repl-backlog-ttl`: a master left without replicas for that long frees
+/// its backlog and takes a new replication id (as Redis), so a replica
+/// coming back later gets a full resync.
+#[test]
+fn backlog_freed_after_repl_backlog_ttl() {
+    let fer = support::start_ferrite(&[]);
+    let red = support::start_redis(&[]);
+    let mut f = support::Conn::connect(fer.port).unwrap();
+    let mut r = support::Conn::connect(red.port).unwrap();
+    let info = |c: &mut support::Conn, k: &str| -> String {
+        let t = String::from_utf8_lossy(&c.cmd(&["INFO", "replication"])).into_owned();
+        t.lines().find_map(|l| l.strip_prefix(&format!("{k}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    f.cmd(&["CONFIG", "SET", "repl-backlog-ttl", "1"]);
+    r.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while info(&mut r, "master_link_status") != "up" {
+        assert!(std::time::Instant::now() < deadline, "replica never came up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f.cmd(&["SET", "k", "v"]);
+    let id = info(&mut f, "master_replid");
+    assert_eq!(info(&mut f, "repl_backlog_active"), "1");
+    r.cmd(&["REPLICAOF", "NO", "ONE"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while info(&mut f, "repl_backlog_active") != "0" {
+        assert!(std::time::Instant::now() < deadline, "backlog not freed after repl-backlog-ttl");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_ne!(info(&mut f, "master_replid"), id, "a new replication id");
+}

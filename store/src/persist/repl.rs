@@ -419,6 +419,18 @@ impl Repl {
         restored
     }
 
+    /// `repl-backlog-ttl` expired: no backlog, a new id (no replica can
+    /// continue the old history).
+    pub fn free_backlog(&self) {
+        let mut g = self.inner.lock();
+        g.replid = random_id();
+        g.replid2 = NO_ID.to_string();
+        g.second_off = -1;
+        g.backlog.clear();
+        g.backlog.shrink_to_fit();
+        self.active.store(false, Ordering::SeqCst);
+    }
+
     /// (replid, replid2, second offset) for INFO.
     pub fn ids(&self) -> (String, String, i64) {
         let g = self.inner.lock();
@@ -650,6 +662,8 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
     rt.spawn(async move {
         let mut last = now_ms();
+        // Since when a master with a backlog has had no replica (0: has some).
+        let mut alone_since = 0i64;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let Some(srv) = weak.upgrade() else { break };
@@ -657,6 +671,24 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
                 break;
             }
             srv.repl.refresh_acks();
+            // repl-backlog-ttl: a master without replicas for that long frees
+            // its backlog and changes its id (Redis's replicationCron).
+            let ttl = crate::cmd::config::accepted_value("repl-backlog-ttl")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(3600);
+            let now = now_ms();
+            if srv.repl.replica.is_replica() || !srv.repl.feeding() || !srv.repl.replicas().is_empty() {
+                alone_since = 0;
+            } else if alone_since == 0 {
+                alone_since = now;
+            } else if ttl > 0 && now - alone_since > ttl * 1000 {
+                srv.repl.free_backlog();
+                eprintln!(
+                    "ferrite: Replication backlog freed after {} seconds without connected replicas.",
+                    (now - alone_since) / 1000
+                );
+                alone_since = 0;
+            }
             // repl-timeout: an online replica that stopped acknowledging is disconnected (Redis's replicationCron).
             let timeout = crate::cmd::config::accepted_value("repl-timeout")
                 .and_then(|v| v.parse::<i64>().ok())

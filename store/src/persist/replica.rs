@@ -86,6 +86,9 @@ struct State {
     last_io_ms: i64,
     /// Unix ms the link went down.
     down_since_ms: i64,
+    /// (peer, local) addresses of the master connection while it is open
+    /// (what CLIENT KILL ADDR / LADDR match, as for Redis's master client).
+    addrs: Option<(String, String)>,
 }
 
 /// Replica-side state (`Repl::replica`).
@@ -100,6 +103,9 @@ pub struct ReplicaLink {
     sync_total: AtomicI64,
     sync_read: AtomicI64,
     st: Mutex<State>,
+    /// CLIENT KILL matched the master connection: the link drops it (and
+    /// reconnects, asking to continue).
+    kill: AtomicBool,
 }
 
 impl Default for ReplicaLink {
@@ -117,7 +123,9 @@ impl Default for ReplicaLink {
                 master_replid: String::new(),
                 last_io_ms: 0,
                 down_since_ms: 0,
+                addrs: None,
             }),
+            kill: AtomicBool::new(false),
         }
     }
 }
@@ -158,6 +166,9 @@ impl ReplicaLink {
         }
         if g.link == LinkState::Connected && link != LinkState::Connected {
             g.down_since_ms = now_ms();
+        }
+        if link == LinkState::Connect {
+            g.addrs = None;
         }
         g.link = link;
         true
@@ -204,6 +215,20 @@ pub fn set_master(srv: &Arc<Server>, host: &str, port: u16) -> bool {
         eprintln!("ferrite: can't start the replication thread: {e}");
     }
     false
+}
+
+/// CLIENT KILL [ADDR a] [LADDR l] [TYPE master] on a replica: the master
+/// connection, when it matches, is dropped (the link reconnects after a
+/// second and asks to continue, as Redis's master client). True if matched.
+pub fn kill_master_link(srv: &Server, addr: Option<&[u8]>, laddr: Option<&[u8]>) -> bool {
+    let link = &srv.repl.replica;
+    let g = link.st.lock();
+    let Some((peer, local)) = &g.addrs else { return false };
+    if addr.is_some_and(|a| a != peer.as_bytes()) || laddr.is_some_and(|a| a != local.as_bytes()) {
+        return false;
+    }
+    link.kill.store(true, Ordering::SeqCst);
+    true
 }
 
 /// Clients blocked on keys get an error (Redis's disconnectAllBlockedClients):
@@ -356,6 +381,9 @@ impl Ctx<'_> {
         if self.srv.shutting_down.load(Ordering::Relaxed) || !self.srv.repl.replica.current(self.gen) {
             return Err(Step::Stop);
         }
+        if self.srv.repl.replica.kill.swap(false, Ordering::SeqCst) {
+            return fail("connection with master killed (CLIENT KILL)");
+        }
         Ok(())
     }
 }
@@ -491,6 +519,15 @@ fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
     let _ = s.set_nodelay(true);
     s.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| Step::Fail(e.to_string()))?;
     s.set_write_timeout(Some(Duration::from_secs(10))).map_err(|e| Step::Fail(e.to_string()))?;
+    {
+        let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local = s.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut g = link.st.lock();
+        if g.gen == cx.gen {
+            g.addrs = Some((peer, local));
+        }
+        link.kill.store(false, Ordering::SeqCst);
+    }
     let mut c = Conn { s, buf: Vec::new(), pos: 0 };
     link.set_link(cx.gen, LinkState::Handshake);
     let pong = c.cmd(cx, &[b"PING"])?;
