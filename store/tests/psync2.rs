@@ -346,3 +346,119 @@ fn restarted_master_sends_the_dels_of_keys_expired_in_its_rdb() {
     assert_eq!(digest(&mut r), digest(&mut f));
     assert_eq!(s(&r.cmd(&["DBSIZE"])), ":1\r\n");
 }
+
+/// FAILOVER on a ferrite master with two Redis replicas: the target (a real
+/// Redis) accepts `PSYNC ... FAILOVER` and becomes the master, ferrite its
+/// replica; the other replica continues with the new master. No full sync.
+#[test]
+fn failover_from_ferrite_to_a_redis_replica() {
+    let fer = start_ferrite(&[]);
+    let r1 = start_redis(&[]);
+    let r2 = start_redis(&[]);
+    let (mut f, mut a, mut b) =
+        (Conn::connect(fer.port).unwrap(), Conn::connect(r1.port).unwrap(), Conn::connect(r2.port).unwrap());
+    let fp = fer.port.to_string();
+    ok(a.cmd(&["REPLICAOF", "127.0.0.1", &fp]));
+    ok(b.cmd(&["REPLICAOF", "127.0.0.1", &fp]));
+    wait_link(&mut a, "r1");
+    wait_link(&mut b, "r2");
+    writes(&mut f, "before");
+    wait_same(&mut [&mut f, &mut a, &mut b], "before the failover");
+    a.cmd(&["CONFIG", "RESETSTAT"]);
+    ok(f.cmd(&["FAILOVER", "TO", "127.0.0.1", &r1.port.to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while field(&mut f, "replication", "master_failover_state") != "no-failover" {
+        assert!(Instant::now() < deadline, "the failover did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(field(&mut a, "replication", "role"), "master");
+    assert_eq!(field(&mut f, "replication", "role"), "slave");
+    assert_eq!(field(&mut f, "replication", "master_port"), r1.port.to_string());
+    ok(b.cmd(&["REPLICAOF", "127.0.0.1", &r1.port.to_string()]));
+    wait_link(&mut f, "ferrite under the new master");
+    wait_link(&mut b, "r2 under the new master");
+    writes(&mut a, "after");
+    wait_same(&mut [&mut a, &mut f, &mut b], "after the failover");
+    assert_eq!(num(&mut a, "stats", "sync_partial_ok"), 2);
+    assert_eq!(num(&mut a, "stats", "sync_full"), 0);
+    assert_eq!(digest(&mut f), digest(&mut a));
+    assert_eq!(digest(&mut b), digest(&mut a));
+    // Writes on ferrite are refused now (a read-only replica).
+    assert!(s(&f.cmd(&["SET", "x", "y"])).starts_with("-READONLY"));
+}
+
+/// FAILOVER on a Redis master to a ferrite replica: ferrite takes over on
+/// `PSYNC <replid> <offset> FAILOVER`, the old master continues as its
+/// replica. Then FAILOVER back from ferrite (to any replica).
+#[test]
+fn failover_from_redis_to_ferrite_and_back() {
+    let red = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let (mut m, mut f) = (Conn::connect(red.port).unwrap(), Conn::connect(fer.port).unwrap());
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &red.port.to_string()]));
+    wait_link(&mut f, "ferrite");
+    writes(&mut m, "one");
+    wait_same(&mut [&mut m, &mut f], "before the failover");
+    ok(m.cmd(&["FAILOVER", "TO", "127.0.0.1", &fer.port.to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while field(&mut m, "replication", "master_failover_state") != "no-failover" {
+        assert!(Instant::now() < deadline, "the failover did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(field(&mut f, "replication", "role"), "master");
+    wait_link(&mut m, "old master");
+    writes(&mut f, "two");
+    wait_same(&mut [&mut f, &mut m], "after the failover");
+    assert_eq!(num(&mut f, "stats", "sync_full"), 0);
+    assert_eq!(num(&mut f, "stats", "sync_partial_ok"), 1);
+    assert_eq!(digest(&mut f), digest(&mut m));
+    // And back, to any replica.
+    ok(f.cmd(&["FAILOVER"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while field(&mut f, "replication", "master_failover_state") != "no-failover" {
+        assert!(Instant::now() < deadline, "the failover back did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(field(&mut m, "replication", "role"), "master");
+    wait_link(&mut f, "ferrite as a replica again");
+    writes(&mut m, "three");
+    wait_same(&mut [&mut m, &mut f], "after the failover back");
+    assert_eq!(digest(&mut f), digest(&mut m));
+}
+
+/// FAILOVER's argument errors and refusals are Redis's.
+#[test]
+fn failover_errors_match_redis() {
+    let red = start_redis(&[]);
+    let fer = start_ferrite(&[]);
+    let (mut r, mut f) = (Conn::connect(red.port).unwrap(), Conn::connect(fer.port).unwrap());
+    let cases: &[&[&str]] = &[
+        &["FAILOVER"],
+        &["FAILOVER", "ABORT"],
+        &["FAILOVER", "ABORT", "TIMEOUT", "5"],
+        &["FAILOVER", "TO", "127.0.0.1", "1", "TO", "127.0.0.1", "2"],
+        &["FAILOVER", "TO", "127.0.0.1", "abc"],
+        &["FAILOVER", "TO", "127.0.0.1"],
+        &["FAILOVER", "FORCE", "TIMEOUT", "100"],
+        &["FAILOVER", "TO", "127.0.0.1", "1", "FORCE"],
+        &["FAILOVER", "TIMEOUT", "0"],
+        &["FAILOVER", "TIMEOUT", "-5"],
+        &["FAILOVER", "TIMEOUT", "x"],
+        &["FAILOVER", "FORCE", "FORCE"],
+        &["FAILOVER", "bogus"],
+        &["FAILOVER", "TO", "127.0.0.1", "1"],
+        &["FAILOVER", "TIMEOUT", "100"],
+    ];
+    for c in cases {
+        assert_eq!(s(&f.cmd(c)), s(&r.cmd(c)), "{c:?}");
+    }
+    // On a replica.
+    let dead = free_port().to_string();
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &dead]));
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &dead]));
+    for c in [&["FAILOVER"][..], &["FAILOVER", "TO", "127.0.0.1", "1"][..]] {
+        assert_eq!(s(&f.cmd(c)), s(&r.cmd(c)), "{c:?}");
+    }
+    let c = ["PSYNC", "0123456789012345678901234567890123456789", "1", "FAILOVER"];
+    assert_eq!(s(&f.cmd(&c)), s(&r.cmd(&c)));
+}

@@ -122,6 +122,25 @@ pub struct Repl {
     /// are kept (a replica: its master's DEL decides).
     pub load_feed_expired: AtomicBool,
     pub load_keep_expired: AtomicBool,
+    /// FAILOVER (Redis 7.0's coordinated failover), see `Failover`.
+    pub failover: Mutex<Failover>,
+}
+
+/// No FAILOVER running.
+pub const NO_FAILOVER: u8 = 0;
+/// Writes paused, waiting for the target to acknowledge our offset.
+pub const FAILOVER_WAIT_FOR_SYNC: u8 = 1;
+/// Became a replica of the target, asking it to take over (`PSYNC ... FAILOVER`).
+pub const FAILOVER_IN_PROGRESS: u8 = 2;
+
+/// State of a FAILOVER command (Redis's server.failover_* fields).
+#[derive(Default)]
+pub struct Failover {
+    pub state: u8,
+    pub target: Option<(String, u16)>,
+    /// Unix ms the wait for sync ends (0: no timeout).
+    pub end_ms: i64,
+    pub force: bool,
 }
 
 impl Default for Repl {
@@ -150,6 +169,7 @@ impl Default for Repl {
             stream_db: AtomicI64::new(0),
             load_feed_expired: AtomicBool::new(false),
             load_keep_expired: AtomicBool::new(false),
+            failover: Mutex::new(Failover::default()),
         }
     }
 }
@@ -709,7 +729,8 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
                 .unwrap_or(10)
                 .max(1);
             let now = now_ms();
-            if now - last >= period * 1000 {
+            // Paused writes (CLIENT PAUSE WRITE, FAILOVER) pause the PINGs too: the offset must hold still.
+            if now - last >= period * 1000 && srv.pause_until(true).is_none() {
                 last = now;
                 if !srv.repl.replicas().is_empty() {
                     srv.repl.feed_raw(&[Bytes::from_static(b"PING")]);
@@ -749,7 +770,12 @@ pub fn info_section(srv: &Server, s: &mut String) {
     // As a replica these are the master's id and offset (a replica proxies
     // its master's stream byte for byte, so the offsets are the same).
     let (replid, replid2, second) = r.ids();
-    let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\n");
+    let fo = match r.failover.lock().state {
+        FAILOVER_WAIT_FOR_SYNC => "waiting-for-sync",
+        FAILOVER_IN_PROGRESS => "failover-in-progress",
+        _ => "no-failover",
+    };
+    let _ = write!(s, "master_failover_state:{fo}\r\nmaster_replid:{replid}\r\n");
     let _ = write!(s, "master_replid2:{replid2}\r\n");
     let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:{second}\r\n");
     if active {
@@ -767,4 +793,109 @@ pub fn info_section(srv: &Server, s: &mut String) {
             configured_backlog()
         );
     }
+}
+
+/// The online replica announced as `host:port` (its address, or
+/// `REPLCONF ip-address`, and its `listening-port`), as Redis's findReplica.
+pub fn find_replica(srv: &Server, host: &str, port: u16) -> Option<Arc<Replica>> {
+    srv.repl.replicas().into_iter().find(|r| r.port == port as i64 && r.ip.eq_ignore_ascii_case(host))
+}
+
+/// End a FAILOVER: writes resume (Redis's clearFailoverState).
+pub fn clear_failover(srv: &Server) {
+    let was = std::mem::take(&mut *srv.repl.failover.lock());
+    if was.state != NO_FAILOVER {
+        srv.unpause_clients();
+    }
+}
+
+/// Abort a FAILOVER (Redis's abortFailover): a node that already turned
+/// into the target's replica becomes a master again.
+pub fn abort_failover(srv: &Server, why: &str) {
+    let (state, target) = {
+        let g = srv.repl.failover.lock();
+        (g.state, g.target.clone())
+    };
+    if state == NO_FAILOVER {
+        return;
+    }
+    match &target {
+        Some((h, p)) => eprintln!("ferrite: FAILOVER to {h}:{p} aborted: {why}"),
+        None => eprintln!("ferrite: FAILOVER to any replica aborted: {why}"),
+    }
+    if state == FAILOVER_IN_PROGRESS {
+        let mut acc = srv.store.access_all();
+        acc.release_shards();
+        super::replica::unset_master(srv);
+    }
+    clear_failover(srv);
+}
+
+/// Drive a FAILOVER in `FAILOVER_WAIT_FOR_SYNC` (Redis's
+/// updateFailoverStatus, run every 10 ms by a thread started with the
+/// command): once the target (or, without one, any replica) acknowledged
+/// our whole stream, or the timeout passed with FORCE, become its replica
+/// with the failover flag (the link asks it to take over). Without FORCE
+/// the timeout aborts.
+pub fn spawn_failover_driver(srv: &Arc<Server>) {
+    let weak = Arc::downgrade(srv);
+    let r = std::thread::Builder::new().name("ferrite-failover".into()).spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let Some(srv) = weak.upgrade() else { return };
+        if srv.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        let (state, target, end_ms, force) = {
+            let g = srv.repl.failover.lock();
+            (g.state, g.target.clone(), g.end_ms, g.force)
+        };
+        if state != FAILOVER_WAIT_FOR_SYNC {
+            return;
+        }
+        if end_ms != 0 && end_ms <= now_ms() {
+            match (force, target) {
+                (true, Some((h, p))) => {
+                    eprintln!("ferrite: FAILOVER to {h}:{p} time out exceeded, failing over.");
+                    become_replica_of_target(&srv, &h, p);
+                }
+                _ => abort_failover(&srv, "Replica never caught up before timeout"),
+            }
+            return;
+        }
+        let off = srv.repl.offset.load(Ordering::SeqCst);
+        let found = match &target {
+            Some((h, p)) => find_replica(&srv, h, *p).map(|r| (h.clone(), *p, r)),
+            None => srv
+                .repl
+                .replicas()
+                .into_iter()
+                .find(|r| r.online() && r.ack_off.load(Ordering::SeqCst) == off)
+                .map(|r| (r.ip.clone(), r.port as u16, r)),
+        };
+        if let Some((h, p, r)) = found {
+            if r.ack_off.load(Ordering::SeqCst) == off {
+                srv.repl.failover.lock().target = Some((h.clone(), p));
+                eprintln!("ferrite: Failover target {h}:{p} is synced, failing over.");
+                become_replica_of_target(&srv, &h, p);
+                return;
+            }
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("ferrite: can't start the failover thread: {e}");
+        abort_failover(srv, "no failover thread");
+    }
+}
+
+fn become_replica_of_target(srv: &Arc<Server>, host: &str, port: u16) {
+    let mut acc = srv.store.access_all();
+    acc.release_shards();
+    {
+        let mut g = srv.repl.failover.lock();
+        if g.state != FAILOVER_WAIT_FOR_SYNC {
+            return;
+        }
+        g.state = FAILOVER_IN_PROGRESS;
+    }
+    super::replica::set_master(srv, host, port);
 }

@@ -564,7 +564,25 @@ fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
     let repl = &cx.srv.repl;
     let id = repl.replid();
     let off = repl.offset.load(Ordering::SeqCst);
-    let r = c.cmd(cx, &[b"PSYNC", id.as_bytes(), (off + 1).to_string().as_bytes()])?;
+    // FAILOVER: we were the master; the target takes over when it sees the flag.
+    let failover = repl.failover.lock().state == super::repl::FAILOVER_IN_PROGRESS;
+    let psync_off = (off + 1).to_string();
+    let r = if failover {
+        c.cmd(cx, &[b"PSYNC", id.as_bytes(), psync_off.as_bytes(), b"FAILOVER"])?
+    } else {
+        c.cmd(cx, &[b"PSYNC", id.as_bytes(), psync_off.as_bytes()])?
+    };
+    if failover {
+        if r.starts_with(b"+CONTINUE") || r.starts_with(b"+FULLRESYNC") {
+            super::repl::clear_failover(cx.srv);
+        } else {
+            eprintln!("ferrite: PSYNC FAILOVER reply: {}", String::from_utf8_lossy(&r));
+            let srv = cx.srv;
+            // Not on this thread's lock path: the abort takes the exclusive lock itself.
+            super::repl::abort_failover(srv, "Failover target rejected psync request");
+            return Err(Step::Stop);
+        }
+    }
     if let Some(rest) = r.strip_prefix(b"+CONTINUE") {
         // Partial resynchronization: the stream goes on from our offset
         // (a new replication id may follow, psync2).
