@@ -883,3 +883,38 @@ fn backlog_freed_after_repl_backlog_ttl() {
     }
     assert_ne!(info(&mut f, "master_replid"), id, "a new replication id");
 }
+
+/// WAIT counts replicas that acknowledged the offset of the calling
+/// client's own last write (Redis's c->woff), not later writes of other
+/// clients: with the replica stopped after A's write was acknowledged, A's
+/// WAIT is satisfied at once, B's (who wrote after) times out. Same replies
+/// from a real Redis master in the same situation.
+#[test]
+fn wait_counts_the_clients_own_last_write() {
+    let fer = start_ferrite(&[]);
+    let redis = start_redis(&[]);
+    for (name, port) in [("ferrite", fer.port), ("redis", redis.port)] {
+        let rep = start_redis(&[]);
+        let mut r = Conn::connect(rep.port).unwrap();
+        r.cmd(&["REPLICAOF", "127.0.0.1", &port.to_string()]);
+        let mut a = Conn::connect(port).unwrap();
+        let mut b = Conn::connect(port).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !String::from_utf8_lossy(&r.cmd(&["INFO", "replication"])).contains("master_link_status:up") {
+            assert!(std::time::Instant::now() < deadline, "{name}: replica never came up");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        a.cmd(&["SET", "a", "1"]);
+        assert_eq!(show(&a.cmd(&["WAIT", "1", "5000"])), ":1\\r\\n", "{name}: A's write acknowledged");
+        let pid = rep.child.id().to_string();
+        let st = std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill -STOP");
+        assert!(st.success());
+        b.cmd(&["SET", "b", "2"]);
+        let got_a = show(&a.cmd(&["WAIT", "1", "200"]));
+        let got_b = show(&b.cmd(&["WAIT", "1", "200"]));
+        let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+        assert_eq!(got_a, ":1\\r\\n", "{name}: A's WAIT does not wait for B's write");
+        assert_eq!(got_b, ":0\\r\\n", "{name}: B's write is not acknowledged");
+        assert_eq!(show(&b.cmd(&["WAIT", "1", "5000"])), ":1\\r\\n", "{name}: B's write acknowledged after SIGCONT");
+    }
+}

@@ -199,8 +199,7 @@ fn replconf(cx: &mut Cx) -> CmdResult {
 }
 
 /// WAIT numreplicas timeout: the number of replicas whose ACK covers the
-/// master offset at the time WAIT runs (Redis uses the client's last write
-/// offset, which is never larger).
+/// offset of the client's last write.
 fn wait(cx: &mut Cx) -> CmdResult {
     let n = parse_i64(cx.arg(1)).ok_or(NOT_INT)?;
     let t = parse_i64(cx.arg(2)).ok_or_else(|| CmdError::err("timeout is not an integer or out of range"))?;
@@ -213,7 +212,9 @@ fn wait(cx: &mut Cx) -> CmdResult {
             "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
         ));
     }
-    let off = repl.offset.load(Ordering::SeqCst);
+    // The offset of this client's last write (Redis's c->woff): other
+    // clients' later writes are not waited for.
+    let off = repl.client_woff(cx.client.id);
     let acked = repl.count_acked(off);
     let in_script = crate::script::vm::in_script();
     if acked >= n || cx.in_exec || in_script {

@@ -124,7 +124,15 @@ pub struct Repl {
     pub load_keep_expired: AtomicBool,
     /// FAILOVER (Redis 7.0's coordinated failover), see `Failover`.
     pub failover: Mutex<Failover>,
+    /// The master offset after a client's last write, for WAIT (Redis's
+    /// `c->woff`), in slots by client id: a slot holds the newest write of
+    /// the clients sharing it, never less than a client's own (bounded
+    /// memory; a shared slot can only make WAIT wait for more).
+    woff: Box<[AtomicI64]>,
 }
+
+/// Slots of `Repl::woff`.
+const WOFF_SLOTS: usize = 4096;
 
 /// No FAILOVER running.
 pub const NO_FAILOVER: u8 = 0;
@@ -170,6 +178,7 @@ impl Default for Repl {
             load_feed_expired: AtomicBool::new(false),
             load_keep_expired: AtomicBool::new(false),
             failover: Mutex::new(Failover::default()),
+            woff: (0..WOFF_SLOTS).map(|_| AtomicI64::new(0)).collect(),
         }
     }
 }
@@ -283,6 +292,15 @@ impl Repl {
         let mut g = self.inner.lock();
         super::aof::encode_records(&mut data, &mut g.last_db, recs);
         Self::send(&mut g, &self.offset, data);
+        let id = crate::cmd::client::tracking::last_client();
+        if id != 0 {
+            self.woff[id as usize % WOFF_SLOTS].fetch_max(self.offset.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+
+    /// The master offset after the client's last write (0: none seen).
+    pub fn client_woff(&self, client_id: u64) -> i64 {
+        self.woff[client_id as usize % WOFF_SLOTS].load(Ordering::SeqCst)
     }
 
     /// Append a command that does not depend on the db (PING, REPLCONF GETACK).
