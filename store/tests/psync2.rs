@@ -179,12 +179,16 @@ impl Drop for Fer {
 }
 
 fn spawn_ferrite_on(port: u16, dir: &TempDir, extra: &[&str]) -> (Fer, Conn) {
+    spawn_ferrite_logged(port, dir, extra, Stdio::null())
+}
+
+fn spawn_ferrite_logged(port: u16, dir: &TempDir, extra: &[&str], stderr: Stdio) -> (Fer, Conn) {
     let child = Command::new(ferrite_bin())
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--enable-debug-command", "yes", "--dir"])
         .arg(&dir.0)
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn ferrite");
     let mut fer = Fer(child);
@@ -461,4 +465,56 @@ fn failover_errors_match_redis() {
     }
     let c = ["PSYNC", "0123456789012345678901234567890123456789", "1", "FAILOVER"];
     assert_eq!(s(&f.cmd(&c)), s(&r.cmd(&c)));
+}
+
+/// DEBUG REPLICATE sends a command to the replicas only (the master does
+/// not run it), DEBUG CHANGE-REPL-ID gives a new id with no secondary one;
+/// a replica whose master's command fails logs Redis's "== CRITICAL =="
+/// line naming the error and the command (a writable replica diverged).
+/// Ferrite and a real Redis as the master of a Redis replica, then ferrite
+/// as the diverging replica.
+#[test]
+fn debug_replicate_and_divergence_log() {
+    for master_is_ferrite in [true, false] {
+        let master = if master_is_ferrite { start_ferrite(&[]) } else { start_redis(&[]) };
+        let rep = start_redis(&[]);
+        let (mut m, mut r) = (Conn::connect(master.port).unwrap(), Conn::connect(rep.port).unwrap());
+        ok(r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+        wait_link(&mut r, "replica");
+        ok(m.cmd(&["DEBUG", "REPLICATE", "SET", "only-on-replica", "v"]));
+        m.cmd(&["SET", "both", "v"]);
+        wait_same(&mut [&mut m, &mut r], "after DEBUG REPLICATE");
+        assert_eq!(s(&m.cmd(&["EXISTS", "only-on-replica", "both"])), ":1\r\n");
+        assert_eq!(s(&r.cmd(&["EXISTS", "only-on-replica", "both"])), ":2\r\n");
+        let id = field(&mut m, "replication", "master_replid");
+        ok(m.cmd(&["DEBUG", "CHANGE-REPL-ID"]));
+        assert_ne!(field(&mut m, "replication", "master_replid"), id);
+        assert_eq!(field(&mut m, "replication", "master_replid2"), "0".repeat(40));
+    }
+    let master = start_redis(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let dir = TempDir::new("psync2-critical");
+    let log = dir.0.join("ferrite.log");
+    let port = free_port();
+    let file = std::fs::File::create(&log).unwrap();
+    let (_fer, mut f) = spawn_ferrite_logged(port, &dir, &["--replica-read-only", "no"], Stdio::from(file));
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]));
+    wait_link(&mut f, "ferrite");
+    ok(f.cmd(&["SET", "number2", "foo"]));
+    m.cmd(&["INCRBY", "number2", "1"]);
+    ok(m.cmd(&["DEBUG", "REPLICATE", "fake-command-1"]));
+    wait_same(&mut [&mut m, &mut f], "after the failing commands");
+    assert_eq!(s(&f.cmd(&["GET", "number2"])), "$3\r\nfoo\r\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let crit: Vec<&str> = text.lines().filter(|l| l.contains("== CRITICAL ==")).collect();
+        if crit.len() == 2 {
+            assert!(crit[0].contains("'ERR value is not an integer or out of range'") && crit[0].contains("'incrby'"));
+            assert!(crit[1].contains("fake-command-1") && crit[1].contains("'<unknown>'"), "{}", crit[1]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no CRITICAL lines in the log: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -468,8 +468,9 @@ fn psync_answers_fullresync_with_offset() {
     let bytes = encode(&["SELECT", "0"]).len() + encode(&["SET", "__end__", "1"]).len();
     let now: i64 = info_field(&mut c, "replication", "master_repl_offset").unwrap().parse().unwrap();
     assert_eq!(now, off + bytes as i64);
-    // WAIT sends REPLCONF GETACK * down the stream and waits for the ACK.
-    let mut w = Conn::connect(ferrite.port).unwrap();
+    // WAIT (for this client's write, not yet acknowledged) sends REPLCONF
+    // GETACK * down the stream and waits for the ACK.
+    let w = &mut c;
     w.send(&["WAIT", "1", "5000"]);
     let getack = st.command();
     assert_eq!(getack, vec![b"REPLCONF".to_vec(), b"GETACK".to_vec(), b"*".to_vec()]);
@@ -533,7 +534,8 @@ fn writes_during_the_background_save_follow_the_payload() {
         c.cmd(&["SET", &format!("k{i}"), "v"]);
     }
     c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
-    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
+    // 8 keys, 0.5 s each: the save outlasts the checks below on a loaded machine.
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "500000"]);
     let mut sock = TcpStream::connect(("127.0.0.1", ferrite.port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     sock.write_all(b"SYNC\r\n").unwrap();

@@ -110,14 +110,18 @@ fn sync(cx: &mut Cx) -> CmdResult {
     // starts exactly at the snapshot's instant); the file is sent when the
     // save ends. If a save is already running, the image is made now,
     // under the lock, in memory.
-    let bg = match &me {
-        Some(me) if !srv.persist.snap.running() => {
-            crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb).is_ok()
+    let attached = if let Some(me) = me.as_ref().filter(|_| !srv.persist.snap.running()) {
+        // Registered (waiting for the file) before the save starts: the save
+        // of a small data set can end before this command would return.
+        let ok = srv.repl.attach(id, &addr, &tx, header, None);
+        if ok
+            && crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb)
+                .is_err()
+        {
+            // No save: the waiting replica is disconnected (it retries).
+            srv.repl.rdb_done(false, std::path::Path::new(""));
         }
-        _ => false,
-    };
-    let attached = if bg {
-        srv.repl.attach(id, &addr, &tx, header, None)
+        ok
     } else {
         let ndb = srv.store.dbs.len();
         let functions = crate::script::function_dump_codes(srv);

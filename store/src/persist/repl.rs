@@ -469,6 +469,15 @@ impl Repl {
         self.active.store(false, Ordering::SeqCst);
     }
 
+    /// DEBUG CHANGE-REPL-ID: a new id, no secondary one (Redis's
+    /// changeReplicationId + clearReplicationId2).
+    pub fn change_replid(&self) {
+        let mut g = self.inner.lock();
+        g.replid = random_id();
+        g.replid2 = NO_ID.to_string();
+        g.second_off = -1;
+    }
+
     /// (replid, replid2, second offset) for INFO.
     pub fn ids(&self) -> (String, String, i64) {
         let g = self.inner.lock();

@@ -953,6 +953,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                             out.buf.clear();
                             crate::dispatch::execute_locked(srv, &mut client, qa, &mut out, &mut a);
                             a.release_shards();
+                            log_error_reply(&out.buf, qa);
                         }
                         crate::persist::propagate::tx_end(srv);
                     }
@@ -963,6 +964,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                             out.buf.clear();
                             crate::dispatch::execute_locked(srv, &mut client, &args, &mut out, &mut a);
                             a.release_shards();
+                            log_error_reply(&out.buf, &args);
                         }
                     }
                 }
@@ -1003,6 +1005,22 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
             return fail("MASTER timeout: no data nor PING received");
         }
     }
+}
+
+/// A command of the master's stream failed here: the data sets may have
+/// diverged. Redis logs it (its afterErrorReply) in these words.
+fn log_error_reply(reply: &[u8], args: &[Bytes]) {
+    if reply.first() != Some(&b'-') {
+        return;
+    }
+    let end = reply.windows(2).position(|w| w == b"\r\n").unwrap_or(reply.len()).min(4097);
+    let err = String::from_utf8_lossy(&reply[1..end]);
+    let name = args.first().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).unwrap_or_default();
+    // Redis names the command only when it exists.
+    let name = if err.starts_with("ERR unknown command") { "<unknown>".to_string() } else { name };
+    eprintln!(
+        "ferrite: == CRITICAL == This replica is sending an error to its master: '{err}' after processing the command '{name}'"
+    );
 }
 
 /// INFO replication's replica fields (after `# Replication`, before `connected_slaves`).
