@@ -996,3 +996,49 @@ fn functions_survive_rdb_and_aof_restarts() {
         drop(f);
     }
 }
+
+/// An RDB with a zipmap-encoded hash (RDB type 9, from Redis 2.x; the
+/// bytes of Redis's tests/assets/hash-zipmap.rdb): loaded as a listpack,
+/// or as a hashtable when `hash-max-ziplist-entries` OR
+/// `hash-max-ziplist-value` is exceeded (a zipmap is converted checking
+/// both, unlike a ziplist/listpack blob). Same encodings as a real Redis.
+#[test]
+fn zipmap_hash_converts_like_redis() {
+    const ZIPMAP_RDB: &str = "524544495330303033fe0009046861736810020266310200763102663202007632ffff";
+    let bytes: Vec<u8> =
+        (0..ZIPMAP_RDB.len()).step_by(2).map(|i| u8::from_str_radix(&ZIPMAP_RDB[i..i + 2], 16).unwrap()).collect();
+    for extra in [&[][..], &["--hash-max-ziplist-entries", "1"][..], &["--hash-max-ziplist-value", "1"][..]] {
+        let mut got = Vec::new();
+        for redis in [true, false] {
+            let dir = TempDir::new("zipmap");
+            std::fs::write(dir.0.join("dump.rdb"), &bytes).unwrap();
+            let p = if redis { redis_in(&dir.0, extra) } else { ferrite_in(&dir.0, extra) };
+            let mut c = Conn::connect(p.port).unwrap();
+            let enc = c.cmd(&["OBJECT", "ENCODING", "hash"]);
+            let vals = c.cmd(&["HMGET", "hash", "f1", "f2"]);
+            got.push((String::from_utf8_lossy(&enc).into_owned(), vals));
+        }
+        assert_eq!(got[0], got[1], "{extra:?}");
+    }
+}
+
+/// A dump.rdb whose CRC64 is wrong: ferrite refuses to start, with Redis's
+/// "RDB CRC error" words in the log.
+#[test]
+fn bad_rdb_checksum_is_reported_as_redis_does() {
+    let dir = TempDir::new("badcrc");
+    {
+        let p = ferrite_in(&dir.0, &[]);
+        let mut c = Conn::connect(p.port).unwrap();
+        ok(&mut c, "SET k v");
+        stop(p, &mut c, "SHUTDOWN SAVE");
+    }
+    let path = dir.0.join("dump.rdb");
+    let mut b = std::fs::read(&path).unwrap();
+    let n = b.len();
+    b[n - 8..].copy_from_slice(b"foobar00");
+    std::fs::write(&path, &b).unwrap();
+    let (code, err) = ferrite_fails(&dir.0, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Wrong RDB checksum") && err.contains("RDB CRC error"), "{err}");
+}

@@ -174,7 +174,8 @@ fn parse_records(
                     db,
                     key,
                     value,
-                    compact: ferrite_rdb::is_compact_type(ty),
+                    // A zipmap is converted checking both limits (Redis's rdbLoadObject).
+                    compact: ferrite_rdb::is_compact_type(ty) && ty != ferrite_rdb::types::HASH_ZIPMAP,
                     expire_at: exp,
                     idle,
                     freq,
