@@ -1042,3 +1042,105 @@ fn bad_rdb_checksum_is_reported_as_redis_does() {
     assert_ne!(code, 0);
     assert!(err.contains("Wrong RDB checksum") && err.contains("RDB CRC error"), "{err}");
 }
+
+/// Run a real redis-server expecting it to exit at start-up; its log (stdout).
+fn redis_fails(dir: &Path, extra: &[&str]) -> String {
+    let bin = support::which("redis-server").expect("redis-server not found: a real Redis 7.0 is needed");
+    let port = support::free_port().to_string();
+    let mut child = Command::new(bin)
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let mut out = String::new();
+            use std::io::Read;
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            return out;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redis-server did not exit although its manifest is bad");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bad AOF manifests are refused with Redis's own messages (same cases as
+/// Redis's aof-multi-part tests), and a file the manifest names but that is
+/// missing is reported as Redis does.
+#[test]
+fn bad_aof_manifests_refused_like_redis() {
+    let cases: &[(&str, &str)] = &[
+        ("file appendonly.aof.1.base.aof seq 1 type b\n\nfile appendonly.aof.1.incr.aof seq 1 type i\n", "Invalid AOF manifest file format"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof type i\n", "Invalid AOF manifest file format"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof\n", "Invalid AOF manifest file format"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i newkey\n", "Invalid AOF manifest file format"),
+        ("", "Found an empty AOF manifest"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type x\n", "Unknown AOF file type"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.base.aof seq 1 type b\n", "Found duplicate base file information"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\nfile appendonly.aof.1.incr.aof seq 1 type i\n", "Found a non-monotonic sequence number"),
+        ("file dir/appendonly.aof.1.base.aof seq 1 type b\n", "File can't be a path, just a filename"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i", "The AOF manifest file contains too long line"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.3.incr.aof seq 3 type i\n", "Unable to obtain the AOF file appendonly.aof.3.incr.aof length. stat: No such file or directory"),
+    ];
+    let long = format!("file appendonly.aof.1.base.aof seq 1 type b\nfile {} seq 1 type i\n", "a".repeat(1100));
+    let mut all: Vec<(String, &str)> = cases.iter().map(|(m, e)| (m.to_string(), *e)).collect();
+    all.push((long, "The AOF manifest file contains too long line"));
+    for (manifest, want) in &all {
+        let mut logs = Vec::new();
+        for redis in [true, false] {
+            let dir = TempDir::new("badmanifest");
+            let ad = aof_dir(&dir.0);
+            std::fs::create_dir_all(&ad).unwrap();
+            for f in ["appendonly.aof.1.base.aof", "appendonly.aof.1.incr.aof", "appendonly.aof.2.incr.aof"] {
+                std::fs::write(ad.join(f), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n").unwrap();
+            }
+            std::fs::write(ad.join("appendonly.aof.manifest"), manifest).unwrap();
+            let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+            logs.push(if redis { redis_fails(&dir.0, &args) } else { ferrite_fails(&dir.0, &args).1 });
+        }
+        assert!(logs[0].contains(want), "Redis's log for {manifest:?} lacks {want:?}: {}", logs[0]);
+        assert!(logs[1].contains(want), "ferrite's log for {manifest:?} lacks {want:?}: {}", logs[1]);
+    }
+}
+
+/// `appendfilename` with spaces: Redis quotes the names in its manifest;
+/// ferrite reads Redis's directory, writes names the same way, and Redis
+/// reads ferrite's directory back.
+#[test]
+fn aof_manifest_with_quoted_file_names_both_ways() {
+    let dir = TempDir::new("aofspaces");
+    let args = ["--appendonly", "yes", "--appendfilename", "my aof file"];
+    {
+        let r = redis_in(&dir.0, &args);
+        let mut c = Conn::connect(r.port).unwrap();
+        ok(&mut c, "SET from redis");
+        stop(r, &mut c, "SHUTDOWN");
+    }
+    let redis_manifest = std::fs::read_to_string(aof_dir(&dir.0).join("my aof file.manifest")).unwrap();
+    assert!(redis_manifest.contains("file \"my aof file.1.incr.aof\" seq 1 type i"), "{redis_manifest}");
+    {
+        let f = ferrite_in(&dir.0, &args);
+        let mut c = Conn::connect(f.port).unwrap();
+        assert_eq!(q(&mut c, &["GET", "from"]), V::S(b"redis".to_vec()));
+        ok(&mut c, "SET from2 ferrite");
+        ok(&mut c, "BGREWRITEAOF");
+        wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "SET after rewrite");
+        stop(f, &mut c, "SHUTDOWN");
+    }
+    let m = std::fs::read_to_string(aof_dir(&dir.0).join("my aof file.manifest")).unwrap();
+    assert!(m.lines().all(|l| l.starts_with("file \"my aof file.")), "{m}");
+    let r = redis_in(&dir.0, &args);
+    let mut c = Conn::connect(r.port).unwrap();
+    assert_eq!(
+        strs(q(&mut c, &["MGET", "from", "from2", "after"])),
+        vec![b"redis".to_vec(), b"ferrite".to_vec(), b"rewrite".to_vec()]
+    );
+}

@@ -55,7 +55,7 @@ pub struct Manifest {
     /// (file name, seq, is_rdb)
     pub base: Option<(String, u64)>,
     pub incrs: Vec<(String, u64)>,
-    pub history: Vec<String>,
+    pub history: Vec<(String, u64)>,
 }
 
 /// AOF state in `Persist`.
@@ -271,43 +271,72 @@ fn manifest_path(cfg: &PersistConfig) -> PathBuf {
     cfg.aof_dir().join(format!("{}.manifest", cfg.appendfilename))
 }
 
-/// Parse a Redis 7.0 manifest.
+/// Parse a Redis 7.0 manifest exactly as Redis's aofLoadManifestFromFile:
+/// every line ends with a newline and is at most 1024 bytes, `#` lines are
+/// comments, a blank line is invalid, fields are split like `sdssplitargs`
+/// (quoted names), at least `file`, `seq` (non-zero) and `type` in
+/// key/value pairs, the file a plain name, incr seqs increasing.
 pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    const MAX_LINE: usize = 1024;
+    const BAD: &str = "Invalid AOF manifest file format";
     let mut m = Manifest::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    if text.is_empty() {
+        return Err("Found an empty AOF manifest".into());
+    }
+    let mut rest = text.as_bytes();
+    let mut maxseq = 0i64;
+    while !rest.is_empty() {
+        // What one fgets() of MAX_LINE + 1 bytes returns.
+        let take = rest.iter().position(|&c| c == b'\n').map_or(rest.len(), |i| i + 1).min(MAX_LINE);
+        let (buf, tail) = rest.split_at(take);
+        rest = tail;
+        if buf.first() == Some(&b'#') {
+            // A comment longer than the buffer continues as the next "line" (as in Redis).
             continue;
         }
-        let toks: Vec<&str> = line.split_ascii_whitespace().collect();
-        if !toks.len().is_multiple_of(2) {
-            return Err("Invalid AOF manifest file format".into());
+        if !buf.contains(&b'\n') {
+            return Err("The AOF manifest file contains too long line".into());
         }
-        let (mut name, mut seq, mut ty) = (None, None, None);
-        for kv in toks.chunks(2) {
-            match kv[0] {
-                "file" => name = Some(kv[1].trim_matches('"').to_string()),
-                "seq" => seq = kv[1].parse::<u64>().ok(),
-                "type" => ty = Some(kv[1]),
-                _ => {}
+        let line = trim_manifest_line(buf);
+        if line.is_empty() {
+            return Err(BAD.into());
+        }
+        let args = crate::script::split_args(line).ok_or(BAD)?;
+        if args.len() < 6 || !args.len().is_multiple_of(2) {
+            return Err(BAD.into());
+        }
+        let (mut name, mut seq, mut ty) = (None::<String>, 0i64, 0u8);
+        for kv in args.chunks(2) {
+            if kv[0].eq_ignore_ascii_case(b"file") {
+                let n = String::from_utf8_lossy(&kv[1]).into_owned();
+                if n.contains('/') {
+                    return Err("File can't be a path, just a filename".into());
+                }
+                name = Some(n);
+            } else if kv[0].eq_ignore_ascii_case(b"seq") {
+                seq = atoll(&kv[1]);
+            } else if kv[0].eq_ignore_ascii_case(b"type") {
+                ty = kv[1].first().copied().unwrap_or(0);
             }
         }
-        let (Some(name), Some(seq), Some(ty)) = (name, seq, ty) else {
-            return Err("Invalid AOF manifest file format".into());
+        let Some(name) = name.filter(|_| seq != 0 && ty != 0) else {
+            return Err(BAD.into());
         };
+        let seq_u = seq.max(0) as u64;
         match ty {
-            "b" => {
+            b'b' => {
                 if m.base.is_some() {
                     return Err("Found duplicate base file information".into());
                 }
-                m.base = Some((name, seq));
+                m.base = Some((name, seq_u));
             }
-            "h" => m.history.push(name),
-            "i" => {
-                if m.incrs.last().is_some_and(|(_, s)| *s >= seq) {
+            b'h' => m.history.push((name, seq_u)),
+            b'i' => {
+                if seq <= maxseq {
                     return Err("Found a non-monotonic sequence number".into());
                 }
-                m.incrs.push((name, seq));
+                maxseq = seq;
+                m.incrs.push((name, seq_u));
             }
             _ => return Err("Unknown AOF file type".into()),
         }
@@ -315,16 +344,68 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
     Ok(m)
 }
 
+/// `sdstrim(line, " \t\r\n")`.
+fn trim_manifest_line(b: &[u8]) -> &[u8] {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    &b[start..end]
+}
+
+/// C's atoll: optional sign and leading digits, 0 when none.
+fn atoll(b: &[u8]) -> i64 {
+    let s = std::str::from_utf8(b).unwrap_or("").trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let n: i64 = digits
+        .bytes()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0i64, |acc, c| acc.saturating_mul(10).saturating_add((c - b'0') as i64));
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+/// A file name as Redis writes it in the manifest: quoted with escapes
+/// when it has spaces, quotes or unprintable bytes (sdsneedsrepr / sdscatrepr).
+fn manifest_name(n: &str) -> String {
+    let needs = n.bytes().any(|c| c == b'\\' || c == b'"' || !c.is_ascii_graphic());
+    if !needs {
+        return n.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in n.bytes() {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => out.push(c as char),
+            c => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn render_manifest(m: &Manifest) -> String {
     let mut s = String::new();
     if let Some((n, seq)) = &m.base {
-        s.push_str(&format!("file {n} seq {seq} type b\n"));
+        s.push_str(&format!("file {} seq {seq} type b\n", manifest_name(n)));
     }
-    for n in &m.history {
-        s.push_str(&format!("file {n} seq 0 type h\n"));
+    for (n, seq) in &m.history {
+        s.push_str(&format!("file {} seq {seq} type h\n", manifest_name(n)));
     }
     for (n, seq) in &m.incrs {
-        s.push_str(&format!("file {n} seq {seq} type i\n"));
+        s.push_str(&format!("file {} seq {seq} type i\n", manifest_name(n)));
     }
     s
 }
@@ -537,6 +618,7 @@ fn load_file<'s>(
 /// directory is new, as Redis 7.0 does).
 pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), String> {
     let dir = cfg.aof_dir();
+    let dir_existed = dir.is_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("can't create the AOF directory {}: {e}", dir.display()))?;
     let mpath = manifest_path(cfg);
     let aof = &srv.persist.aof;
@@ -549,16 +631,34 @@ pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), Strin
     };
     // A pre-7.0 single-file AOF in `dir`: it becomes the base of a
     // multi-part AOF, as Redis 7.0 upgrades it.
+    // Also an upgrade interrupted before the rename: a manifest with only
+    // that file as its base, the file not moved yet (Redis's three cases).
     let old_style = cfg.dir.join(&cfg.appendfilename);
-    if !mpath.exists() && old_style.is_file() {
+    let upgrade = old_style.is_file()
+        && (!dir_existed
+            || !mpath.exists()
+            || (m.base.is_none() && m.incrs.is_empty())
+            || (m.incrs.is_empty()
+                && m.base.as_ref().is_some_and(|b| b.0 == cfg.appendfilename)
+                && !dir.join(&cfg.appendfilename).exists()));
+    if upgrade {
         let to = dir.join(&cfg.appendfilename);
         std::fs::rename(&old_style, &to).map_err(|e| format!("can't move the old AOF into {}: {e}", dir.display()))?;
         m.base = Some((cfg.appendfilename.clone(), 1));
+        m.incrs.clear();
         let iname = format!("{}.1.incr.aof", cfg.appendfilename);
         File::create(dir.join(&iname)).map_err(|e| format!("can't create the AOF incr file: {e}"))?;
         m.incrs.push((iname, 1));
         persist_manifest(cfg, &m).map_err(|e| format!("can't write the AOF manifest: {e}"))?;
         eprintln!("ferrite: upgraded the old-style AOF {} to a multi-part AOF", old_style.display());
+    }
+    // Every file the manifest names must be there (Redis stats them all first).
+    for f in m.base.iter().map(|b| &b.0).chain(m.incrs.iter().map(|i| &i.0)) {
+        if let Err(e) = std::fs::metadata(dir.join(f)) {
+            let why = e.to_string();
+            let why = why.split(" (os error").next().unwrap_or(&why);
+            return Err(format!("Unable to obtain the AOF file {f} length. stat: {why}"));
+        }
     }
     let mut total = 0u64;
     if m.base.is_some() || !m.incrs.is_empty() {
@@ -736,7 +836,8 @@ pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
     drop(m);
     let dir = cfg.aof_dir();
     let keep: Vec<&String> = nm.base.iter().map(|b| &b.0).chain(nm.incrs.iter().map(|i| &i.0)).collect();
-    for f in old.base.iter().map(|b| &b.0).chain(old.incrs.iter().map(|i| &i.0)).chain(old.history.iter()) {
+    for f in old.base.iter().map(|b| &b.0).chain(old.incrs.iter().map(|i| &i.0)).chain(old.history.iter().map(|h| &h.0))
+    {
         if !keep.contains(&f) {
             let _ = std::fs::remove_file(dir.join(f));
         }
@@ -770,8 +871,8 @@ pub fn start_at_runtime(srv: &Arc<Server>) -> Result<(), String> {
     let (_, iseq) = next_seq(&m);
     let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
     // Old files become history; they are deleted when the base is ready.
-    let mut hist: Vec<String> = m.base.take().map(|b| b.0).into_iter().collect();
-    hist.extend(m.incrs.drain(..).map(|i| i.0));
+    let mut hist: Vec<(String, u64)> = m.base.take().into_iter().collect();
+    hist.extend(m.incrs.drain(..));
     m.history.extend(hist);
     m.incrs.push((iname.clone(), iseq));
     *aof.manifest.lock() = m;
