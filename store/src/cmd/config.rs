@@ -485,6 +485,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("slave-announce-ip", "replica-announce-ip"),
     ("slave-announce-port", "replica-announce-port"),
     ("slave-ignore-maxmemory", "replica-ignore-maxmemory"),
+    ("slave-read-only", "replica-read-only"),
 ];
 
 fn find(name: &[u8]) -> Option<&'static Param> {
@@ -605,7 +606,9 @@ fn config_get(cx: &mut Cx) -> CmdResult {
                 continue;
             }
             if glob_match(pat, p.name.as_bytes(), true) && !out.iter().any(|(n, _)| n == p.name) {
-                out.push((p.name.to_string(), get_value(cx.srv, p.name)));
+                // An old name listed on its own shows its new name's value.
+                let name = ALIASES.iter().find(|a| a.0 == p.name).map_or(p.name, |a| a.1);
+                out.push((p.name.to_string(), get_value(cx.srv, name)));
             }
         }
     }
