@@ -1144,3 +1144,32 @@ fn aof_manifest_with_quoted_file_names_both_ways() {
         vec![b"redis".to_vec(), b"ferrite".to_vec(), b"rewrite".to_vec()]
     );
 }
+
+/// `CONFIG SET appendonly no` during a slow AOF rewrite abandons it (Redis
+/// kills the child): no rewrite in progress right after, the rewrite status
+/// stays ok, and a new rewrite can start. Same observable state as Redis.
+#[test]
+fn appendonly_no_cancels_a_running_rewrite() {
+    let mut states = Vec::new();
+    for redis in [true, false] {
+        let dir = TempDir::new("aofkill");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        wait_until("the first rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "SET k v");
+        ok(&mut c, "CONFIG SET rdb-key-save-delay 10000000");
+        assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
+        wait_until("the slow rewrite to start", 10, || info_field(&mut c, "aof_rewrite_in_progress") == "1");
+        ok(&mut c, "CONFIG SET appendonly no");
+        wait_until("the rewrite to stop", 10, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "CONFIG SET rdb-key-save-delay 0");
+        let status = info_field(&mut c, "aof_last_bgrewrite_status");
+        ok(&mut c, "CONFIG SET appendonly yes");
+        wait_until("the rewrite of appendonly yes", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        let again = qs(&mut c, "BGREWRITEAOF");
+        wait_until("the next rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        states.push((status, again, info_field(&mut c, "aof_last_bgrewrite_status")));
+    }
+    assert_eq!(states[0], states[1]);
+}

@@ -257,6 +257,18 @@ pub fn flush_on_shutdown(srv: &Server) {
 /// Stop the AOF (`CONFIG SET appendonly no`).
 pub fn stop(srv: &Server) {
     let aof = &srv.persist.aof;
+    // A rewrite in progress is abandoned (Redis kills its child), so the
+    // next BGREWRITEAOF can start at once.
+    if let Some(job) = srv.persist.snap.job().filter(|j| matches!(j.kind, JobKind::AofBase(_))) {
+        eprintln!("ferrite: Killing running AOF rewrite child: {}", std::process::id());
+        job.cancelled.store(true, Ordering::SeqCst);
+        if !super::propagate::running_exclusive() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while srv.persist.snap.job().is_some_and(|j| Arc::ptr_eq(&j, &job)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
     flush_on_shutdown(srv);
     aof.on.store(false, Ordering::SeqCst);
     aof.buf.lock().stop = true;
@@ -812,7 +824,10 @@ pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("ferrite: Background AOF rewrite failed: {e}");
-            aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+            // Killed on purpose (appendonly no) is not a failure (Redis).
+            if !job.cancelled.load(Ordering::Relaxed) {
+                aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+            }
             let _ = std::fs::remove_file(path);
             aof.rewriting.store(false, Ordering::Relaxed);
             return;
