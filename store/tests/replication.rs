@@ -920,3 +920,44 @@ fn wait_counts_the_clients_own_last_write() {
         assert_eq!(show(&b.cmd(&["WAIT", "1", "5000"])), ":1\\r\\n", "{name}: B's write acknowledged after SIGCONT");
     }
 }
+
+/// `redis-cli --functions-rdb` (REPLCONF rdb-only + rdb-filter-only
+/// functions, then SYNC): the payload has the function libraries and no
+/// keys; a real Redis started on that file has the library and no keys.
+/// `redis-cli --rdb` gets everything. REPLCONF rdb-filter-only errors as Redis.
+#[test]
+fn redis_cli_functions_rdb_and_rdb_filter_errors() {
+    let fer = start_ferrite(&[]);
+    let mut c = Conn::connect(fer.port).unwrap();
+    for i in 0..50 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    let lib = "#!lua name=lib1\nredis.register_function('func1', function() return 123 end)";
+    assert_eq!(show(&c.cmd(&["FUNCTION", "LOAD", lib])), "$4\\r\\nlib1\\r\\n");
+    for (flag, keys) in [("--functions-rdb", 0), ("--rdb", 50)] {
+        let dir = support::TempDir::new("clirdb");
+        let file = dir.0.join("dump.rdb");
+        let out = std::process::Command::new(support::which("redis-cli").expect("redis-cli is needed"))
+            .args(["-p", &fer.port.to_string(), flag])
+            .arg(&file)
+            .output()
+            .expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Transfer finished with success"), "{flag}: {text}");
+        let d = dir.0.display().to_string();
+        let r = start_redis(&["--dir", &d, "--dbfilename", "dump.rdb"]);
+        let mut rc = Conn::connect(r.port).unwrap();
+        assert_eq!(show(&rc.cmd(&["DBSIZE"])), format!(":{keys}\\r\\n"), "{flag}");
+        assert!(show(&rc.cmd(&["FUNCTION", "LIST"])).contains("lib1"), "{flag}");
+    }
+    let redis = start_redis(&[]);
+    let mut rc = Conn::connect(redis.port).unwrap();
+    for args in [
+        &["REPLCONF", "rdb-filter-only", "functions"][..],
+        &["REPLCONF", "rdb-filter-only", ""][..],
+        &["REPLCONF", "rdb-filter-only", "keys"][..],
+        &["REPLCONF", "rdb-filter-only", "\"unbalanced"][..],
+    ] {
+        assert_eq!(show(&c.cmd(args)), show(&rc.cmd(args)), "{args:?}");
+    }
+}

@@ -110,7 +110,17 @@ fn sync(cx: &mut Cx) -> CmdResult {
     // starts exactly at the snapshot's instant); the file is sent when the
     // save ends. If a save is already running, the image is made now,
     // under the lock, in memory.
-    let attached = if let Some(me) = me.as_ref().filter(|_| !srv.persist.snap.running()) {
+    // REPLCONF rdb-filter-only: an image without keys (functions or nothing), made now.
+    let filter = srv.repl.take_rdb_filter(id);
+    let attached = if let Some(functions) = filter {
+        let code = if functions { crate::script::function_dump_codes(srv) } else { Vec::new() };
+        let mut image = Vec::new();
+        let r = write_image(&mut image, true, LruMode::of(srv), false, 0, &code, srv.repl.rdb_info(), |_, _| {});
+        if let Err(e) = r {
+            return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
+        }
+        srv.repl.attach(id, &addr, &tx, header, Some(&image))
+    } else if let Some(me) = me.as_ref().filter(|_| !srv.persist.snap.running()) {
         // Registered (waiting for the file) before the save starts: the save
         // of a small data set can end before this command would return.
         let ok = srv.repl.attach(id, &addr, &tx, header, None);
@@ -184,6 +194,23 @@ fn replconf(cx: &mut Cx) -> CmdResult {
         } else if eq_ic(opt, b"getack") {
             // Only a replica answers GETACK (to its master); a master ignores it.
             return Ok(());
+        } else if eq_ic(opt, b"rdb-filter-only") {
+            // Only "functions" (or nothing): the payload has no keys (Redis 7.0).
+            let Some(filters) = crate::script::split_args(val) else {
+                return Err(CmdError::err("Missing rdb-filter-only values"));
+            };
+            let mut functions = false;
+            for f in &filters {
+                if f.eq_ignore_ascii_case(b"functions") {
+                    functions = true;
+                } else {
+                    return Err(CmdError::err(format!(
+                        "Unsupported rdb-filter-only option: {}",
+                        String::from_utf8_lossy(f)
+                    )));
+                }
+            }
+            cx.srv.repl.set_rdb_filter(id, functions);
         } else if eq_ic(opt, b"rdb-only") {
             match parse_i64(val) {
                 Some(0 | 1) => {}

@@ -94,6 +94,8 @@ struct Inner {
     rdb_aux: (Option<i64>, Option<String>, Option<i64>),
     /// `REPLCONF listening-port / ip-address` given before SYNC, by client id.
     pending: Vec<(u64, Option<i64>, Option<String>)>,
+    /// `REPLCONF rdb-filter-only` given before SYNC: (client id, include functions).
+    rdb_filters: Vec<(u64, bool)>,
 }
 
 /// Replication state (`Server::repl`).
@@ -170,6 +172,7 @@ impl Default for Repl {
                 second_off: -1,
                 rdb_aux: (None, None, None),
                 pending: Vec::new(),
+                rdb_filters: Vec::new(),
             }),
             acks: Condvar::new(),
             ack_lock: Mutex::new(()),
@@ -489,6 +492,24 @@ impl Repl {
         for rep in self.replicas() {
             let _ = rep.tx.send(Push::Kill);
         }
+    }
+
+    /// `REPLCONF rdb-filter-only`: the client's payload holds no keys, and
+    /// the function libraries only if `functions`.
+    pub fn set_rdb_filter(&self, client_id: u64, functions: bool) {
+        let mut g = self.inner.lock();
+        g.rdb_filters.retain(|f| f.0 != client_id);
+        if g.rdb_filters.len() >= 1024 {
+            g.rdb_filters.remove(0);
+        }
+        g.rdb_filters.push((client_id, functions));
+    }
+
+    /// The filter a client asked for (taken: it applies to one SYNC).
+    pub fn take_rdb_filter(&self, client_id: u64) -> Option<bool> {
+        let mut g = self.inner.lock();
+        let i = g.rdb_filters.iter().position(|f| f.0 == client_id)?;
+        Some(g.rdb_filters.remove(i).1)
     }
 
     /// Remember `REPLCONF listening-port` / `ip-address` of a client that
