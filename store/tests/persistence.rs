@@ -1173,3 +1173,43 @@ fn appendonly_no_cancels_a_running_rewrite() {
     }
     assert_eq!(states[0], states[1]);
 }
+
+/// `aof-timestamp-enabled yes`: a `#TS:<unix seconds>` line opens the
+/// incr file's records and an AOF-format base, as in Redis; the files load
+/// back. Same first lines as a real Redis.
+#[test]
+fn aof_timestamp_annotations_like_redis() {
+    let mut firsts = Vec::new();
+    for redis in [true, false] {
+        let dir = TempDir::new("aofts");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        wait_until("the first rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "CONFIG SET aof-timestamp-enabled yes");
+        ok(&mut c, "SET foo bar");
+        let first_line = |name: &str| -> String {
+            let t = std::fs::read(aof_dir(&dir.0).join(name)).unwrap();
+            let end = t.windows(2).position(|w| w == b"\r\n").unwrap_or(t.len());
+            let l = String::from_utf8_lossy(&t[..end]).into_owned();
+            // "#TS:" and a plausible time.
+            match l.strip_prefix("#TS:") {
+                Some(n) if n.parse::<u64>().is_ok_and(|n| n > 1_600_000_000) => "#TS:<now>".into(),
+                _ => l,
+            }
+        };
+        wait_until("the SET in the incr file", 10, || first_line("appendonly.aof.1.incr.aof") != "");
+        let incr = first_line("appendonly.aof.1.incr.aof");
+        assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
+        wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        let base = first_line("appendonly.aof.2.base.aof");
+        ok(&mut c, "SET after rewrite");
+        stop(p, &mut c, "SHUTDOWN");
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        assert_eq!(strs(q(&mut c, &["MGET", "foo", "after"])), vec![b"bar".to_vec(), b"rewrite".to_vec()]);
+        firsts.push((incr, base));
+    }
+    assert_eq!(firsts[0], firsts[1]);
+    assert_eq!(firsts[0].0, "#TS:<now>");
+}

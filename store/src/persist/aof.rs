@@ -48,6 +48,18 @@ struct Buf {
     /// Database of the last record in the current file (-1: none yet).
     last_db: i64,
     stop: bool,
+    /// Unix second of the last `#TS:` annotation written (aof-timestamp-enabled).
+    last_ts: i64,
+}
+
+/// `aof-timestamp-enabled`: a `#TS:<unix seconds>` line before the first
+/// record of each new second, and at the start of an AOF-format base
+/// (Redis's genAofTimestampAnnotationIfNeeded).
+pub static TIMESTAMPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The annotation line for now.
+pub fn timestamp_line() -> String {
+    format!("#TS:{}\r\n", now_ms() / 1000)
 }
 
 #[derive(Default, Clone, Debug)]
@@ -125,6 +137,13 @@ pub fn append(srv: &Server, recs: &[super::propagate::Record]) {
     }
     let mut data = Vec::with_capacity(64);
     let mut g = aof.buf.lock();
+    if TIMESTAMPS.load(Ordering::Relaxed) {
+        let now = now_ms() / 1000;
+        if now > g.last_ts {
+            g.last_ts = now;
+            data.extend_from_slice(timestamp_line().as_bytes());
+        }
+    }
     encode_records(&mut data, &mut g.last_db, recs);
     g.offset += data.len() as u64;
     let off = g.offset;

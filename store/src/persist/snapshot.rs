@@ -216,6 +216,9 @@ impl<'a, W: Write> Sink<'a, W> {
             }
             Ok(Sink::Rdb(w))
         } else {
+            if aof_base && super::aof::TIMESTAMPS.load(Ordering::Relaxed) {
+                out.write_all(super::aof::timestamp_line().as_bytes())?;
+            }
             for code in functions {
                 let mut cmd = Vec::with_capacity(code.len() + 48);
                 cmd.extend_from_slice(b"*3\r\n$8\r\nFUNCTION\r\n$4\r\nLOAD\r\n");
