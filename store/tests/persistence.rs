@@ -1213,3 +1213,29 @@ fn aof_timestamp_annotations_like_redis() {
     assert_eq!(firsts[0], firsts[1]);
     assert_eq!(firsts[0].0, "#TS:<now>");
 }
+
+/// DEBUG LOADAOF reads the manifest on disk, also with the AOF turned off
+/// after a BGREWRITEAOF (Redis's unit/aofrw "AOF rewrite functions").
+#[test]
+fn debug_loadaof_with_aof_off_loads_the_rewritten_files() {
+    let mut got = Vec::new();
+    for redis in [true, false] {
+        let dir = TempDir::new("loadaof");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        wait_until("the first rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "CONFIG SET appendonly no");
+        ok(&mut c, "SET k v");
+        let lib = "#!lua name=test\nredis.register_function('test', function() return 1 end)";
+        assert_eq!(q(&mut c, &["FUNCTION", "LOAD", lib]), V::S(b"test".to_vec()));
+        assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
+        wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "FUNCTION FLUSH");
+        ok(&mut c, "DEL k");
+        ok(&mut c, "DEBUG LOADAOF");
+        got.push((qs(&mut c, "FCALL test 0"), qs(&mut c, "GET k")));
+    }
+    assert_eq!(got[0], got[1]);
+    assert_eq!(got[1].0, V::I(1));
+}

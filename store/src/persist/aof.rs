@@ -931,10 +931,20 @@ fn start_rewrite_inner(srv: &Arc<Server>, acc: &mut crate::keyspace::Access<'_>,
 
 /// DEBUG LOADAOF: flush the AOF and replay it into the (already emptied)
 /// data set, with the exclusive access the DEBUG command holds.
+/// Is there an AOF manifest on disk (DEBUG LOADAOF with the AOF off)?
+pub fn manifest_on_disk(srv: &Server) -> bool {
+    manifest_path(&srv.persist.cfg.lock()).is_file()
+}
+
 pub fn reload_with<'s>(srv: &'s Server, acc: &mut crate::keyspace::Access<'s>) -> Result<(), String> {
     flush_on_shutdown(srv);
     let cfg = srv.persist.cfg.lock().clone();
-    let m = srv.persist.aof.manifest.lock().clone();
+    // The manifest on disk, as Redis's DEBUG LOADAOF (also with the AOF off,
+    // after a BGREWRITEAOF wrote one).
+    let m = match std::fs::read_to_string(manifest_path(&cfg)) {
+        Ok(t) => parse_manifest(&t)?,
+        Err(_) => srv.persist.aof.manifest.lock().clone(),
+    };
     let dir = cfg.aof_dir();
     if let Some((b, _)) = &m.base {
         load_file(srv, &dir.join(b), false, &cfg, acc)?;
