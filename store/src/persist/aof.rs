@@ -906,7 +906,7 @@ pub fn start_at_runtime(srv: &Arc<Server>) -> Result<(), String> {
     let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
     // Old files become history; they are deleted when the base is ready.
     let mut hist: Vec<(String, u64)> = m.base.take().into_iter().collect();
-    hist.extend(m.incrs.drain(..));
+    hist.append(&mut m.incrs);
     m.history.extend(hist);
     m.incrs.push((iname.clone(), iseq));
     *aof.manifest.lock() = m;

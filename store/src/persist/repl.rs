@@ -431,7 +431,7 @@ impl Repl {
         self.load_feed_expired.store(false, Ordering::SeqCst);
         self.load_keep_expired.store(false, Ordering::SeqCst);
         let mut g = self.inner.lock();
-        let aux = std::mem::replace(&mut g.rdb_aux, (None, None, None));
+        let aux = std::mem::take(&mut g.rdb_aux);
         let restored = match aux {
             (Some(db), Some(id), Some(off)) if db >= 0 && off >= 0 => {
                 if replica {

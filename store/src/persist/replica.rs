@@ -106,6 +106,9 @@ pub struct ReplicaLink {
     /// CLIENT KILL matched the master connection: the link drops it (and
     /// reconnects, asking to continue).
     kill: AtomicBool,
+    /// Keys given a TTL by clients of a writable replica (db, key): the
+    /// replica expires them itself (Redis's slaveKeysWithExpire).
+    own_expires: Mutex<std::collections::HashSet<(usize, Vec<u8>)>>,
 }
 
 impl Default for ReplicaLink {
@@ -126,6 +129,7 @@ impl Default for ReplicaLink {
                 addrs: None,
             }),
             kill: AtomicBool::new(false),
+            own_expires: Mutex::new(Default::default()),
         }
     }
 }
@@ -215,6 +219,83 @@ pub fn set_master(srv: &Arc<Server>, host: &str, port: u16) -> bool {
         eprintln!("ferrite: can't start the replication thread: {e}");
     }
     false
+}
+
+/// After a client's write on a writable replica (its shards still locked):
+/// remember the keys it named that now have a TTL.
+pub fn remember_own_expires(
+    srv: &Server,
+    acc: &mut crate::keyspace::Access<'_>,
+    meta: &CommandMeta,
+    args: &[Bytes],
+    db: usize,
+) {
+    let Ok(pos) = ferrite_commands::get_keys(meta, args) else { return };
+    let mut found = Vec::new();
+    for p in pos {
+        let Some(key) = args.get(p) else { continue };
+        let slot = ferrite_commands::key_hash_slot(key);
+        if let Some(sh) = acc.shard(db, slot) {
+            if sh.get_raw(slot, key).is_some_and(|e| e.expire_at != 0) {
+                found.push((db, key.to_vec()));
+            }
+        }
+    }
+    if !found.is_empty() {
+        srv.repl.replica.own_expires.lock().extend(found);
+    }
+}
+
+/// Delete the remembered keys of a writable replica whose TTL passed
+/// (forgetting those gone or without a TTL), as Redis's expireSlaveKeys.
+fn expire_own_keys(srv: &Server) {
+    // At most every 100 ms (Redis's serverCron runs it at hz 10).
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let t = now_ms();
+    if t - LAST.load(Ordering::Relaxed) < 100 {
+        return;
+    }
+    LAST.store(t, Ordering::Relaxed);
+    let keys: Vec<(usize, Vec<u8>)> = {
+        let g = srv.repl.replica.own_expires.lock();
+        if g.is_empty() {
+            return;
+        }
+        g.iter().cloned().collect()
+    };
+    let now = now_ms();
+    let mut acc = srv.store.access_all();
+    let mut forget = Vec::new();
+    let mut expired = 0u64;
+    for (db, key) in keys {
+        if db >= srv.store.dbs.len() {
+            forget.push((db, key));
+            continue;
+        }
+        let slot = ferrite_commands::key_hash_slot(&key);
+        let gone = acc.with_slot(db, slot, |sh| match sh.get_raw(slot, &key) {
+            None => true,
+            Some(e) if e.expire_at == 0 => true,
+            Some(e) if e.expire_at <= now => {
+                sh.remove(slot, &key);
+                srv.store.dbs[db].signal_expired_deleted(&key);
+                crate::persist::propagate::deleted_now(srv, db, &key);
+                crate::notify::notify(srv, crate::notify::EXPIRED, "expired", &key, db);
+                expired += 1;
+                true
+            }
+            Some(_) => false,
+        });
+        if gone != Some(false) {
+            forget.push((db, key));
+        }
+    }
+    drop(acc);
+    crate::stats::Stats::add(&srv.stats.expired_keys, expired);
+    let mut g = srv.repl.replica.own_expires.lock();
+    for k in forget {
+        g.remove(&k);
+    }
 }
 
 /// CLIENT KILL [ADDR a] [LADDR l] [TYPE master] on a replica: the master
@@ -491,7 +572,9 @@ fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
         for _ in 0..10 {
             std::thread::sleep(Duration::from_millis(100));
             match weak.upgrade() {
-                Some(s) if !s.shutting_down.load(Ordering::Relaxed) && s.repl.replica.current(gen) => {}
+                Some(s) if !s.shutting_down.load(Ordering::Relaxed) && s.repl.replica.current(gen) => {
+                    expire_own_keys(&s)
+                }
                 _ => return,
             }
         }
@@ -991,6 +1074,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
         if let Some(o) = ack_now {
             c.send(&[b"REPLCONF", b"ACK", o.to_string().as_bytes()])?;
         }
+        expire_own_keys(srv);
         let every = if synced_at.elapsed() < Duration::from_secs(3) { 100 } else { 1000 };
         if last_ack.elapsed() >= Duration::from_millis(every) {
             last_ack = Instant::now();
