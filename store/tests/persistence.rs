@@ -1198,7 +1198,7 @@ fn aof_timestamp_annotations_like_redis() {
                 _ => l,
             }
         };
-        wait_until("the SET in the incr file", 10, || first_line("appendonly.aof.1.incr.aof") != "");
+        wait_until("the SET in the incr file", 10, || !first_line("appendonly.aof.1.incr.aof").is_empty());
         let incr = first_line("appendonly.aof.1.incr.aof");
         assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
         wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
