@@ -24,19 +24,24 @@
 //!
 //! The backlog (`repl-backlog-size` bytes, created with the replication id
 //! when the first replica attaches, as Redis does) keeps the newest bytes of
-//! the stream; `PSYNC <our replid> <offset>` within it gets `+CONTINUE
-//! <replid>` and the bytes from that offset on, registered under the same
-//! lock as the stream so nothing is missed or sent twice. A new data set
-//! (ferrite as a replica loading its master's RDB) starts a new history: new
-//! replid, empty backlog, so a chained replica cannot continue on the old one.
-//! What it does not know: a secondary replication id (`replid2`: replicas of
-//! a former master continuing after a promotion), diskless transfer, replica output
-//! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
-//! replica's buffer are unbounded), byte-exact chained replication (ferrite
-//! as a replica, `replica`, feeds the effects of its master's stream
-//! re-encoded), per-client write
-//! offsets (WAIT waits for the master offset
-//! at the time WAIT runs, which covers the client's own writes).
+//! the stream; `PSYNC <replid> <offset>` within it gets `+CONTINUE <replid>`
+//! and the bytes from that offset on, registered under the same lock as the
+//! stream so nothing is missed or sent twice. PSYNC2: the replid is ours or
+//! our secondary one (`replid2`, valid up to `second_repl_offset`: set when
+//! a replica is promoted, when a replica continues with a master of another
+//! id, and at start-up from the `repl-id` / `repl-offset` of dump.rdb). As a
+//! replica, ferrite proxies its master's stream byte for byte (`feed_proxy`):
+//! its id, offsets and backlog are its master's, so its own replicas can
+//! continue with any node of the chain. WAIT counts the replicas that
+//! acknowledged the client's own last write (`client_woff`, Redis's
+//! `c->woff`). FAILOVER (`spawn_failover_driver`) pauses writes, waits for
+//! the target's ACK and hands over with `PSYNC ... FAILOVER`.
+//! What it does not know: diskless transfer (`repl-diskless-sync` and its
+//! delay: the payload is always a disk RDB, sent as soon as it is written),
+//! a second replica joining a running save (it gets an in-memory image),
+//! replica output buffer limits and accounting (a slow replica's channel and
+//! a waiting replica's buffer are unbounded; no
+//! `mem_total_replication_buffers`).
 
 use crate::client::Push;
 use crate::server::{now_ms, Server};

@@ -28,10 +28,14 @@
 //! kept, and live for the master's stream until the master's DEL; everything
 //! live while loading; keys already expired in an RDB are loaded, not
 //! dropped).
-//! Chained replicas: the effects of the applied stream are fed to ferrite's
-//! own replicas (re-encoded with ferrite's offsets, not proxied byte for byte
-//! as Redis does); a full sync disconnects them so they resync; client
-//! commands on a replica feed nothing.
+//! Chained replicas: the master's stream is proxied byte for byte to
+//! ferrite's own backlog and replicas (`Repl::feed_proxy`), so the whole
+//! chain shares one replication id and offset (PSYNC2); a full sync
+//! disconnects them so they resync; client commands on a replica feed
+//! nothing. A writable replica expires the keys its own clients gave a TTL.
+//! Every (re)connection asks to continue our history (`PSYNC <replid>
+//! <offset+1>`; with `FAILOVER` when handing over as a FAILOVER's old
+//! master); `+CONTINUE <new id>` makes our id the secondary one.
 //! A lost link asks to continue (`PSYNC <replid> <offset+1>`): `+CONTINUE`
 //! resumes the stream without a new payload, otherwise a full sync.
 //! The full-sync payload is written to `dir/temp-<pid>-repl.rdb` as it
