@@ -147,6 +147,9 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("loading-process-events-interval-bytes", "2097152", "int:1024:2147483647"),
     // RESTORE and RDB loading always validate payloads fully in ferrite.
     ("sanitize-dump-payload", "no", "enum:no|yes|clients"),
+    // Debug setting (Redis exits instead of aborting on a panic); ferrite's
+    // loaders return errors, never panic, on bad payloads.
+    ("use-exit-on-panic", "no", "bool"),
 ];
 
 /// Accepted parameters Redis sets only at start-up (CONFIG SET: "can't set
@@ -402,6 +405,7 @@ const PARAMS: &[Param] = &[
     Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
     Param { name: "loading-process-events-interval-bytes", kind: Kind::Accepted },
     Param { name: "sanitize-dump-payload", kind: Kind::Accepted },
+    Param { name: "use-exit-on-panic", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -412,7 +416,8 @@ const PARAMS: &[Param] = &[
 ];
 
 /// Redis's HIDDEN_CONFIG parameters: not matched by CONFIG GET patterns.
-const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes"];
+const HIDDEN: &[&str] =
+    &["rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes", "use-exit-on-panic"];
 
 /// `min-replicas-to-write` / `min-replicas-max-lag`.
 static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
