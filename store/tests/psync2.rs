@@ -518,3 +518,46 @@ fn debug_replicate_and_divergence_log() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A master that accepts the connection but never answers the handshake:
+/// after `repl-timeout` the replica logs Redis's "Timeout connecting to the
+/// MASTER..." (as a real Redis replica does) and keeps retrying.
+#[test]
+fn handshake_timeout_logged_like_redis() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sport = silent.local_addr().unwrap().port().to_string();
+    // Accepted connections are kept open and never answered.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h2 = held.clone();
+    silent.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let acceptor = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((sock, _)) = silent.accept() {
+                h2.lock().unwrap().push(sock);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let dir = TempDir::new("psync2-hstimeout");
+    let log = dir.0.join("ferrite.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let (_fer, mut f) = spawn_ferrite_logged(free_port(), &dir, &["--repl-timeout", "1"], Stdio::from(file));
+    ok(f.cmd(&["REPLICAOF", "127.0.0.1", &sport]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Timeout connecting to the MASTER...") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no handshake timeout in the log: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let role = s(&f.cmd(&["ROLE"]));
+    assert!(role.contains("slave"), "{role}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = acceptor.join();
+    drop(held);
+}

@@ -528,6 +528,11 @@ impl Conn {
                 return fail("protocol error: line too long");
             }
             if !self.fill(cx)? && now_ms() - t0 > io_timeout_ms() {
+                // Redis's words while connecting / in the handshake.
+                let link = cx.srv.repl.replica.st.lock().link;
+                if matches!(link, LinkState::Connecting | LinkState::Handshake) {
+                    return fail("Timeout connecting to the MASTER...");
+                }
                 return fail("timeout reading from the master");
             }
         }
