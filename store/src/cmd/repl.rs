@@ -120,18 +120,16 @@ fn sync(cx: &mut Cx) -> CmdResult {
             return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
         }
         srv.repl.attach(id, &addr, &tx, header, Some(&image))
-    } else if let Some(me) = me.as_ref().filter(|_| !srv.persist.snap.running()) {
-        // Registered (waiting for the file) before the save starts: the save
-        // of a small data set can end before this command would return.
-        let ok = srv.repl.attach(id, &addr, &tx, header, None);
-        if ok
-            && crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb)
-                .is_err()
-        {
-            // No save: the waiting replica is disconnected (it retries).
-            srv.repl.rdb_done(false, std::path::Path::new(""));
-        }
-        ok
+    } else if !srv.persist.snap.running()
+        && me.as_ref().is_some_and(|me| {
+            crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb).is_ok()
+        })
+    {
+        // The save is registered first (INFO never shows a replica waiting
+        // for a save that is not running); it hands its file over only once
+        // this command's exclusive access ends (`snapshot::run_job`), so the
+        // replica registered here cannot miss it.
+        srv.repl.attach(id, &addr, &tx, header, None)
     } else {
         let ndb = srv.store.dbs.len();
         let functions = crate::script::function_dump_codes(srv);

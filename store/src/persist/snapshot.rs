@@ -567,6 +567,10 @@ fn run_job(srv: Arc<Server>, job: Arc<SnapJob>) {
     };
     let r = write_atomically(&path, |out| write_job(&srv, &job, out));
     if matches!(job.kind, JobKind::Rdb) {
+        // The SYNC that started this save registers its replica while it
+        // still holds the exclusive access: wait for that section to end so
+        // the replica is there (a small data set is saved at once).
+        drop(srv.store.world_read());
         // Replicas waiting for this save get the file (before another save may replace it).
         srv.repl.rdb_done(r.is_ok(), &path);
     }
