@@ -27,6 +27,32 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// Redis's start-up log lines (the logo with the PID, or one line).
+fn startup_lines(show_logo: bool, port: u16) {
+    let pid = std::process::id();
+    let version = env!("CARGO_PKG_VERSION");
+    redisconf::log('C', '#', "oO0OoO0OoO0Oo Ferrite is starting oO0OoO0OoO0Oo");
+    redisconf::log(
+        'C',
+        '#',
+        &format!(
+            "Ferrite version={version} (Redis {} compatible), bits=64, pid={pid}, just started",
+            redisconf::REDIS_VERSION
+        ),
+    );
+    redisconf::log('C', '#', "Configuration loaded");
+    let tty = unsafe { libc::isatty(1) } == 1;
+    if show_logo || tty {
+        redisconf::log_raw(&format!(
+            "\n    Ferrite {version} (Redis {} compatible) 64 bit\n    Running in standalone mode\n    Port: \
+             {port}\n    PID: {pid}\n\n",
+            redisconf::REDIS_VERSION
+        ));
+    } else {
+        redisconf::log('M', '*', &format!("Running mode=standalone, port={port}."));
+    }
+}
+
 fn main() {
     ferrite::alloc::mark_installed();
     let cl = redisconf::split_cmdline(std::env::args_os().collect());
@@ -62,6 +88,10 @@ fn main() {
         // Load the data set before accepting connections (Redis refuses a
         // corrupt file and exits too).
         if let Err(e) = ferrite::persist::load_at_startup(&srv) {
+            // Redis logs its start-up lines (with the PID) before it loads:
+            // tools and Redis's test harness wait for them, then for the error.
+            let port = srv.config.read().port;
+            startup_lines(boot.show_logo, port);
             eprintln!("ferrite: {e}");
             std::process::exit(1);
         }
@@ -165,27 +195,7 @@ fn main() {
             tokio::spawn(ferrite::metrics::serve(ml, srv.clone(), m));
         }
         let pid = std::process::id();
-        let version = env!("CARGO_PKG_VERSION");
-        redisconf::log('C', '#', "oO0OoO0OoO0Oo Ferrite is starting oO0OoO0OoO0Oo");
-        redisconf::log(
-            'C',
-            '#',
-            &format!(
-                "Ferrite version={version} (Redis {} compatible), bits=64, pid={pid}, just started",
-                redisconf::REDIS_VERSION
-            ),
-        );
-        redisconf::log('C', '#', "Configuration loaded");
-        let tty = unsafe { libc::isatty(1) } == 1;
-        if boot.show_logo || tty {
-            redisconf::log_raw(&format!(
-                "\n    Ferrite {version} (Redis {} compatible) 64 bit\n    Running in standalone mode\n    Port: \
-                 {port}\n    PID: {pid}\n\n",
-                redisconf::REDIS_VERSION
-            ));
-        } else {
-            redisconf::log('M', '*', &format!("Running mode=standalone, port={port}."));
-        }
+        startup_lines(boot.show_logo, port);
         redisconf::log('M', '#', "Server initialized");
         if let Some(p) = &boot.pidfile {
             if let Err(e) = std::fs::write(p, format!("{pid}\n")) {

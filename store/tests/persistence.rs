@@ -997,3 +997,246 @@ fn functions_survive_rdb_and_aof_restarts() {
         drop(f);
     }
 }
+
+/// An RDB with a zipmap-encoded hash (RDB type 9, from Redis 2.x; the
+/// bytes of Redis's tests/assets/hash-zipmap.rdb): loaded as a listpack,
+/// or as a hashtable when `hash-max-ziplist-entries` OR
+/// `hash-max-ziplist-value` is exceeded (a zipmap is converted checking
+/// both, unlike a ziplist/listpack blob). Same encodings as a real Redis.
+#[test]
+fn zipmap_hash_converts_like_redis() {
+    const ZIPMAP_RDB: &str = "524544495330303033fe0009046861736810020266310200763102663202007632ffff";
+    let bytes: Vec<u8> =
+        (0..ZIPMAP_RDB.len()).step_by(2).map(|i| u8::from_str_radix(&ZIPMAP_RDB[i..i + 2], 16).unwrap()).collect();
+    for extra in [&[][..], &["--hash-max-ziplist-entries", "1"][..], &["--hash-max-ziplist-value", "1"][..]] {
+        let mut got = Vec::new();
+        for redis in [true, false] {
+            let dir = TempDir::new("zipmap");
+            std::fs::write(dir.0.join("dump.rdb"), &bytes).unwrap();
+            let p = if redis { redis_in(&dir.0, extra) } else { ferrite_in(&dir.0, extra) };
+            let mut c = Conn::connect(p.port).unwrap();
+            let enc = c.cmd(&["OBJECT", "ENCODING", "hash"]);
+            let vals = c.cmd(&["HMGET", "hash", "f1", "f2"]);
+            got.push((String::from_utf8_lossy(&enc).into_owned(), vals));
+        }
+        assert_eq!(got[0], got[1], "{extra:?}");
+    }
+}
+
+/// A dump.rdb whose CRC64 is wrong: ferrite refuses to start, with Redis's
+/// "RDB CRC error" words in the log.
+#[test]
+fn bad_rdb_checksum_is_reported_as_redis_does() {
+    let dir = TempDir::new("badcrc");
+    {
+        let p = ferrite_in(&dir.0, &[]);
+        let mut c = Conn::connect(p.port).unwrap();
+        ok(&mut c, "SET k v");
+        stop(p, &mut c, "SHUTDOWN SAVE");
+    }
+    let path = dir.0.join("dump.rdb");
+    let mut b = std::fs::read(&path).unwrap();
+    let n = b.len();
+    b[n - 8..].copy_from_slice(b"foobar00");
+    std::fs::write(&path, &b).unwrap();
+    let (code, err) = ferrite_fails(&dir.0, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Wrong RDB checksum") && err.contains("RDB CRC error"), "{err}");
+}
+
+/// Run a real redis-server expecting it to exit at start-up; its log (stdout).
+fn redis_fails(dir: &Path, extra: &[&str]) -> String {
+    let bin = support::which("redis-server").expect("redis-server not found: a real Redis 7.0 is needed");
+    let port = support::free_port().to_string();
+    let mut child = Command::new(bin)
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let mut out = String::new();
+            use std::io::Read;
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            return out;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redis-server did not exit although its manifest is bad");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bad AOF manifests are refused with Redis's own messages (same cases as
+/// Redis's aof-multi-part tests), and a file the manifest names but that is
+/// missing is reported as Redis does.
+#[test]
+fn bad_aof_manifests_refused_like_redis() {
+    let cases: &[(&str, &str)] = &[
+        ("file appendonly.aof.1.base.aof seq 1 type b\n\nfile appendonly.aof.1.incr.aof seq 1 type i\n", "Invalid AOF manifest file format"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof type i\n", "Invalid AOF manifest file format"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof\n", "Invalid AOF manifest file format"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i newkey\n", "Invalid AOF manifest file format"),
+        ("", "Found an empty AOF manifest"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type x\n", "Unknown AOF file type"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.base.aof seq 1 type b\n", "Found duplicate base file information"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\nfile appendonly.aof.1.incr.aof seq 1 type i\n", "Found a non-monotonic sequence number"),
+        ("file dir/appendonly.aof.1.base.aof seq 1 type b\n", "File can't be a path, just a filename"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i", "The AOF manifest file contains too long line"),
+        ("file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.3.incr.aof seq 3 type i\n", "Unable to obtain the AOF file appendonly.aof.3.incr.aof length. stat: No such file or directory"),
+    ];
+    let long = format!("file appendonly.aof.1.base.aof seq 1 type b\nfile {} seq 1 type i\n", "a".repeat(1100));
+    let mut all: Vec<(String, &str)> = cases.iter().map(|(m, e)| (m.to_string(), *e)).collect();
+    all.push((long, "The AOF manifest file contains too long line"));
+    for (manifest, want) in &all {
+        let mut logs = Vec::new();
+        for redis in [true, false] {
+            let dir = TempDir::new("badmanifest");
+            let ad = aof_dir(&dir.0);
+            std::fs::create_dir_all(&ad).unwrap();
+            for f in ["appendonly.aof.1.base.aof", "appendonly.aof.1.incr.aof", "appendonly.aof.2.incr.aof"] {
+                std::fs::write(ad.join(f), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n").unwrap();
+            }
+            std::fs::write(ad.join("appendonly.aof.manifest"), manifest).unwrap();
+            let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+            logs.push(if redis { redis_fails(&dir.0, &args) } else { ferrite_fails(&dir.0, &args).1 });
+        }
+        assert!(logs[0].contains(want), "Redis's log for {manifest:?} lacks {want:?}: {}", logs[0]);
+        assert!(logs[1].contains(want), "ferrite's log for {manifest:?} lacks {want:?}: {}", logs[1]);
+    }
+}
+
+/// `appendfilename` with spaces: Redis quotes the names in its manifest;
+/// ferrite reads Redis's directory, writes names the same way, and Redis
+/// reads ferrite's directory back.
+#[test]
+fn aof_manifest_with_quoted_file_names_both_ways() {
+    let dir = TempDir::new("aofspaces");
+    let args = ["--appendonly", "yes", "--appendfilename", "my aof file"];
+    {
+        let r = redis_in(&dir.0, &args);
+        let mut c = Conn::connect(r.port).unwrap();
+        ok(&mut c, "SET from redis");
+        stop(r, &mut c, "SHUTDOWN");
+    }
+    let redis_manifest = std::fs::read_to_string(aof_dir(&dir.0).join("my aof file.manifest")).unwrap();
+    assert!(redis_manifest.contains("file \"my aof file.1.incr.aof\" seq 1 type i"), "{redis_manifest}");
+    {
+        let f = ferrite_in(&dir.0, &args);
+        let mut c = Conn::connect(f.port).unwrap();
+        assert_eq!(q(&mut c, &["GET", "from"]), V::S(b"redis".to_vec()));
+        ok(&mut c, "SET from2 ferrite");
+        ok(&mut c, "BGREWRITEAOF");
+        wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "SET after rewrite");
+        stop(f, &mut c, "SHUTDOWN");
+    }
+    let m = std::fs::read_to_string(aof_dir(&dir.0).join("my aof file.manifest")).unwrap();
+    assert!(m.lines().all(|l| l.starts_with("file \"my aof file.")), "{m}");
+    let r = redis_in(&dir.0, &args);
+    let mut c = Conn::connect(r.port).unwrap();
+    assert_eq!(
+        strs(q(&mut c, &["MGET", "from", "from2", "after"])),
+        vec![b"redis".to_vec(), b"ferrite".to_vec(), b"rewrite".to_vec()]
+    );
+}
+
+/// `CONFIG SET appendonly no` during a slow AOF rewrite abandons it (Redis
+/// kills the child): no rewrite in progress right after, the rewrite status
+/// stays ok, and a new rewrite can start. Same observable state as Redis.
+#[test]
+fn appendonly_no_cancels_a_running_rewrite() {
+    let mut states = Vec::new();
+    for redis in [true, false] {
+        let dir = TempDir::new("aofkill");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        wait_until("the first rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "SET k v");
+        ok(&mut c, "CONFIG SET rdb-key-save-delay 10000000");
+        assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
+        wait_until("the slow rewrite to start", 10, || info_field(&mut c, "aof_rewrite_in_progress") == "1");
+        ok(&mut c, "CONFIG SET appendonly no");
+        wait_until("the rewrite to stop", 10, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "CONFIG SET rdb-key-save-delay 0");
+        let status = info_field(&mut c, "aof_last_bgrewrite_status");
+        ok(&mut c, "CONFIG SET appendonly yes");
+        wait_until("the rewrite of appendonly yes", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        let again = qs(&mut c, "BGREWRITEAOF");
+        wait_until("the next rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        states.push((status, again, info_field(&mut c, "aof_last_bgrewrite_status")));
+    }
+    assert_eq!(states[0], states[1]);
+}
+
+/// `aof-timestamp-enabled yes`: a `#TS:<unix seconds>` line opens the
+/// incr file's records and an AOF-format base, as in Redis; the files load
+/// back. Same first lines as a real Redis.
+#[test]
+fn aof_timestamp_annotations_like_redis() {
+    let mut firsts = Vec::new();
+    for redis in [true, false] {
+        let dir = TempDir::new("aofts");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        wait_until("the first rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "CONFIG SET aof-timestamp-enabled yes");
+        ok(&mut c, "SET foo bar");
+        let first_line = |name: &str| -> String {
+            let t = std::fs::read(aof_dir(&dir.0).join(name)).unwrap();
+            let end = t.windows(2).position(|w| w == b"\r\n").unwrap_or(t.len());
+            let l = String::from_utf8_lossy(&t[..end]).into_owned();
+            // "#TS:" and a plausible time.
+            match l.strip_prefix("#TS:") {
+                Some(n) if n.parse::<u64>().is_ok_and(|n| n > 1_600_000_000) => "#TS:<now>".into(),
+                _ => l,
+            }
+        };
+        wait_until("the SET in the incr file", 10, || !first_line("appendonly.aof.1.incr.aof").is_empty());
+        let incr = first_line("appendonly.aof.1.incr.aof");
+        assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
+        wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        let base = first_line("appendonly.aof.2.base.aof");
+        ok(&mut c, "SET after rewrite");
+        stop(p, &mut c, "SHUTDOWN");
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        assert_eq!(strs(q(&mut c, &["MGET", "foo", "after"])), vec![b"bar".to_vec(), b"rewrite".to_vec()]);
+        firsts.push((incr, base));
+    }
+    assert_eq!(firsts[0], firsts[1]);
+    assert_eq!(firsts[0].0, "#TS:<now>");
+}
+
+/// DEBUG LOADAOF reads the manifest on disk, also with the AOF turned off
+/// after a BGREWRITEAOF (Redis's unit/aofrw "AOF rewrite functions").
+#[test]
+fn debug_loadaof_with_aof_off_loads_the_rewritten_files() {
+    let mut got = Vec::new();
+    for redis in [true, false] {
+        let dir = TempDir::new("loadaof");
+        let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
+        let p = if redis { redis_in(&dir.0, &args) } else { ferrite_in(&dir.0, &args) };
+        let mut c = Conn::connect(p.port).unwrap();
+        wait_until("the first rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "CONFIG SET appendonly no");
+        ok(&mut c, "SET k v");
+        let lib = "#!lua name=test\nredis.register_function('test', function() return 1 end)";
+        assert_eq!(q(&mut c, &["FUNCTION", "LOAD", lib]), V::S(b"test".to_vec()));
+        assert!(matches!(qs(&mut c, "BGREWRITEAOF"), V::S(_)));
+        wait_until("the rewrite", 30, || info_field(&mut c, "aof_rewrite_in_progress") == "0");
+        ok(&mut c, "FUNCTION FLUSH");
+        ok(&mut c, "DEL k");
+        ok(&mut c, "DEBUG LOADAOF");
+        got.push((qs(&mut c, "FCALL test 0"), qs(&mut c, "GET k")));
+    }
+    assert_eq!(got[0], got[1]);
+    assert_eq!(got[1].0, V::I(1));
+}

@@ -832,3 +832,96 @@ fn xread_block_on_replica_woken_by_the_master() {
     let got = s(&b.read_reply());
     assert_eq!(got, "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
 }
+
+/// CLIENT KILL on a replica matches its master connection (TYPE master,
+/// ADDR of the master, the old form) like Redis's master client: the link
+/// drops and comes back with a partial resync. Replies compared with a
+/// real Redis replica.
+#[test]
+fn client_kill_drops_the_master_link_like_redis() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let red = start_redis(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    let mut f = Conn::connect(fer.port).unwrap();
+    let mut r = Conn::connect(red.port).unwrap();
+    fill_master(&mut m);
+    attach(&mut f, master.port);
+    attach(&mut r, master.port);
+    wait_synced(&mut m, &mut f, 30);
+    wait_synced(&mut m, &mut r, 30);
+    let addr = format!("127.0.0.1:{}", master.port);
+    let kills: [&[&str]; 3] =
+        [&["CLIENT", "KILL", "TYPE", "master"], &["CLIENT", "KILL", "ADDR", &addr], &["CLIENT", "KILL", &addr]];
+    for (round, k) in kills.iter().enumerate() {
+        let before = stat(&mut m, "sync_partial_ok");
+        let want = s(&r.cmd(k));
+        assert_eq!(s(&f.cmd(k)), want, "{k:?}");
+        // The same write reaches both after their reconnection.
+        m.line(&format!("SET killed{round} v"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stat(&mut m, "sync_partial_ok") < before + 2 {
+            assert!(Instant::now() < deadline, "no partial resyncs after {k:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_synced(&mut m, &mut f, 30);
+        wait_synced(&mut m, &mut r, 30);
+        assert_eq!(digest(&mut f), digest(&mut m));
+    }
+    assert_eq!(stat(&mut m, "sync_full"), 2, "no new full sync");
+    // Nothing else matches: the reply is Redis's.
+    let none: &[&str] = &["CLIENT", "KILL", "127.0.0.1:1"];
+    assert_eq!(s(&f.cmd(none)), s(&r.cmd(none)));
+}
+
+/// A writable replica expires the keys its own clients gave a TTL (Redis's
+/// slaveKeysWithExpire), while keys from the master wait for the master's
+/// DEL. Ferrite and a real Redis replica side by side.
+#[test]
+fn writable_replica_expires_its_own_keys_like_redis() {
+    let master = start_redis(&["--repl-diskless-sync-delay", "0"]);
+    let fer = start_ferrite(&[]);
+    let red = start_redis(&[]);
+    let mut m = Conn::connect(master.port).unwrap();
+    m.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    let mut got = Vec::new();
+    for port in [red.port, fer.port] {
+        let mut r = Conn::connect(port).unwrap();
+        attach(&mut r, master.port);
+        wait_synced(&mut m, &mut r, 30);
+        r.cmd(&["CONFIG", "SET", "replica-read-only", "no"]);
+        r.cmd(&["SELECT", "5"]);
+        for k in ["key1", "key2", "key3"] {
+            assert_eq!(s(&r.cmd(&["SET", k, "1", "PX", "300"])), "+OK\r\n");
+        }
+        got.push(s(&r.cmd(&["DBSIZE"])));
+    }
+    // Keys from the master with a TTL that passes: the master never expires
+    // them (active expiry off), so the replicas keep them (hidden).
+    m.cmd(&["SELECT", "6"]);
+    m.cmd(&["SET", "from-master", "v", "PX", "100"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut rs = Conn::connect(red.port).unwrap();
+    let mut fs = Conn::connect(fer.port).unwrap();
+    for c in [&mut rs, &mut fs] {
+        c.cmd(&["SELECT", "5"]);
+    }
+    loop {
+        let a = s(&rs.cmd(&["DBSIZE"]));
+        let b = s(&fs.cmd(&["DBSIZE"]));
+        if a == ":0\r\n" && b == ":0\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "own keys not expired: redis {a:?}, ferrite {b:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_synced(&mut m, &mut fs, 30);
+    wait_synced(&mut m, &mut rs, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    for c in [&mut rs, &mut fs] {
+        c.cmd(&["SELECT", "6"]);
+    }
+    assert_eq!(s(&fs.cmd(&["DBSIZE"])), s(&rs.cmd(&["DBSIZE"])));
+    assert_eq!(s(&fs.cmd(&["DBSIZE"])), ":1\r\n");
+    assert_eq!(got[0], got[1]);
+}

@@ -468,8 +468,9 @@ fn psync_answers_fullresync_with_offset() {
     let bytes = encode(&["SELECT", "0"]).len() + encode(&["SET", "__end__", "1"]).len();
     let now: i64 = info_field(&mut c, "replication", "master_repl_offset").unwrap().parse().unwrap();
     assert_eq!(now, off + bytes as i64);
-    // WAIT sends REPLCONF GETACK * down the stream and waits for the ACK.
-    let mut w = Conn::connect(ferrite.port).unwrap();
+    // WAIT (for this client's write, not yet acknowledged) sends REPLCONF
+    // GETACK * down the stream and waits for the ACK.
+    let w = &mut c;
     w.send(&["WAIT", "1", "5000"]);
     let getack = st.command();
     assert_eq!(getack, vec![b"REPLCONF".to_vec(), b"GETACK".to_vec(), b"*".to_vec()]);
@@ -533,7 +534,8 @@ fn writes_during_the_background_save_follow_the_payload() {
         c.cmd(&["SET", &format!("k{i}"), "v"]);
     }
     c.cmd(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
-    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
+    // 8 keys, 0.5 s each: the save outlasts the checks below on a loaded machine.
+    c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "500000"]);
     let mut sock = TcpStream::connect(("127.0.0.1", ferrite.port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     sock.write_all(b"SYNC\r\n").unwrap();
@@ -850,4 +852,112 @@ fn a_replica_that_stops_acknowledging_is_dropped_after_repl_timeout() {
     }
     assert!(t0.elapsed() >= Duration::from_millis(1500), "dropped after only {:?}", t0.elapsed());
     wait_until(5, "the replica gone from ROLE", || !s(&c.cmd(&["ROLE"])).contains("4343"));
+}
+
+/// `repl-backlog-ttl`: a master left without replicas for that long frees
+/// its backlog and takes a new replication id (as Redis), so a replica
+/// coming back later gets a full resync.
+#[test]
+fn backlog_freed_after_repl_backlog_ttl() {
+    let fer = support::start_ferrite(&[]);
+    let red = support::start_redis(&[]);
+    let mut f = support::Conn::connect(fer.port).unwrap();
+    let mut r = support::Conn::connect(red.port).unwrap();
+    let info = |c: &mut support::Conn, k: &str| -> String {
+        let t = String::from_utf8_lossy(&c.cmd(&["INFO", "replication"])).into_owned();
+        t.lines().find_map(|l| l.strip_prefix(&format!("{k}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    f.cmd(&["CONFIG", "SET", "repl-backlog-ttl", "1"]);
+    r.cmd(&["REPLICAOF", "127.0.0.1", &fer.port.to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while info(&mut r, "master_link_status") != "up" {
+        assert!(std::time::Instant::now() < deadline, "replica never came up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f.cmd(&["SET", "k", "v"]);
+    let id = info(&mut f, "master_replid");
+    assert_eq!(info(&mut f, "repl_backlog_active"), "1");
+    r.cmd(&["REPLICAOF", "NO", "ONE"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while info(&mut f, "repl_backlog_active") != "0" {
+        assert!(std::time::Instant::now() < deadline, "backlog not freed after repl-backlog-ttl");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_ne!(info(&mut f, "master_replid"), id, "a new replication id");
+}
+
+/// WAIT counts replicas that acknowledged the offset of the calling
+/// client's own last write (Redis's c->woff), not later writes of other
+/// clients: with the replica stopped after A's write was acknowledged, A's
+/// WAIT is satisfied at once, B's (who wrote after) times out. Same replies
+/// from a real Redis master in the same situation.
+#[test]
+fn wait_counts_the_clients_own_last_write() {
+    let fer = start_ferrite(&[]);
+    let redis = start_redis(&[]);
+    for (name, port) in [("ferrite", fer.port), ("redis", redis.port)] {
+        let rep = start_redis(&[]);
+        let mut r = Conn::connect(rep.port).unwrap();
+        r.cmd(&["REPLICAOF", "127.0.0.1", &port.to_string()]);
+        let mut a = Conn::connect(port).unwrap();
+        let mut b = Conn::connect(port).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !String::from_utf8_lossy(&r.cmd(&["INFO", "replication"])).contains("master_link_status:up") {
+            assert!(std::time::Instant::now() < deadline, "{name}: replica never came up");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        a.cmd(&["SET", "a", "1"]);
+        assert_eq!(show(&a.cmd(&["WAIT", "1", "5000"])), ":1\\r\\n", "{name}: A's write acknowledged");
+        let pid = rep.child.id().to_string();
+        let st = std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill -STOP");
+        assert!(st.success());
+        b.cmd(&["SET", "b", "2"]);
+        let got_a = show(&a.cmd(&["WAIT", "1", "200"]));
+        let got_b = show(&b.cmd(&["WAIT", "1", "200"]));
+        let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+        assert_eq!(got_a, ":1\\r\\n", "{name}: A's WAIT does not wait for B's write");
+        assert_eq!(got_b, ":0\\r\\n", "{name}: B's write is not acknowledged");
+        assert_eq!(show(&b.cmd(&["WAIT", "1", "5000"])), ":1\\r\\n", "{name}: B's write acknowledged after SIGCONT");
+    }
+}
+
+/// `redis-cli --functions-rdb` (REPLCONF rdb-only + rdb-filter-only
+/// functions, then SYNC): the payload has the function libraries and no
+/// keys; a real Redis started on that file has the library and no keys.
+/// `redis-cli --rdb` gets everything. REPLCONF rdb-filter-only errors as Redis.
+#[test]
+fn redis_cli_functions_rdb_and_rdb_filter_errors() {
+    let fer = start_ferrite(&[]);
+    let mut c = Conn::connect(fer.port).unwrap();
+    for i in 0..50 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    let lib = "#!lua name=lib1\nredis.register_function('func1', function() return 123 end)";
+    assert_eq!(show(&c.cmd(&["FUNCTION", "LOAD", lib])), "$4\\r\\nlib1\\r\\n");
+    for (flag, keys) in [("--functions-rdb", 0), ("--rdb", 50)] {
+        let dir = support::TempDir::new("clirdb");
+        let file = dir.0.join("dump.rdb");
+        let out = std::process::Command::new(support::which("redis-cli").expect("redis-cli is needed"))
+            .args(["-p", &fer.port.to_string(), flag])
+            .arg(&file)
+            .output()
+            .expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Transfer finished with success"), "{flag}: {text}");
+        let d = dir.0.display().to_string();
+        let r = start_redis(&["--dir", &d, "--dbfilename", "dump.rdb"]);
+        let mut rc = Conn::connect(r.port).unwrap();
+        assert_eq!(show(&rc.cmd(&["DBSIZE"])), format!(":{keys}\\r\\n"), "{flag}");
+        assert!(show(&rc.cmd(&["FUNCTION", "LIST"])).contains("lib1"), "{flag}");
+    }
+    let redis = start_redis(&[]);
+    let mut rc = Conn::connect(redis.port).unwrap();
+    for args in [
+        &["REPLCONF", "rdb-filter-only", "functions"][..],
+        &["REPLCONF", "rdb-filter-only", ""][..],
+        &["REPLCONF", "rdb-filter-only", "keys"][..],
+        &["REPLCONF", "rdb-filter-only", "\"unbalanced"][..],
+    ] {
+        assert_eq!(show(&c.cmd(args)), show(&rc.cmd(args)), "{args:?}");
+    }
 }

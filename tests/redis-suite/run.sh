@@ -4,7 +4,8 @@
 #
 # Usage: tests/redis-suite/run.sh [unit ...]
 #        MODE=normal tests/redis-suite/run.sh [unit ...]
-#   units are names like unit/type/string (default: the list in DEFAULT_UNITS).
+#   units are names like unit/type/string (default: the list in DEFAULT_UNITS;
+#   `@integration`: the replication/persistence list INTEGRATION_UNITS, for MODE=normal).
 # Environment:
 #   REDIS_SRC       Redis 7.0.15 source tree (default /work/redis-src). Only its
 #                   tests/ directory is used; get it from
@@ -43,6 +44,18 @@ DEFAULT_UNITS=(
   unit/other unit/dump unit/latency-monitor unit/slowlog unit/info unit/networking unit/pause
   unit/lazyfree unit/memefficiency unit/maxmemory unit/replybufsize unit/pendingquerybuf
   unit/scripting unit/functions
+)
+
+# Replication / persistence units (session 5), run with MODE=normal (they
+# start their own servers): `MODE=normal tests/redis-suite/run.sh @integration`.
+INTEGRATION_UNITS=(
+  integration/replication integration/replication-2 integration/replication-3 integration/replication-4
+  integration/replication-psync integration/replication-buffer integration/block-repl
+  integration/psync2 integration/psync2-reg integration/psync2-pingoff integration/psync2-master-restart
+  integration/failover integration/rdb integration/aof integration/aof-race integration/aof-multi-part
+  integration/convert-zipmap-hash-on-load integration/convert-ziplist-hash-on-load
+  integration/convert-ziplist-zset-on-load integration/logging integration/shutdown integration/redis-cli
+  integration/redis-benchmark integration/corrupt-dump unit/wait unit/shutdown unit/aofrw
 )
 
 if [ ! -f "$REDIS_SRC/tests/test_helper.tcl" ]; then
@@ -145,6 +158,7 @@ BASEPORT="${BASEPORT:-$((22000 + (RANDOM % 300) * 100))}"
 
 units=("$@")
 [ ${#units[@]} -eq 0 ] && units=("${DEFAULT_UNITS[@]}")
+[ "${units[0]}" = "@integration" ] && units=("${INTEGRATION_UNITS[@]}")
 
 printf '%-28s %5s %5s %5s %5s  %s\n' UNIT OK ERR EXC SKIP NOTE
 tot_ok=0; tot_err=0; tot_exc=0; status=0

@@ -501,6 +501,14 @@ fn kill(cx: &mut Cx) -> CmdResult {
         }
         killed += 1;
     }
+    // A replica's master connection (not in the client table).
+    if id.is_none()
+        && user.is_none()
+        && ty.is_none_or(|t| t == Type::Master)
+        && crate::persist::replica::kill_master_link(cx.srv, addr, laddr)
+    {
+        killed += 1;
+    }
     if old_form {
         if killed == 0 {
             return Err(CmdError::err("No such client"));

@@ -147,6 +147,11 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     // Hidden: loading yields to events every so many bytes (ferrite loads
     // before it accepts clients).
     ("loading-process-events-interval-bytes", "2097152", "int:1024:2147483647"),
+    // RESTORE and RDB loading always validate payloads fully in ferrite.
+    ("sanitize-dump-payload", "no", "enum:no|yes|clients"),
+    // Debug setting (Redis exits instead of aborting on a panic); ferrite's
+    // loaders return errors, never panic, on bad payloads.
+    ("use-exit-on-panic", "no", "bool"),
 ];
 
 /// Accepted parameters Redis sets only at start-up (CONFIG SET: "can't set
@@ -478,6 +483,8 @@ const PARAMS: &[Param] = &[
     Param { name: "shutdown-on-sigint", kind: Kind::Accepted },
     Param { name: "shutdown-on-sigterm", kind: Kind::Accepted },
     Param { name: "loading-process-events-interval-bytes", kind: Kind::Accepted },
+    Param { name: "sanitize-dump-payload", kind: Kind::Accepted },
+    Param { name: "use-exit-on-panic", kind: Kind::Accepted },
     Param { name: "replicaof", kind: Kind::ReadOnly },
     Param { name: "slaveof", kind: Kind::ReadOnly },
     Param { name: "min-replicas-to-write", kind: Kind::Int { min: 0, max: I32.1 } },
@@ -488,7 +495,8 @@ const PARAMS: &[Param] = &[
 ];
 
 /// Redis's HIDDEN_CONFIG parameters: not matched by CONFIG GET patterns.
-const HIDDEN: &[&str] = &["rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes"];
+const HIDDEN: &[&str] =
+    &["rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes", "use-exit-on-panic"];
 
 /// `min-replicas-to-write` / `min-replicas-max-lag`.
 static MIN_REPLICAS: AtomicI64 = AtomicI64::new(0);
@@ -553,7 +561,22 @@ pub fn set_at_startup(srv: &Server, name: &[u8], v: &[u8]) -> Result<(), String>
     Ok(())
 }
 
+/// Old names CONFIG SET / GET still accept (Redis's config aliases).
+const ALIASES: &[(&str, &str)] = &[
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
+    ("repl-ping-slave-period", "repl-ping-replica-period"),
+    ("slave-serve-stale-data", "replica-serve-stale-data"),
+    ("slave-priority", "replica-priority"),
+    ("slave-lazy-flush", "replica-lazy-flush"),
+    ("slave-announce-ip", "replica-announce-ip"),
+    ("slave-announce-port", "replica-announce-port"),
+    ("slave-ignore-maxmemory", "replica-ignore-maxmemory"),
+    ("slave-read-only", "replica-read-only"),
+];
+
 fn find(name: &[u8]) -> Option<&'static Param> {
+    let name = ALIASES.iter().find(|a| eq_ic(a.0.as_bytes(), name)).map_or(name, |a| a.1.as_bytes());
     PARAMS.iter().find(|p| eq_ic(p.name.as_bytes(), name))
 }
 
@@ -637,6 +660,7 @@ fn config(cx: &mut Cx) -> CmdResult {
         config_set(cx)
     } else if eq_ic(sub, b"resetstat") {
         cx.srv.stats.reset();
+        cx.srv.repl.reset_stats();
         cx.out.ok();
         Ok(())
     } else if eq_ic(sub, b"rewrite") {
@@ -669,7 +693,9 @@ fn config_get(cx: &mut Cx) -> CmdResult {
                 continue;
             }
             if glob_match(pat, p.name.as_bytes(), true) && !out.iter().any(|(n, _)| n == p.name) {
-                out.push((p.name.to_string(), get_value(cx.srv, p.name)));
+                // An old name listed on its own shows its new name's value.
+                let name = ALIASES.iter().find(|a| a.0 == p.name).map_or(p.name, |a| a.1);
+                out.push((p.name.to_string(), get_value(cx.srv, name)));
             }
         }
     }

@@ -383,6 +383,13 @@ pub fn run(cx: &mut Cx) -> CmdResult {
             Ok(())
         }
         (b"change-repl-id", 2) => {
+            cx.srv.repl.change_replid();
+            cx.out.ok();
+            Ok(())
+        }
+        (b"replicate", n) if n >= 3 => {
+            // To replicas only, as Redis's alsoPropagate(PROPAGATE_REPL).
+            cx.srv.repl.feed_raw(&cx.args[2..]);
             cx.out.ok();
             Ok(())
         }

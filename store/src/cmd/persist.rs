@@ -145,7 +145,7 @@ fn debug_reload(cx: &mut Cx) -> CmdResult {
 
 /// DEBUG LOADAOF: flush the AOF to disk, empty the data set, replay it.
 fn debug_loadaof(cx: &mut Cx) -> CmdResult {
-    if !cx.srv.persist.aof.enabled() {
+    if !cx.srv.persist.aof.enabled() && !aof::manifest_on_disk(cx.srv) {
         cx.out.ok();
         return Ok(());
     }
@@ -154,6 +154,7 @@ fn debug_loadaof(cx: &mut Cx) -> CmdResult {
     let r = aof::reload_with(cx.srv, cx.ks.acc);
     cx.srv.persist.loading.store(false, Ordering::SeqCst);
     r.map_err(|e| CmdError::err(format!("Error trying to load the AOF files, check server logs. ({e})")))?;
+    eprintln!("ferrite: Append Only File loaded by DEBUG LOADAOF");
     cx.out.ok();
     Ok(())
 }

@@ -18,12 +18,16 @@ pub static COMMANDS: &[CmdImpl] = &[
     // nothing from the old master lands after REPLICAOF returns.
     CmdImpl { name: "replicaof", handler: replicaof, lock: Lock::All },
     CmdImpl { name: "slaveof", handler: replicaof, lock: Lock::All },
+    CmdImpl { name: "failover", handler: failover, lock: Lock::None },
 ];
 
 /// REPLICAOF host port | NO ONE (Redis's replicaofCommand).
 fn replicaof(cx: &mut Cx) -> CmdResult {
     use crate::persist::replica;
     let (host, port) = (cx.arg(1), cx.arg(2));
+    if cx.srv.repl.failover.lock().state != crate::persist::repl::NO_FAILOVER {
+        return Err(CmdError::err("REPLICAOF not allowed while failing over."));
+    }
     if eq_ic(host, b"no") && eq_ic(port, b"one") {
         replica::unset_master(cx.srv);
         let _ = crate::cmd::config::oom_update(cx.srv); // oom-score-adj: back to the master class
@@ -66,13 +70,22 @@ fn sync(cx: &mut Cx) -> CmdResult {
     }
     let srv = cx.srv;
     let id = cx.client.id;
-    // A replica serves SYNC only while its own link is up (Redis).
-    if srv.repl.replica.snapshot().is_some_and(|m| m.link != crate::persist::replica::LinkState::Connected) {
-        return Err(CmdError::st("NOMASTERLINK Can't SYNC while not connected with my master"));
-    }
     if srv.repl.is_replica(id) {
         // Already a replica: ignored, as Redis.
         return Ok(());
+    }
+    // `PSYNC <replid> <offset> FAILOVER`: our master hands over to us (its
+    // FAILOVER command); it must be continuing our own history.
+    if psync && cx.argc() > 3 && eq_ic(cx.arg(3), b"failover") {
+        if cx.arg(1) != srv.repl.replid().as_bytes() {
+            return Err(CmdError::err("PSYNC FAILOVER replid must match my replid."));
+        }
+        crate::persist::replica::unset_master(srv);
+        eprintln!("ferrite: MASTER MODE enabled (failover request from '{}')", cx.client.handle.addr);
+    }
+    // A replica serves SYNC only while its own link is up (Redis).
+    if srv.repl.replica.snapshot().is_some_and(|m| m.link != crate::persist::replica::LinkState::Connected) {
+        return Err(CmdError::st("NOMASTERLINK Can't SYNC while not connected with my master"));
     }
     let addr = cx.client.handle.addr.clone();
     let tx = cx.client.handle.tx.clone();
@@ -93,29 +106,43 @@ fn sync(cx: &mut Cx) -> CmdResult {
         }
     };
     let me = srv.persist.me.get().and_then(|w| w.upgrade());
+    srv.repl.create_backlog();
     // Disk-based, as Redis: a background save to `dir/dbfilename` started
     // now (this command holds the exclusive lock, so the replica's stream
     // starts exactly at the snapshot's instant); the file is sent when the
     // save ends. If a save is already running, the image is made now,
     // under the lock, in memory.
-    let bg = match &me {
-        Some(me) if !srv.persist.snap.running() => {
-            crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb).is_ok()
+    // REPLCONF rdb-filter-only: an image without keys (functions or nothing), made now.
+    let filter = srv.repl.take_rdb_filter(id);
+    let attached = if let Some(functions) = filter {
+        let code = if functions { crate::script::function_dump_codes(srv) } else { Vec::new() };
+        let mut image = Vec::new();
+        let r = write_image(&mut image, true, LruMode::of(srv), false, 0, &code, srv.repl.rdb_info(), |_, _| {});
+        if let Err(e) = r {
+            return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
         }
-        _ => false,
-    };
-    let attached = if bg {
+        srv.repl.attach(id, &addr, &tx, header, Some(&image))
+    } else if !srv.persist.snap.running()
+        && me.as_ref().is_some_and(|me| {
+            crate::persist::snapshot::start_job_locked(me, cx.ks.acc, crate::persist::snapshot::JobKind::Rdb).is_ok()
+        })
+    {
+        // The save is registered first (INFO never shows a replica waiting
+        // for a save that is not running); it hands its file over only once
+        // this command's exclusive access ends (`snapshot::run_job`), so the
+        // replica registered here cannot miss it.
         srv.repl.attach(id, &addr, &tx, header, None)
     } else {
         let ndb = srv.store.dbs.len();
         let functions = crate::script::function_dump_codes(srv);
         let mut image = Vec::new();
         let acc = &mut *cx.ks.acc;
-        let r = write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, |db, f| {
-            for i in 0..SHARDS {
-                acc.with_slot(db, i as u16, |sh| f(sh));
-            }
-        });
+        let r =
+            write_image(&mut image, true, LruMode::of(srv), false, ndb, &functions, srv.repl.rdb_info(), |db, f| {
+                for i in 0..SHARDS {
+                    acc.with_slot(db, i as u16, |sh| f(sh));
+                }
+            });
         if let Err(e) = r {
             return Err(CmdError::err(format!("could not build the RDB for the replica: {e}")));
         }
@@ -167,6 +194,23 @@ fn replconf(cx: &mut Cx) -> CmdResult {
         } else if eq_ic(opt, b"getack") {
             // Only a replica answers GETACK (to its master); a master ignores it.
             return Ok(());
+        } else if eq_ic(opt, b"rdb-filter-only") {
+            // Only "functions" (or nothing): the payload has no keys (Redis 7.0).
+            let Some(filters) = crate::script::split_args(val) else {
+                return Err(CmdError::err("Missing rdb-filter-only values"));
+            };
+            let mut functions = false;
+            for f in &filters {
+                if f.eq_ignore_ascii_case(b"functions") {
+                    functions = true;
+                } else {
+                    return Err(CmdError::err(format!(
+                        "Unsupported rdb-filter-only option: {}",
+                        String::from_utf8_lossy(f)
+                    )));
+                }
+            }
+            cx.srv.repl.set_rdb_filter(id, functions);
         } else if eq_ic(opt, b"rdb-only") {
             match parse_i64(val) {
                 Some(0 | 1) => {}
@@ -186,8 +230,7 @@ fn replconf(cx: &mut Cx) -> CmdResult {
 }
 
 /// WAIT numreplicas timeout: the number of replicas whose ACK covers the
-/// master offset at the time WAIT runs (Redis uses the client's last write
-/// offset, which is never larger).
+/// offset of the client's last write.
 fn wait(cx: &mut Cx) -> CmdResult {
     let n = parse_i64(cx.arg(1)).ok_or(NOT_INT)?;
     let t = parse_i64(cx.arg(2)).ok_or_else(|| CmdError::err("timeout is not an integer or out of range"))?;
@@ -200,7 +243,9 @@ fn wait(cx: &mut Cx) -> CmdResult {
             "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
         ));
     }
-    let off = repl.offset.load(Ordering::SeqCst);
+    // The offset of this client's last write (Redis's c->woff): other
+    // clients' later writes are not waited for.
+    let off = repl.client_woff(cx.client.id);
     let acked = repl.count_acked(off);
     let in_script = crate::script::vm::in_script();
     if acked >= n || cx.in_exec || in_script {
@@ -254,5 +299,96 @@ fn role(cx: &mut Cx) -> CmdResult {
         o.bulk(r.port.to_string().as_bytes());
         o.bulk(r.ack_off.load(Ordering::SeqCst).to_string().as_bytes());
     }
+    Ok(())
+}
+
+/// FAILOVER [TO host port [FORCE]] [TIMEOUT ms] | FAILOVER ABORT (Redis 7.0's
+/// failoverCommand): pause writes, wait until the target replica (or any
+/// replica) acknowledged everything, then become its replica asking it to
+/// take over (`persist::repl::spawn_failover_driver`, the link's `PSYNC ...
+/// FAILOVER`).
+fn failover(cx: &mut Cx) -> CmdResult {
+    use crate::persist::repl::{self as r, FAILOVER_WAIT_FOR_SYNC, NO_FAILOVER};
+    let srv = cx.srv;
+    // ABORT only alone (Redis).
+    if cx.argc() == 2 && eq_ic(cx.arg(1), b"abort") {
+        if srv.repl.failover.lock().state == NO_FAILOVER {
+            return Err(CmdError::err("No failover in progress."));
+        }
+        r::abort_failover(srv, "Failover manually aborted");
+        cx.out.ok();
+        return Ok(());
+    }
+    let mut host: Option<String> = None;
+    let mut port = 0i64;
+    let mut timeout = 0i64;
+    let mut force = false;
+    let mut j = 1;
+    while j < cx.argc() {
+        let a = cx.arg(j);
+        if eq_ic(a, b"timeout") && j + 1 < cx.argc() && timeout == 0 {
+            timeout = parse_i64(cx.arg(j + 1)).ok_or(NOT_INT)?;
+            if timeout <= 0 {
+                return Err(CmdError::err("FAILOVER timeout must be greater than 0"));
+            }
+            j += 1;
+        } else if eq_ic(a, b"to") && j + 2 < cx.argc() && host.is_none() {
+            port = parse_i64(cx.arg(j + 2)).ok_or(NOT_INT)?;
+            host = Some(String::from_utf8_lossy(cx.arg(j + 1)).into_owned());
+            j += 2;
+        } else if eq_ic(a, b"force") && !force {
+            force = true;
+        } else {
+            return Err(SYNTAX);
+        }
+        j += 1;
+    }
+    if srv.repl.failover.lock().state != NO_FAILOVER {
+        return Err(CmdError::err("FAILOVER already in progress."));
+    }
+    if srv.repl.replica.is_replica() {
+        return Err(CmdError::err("FAILOVER is not valid when server is a replica."));
+    }
+    if srv.repl.replicas().is_empty() {
+        return Err(CmdError::err("FAILOVER requires connected replicas."));
+    }
+    if force && (timeout == 0 || host.is_none()) {
+        return Err(CmdError::err("FAILOVER with force option requires both a timeout and target HOST and IP."));
+    }
+    let Some(me) = srv.persist.me.get().and_then(|w| w.upgrade()) else {
+        return Err(CmdError::err("server is shutting down"));
+    };
+    let mut g = srv.repl.failover.lock();
+    if g.state != NO_FAILOVER {
+        return Err(CmdError::err("FAILOVER already in progress."));
+    }
+    let target = match host {
+        Some(h) => {
+            let p = u16::try_from(port).ok();
+            let Some(rep) = p.and_then(|p| r::find_replica(srv, &h, p)) else {
+                return Err(CmdError::err("FAILOVER target HOST and PORT is not a replica."));
+            };
+            if !rep.online() {
+                return Err(CmdError::err("FAILOVER target replica is not online."));
+            }
+            eprintln!("ferrite: FAILOVER requested to {h}:{port}.");
+            Some((h, port as u16))
+        }
+        None => {
+            eprintln!("ferrite: FAILOVER requested to any replica.");
+            None
+        }
+    };
+    *g = r::Failover {
+        state: FAILOVER_WAIT_FOR_SYNC,
+        target,
+        end_ms: if timeout > 0 { cx.ks.now.saturating_add(timeout) } else { 0 },
+        force,
+    };
+    drop(g);
+    // Writes wait (as Redis's PAUSE_DURING_FAILOVER) until the failover ends.
+    srv.pause_clients(i64::MAX, false);
+    r::spawn_failover_driver(&me);
+    cx.out.ok();
     Ok(())
 }

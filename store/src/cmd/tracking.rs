@@ -61,6 +61,8 @@ pub struct Table {
 thread_local! {
     /// The client whose command runs on this thread (0: none), for NOLOOP.
     static CURRENT: Cell<u64> = const { Cell::new(0) };
+    /// The last non-zero `CURRENT` (see [`last_client`]).
+    static LAST: Cell<u64> = const { Cell::new(0) };
     /// Invalidations for the running client itself, sent after its reply
     /// (Redis's tracking_pending_keys).
     static PENDING: std::cell::RefCell<Vec<(Arc<ClientHandle>, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -86,6 +88,16 @@ pub fn after_script_call(meta: &CommandMeta) {
 /// Dispatch: `id` starts running a command on this thread.
 pub fn set_current(id: u64) {
     CURRENT.with(|c| c.set(id));
+    if id != 0 {
+        LAST.with(|c| c.set(id));
+    }
+}
+
+/// The client whose command ran last on this thread (kept after the
+/// command, unlike the NOLOOP one): its writes reach the replication
+/// stream after the command (WAIT's per-client offset).
+pub fn last_client() -> u64 {
+    LAST.with(|c| c.get())
 }
 
 /// The running command's reply is out (or queued): send the invalidations

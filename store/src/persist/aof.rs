@@ -48,6 +48,18 @@ struct Buf {
     /// Database of the last record in the current file (-1: none yet).
     last_db: i64,
     stop: bool,
+    /// Unix second of the last `#TS:` annotation written (aof-timestamp-enabled).
+    last_ts: i64,
+}
+
+/// `aof-timestamp-enabled`: a `#TS:<unix seconds>` line before the first
+/// record of each new second, and at the start of an AOF-format base
+/// (Redis's genAofTimestampAnnotationIfNeeded).
+pub static TIMESTAMPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The annotation line for now.
+pub fn timestamp_line() -> String {
+    format!("#TS:{}\r\n", now_ms() / 1000)
 }
 
 #[derive(Default, Clone, Debug)]
@@ -55,7 +67,7 @@ pub struct Manifest {
     /// (file name, seq, is_rdb)
     pub base: Option<(String, u64)>,
     pub incrs: Vec<(String, u64)>,
-    pub history: Vec<String>,
+    pub history: Vec<(String, u64)>,
 }
 
 /// AOF state in `Persist`.
@@ -125,6 +137,13 @@ pub fn append(srv: &Server, recs: &[super::propagate::Record]) {
     }
     let mut data = Vec::with_capacity(64);
     let mut g = aof.buf.lock();
+    if TIMESTAMPS.load(Ordering::Relaxed) {
+        let now = now_ms() / 1000;
+        if now > g.last_ts {
+            g.last_ts = now;
+            data.extend_from_slice(timestamp_line().as_bytes());
+        }
+    }
     encode_records(&mut data, &mut g.last_db, recs);
     g.offset += data.len() as u64;
     let off = g.offset;
@@ -257,6 +276,18 @@ pub fn flush_on_shutdown(srv: &Server) {
 /// Stop the AOF (`CONFIG SET appendonly no`).
 pub fn stop(srv: &Server) {
     let aof = &srv.persist.aof;
+    // A rewrite in progress is abandoned (Redis kills its child), so the
+    // next BGREWRITEAOF can start at once.
+    if let Some(job) = srv.persist.snap.job().filter(|j| matches!(j.kind, JobKind::AofBase(_))) {
+        eprintln!("ferrite: Killing running AOF rewrite child: {}", std::process::id());
+        job.cancelled.store(true, Ordering::SeqCst);
+        if !super::propagate::running_exclusive() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while srv.persist.snap.job().is_some_and(|j| Arc::ptr_eq(&j, &job)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
     flush_on_shutdown(srv);
     aof.on.store(false, Ordering::SeqCst);
     aof.buf.lock().stop = true;
@@ -271,43 +302,72 @@ fn manifest_path(cfg: &PersistConfig) -> PathBuf {
     cfg.aof_dir().join(format!("{}.manifest", cfg.appendfilename))
 }
 
-/// Parse a Redis 7.0 manifest.
+/// Parse a Redis 7.0 manifest exactly as Redis's aofLoadManifestFromFile:
+/// every line ends with a newline and is at most 1024 bytes, `#` lines are
+/// comments, a blank line is invalid, fields are split like `sdssplitargs`
+/// (quoted names), at least `file`, `seq` (non-zero) and `type` in
+/// key/value pairs, the file a plain name, incr seqs increasing.
 pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    const MAX_LINE: usize = 1024;
+    const BAD: &str = "Invalid AOF manifest file format";
     let mut m = Manifest::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    if text.is_empty() {
+        return Err("Found an empty AOF manifest".into());
+    }
+    let mut rest = text.as_bytes();
+    let mut maxseq = 0i64;
+    while !rest.is_empty() {
+        // What one fgets() of MAX_LINE + 1 bytes returns.
+        let take = rest.iter().position(|&c| c == b'\n').map_or(rest.len(), |i| i + 1).min(MAX_LINE);
+        let (buf, tail) = rest.split_at(take);
+        rest = tail;
+        if buf.first() == Some(&b'#') {
+            // A comment longer than the buffer continues as the next "line" (as in Redis).
             continue;
         }
-        let toks: Vec<&str> = line.split_ascii_whitespace().collect();
-        if !toks.len().is_multiple_of(2) {
-            return Err("Invalid AOF manifest file format".into());
+        if !buf.contains(&b'\n') {
+            return Err("The AOF manifest file contains too long line".into());
         }
-        let (mut name, mut seq, mut ty) = (None, None, None);
-        for kv in toks.chunks(2) {
-            match kv[0] {
-                "file" => name = Some(kv[1].trim_matches('"').to_string()),
-                "seq" => seq = kv[1].parse::<u64>().ok(),
-                "type" => ty = Some(kv[1]),
-                _ => {}
+        let line = trim_manifest_line(buf);
+        if line.is_empty() {
+            return Err(BAD.into());
+        }
+        let args = crate::script::split_args(line).ok_or(BAD)?;
+        if args.len() < 6 || !args.len().is_multiple_of(2) {
+            return Err(BAD.into());
+        }
+        let (mut name, mut seq, mut ty) = (None::<String>, 0i64, 0u8);
+        for kv in args.chunks(2) {
+            if kv[0].eq_ignore_ascii_case(b"file") {
+                let n = String::from_utf8_lossy(&kv[1]).into_owned();
+                if n.contains('/') {
+                    return Err("File can't be a path, just a filename".into());
+                }
+                name = Some(n);
+            } else if kv[0].eq_ignore_ascii_case(b"seq") {
+                seq = atoll(&kv[1]);
+            } else if kv[0].eq_ignore_ascii_case(b"type") {
+                ty = kv[1].first().copied().unwrap_or(0);
             }
         }
-        let (Some(name), Some(seq), Some(ty)) = (name, seq, ty) else {
-            return Err("Invalid AOF manifest file format".into());
+        let Some(name) = name.filter(|_| seq != 0 && ty != 0) else {
+            return Err(BAD.into());
         };
+        let seq_u = seq.max(0) as u64;
         match ty {
-            "b" => {
+            b'b' => {
                 if m.base.is_some() {
                     return Err("Found duplicate base file information".into());
                 }
-                m.base = Some((name, seq));
+                m.base = Some((name, seq_u));
             }
-            "h" => m.history.push(name),
-            "i" => {
-                if m.incrs.last().is_some_and(|(_, s)| *s >= seq) {
+            b'h' => m.history.push((name, seq_u)),
+            b'i' => {
+                if seq <= maxseq {
                     return Err("Found a non-monotonic sequence number".into());
                 }
-                m.incrs.push((name, seq));
+                maxseq = seq;
+                m.incrs.push((name, seq_u));
             }
             _ => return Err("Unknown AOF file type".into()),
         }
@@ -315,16 +375,68 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
     Ok(m)
 }
 
+/// `sdstrim(line, " \t\r\n")`.
+fn trim_manifest_line(b: &[u8]) -> &[u8] {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    &b[start..end]
+}
+
+/// C's atoll: optional sign and leading digits, 0 when none.
+fn atoll(b: &[u8]) -> i64 {
+    let s = std::str::from_utf8(b).unwrap_or("").trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let n: i64 = digits
+        .bytes()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0i64, |acc, c| acc.saturating_mul(10).saturating_add((c - b'0') as i64));
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+/// A file name as Redis writes it in the manifest: quoted with escapes
+/// when it has spaces, quotes or unprintable bytes (sdsneedsrepr / sdscatrepr).
+fn manifest_name(n: &str) -> String {
+    let needs = n.bytes().any(|c| c == b'\\' || c == b'"' || !c.is_ascii_graphic());
+    if !needs {
+        return n.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in n.bytes() {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => out.push(c as char),
+            c => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn render_manifest(m: &Manifest) -> String {
     let mut s = String::new();
     if let Some((n, seq)) = &m.base {
-        s.push_str(&format!("file {n} seq {seq} type b\n"));
+        s.push_str(&format!("file {} seq {seq} type b\n", manifest_name(n)));
     }
-    for n in &m.history {
-        s.push_str(&format!("file {n} seq 0 type h\n"));
+    for (n, seq) in &m.history {
+        s.push_str(&format!("file {} seq {seq} type h\n", manifest_name(n)));
     }
     for (n, seq) in &m.incrs {
-        s.push_str(&format!("file {n} seq {seq} type i\n"));
+        s.push_str(&format!("file {} seq {seq} type i\n", manifest_name(n)));
     }
     s
 }
@@ -537,6 +649,7 @@ fn load_file<'s>(
 /// directory is new, as Redis 7.0 does).
 pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), String> {
     let dir = cfg.aof_dir();
+    let dir_existed = dir.is_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("can't create the AOF directory {}: {e}", dir.display()))?;
     let mpath = manifest_path(cfg);
     let aof = &srv.persist.aof;
@@ -549,16 +662,34 @@ pub fn load_and_open(srv: &Arc<Server>, cfg: &PersistConfig) -> Result<(), Strin
     };
     // A pre-7.0 single-file AOF in `dir`: it becomes the base of a
     // multi-part AOF, as Redis 7.0 upgrades it.
+    // Also an upgrade interrupted before the rename: a manifest with only
+    // that file as its base, the file not moved yet (Redis's three cases).
     let old_style = cfg.dir.join(&cfg.appendfilename);
-    if !mpath.exists() && old_style.is_file() {
+    let upgrade = old_style.is_file()
+        && (!dir_existed
+            || !mpath.exists()
+            || (m.base.is_none() && m.incrs.is_empty())
+            || (m.incrs.is_empty()
+                && m.base.as_ref().is_some_and(|b| b.0 == cfg.appendfilename)
+                && !dir.join(&cfg.appendfilename).exists()));
+    if upgrade {
         let to = dir.join(&cfg.appendfilename);
         std::fs::rename(&old_style, &to).map_err(|e| format!("can't move the old AOF into {}: {e}", dir.display()))?;
         m.base = Some((cfg.appendfilename.clone(), 1));
+        m.incrs.clear();
         let iname = format!("{}.1.incr.aof", cfg.appendfilename);
         File::create(dir.join(&iname)).map_err(|e| format!("can't create the AOF incr file: {e}"))?;
         m.incrs.push((iname, 1));
         persist_manifest(cfg, &m).map_err(|e| format!("can't write the AOF manifest: {e}"))?;
         eprintln!("ferrite: upgraded the old-style AOF {} to a multi-part AOF", old_style.display());
+    }
+    // Every file the manifest names must be there (Redis stats them all first).
+    for f in m.base.iter().map(|b| &b.0).chain(m.incrs.iter().map(|i| &i.0)) {
+        if let Err(e) = std::fs::metadata(dir.join(f)) {
+            let why = e.to_string();
+            let why = why.split(" (os error").next().unwrap_or(&why);
+            return Err(format!("Unable to obtain the AOF file {f} length. stat: {why}"));
+        }
     }
     let mut total = 0u64;
     if m.base.is_some() || !m.incrs.is_empty() {
@@ -633,6 +764,7 @@ fn write_base_sync(srv: &Server, acc: &mut crate::keyspace::Access<'_>, path: &P
             true,
             ndb,
             &crate::script::function_dump_codes(srv),
+            None,
             |db, f| {
                 for i in 0..crate::keyspace::SHARDS {
                     acc.with_slot(db, i as u16, |sh| f(sh));
@@ -711,7 +843,10 @@ pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("ferrite: Background AOF rewrite failed: {e}");
-            aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+            // Killed on purpose (appendonly no) is not a failure (Redis).
+            if !job.cancelled.load(Ordering::Relaxed) {
+                aof.last_rewrite_ok.store(false, Ordering::Relaxed);
+            }
             let _ = std::fs::remove_file(path);
             aof.rewriting.store(false, Ordering::Relaxed);
             return;
@@ -735,7 +870,8 @@ pub fn rewrite_done(srv: &Server, job: &SnapJob, r: io::Result<u64>) {
     drop(m);
     let dir = cfg.aof_dir();
     let keep: Vec<&String> = nm.base.iter().map(|b| &b.0).chain(nm.incrs.iter().map(|i| &i.0)).collect();
-    for f in old.base.iter().map(|b| &b.0).chain(old.incrs.iter().map(|i| &i.0)).chain(old.history.iter()) {
+    for f in old.base.iter().map(|b| &b.0).chain(old.incrs.iter().map(|i| &i.0)).chain(old.history.iter().map(|h| &h.0))
+    {
         if !keep.contains(&f) {
             let _ = std::fs::remove_file(dir.join(f));
         }
@@ -769,8 +905,8 @@ pub fn start_at_runtime(srv: &Arc<Server>) -> Result<(), String> {
     let (_, iseq) = next_seq(&m);
     let iname = format!("{}.{iseq}.incr.aof", cfg.appendfilename);
     // Old files become history; they are deleted when the base is ready.
-    let mut hist: Vec<String> = m.base.take().map(|b| b.0).into_iter().collect();
-    hist.extend(m.incrs.drain(..).map(|i| i.0));
+    let mut hist: Vec<(String, u64)> = m.base.take().into_iter().collect();
+    hist.append(&mut m.incrs);
     m.history.extend(hist);
     m.incrs.push((iname.clone(), iseq));
     *aof.manifest.lock() = m;
@@ -795,10 +931,20 @@ fn start_rewrite_inner(srv: &Arc<Server>, acc: &mut crate::keyspace::Access<'_>,
 
 /// DEBUG LOADAOF: flush the AOF and replay it into the (already emptied)
 /// data set, with the exclusive access the DEBUG command holds.
+/// Is there an AOF manifest on disk (DEBUG LOADAOF with the AOF off)?
+pub fn manifest_on_disk(srv: &Server) -> bool {
+    manifest_path(&srv.persist.cfg.lock()).is_file()
+}
+
 pub fn reload_with<'s>(srv: &'s Server, acc: &mut crate::keyspace::Access<'s>) -> Result<(), String> {
     flush_on_shutdown(srv);
     let cfg = srv.persist.cfg.lock().clone();
-    let m = srv.persist.aof.manifest.lock().clone();
+    // The manifest on disk, as Redis's DEBUG LOADAOF (also with the AOF off,
+    // after a BGREWRITEAOF wrote one).
+    let m = match std::fs::read_to_string(manifest_path(&cfg)) {
+        Ok(t) => parse_manifest(&t)?,
+        Err(_) => srv.persist.aof.manifest.lock().clone(),
+    };
     let dir = cfg.aof_dir();
     if let Some((b, _)) = &m.base {
         load_file(srv, &dir.join(b), false, &cfg, acc)?;

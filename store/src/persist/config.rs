@@ -174,9 +174,8 @@ impl PersistConfig {
             "rdbchecksum" => self.rdbchecksum = yes_no(v)?,
             "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = yes_no(v)?,
             "aof-timestamp-enabled" => {
-                if yes_no(v)? {
-                    return Err("Ferrite does not support aof-timestamp-enabled yet".into());
-                }
+                self.aof_timestamp_enabled = yes_no(v)?;
+                super::aof::TIMESTAMPS.store(self.aof_timestamp_enabled, std::sync::atomic::Ordering::Relaxed);
             }
             "auto-aof-rewrite-percentage" => {
                 self.auto_aof_rewrite_percentage = v

@@ -10,6 +10,7 @@ use crate::types::hash::{Hash, Limits};
 use ferrite_commands::key_hash_slot;
 use ferrite_rdb::{crc64::crc64, decode_value, RdbError, RdbValue, Reader};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoadStats {
@@ -113,8 +114,11 @@ fn parse_records(
                 }
             }
             OP_AUX => {
-                r.string().map_err(bad)?;
-                r.string().map_err(bad)?;
+                let k = r.string().map_err(bad)?;
+                let v = r.string().map_err(bad)?;
+                if k.starts_with(b"repl-") {
+                    srv.repl.note_rdb_aux(&k, &v);
+                }
             }
             OP_EXPIRETIME_MS => {
                 let b = r.take(8).map_err(bad)?;
@@ -158,15 +162,20 @@ fn parse_records(
                 let exp = std::mem::take(&mut expire_at);
                 let (idle, freq) = (idle.take(), freq.take());
                 // A replica keeps them (Redis's iAmMaster check): the master's DEL decides.
-                if exp != 0 && exp < now && !preamble && !srv.repl.replica.is_replica() {
+                let keep = srv.repl.replica.is_replica() || srv.repl.load_keep_expired.load(Ordering::Relaxed);
+                if exp != 0 && exp < now && !preamble && !keep {
                     expired += 1;
+                    if srv.repl.load_feed_expired.load(Ordering::Relaxed) {
+                        srv.repl.feed(&[(db, vec![bytes::Bytes::from_static(b"DEL"), bytes::Bytes::from(key)])]);
+                    }
                     continue;
                 }
                 batch.push(Rec {
                     db,
                     key,
                     value,
-                    compact: ferrite_rdb::is_compact_type(ty),
+                    // A zipmap is converted checking both limits (Redis's rdbLoadObject).
+                    compact: ferrite_rdb::is_compact_type(ty) && ty != ferrite_rdb::types::HASH_ZIPMAP,
                     expire_at: exp,
                     idle,
                     freq,
@@ -290,7 +299,11 @@ pub fn load_rdb_bytes_opts(srv: &Server, data: &[u8], preamble: bool, allow_dup:
             _ => crc64(0, &data[..body_end]),
         };
         if want != 0 && have != want {
-            return Err("Wrong RDB checksum. Aborting now.".into());
+            // Redis's two lines (the second is what tools and tests look for).
+            return Err(format!(
+                "Wrong RDB checksum expected: ({want:016x}) got ({have:016x}). Aborting now. \
+                 Internal error in RDB reading offset 0, function at rdb.c:0 -> RDB CRC error"
+            ));
         }
         st.consumed = body_end + 8;
     } else {

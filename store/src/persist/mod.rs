@@ -177,11 +177,14 @@ pub fn load_at_startup(srv: &Arc<Server>) -> Result<(), String> {
     let cfg = srv.persist.cfg.lock().clone();
     srv.persist.loading.store(true, Ordering::SeqCst);
     let t0 = std::time::Instant::now();
+    let replica = srv.config.read().replicaof.is_some();
     let r = if cfg.appendonly {
         aof::load_and_open(srv, &cfg)
     } else {
         let path = cfg.rdb_path();
         if path.exists() {
+            srv.repl.clear_rdb_aux();
+            srv.repl.start_startup_load(replica);
             match load::load_rdb_file(srv, &path) {
                 Ok(st) => {
                     eprintln!(
@@ -190,6 +193,8 @@ pub fn load_at_startup(srv: &Arc<Server>) -> Result<(), String> {
                         st.expired,
                         t0.elapsed().as_secs_f64()
                     );
+                    // The replication history the file was saved with.
+                    srv.repl.restore_from_rdb(replica);
                     Ok(())
                 }
                 Err(e) => Err(format!("Short read or OOM loading DB. Unrecoverable error, aborting now. ({e})")),

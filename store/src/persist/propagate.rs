@@ -188,6 +188,11 @@ pub fn after(
     db: usize,
     out: &ReplyBuf,
 ) {
+    // A client's write on a writable replica: keys it gave a TTL are expired
+    // by the replica itself (Redis's rememberSlaveKeyWithExpire).
+    if srv.repl.replica.is_replica() && meta.flags.has(Flags::WRITE) && !super::replica::applying() {
+        super::replica::remember_own_expires(srv, acc, meta, args, db);
+    }
     if !b.on {
         return;
     }

@@ -24,19 +24,24 @@
 //!
 //! The backlog (`repl-backlog-size` bytes, created with the replication id
 //! when the first replica attaches, as Redis does) keeps the newest bytes of
-//! the stream; `PSYNC <our replid> <offset>` within it gets `+CONTINUE
-//! <replid>` and the bytes from that offset on, registered under the same
-//! lock as the stream so nothing is missed or sent twice. A new data set
-//! (ferrite as a replica loading its master's RDB) starts a new history: new
-//! replid, empty backlog, so a chained replica cannot continue on the old one.
-//! What it does not know: a secondary replication id (`replid2`: replicas of
-//! a former master continuing after a promotion), diskless transfer, replica output
-//! buffer limits and `repl-timeout` (a slow replica's channel and a waiting
-//! replica's buffer are unbounded), byte-exact chained replication (ferrite
-//! as a replica, `replica`, feeds the effects of its master's stream
-//! re-encoded), per-client write
-//! offsets (WAIT waits for the master offset
-//! at the time WAIT runs, which covers the client's own writes).
+//! the stream; `PSYNC <replid> <offset>` within it gets `+CONTINUE <replid>`
+//! and the bytes from that offset on, registered under the same lock as the
+//! stream so nothing is missed or sent twice. PSYNC2: the replid is ours or
+//! our secondary one (`replid2`, valid up to `second_repl_offset`: set when
+//! a replica is promoted, when a replica continues with a master of another
+//! id, and at start-up from the `repl-id` / `repl-offset` of dump.rdb). As a
+//! replica, ferrite proxies its master's stream byte for byte (`feed_proxy`):
+//! its id, offsets and backlog are its master's, so its own replicas can
+//! continue with any node of the chain. WAIT counts the replicas that
+//! acknowledged the client's own last write (`client_woff`, Redis's
+//! `c->woff`). FAILOVER (`spawn_failover_driver`) pauses writes, waits for
+//! the target's ACK and hands over with `PSYNC ... FAILOVER`.
+//! What it does not know: diskless transfer (`repl-diskless-sync` and its
+//! delay: the payload is always a disk RDB, sent as soon as it is written),
+//! a second replica joining a running save (it gets an in-memory image),
+//! replica output buffer limits and accounting (a slow replica's channel and
+//! a waiting replica's buffer are unbounded; no
+//! `mem_total_replication_buffers`).
 
 use crate::client::Push;
 use crate::server::{now_ms, Server};
@@ -84,8 +89,18 @@ struct Inner {
     /// Database of the last command in the stream (-1: emit SELECT next).
     last_db: i64,
     replid: String,
+    /// The previous replication id (psync2): replicas of a former master,
+    /// or of a former sibling, may continue it up to `second_off`.
+    replid2: String,
+    /// Last offset + 1 valid for `replid2` (-1: none).
+    second_off: i64,
+    /// `repl-stream-db`, `repl-id`, `repl-offset` aux fields of the last RDB
+    /// loaded (used at start-up only, as Redis).
+    rdb_aux: (Option<i64>, Option<String>, Option<i64>),
     /// `REPLCONF listening-port / ip-address` given before SYNC, by client id.
     pending: Vec<(u64, Option<i64>, Option<String>)>,
+    /// `REPLCONF rdb-filter-only` given before SYNC: (client id, include functions).
+    rdb_filters: Vec<(u64, bool)>,
 }
 
 /// Replication state (`Server::repl`).
@@ -106,6 +121,41 @@ pub struct Repl {
     ack_lock: Mutex<()>,
     /// Ferrite as a replica (REPLICAOF).
     pub replica: super::replica::ReplicaLink,
+    /// As a replica: the database selected by the master's stream (kept
+    /// across a lost link, saved in RDB files as `repl-stream-db`).
+    pub stream_db: AtomicI64,
+    /// Start-up load: expired keys of the file are skipped and their DEL
+    /// goes to the backlog (a master, Redis's RDBFLAGS_FEED_REPL), or they
+    /// are kept (a replica: its master's DEL decides).
+    pub load_feed_expired: AtomicBool,
+    pub load_keep_expired: AtomicBool,
+    /// FAILOVER (Redis 7.0's coordinated failover), see `Failover`.
+    pub failover: Mutex<Failover>,
+    /// The master offset after a client's last write, for WAIT (Redis's
+    /// `c->woff`), in slots by client id: a slot holds the newest write of
+    /// the clients sharing it, never less than a client's own (bounded
+    /// memory; a shared slot can only make WAIT wait for more).
+    woff: Box<[AtomicI64]>,
+}
+
+/// Slots of `Repl::woff`.
+const WOFF_SLOTS: usize = 4096;
+
+/// No FAILOVER running.
+pub const NO_FAILOVER: u8 = 0;
+/// Writes paused, waiting for the target to acknowledge our offset.
+pub const FAILOVER_WAIT_FOR_SYNC: u8 = 1;
+/// Became a replica of the target, asking it to take over (`PSYNC ... FAILOVER`).
+pub const FAILOVER_IN_PROGRESS: u8 = 2;
+
+/// State of a FAILOVER command (Redis's server.failover_* fields).
+#[derive(Default)]
+pub struct Failover {
+    pub state: u8,
+    pub target: Option<(String, u16)>,
+    /// Unix ms the wait for sync ends (0: no timeout).
+    pub end_ms: i64,
+    pub force: bool,
 }
 
 impl Default for Repl {
@@ -123,14 +173,26 @@ impl Default for Repl {
                 feeds: 0,
                 last_db: -1,
                 replid: random_id(),
+                replid2: NO_ID.to_string(),
+                second_off: -1,
+                rdb_aux: (None, None, None),
                 pending: Vec::new(),
+                rdb_filters: Vec::new(),
             }),
             acks: Condvar::new(),
             ack_lock: Mutex::new(()),
             replica: Default::default(),
+            stream_db: AtomicI64::new(0),
+            load_feed_expired: AtomicBool::new(false),
+            load_keep_expired: AtomicBool::new(false),
+            failover: Mutex::new(Failover::default()),
+            woff: (0..WOFF_SLOTS).map(|_| AtomicI64::new(0)).collect(),
         }
     }
 }
+
+/// `master_replid2` when there is no secondary id.
+const NO_ID: &str = "0000000000000000000000000000000000000000";
 
 fn random_id() -> String {
     (0..40).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect()
@@ -142,6 +204,13 @@ impl Repl {
     #[inline]
     pub fn feeding(&self) -> bool {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// CONFIG RESETSTAT: the sync counters of INFO stats.
+    pub fn reset_stats(&self) {
+        self.sync_full.store(0, Ordering::Relaxed);
+        self.sync_partial_ok.store(0, Ordering::Relaxed);
+        self.sync_partial_err.store(0, Ordering::Relaxed);
     }
 
     pub fn replid(&self) -> String {
@@ -222,25 +291,230 @@ impl Repl {
 
     /// Append effects records (db, args) to the stream.
     pub fn feed(&self, recs: &[super::propagate::Record]) {
-        // While a replica only the master's stream is fed (chained replicas).
-        if !self.feeding() || recs.is_empty() || (self.replica.is_replica() && !super::replica::applying()) {
+        // A replica proxies its master's stream byte for byte (`feed_proxy`);
+        // its own effects (and a writable replica's client writes) feed nothing.
+        if !self.feeding() || recs.is_empty() || self.replica.is_replica() {
             return;
         }
         let mut data = Vec::with_capacity(64);
         let mut g = self.inner.lock();
         super::aof::encode_records(&mut data, &mut g.last_db, recs);
         Self::send(&mut g, &self.offset, data);
+        let id = crate::cmd::client::tracking::last_client();
+        if id != 0 {
+            self.woff[id as usize % WOFF_SLOTS].fetch_max(self.offset.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+
+    /// The master offset after the client's last write (0: none seen).
+    pub fn client_woff(&self, client_id: u64) -> i64 {
+        self.woff[client_id as usize % WOFF_SLOTS].load(Ordering::SeqCst)
     }
 
     /// Append a command that does not depend on the db (PING, REPLCONF GETACK).
     pub fn feed_raw(&self, args: &[Bytes]) {
-        if !self.feeding() {
+        // A replica's own replicas get its master's PINGs and GETACKs instead.
+        if !self.feeding() || self.replica.is_replica() {
             return;
         }
         let mut data = Vec::with_capacity(32);
         encode(&mut data, args);
         let mut g = self.inner.lock();
         Self::send(&mut g, &self.offset, data);
+    }
+
+    /// Ferrite as a replica: bytes of the master's stream just applied
+    /// (whole commands, a transaction at its EXEC), appended unchanged to our
+    /// backlog and our replicas' streams, so that every node of a chain has
+    /// the same offsets (Redis's replicationFeedStreamFromMasterStream).
+    pub fn feed_proxy(&self, data: &[u8]) {
+        if data.is_empty() || !self.feeding() {
+            return;
+        }
+        let mut g = self.inner.lock();
+        Self::send(&mut g, &self.offset, data.to_vec());
+    }
+
+    /// A full sync from a master: its replication id and offset become ours,
+    /// with an empty backlog (kept from now on, so that a promotion lets the
+    /// former siblings continue) and no secondary id.
+    pub fn adopt_master_history(&self, replid: &str, off: i64) {
+        let mut g = self.inner.lock();
+        g.replid = replid.to_string();
+        g.replid2 = NO_ID.to_string();
+        g.second_off = -1;
+        g.backlog.clear();
+        g.backlog_max = configured_backlog();
+        g.last_db = -1;
+        self.offset.store(off, Ordering::SeqCst);
+        self.stream_db.store(0, Ordering::SeqCst);
+        self.active.store(true, Ordering::SeqCst);
+    }
+
+    /// `+CONTINUE <id>` with another id than ours (the master was promoted,
+    /// or is a former sibling): our id becomes the secondary one, valid up to
+    /// our offset, and the master's id ours (Redis's psync2 switch). Returns
+    /// true when the id changed (our own replicas must then reconnect).
+    pub fn continue_with_id(&self, new_id: &str) -> bool {
+        let mut g = self.inner.lock();
+        if new_id.is_empty() || g.replid == new_id {
+            return false;
+        }
+        g.replid2 = std::mem::replace(&mut g.replid, new_id.to_string());
+        g.second_off = self.offset.load(Ordering::SeqCst) + 1;
+        true
+    }
+
+    /// A replica promoted (`REPLICAOF NO ONE`): a new history starts at our
+    /// offset; the old id stays valid as the secondary one up to here
+    /// (Redis's shiftReplicationId), and the next write starts with SELECT.
+    pub fn shift_replid(&self) {
+        let mut g = self.inner.lock();
+        g.replid2 = std::mem::replace(&mut g.replid, random_id());
+        g.second_off = self.offset.load(Ordering::SeqCst) + 1;
+        g.last_db = -1;
+    }
+
+    /// The replication aux fields of an RDB file saved now (`repl-stream-db`,
+    /// `repl-id`, `repl-offset`): a master with a backlog, or a replica that
+    /// synced (Redis's rdbPopulateSaveInfo). Call with the data set locked
+    /// (the offset must be the image's).
+    pub fn rdb_info(&self) -> Option<(u32, String, i64)> {
+        if !self.feeding() {
+            return None;
+        }
+        let g = self.inner.lock();
+        let db = if self.replica.is_replica() { self.stream_db.load(Ordering::SeqCst) } else { g.last_db.max(0) };
+        Some((db.max(0) as u32, g.replid.clone(), self.offset.load(Ordering::SeqCst)))
+    }
+
+    /// An aux field met while loading an RDB file.
+    pub fn note_rdb_aux(&self, key: &[u8], val: &[u8]) {
+        let num = || std::str::from_utf8(val).ok().and_then(|v| v.parse::<i64>().ok());
+        let mut g = self.inner.lock();
+        match key {
+            b"repl-stream-db" => g.rdb_aux.0 = num(),
+            b"repl-id" if val.len() == 40 => g.rdb_aux.1 = Some(String::from_utf8_lossy(val).into_owned()),
+            b"repl-offset" => g.rdb_aux.2 = num(),
+            _ => {}
+        }
+    }
+
+    /// `repl-stream-db` of the last RDB loaded, if it had one.
+    pub fn rdb_stream_db(&self) -> Option<i64> {
+        self.inner.lock().rdb_aux.0
+    }
+
+    /// Forget the aux fields (before a load).
+    pub fn clear_rdb_aux(&self) {
+        self.inner.lock().rdb_aux = (None, None, None);
+    }
+
+    /// Start-up, after loading dump.rdb: the replication id and offset it
+    /// was saved with. A replica continues that history (it asks its master
+    /// to continue from there); a master keeps it as its secondary id, so
+    /// its former replicas continue with it (Redis's loadDataFromDisk).
+    /// A master loading at start-up: its backlog exists during the load, so
+    /// the DELs of expired keys are in it (see `load_feed_expired`).
+    pub fn start_startup_load(&self, replica: bool) {
+        if replica {
+            self.load_keep_expired.store(true, Ordering::SeqCst);
+        } else {
+            self.create_backlog();
+            self.load_feed_expired.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Start-up, after loading dump.rdb (or failing to, or with none): the
+    /// replication id and offset it was saved with. A replica continues that
+    /// history (it asks its master to continue from there); a master keeps
+    /// it as its secondary id, its offset rebased after the DELs of the keys
+    /// that expired in the file, so its former replicas continue with it
+    /// (Redis's loadDataFromDisk). A master whose file had no replication
+    /// info drops the backlog again.
+    pub fn restore_from_rdb(&self, replica: bool) -> bool {
+        self.load_feed_expired.store(false, Ordering::SeqCst);
+        self.load_keep_expired.store(false, Ordering::SeqCst);
+        let mut g = self.inner.lock();
+        let aux = std::mem::take(&mut g.rdb_aux);
+        let restored = match aux {
+            (Some(db), Some(id), Some(off)) if db >= 0 && off >= 0 => {
+                if replica {
+                    g.backlog.clear();
+                    g.backlog_max = configured_backlog();
+                    g.replid = id;
+                    g.replid2 = NO_ID.to_string();
+                    g.second_off = -1;
+                    self.stream_db.store(db, Ordering::SeqCst);
+                    self.offset.store(off, Ordering::SeqCst);
+                } else {
+                    g.replid2 = id;
+                    g.second_off = off + 1;
+                    g.last_db = -1;
+                    self.offset.fetch_add(off, Ordering::SeqCst);
+                }
+                self.active.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        };
+        if !replica && !restored {
+            g.backlog.clear();
+            self.active.store(false, Ordering::SeqCst);
+        }
+        restored
+    }
+
+    /// `repl-backlog-ttl` expired: no backlog, a new id (no replica can
+    /// continue the old history).
+    pub fn free_backlog(&self) {
+        let mut g = self.inner.lock();
+        g.replid = random_id();
+        g.replid2 = NO_ID.to_string();
+        g.second_off = -1;
+        g.backlog.clear();
+        g.backlog.shrink_to_fit();
+        self.active.store(false, Ordering::SeqCst);
+    }
+
+    /// DEBUG CHANGE-REPL-ID: a new id, no secondary one (Redis's
+    /// changeReplicationId + clearReplicationId2).
+    pub fn change_replid(&self) {
+        let mut g = self.inner.lock();
+        g.replid = random_id();
+        g.replid2 = NO_ID.to_string();
+        g.second_off = -1;
+    }
+
+    /// (replid, replid2, second offset) for INFO.
+    pub fn ids(&self) -> (String, String, i64) {
+        let g = self.inner.lock();
+        (g.replid.clone(), g.replid2.clone(), g.second_off)
+    }
+
+    /// Close every replica connection (they reconnect and ask to continue).
+    pub fn disconnect_replicas(&self) {
+        for rep in self.replicas() {
+            let _ = rep.tx.send(Push::Kill);
+        }
+    }
+
+    /// `REPLCONF rdb-filter-only`: the client's payload holds no keys, and
+    /// the function libraries only if `functions`.
+    pub fn set_rdb_filter(&self, client_id: u64, functions: bool) {
+        let mut g = self.inner.lock();
+        g.rdb_filters.retain(|f| f.0 != client_id);
+        if g.rdb_filters.len() >= 1024 {
+            g.rdb_filters.remove(0);
+        }
+        g.rdb_filters.push((client_id, functions));
+    }
+
+    /// The filter a client asked for (taken: it applies to one SYNC).
+    pub fn take_rdb_filter(&self, client_id: u64) -> Option<bool> {
+        let mut g = self.inner.lock();
+        let i = g.rdb_filters.iter().position(|f| f.0 == client_id)?;
+        Some(g.rdb_filters.remove(i).1)
     }
 
     /// Remember `REPLCONF listening-port` / `ip-address` of a client that
@@ -263,6 +537,20 @@ impl Repl {
         g.pending.push((client_id, port, ip));
     }
 
+    /// The first replica: Redis creates its backlog with a new replication
+    /// id (before the payload is made, which records them).
+    pub fn create_backlog(&self) {
+        let mut g = self.inner.lock();
+        if !self.active.load(Ordering::SeqCst) {
+            g.replid = random_id();
+            g.replid2 = NO_ID.to_string();
+            g.second_off = -1;
+            g.backlog.clear();
+            g.backlog_max = configured_backlog();
+            self.active.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Register a replica. The caller holds the exclusive world lock, so
     /// no write is between the data set image and the registration.
     /// `header` gets the replid and offset (FULLRESYNC) and returns the
@@ -278,14 +566,8 @@ impl Repl {
         header: impl FnOnce(&str, i64) -> Vec<u8>,
         payload: Option<&[u8]>,
     ) -> bool {
+        self.create_backlog();
         let mut g = self.inner.lock();
-        if !self.active.load(Ordering::SeqCst) {
-            // First replica: Redis creates its backlog with a new replication id.
-            g.replid = random_id();
-            g.backlog.clear();
-            g.backlog_max = configured_backlog();
-            self.active.store(true, Ordering::SeqCst);
-        }
         g.last_db = -1;
         self.sync_full.fetch_add(1, Ordering::Relaxed);
         let off = self.offset.load(Ordering::SeqCst);
@@ -315,7 +597,13 @@ impl Repl {
         psync_off: i64,
     ) -> bool {
         let mut g = self.inner.lock();
-        if !self.active.load(Ordering::SeqCst) || replid != g.replid.as_bytes() {
+        if !self.active.load(Ordering::SeqCst) {
+            return false;
+        }
+        // Our id, or the previous one up to where it stopped being ours (psync2).
+        let ours = replid == g.replid.as_bytes()
+            || (replid == g.replid2.as_bytes() && g.second_off >= 0 && psync_off <= g.second_off);
+        if !ours {
             return false;
         }
         let master_off = self.offset.load(Ordering::SeqCst);
@@ -332,16 +620,6 @@ impl Repl {
         self.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
         g.register(client_id, addr, tx, psync_off - 1, true);
         true
-    }
-
-    /// The data set was replaced (ferrite as a replica loaded its master's
-    /// RDB): a new replication id and an empty backlog, so that no replica of
-    /// ours continues on the old history.
-    pub fn new_history(&self) {
-        let mut g = self.inner.lock();
-        g.replid = random_id();
-        g.backlog.clear();
-        g.last_db = -1;
     }
 
     /// Backlog figures for INFO: (first byte offset, histlen, size).
@@ -457,6 +735,8 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
     rt.spawn(async move {
         let mut last = now_ms();
+        // Since when a master with a backlog has had no replica (0: has some).
+        let mut alone_since = 0i64;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let Some(srv) = weak.upgrade() else { break };
@@ -464,6 +744,24 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
                 break;
             }
             srv.repl.refresh_acks();
+            // repl-backlog-ttl: a master without replicas for that long frees
+            // its backlog and changes its id (Redis's replicationCron).
+            let ttl = crate::cmd::config::accepted_value("repl-backlog-ttl")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(3600);
+            let now = now_ms();
+            if srv.repl.replica.is_replica() || !srv.repl.feeding() || !srv.repl.replicas().is_empty() {
+                alone_since = 0;
+            } else if alone_since == 0 {
+                alone_since = now;
+            } else if ttl > 0 && now - alone_since > ttl * 1000 {
+                srv.repl.free_backlog();
+                eprintln!(
+                    "ferrite: Replication backlog freed after {} seconds without connected replicas.",
+                    (now - alone_since) / 1000
+                );
+                alone_since = 0;
+            }
             // repl-timeout: an online replica that stopped acknowledging is disconnected (Redis's replicationCron).
             let timeout = crate::cmd::config::accepted_value("repl-timeout")
                 .and_then(|v| v.parse::<i64>().ok())
@@ -484,7 +782,8 @@ pub fn spawn_pinger(srv: &Arc<Server>) {
                 .unwrap_or(10)
                 .max(1);
             let now = now_ms();
-            if now - last >= period * 1000 {
+            // Paused writes (CLIENT PAUSE WRITE, FAILOVER) pause the PINGs too: the offset must hold still.
+            if now - last >= period * 1000 && srv.pause_until(true).is_none() {
                 last = now;
                 if !srv.repl.replicas().is_empty() {
                     srv.repl.feed_raw(&[Bytes::from_static(b"PING")]);
@@ -521,18 +820,18 @@ pub fn info_section(srv: &Server, s: &mut String) {
             (now - rep.ack_ms.load(Ordering::Relaxed)).max(0) / 1000
         );
     }
-    let replid = match &rs {
-        Some(m) if !m.master_replid.is_empty() => m.master_replid.clone(),
-        _ => r.replid(),
+    // As a replica these are the master's id and offset (a replica proxies
+    // its master's stream byte for byte, so the offsets are the same).
+    let (replid, replid2, second) = r.ids();
+    let fo = match r.failover.lock().state {
+        FAILOVER_WAIT_FOR_SYNC => "waiting-for-sync",
+        FAILOVER_IN_PROGRESS => "failover-in-progress",
+        _ => "no-failover",
     };
-    let off = match &rs {
-        Some(_) => r.replica.offset.load(Ordering::SeqCst).max(0),
-        None => off,
-    };
-    let _ = write!(s, "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\n");
-    s.push_str("master_replid2:0000000000000000000000000000000000000000\r\n");
-    let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:-1\r\n");
-    if rs.is_none() && active {
+    let _ = write!(s, "master_failover_state:{fo}\r\nmaster_replid:{replid}\r\n");
+    let _ = write!(s, "master_replid2:{replid2}\r\n");
+    let _ = write!(s, "master_repl_offset:{off}\r\nsecond_repl_offset:{second}\r\n");
+    if active {
         let (first, len, size) = r.backlog_info();
         let _ = write!(
             s,
@@ -540,14 +839,116 @@ pub fn info_section(srv: &Server, s: &mut String) {
              repl_backlog_histlen:{len}\r\n"
         );
     } else {
-        // As a replica the offsets above are the master's stream, not this node's own backlog: report an empty one.
         let _ = write!(
             s,
-            "repl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\n\
+            "repl_backlog_active:0\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:0\r\n\
              repl_backlog_histlen:0\r\n",
-            active as u8,
-            configured_backlog(),
-            if active { off + 1 } else { 0 }
+            configured_backlog()
         );
     }
+}
+
+/// The online replica announced as `host:port` (its address, or
+/// `REPLCONF ip-address`, and its `listening-port`), as Redis's findReplica.
+pub fn find_replica(srv: &Server, host: &str, port: u16) -> Option<Arc<Replica>> {
+    srv.repl.replicas().into_iter().find(|r| r.port == port as i64 && r.ip.eq_ignore_ascii_case(host))
+}
+
+/// End a FAILOVER: writes resume (Redis's clearFailoverState).
+pub fn clear_failover(srv: &Server) {
+    let was = std::mem::take(&mut *srv.repl.failover.lock());
+    if was.state != NO_FAILOVER {
+        srv.unpause_clients();
+    }
+}
+
+/// Abort a FAILOVER (Redis's abortFailover): a node that already turned
+/// into the target's replica becomes a master again.
+pub fn abort_failover(srv: &Server, why: &str) {
+    let (state, target) = {
+        let g = srv.repl.failover.lock();
+        (g.state, g.target.clone())
+    };
+    if state == NO_FAILOVER {
+        return;
+    }
+    match &target {
+        Some((h, p)) => eprintln!("ferrite: FAILOVER to {h}:{p} aborted: {why}"),
+        None => eprintln!("ferrite: FAILOVER to any replica aborted: {why}"),
+    }
+    if state == FAILOVER_IN_PROGRESS {
+        let mut acc = srv.store.access_all();
+        acc.release_shards();
+        super::replica::unset_master(srv);
+    }
+    clear_failover(srv);
+}
+
+/// Drive a FAILOVER in `FAILOVER_WAIT_FOR_SYNC` (Redis's
+/// updateFailoverStatus, run every 10 ms by a thread started with the
+/// command): once the target (or, without one, any replica) acknowledged
+/// our whole stream, or the timeout passed with FORCE, become its replica
+/// with the failover flag (the link asks it to take over). Without FORCE
+/// the timeout aborts.
+pub fn spawn_failover_driver(srv: &Arc<Server>) {
+    let weak = Arc::downgrade(srv);
+    let r = std::thread::Builder::new().name("ferrite-failover".into()).spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let Some(srv) = weak.upgrade() else { return };
+        if srv.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        let (state, target, end_ms, force) = {
+            let g = srv.repl.failover.lock();
+            (g.state, g.target.clone(), g.end_ms, g.force)
+        };
+        if state != FAILOVER_WAIT_FOR_SYNC {
+            return;
+        }
+        if end_ms != 0 && end_ms <= now_ms() {
+            match (force, target) {
+                (true, Some((h, p))) => {
+                    eprintln!("ferrite: FAILOVER to {h}:{p} time out exceeded, failing over.");
+                    become_replica_of_target(&srv, &h, p);
+                }
+                _ => abort_failover(&srv, "Replica never caught up before timeout"),
+            }
+            return;
+        }
+        let off = srv.repl.offset.load(Ordering::SeqCst);
+        let found = match &target {
+            Some((h, p)) => find_replica(&srv, h, *p).map(|r| (h.clone(), *p, r)),
+            None => srv
+                .repl
+                .replicas()
+                .into_iter()
+                .find(|r| r.online() && r.ack_off.load(Ordering::SeqCst) == off)
+                .map(|r| (r.ip.clone(), r.port as u16, r)),
+        };
+        if let Some((h, p, r)) = found {
+            if r.ack_off.load(Ordering::SeqCst) == off {
+                srv.repl.failover.lock().target = Some((h.clone(), p));
+                eprintln!("ferrite: Failover target {h}:{p} is synced, failing over.");
+                become_replica_of_target(&srv, &h, p);
+                return;
+            }
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("ferrite: can't start the failover thread: {e}");
+        abort_failover(srv, "no failover thread");
+    }
+}
+
+fn become_replica_of_target(srv: &Arc<Server>, host: &str, port: u16) {
+    let mut acc = srv.store.access_all();
+    acc.release_shards();
+    {
+        let mut g = srv.repl.failover.lock();
+        if g.state != FAILOVER_WAIT_FOR_SYNC {
+            return;
+        }
+        g.state = FAILOVER_IN_PROGRESS;
+    }
+    super::replica::set_master(srv, host, port);
 }

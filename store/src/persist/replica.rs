@@ -28,10 +28,14 @@
 //! kept, and live for the master's stream until the master's DEL; everything
 //! live while loading; keys already expired in an RDB are loaded, not
 //! dropped).
-//! Chained replicas: the effects of the applied stream are fed to ferrite's
-//! own replicas (re-encoded with ferrite's offsets, not proxied byte for byte
-//! as Redis does); a full sync disconnects them so they resync; client
-//! commands on a replica feed nothing.
+//! Chained replicas: the master's stream is proxied byte for byte to
+//! ferrite's own backlog and replicas (`Repl::feed_proxy`), so the whole
+//! chain shares one replication id and offset (PSYNC2); a full sync
+//! disconnects them so they resync; client commands on a replica feed
+//! nothing. A writable replica expires the keys its own clients gave a TTL.
+//! Every (re)connection asks to continue our history (`PSYNC <replid>
+//! <offset+1>`; with `FAILOVER` when handing over as a FAILOVER's old
+//! master); `+CONTINUE <new id>` makes our id the secondary one.
 //! A lost link asks to continue (`PSYNC <replid> <offset+1>`): `+CONTINUE`
 //! resumes the stream without a new payload, otherwise a full sync.
 //! The full-sync payload is written to `dir/temp-<pid>-repl.rdb` as it
@@ -86,6 +90,9 @@ struct State {
     last_io_ms: i64,
     /// Unix ms the link went down.
     down_since_ms: i64,
+    /// (peer, local) addresses of the master connection while it is open
+    /// (what CLIENT KILL ADDR / LADDR match, as for Redis's master client).
+    addrs: Option<(String, String)>,
 }
 
 /// Replica-side state (`Repl::replica`).
@@ -100,6 +107,12 @@ pub struct ReplicaLink {
     sync_total: AtomicI64,
     sync_read: AtomicI64,
     st: Mutex<State>,
+    /// CLIENT KILL matched the master connection: the link drops it (and
+    /// reconnects, asking to continue).
+    kill: AtomicBool,
+    /// Keys given a TTL by clients of a writable replica (db, key): the
+    /// replica expires them itself (Redis's slaveKeysWithExpire).
+    own_expires: Mutex<std::collections::HashSet<(usize, Vec<u8>)>>,
 }
 
 impl Default for ReplicaLink {
@@ -117,7 +130,10 @@ impl Default for ReplicaLink {
                 master_replid: String::new(),
                 last_io_ms: 0,
                 down_since_ms: 0,
+                addrs: None,
             }),
+            kill: AtomicBool::new(false),
+            own_expires: Mutex::new(Default::default()),
         }
     }
 }
@@ -158,6 +174,9 @@ impl ReplicaLink {
         }
         if g.link == LinkState::Connected && link != LinkState::Connected {
             g.down_since_ms = now_ms();
+        }
+        if link == LinkState::Connect {
+            g.addrs = None;
         }
         g.link = link;
         true
@@ -206,6 +225,97 @@ pub fn set_master(srv: &Arc<Server>, host: &str, port: u16) -> bool {
     false
 }
 
+/// After a client's write on a writable replica (its shards still locked):
+/// remember the keys it named that now have a TTL.
+pub fn remember_own_expires(
+    srv: &Server,
+    acc: &mut crate::keyspace::Access<'_>,
+    meta: &CommandMeta,
+    args: &[Bytes],
+    db: usize,
+) {
+    let Ok(pos) = ferrite_commands::get_keys(meta, args) else { return };
+    let mut found = Vec::new();
+    for p in pos {
+        let Some(key) = args.get(p) else { continue };
+        let slot = ferrite_commands::key_hash_slot(key);
+        if let Some(sh) = acc.shard(db, slot) {
+            if sh.get_raw(slot, key).is_some_and(|e| e.expire_at != 0) {
+                found.push((db, key.to_vec()));
+            }
+        }
+    }
+    if !found.is_empty() {
+        srv.repl.replica.own_expires.lock().extend(found);
+    }
+}
+
+/// Delete the remembered keys of a writable replica whose TTL passed
+/// (forgetting those gone or without a TTL), as Redis's expireSlaveKeys.
+fn expire_own_keys(srv: &Server) {
+    // At most every 100 ms (Redis's serverCron runs it at hz 10).
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let t = now_ms();
+    if t - LAST.load(Ordering::Relaxed) < 100 {
+        return;
+    }
+    LAST.store(t, Ordering::Relaxed);
+    let keys: Vec<(usize, Vec<u8>)> = {
+        let g = srv.repl.replica.own_expires.lock();
+        if g.is_empty() {
+            return;
+        }
+        g.iter().cloned().collect()
+    };
+    let now = now_ms();
+    let mut acc = srv.store.access_all();
+    let mut forget = Vec::new();
+    let mut expired = 0u64;
+    for (db, key) in keys {
+        if db >= srv.store.dbs.len() {
+            forget.push((db, key));
+            continue;
+        }
+        let slot = ferrite_commands::key_hash_slot(&key);
+        let gone = acc.with_slot(db, slot, |sh| match sh.get_raw(slot, &key) {
+            None => true,
+            Some(e) if e.expire_at == 0 => true,
+            Some(e) if e.expire_at <= now => {
+                sh.remove(slot, &key);
+                srv.store.dbs[db].signal_expired_deleted(&key);
+                crate::persist::propagate::deleted_now(srv, db, &key);
+                crate::notify::notify(srv, crate::notify::EXPIRED, "expired", &key, db);
+                expired += 1;
+                true
+            }
+            Some(_) => false,
+        });
+        if gone != Some(false) {
+            forget.push((db, key));
+        }
+    }
+    drop(acc);
+    crate::stats::Stats::add(&srv.stats.expired_keys, expired);
+    let mut g = srv.repl.replica.own_expires.lock();
+    for k in forget {
+        g.remove(&k);
+    }
+}
+
+/// CLIENT KILL [ADDR a] [LADDR l] [TYPE master] on a replica: the master
+/// connection, when it matches, is dropped (the link reconnects after a
+/// second and asks to continue, as Redis's master client). True if matched.
+pub fn kill_master_link(srv: &Server, addr: Option<&[u8]>, laddr: Option<&[u8]>) -> bool {
+    let link = &srv.repl.replica;
+    let g = link.st.lock();
+    let Some((peer, local)) = &g.addrs else { return false };
+    if addr.is_some_and(|a| a != peer.as_bytes()) || laddr.is_some_and(|a| a != local.as_bytes()) {
+        return false;
+    }
+    link.kill.store(true, Ordering::SeqCst);
+    true
+}
+
 /// Clients blocked on keys get an error (Redis's disconnectAllBlockedClients):
 /// on a replica they could only be served by the master's writes.
 fn unblock_all(srv: &Server) {
@@ -239,11 +349,13 @@ pub fn unset_master(srv: &Server) {
     };
     link.active.store(false, Ordering::SeqCst);
     if was {
-        // The master's offset continues from what was applied (Redis).
-        let off = link.offset.load(Ordering::SeqCst);
-        if off > srv.repl.offset.load(Ordering::SeqCst) {
-            srv.repl.offset.store(off, Ordering::SeqCst);
-        }
+        // A new history from our offset; the master's id stays valid up to
+        // here as our secondary id, so its other replicas can continue with
+        // us; ours reconnect to learn the new id (Redis's
+        // replicationUnsetMaster: shiftReplicationId, disconnectSlaves).
+        srv.repl.shift_replid();
+        srv.repl.disconnect_replicas();
+        eprintln!("ferrite: MASTER MODE enabled");
     }
 }
 
@@ -354,6 +466,9 @@ impl Ctx<'_> {
         if self.srv.shutting_down.load(Ordering::Relaxed) || !self.srv.repl.replica.current(self.gen) {
             return Err(Step::Stop);
         }
+        if self.srv.repl.replica.kill.swap(false, Ordering::SeqCst) {
+            return fail("connection with master killed (CLIENT KILL)");
+        }
         Ok(())
     }
 }
@@ -418,6 +533,11 @@ impl Conn {
                 return fail("protocol error: line too long");
             }
             if !self.fill(cx)? && now_ms() - t0 > io_timeout_ms() {
+                // Redis's words while connecting / in the handshake.
+                let link = cx.srv.repl.replica.st.lock().link;
+                if matches!(link, LinkState::Connecting | LinkState::Handshake) {
+                    return fail("Timeout connecting to the MASTER...");
+                }
                 return fail("timeout reading from the master");
             }
         }
@@ -445,9 +565,6 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
-    // (master replid, applied offset) of the last link that reached the
-    // stream: the next connection asks to continue from there.
-    let mut cached: Option<(String, i64)> = None;
     loop {
         {
             let Some(srv) = weak.upgrade() else { return };
@@ -455,15 +572,11 @@ fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
             if cx.check().is_err() {
                 return;
             }
-            match session(&cx, &host, port, cached.clone()) {
+            match session(&cx, &host, port) {
                 Err(Step::Stop) => return,
                 Err(Step::Fail(m)) => {
                     eprintln!("ferrite: replication link with {host}:{port}: {m}");
-                    let link = &cx.srv.repl.replica;
-                    if let Some(snap) = link.snapshot().filter(|m| m.link == LinkState::Connected) {
-                        cached = Some((snap.master_replid, link.offset.load(Ordering::SeqCst)));
-                    }
-                    link.set_link(gen, LinkState::Connect);
+                    cx.srv.repl.replica.set_link(gen, LinkState::Connect);
                 }
                 Ok(()) => {}
             }
@@ -473,7 +586,9 @@ fn run(weak: Weak<Server>, gen: u64, host: String, port: u16) {
         for _ in 0..10 {
             std::thread::sleep(Duration::from_millis(100));
             match weak.upgrade() {
-                Some(s) if !s.shutting_down.load(Ordering::Relaxed) && s.repl.replica.current(gen) => {}
+                Some(s) if !s.shutting_down.load(Ordering::Relaxed) && s.repl.replica.current(gen) => {
+                    expire_own_keys(&s)
+                }
                 _ => return,
             }
         }
@@ -486,7 +601,7 @@ fn is_err(l: &[u8]) -> bool {
 
 /// One connection: handshake, partial (`+CONTINUE`) or full sync, stream
 /// until it fails.
-fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<()> {
+fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
     let link = &cx.srv.repl.replica;
     if !link.set_link(cx.gen, LinkState::Connecting) {
         return Err(Step::Stop);
@@ -501,6 +616,15 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
     let _ = s.set_nodelay(true);
     s.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| Step::Fail(e.to_string()))?;
     s.set_write_timeout(Some(Duration::from_secs(10))).map_err(|e| Step::Fail(e.to_string()))?;
+    {
+        let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local = s.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut g = link.st.lock();
+        if g.gen == cx.gen {
+            g.addrs = Some((peer, local));
+        }
+        link.kill.store(false, Ordering::SeqCst);
+    }
     let mut c = Conn { s, buf: Vec::new(), pos: 0 };
     link.set_link(cx.gen, LinkState::Handshake);
     let pong = c.cmd(cx, &[b"PING"])?;
@@ -530,24 +654,60 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
         eprintln!("ferrite: (non critical) master does not understand REPLCONF listening-port");
     }
     let _ = c.cmd(cx, &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
-    let r = match &cached {
-        Some((id, off)) => c.cmd(cx, &[b"PSYNC", id.as_bytes(), (off + 1).to_string().as_bytes()])?,
-        None => c.cmd(cx, &[b"PSYNC", b"?", b"-1"])?,
+    // Always ask to continue our own history (after a sync it is the
+    // master's; a former master asks with its own id, as Redis's
+    // replicationCacheMasterUsingMyself): a master that has our id as its
+    // current or previous one (psync2) answers +CONTINUE.
+    let repl = &cx.srv.repl;
+    let id = repl.replid();
+    let off = repl.offset.load(Ordering::SeqCst);
+    // FAILOVER: we were the master; the target takes over when it sees the flag.
+    let failover = repl.failover.lock().state == super::repl::FAILOVER_IN_PROGRESS;
+    let psync_off = (off + 1).to_string();
+    let r = if failover {
+        c.cmd(cx, &[b"PSYNC", id.as_bytes(), psync_off.as_bytes(), b"FAILOVER"])?
+    } else {
+        c.cmd(cx, &[b"PSYNC", id.as_bytes(), psync_off.as_bytes()])?
     };
-    if let (Some(rest), Some((id, off))) = (r.strip_prefix(b"+CONTINUE"), cached) {
+    if failover {
+        if r.starts_with(b"+CONTINUE") || r.starts_with(b"+FULLRESYNC") {
+            super::repl::clear_failover(cx.srv);
+        } else {
+            eprintln!("ferrite: PSYNC FAILOVER reply: {}", String::from_utf8_lossy(&r));
+            let srv = cx.srv;
+            // Not on this thread's lock path: the abort takes the exclusive lock itself.
+            super::repl::abort_failover(srv, "Failover target rejected psync request");
+            return Err(Step::Stop);
+        }
+    }
+    if let Some(rest) = r.strip_prefix(b"+CONTINUE") {
         // Partial resynchronization: the stream goes on from our offset
         // (a new replication id may follow, psync2).
         let new_id = String::from_utf8_lossy(rest).trim().to_string();
-        link.read_offset.store(off, Ordering::SeqCst);
         {
+            // Under the exclusive lock, as the stream is applied: no
+            // REPLICAOF runs between the check and the switch.
+            let mut a = cx.srv.store.access_all();
+            a.release_shards();
+            cx.check()?;
+            if !repl.feeding() {
+                repl.adopt_master_history(&id, off);
+            }
+            if repl.continue_with_id(&new_id) {
+                // Our replicas must learn the new id: they reconnect and continue.
+                repl.disconnect_replicas();
+            }
+            link.offset.store(off, Ordering::SeqCst);
+            link.read_offset.store(off, Ordering::SeqCst);
             let mut g = link.st.lock();
             if g.gen != cx.gen {
                 return Err(Step::Stop);
             }
-            g.master_replid = if new_id.is_empty() { id } else { new_id };
+            g.master_replid = repl.replid();
             g.link = LinkState::Connected;
             g.last_io_ms = now_ms();
         }
+        eprintln!("ferrite: MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
         return stream(cx, &mut c, off);
     }
     let Some(rest) = r.strip_prefix(b"+FULLRESYNC ") else {
@@ -562,7 +722,7 @@ fn session(cx: &Ctx, host: &str, port: u16, cached: Option<(String, i64)>) -> R<
     link.sync_read.store(0, Ordering::Relaxed);
     link.set_link(cx.gen, LinkState::Sync);
     let rdb = read_payload(cx, &mut c)?;
-    load(cx, rdb.bytes())?;
+    load(cx, rdb.bytes(), &replid, off)?;
     drop(rdb);
     link.offset.store(off, Ordering::SeqCst);
     link.read_offset.store(off, Ordering::SeqCst);
@@ -723,7 +883,7 @@ fn read_payload(cx: &Ctx, c: &mut Conn) -> R<Payload> {
 }
 
 /// Empty everything and load the master's RDB (exclusive access).
-fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
+fn load(cx: &Ctx, rdb: &[u8], replid: &str, off: i64) -> R<()> {
     let srv = cx.srv;
     let mut acc = srv.store.access_all();
     acc.release_shards();
@@ -737,6 +897,7 @@ fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
     }
     crate::cmd::client::tracking::flush(srv);
     srv.persist.loading.store(true, Ordering::SeqCst);
+    srv.repl.clear_rdb_aux();
     let r = super::load::load_rdb_bytes_opts(srv, rdb, false, true);
     srv.persist.loading.store(false, Ordering::SeqCst);
     // The AOF must describe the new data set: rewrite it now (Redis
@@ -750,14 +911,18 @@ fn load(cx: &Ctx, rdb: &[u8]) -> R<()> {
             srv.persist.aof.rewrite_scheduled.store(true, Ordering::Relaxed);
         }
     }
-    drop(acc);
-    // Our own replicas now hold another data set: they reconnect and get a
-    // full resync of the new one (Redis's disconnectSlaves), under a new
-    // replication id so that none continues on the old history.
-    srv.repl.new_history();
-    for rep in srv.repl.replicas() {
-        let _ = rep.tx.send(crate::client::Push::Kill);
+    // The master's history is ours now (same id and offsets, an empty
+    // backlog). Our own replicas hold another data set: they reconnect and
+    // get a full resync of the new one (Redis's disconnectSlaves).
+    srv.repl.adopt_master_history(replid, off);
+    // A replica's payload says which database its proxied stream is in (its
+    // master does not repeat SELECT): Redis's rsi.repl_stream_db.
+    if let Some(db) = srv.repl.rdb_stream_db().filter(|d| (0..srv.store.dbs.len() as i64).contains(d)) {
+        srv.repl.stream_db.store(db, Ordering::SeqCst);
     }
+    srv.repl.clear_rdb_aux();
+    srv.repl.disconnect_replicas();
+    drop(acc);
     r.map(|_| ()).map_err(|e| Step::Fail(format!("failed loading the RDB from master: {e}")))
 }
 
@@ -829,9 +994,15 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     let srv = cx.srv;
     let link = &srv.repl.replica;
     let mut client = master_client(srv);
+    // The stream goes on in the database it last selected (a master does not
+    // repeat SELECT after +CONTINUE; 0 after a full sync).
+    client.db = (srv.repl.stream_db.load(Ordering::SeqCst).max(0) as usize).min(srv.store.dbs.len().saturating_sub(1));
     let mut out = ferrite_resp::ReplyBuf::new(false);
     let mut multi: Option<Vec<Vec<Bytes>>> = None;
     let mut in_multi = 0i64;
+    // Bytes applied but not yet proxied to our backlog and replicas (a
+    // transaction goes at its EXEC, when the offset moves).
+    let mut proxy: Vec<u8> = Vec::new();
     // The first ACK goes out at once: after a diskless transfer a Redis
     // master starts the stream only on an ACK received once it marked us
     // online (which can be after our load ended), so ACKs go every 100 ms
@@ -843,10 +1014,13 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
     loop {
         // Parse what is buffered into commands.
         let mut cmds: Vec<(Vec<Bytes>, usize)> = Vec::new();
+        let start = c.pos;
         while let Some((args, n)) = parse_command(c.avail())? {
             c.pos += n;
             cmds.push((args, n));
         }
+        let raw = c.buf[start..c.pos].to_vec();
+        let mut at = 0usize;
         let mut ack_now = None;
         if !cmds.is_empty() {
             link.read_offset.fetch_add(cmds.iter().map(|x| x.1 as i64).sum(), Ordering::SeqCst);
@@ -876,6 +1050,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                             out.buf.clear();
                             crate::dispatch::execute_locked(srv, &mut client, qa, &mut out, &mut a);
                             a.release_shards();
+                            log_error_reply(&out.buf, qa);
                         }
                         crate::persist::propagate::tx_end(srv);
                     }
@@ -886,19 +1061,25 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
                             out.buf.clear();
                             crate::dispatch::execute_locked(srv, &mut client, &args, &mut out, &mut a);
                             a.release_shards();
+                            log_error_reply(&out.buf, &args);
                         }
                     }
                 }
                 // Inside MULTI the offset stays at the transaction's start
                 // until EXEC (Redis): a link lost mid-transaction resumes there.
+                proxy.extend_from_slice(raw.get(at..at + n).unwrap_or(&[]));
+                at += n;
                 if multi.is_some() {
                     in_multi += n as i64;
                 } else {
                     off += in_multi + n as i64;
                     in_multi = 0;
+                    srv.repl.feed_proxy(&proxy);
+                    proxy.clear();
                 }
                 link.offset.store(off, Ordering::SeqCst);
             }
+            srv.repl.stream_db.store(client.db as i64, Ordering::SeqCst);
             let ready = std::mem::take(&mut client.ready_keys);
             if !ready.is_empty() {
                 crate::dispatch::serve_blocked(srv, &mut a, ready);
@@ -907,6 +1088,7 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
         if let Some(o) = ack_now {
             c.send(&[b"REPLCONF", b"ACK", o.to_string().as_bytes()])?;
         }
+        expire_own_keys(srv);
         let every = if synced_at.elapsed() < Duration::from_secs(3) { 100 } else { 1000 };
         if last_ack.elapsed() >= Duration::from_millis(every) {
             last_ack = Instant::now();
@@ -921,6 +1103,22 @@ fn stream(cx: &Ctx, c: &mut Conn, mut off: i64) -> R<()> {
             return fail("MASTER timeout: no data nor PING received");
         }
     }
+}
+
+/// A command of the master's stream failed here: the data sets may have
+/// diverged. Redis logs it (its afterErrorReply) in these words.
+fn log_error_reply(reply: &[u8], args: &[Bytes]) {
+    if reply.first() != Some(&b'-') {
+        return;
+    }
+    let end = reply.windows(2).position(|w| w == b"\r\n").unwrap_or(reply.len()).min(4097);
+    let err = String::from_utf8_lossy(&reply[1..end]);
+    let name = args.first().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).unwrap_or_default();
+    // Redis names the command only when it exists.
+    let name = if err.starts_with("ERR unknown command") { "<unknown>".to_string() } else { name };
+    eprintln!(
+        "ferrite: == CRITICAL == This replica is sending an error to its master: '{err}' after processing the command '{name}'"
+    );
 }
 
 /// INFO replication's replica fields (after `# Replication`, before `connected_slaves`).

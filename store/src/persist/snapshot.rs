@@ -50,6 +50,8 @@ pub struct SnapJob {
     pub cancelled: AtomicBool,
     pub dirty_at_start: u64,
     pub started_ms: i64,
+    /// `repl-*` aux fields for the file (see `Repl::rdb_info`).
+    pub repl: Option<(u32, String, i64)>,
 }
 
 /// The (at most one) running snapshot.
@@ -177,13 +179,13 @@ impl<W: Write> Write for Counted<W> {
 }
 
 /// The aux fields Redis 7.0 writes at the start of a file.
-pub fn standard_aux(aof_base: bool) -> StandardAux {
+pub fn standard_aux(aof_base: bool, repl: Option<(u32, String, i64)>) -> StandardAux {
     StandardAux {
         redis_ver: "7.0.15".into(),
         redis_bits: 64,
         ctime: now_ms() / 1000,
         used_mem: crate::alloc::used_memory() as u64,
-        repl: None,
+        repl,
         aof_base,
     }
 }
@@ -199,15 +201,24 @@ impl<'a, W: Write> Sink<'a, W> {
     /// Start the image: header and aux fields, then the function
     /// libraries (FUNCTION2 records, or `FUNCTION LOAD` commands in an AOF
     /// base without preamble), as Redis writes them before the keys.
-    fn new(out: &'a mut W, rdb: bool, aof_base: bool, functions: &[Vec<u8>]) -> io::Result<Self> {
+    fn new(
+        out: &'a mut W,
+        rdb: bool,
+        aof_base: bool,
+        functions: &[Vec<u8>],
+        repl: Option<(u32, String, i64)>,
+    ) -> io::Result<Self> {
         if rdb {
             let mut w = RdbWriter::new(out)?;
-            w.standard_aux(&standard_aux(aof_base))?;
+            w.standard_aux(&standard_aux(aof_base, repl))?;
             for code in functions {
                 w.function(code)?;
             }
             Ok(Sink::Rdb(w))
         } else {
+            if aof_base && super::aof::TIMESTAMPS.load(Ordering::Relaxed) {
+                out.write_all(super::aof::timestamp_line().as_bytes())?;
+            }
             for code in functions {
                 let mut cmd = Vec::with_capacity(code.len() + 48);
                 cmd.extend_from_slice(b"*3\r\n$8\r\nFUNCTION\r\n$4\r\nLOAD\r\n");
@@ -255,9 +266,10 @@ pub fn write_image<W: Write>(
     aof_base: bool,
     ndb: usize,
     functions: &[Vec<u8>],
+    repl: Option<(u32, String, i64)>,
     mut shards: impl FnMut(usize, &mut dyn FnMut(&Shard)),
 ) -> io::Result<()> {
-    let mut sink = Sink::new(out, rdb, aof_base, functions)?;
+    let mut sink = Sink::new(out, rdb, aof_base, functions, repl)?;
     for db in 0..ndb {
         let mut parts = Vec::new();
         let (mut keys, mut exp) = (0, 0);
@@ -320,7 +332,8 @@ pub fn save_sync_with(srv: &Server, acc: &mut Access<'_>) -> io::Result<()> {
     let dirty = srv.stats.dirty.load(Ordering::Relaxed);
     let ndb = srv.store.dbs.len();
     write_atomically(&path, |out| {
-        write_image(out, true, LruMode::of(srv), false, ndb, &crate::script::function_dump_codes(srv), |db, f| {
+        let functions = crate::script::function_dump_codes(srv);
+        write_image(out, true, LruMode::of(srv), false, ndb, &functions, srv.repl.rdb_info(), |db, f| {
             for i in 0..SHARDS {
                 acc.with_slot(db, i as u16, |sh| f(sh));
             }
@@ -446,6 +459,8 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
         JobKind::Rdb => true,
         JobKind::AofBase(p) => p.extension().is_some_and(|e| e == "rdb"),
     };
+    // The stream position of the snapshot's instant (an AOF base has none, as in Redis).
+    let repl_info = if matches!(kind, JobKind::Rdb) { srv.repl.rdb_info() } else { None };
     let job = Arc::new(SnapJob {
         rdb,
         lru: LruMode::of(srv),
@@ -458,6 +473,7 @@ pub fn start_job_locked(srv: &Arc<Server>, acc: &mut Access<'_>, kind: JobKind) 
         cancelled: AtomicBool::new(false),
         dirty_at_start: srv.stats.dirty.load(Ordering::Relaxed),
         started_ms: now_ms(),
+        repl: repl_info,
     });
     *slot = Some(job.clone());
     p.snap.active.store(true, Ordering::Release);
@@ -492,7 +508,7 @@ pub fn start_bgsave(srv: &Arc<Server>) -> Result<(), String> {
 
 fn write_job<W: Write>(srv: &Server, job: &SnapJob, out: &mut W) -> io::Result<()> {
     let functions = crate::script::function_dump_codes(srv);
-    let mut sink = Sink::new(out, job.rdb, matches!(job.kind, JobKind::AofBase(_)), &functions)?;
+    let mut sink = Sink::new(out, job.rdb, matches!(job.kind, JobKind::AofBase(_)), &functions, job.repl.clone())?;
     for db in 0..job.ndb {
         let (keys, exp) = job.sizes[db];
         if keys == 0 {
@@ -553,6 +569,10 @@ fn run_job(srv: Arc<Server>, job: Arc<SnapJob>) {
     };
     let r = write_atomically(&path, |out| write_job(&srv, &job, out));
     if matches!(job.kind, JobKind::Rdb) {
+        // The SYNC that started this save registers its replica while it
+        // still holds the exclusive access: wait for that section to end so
+        // the replica is there (a small data set is saved at once).
+        drop(srv.store.world_read());
         // Replicas waiting for this save get the file (before another save may replace it).
         srv.repl.rdb_done(r.is_ok(), &path);
     }
