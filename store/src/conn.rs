@@ -8,9 +8,10 @@
 use crate::client::{Client, ClientHandle, Push};
 use crate::dispatch;
 use crate::server::Server;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use ferrite_resp::parser::Parsed;
 use ferrite_resp::{Limits, ReplyBuf, RequestParser};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -205,7 +206,9 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
                         if durable > 0 {
                             crate::persist::aof::wait_durable(&srv, std::mem::take(&mut durable)).await;
                         }
-                        if write_out(&srv, &mut sock, &mut out, &handle.tx.out).await.is_err() {
+                        // What the socket takes now; the rest stays queued (never wait here for the client to
+                        // read: it may still be sending the requests we have not read yet).
+                        if flush_now(&srv, &mut sock, &mut out, &handle.tx.out).is_err() {
                             break 'conn;
                         }
                     }
@@ -235,8 +238,23 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
         if durable > 0 {
             crate::persist::aof::wait_durable(&srv, durable).await;
         }
-        if !out.buf.is_empty() && write_out(&srv, &mut sock, &mut out, &handle.tx.out).await.is_err() {
-            break;
+        if !out.buf.is_empty() {
+            // Closing, blocking or shutting down: every reply is written first. Otherwise write what the socket
+            // takes now and go on reading while the rest waits for the client to read (Redis keeps reading and
+            // executing a client's requests while its replies pile up; waiting here could deadlock with a client
+            // that sends a whole pipeline before reading any reply).
+            let finish = client.close_after_reply
+                || client.shutdown
+                || client.waiter.is_some()
+                || handle.killed.load(Ordering::Relaxed);
+            let r = if finish {
+                write_out(&srv, &mut sock, &mut out, &handle.tx.out).await
+            } else {
+                flush_now(&srv, &mut sock, &mut out, &handle.tx.out)
+            };
+            if r.is_err() {
+                break;
+            }
         }
         if client.close_after_reply || handle.killed.load(Ordering::Relaxed) {
             break;
@@ -266,8 +284,26 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
             rbuf = BytesMut::with_capacity(read_chunk);
         }
         let spare = rbuf.capacity() - rbuf.len();
+        let pending = !out.buf.is_empty();
+        let os = &handle.tx.out;
         tokio::select! {
-            r = sock.read_buf(&mut rbuf) => {
+            ev = next_io(&mut sock, &out.buf, &mut rbuf) => {
+                let r = match ev {
+                    Io::Wrote(r) => {
+                        match r {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                srv.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                                out.buf.advance(n);
+                                if flush_now(&srv, &mut sock, &mut out, os).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    Io::Read(r) => r,
+                };
                 match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -290,13 +326,18 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
                     }
                 };
             }
+            // The output buffer limit is checked while replies wait for the client.
+            _ = os.wake.notified(), if pending => {
+                if os.is_over() {
+                    break;
+                }
+            }
             p = rx.recv() => {
                 let Some(p) = p else { break };
                 if matches!(p, Push::Kill) {
                     break;
                 }
                 out.resp3 = client.resp3;
-                let os = &handle.tx.out;
                 os.taken(crate::obuf::push_size(&p));
                 encode_push(&mut out, &p);
                 // Drain whatever else is queued, bounded per round.
@@ -462,6 +503,60 @@ async fn wait_blocked<S: Sock>(
     client.waiter = None;
     client.handle.blocked.store(false, Ordering::Relaxed);
     stay
+}
+
+/// What the connection's socket did first: took some of the pending replies, or read requests.
+enum Io {
+    Wrote(std::io::Result<usize>),
+    Read(std::io::Result<usize>),
+}
+
+/// Wait until the socket takes some of `pending` (if any) or has requests to read into `rbuf`, whichever comes
+/// first. Both directions are served by one future because both need the socket.
+async fn next_io<S: Sock>(sock: &mut S, pending: &[u8], rbuf: &mut BytesMut) -> Io {
+    std::future::poll_fn(|cx| {
+        if !pending.is_empty() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut *sock).poll_write(cx, pending) {
+                return std::task::Poll::Ready(Io::Wrote(r));
+            }
+        }
+        let read = std::pin::pin!(sock.read_buf(&mut *rbuf));
+        read.poll(cx).map(Io::Read)
+    })
+    .await
+}
+
+/// Write as much of the pending replies as the socket takes without waiting; the rest stays in `out` (counted
+/// as the client's pending output for CLIENT LIST `omem`, the output buffer limits and `maxmemory-clients`).
+fn flush_now<S: Sock>(
+    srv: &Server,
+    sock: &mut S,
+    out: &mut ReplyBuf,
+    os: &crate::obuf::OutState,
+) -> std::io::Result<()> {
+    if os.is_over() {
+        return Err(std::io::Error::other("output buffer limit"));
+    }
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    while !out.buf.is_empty() {
+        match std::pin::Pin::new(&mut *sock).poll_write(&mut cx, &out.buf) {
+            std::task::Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            std::task::Poll::Ready(Ok(n)) => {
+                srv.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                out.buf.advance(n);
+            }
+            std::task::Poll::Ready(Err(e)) => return Err(e),
+            std::task::Poll::Pending => break,
+        }
+    }
+    if out.buf.is_empty() {
+        out.buf.clear();
+        if out.buf.capacity() > 4 * FLUSH_AT {
+            out.buf = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+    os.set_writing(out.buf.len());
+    Ok(())
 }
 
 async fn write_out<S: Sock>(

@@ -133,3 +133,46 @@ fn pipelined_burst_is_answered_in_order() {
         assert_eq!(c.read_reply(), format!("${}\r\n{i}\r\n", i.to_string().len()).into_bytes());
     }
 }
+
+/// A client that writes a whole pipeline before reading any reply (redis-py's `pipeline().execute()` does this)
+/// must be served: the server keeps reading and executing while the replies wait for the client, as Redis does.
+/// Before, ferrite stopped reading while a reply write waited, and with requests and replies bigger than the
+/// socket buffers both sides waited forever. Bounded: the write and the reads time out instead of hanging.
+#[test]
+fn pipeline_sent_whole_before_reading_is_served() {
+    for (name, srv) in [("redis", start_redis(&[])), ("ferrite", start_ferrite(&[]))] {
+        let mut s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let value = "v".repeat(100);
+        s.write_all(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n", value.len()).as_bytes()).unwrap();
+        let mut ok = [0u8; 5];
+        s.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+        // 16 MB of requests and 85 MB of replies: both far more than the socket buffers hold (a few MB each way).
+        let n = 800_000usize;
+        let one = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        let mut req = Vec::with_capacity(one.len() * 4096);
+        for _ in 0..4096 {
+            req.extend_from_slice(one);
+        }
+        let reply_len = format!("${}\r\n{value}\r\n", value.len()).len();
+        let mut sent = 0;
+        while sent < n {
+            let k = (n - sent).min(4096);
+            if let Err(e) = s.write_all(&req[..k * one.len()]) {
+                panic!("{name}: the server stopped reading a pipeline it had not answered yet ({e}) after {sent}");
+            }
+            sent += k;
+        }
+        let mut left = n * reply_len;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            match s.read(&mut buf[..left.min(1 << 20)]) {
+                Ok(0) => panic!("{name}: closed with {left} reply bytes missing"),
+                Ok(k) => left -= k,
+                Err(e) => panic!("{name}: {e} with {left} reply bytes missing"),
+            }
+        }
+    }
+}
