@@ -8,7 +8,7 @@ use crate::resp::{self, encode_cmd, encode_into, FrameScanner};
 use crate::router::{self, side_of, Fut, Merge, Req, Split};
 use crate::slots::{InflightGuard, State};
 use crate::Proxy;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use ferrite_commands::{get_keys, key_hash_slot, table, CommandMeta, Flags};
 use ferrite_resp::parser::Parsed;
 use ferrite_resp::{Limits, ReplyBuf, RequestParser};
@@ -1290,6 +1290,23 @@ fn is_blocking_call(cmd: &str, args: &[Bytes]) -> bool {
     matches!(cmd, "xread" | "xreadgroup") && args.iter().any(|a| eq(a, "block"))
 }
 
+/// Write as much of `out` as the socket takes without waiting (the rest stays in `out`).
+fn write_now(wr: &tokio::net::tcp::OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+    while !out.is_empty() {
+        match wr.try_write(out) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    out.clear();
+    if out.capacity() > 1 << 20 {
+        *out = BytesMut::with_capacity(16 * 1024);
+    }
+    Ok(())
+}
+
 /// The replies of a group delivery, one per request: the frames of `r`, or its failure for each.
 fn split_delivery(r: Result<Bytes, BackendError>, n: u32) -> Vec<Result<Bytes, BackendError>> {
     let n = n as usize;
@@ -1543,16 +1560,17 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 out.extend_from_slice(&m);
             }
         }
-        if !out.is_empty() {
-            if wr.write_all(&out).await.is_err() {
-                break;
-            }
-            out.clear();
-            if out.capacity() > 1 << 20 {
-                out = BytesMut::with_capacity(16 * 1024);
-            }
+        // Write what the socket takes now; the rest waits for the client to read while requests are still read
+        // and answered, as Redis does (waiting here deadlocks with a client that sends a whole pipeline before
+        // reading any reply, once both directions outgrow the socket buffers).
+        if !out.is_empty() && write_now(&wr, &mut out).is_err() {
+            break;
         }
         if closing && queue.is_empty() {
+            // Every reply is written before the connection closes.
+            if !out.is_empty() {
+                let _ = wr.write_all(&out).await;
+            }
             break;
         }
         if stalled && queue.len() < MAX_PENDING && !closing {
@@ -1602,6 +1620,12 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                             inbuf.reserve(16 * 1024);
                         }
                     }
+                }
+            }
+            // The client reads again: write more of its pending replies.
+            r = wr.writable(), if !out.is_empty() => {
+                if r.is_err() {
+                    break;
                 }
             }
             _ = shutdown.changed(), if !closing => {

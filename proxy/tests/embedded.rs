@@ -690,3 +690,43 @@ fn several_ferrite_connections_keep_per_slot_order() {
     }
     assert_eq!(Reply::parse(&c.cmd(&["DBSIZE"])).as_int(), Some(25));
 }
+
+/// A client that writes a whole pipeline before reading any reply (redis-py's `pipeline().execute()`) is served:
+/// the proxy keeps reading and answering while replies wait for the client. Before, its blocking reply write
+/// deadlocked with such a client once both directions outgrew the socket buffers (redis-py, 500,000 GETs: hung).
+/// Bounded by socket timeouts.
+#[test]
+fn pipeline_sent_whole_before_reading_is_served() {
+    use std::io::{Read, Write};
+    let proxy = start_proxy(&[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let value = "v".repeat(100);
+    s.write_all(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n", value.len()).as_bytes()).unwrap();
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    // 16 MB of requests and 85 MB of replies: both far more than the socket buffers hold.
+    let n = 800_000usize;
+    let one = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    let req: Vec<u8> = one.iter().copied().cycle().take(one.len() * 4096).collect();
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(4096);
+        if let Err(e) = s.write_all(&req[..k * one.len()]) {
+            panic!("the proxy stopped reading a pipeline it had not answered yet ({e}) after {sent} requests");
+        }
+        sent += k;
+    }
+    let reply_len = format!("${}\r\n{value}\r\n", value.len()).len();
+    let mut left = n * reply_len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        match s.read(&mut buf[..left.min(1 << 20)]) {
+            Ok(0) => panic!("closed with {left} reply bytes missing"),
+            Ok(k) => left -= k,
+            Err(e) => panic!("{e} with {left} reply bytes missing"),
+        }
+    }
+}
