@@ -16,8 +16,7 @@
 #   VERBOSE=1       print the names of failing tests
 #   MODE=normal     the harness starts the servers itself: src/redis-server in
 #                   the suite copy is a wrapper that runs ferrite with the
-#                   harness's redis.conf file (minus its `unixsocket` line,
-#                   ferrite has no Unix socket listener; stderr merged into the log, where
+#                   harness's redis.conf file (stderr merged into the log, where
 #                   Redis writes the messages tests wait for, e.g. "Background
 #                   saving terminated", "DEBUG LOG"), so units tagged external:skip run
 #                   too; src/redis-cli and src/redis-benchmark are the system
@@ -91,15 +90,11 @@ MODE="${MODE:-external}"
 if [ "$MODE" = normal ]; then
   rm -f "$WORK/src/redis-server"
   # exec keeps the pid the harness spawned (it waits for " PID: <pid>").
-  # The harness always writes a `unixsocket` line, which ferrite refuses
-  # (no Unix socket listener): the wrapper drops it from the config file.
-  # Command-line arguments pass unchanged (tests check redis-server's
+  # Command-line arguments and the harness's config file (including its
+  # `unixsocket` line) pass unchanged (tests check redis-server's
   # command-line parsing); the thread count comes from the environment.
   cat >"$WORK/src/redis-server" <<WRAP
 #!/bin/sh
-if [ \$# -gt 0 ] && [ -f "\$1" ]; then
-  sed -i '/^[[:space:]]*unixsocket[[:space:]]/d' "\$1"
-fi
 FERRITE_THREADS="${FERRITE_THREADS:-2}" exec "$FERRITE_BIN" "\$@" 2>&1
 WRAP
   chmod +x "$WORK/src/redis-server"
