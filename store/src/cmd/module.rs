@@ -24,17 +24,10 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// `enable-module-command`: yes, no, or local (loopback and Unix socket clients only), as Redis's
-/// allowProtectedAction.
+/// `enable-module-command` (Redis's allowProtectedAction).
 fn allowed(cx: &Cx) -> bool {
-    match crate::cmd::config::accepted_value("enable-module-command").as_deref() {
-        Some("yes") => true,
-        Some("local") => {
-            let a = &cx.client.handle.addr;
-            a.starts_with("127.") || a.starts_with("[::1]") || a.starts_with('/')
-        }
-        _ => false,
-    }
+    let mode = crate::cmd::config::accepted_value("enable-module-command").unwrap_or_default();
+    super::server::protected_allowed(cx, &mode)
 }
 
 fn module(cx: &mut Cx) -> CmdResult {

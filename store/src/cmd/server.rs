@@ -307,16 +307,22 @@ fn strtod_prefix(s: &[u8]) -> f64 {
     0.0
 }
 
-fn debug_allowed(cx: &Cx) -> bool {
-    let mode = cx.srv.config.read().enable_debug_command.clone();
-    match mode.as_str() {
+/// Redis's allowProtectedAction for `enable-debug-command` / `enable-module-command`: yes, no, or local
+/// (loopback and Unix socket clients only).
+pub fn protected_allowed(cx: &Cx, mode: &str) -> bool {
+    match mode {
         "yes" => true,
         "local" => {
             let a = &cx.client.handle.addr;
-            a.starts_with("127.") || a.starts_with("[::1]") || a.starts_with("/")
+            a.starts_with("127.") || a.starts_with("[::1]") || a.starts_with('/')
         }
         _ => false,
     }
+}
+
+fn debug_allowed(cx: &Cx) -> bool {
+    let mode = cx.srv.config.read().enable_debug_command.clone();
+    protected_allowed(cx, &mode)
 }
 
 fn debug(cx: &mut Cx) -> CmdResult {
