@@ -175,13 +175,13 @@ struct Pending {
 
 impl Queue {
     /// Queue the bytes of one request: small ones are copied into the current block, big ones kept as they are.
-    fn add(&mut self, data: Bytes) {
+    fn add(&mut self, data: &Bytes) {
         if data.len() >= BIG_REQUEST {
             if !self.out.is_empty() {
                 let run = self.out.split().freeze();
                 self.chunks.push(run);
             }
-            self.chunks.push(data);
+            self.chunks.push(data.clone());
         } else {
             if self.out.capacity() - self.out.len() < data.len() {
                 // A fresh block: never grow (and copy) what is queued already.
@@ -191,7 +191,7 @@ impl Queue {
                 }
                 self.out.reserve(OUT_BLOCK);
             }
-            self.out.extend_from_slice(&data);
+            self.out.extend_from_slice(data);
         }
     }
 }
@@ -276,7 +276,7 @@ impl Conn {
             if q.closed {
                 return Err(sink);
             }
-            q.add(data);
+            q.add(&data);
             let left = u32::from(replies.max(1));
             q.pending.push_back(Pending { left, count: 1, keep_all: false, err: false, sink, post, sent: None });
             q.unsent += 1;
@@ -302,7 +302,7 @@ impl Conn {
                 return false;
             }
             for d in datas {
-                q.add(d.clone());
+                q.add(d);
             }
             let sink = Sink::Client(inbox.clone(), seq, n);
             q.pending.push_back(Pending {
@@ -573,6 +573,11 @@ async fn run_conn(
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut sc = FrameScanner::default();
         let mut woken: Vec<Arc<Inbox>> = Vec::new();
+        // Complete frames found in one pass (end offset, error reply?) and what each does to the queue.
+        let mut ends: Vec<(usize, bool)> = Vec::new();
+        let mut steps: Vec<(usize, Step)> = Vec::new();
+        // Latency observations are counted locally and published once per read (not one atomic update per reply).
+        let lat = latency.local();
         // Bytes at the front of `buf` that are complete frames of the front request group, not delivered yet.
         let mut pos = 0usize;
         let why = loop {
@@ -585,82 +590,112 @@ async fn run_conn(
             let now = Instant::now();
             let mut bad = None;
             loop {
-                match sc.scan(&buf[pos..]) {
-                    Ok(Some(n)) => {
-                        sc.reset();
-                        let start = pos;
-                        if resp3 && buf[start] == b'>' {
-                            // An out-of-band push on a shared connection: not ours to deliver. Cut it out.
-                            if start == 0 {
-                                buf.advance(n);
-                            } else {
-                                let mut tail = buf.split_off(start);
-                                tail.advance(n);
-                                buf.extend_from_slice(&tail);
+                // 1. The complete frames after `pos`, up to an out-of-band push (RESP3) if any.
+                let mut at = pos;
+                let mut push = None;
+                loop {
+                    match sc.scan(&buf[at..]) {
+                        Ok(Some(n)) => {
+                            sc.reset();
+                            if resp3 && buf[at] == b'>' {
+                                push = Some(n);
+                                break;
                             }
-                            continue;
+                            ends.push((at + n, buf[at] == b'-'));
+                            at += n;
                         }
-                        let is_err = buf[start] == b'-';
-                        let step = {
-                            let mut q = rshared.q.lock();
-                            let written = q.pending.len() - q.unsent;
-                            match q.pending.front_mut() {
-                                Some(f) if written > 0 => {
-                                    f.left = f.left.saturating_sub(1);
-                                    f.err |= is_err;
-                                    if f.left == 0 {
-                                        q.pending.pop_front().map(Step::Done)
-                                    } else if f.keep_all {
-                                        Some(Step::Keep)
-                                    } else {
-                                        Some(Step::Discard)
-                                    }
+                        Ok(None) => break,
+                        Err(e) => {
+                            bad = Some(format!("bad reply stream: {}", e.0));
+                            break;
+                        }
+                    }
+                }
+                // 2. Match them with the queued requests under one lock.
+                if !ends.is_empty() {
+                    let mut q = rshared.q.lock();
+                    for &(end, is_err) in &ends {
+                        let written = q.pending.len() - q.unsent;
+                        let step = match q.pending.front_mut() {
+                            Some(f) if written > 0 => {
+                                f.left = f.left.saturating_sub(1);
+                                f.err |= is_err;
+                                if f.left == 0 {
+                                    q.pending.pop_front().map(Step::Done)
+                                } else if f.keep_all {
+                                    Some(Step::Keep)
+                                } else {
+                                    Some(Step::Discard)
                                 }
-                                _ => None,
                             }
+                            _ => None,
                         };
                         match step {
+                            Some(s) => steps.push((end, s)),
                             None => {
                                 bad = Some("reply without a request".to_string());
                                 break;
                             }
-                            // A frame of a group: delivered with the group's last one.
-                            Some(Step::Keep) => pos = start + n,
-                            // `ASKING`'s reply: only the command's reply is delivered.
-                            Some(Step::Discard) => {
-                                buf.advance(start + n);
-                                pos = 0;
-                            }
-                            Some(Step::Done(p)) => {
-                                let frame = buf.split_to(start + n).freeze();
-                                pos = 0;
-                                if let Some(sent) = p.sent {
-                                    let took = now.saturating_duration_since(sent).as_secs_f64();
-                                    for _ in 0..p.count {
-                                        latency.observe(took);
-                                    }
-                                }
-                                if let Some(post) = p.post {
-                                    if frame[0] != b'-' {
-                                        post(&frame);
-                                    }
-                                }
-                                p.sink.deliver_with(Ok(frame), p.err, &mut woken);
-                            }
                         }
                     }
-                    Ok(None) => {
+                    ends.clear();
+                }
+                // 3. Deliver, outside the lock (a post action may queue a request on another connection).
+                // `base`: bytes removed from the front of `buf` since the offsets were taken.
+                let mut base = 0usize;
+                for (end, step) in steps.drain(..) {
+                    match step {
+                        // A frame of a group: delivered with the group's last one.
+                        Step::Keep => pos = end - base,
+                        // `ASKING`'s reply: only the command's reply is delivered.
+                        Step::Discard => {
+                            buf.advance(end - base);
+                            base = end;
+                            pos = 0;
+                        }
+                        Step::Done(p) => {
+                            let frame = buf.split_to(end - base).freeze();
+                            base = end;
+                            pos = 0;
+                            if let Some(sent) = p.sent {
+                                let took = now.saturating_duration_since(sent).as_secs_f64();
+                                for _ in 0..p.count {
+                                    lat.observe(took);
+                                }
+                            }
+                            if let Some(post) = p.post {
+                                if frame[0] != b'-' {
+                                    post(&frame);
+                                }
+                            }
+                            p.sink.deliver_with(Ok(frame), p.err, &mut woken);
+                        }
+                    }
+                }
+                if bad.is_some() {
+                    break;
+                }
+                match push {
+                    // An out-of-band push on a shared connection: not ours to deliver. Cut it out and go on.
+                    Some(n) => {
+                        let start = at - base;
+                        if start == 0 {
+                            buf.advance(n);
+                        } else {
+                            let mut tail = buf.split_off(start);
+                            tail.advance(n);
+                            buf.extend_from_slice(&tail);
+                        }
+                    }
+                    None => {
                         if buf.capacity() - buf.len() < 16 * 1024 {
                             buf.reserve(64 * 1024);
                         }
                         break;
                     }
-                    Err(e) => {
-                        bad = Some(format!("bad reply stream: {}", e.0));
-                        break;
-                    }
                 }
             }
+            lat.flush();
             for w in woken.drain(..) {
                 w.waker.wake();
             }

@@ -152,8 +152,9 @@ pub struct Client {
     enc: BytesMut,
     /// Backend connections used recently: (node, lane, RESP3?, connection).
     conns: Vec<(Arc<str>, u16, bool, Conn)>,
-    /// Request counters used by this client: (command, side, counter).
-    counters: Vec<(&'static str, Side, IntCounter)>,
+    /// Request counters used by this client: (command, side, counter, increments not yet added to it). The
+    /// increments are published by [`Client::publish_counts`] before the client's task waits.
+    counters: Vec<(&'static str, Side, IntCounter, u64)>,
     /// The last command looked up in the table (most clients repeat a few commands), whether it is a plain keyed
     /// command ([`is_plain`]) and whether its only key is `args[1]`.
     last_meta: Option<&'static CommandMeta>,
@@ -268,16 +269,24 @@ impl Client {
     /// Count a request sent to `side`.
     #[inline]
     fn count(&mut self, name: &'static str, side: Side) {
-        if let Some(c) = self.counters.iter().find(|c| std::ptr::eq(c.0, name) && c.1 == side) {
-            c.2.inc();
+        if let Some(c) = self.counters.iter_mut().find(|c| std::ptr::eq(c.0, name) && c.1 == side) {
+            c.3 += 1;
             return;
         }
         let c = self.proxy.metrics.requests.with_label_values(&[name, side.name()]);
-        c.inc();
         if self.counters.len() >= 64 {
+            self.publish_counts();
             self.counters.clear();
         }
-        self.counters.push((name, side, c));
+        self.counters.push((name, side, c, 1));
+    }
+
+    /// Add the counted requests to the shared counters.
+    fn publish_counts(&mut self) {
+        for c in self.counters.iter_mut().filter(|c| c.3 > 0) {
+            c.2.inc_by(c.3);
+            c.3 = 0;
+        }
     }
 
     /// Send a single-slot request on the fast path when the slot is simply owned by one side (not paused, not
@@ -1563,6 +1572,8 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
         // Write what the socket takes now; the rest waits for the client to read while requests are still read
         // and answered, as Redis does (waiting here deadlocks with a client that sends a whole pipeline before
         // reading any reply, once both directions outgrow the socket buffers).
+        // Published before the replies are written: a client that read its reply sees it counted.
+        cl.publish_counts();
         if !out.is_empty() && write_now(&wr, &mut out).is_err() {
             break;
         }
@@ -1634,6 +1645,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             }
         }
     }
+    cl.publish_counts();
     // Requests still waiting for their replies end here (their replies will be dropped by the inbox).
     for e in queue.iter() {
         if let Some(f) = &e.fast {
