@@ -1627,7 +1627,10 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     Ok(0) if !cl.barrier && deferred.is_none() => closing = true,
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        if inbuf.capacity() - inbuf.len() < 4096 {
+                        if inbuf.len() == inbuf.capacity() {
+                            // The read filled the buffer: the client sends big batches, read them in fewer calls.
+                            inbuf.reserve(64 * 1024);
+                        } else if inbuf.capacity() - inbuf.len() < 4096 {
                             inbuf.reserve(16 * 1024);
                         }
                     }
