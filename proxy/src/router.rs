@@ -548,7 +548,17 @@ impl Proxy {
         }
     }
 
-    /// `SCAN` across nodes: the cursor is `inner << 10 | node index` (0 starts and ends the iteration).
+    /// `SCAN` across nodes, in slot order (0 starts and ends the iteration).
+    ///
+    /// The proxy's cursor is `backend_cursor << 31 | node_fingerprint << 15 | side << 14 | slot`: the iteration is at
+    /// position (`side`, `slot`) (Ferrite = 0 first, then upstream = 1) and scans the node serving `slot` on `side`,
+    /// returning its keys of slots `>= slot` that `side` owns. When that node's scan ends, the next position is the
+    /// first later slot served by another node (slots the node serves before it were covered by its scan). A
+    /// backend cursor only means something on the node that issued it (Redis seeds its hash function per process),
+    /// so when another node serves the position's slot now (a failover, a reshard) that node is scanned from the
+    /// start. So a key present for the whole iteration is returned even when a reshard moves its slot, before the
+    /// iteration reaches it, to a node already scanned: that node is scanned again from the slot on. Keys may repeat,
+    /// as SCAN allows; a node whose slots are split into several runs is scanned once per run.
     pub fn exec_scan(self: &Arc<Self>, args: &[Bytes], req: Req) -> Fut {
         let Some(c) = std::str::from_utf8(&args[1])
             .ok()
@@ -557,44 +567,32 @@ impl Proxy {
         else {
             return ready(resp::error("ERR invalid cursor"));
         };
-        // The proxy's cursor is `backend_cursor << 31 | node_fingerprint << 15 | side << 14 | slot`: the node is
-        // "the one serving `slot` on `side`" (Ferrite = 0, upstream = 1); nodes are visited in (side, lowest slot)
-        // order. A backend cursor only means something on the node that issued it (Redis seeds its hash function
-        // per process), so when another node serves the slot now (a failover, a reshard) that node is scanned
-        // again from the start: keys may repeat, as SCAN allows, but none present throughout is missed.
-        let nodes = self.scan_nodes();
-        let (side, slot, fp, inner) = if c == 0 {
-            match nodes.first() {
-                Some((side, slot, a)) => (*side, *slot, node_fingerprint(a), 0),
+        let (side, slot, addr, inner) = if c == 0 {
+            match self.scan_position(Side::Ferrite, None, None) {
+                Some((side, slot, a)) => (side, slot, a, 0),
                 None => return ready(resp::error("CLUSTERDOWN no backend node is known yet")),
             }
         } else {
             let side = if c & (1 << 14) != 0 { Side::Upstream } else { Side::Ferrite };
-            (side, (c & 0x3fff) as u16, ((c >> 15) & 0xffff) as u16, c >> 31)
+            let (slot, fp, inner) = ((c & 0x3fff) as u16, ((c >> 15) & 0xffff) as u16, c >> 31);
+            match self.topo(side).and_then(|t| t.node(slot)) {
+                // The node that issued the backend cursor still serves the slot: go on there.
+                Some(a) if node_fingerprint(&a) == fp => (side, slot, a, inner),
+                Some(a) => (side, slot, a, 0),
+                // Nobody serves the slot now: go on at the next slot that is served.
+                None => match self.scan_position(side, Some(slot), None) {
+                    Some((side, slot, a)) => (side, slot, a, 0),
+                    None => return ready(empty_scan_page()),
+                },
+            }
         };
-        let Some(addr) = self.topo(side).and_then(|t| t.node(slot)) else {
-            return ready(resp::error("ERR invalid cursor"));
-        };
-        let fp_now = node_fingerprint(&addr);
-        let inner = if fp_now == fp { inner } else { 0 };
-        // Where this node is in the visiting order (by the lowest slot it serves now).
-        let rank = |s: Side| if s == Side::Upstream { 1 } else { 0 };
-        let next_node = match nodes.iter().position(|(s, _, a)| *s == side && *a == addr) {
-            Some(i) => nodes.get(i + 1),
-            // The map changed between two reads: go on after the cursor's own slot.
-            None => nodes.iter().find(|(s, sl, _)| (rank(*s), *sl) > (rank(side), slot)),
-        }
-        .map(|&(s, sl, _)| (s, sl));
+        let fp = node_fingerprint(&addr);
         let mut sub: Vec<Bytes> = args.to_vec();
         sub[1] = Bytes::from(inner.to_string());
         let sreq = Req { data: encode_cmd(&sub), ..req };
-        let fut = self.exec_node(side, addr, sreq);
+        let fut = self.exec_node(side, addr.clone(), sreq);
         let me = self.clone();
         let side_bit = |s: Side| if s == Side::Upstream { 1u64 << 14 } else { 0 };
-        let next_fp = next_node.map(|(s, sl)| {
-            let a = nodes.iter().find(|(ns, nsl, _)| *ns == s && *nsl == sl).map(|n| node_fingerprint(&n.2));
-            (s, sl, a.unwrap_or(0))
-        });
         Box::pin(async move {
             let r = fut.await;
             if r.first() == Some(&b'-') {
@@ -609,17 +607,18 @@ impl Proxy {
                 if next > (u64::MAX >> 31) {
                     return resp::error("ERR internal proxy error: backend SCAN cursor too large");
                 }
-                (next << 31) | (fp_now as u64) << 15 | side_bit(side) | slot as u64
+                (next << 31) | (fp as u64) << 15 | side_bit(side) | slot as u64
             } else {
-                match next_fp {
-                    Some((s, sl, f)) => (f as u64) << 15 | side_bit(s) | sl as u64,
+                // The map as it is now, after this node's scan.
+                match me.scan_position(side, Some(slot), Some(&addr)) {
+                    Some((s, sl, a)) => (node_fingerprint(&a) as u64) << 15 | side_bit(s) | sl as u64,
                     None => 0,
                 }
             };
             let mut items: Vec<Bytes> = Vec::new();
             for k in keys.items() {
                 if let Some(b) = k.bytes() {
-                    if me.owned_by(side, b) {
+                    if key_hash_slot(b) >= slot && me.owned_by(side, b) {
                         items.push(bulk(b));
                     }
                 }
@@ -632,14 +631,29 @@ impl Proxy {
         })
     }
 
-    /// The nodes a SCAN visits: (side, lowest slot served, address), Ferrite's first, each side in slot order.
-    fn scan_nodes(&self) -> Vec<(Side, u16, Arc<str>)> {
-        let mut v: Vec<(Side, u16, Arc<str>)> =
-            self.ferrite.masters_by_slot().into_iter().map(|(s, a)| (Side::Ferrite, s, a)).collect();
-        if let Some(u) = &self.upstream {
-            v.extend(u.masters_by_slot().into_iter().map(|(s, a)| (Side::Upstream, s, a)));
+    /// The next SCAN position after (`side`, `after`) (`None`: from the start of `side`): the first later slot with
+    /// a node serving it, other than `done` on the same side; Ferrite's side comes before the upstream side.
+    fn scan_position(&self, side: Side, after: Option<u16>, done: Option<&Arc<str>>) -> Option<(Side, u16, Arc<str>)> {
+        let sides: &[Side] = match side {
+            Side::Ferrite => &[Side::Ferrite, Side::Upstream],
+            Side::Upstream => &[Side::Upstream],
+        };
+        for &sd in sides {
+            let Some(topo) = self.topo(sd) else { continue };
+            let view = topo.view();
+            let from = match after {
+                Some(a) if sd == side => a as usize + 1,
+                _ => 0,
+            };
+            for s in from..crate::topology::NSLOTS {
+                if let Some(a) = view.node(s as u16) {
+                    if sd != side || done.is_none_or(|d| d != a) {
+                        return Some((sd, s as u16, a.clone()));
+                    }
+                }
+            }
         }
-        v
+        None
     }
 
     /// Split a multi-key command over slots and merge the replies in key order.
@@ -746,6 +760,11 @@ pub(crate) fn fix_host(to: &str, asked: Option<&str>) -> String {
 
 pub fn int_reply(n: i64) -> Bytes {
     Bytes::from(format!(":{n}\r\n"))
+}
+
+/// A SCAN reply that ends the iteration with no keys.
+fn empty_scan_page() -> Bytes {
+    Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n")
 }
 
 pub fn bulk(b: &[u8]) -> Bytes {

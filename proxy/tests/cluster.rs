@@ -497,6 +497,55 @@ fn shard_subscription_follows_an_upstream_slot_move() {
     }
 }
 
+/// A SCAN iteration through the proxy survives an upstream reshard that moves slots not reached yet to a node
+/// already scanned (`redis-cli --cluster reshard`): every key present for the whole iteration is returned.
+#[test]
+fn scan_iteration_survives_a_reshard_to_a_scanned_node() {
+    let cluster = Cluster::start(3, 0);
+    let proxy = start_proxy_cluster(&cluster.seed(), &[]);
+    let mut c = proxy.conn();
+    let n = 3000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let cmds: Vec<Vec<Vec<u8>>> =
+            chunk.iter().map(|i| vec![b"SET".to_vec(), format!("srs:{i}").into_bytes(), b"v".to_vec()]).collect();
+        for r in c.pipeline(&cmds) {
+            assert_eq!(r, b"+OK\r\n");
+        }
+    }
+    let first = cluster.master_of_slot(0);
+    let last = cluster.master_of_slot(16383);
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = "0".to_string();
+    let mut resharded = false;
+    for _ in 0..100_000 {
+        let r = Reply::parse(&c.cmd(&["SCAN", &cursor, "MATCH", "srs:*", "COUNT", "50"]));
+        let items = r.items();
+        assert_eq!(items.len(), 2, "{r:?}");
+        cursor = String::from_utf8(items[0].as_bytes().unwrap().to_vec()).unwrap();
+        for k in items[1].items() {
+            seen.insert(k.as_bytes().unwrap().to_vec());
+        }
+        if cursor == "0" {
+            break;
+        }
+        // Once the node serving slot 0 is done (the cursor's position is past its slots), move 1000 slots of the
+        // node serving the last slots, not scanned yet, to it.
+        let pos = cursor.parse::<u64>().unwrap() & 0x3fff;
+        if !resharded && cluster.master_of_slot(pos as u16) != first {
+            cluster.reshard(last, first, 1000);
+            resharded = true;
+            // Requests for the moved slots get -MOVED, which makes the proxy re-read the map.
+            for i in 0..300 {
+                assert_eq!(c.cmd(&["GET", &format!("srs:{i}")]), b"$1\r\nv\r\n");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    assert!(resharded, "the iteration ended before the reshard");
+    assert_eq!(cursor, "0", "the iteration did not end");
+    assert_eq!(seen.len(), n, "keys missed by the iteration");
+}
+
 /// A SCAN iteration through the proxy survives an upstream failover in the middle: every key present for the whole
 /// iteration is returned (the cursor names "the node serving slot s", which the promoted replica now is).
 #[test]
