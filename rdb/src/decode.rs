@@ -10,11 +10,14 @@ pub struct Reader<'a> {
     /// After a `Truncated` error: the input length that would have let the
     /// failing read succeed (a lower bound for a retry).
     want: usize,
+    /// Deep sanitization (Redis's `sanitize-dump-payload yes`): also refuse what Redis only checks then (an
+    /// intset out of order).
+    pub deep: bool,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0, want: 0 }
+        Reader { buf, pos: 0, want: 0, deep: false }
     }
 
     pub fn remaining(&self) -> usize {
@@ -264,6 +267,15 @@ fn finish_set(v: Vec<Vec<u8>>) -> Result<RdbValue> {
     Ok(RdbValue::Set(v))
 }
 
+/// Report a packed value that failed to decode (or holds duplicates) with Redis's message for its encoding; an
+/// empty collection stays [`RdbError::EmptyKey`].
+fn integrity<T>(r: Result<T>, msg: &'static str) -> Result<T> {
+    r.map_err(|e| match e {
+        RdbError::EmptyKey => RdbError::EmptyKey,
+        _ => RdbError::Bad(msg),
+    })
+}
+
 /// Decode a value of RDB type `ty` from `r`.
 pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
     match ty {
@@ -310,36 +322,79 @@ pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
             }
             finish_hash(v)
         }
-        t::HASH_ZIPMAP => finish_hash(packs::zipmap(&r.string()?)?),
+        // A packed encoding that is not valid (or holds duplicates) is refused with Redis's message for it.
+        t::HASH_ZIPMAP => {
+            let blob = r.string()?;
+            integrity(packs::zipmap(&blob).and_then(finish_hash), "Zipmap integrity check failed.")
+        }
         t::LIST_ZIPLIST => {
-            let v = packs::ziplist(&r.string()?)?;
+            let blob = r.string()?;
+            let v = integrity(packs::ziplist(&blob), "List ziplist integrity check failed.")?;
             if v.is_empty() {
                 return Err(RdbError::EmptyKey);
             }
             Ok(RdbValue::List(v))
         }
-        t::SET_INTSET => finish_set(packs::intset(&r.string()?)?),
-        t::SET_LISTPACK => finish_set(packs::listpack(&r.string()?)?),
-        t::ZSET_ZIPLIST => zset_from_pairs(pairs(packs::ziplist(&r.string()?)?)?),
-        t::ZSET_LISTPACK => zset_from_pairs(pairs(packs::listpack(&r.string()?)?)?),
-        t::HASH_ZIPLIST => finish_hash(pairs(packs::ziplist(&r.string()?)?)?),
-        t::HASH_LISTPACK => finish_hash(pairs(packs::listpack(&r.string()?)?)?),
+        t::SET_INTSET => {
+            let blob = r.string()?;
+            integrity(packs::intset(&blob, r.deep).and_then(finish_set), "Intset integrity check failed.")
+        }
+        t::SET_LISTPACK => {
+            let blob = r.string()?;
+            integrity(packs::listpack(&blob).and_then(finish_set), "Set listpack integrity check failed.")
+        }
+        t::ZSET_ZIPLIST => {
+            let blob = r.string()?;
+            integrity(
+                packs::ziplist(&blob).and_then(pairs).and_then(zset_from_pairs),
+                "Zset ziplist integrity check failed.",
+            )
+        }
+        t::ZSET_LISTPACK => {
+            let blob = r.string()?;
+            integrity(
+                packs::listpack(&blob).and_then(pairs).and_then(zset_from_pairs),
+                "Zset listpack integrity check failed.",
+            )
+        }
+        t::HASH_ZIPLIST => {
+            let blob = r.string()?;
+            integrity(
+                packs::ziplist(&blob).and_then(pairs).and_then(finish_hash),
+                "Hash ziplist integrity check failed.",
+            )
+        }
+        t::HASH_LISTPACK => {
+            let blob = r.string()?;
+            integrity(
+                packs::listpack(&blob).and_then(pairs).and_then(finish_hash),
+                "Hash listpack integrity check failed.",
+            )
+        }
         t::LIST_QUICKLIST | t::LIST_QUICKLIST_2 => {
             let nodes = r.count()?;
             let mut v = Vec::new();
             for _ in 0..nodes {
                 let container = if ty == t::LIST_QUICKLIST_2 { r.len()? } else { 2 };
-                let blob = r.string()?;
-                match container {
-                    1 => v.push(blob),
-                    2 => {
-                        let items =
-                            if ty == t::LIST_QUICKLIST { packs::ziplist(&blob)? } else { packs::listpack(&blob)? };
-                        // Redis skips empty nodes.
-                        v.extend(items);
-                    }
-                    _ => return Err(RdbError::Bad("bad quicklist container")),
+                if container != 1 && container != 2 {
+                    return Err(RdbError::Bad("Quicklist integrity check failed."));
                 }
+                let blob = r.string()?;
+                // Redis refuses a node with no bytes, packed or plain.
+                if blob.is_empty() {
+                    return Err(RdbError::Bad("empty quicklist node"));
+                }
+                if container == 1 {
+                    v.push(blob);
+                    continue;
+                }
+                let items = if ty == t::LIST_QUICKLIST {
+                    integrity(packs::ziplist(&blob), "Ziplist integrity check failed.")?
+                } else {
+                    integrity(packs::listpack(&blob), "Listpack integrity check failed.")?
+                };
+                // Redis skips empty nodes.
+                v.extend(items);
             }
             if v.is_empty() {
                 return Err(RdbError::EmptyKey);

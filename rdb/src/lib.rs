@@ -284,7 +284,13 @@ pub fn verify_dump_payload(p: &[u8]) -> Option<&[u8]> {
 
 /// Decode a verified DUMP body: type byte then the value.
 pub fn decode_dump_body(body: &[u8]) -> Result<RdbValue> {
+    decode_dump_body_with(body, false)
+}
+
+/// [`decode_dump_body`], with Redis's deep sanitization checks when `deep`.
+pub fn decode_dump_body_with(body: &[u8], deep: bool) -> Result<RdbValue> {
     let mut r = Reader::new(body);
+    r.deep = deep;
     let t = r.u8()?;
     decode_value(t, &mut r)
 }

@@ -243,13 +243,16 @@ pub fn ziplist(b: &[u8]) -> Result<Vec<Vec<u8>>> {
     if total != b.len() || b[total - 1] != 0xff {
         return Err(bad("ziplist header"));
     }
+    let tail = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
     let count = u16::from_le_bytes([b[8], b[9]]) as usize;
     let mut out = Vec::with_capacity(count.min(PREALLOC_CAP));
     let mut p = 10;
     let end = total - 1;
     let mut prev_len = 0usize;
+    let mut last_start = 10;
     while p < end {
         let start = p;
+        last_start = start;
         let first = b[p];
         let prevlen = if first < 254 {
             p += 1;
@@ -323,12 +326,18 @@ pub fn ziplist(b: &[u8]) -> Result<Vec<Vec<u8>>> {
     if count != 0xffff && count != out.len() {
         return Err(bad("ziplist count mismatch"));
     }
+    // The header's tail offset must point at the last entry (the end marker's offset when empty: 10).
+    if tail != last_start {
+        return Err(bad("ziplist tail offset"));
+    }
     Ok(out)
 }
 
-/// Members of an intset blob. Like Redis without deep sanitization, the
-/// order is not checked (duplicates are rejected by the caller).
-pub fn intset(b: &[u8]) -> Result<Vec<Vec<u8>>> {
+/// Members of an intset blob. With `deep` (Redis's deep sanitization) they
+/// must be in strictly ascending order, as Redis writes them; without it,
+/// like Redis, the order is not checked (duplicates are rejected by the
+/// caller; ferrite rebuilds the set, so the order does not matter to it).
+pub fn intset(b: &[u8], deep: bool) -> Result<Vec<Vec<u8>>> {
     if b.len() < 8 {
         return Err(bad("intset too short"));
     }
@@ -341,6 +350,7 @@ pub fn intset(b: &[u8]) -> Result<Vec<Vec<u8>>> {
         return Err(bad("intset size"));
     }
     let mut out = Vec::with_capacity(n.min(PREALLOC_CAP));
+    let mut prev: Option<i64> = None;
     for c in b[8..].chunks_exact(enc) {
         let v = match enc {
             2 => i16::from_le_bytes([c[0], c[1]]) as i64,
@@ -351,6 +361,10 @@ pub fn intset(b: &[u8]) -> Result<Vec<Vec<u8>>> {
                 i64::from_le_bytes(a)
             }
         };
+        if deep && prev.is_some_and(|p| p >= v) {
+            return Err(bad("intset order"));
+        }
+        prev = Some(v);
         out.push(int_bytes(v));
     }
     Ok(out)
@@ -391,6 +405,10 @@ pub fn zipmap(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     if p + 1 != b.len() {
         return Err(bad("zipmap trailing bytes"));
+    }
+    // Redis refuses an empty zipmap as corrupt (not as an empty key).
+    if out.is_empty() {
+        return Err(bad("empty zipmap"));
     }
     Ok(out)
 }

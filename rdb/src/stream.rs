@@ -21,50 +21,53 @@ pub const NO_FIRST_ID: StreamId = StreamId { ms: u64::MAX, seq: u64::MAX };
 const NODE_MAX_ENTRIES: usize = 100;
 const NODE_MAX_BYTES: usize = 4096;
 
+/// Redis's message for a stream node whose listpack is not a valid stream node.
+const LP_INTEGRITY: &str = "Stream listpack integrity check failed.";
+
 fn bad(m: &'static str) -> RdbError {
     RdbError::Bad(m)
 }
 
 fn int(v: &[u8]) -> Result<i64> {
-    packs::canonical_int(v).ok_or(bad("stream listpack: integer expected"))
+    packs::canonical_int(v).ok_or(bad(LP_INTEGRITY))
 }
 
 /// Decode one node: its 16-byte master ID key and listpack blob, appending
 /// its entries (tombstones included) to `out`. `prev` is the last ID seen
 /// in the stream so far (IDs must ascend). Returns the number of entries.
 pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut Vec<RdbStreamEntry>) -> Result<u32> {
-    let key: [u8; 16] = key.try_into().map_err(|_| bad("stream node key is not a stream ID"))?;
+    let key: [u8; 16] = key.try_into().map_err(|_| bad("Stream node key entry is not the size of a stream ID"))?;
     let master = StreamId::from_be_bytes(key);
-    let items = packs::listpack_uncounted(lp)?;
+    let items = packs::listpack_uncounted(lp).map_err(|_| bad(LP_INTEGRITY))?;
     if items.is_empty() {
-        return Err(bad("empty listpack inside stream"));
+        return Err(bad("Empty listpack inside stream"));
     }
     let mut it = items.iter();
-    let mut next = || it.next().ok_or(bad("stream listpack truncated"));
+    let mut next = || it.next().ok_or(bad(LP_INTEGRITY));
     let count = int(next()?)?;
     let deleted = int(next()?)?;
     let nmaster = int(next()?)?;
     if count < 0 || deleted < 0 || nmaster <= 0 {
-        return Err(bad("stream master entry"));
+        return Err(bad(LP_INTEGRITY));
     }
     let mut master_fields: Vec<&[u8]> = Vec::with_capacity((nmaster as usize).min(PREALLOC_CAP));
     for _ in 0..nmaster {
         master_fields.push(next()?);
     }
     if int(next()?)? != 0 {
-        return Err(bad("stream master entry terminator"));
+        return Err(bad(LP_INTEGRITY));
     }
     let (mut live, mut dead) = (0i64, 0i64);
     let mut n = 0u32;
     let mut it = it.peekable();
     while it.peek().is_some() {
-        let mut next = || it.next().ok_or(bad("stream listpack truncated"));
+        let mut next = || it.next().ok_or(bad(LP_INTEGRITY));
         let flags = int(next()?)?;
         let ms = master.ms.wrapping_add(int(next()?)? as u64);
         let seq = master.seq.wrapping_add(int(next()?)? as u64);
         let id = StreamId::new(ms, seq);
         if prev.is_some_and(|p| id <= p) || (n == 0 && id < master) {
-            return Err(bad("stream IDs not ascending"));
+            return Err(bad(LP_INTEGRITY));
         }
         *prev = Some(id);
         let mut fields = Vec::new();
@@ -76,7 +79,7 @@ pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut
         } else {
             let nf = int(next()?)?;
             if nf <= 0 {
-                return Err(bad("stream entry field count"));
+                return Err(bad(LP_INTEGRITY));
             }
             for _ in 0..nf {
                 let f = next()?.clone();
@@ -86,7 +89,7 @@ pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut
             nf.saturating_mul(2).saturating_add(4)
         };
         if int(next()?)? != lp_count {
-            return Err(bad("stream entry lp-count"));
+            return Err(bad(LP_INTEGRITY));
         }
         let del = flags & FLAG_DELETED != 0;
         if del {
@@ -98,10 +101,10 @@ pub fn decode_node(key: &[u8], lp: &[u8], prev: &mut Option<StreamId>, out: &mut
         n += 1;
     }
     if live != count || dead != deleted {
-        return Err(bad("stream master entry counters"));
+        return Err(bad(LP_INTEGRITY));
     }
     if n == 0 {
-        return Err(bad("stream node without entries"));
+        return Err(bad(LP_INTEGRITY));
     }
     Ok(n)
 }
@@ -194,29 +197,29 @@ impl GroupCheck {
         self.owners.clear();
         self.consumers.clear();
         if !self.names.insert(name.to_vec()) {
-            return Err(bad("duplicated consumer group name"));
+            return Err(bad("Duplicated consumer group name"));
         }
         Ok(())
     }
 
     pub fn pel(&mut self, id: StreamId) -> Result<()> {
         if self.owners.insert(id, false).is_some() {
-            return Err(bad("duplicated global PEL entry"));
+            return Err(bad("Duplicated global PEL entry loading stream consumer group"));
         }
         Ok(())
     }
 
     pub fn consumer(&mut self, name: &[u8]) -> Result<()> {
         if !self.consumers.insert(name.to_vec()) {
-            return Err(bad("duplicate stream consumer"));
+            return Err(bad("Duplicate stream consumer detected."));
         }
         Ok(())
     }
 
     pub fn owned(&mut self, id: StreamId) -> Result<()> {
         match self.owners.get_mut(&id) {
-            None => Err(bad("consumer PEL entry not in the group PEL")),
-            Some(true) => Err(bad("duplicated consumer PEL entry")),
+            None => Err(bad("Consumer entry not found in group global PEL")),
+            Some(true) => Err(bad("Duplicated consumer PEL entry loading a stream consumer group")),
             Some(o) => {
                 *o = true;
                 Ok(())
@@ -226,7 +229,7 @@ impl GroupCheck {
 
     pub fn end_group(&mut self) -> Result<()> {
         if self.owners.values().any(|o| !o) {
-            return Err(bad("group PEL entry without owner"));
+            return Err(bad("Stream CG PEL entry without consumer"));
         }
         Ok(())
     }
@@ -288,7 +291,7 @@ pub fn decode(ty: u8, r: &mut Reader<'_>) -> Result<RdbStream> {
 pub fn check_length(s: &RdbStream) -> Result<()> {
     let live = s.entries.iter().filter(|e| !e.deleted).count() as u64;
     if live != s.length {
-        return Err(bad("stream length inconsistent with its entries"));
+        return Err(bad("Stream length inconsistent with rax entries"));
     }
     Ok(())
 }

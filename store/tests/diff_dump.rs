@@ -891,3 +891,98 @@ fn old_stream_type_15_loads_like_redis() {
         same_views(&fv, &rv, &format!("{k} from type 15"));
     }
 }
+
+/// The value of `t` as in [`view`], except a sorted set's members are compared as a set of (member, score): a
+/// damaged listpack can hold members out of score order, which Redis keeps as they are and ferrite re-sorts.
+fn loose_view(c: &mut Conn) -> Vec<Vec<u8>> {
+    if cmd(c, &[b"TYPE", b"t"]) != b"+zset\r\n" {
+        return view(c, b"t");
+    }
+    let e = elems(&cmd(c, &[b"ZRANGE", b"t", b"0", b"-1", b"WITHSCORES"]));
+    let mut pairs: Vec<Vec<u8>> = e.chunks(2).map(|p| [p[0].clone(), b"=".to_vec(), p[1].clone()].concat()).collect();
+    pairs.sort();
+    pairs.push(cmd(c, &[b"ZCARD", b"t"]));
+    pairs
+}
+
+/// `DEBUG SET-SKIP-CHECKSUM-VALIDATION 1` on both servers, deep sanitization in Redis: every byte of real DUMP
+/// payloads of each compact encoding is damaged in turn and the payload restored with a zero checksum. Both must
+/// refuse it with the same error or load the same value; ferrite may only refuse what Redis also refuses, except
+/// that it never keeps a corrupt value Redis would keep (it rebuilds its own structures).
+#[test]
+fn skipped_checksum_and_damaged_packed_payloads_match_redis() {
+    let mut p = Pair::start_with(&["--sanitize-dump-payload", "yes"], &["--sanitize-dump-payload", "yes"]);
+    for c in [&mut p.r, &mut p.f] {
+        assert_eq!(c.cmd(&["DEBUG", "SET-SKIP-CHECKSUM-VALIDATION", "1"]), b"+OK\r\n");
+    }
+    p.r.line("HSET h a 1 bb 22 ccc 333 n -7");
+    p.r.line("ZADD z 1 a 2.5 b -3 c 100000 d");
+    p.r.line("SADD si 1 2 300 -70000 5000000000");
+    p.r.line("RPUSH l a bb 1 -2 300 70000 5000000000 xyz");
+    p.r.line("SET s hello");
+    let mut payloads = Vec::new();
+    for k in ["h", "z", "si", "l", "s"] {
+        payloads.push((k, bulk(&cmd(&mut p.r, &[b"DUMP", k.as_bytes()])).unwrap()));
+    }
+    let zero_crc = |body: &[u8]| {
+        let mut v = body.to_vec();
+        v.extend_from_slice(&10u16.to_le_bytes());
+        v.extend_from_slice(&[0u8; 8]);
+        v
+    };
+    let (mut both_ok, mut both_err, mut stricter) = (0, 0, 0);
+    for (k, good) in &payloads {
+        let body = &good[..good.len() - 10];
+        // The undamaged payload loads with a wrong checksum on both.
+        let mut cases = vec![zero_crc(body)];
+        for i in 0..body.len() {
+            for m in [0x01u8, 0x80, 0xff] {
+                let mut v = body.to_vec();
+                v[i] ^= m;
+                cases.push(zero_crc(&v));
+            }
+        }
+        for (n, c) in cases.iter().enumerate() {
+            let r = p.r.cmd(&[&b"RESTORE"[..], b"t", b"0", c, b"REPLACE"]);
+            let f = p.f.cmd(&[&b"RESTORE"[..], b"t", b"0", c, b"REPLACE"]);
+            if n == 0 {
+                assert_eq!(
+                    (support::show(&r), support::show(&f)),
+                    ("+OK\\r\\n".into(), "+OK\\r\\n".into()),
+                    "{k}: undamaged"
+                );
+            }
+            match (r == b"+OK\r\n", f == b"+OK\r\n") {
+                (true, true) => {
+                    both_ok += 1;
+                    assert_eq!(loose_view(&mut p.f), loose_view(&mut p.r), "{k} case {n}");
+                }
+                (false, false) => {
+                    both_err += 1;
+                    assert_eq!(support::show(&f), support::show(&r), "{k} case {n}");
+                }
+                (true, false) => {
+                    stricter += 1;
+                    assert_eq!(f, b"-ERR Bad data format\r\n", "{k} case {n}");
+                }
+                (false, true) => panic!("{k} case {n}: ferrite kept a payload Redis refuses: {}", support::show(&r)),
+            }
+            for c in [&mut p.r, &mut p.f] {
+                c.cmd(&["DEL", "t"]);
+            }
+        }
+    }
+    eprintln!(
+        "damaged payloads: {both_ok} loaded by both, {both_err} refused by both, {stricter} refused by ferrite only"
+    );
+    assert!(both_err > 100, "too few refused payloads: {both_err}");
+    // Without the flag a wrong checksum is refused again.
+    for c in [&mut p.r, &mut p.f] {
+        assert_eq!(c.cmd(&["DEBUG", "SET-SKIP-CHECKSUM-VALIDATION", "0"]), b"+OK\r\n");
+        let body = &payloads[0].1[..payloads[0].1.len() - 10];
+        assert_eq!(
+            c.cmd(&[&b"RESTORE"[..], b"t2", b"0", &zero_crc(body)]),
+            b"-ERR DUMP payload version or checksum are wrong\r\n"
+        );
+    }
+}

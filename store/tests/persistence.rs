@@ -1240,3 +1240,34 @@ fn debug_loadaof_with_aof_off_loads_the_rewritten_files() {
     assert_eq!(got[0], got[1]);
     assert_eq!(got[1].0, V::I(1));
 }
+
+/// A dump.rdb whose checksum is right but whose hash listpack header is damaged (written by a real Redis, then
+/// edited): both servers refuse to start, with Redis's integrity message for the encoding and its verdict line.
+#[test]
+fn corrupt_rdb_content_is_reported_as_redis_does() {
+    let dir = TempDir::new("badlp");
+    let r = redis_in(&dir.0, &[]);
+    let mut rc = Conn::connect(r.port).unwrap();
+    ok(&mut rc, "HSET hk a 1 bb 2");
+    ok(&mut rc, "SAVE");
+    stop(r, &mut rc, "SHUTDOWN NOSAVE");
+    let path = dir.0.join("dump.rdb");
+    let mut b = std::fs::read(&path).unwrap();
+    // Type 16 (hash listpack), key "hk", then the blob's length byte and the listpack's total-bytes field.
+    let at = b.windows(4).position(|w| w == b"\x10\x02hk").expect("hash listpack record") + 5;
+    let total = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    b[at..at + 4].copy_from_slice(&(total + 1).to_le_bytes());
+    let n = b.len();
+    let crc = ferrite_rdb::crc64::crc64(0, &b[..n - 8]);
+    b[n - 8..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let redis_out = redis_fails(&dir.0, &[]);
+    for text in ["Hash listpack integrity check failed.", "Terminating server after rdb file reading failure."] {
+        assert!(redis_out.contains(text), "redis-server: {redis_out}");
+    }
+    let (code, err) = ferrite_fails(&dir.0, &[]);
+    assert_eq!(code, 1, "{err}");
+    for text in ["Hash listpack integrity check failed.", "Terminating server after rdb file reading failure."] {
+        assert!(err.contains(text), "ferrite: {err}");
+    }
+}

@@ -9,7 +9,7 @@
 //! shorter), and the quicklist fields are computed from the list as Redis
 //! would pack it with the current `list-max-listpack-size`.
 //!
-//! Accepted with no effect in Ferrite: SET-SKIP-CHECKSUM-VALIDATION,
+//! Accepted with no effect in Ferrite:
 //! AOF-FLUSH-SLEEP, PAUSE-CRON, CHANGE-REPL-ID (no replication), REPLYBUFFER
 //! (no reply buffer resizing), QUICKLIST-PACKED-THRESHOLD (lists are not
 //! stored as quicklists; only DEBUG OBJECT's node count uses it), LISTPACK
@@ -378,7 +378,12 @@ pub fn run(cx: &mut Cx) -> CmdResult {
             cx.out.ok();
             Ok(())
         }
-        (b"set-skip-checksum-validation", 3) | (b"aof-flush-sleep", 3) | (b"pause-cron", 3) => {
+        (b"set-skip-checksum-validation", 3) => {
+            crate::cmd::dump::set_skip_checksum(atoi(cx.arg(2)) != 0);
+            cx.out.ok();
+            Ok(())
+        }
+        (b"aof-flush-sleep", 3) | (b"pause-cron", 3) => {
             cx.out.ok();
             Ok(())
         }

@@ -197,6 +197,14 @@ pub fn load_at_startup(srv: &Arc<Server>) -> Result<(), String> {
                     srv.repl.restore_from_rdb(replica);
                     Ok(())
                 }
+                Err(e) if e.starts_with(load::CORRUPT) => {
+                    // Like Redis (whose RDB check then repeats the reason): the error, then the verdict.
+                    let reason = &e[load::CORRUPT.len()..];
+                    eprintln!("ferrite: Internal error in RDB reading offset 0, function at rdb.c:0 -> {reason}");
+                    eprintln!("ferrite: --- RDB ERROR DETECTED ---");
+                    eprintln!("ferrite: [{}] {reason}", path.display());
+                    Err("Terminating server after rdb file reading failure.".to_string())
+                }
                 Err(e) => Err(format!("Short read or OOM loading DB. Unrecoverable error, aborting now. ({e})")),
             }
         } else {
