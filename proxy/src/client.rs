@@ -1407,6 +1407,9 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let mut deferred: Option<Vec<Bytes>> = None;
     let mut closing = false;
     let mut shutdown = proxy.shutdown_rx();
+    // Created once: a `changed()` future made in every loop turn registers and unregisters a waiter each time.
+    let shutdown_changed = shutdown.changed();
+    tokio::pin!(shutdown_changed);
     proxy.metrics.client_connections.inc();
     proxy.metrics.clients_accepted.inc();
     // Put a reply in its place in the queue.
@@ -1642,7 +1645,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     break;
                 }
             }
-            _ = shutdown.changed(), if !closing => {
+            _ = &mut shutdown_changed, if !closing => {
                 // Graceful shutdown: finish what was received, then close.
                 closing = true;
             }

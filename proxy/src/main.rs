@@ -27,11 +27,15 @@ fn main() {
     } else {
         sub.init();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // One worker in front of remote backends: tokio's single-threaded scheduler (no work-stealing bookkeeping per
+    // wake-up). The embedded store needs the multi-threaded one (it parks workers with `block_in_place`).
+    let embedded = cfg.upstream_cluster.is_empty() && cfg.ferrite.is_none();
+    let rt = if cfg.threads == 1 && !embedded {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cfg.threads).enable_all().build()
+    }
+    .expect("tokio runtime");
     rt.block_on(async move {
         let running = match ferrite_proxy::Proxy::start(cfg).await {
             Ok(r) => r,
