@@ -1406,6 +1406,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     let mut args: Vec<Bytes> = Vec::new();
     let mut deferred: Option<Vec<Bytes>> = None;
     let mut closing = false;
+    let mut pushes = false;
     let mut shutdown = proxy.shutdown_rx();
     // Created once: a `changed()` future made in every loop turn registers and unregisters a waiter each time.
     let shutdown_changed = shutdown.changed();
@@ -1567,7 +1568,10 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 ctrl_pending -= 1;
             }
         }
-        if ctrl_pending == 0 {
+        // Pushed messages exist only once the client used pub/sub (its sender is handed out then): other clients
+        // skip the channel entirely.
+        pushes |= cl.pubsub.is_some();
+        if ctrl_pending == 0 && pushes {
             while let Ok(m) = push_rx.try_recv() {
                 out.extend_from_slice(&m);
             }
@@ -1595,7 +1599,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             cl.barrier = false;
             continue;
         }
-        if push_rx.len() > MAX_PUSH_BACKLOG {
+        if pushes && push_rx.len() > MAX_PUSH_BACKLOG {
             // Like Redis's pub/sub output buffer limit: a subscriber that does not read is disconnected.
             tracing::warn!(client = cl.id, backlog = push_rx.len(), "closing a pub/sub client that does not read");
             break;
@@ -1615,7 +1619,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 }
             }
             _ = inbox_ready, if fast_waiting > 0 => {}
-            m = push_rx.recv(), if ctrl_pending == 0 => {
+            m = push_rx.recv(), if ctrl_pending == 0 && pushes => {
                 if let Some(m) = m {
                     out.extend_from_slice(&m);
                 }
