@@ -61,6 +61,72 @@ fn migrate_same_as_redis() {
     }
 }
 
+/// MIGRATE keeps its connection to the target, as Redis does (INFO `migrate_cached_sockets`), and a cached
+/// connection the target closed meanwhile (the target restarted) is replaced at once: no error reaches the client.
+#[test]
+fn migrate_caches_connections_like_redis() {
+    let target = support::start_redis(&[]);
+    let tp = target.port.to_string();
+    let src_r = support::start_redis(&[]);
+    let src_f = support::start_ferrite(&[]);
+    let cached = |c: &mut support::Conn| -> String {
+        let info = String::from_utf8_lossy(&c.cmd(&["INFO", "stats"])).to_string();
+        info.lines().find(|l| l.starts_with("migrate_cached_sockets:")).unwrap_or("missing").to_string()
+    };
+    let mut conns = [support::Conn::connect(src_r.port).unwrap(), support::Conn::connect(src_f.port).unwrap()];
+    let mut log: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for (i, c) in conns.iter_mut().enumerate() {
+        let k = format!("mk{i}");
+        log[i].push(cached(c));
+        c.cmd(&["SET", &k, "v"]);
+        c.cmd(&["SET", &format!("{k}b"), "w"]);
+        log[i].push(support::show(&c.cmd(&["MIGRATE", "127.0.0.1", &tp, &k, "0", "1000"])));
+        log[i].push(cached(c));
+        // Same target, another db: the cached connection selects it.
+        log[i].push(support::show(&c.cmd(&["MIGRATE", "127.0.0.1", &tp, &format!("{k}b"), "5", "1000", "COPY"])));
+        log[i].push(cached(c));
+    }
+    // The target restarts on the same port: the cached connections are dead.
+    drop(target);
+    let bin = support::which("redis-server").expect("redis-server not found: a real Redis 7.0 is needed");
+    let dir = support::TempDir::new("migrate-target");
+    let child = std::process::Command::new(bin)
+        .args(["--port", &tp, "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .arg(&dir.0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _target = Kill(child);
+    let target_port: u16 = tp.parse().unwrap();
+    let mut up = false;
+    for _ in 0..500 {
+        if support::Conn::connect(target_port).is_ok_and(|mut c| c.cmd(&["PING"]) == b"+PONG\r\n") {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(up, "redis-server did not restart on port {tp}");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let k = format!("mk{i}b");
+        log[i].push(support::show(&c.cmd(&["MIGRATE", "127.0.0.1", &tp, &k, "0", "1000"])));
+        log[i].push(cached(c));
+    }
+    assert_eq!(log[1], log[0], "ferrite (left) vs redis (right)");
+    assert_eq!(log[0][0], "migrate_cached_sockets:0");
+    assert_eq!(log[0][2], "migrate_cached_sockets:1");
+    assert_eq!(log[0][5], "+OK\\r\\n");
+    let mut t = support::Conn::connect(target_port).unwrap();
+    assert_eq!(t.cmd(&["EXISTS", "mk0b", "mk1b"]), b":2\r\n");
+}
+
 /// CLIENT TRACKING across connections: the same invalidation frames, in
 /// the same order, from a real Redis and from ferrite.
 #[test]

@@ -297,7 +297,7 @@ fn section(srv: &Server, name: &str, s: &mut String) {
             line!(s, "pubsubshard_channels:{shard}");
             line!(s, "latest_fork_usec:0");
             line!(s, "total_forks:{}", ld(&st.total_forks));
-            line!(s, "migrate_cached_sockets:0");
+            line!(s, "migrate_cached_sockets:{}", crate::cmd::keys::migrate::cached_sockets());
             let (tk, ti, tp) = crate::cmd::client::tracking::totals(srv);
             line!(s, "tracking_total_keys:{tk}");
             line!(s, "tracking_total_items:{ti}");

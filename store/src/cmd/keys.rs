@@ -36,7 +36,7 @@ pub static COMMANDS: &[CmdImpl] = &[
 ];
 
 #[path = "migrate.rs"]
-mod migrate;
+pub mod migrate;
 
 const SAME_OBJECT: CmdError = CmdError::st("ERR source and destination objects are the same");
 const DB_RANGE: CmdError = CmdError::st("ERR DB index is out of range");

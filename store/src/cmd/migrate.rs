@@ -1,16 +1,62 @@
 //! MIGRATE (included from `cmd/keys.rs`): DUMP the keys, send AUTH/SELECT/
-//! RESTORE to the target over a fresh blocking connection bounded by the
+//! RESTORE to the target over a blocking connection bounded by the
 //! command's timeout, and delete the keys the target accepted (unless
 //! COPY). Like Redis, the calling client waits for the transfer; only the
-//! shards of the migrated keys stay locked meanwhile. Differences from
-//! Redis: no connection caching between calls, and stream values cannot be
-//! serialized yet (an error, nothing is sent).
+//! shards of the migrated keys stay locked meanwhile.
+//!
+//! Connections are cached per `host:port` as in Redis: at most 64, closed
+//! after 10 s unused (INFO `migrate_cached_sockets`), SELECT sent only when
+//! the target db changed, and a cached connection found dead (a write fails,
+//! or the first reply cannot be read, other than by a timeout) is replaced by
+//! a fresh one once.
 
 use crate::cmd::{eq_ic, CmdError, CmdResult, Cx, SYNTAX};
 use crate::notify;
-use std::io::{BufRead, BufReader, Read, Write};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// Redis's MIGRATE_SOCKET_CACHE_ITEMS and MIGRATE_SOCKET_CACHE_TTL.
+const CACHE_ITEMS: usize = 64;
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
+struct Cached {
+    sock: TcpStream,
+    /// The db the last successful transfer selected (-1: unknown, SELECT next time).
+    db: i64,
+    last_use: Instant,
+}
+
+/// Process-wide, like Redis's `server.migrate_cached_sockets`. A connection in use is taken out of the map.
+static CACHE: LazyLock<Mutex<HashMap<String, Cached>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Close cached connections unused for 10 s (called by the server's cron and before counting them).
+pub fn purge_idle() {
+    let mut c = CACHE.lock();
+    if !c.is_empty() {
+        c.retain(|_, v| v.last_use.elapsed() <= CACHE_TTL);
+    }
+}
+
+/// INFO stats `migrate_cached_sockets`.
+pub fn cached_sockets() -> usize {
+    purge_idle();
+    CACHE.lock().len()
+}
+
+fn cache_put(key: String, sock: TcpStream, db: i64) {
+    let mut c = CACHE.lock();
+    if c.len() >= CACHE_ITEMS && !c.contains_key(&key) {
+        // Full: drop one entry, as Redis drops a random one.
+        if let Some(k) = c.keys().next().cloned() {
+            c.remove(&k);
+        }
+    }
+    c.insert(key, Cached { sock, db, last_use: Instant::now() });
+}
 
 fn push_cmd(buf: &mut Vec<u8>, args: &[&[u8]]) {
     buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
@@ -21,15 +67,39 @@ fn push_cmd(buf: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// One simple reply line (`+...` or `-...`), without the CRLF.
-fn read_line(r: &mut BufReader<TcpStream>) -> Option<String> {
+/// One simple reply line (`+...` or `-...`), without the CRLF; the error kind when it could not be read.
+fn read_line(r: &mut BufReader<TcpStream>) -> Result<String, ErrorKind> {
     let mut line = Vec::new();
     // Bounded: a reply line longer than 64 KiB is not a RESTORE/AUTH reply.
-    let n = r.take(64 * 1024).read_until(b'\n', &mut line).ok()?;
+    let n = r.take(64 * 1024).read_until(b'\n', &mut line).map_err(|e| e.kind())?;
     if n == 0 || !line.ends_with(b"\n") {
-        return None;
+        return Err(ErrorKind::UnexpectedEof);
     }
-    Some(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
+    Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn timed_out(k: ErrorKind) -> bool {
+    matches!(k, ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// A connection to the target: the cached one or a new one, with the db it has selected (-1: unknown).
+fn get_socket(key: &str, host: &str, port: &str, dur: Duration) -> Result<(TcpStream, i64), CmdError> {
+    if let Some(c) = CACHE.lock().remove(key) {
+        return Ok((c.sock, c.db));
+    }
+    // Redis connects without blocking and sees a refused connection only
+    // when it writes; a connect that times out is reported as such.
+    let addr = format!("{host}:{port}").to_socket_addrs().ok().and_then(|mut a| a.next());
+    match addr {
+        None => Err(CmdError::raw("IOERR error or timeout connecting to the client")),
+        Some(addr) => match TcpStream::connect_timeout(&addr, dur) {
+            Ok(s) => Ok((s, -1)),
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                Err(CmdError::raw("IOERR error or timeout connecting to the client"))
+            }
+            Err(_) => Err(CmdError::raw("IOERR error or timeout writing to target instance")),
+        },
+    }
 }
 
 pub fn migrate(cx: &mut Cx) -> CmdResult {
@@ -93,80 +163,104 @@ pub fn migrate(cx: &mut Cx) -> CmdResult {
 
     let host = String::from_utf8_lossy(cx.arg(1)).to_string();
     let port = String::from_utf8_lossy(cx.arg(2)).to_string();
+    let cache_key = format!("{host}:{port}");
     let dur = Duration::from_millis(timeout as u64);
-    // Redis connects without blocking and sees a refused connection only
-    // when it writes; a connect that times out is reported as such.
-    let addr = format!("{host}:{port}").to_socket_addrs().ok().and_then(|mut a| a.next());
-    let conn = match addr {
-        None => Err(CmdError::raw("IOERR error or timeout connecting to the client")),
-        Some(addr) => match TcpStream::connect_timeout(&addr, dur) {
-            Ok(s) => Ok(s),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                Err(CmdError::raw("IOERR error or timeout connecting to the client"))
-            }
-            Err(_) => Err(CmdError::raw("IOERR error or timeout writing to target instance")),
-        },
-    };
-    let mut sock = conn?;
-    if sock.set_read_timeout(Some(dur)).is_err() || sock.set_write_timeout(Some(dur)).is_err() {
-        return Err(CmdError::raw("IOERR error or timeout connecting to the client"));
-    }
-
-    let mut buf = Vec::new();
-    if let Some((user, pass)) = auth {
-        match user {
-            Some(u) => push_cmd(&mut buf, &[b"AUTH", u, pass]),
-            None => push_cmd(&mut buf, &[b"AUTH", pass]),
-        }
-    }
-    let db = dbid.to_string();
-    push_cmd(&mut buf, &[b"SELECT", db.as_bytes()]);
-    for (key, payload, ttl) in &items {
-        let t = ttl.to_string();
-        let mut args: Vec<&[u8]> = vec![b"RESTORE", key, t.as_bytes(), payload];
-        if replace {
-            args.push(b"REPLACE");
-        }
-        push_cmd(&mut buf, &args);
-    }
-    if sock.write_all(&buf).is_err() {
-        return Err(CmdError::raw("IOERR error or timeout writing to target instance"));
-    }
-    let Ok(rsock) = sock.try_clone() else {
-        return Err(CmdError::raw("IOERR error or timeout reading to target instance"));
-    };
-    let mut r = BufReader::new(rsock);
     let read_err = || CmdError::raw("IOERR error or timeout reading to target instance");
     let target_err = |l: &str| CmdError::err(format!("Target instance replied with error: {}", &l[1..]));
-    if auth.is_some() {
-        let l = read_line(&mut r).ok_or_else(read_err)?;
-        if l.starts_with('-') {
-            return Err(target_err(&l));
+    let mut may_retry = true;
+    'attempt: loop {
+        let (mut sock, last_db) = get_socket(&cache_key, &host, &port, dur)?;
+        if sock.set_read_timeout(Some(dur)).is_err() || sock.set_write_timeout(Some(dur)).is_err() {
+            return Err(CmdError::raw("IOERR error or timeout connecting to the client"));
         }
-    }
-    let l = read_line(&mut r).ok_or_else(read_err)?;
-    if l.starts_with('-') {
-        return Err(target_err(&l));
-    }
-    let mut error: Option<CmdError> = None;
-    for (key, _, _) in &items {
-        let Some(l) = read_line(&mut r) else {
-            return Err(error.unwrap_or_else(read_err));
-        };
-        if l.starts_with('-') {
-            if error.is_none() {
-                error = Some(target_err(&l));
+        let select = last_db != dbid;
+        let mut buf = Vec::new();
+        if let Some((user, pass)) = auth {
+            match user {
+                Some(u) => push_cmd(&mut buf, &[b"AUTH", u, pass]),
+                None => push_cmd(&mut buf, &[b"AUTH", pass]),
             }
-        } else if !copy {
-            cx.ks.remove(key)?;
-            cx.ks.notify(notify::GENERIC, "del", key);
         }
-    }
-    match error {
-        Some(e) => Err(e),
-        None => {
-            cx.out.ok();
-            Ok(())
+        let db = dbid.to_string();
+        if select {
+            push_cmd(&mut buf, &[b"SELECT", db.as_bytes()]);
         }
+        for (key, payload, ttl) in &items {
+            let t = ttl.to_string();
+            let mut args: Vec<&[u8]> = vec![b"RESTORE", key, t.as_bytes(), payload];
+            if replace {
+                args.push(b"REPLACE");
+            }
+            push_cmd(&mut buf, &args);
+        }
+        if let Err(e) = sock.write_all(&buf) {
+            // A cached connection the target closed meanwhile: once more on a new one.
+            if may_retry && !timed_out(e.kind()) {
+                may_retry = false;
+                continue 'attempt;
+            }
+            return Err(CmdError::raw("IOERR error or timeout writing to target instance"));
+        }
+        let Ok(rsock) = sock.try_clone() else {
+            return Err(read_err());
+        };
+        let mut r = BufReader::new(rsock);
+        // Nothing was executed yet when the first reply cannot be read: a retry is safe.
+        macro_rules! first_reply {
+            () => {
+                match read_line(&mut r) {
+                    Ok(l) => l,
+                    Err(k) => {
+                        if may_retry && !timed_out(k) {
+                            may_retry = false;
+                            continue 'attempt;
+                        }
+                        return Err(read_err());
+                    }
+                }
+            };
+        }
+        // An AUTH or SELECT error ends the call; the connection is not kept (its replies are not all read).
+        if auth.is_some() {
+            let l = first_reply!();
+            if l.starts_with('-') {
+                return Err(target_err(&l));
+            }
+        }
+        if select {
+            let l = first_reply!();
+            if l.starts_with('-') {
+                return Err(target_err(&l));
+            }
+        }
+        let mut error: Option<CmdError> = None;
+        for (j, (key, _, _)) in items.iter().enumerate() {
+            let l = if j == 0 {
+                first_reply!()
+            } else {
+                match read_line(&mut r) {
+                    Ok(l) => l,
+                    Err(_) => return Err(error.unwrap_or_else(read_err)),
+                }
+            };
+            if l.starts_with('-') {
+                if error.is_none() {
+                    error = Some(target_err(&l));
+                }
+            } else if !copy {
+                cx.ks.remove(key)?;
+                cx.ks.notify(notify::GENERIC, "del", key);
+            }
+        }
+        drop(r);
+        // Every reply was read: the connection is kept. After an error reply the next call selects again.
+        cache_put(cache_key, sock, if error.is_some() { -1 } else { dbid });
+        return match error {
+            Some(e) => Err(e),
+            None => {
+                cx.out.ok();
+                Ok(())
+            }
+        };
     }
 }

@@ -227,6 +227,8 @@ pub fn spawn_cron(srv: &Arc<Server>) {
                 break;
             }
             cron(&srv);
+            // MIGRATE's cached connections unused for 10 s are closed (Redis's migrateCloseTimedoutSockets).
+            crate::cmd::keys::migrate::purge_idle();
         }
     });
 }
