@@ -925,3 +925,56 @@ fn writable_replica_expires_its_own_keys_like_redis() {
     assert_eq!(s(&fs.cmd(&["DBSIZE"])), ":1\r\n");
     assert_eq!(got[0], got[1]);
 }
+
+/// An extended XPENDING reply without the idle times (the 6th line of each 7-line entry after the header).
+fn strip_idle(v: &[u8]) -> Vec<String> {
+    let text = s(v);
+    let toks: Vec<&str> = text.split("\r\n").collect();
+    let mut out = vec![toks[0].to_string()];
+    out.extend(toks[1..].iter().enumerate().filter(|(i, _)| i % 7 != 5).map(|(_, t)| t.to_string()));
+    out
+}
+
+/// XCLAIM / XAUTOCLAIM of entries that were deleted drop their pending entries; the replicas of a ferrite master
+/// (a ferrite and a real redis-server) must drop them too (Redis's "Replication tests of XCLAIM with deleted
+/// entries").
+#[test]
+fn xclaim_of_deleted_entries_reaches_replicas() {
+    let m = start_ferrite(&[]);
+    let fr = start_ferrite(&[]);
+    let rr = start_redis(&[]);
+    let mut mc = Conn::connect(m.port).unwrap();
+    let mut replicas = [Conn::connect(fr.port).unwrap(), Conn::connect(rr.port).unwrap()];
+    for r in replicas.iter_mut() {
+        attach(r, m.port);
+        wait_synced(&mut mc, r, 20);
+    }
+    for autoclaim in [false, true] {
+        mc.line("DEL x");
+        for i in 1..=5 {
+            mc.line(&format!("XADD x {i}-0 f v"));
+        }
+        mc.line("XGROUP CREATE x grp 0");
+        mc.line("XREADGROUP GROUP grp Alice STREAMS x >");
+        mc.line("XDEL x 2-0");
+        mc.line("XDEL x 4-0");
+        let r = if autoclaim {
+            mc.line("XAUTOCLAIM x grp Bob 0 0-0")
+        } else {
+            mc.line("XCLAIM x grp Bob 0 1-0 2-0 3-0 4-0")
+        };
+        assert!(r.starts_with(b"*"), "{}", show(&r));
+        let want = mc.line("XPENDING x grp - + 10 Alice");
+        let want_bob = mc.line("XPENDING x grp - + 10 Bob");
+        for r in replicas.iter_mut() {
+            wait_synced(&mut mc, r, 20);
+            let pending = |r: &mut Conn, who: &str| -> Vec<String> {
+                // Without the idle times (they differ per server).
+                strip_idle(&r.line(&format!("XPENDING x grp - + 10 {who}")))
+            };
+            let strip = |v: &[u8]| strip_idle(v);
+            assert_eq!(pending(r, "Alice"), strip(&want), "autoclaim={autoclaim}: Alice's pending entries");
+            assert_eq!(pending(r, "Bob"), strip(&want_bob), "autoclaim={autoclaim}: Bob's pending entries");
+        }
+    }
+}

@@ -23,7 +23,8 @@
 //! transactions with more than one write -> MULTI/EXEC, `SELECT` when the
 //! database changes. Commands that changed nothing are not logged.
 //!
-//! Not rewritten (logged as sent): entries XAUTOCLAIM finds deleted. Script effects
+//! Pending entries XCLAIM/XAUTOCLAIM drop because their stream entries were deleted -> an XCLAIM of each (the
+//! replica drops them too). Script effects
 //! are collected by `script_begin`/`tx_end` and wrapped in MULTI/EXEC when
 //! a script (EVAL/EVALSHA/FCALL and their _RO forms) wrote more than once.
 //!
@@ -427,15 +428,33 @@ fn rewrite(acc: &mut Access<'_>, name: &str, args: &[Bytes], db: usize, reply: &
         "xtrim" if args.len() > 2 => xtrim(acc, args, db),
         "xreadgroup" => xreadgroup(acc, args, db, parsed()),
         "xclaim" | "xautoclaim" if args.len() >= 4 => {
-            let ids: Vec<Bytes> = match (name, parsed()) {
-                ("xclaim", Some(R::Arr(v))) => v.iter().filter_map(entry_id).collect(),
-                ("xautoclaim", Some(R::Arr(v))) if v.len() >= 2 => match &v[1] {
-                    R::Arr(e) => e.iter().filter_map(entry_id).collect(),
-                    _ => Vec::new(),
-                },
+            let (ids, gone): (Vec<Bytes>, Vec<Bytes>) = match (name, parsed()) {
+                ("xclaim", Some(R::Arr(v))) => {
+                    let ids: Vec<Bytes> = v.iter().filter_map(entry_id).collect();
+                    // Requested entries that do not exist (any more): their pending entries were dropped.
+                    let asked: Vec<Bytes> =
+                        args.iter().skip(5).take_while(|a| loose_id(a).is_some()).cloned().collect();
+                    let gone = with_stream(acc, db, &key, |st| {
+                        asked.into_iter().filter(|a| loose_id(a).is_some_and(|id| !st.exists(id))).collect()
+                    });
+                    (ids, gone.unwrap_or_default())
+                }
+                ("xautoclaim", Some(R::Arr(v))) if v.len() >= 2 => {
+                    let ids = match &v[1] {
+                        R::Arr(e) => e.iter().filter_map(entry_id).collect(),
+                        _ => Vec::new(),
+                    };
+                    let gone = match v.get(2) {
+                        Some(R::Arr(e)) => e.iter().filter_map(bulk).collect(),
+                        _ => Vec::new(),
+                    };
+                    (ids, gone)
+                }
                 _ => return verbatim(),
             };
-            claims(acc, db, &key, &args[2], &args[3], &ids, false)
+            let mut out = dropped_claims(acc, db, &key, &args[2], &args[3], &gone);
+            out.extend(claims(acc, db, &key, &args[2], &args[3], &ids, false));
+            out
         }
         "restore" if args.len() >= 4 => {
             let abs = args.iter().skip(4).any(|a| eq(a, "absttl"));
@@ -523,6 +542,65 @@ fn claims(
         ]);
     }
     out
+}
+
+/// Pending entries XCLAIM/XAUTOCLAIM dropped because their stream entries were deleted: an XCLAIM of each, as
+/// Redis propagates them (the replica, not finding the entry either, drops its pending entry too).
+fn dropped_claims(
+    acc: &mut Access<'_>,
+    db: usize,
+    key: &Bytes,
+    group: &Bytes,
+    consumer: &Bytes,
+    ids: &[Bytes],
+) -> Vec<Vec<Bytes>> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let Some(last) = with_group(acc, db, key, group, |g| g.last_id.fmt()) else { return Vec::new() };
+    ids.iter()
+        .map(|id| {
+            vec![
+                b("XCLAIM"),
+                key.clone(),
+                group.clone(),
+                consumer.clone(),
+                b("0"),
+                id.clone(),
+                b("TIME"),
+                b("0"),
+                b("RETRYCOUNT"),
+                b("0"),
+                b("FORCE"),
+                b("JUSTID"),
+                b("LASTID"),
+                Bytes::from(last.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// A stream ID as XCLAIM takes it (`ms-seq`, or `ms` for `ms-0`).
+fn loose_id(b: &[u8]) -> Option<crate::types::stream::StreamId> {
+    parse_id(b).or_else(|| {
+        let ms = std::str::from_utf8(b).ok()?.parse::<u64>().ok()?;
+        Some(crate::types::stream::StreamId::new(ms, 0))
+    })
+}
+
+/// The stream at `key` after the command.
+fn with_stream<T>(
+    acc: &mut Access<'_>,
+    db: usize,
+    key: &[u8],
+    f: impl FnOnce(&crate::types::stream::Stream) -> T,
+) -> Option<T> {
+    let slot = key_hash_slot(key);
+    let e = acc.shard(db, slot)?.get_raw(slot, key)?;
+    match &e.value {
+        Value::Stream(s) => Some(f(s)),
+        _ => None,
+    }
 }
 
 /// XREADGROUP: new deliveries become XCLAIMs; with NOACK the group's
