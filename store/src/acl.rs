@@ -872,7 +872,8 @@ pub enum Reason {
 pub struct LogEntry {
     pub count: u64,
     pub reason: Reason,
-    pub multi: bool,
+    /// Where the denied command ran: `toplevel`, `multi` or `lua` (ACL LOG's `context`).
+    pub context: &'static str,
     pub object: Vec<u8>,
     pub username: Vec<u8>,
     pub ctime_ms: i64,
@@ -1109,12 +1110,12 @@ impl Acl {
     }
 
     /// Redis's `addACLLogEntry`.
-    pub fn add_log(&self, reason: Reason, multi: bool, object: Vec<u8>, username: Vec<u8>, cinfo: String) {
+    pub fn add_log(&self, reason: Reason, context: &'static str, object: Vec<u8>, username: Vec<u8>, cinfo: String) {
         let now = crate::server::now_ms();
         let mut log = self.log.lock();
         let found = log.iter().take(10).position(|e| {
             e.reason == reason
-                && e.multi == multi
+                && e.context == context
                 && (e.ctime_ms - now).abs() <= 60_000
                 && e.object == object
                 && e.username == username
@@ -1129,7 +1130,7 @@ impl Acl {
                 }
             }
             None => {
-                log.push_front(LogEntry { count: 1, reason, multi, object, username, ctime_ms: now, cinfo });
+                log.push_front(LogEntry { count: 1, reason, context, object, username, ctime_ms: now, cinfo });
                 let max = self.log_max_len.load(Ordering::Relaxed);
                 while log.len() > max {
                     log.pop_back();
@@ -1217,14 +1218,14 @@ pub fn client_info(srv: &Server, client: &Client, cmd: &str) -> String {
     )
 }
 
-fn log_denied(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes], d: Denied, multi: bool) {
+fn log_denied(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes], d: Denied, context: &'static str) {
     let (reason, object) = match d {
         Denied::Cmd => (Reason::Command, meta.name.as_bytes().to_vec()),
         Denied::Key(p) => (Reason::Key, args[p].to_vec()),
         Denied::Channel(p) => (Reason::Channel, args[p].to_vec()),
     };
     let cinfo = client_info(srv, client, &meta.name);
-    srv.acl.add_log(reason, multi, object, client.user.as_bytes().to_vec(), cinfo);
+    srv.acl.add_log(reason, context, object, client.user.as_bytes().to_vec(), cinfo);
 }
 
 /// The check before a command runs or is queued (processCommand).
@@ -1246,10 +1247,14 @@ fn user_check(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes])
 
 #[cold]
 fn check_slow(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes]) -> Result<(), crate::cmd::CmdError> {
-    use crate::cmd::CmdError;
     let Err(d) = user_check(srv, client, meta, args) else { return Ok(()) };
-    log_denied(srv, client, meta, args, d, client.multi.is_some());
-    Err(match d {
+    log_denied(srv, client, meta, args, d, if client.multi.is_some() { "multi" } else { "toplevel" });
+    Err(denied_error(d, meta))
+}
+
+fn denied_error(d: Denied, meta: &CommandMeta) -> crate::cmd::CmdError {
+    use crate::cmd::CmdError;
+    match d {
         Denied::Cmd => CmdError::raw(format!("NOPERM this user has no permissions to run the '{}' command", meta.name)),
         Denied::Key(_) => {
             CmdError::st("NOPERM this user has no permissions to access one of the keys used as arguments")
@@ -1257,7 +1262,28 @@ fn check_slow(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes])
         Denied::Channel(_) => {
             CmdError::st("NOPERM this user has no permissions to access one of the channels used as arguments")
         }
-    })
+    }
+}
+
+/// The check of a command a script calls (Redis's scriptVerifyACL): a denial is logged with context `lua`.
+pub fn check_script(
+    srv: &Server,
+    client: &Client,
+    meta: &CommandMeta,
+    args: &[Bytes],
+) -> Result<(), crate::cmd::CmdError> {
+    if client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let Err(d) = user_check(srv, client, meta, args) else { return Ok(()) };
+    log_denied(srv, client, meta, args, d, "lua");
+    Err(denied_error(d, meta))
+}
+
+/// `redis.acl_check_cmd`: the verdict only (Redis logs nothing).
+pub fn allowed(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes]) -> bool {
+    (client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed))
+        || user_check(srv, client, meta, args).is_ok()
 }
 
 /// The re-check of a queued command inside EXEC.
@@ -1271,7 +1297,7 @@ pub fn check_exec(
         return Ok(());
     }
     let Err(d) = user_check(srv, client, meta, args) else { return Ok(()) };
-    log_denied(srv, client, meta, args, d, true);
+    log_denied(srv, client, meta, args, d, "multi");
     let reason = match d {
         Denied::Cmd => "no permission to execute the command or subcommand",
         Denied::Key(_) => "no permission to touch the specified keys",
@@ -1293,7 +1319,13 @@ pub fn authenticate(srv: &Server, client: &mut Client, user: &[u8], pass: &[u8],
     } else {
         let cmd = String::from_utf8_lossy(argv0).to_ascii_lowercase();
         let cinfo = client_info(srv, client, &cmd);
-        srv.acl.add_log(Reason::Auth, client.multi.is_some(), argv0.to_vec(), user.to_vec(), cinfo);
+        srv.acl.add_log(
+            Reason::Auth,
+            if client.multi.is_some() { "multi" } else { "toplevel" },
+            argv0.to_vec(),
+            user.to_vec(),
+            cinfo,
+        );
         false
     }
 }

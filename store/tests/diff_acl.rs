@@ -152,7 +152,7 @@ fn acl_log_entries() {
     for p in [&r, &f] {
         let mut c = Conn::connect(p.port).unwrap();
         for l in [
-            "ACL SETUSER u on >p ~k* &ch +get +set +multi +exec +discard +publish +auth",
+            "ACL SETUSER u on >p ~k* &ch +get +set +multi +exec +discard +publish +auth +eval",
             "AUTH u wrong",
             "AUTH u wrong",
             "AUTH u p",
@@ -163,6 +163,9 @@ fn acl_log_entries() {
             "MULTI",
             "GET other2",
             "DISCARD",
+            // Denied inside a script: context `lua`; redis.acl_check_cmd logs nothing.
+            "EVAL \"return redis.call('get','other3')\" 0",
+            "EVAL \"return redis.acl_check_cmd('get','other4')\" 0",
             "AUTH default x",
         ] {
             c.line(l);

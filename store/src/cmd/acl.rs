@@ -309,7 +309,7 @@ fn log(cx: &mut Cx) -> CmdResult {
             Reason::Auth => b"auth",
         });
         o.bulk(b"context");
-        o.bulk(if e.multi { b"multi" } else { b"toplevel" });
+        o.bulk(e.context.as_bytes());
         o.bulk(b"object");
         o.bulk(&e.object);
         o.bulk(b"username");

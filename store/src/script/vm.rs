@@ -654,7 +654,7 @@ fn run_command_inner(ctx: &mut RunCtx, args: Vec<Bytes>) -> CallResult {
     {
         return CallResult::Rejected(b"This Redis command is not allowed from script".to_vec());
     }
-    if let Err(e) = crate::acl::check(srv, &ctx.client, meta, &args) {
+    if let Err(e) = crate::acl::check_script(srv, &ctx.client, meta, &args) {
         let what = if e.0.contains("keys") {
             "can't access at least one of the keys mentioned in the command arguments"
         } else if e.0.contains("channels") {
@@ -914,7 +914,7 @@ unsafe extern "C-unwind" fn l_acl_check_cmd(l: *mut lua_State) -> c_int {
             Some(cmd.meta)
         }
     });
-    let ok = meta.map(|meta| crate::acl::check(srv, &ctx.client, meta, &args).is_ok());
+    let ok = meta.map(|meta| crate::acl::allowed(srv, &ctx.client, meta, &args));
     match ok {
         Some(b) => {
             lua_pushboolean(l, b as c_int);
