@@ -122,6 +122,7 @@ fn main() {
         for (addr, optional) in &boot.extra_binds {
             match tokio::net::TcpListener::bind((addr.as_str(), port)).await {
                 Ok(l) => {
+                    srv.register_listener(std::os::fd::AsRawFd::as_raw_fd(&l));
                     let srv = srv.clone();
                     tokio::spawn(async move {
                         loop {
@@ -156,6 +157,7 @@ fn main() {
                 let _ = std::fs::remove_file(path);
                 match tokio::net::UnixListener::bind(path) {
                     Ok(l) => {
+                        srv.register_listener(std::os::fd::AsRawFd::as_raw_fd(&l));
                         let perm = ferrite::cmd::config::accepted_value("unixsocketperm")
                             .and_then(|v| u32::from_str_radix(&v, 8).ok())
                             .unwrap_or(0);

@@ -83,6 +83,9 @@ pub struct Server {
     pub run_id: String,
     pub port: AtomicU16,
     pub shutdown_tx: watch::Sender<bool>,
+    /// Listening sockets, shut at once by [`Server::shutdown`]: a client that saw SHUTDOWN close its connection
+    /// is refused on its next connect, as with Redis (which exits inside the command).
+    listen_fds: parking_lot::Mutex<Vec<std::os::fd::RawFd>>,
     pub shutting_down: AtomicBool,
     /// Clients in MONITOR mode.
     pub monitors: RwLock<Vec<(u64, crate::obuf::PushTx)>>,
@@ -161,6 +164,7 @@ impl Server {
             run_id,
             port: AtomicU16::new(0),
             shutdown_tx,
+            listen_fds: parking_lot::Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             monitors: RwLock::new(Vec::new()),
             monitor_count: AtomicUsize::new(0),
@@ -232,10 +236,24 @@ impl Server {
     /// Ask the accept loop and every connection to stop.
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        // Taken out on the first call: the sockets are still open (their accept loops stop only after this).
+        for fd in std::mem::take(&mut *self.listen_fds.lock()) {
+            // SAFETY: `fd` is a listening socket owned by a listener that is still alive (registered by
+            // `register_listener`, whose caller keeps the listener until the accept loop sees the shutdown).
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
         let _ = self.shutdown_tx.send(true);
         for c in self.clients.snapshot() {
             c.kill();
         }
+    }
+
+    /// Remember a listening socket for [`Server::shutdown`]. The listener must stay open at least until the
+    /// server shuts down.
+    pub fn register_listener(&self, fd: std::os::fd::RawFd) {
+        self.listen_fds.lock().push(fd);
     }
 
     /// Bind the listener. The returned address has the real port when 0
@@ -246,6 +264,7 @@ impl Server {
             (c.bind.clone(), c.port)
         };
         let listener = TcpListener::bind((bind.as_str(), port)).await?;
+        self.register_listener(std::os::fd::AsRawFd::as_raw_fd(&listener));
         let addr = listener.local_addr()?;
         self.port.store(addr.port(), Ordering::Relaxed);
         // `replicaof` at start-up: the link starts once our port is known.
@@ -270,6 +289,7 @@ impl Server {
                             let local = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
                             tokio::spawn(async move { crate::conn::handle(srv, sock, peer, local).await });
                         }
+                        Err(_) if self.shutting_down.load(Ordering::SeqCst) => break,
                         Err(e) => {
                             // EMFILE and friends: back off briefly instead of spinning.
                             eprintln!("accept error: {e}");

@@ -30,6 +30,25 @@ fn sigterm_shuts_down_gracefully() {
     assert!(c.try_read_reply().is_none());
 }
 
+/// SHUTDOWN NOSAVE, even while a script is past the busy threshold: once the client sees its connection
+/// closed, a new connection is refused (the listening socket is shut before the connection closes, as in Redis,
+/// which exits inside the command).
+#[test]
+fn shutdown_refuses_new_connections_at_once() {
+    let mut p = start_ferrite(&[]);
+    let mut c = Conn::connect(p.port).unwrap();
+    assert_eq!(c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "100"]), b"+OK\r\n");
+    let mut busy = Conn::connect(p.port).unwrap();
+    busy.send(&["EVAL", "while true do end", "0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.cmd(&["PING"]).starts_with(b"-BUSY"));
+    c.send(&["SHUTDOWN", "NOSAVE"]);
+    assert!(c.try_read_reply().is_none(), "SHUTDOWN must close the connection without a reply");
+    let e = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect_err("a connection after SHUTDOWN was accepted");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    wait_exit(&mut p.child, Duration::from_secs(10)).expect("ferrite did not exit after SHUTDOWN NOSAVE");
+}
+
 fn spawn_banner(cmd: &mut Command) -> (std::process::Child, String) {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
