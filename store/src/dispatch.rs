@@ -304,8 +304,11 @@ fn run<'s>(
     };
     let persist = crate::persist::before(srv, acc, meta, db, &slot_cache, out);
     // A script's effects are propagated together (MULTI/EXEC when > 1).
-    let script_group = matches!(cmd.imp.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro")
-        && crate::persist::propagate::script_begin(srv);
+    let is_script = matches!(cmd.imp.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro");
+    let script_group = is_script && crate::persist::propagate::script_begin(srv);
+    if is_script {
+        crate::persist::propagate::script_target_reset();
+    }
     // One clock reading (taken once the locks are held) is both the
     // command's time and the start of its duration, like Redis's `call()`
     // (`ustime()` before and after). Inside a script, time stands still at
@@ -334,6 +337,9 @@ fn run<'s>(
         out.error(&e.0);
     }
     crate::persist::after(srv, acc, persist, cmd.imp.name, meta, args, db, out);
+    if is_script {
+        crate::persist::propagate::script_target_reset();
+    }
     if script_group {
         crate::persist::propagate::tx_end(srv);
     }

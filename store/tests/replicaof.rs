@@ -978,3 +978,33 @@ fn xclaim_of_deleted_entries_reaches_replicas() {
         }
     }
 }
+
+/// `redis.set_repl` inside a script: REPL_NONE writes reach neither replicas nor the AOF, REPL_AOF only the AOF,
+/// REPL_ALL both (Redis's "Test selective replication of certain Redis commands from Lua"), with a ferrite and a
+/// real redis-server as replicas of a ferrite master.
+#[test]
+fn script_set_repl_selects_targets() {
+    let m = start_ferrite(&["--appendonly", "yes"]);
+    let fr = start_ferrite(&[]);
+    let rr = start_redis(&[]);
+    let mut mc = Conn::connect(m.port).unwrap();
+    let mut replicas = [Conn::connect(fr.port).unwrap(), Conn::connect(rr.port).unwrap()];
+    for r in replicas.iter_mut() {
+        attach(r, m.port);
+        wait_synced(&mut mc, r, 20);
+    }
+    let script = "redis.call('set','a','1'); redis.set_repl(redis.REPL_NONE); redis.call('set','b','2'); \
+                  redis.set_repl(redis.REPL_AOF); redis.call('set','c','3'); redis.set_repl(redis.REPL_ALL); \
+                  redis.call('set','d','4')";
+    assert_eq!(mc.cmd(&["EVAL", script, "0"]), b"$-1\r\n");
+    // The next script starts with both targets again.
+    assert_eq!(mc.cmd(&["EVAL", "redis.call('set','e','5')", "0"]), b"$-1\r\n");
+    let mget = |c: &mut Conn| s(&c.cmd(&["MGET", "a", "b", "c", "d", "e"]));
+    assert_eq!(mget(&mut mc), "*5\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n");
+    for r in replicas.iter_mut() {
+        wait_synced(&mut mc, r, 20);
+        assert_eq!(mget(r), "*5\r\n$1\r\n1\r\n$-1\r\n$-1\r\n$1\r\n4\r\n$1\r\n5\r\n", "replica");
+    }
+    assert_eq!(mc.cmd(&["DEBUG", "LOADAOF"]), b"+OK\r\n");
+    assert_eq!(mget(&mut mc), "*5\r\n$1\r\n1\r\n$-1\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n", "master after LOADAOF");
+}

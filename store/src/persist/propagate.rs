@@ -45,14 +45,31 @@ use std::sync::atomic::Ordering;
 /// One propagated command: (db, arguments).
 pub type Record = (usize, Vec<Bytes>);
 
+/// Propagation targets (Redis's PROPAGATE_AOF / PROPAGATE_REPL; `redis.set_repl` flags use the same values).
+pub const TO_AOF: u8 = 1;
+pub const TO_REPLICAS: u8 = 2;
+pub const TO_ALL: u8 = 3;
+
+/// `redis.set_repl(flags)`: where the running script's next commands are propagated. Reset to both by
+/// [`script_target_reset`] when a script starts and ends.
+pub fn set_script_target(t: u8) {
+    SCRIPT_TARGET.with(|c| c.set(t & TO_ALL));
+}
+
+pub fn script_target_reset() {
+    SCRIPT_TARGET.with(|c| c.set(TO_ALL));
+}
+
 thread_local! {
     /// Modifications signalled by handlers on this thread (`Ks::modified_in`).
     static LOCAL_DIRTY: Cell<u64> = const { Cell::new(0) };
     /// Effects produced by the running command before its own record
     /// (lazy expiry deletes).
     static PENDING: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
-    /// Records of the running EXEC, emitted together at its end.
-    static TX: RefCell<Option<Vec<Record>>> = const { RefCell::new(None) };
+    /// Records of the running EXEC, emitted together at its end, each with its targets.
+    static TX: RefCell<Option<Vec<(Record, u8)>>> = const { RefCell::new(None) };
+    /// Where the running script's commands are propagated (`redis.set_repl`): [`TO_AOF`] | [`TO_REPLICAS`].
+    static SCRIPT_TARGET: Cell<u8> = const { Cell::new(TO_ALL) };
     /// AOF offset the last command of this thread must see fsynced before
     /// its reply is sent (appendfsync always); 0 = none.
     static WRITTEN: Cell<u64> = const { Cell::new(0) };
@@ -154,14 +171,22 @@ pub fn script_begin(srv: &Server) -> bool {
         })
 }
 
-/// EXEC ends: emit its records, wrapped in MULTI/EXEC when more than one.
+/// EXEC ends: emit its records, wrapped in MULTI/EXEC when more than one (per target: the AOF and the replicas
+/// get their own records when a script chose with `redis.set_repl`).
 pub fn tx_end(srv: &Server) {
     let recs = TX.with(|t| t.borrow_mut().take());
-    if let Some(recs) = recs {
-        if !recs.is_empty() {
-            emit(srv, wrap(recs));
-        }
+    let Some(recs) = recs else { return };
+    if recs.is_empty() {
+        return;
     }
+    if recs.iter().all(|r| r.1 == TO_ALL) {
+        emit(srv, wrap(recs.into_iter().map(|r| r.0).collect()));
+        return;
+    }
+    let pick = |to: u8| -> Vec<Record> { recs.iter().filter(|r| r.1 & to != 0).map(|r| r.0.clone()).collect() };
+    let (aof, repl) = (pick(TO_AOF), pick(TO_REPLICAS));
+    emit_to(srv, &wrap(aof), TO_AOF);
+    emit_to(srv, &wrap(repl), TO_REPLICAS);
 }
 
 fn wrap(recs: Vec<Record>) -> Vec<Record> {
@@ -198,6 +223,7 @@ pub fn after(
         return;
     }
     let mut recs: Vec<Record> = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let pending_n = recs.len();
     let write = meta.flags.has(Flags::WRITE) || name == "pfcount";
     if write {
         let local = LOCAL_DIRTY.with(|c| c.get()) != b.local;
@@ -229,28 +255,55 @@ pub fn after(
     if recs.is_empty() {
         return;
     }
+    // A command a script calls goes where the script said (`redis.set_repl`); lazy-expiry deletes it caused
+    // (`PENDING`, first in `recs`) go everywhere, as in Redis.
+    let target = if crate::script::vm::in_script() { SCRIPT_TARGET.with(|c| c.get()) } else { TO_ALL };
+    let own_from = if target == TO_ALL { recs.len() } else { pending_n };
     let in_tx = TX.with(|t| {
         if let Some(v) = t.borrow_mut().as_mut() {
-            v.append(&mut recs);
+            for (i, r) in recs.drain(..).enumerate() {
+                let to = if i < own_from { TO_ALL } else { target };
+                if to != 0 {
+                    v.push((r, to));
+                }
+            }
             true
         } else {
             false
         }
     });
     if !in_tx {
-        emit(srv, recs);
+        if target == TO_ALL {
+            emit(srv, recs);
+        } else {
+            let own = recs.split_off(own_from);
+            emit(srv, recs);
+            emit_to(srv, &own, target);
+        }
     }
 }
 
 /// Hand records to the consumers (the AOF and the replication stream).
 pub fn emit(srv: &Server, recs: Vec<Record>) {
-    if recs.iter().any(|r| repl_only(&r.1)) {
-        let aof: Vec<Record> = recs.iter().filter(|r| !repl_only(&r.1)).cloned().collect();
-        super::aof::append(srv, &aof);
-    } else {
-        super::aof::append(srv, &recs);
+    emit_to(srv, &recs, TO_ALL);
+}
+
+/// Hand records to the AOF and/or the replication stream.
+fn emit_to(srv: &Server, recs: &[Record], to: u8) {
+    if recs.is_empty() {
+        return;
     }
-    srv.repl.feed(&recs);
+    if to & TO_AOF != 0 {
+        if recs.iter().any(|r| repl_only(&r.1)) {
+            let aof: Vec<Record> = recs.iter().filter(|r| !repl_only(&r.1)).cloned().collect();
+            super::aof::append(srv, &aof);
+        } else {
+            super::aof::append(srv, recs);
+        }
+    }
+    if to & TO_REPLICAS != 0 {
+        srv.repl.feed(recs);
+    }
 }
 
 /// Records for replicas only (PUBLISH / SPUBLISH).

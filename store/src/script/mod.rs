@@ -22,9 +22,10 @@
 //! keep being served.
 //!
 //! What it does not know: the Lua debugger (SCRIPT DEBUG replies an
-//! error), replicas (a script's effects reach the AOF as one MULTI/EXEC
-//! through `persist::propagate`; `redis.set_repl` is accepted and ignored), the `lua` context of ACL
-//! LOG entries (denials inside scripts are logged as `toplevel`).
+//! error). A script's effects are propagated through `persist::propagate`
+//! as one MULTI/EXEC (`redis.set_repl` chooses the AOF and/or the
+//! replicas); commands denied inside a script are logged in ACL LOG with
+//! context `lua`.
 
 pub mod libs;
 pub mod libs2;

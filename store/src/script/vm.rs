@@ -825,6 +825,7 @@ unsafe extern "C-unwind" fn l_set_repl(l: *mut lua_State) -> c_int {
         push_error(l, b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.");
         lua_error(l)
     }
+    crate::persist::propagate::set_script_target(flags as u8);
     0
 }
 
