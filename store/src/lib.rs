@@ -17,6 +17,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod crash;
 pub mod dispatch;
 pub mod evict;
 pub mod glob;

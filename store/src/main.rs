@@ -31,6 +31,7 @@ fn say(line: &str) {
 fn startup_lines(show_logo: bool, port: u16) {
     let pid = std::process::id();
     let version = env!("CARGO_PKG_VERSION");
+    ferrite::crash::install();
     redisconf::log('C', '#', "oO0OoO0OoO0Oo Ferrite is starting oO0OoO0OoO0Oo");
     redisconf::log(
         'C',

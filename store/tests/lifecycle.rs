@@ -112,3 +112,45 @@ fn idle_clients_time_out() {
     // Subscribers are exempt.
     assert_eq!(sub.cmd(&["PING"]), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
 }
+
+/// A crash (DEBUG SEGFAULT, or SIGABRT from outside) writes a crash report with a stack trace to the log
+/// (stderr here), as Redis does, and the process still dies of that signal.
+#[test]
+fn crash_report_on_fatal_signals() {
+    use std::os::unix::process::ExitStatusExt;
+    for how in ["segfault", "abort"] {
+        let dir = TempDir::new("crash");
+        let port = free_port().to_string();
+        let mut child = Command::new(ferrite_bin())
+            .args(["--port", &port, "--bind", "127.0.0.1", "--enable-debug-command", "yes", "--dir"])
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let port: u16 = port.parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut c = loop {
+            if let Ok(c) = Conn::connect(port) {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "ferrite did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+        let sig = if how == "segfault" {
+            c.send(&["DEBUG", "SEGFAULT"]);
+            libc::SIGSEGV
+        } else {
+            // SAFETY: sending SIGABRT to our own child process.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGABRT) }, 0);
+            libc::SIGABRT
+        };
+        let st = wait_exit(&mut child, Duration::from_secs(10)).expect("ferrite did not die");
+        assert_eq!(st.signal(), Some(sig), "{how}: {st}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(err.contains(&format!("crashed by signal: {sig}")), "{how}: {err}");
+        assert!(err.contains("------ STACK TRACE ------"), "{how}: {err}");
+    }
+}

@@ -76,6 +76,8 @@ pub const HELP: &[&str] = &[
     "      file to the database.",
     "SDSLEN <key>",
     "    Show low level SDS string info representing `key` and value.",
+    "SEGFAULT",
+    "    Crash the server with sigsegv.",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -340,6 +342,8 @@ pub fn run(cx: &mut Cx) -> CmdResult {
     let argc = cx.argc();
     match (sub.as_slice(), argc) {
         (b"object", 3) => debug_object(cx),
+        // The crash report (crate::crash) is written, then the process dies of SIGSEGV.
+        (b"segfault", 2) => crate::crash::segfault(),
         (b"digest", 2) => {
             let d = dataset_digest(cx);
             cx.out.simple(hex(&d).as_bytes());
