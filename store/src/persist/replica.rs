@@ -645,7 +645,7 @@ fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
             c.cmd(cx, &[b"AUTH", user.as_bytes(), auth.as_bytes()])?
         };
         if is_err(&r) {
-            return fail(format!("unable to AUTH to MASTER: {}", String::from_utf8_lossy(&r)));
+            return fail(format!("Unable to AUTH to MASTER: {}", String::from_utf8_lossy(&r)));
         }
     }
     let my_port = cx.srv.port.load(Ordering::Relaxed).to_string();
