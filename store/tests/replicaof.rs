@@ -1008,3 +1008,26 @@ fn script_set_repl_selects_targets() {
     assert_eq!(mc.cmd(&["DEBUG", "LOADAOF"]), b"+OK\r\n");
     assert_eq!(mget(&mut mc), "*5\r\n$1\r\n1\r\n$-1\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n", "master after LOADAOF");
 }
+
+/// `bind-source-addr`: the replication link to the master leaves from that address (the master lists the
+/// replica with it), as Redis's; CONFIG GET/SET like Redis's string setting.
+#[test]
+fn bind_source_addr_sets_the_replication_link_source() {
+    let m = start_ferrite(&[]);
+    let fr = start_ferrite(&[]);
+    let rr = start_redis(&[]);
+    let mut mc = Conn::connect(m.port).unwrap();
+    for p in [&fr, &rr] {
+        let mut c = Conn::connect(p.port).unwrap();
+        assert_eq!(s(&c.cmd(&["CONFIG", "GET", "bind-source-addr"])), "*2\r\n$16\r\nbind-source-addr\r\n$0\r\n\r\n");
+        assert_eq!(c.cmd(&["CONFIG", "SET", "bind-source-addr", "127.0.0.2"]), b"+OK\r\n");
+        attach(&mut c, m.port);
+        wait_synced(&mut mc, &mut c, 20);
+    }
+    let info = s(&mc.cmd(&["INFO", "replication"]));
+    let slaves: Vec<&str> = info.lines().filter(|l| l.starts_with("slave")).collect();
+    assert_eq!(slaves.len(), 2, "{info}");
+    for l in slaves {
+        assert!(l.contains("ip=127.0.0.2,"), "{l}");
+    }
+}

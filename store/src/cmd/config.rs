@@ -120,6 +120,7 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("repl-disable-tcp-nodelay", "no", "bool"),
     ("replica-priority", "100", "int:0:2147483647"),
     ("replica-announce-ip", "", "str"),
+    ("bind-source-addr", "", "str"),
     ("replica-announce-port", "0", "int:0:65535"),
     ("replica-announced", "yes", "bool"),
     ("replica-lazy-flush", "no", "bool"),
@@ -461,6 +462,8 @@ const PARAMS: &[Param] = &[
     Param { name: "repl-disable-tcp-nodelay", kind: Kind::Accepted },
     Param { name: "replica-priority", kind: Kind::Accepted },
     Param { name: "replica-announce-ip", kind: Kind::Accepted },
+    // The source address of the replication link to the master (persist/replica.rs).
+    Param { name: "bind-source-addr", kind: Kind::Accepted },
     Param { name: "replica-announce-port", kind: Kind::Accepted },
     Param { name: "replica-announced", kind: Kind::Accepted },
     Param { name: "replica-lazy-flush", kind: Kind::Accepted },

@@ -599,6 +599,22 @@ fn is_err(l: &[u8]) -> bool {
     l.first() == Some(&b'-')
 }
 
+/// Connect to the master, from `bind-source-addr` when it is set (as Redis's replication link).
+fn connect_from(addr: &std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let timeout = Duration::from_secs(5);
+    let src = crate::cmd::config::accepted_value("bind-source-addr").unwrap_or_default();
+    if src.is_empty() {
+        return TcpStream::connect_timeout(addr, timeout);
+    }
+    let ip: std::net::IpAddr = src
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad bind-source-addr {src}")))?;
+    let sock = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM, None)?;
+    sock.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    sock.connect_timeout(&(*addr).into(), timeout)?;
+    Ok(sock.into())
+}
+
 /// One connection: handshake, partial (`+CONTINUE`) or full sync, stream
 /// until it fails.
 fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
@@ -611,8 +627,7 @@ fn session(cx: &Ctx, host: &str, port: u16) -> R<()> {
         .map_err(|e| Step::Fail(format!("can't resolve {host}: {e}")))?
         .next()
         .ok_or_else(|| Step::Fail(format!("can't resolve {host}")))?;
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| Step::Fail(format!("can't connect: {e}")))?;
+    let s = connect_from(&addr).map_err(|e| Step::Fail(format!("can't connect: {e}")))?;
     let _ = s.set_nodelay(true);
     s.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| Step::Fail(e.to_string()))?;
     s.set_write_timeout(Some(Duration::from_secs(10))).map_err(|e| Step::Fail(e.to_string()))?;
