@@ -168,7 +168,8 @@ impl Proxy {
             tokio::spawn(metrics::serve(l, metrics.clone()));
         }
         tokio::spawn(background(proxy.clone()));
-        let done = tokio::spawn(accept_loop(proxy.clone(), listener));
+        // Logged before the accept loop starts (the listener is bound: connections wait in its backlog), so a
+        // client that got an answer always finds this line in the log.
         tracing::info!(
             listen = %addr,
             upstream = ?proxy.cfg.upstream_cluster,
@@ -177,6 +178,7 @@ impl Proxy {
             metrics = ?metrics_addr,
             "ferrite-proxy ready"
         );
+        let done = tokio::spawn(accept_loop(proxy.clone(), listener));
         Ok(Running { proxy, addr, metrics_addr, done })
     }
 
