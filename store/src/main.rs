@@ -31,7 +31,6 @@ fn say(line: &str) {
 fn startup_lines(show_logo: bool, port: u16) {
     let pid = std::process::id();
     let version = env!("CARGO_PKG_VERSION");
-    ferrite::crash::install();
     redisconf::log('C', '#', "oO0OoO0OoO0Oo Ferrite is starting oO0OoO0OoO0Oo");
     redisconf::log(
         'C',
@@ -56,6 +55,7 @@ fn startup_lines(show_logo: bool, port: u16) {
 
 fn main() {
     ferrite::alloc::mark_installed();
+    ferrite::crash::install();
     let cl = redisconf::split_cmdline(std::env::args_os().collect());
     let cli = Cli::parse_from(&cl.clap);
     let mut config = match Config::load(cli) {

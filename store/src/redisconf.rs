@@ -227,9 +227,19 @@ impl ConfError {
         }
     }
 
-    /// Print to stderr and exit 1, as redis-server does.
+    /// Print to stderr and exit 1, as redis-server does (the process's original stderr, also when a `logfile`
+    /// has taken fd 2 over already).
     pub fn exit(&self) -> ! {
-        let _ = std::io::stderr().write_all(self.message().as_bytes());
+        let msg = self.message();
+        let fd = ORIG_STDERR.load(std::sync::atomic::Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: `fd` is our own duplicate of the original stderr, never closed.
+            unsafe {
+                libc::write(fd, msg.as_ptr().cast(), msg.len());
+            }
+        } else {
+            let _ = std::io::stderr().write_all(msg.as_bytes());
+        }
         std::process::exit(1)
     }
 }
@@ -741,6 +751,8 @@ pub fn notify_systemd(msg: &str) {
 // ---- Redis-style logging ----
 
 static LOGFILE: parking_lot::Mutex<Option<std::fs::File>> = parking_lot::Mutex::new(None);
+/// The process's stderr before `logfile` took fd 2 over (-1: not taken over).
+static ORIG_STDERR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
 /// `logfile PATH` ("" = stdout). Opened at once, like Redis, so a bad path
 /// is a configuration error.
@@ -760,9 +772,10 @@ pub fn set_logfile(path: &str) -> Result<(), String> {
 pub fn stderr_to_logfile() {
     use std::os::fd::AsRawFd;
     if let Some(f) = LOGFILE.lock().as_ref() {
-        // SAFETY: dup2 onto fd 2 of an open file we own; no Rust object
-        // owns fd 2.
+        // SAFETY: dup of fd 2 (kept for fatal configuration errors), then dup2 onto fd 2 of an open file we own;
+        // no Rust object owns fd 2.
         unsafe {
+            ORIG_STDERR.store(libc::dup(2), std::sync::atomic::Ordering::SeqCst);
             libc::dup2(f.as_raw_fd(), 2);
         }
     }

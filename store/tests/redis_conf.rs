@@ -258,6 +258,8 @@ fn bad_directives_fail_like_redis() {
         vec![&conf_s, "--rename-command", "flushdb"],
         vec![&conf_s, "--rename-command", "flushdb", "a", "b"],
         vec![&conf_s, "--rename-command", "flushdb", "x", "--rename-command", "flushdb", "y"],
+        // The error goes to stderr even when a `logfile` was opened before it.
+        vec![&conf_s, "--logfile", "my.log", "--loglevel", "--bla"],
     ];
     for args in &cases {
         let (rc, _, redis_err) = run_to_exit(&redis_bin(), args, None, &dir.0);
