@@ -540,7 +540,8 @@ fn rewrite_line(name: &str, value: &str) -> String {
 /// appended under [`REWRITE_SIGNATURE`] when they differ from Redis's
 /// default. `current` is (name, CONFIG GET value) of every setting. The
 /// new file replaces the old one atomically.
-pub fn rewrite_redis_conf(path: &std::path::Path, current: &[(String, String)]) -> Result<(), String> {
+/// With `force_all` (DEBUG CONFIG-REWRITE-FORCE-ALL) every setting is written, defaults included.
+pub fn rewrite_redis_conf(path: &std::path::Path, current: &[(String, String)], force_all: bool) -> Result<(), String> {
     let old = match std::fs::read(path) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -574,6 +575,8 @@ pub fn rewrite_redis_conf(path: &std::path::Path, current: &[(String, String)]) 
         };
         let c = rewrite_canonical(&name);
         match value.get(c) {
+            // No master: Redis drops the line.
+            Some(v) if c == "replicaof" && v.is_empty() => {}
             Some(v) if !REWRITE_SKIP.contains(&c) => {
                 if written.insert(c.to_string()) {
                     out.push(rewrite_line(c, v));
@@ -587,11 +590,11 @@ pub fn rewrite_redis_conf(path: &std::path::Path, current: &[(String, String)]) 
     }
     let mut appended = Vec::new();
     for (n, v) in current {
-        if written.contains(n.as_str()) || REWRITE_SKIP.contains(&n.as_str()) {
+        if written.contains(n.as_str()) || REWRITE_SKIP.contains(&n.as_str()) || (n == "replicaof" && v.is_empty()) {
             continue;
         }
         let default = REDIS_DEFAULTS.iter().find(|(d, _)| d == n).map(|(_, d)| *d);
-        if n == "dir" || default.is_some_and(|d| d != v) || (default.is_none() && !v.is_empty()) {
+        if force_all || n == "dir" || default.is_some_and(|d| d != v) || (default.is_none() && !v.is_empty()) {
             appended.push(rewrite_line(n, v));
         }
     }

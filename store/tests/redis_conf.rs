@@ -652,3 +652,40 @@ fn protected_configs_like_redis() {
     }
     assert_eq!(replies[0], replies[1], "redis-server (left) and ferrite (right) differ");
 }
+
+/// DEBUG CONFIG-REWRITE-FORCE-ALL writes every setting (defaults included) to the redis.conf the server started
+/// from; a server started from that file has exactly the same CONFIG GET * (Redis's "CONFIG REWRITE sanity").
+#[test]
+fn config_rewrite_force_all_round_trips() {
+    let dir = TempDir::new("redisconf-forceall");
+    let port = free_port();
+    let conf = dir.0.join("r.conf");
+    std::fs::write(&conf, format!("port {port}\nbind 127.0.0.1\nenable-debug-command yes\nmaxmemory 10mb\n")).unwrap();
+    let conf_s = conf.display().to_string();
+    let all = |c: &mut Conn| -> Vec<(String, String)> {
+        // A flat array of bulk strings (none holds a CRLF): "*N", then "$len" and the text for each.
+        let text = String::from_utf8(c.cmd(&["CONFIG", "GET", "*"])).unwrap();
+        let toks: Vec<&str> = text.split("\r\n").collect();
+        // Drop the header and the empty piece after the last CRLF; keep every second token (the texts).
+        let items: Vec<String> = toks[1..toks.len() - 1].iter().skip(1).step_by(2).map(|t| t.to_string()).collect();
+        assert_eq!(items.len() % 2, 0);
+        let mut v: Vec<(String, String)> = items.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+        v.sort();
+        v
+    };
+    let before = {
+        let s = spawn(&ferrite_bin(), &[&conf_s], port, &dir.0);
+        let mut c = s.conn();
+        let before = all(&mut c);
+        assert_eq!(c.cmd(&["DEBUG", "CONFIG-REWRITE-FORCE-ALL"]), b"+OK\r\n");
+        c.send(&["SHUTDOWN", "NOSAVE"]);
+        assert!(c.try_read_reply().is_none());
+        drop(s);
+        before
+    };
+    let written = std::fs::read_to_string(&conf).unwrap();
+    assert!(written.lines().count() > 100, "every setting written: {written}");
+    let s = spawn(&ferrite_bin(), &[&conf_s], port, &dir.0);
+    let mut c = s.conn();
+    assert_eq!(all(&mut c), before);
+}

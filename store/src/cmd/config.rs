@@ -1015,6 +1015,11 @@ fn render(c: &Config) -> String {
 }
 
 fn config_rewrite(cx: &mut Cx) -> CmdResult {
+    rewrite(cx, false)
+}
+
+/// CONFIG REWRITE; `force_all`: DEBUG CONFIG-REWRITE-FORCE-ALL (every setting written, defaults included).
+pub fn rewrite(cx: &mut Cx, force_all: bool) -> CmdResult {
     // Started from a redis.conf file: rewrite it the way Redis does.
     let conf = cx.srv.config.read().redis_conf.clone();
     if let Some(path) = conf {
@@ -1023,7 +1028,7 @@ fn config_rewrite(cx: &mut Cx) -> CmdResult {
             .filter(|p| !HIDDEN.contains(&p.name))
             .map(|p| (p.name.to_string(), get_value(cx.srv, p.name)))
             .collect();
-        crate::config::rewrite_redis_conf(&path, &current)
+        crate::config::rewrite_redis_conf(&path, &current, force_all)
             .map_err(|e| CmdError::err(format!("Rewriting config file: {e}")))?;
         cx.out.ok();
         return Ok(());

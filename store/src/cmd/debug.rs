@@ -344,6 +344,7 @@ pub fn run(cx: &mut Cx) -> CmdResult {
         (b"object", 3) => debug_object(cx),
         // The crash report (crate::crash) is written, then the process dies of SIGSEGV.
         (b"segfault", 2) => crate::crash::segfault(),
+        (b"config-rewrite-force-all", 2) => crate::cmd::config::rewrite(cx, true),
         (b"digest", 2) => {
             let d = dataset_digest(cx);
             cx.out.simple(hex(&d).as_bytes());
