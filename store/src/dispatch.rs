@@ -310,7 +310,7 @@ fn run<'s>(
     // command's time and the start of its duration, like Redis's `call()`
     // (`ustime()` before and after). Inside a script, time stands still at
     // the script's start (Redis).
-    let t0_us = crate::server::now_us();
+    let t0_us = crate::clock::now_us();
     let now = crate::script::frozen_now().unwrap_or(t0_us.div_euclid(1000));
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     // A command called by a script keeps the script's caller current.
@@ -321,7 +321,7 @@ fn run<'s>(
     let res = (cmd.imp.handler)(&mut cx);
     // A command that blocked is counted once, when it is served.
     if client.block.is_none() {
-        let took = std::time::Duration::from_micros(crate::server::now_us().saturating_sub(t0_us).max(0) as u64);
+        let took = std::time::Duration::from_micros(crate::clock::now_us().saturating_sub(t0_us).max(0) as u64);
         srv.stats.command_done(meta, args, client, took, res.is_err());
     }
     if script_call {
