@@ -103,16 +103,24 @@ pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static
 /// general walk would return exactly `[1]`.
 #[inline]
 fn key_positions(meta: &CommandMeta, args: &[Bytes]) -> Result<SmallVec<[usize; 4]>, ferrite_commands::KeysError> {
-    use ferrite_commands::table::{BeginSearch, FindKeys};
-    if let [spec] = meta.key_specs.as_slice() {
-        if matches!(spec.begin, BeginSearch::Index(1))
-            && matches!(spec.find, FindKeys::Range { lastkey: 0, keystep, .. } if keystep > 0)
-            && args.len() > 1
-        {
-            return Ok(smallvec::smallvec![1]);
-        }
+    if single_key(meta, args) {
+        return Ok(smallvec::smallvec![1]);
     }
     get_keys(meta, args)
+}
+
+/// Is `args[1]` the command's only key (see `key_positions`)?
+#[inline]
+fn single_key(meta: &CommandMeta, args: &[Bytes]) -> bool {
+    use ferrite_commands::table::{BeginSearch, FindKeys};
+    match meta.key_specs.as_slice() {
+        [spec] => {
+            matches!(spec.begin, BeginSearch::Index(1))
+                && matches!(spec.find, FindKeys::Range { lastkey: 0, keystep, .. } if keystep > 0)
+                && args.len() > 1
+        }
+        _ => false,
+    }
 }
 
 const PUBSUB_ALLOWED: &[&str] =
@@ -270,6 +278,22 @@ fn run<'s>(
             owned = match cmd.imp.lock {
                 Lock::None => srv.store.access_none(),
                 Lock::All => srv.store.access_all(),
+                // The common shape (GET, SET, INCR, LPUSH...): one key, one shard, no position list.
+                Lock::Keys if single_key(meta, args) => {
+                    let key = &args[1];
+                    let sl = key_hash_slot(key);
+                    slot_cache.0.push((key.as_ptr() as usize, key.len(), sl));
+                    if let Some(e) = routing::decide(ClusterView::Standalone, &[sl]).error() {
+                        srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+                        out.error(&e);
+                        return;
+                    }
+                    if meta.flags.has(Flags::WRITE) && srv.blocking.has_waiters(db, std::iter::once(&key[..])) {
+                        srv.store.access_all()
+                    } else {
+                        srv.store.access_slot(db, sl)
+                    }
+                }
                 Lock::Keys => match key_positions(meta, args) {
                     Ok(pos) => {
                         let slots: SmallVec<[u16; 4]> = pos.iter().map(|&i| key_hash_slot(&args[i])).collect();
