@@ -299,8 +299,11 @@ fn bump_owned(c: &AtomicU64, n: u64) {
 }
 
 /// The counters of one command, as written by one thread (or, for the
-/// entry's common part, by any thread with atomic adds).
+/// entry's common part, by any thread with atomic adds). Aligned so that
+/// two threads' parts never share a cache line (or an adjacent-line
+/// prefetch pair).
 #[derive(Default)]
+#[repr(align(128))]
 pub struct CmdCounts {
     calls: AtomicU64,
     usec: AtomicU64,
