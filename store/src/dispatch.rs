@@ -76,7 +76,16 @@ fn reject_cmd(srv: &Server, client: &mut Client, out: &mut ReplyBuf, meta: &Comm
 /// Resolve the command and, for container commands, the subcommand entry
 /// whose arity and key specs apply.
 pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static CommandMeta), CmdError> {
-    let Some(cmd) = srv.registry.get(&args[0]) else {
+    resolve_with(srv, args, &mut LastCmd::default())
+}
+
+#[inline]
+fn resolve_with<'s>(
+    srv: &'s Server,
+    args: &[Bytes],
+    last: &mut LastCmd<'s>,
+) -> Result<(&'s Cmd, &'static CommandMeta), CmdError> {
+    let Some(cmd) = last.lookup(srv, &args[0]) else {
         return Err(unknown_command(args));
     };
     let mut meta: &'static CommandMeta = cmd.meta;
@@ -126,10 +135,48 @@ fn single_key(meta: &CommandMeta, args: &[Bytes]) -> bool {
 const PUBSUB_ALLOWED: &[&str] =
     &["ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset"];
 
+/// The command a connection ran last, by the exact bytes of its name, so
+/// a run of the same command skips the lowercasing and the table lookup.
+#[derive(Default)]
+pub struct LastCmd<'s> {
+    name: [u8; 16],
+    len: usize,
+    cmd: Option<&'s Cmd>,
+}
+
+impl<'s> LastCmd<'s> {
+    #[inline]
+    fn lookup(&mut self, srv: &'s Server, name: &[u8]) -> Option<&'s Cmd> {
+        if let Some(c) = self.cmd {
+            if name.len() == self.len && self.name[..self.len] == *name {
+                return Some(c);
+            }
+        }
+        let c = srv.registry.get(name)?;
+        if name.len() <= self.name.len() {
+            self.name[..name.len()].copy_from_slice(name);
+            self.len = name.len();
+            self.cmd = Some(c);
+        }
+        Some(c)
+    }
+}
+
 /// Execute one request, appending its reply to `out`. Returns the full
 /// name of the command that ran (for CLIENT LIST's `cmd=`), if it resolved.
 pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf) -> Option<&'static str> {
-    let (cmd, meta) = match resolve(srv, args) {
+    execute_with(srv, client, args, out, &mut LastCmd::default())
+}
+
+/// `execute` with the connection's last-command cache.
+pub fn execute_with<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    last: &mut LastCmd<'s>,
+) -> Option<&'static str> {
+    let (cmd, meta) = match resolve_with(srv, args, last) {
         Ok(x) => x,
         Err(e) => {
             crate::stats::rejected_before_resolve(srv, args, &e.0);
