@@ -143,6 +143,7 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
     let mut args = Vec::with_capacity(8);
     // The name last stored in `handle.last_cmd` by this task.
     let mut stored_name: &'static str = *handle.last_cmd.lock();
+    let mut last_cmd = dispatch::LastCmd::default();
 
     'conn: loop {
         // Execute everything already buffered.
@@ -170,7 +171,7 @@ async fn serve<S: Sock>(srv: Arc<Server>, mut sock: S, addr: String, laddr: Stri
                     if crate::client::before_command(&srv, &mut client, &rbuf, &args) {
                         break 'conn;
                     }
-                    let ran = dispatch::execute(&srv, &mut client, &args, &mut out);
+                    let ran = dispatch::execute_with(&srv, &mut client, &args, &mut out, &mut last_cmd);
                     durable = durable.max(crate::persist::propagate::take_written());
                     let skip_this = std::mem::take(&mut client.reply_skip_now);
                     // Pub/sub confirmations are pushes: Redis sends them even

@@ -76,7 +76,16 @@ fn reject_cmd(srv: &Server, client: &mut Client, out: &mut ReplyBuf, meta: &Comm
 /// Resolve the command and, for container commands, the subcommand entry
 /// whose arity and key specs apply.
 pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static CommandMeta), CmdError> {
-    let Some(cmd) = srv.registry.get(&args[0]) else {
+    resolve_with(srv, args, &mut LastCmd::default())
+}
+
+#[inline]
+fn resolve_with<'s>(
+    srv: &'s Server,
+    args: &[Bytes],
+    last: &mut LastCmd<'s>,
+) -> Result<(&'s Cmd, &'static CommandMeta), CmdError> {
+    let Some(cmd) = last.lookup(srv, &args[0]) else {
         return Err(unknown_command(args));
     };
     let mut meta: &'static CommandMeta = cmd.meta;
@@ -103,25 +112,71 @@ pub fn resolve<'s>(srv: &'s Server, args: &[Bytes]) -> Result<(&'s Cmd, &'static
 /// general walk would return exactly `[1]`.
 #[inline]
 fn key_positions(meta: &CommandMeta, args: &[Bytes]) -> Result<SmallVec<[usize; 4]>, ferrite_commands::KeysError> {
-    use ferrite_commands::table::{BeginSearch, FindKeys};
-    if let [spec] = meta.key_specs.as_slice() {
-        if matches!(spec.begin, BeginSearch::Index(1))
-            && matches!(spec.find, FindKeys::Range { lastkey: 0, keystep, .. } if keystep > 0)
-            && args.len() > 1
-        {
-            return Ok(smallvec::smallvec![1]);
-        }
+    if single_key(meta, args) {
+        return Ok(smallvec::smallvec![1]);
     }
     get_keys(meta, args)
+}
+
+/// Is `args[1]` the command's only key (see `key_positions`)?
+#[inline]
+fn single_key(meta: &CommandMeta, args: &[Bytes]) -> bool {
+    use ferrite_commands::table::{BeginSearch, FindKeys};
+    match meta.key_specs.as_slice() {
+        [spec] => {
+            matches!(spec.begin, BeginSearch::Index(1))
+                && matches!(spec.find, FindKeys::Range { lastkey: 0, keystep, .. } if keystep > 0)
+                && args.len() > 1
+        }
+        _ => false,
+    }
 }
 
 const PUBSUB_ALLOWED: &[&str] =
     &["ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset"];
 
+/// The command a connection ran last, by the exact bytes of its name, so
+/// a run of the same command skips the lowercasing and the table lookup.
+#[derive(Default)]
+pub struct LastCmd<'s> {
+    name: [u8; 16],
+    len: usize,
+    cmd: Option<&'s Cmd>,
+}
+
+impl<'s> LastCmd<'s> {
+    #[inline]
+    fn lookup(&mut self, srv: &'s Server, name: &[u8]) -> Option<&'s Cmd> {
+        if let Some(c) = self.cmd {
+            if name.len() == self.len && self.name[..self.len] == *name {
+                return Some(c);
+            }
+        }
+        let c = srv.registry.get(name)?;
+        if name.len() <= self.name.len() {
+            self.name[..name.len()].copy_from_slice(name);
+            self.len = name.len();
+            self.cmd = Some(c);
+        }
+        Some(c)
+    }
+}
+
 /// Execute one request, appending its reply to `out`. Returns the full
 /// name of the command that ran (for CLIENT LIST's `cmd=`), if it resolved.
 pub fn execute(srv: &Server, client: &mut Client, args: &[Bytes], out: &mut ReplyBuf) -> Option<&'static str> {
-    let (cmd, meta) = match resolve(srv, args) {
+    execute_with(srv, client, args, out, &mut LastCmd::default())
+}
+
+/// `execute` with the connection's last-command cache.
+pub fn execute_with<'s>(
+    srv: &'s Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    last: &mut LastCmd<'s>,
+) -> Option<&'static str> {
+    let (cmd, meta) = match resolve_with(srv, args, last) {
         Ok(x) => x,
         Err(e) => {
             crate::stats::rejected_before_resolve(srv, args, &e.0);
@@ -270,6 +325,26 @@ fn run<'s>(
             owned = match cmd.imp.lock {
                 Lock::None => srv.store.access_none(),
                 Lock::All => srv.store.access_all(),
+                // The common shape (GET, SET, INCR, LPUSH...): one key, one shard, no position list.
+                Lock::Keys if single_key(meta, args) => {
+                    let key = &args[1];
+                    let sl = key_hash_slot(key);
+                    slot_cache.0.push((key.as_ptr() as usize, key.len(), sl));
+                    // (Matching `Serve` first spares the decision's drop call on the common path.)
+                    let decision = routing::decide(ClusterView::Standalone, &[sl]);
+                    if !matches!(decision, routing::Decision::Serve) {
+                        if let Some(e) = decision.error() {
+                            srv.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+                            out.error(&e);
+                            return;
+                        }
+                    }
+                    if meta.flags.has(Flags::WRITE) && srv.blocking.has_waiters(db, std::iter::once(&key[..])) {
+                        srv.store.access_all()
+                    } else {
+                        srv.store.access_slot(db, sl)
+                    }
+                }
                 Lock::Keys => match key_positions(meta, args) {
                     Ok(pos) => {
                         let slots: SmallVec<[u16; 4]> = pos.iter().map(|&i| key_hash_slot(&args[i])).collect();
@@ -313,7 +388,7 @@ fn run<'s>(
     // command's time and the start of its duration, like Redis's `call()`
     // (`ustime()` before and after). Inside a script, time stands still at
     // the script's start (Redis).
-    let t0_us = crate::server::now_us();
+    let t0_us = crate::clock::now_us();
     let now = crate::script::frozen_now().unwrap_or(t0_us.div_euclid(1000));
     let mut cx = Cx { srv, client, out, ks: Ks { srv, acc, db, now, slots: slot_cache }, args, cmd, in_exec };
     // A command called by a script keeps the script's caller current.
@@ -324,7 +399,7 @@ fn run<'s>(
     let res = (cmd.imp.handler)(&mut cx);
     // A command that blocked is counted once, when it is served.
     if client.block.is_none() {
-        let took = std::time::Duration::from_micros(crate::server::now_us().saturating_sub(t0_us).max(0) as u64);
+        let took = std::time::Duration::from_micros(crate::clock::now_us().saturating_sub(t0_us).max(0) as u64);
         srv.stats.command_done(meta, args, client, took, res.is_err());
     }
     if script_call {

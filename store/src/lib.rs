@@ -14,6 +14,7 @@ pub mod acl;
 pub mod alloc;
 pub mod blocking;
 pub mod client;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod conn;

@@ -188,10 +188,32 @@ impl LatencyHist {
         }
     }
 
+    /// `record_ns` by the histogram's only writer (a thread's own part):
+    /// a plain load and store, no locked instruction.
+    #[inline]
+    fn record_ns_owned(&self, ns: u64) {
+        if let Some(c) = self.counts.get(Self::index(ns)) {
+            bump_owned(c, 1);
+        }
+    }
+
     /// hdr_value_at_percentile: the highest value equivalent to the one at
     /// the percentile (the lowest for percentile 0).
+    #[cfg(test)]
     pub fn value_at_percentile(&self, p: f64) -> u64 {
         let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        Self::percentile_of(&counts, p)
+    }
+
+    /// Add this histogram's counts into `into` (HDR_LEN long).
+    fn add_to(&self, into: &mut [u64]) {
+        for (a, c) in into.iter_mut().zip(self.counts.iter()) {
+            *a = a.wrapping_add(c.load(Ordering::Relaxed));
+        }
+    }
+
+    /// `value_at_percentile` of summed counts.
+    fn percentile_of(counts: &[u64], p: f64) -> u64 {
         let total: u64 = counts.iter().sum();
         let want = ((p.min(100.0) / 100.0 * total as f64 + 0.5) as u64).max(1);
         let mut seen = 0u64;
@@ -241,27 +263,157 @@ impl Default for CmdsGen {
 const CMD_CACHE: usize = 16;
 
 /// One slot of the per-thread commandstats cache: (generation, command
-/// metadata address, its entry).
-type CmdCacheSlot = (u64, usize, Option<Arc<CmdStat>>);
+/// metadata address, this thread's part of its entry, whether this thread
+/// is that part's only writer).
+type CmdCacheSlot = (u64, usize, Option<(Arc<CmdCounts>, bool)>);
 
 thread_local! {
     /// Per-thread cache of commandstats entries, so a command's counters are
     /// found without the map's lock or a reference count update.
     static CMD_STATS: std::cell::RefCell<[CmdCacheSlot; CMD_CACHE]> =
         const { std::cell::RefCell::new([const { (0, 0, None) }; CMD_CACHE]) };
+    /// This thread's number among the threads that ran commands (0 = not yet assigned).
+    static THREAD_NO: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Per-command counters (INFO commandstats).
+fn thread_no() -> u64 {
+    THREAD_NO.with(|t| {
+        if t.get() == 0 {
+            static NEXT: AtomicU64 = AtomicU64::new(1);
+            t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
+
+/// At most this many threads get a part of their own in one command's
+/// entry; further threads share the entry's common part.
+const MAX_PARTS: usize = 64;
+
+/// Add `n` to a counter this thread alone writes (relaxed load + store:
+/// no locked instruction; readers on other threads see a value that was
+/// current at some point, as with `fetch_add`).
+#[inline]
+fn bump_owned(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// The counters of one command, as written by one thread (or, for the
+/// entry's common part, by any thread with atomic adds). Aligned so that
+/// two threads' parts never share a cache line (or an adjacent-line
+/// prefetch pair).
+#[derive(Default)]
+#[repr(align(128))]
+pub struct CmdCounts {
+    calls: AtomicU64,
+    usec: AtomicU64,
+    failed: AtomicU64,
+    /// Latency histogram: bucket i counts calls of at most 2^i microseconds.
+    hist: [AtomicU64; 32],
+    /// INFO latencystats histogram (while `latency-tracking` is on).
+    latency: std::sync::OnceLock<LatencyHist>,
+}
+
+impl CmdCounts {
+    /// Count one call. `owned`: this thread is the only writer.
+    #[inline]
+    fn record(&self, us: u64, failed: bool, tracking: bool, owned: bool) {
+        let bucket = &self.hist[hist_bucket(us)];
+        if owned {
+            bump_owned(&self.calls, 1);
+            bump_owned(&self.usec, us);
+            bump_owned(bucket, 1);
+            if failed {
+                bump_owned(&self.failed, 1);
+            }
+            if tracking {
+                // Redis records the call's microseconds, in nanoseconds.
+                self.latency.get_or_init(LatencyHist::new).record_ns_owned(us.saturating_mul(1000));
+            }
+        } else {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.usec.fetch_add(us, Ordering::Relaxed);
+            bucket.fetch_add(1, Ordering::Relaxed);
+            if failed {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if tracking {
+                self.latency.get_or_init(LatencyHist::new).record_ns(us.saturating_mul(1000));
+            }
+        }
+    }
+}
+
+/// Per-command counters (INFO commandstats, LATENCY HISTOGRAM, INFO
+/// latencystats). Each thread that runs the command counts in a part of
+/// its own (no cache line shared between worker threads on the command
+/// path); readers add the parts up.
 #[derive(Default)]
 pub struct CmdStat {
-    pub calls: AtomicU64,
-    pub usec: AtomicU64,
     pub rejected: AtomicU64,
-    pub failed: AtomicU64,
-    /// Latency histogram: bucket i counts calls of at most 2^i microseconds.
-    pub hist: [AtomicU64; 32],
-    /// INFO latencystats histogram (while `latency-tracking` is on).
-    pub latency: std::sync::OnceLock<LatencyHist>,
+    /// Counts of threads without a part of their own (and `failed_call`).
+    common: Arc<CmdCounts>,
+    /// (thread number, its part).
+    parts: parking_lot::Mutex<Vec<(u64, Arc<CmdCounts>)>>,
+}
+
+impl CmdStat {
+    /// This thread's part (created on first use) and whether it is its own.
+    fn part(&self) -> (Arc<CmdCounts>, bool) {
+        let me = thread_no();
+        let mut parts = self.parts.lock();
+        if let Some((_, p)) = parts.iter().find(|(t, _)| *t == me) {
+            return (p.clone(), true);
+        }
+        if parts.len() >= MAX_PARTS {
+            return (self.common.clone(), false);
+        }
+        let p = Arc::new(CmdCounts::default());
+        parts.push((me, p.clone()));
+        (p, true)
+    }
+
+    fn sum(&self, f: impl Fn(&CmdCounts) -> u64) -> u64 {
+        let parts = self.parts.lock();
+        parts.iter().fold(f(&self.common), |a, (_, p)| a.wrapping_add(f(p)))
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.sum(|c| c.calls.load(Ordering::Relaxed))
+    }
+
+    pub fn usec(&self) -> u64 {
+        self.sum(|c| c.usec.load(Ordering::Relaxed))
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.sum(|c| c.failed.load(Ordering::Relaxed))
+    }
+
+    /// The LATENCY HISTOGRAM buckets (bucket i: calls of at most 2^i us).
+    pub fn hist(&self) -> [u64; 32] {
+        let mut out = [0u64; 32];
+        let parts = self.parts.lock();
+        for c in std::iter::once(&*self.common).chain(parts.iter().map(|(_, p)| &**p)) {
+            for (o, b) in out.iter_mut().zip(&c.hist) {
+                *o = o.wrapping_add(b.load(Ordering::Relaxed));
+            }
+        }
+        out
+    }
+
+    /// The INFO latencystats values (ns) at `pcts`, if a call was recorded
+    /// while latency tracking was on.
+    pub fn latency_percentiles(&self, pcts: &[f64]) -> Option<Vec<u64>> {
+        let parts = self.parts.lock();
+        let mut counts: Option<Vec<u64>> = None;
+        for c in std::iter::once(&*self.common).chain(parts.iter().map(|(_, p)| &**p)) {
+            if let Some(h) = c.latency.get() {
+                h.add_to(counts.get_or_insert_with(|| vec![0; HDR_LEN]));
+            }
+        }
+        counts.map(|c| pcts.iter().map(|&p| LatencyHist::percentile_of(&c, p)).collect())
+    }
 }
 
 /// The histogram bucket of a duration in microseconds.
@@ -427,7 +579,7 @@ impl Stats {
     /// A command that ran failed without its error reply being counted
     /// here (a script's error already counted by the command it called).
     pub fn failed_call(&self, name: &str) {
-        self.cmd_stat(name).failed.fetch_add(1, Ordering::Relaxed);
+        self.cmd_stat(name).common.failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A command ran: commandstats, SLOWLOG and the `command` latency event.
@@ -441,18 +593,6 @@ impl Stats {
     ) {
         let us = duration.as_micros() as u64;
         let tracking = self.latency_tracking.get() != 0;
-        let count = |st: &CmdStat| {
-            st.calls.fetch_add(1, Ordering::Relaxed);
-            st.usec.fetch_add(us, Ordering::Relaxed);
-            st.hist[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
-            if failed {
-                st.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            if tracking {
-                // Redis records the call's microseconds, in nanoseconds.
-                st.latency.get_or_init(LatencyHist::new).record_ns(us.saturating_mul(1000));
-            }
-        };
         // `meta` lives in the process-wide command table, so its address
         // names the command; the generation ties the entry to this `Stats`
         // since its last reset.
@@ -463,15 +603,15 @@ impl Stats {
                 let mut c = c.borrow_mut();
                 let slot = &mut c[(key >> 4) % CMD_CACHE];
                 if slot.0 != gen || slot.1 != key || slot.2.is_none() {
-                    *slot = (gen, key, Some(self.cmd_stat(&meta.name)));
+                    *slot = (gen, key, Some(self.cmd_stat(&meta.name).part()));
                 }
-                if let Some(st) = &slot.2 {
-                    count(st);
+                if let Some((part, owned)) = &slot.2 {
+                    part.record(us, failed, tracking, *owned);
                 }
             })
             .is_ok();
         if !hit {
-            count(&self.cmd_stat(&meta.name));
+            self.cmd_stat(&meta.name).common.record(us, failed, tracking, false);
         }
         if meta.flags.has(ferrite_commands::Flags::SKIP_SLOWLOG) {
             return;
@@ -563,13 +703,13 @@ pub fn latencystats(stats: &Stats, s: &mut String) {
     let mut names: Vec<&String> = m.keys().collect();
     names.sort();
     for n in names {
-        let Some(h) = m[n].latency.get() else { continue };
+        let Some(values) = m[n].latency_percentiles(&pcts) else { continue };
         let _ = write!(s, "latency_percentiles_usec_{n}:");
-        for (i, (&p, label)) in pcts.iter().zip(&labels).enumerate() {
+        for (i, (v, label)) in values.iter().zip(&labels).enumerate() {
             if i > 0 {
                 s.push(',');
             }
-            let _ = write!(s, "p{label}={:.3}", h.value_at_percentile(p) as f64 / 1000.0);
+            let _ = write!(s, "p{label}={:.3}", *v as f64 / 1000.0);
         }
         s.push_str("\r\n");
     }
@@ -605,6 +745,48 @@ mod tests {
         assert!(parse_percentiles(b" 5").is_err());
         assert!(parse_percentiles(b"101").is_err());
         assert!(parse_percentiles(b"").unwrap().is_empty());
+    }
+
+    fn dummy_client() -> crate::client::Client {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let h = crate::client::ClientHandle::new(1, "127.0.0.1:1".into(), "127.0.0.1:2".into(), -1, tx, 0);
+        crate::client::Client::new(std::sync::Arc::new(h), true)
+    }
+
+    #[test]
+    fn command_counts_sum_across_threads() {
+        let stats = std::sync::Arc::new(Stats::default());
+        let meta = ferrite_commands::table().commands.get("get").expect("get in the command table");
+        let hs: Vec<_> = (0..3u64)
+            .map(|t| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        stats.command_done(
+                            meta,
+                            &[],
+                            &dummy_client(),
+                            std::time::Duration::from_micros(t),
+                            i % 10 == 0,
+                        );
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        stats.failed_call("get");
+        let st = stats.cmds.read().get("get").cloned().expect("entry");
+        assert_eq!(st.calls(), 3000);
+        assert_eq!(st.usec(), 1000 + 2000);
+        assert_eq!(st.failed(), 301);
+        let h = st.hist();
+        // 0 and 1 us fall in bucket 0, 2 us in bucket 1.
+        assert_eq!((h[0], h[1], h.iter().sum::<u64>()), (2000, 1000, 3000));
+        // p50 of {1000 x 1 ns (0 us clamps to 1), 1000 x 1000 ns, 1000 x 2000 ns}: the 1000 ns sub-bucket.
+        let p = st.latency_percentiles(&[0.0, 50.0, 100.0]).expect("tracked");
+        assert_eq!(p, vec![1, 1003, 2007]);
+        stats.reset();
+        assert!(stats.cmds.read().get("get").is_none());
     }
 
     #[test]

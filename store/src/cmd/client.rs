@@ -554,10 +554,10 @@ pub fn commandstats(srv: &crate::server::Server, s: &mut String) {
     names.sort();
     for n in names {
         let c = &m[n];
-        let calls = c.calls.load(Ordering::Relaxed);
-        let usec = c.usec.load(Ordering::Relaxed);
+        let calls = c.calls();
+        let usec = c.usec();
         let rejected = c.rejected.load(Ordering::Relaxed);
-        let failed = c.failed.load(Ordering::Relaxed);
+        let failed = c.failed();
         if calls == 0 && rejected == 0 && failed == 0 {
             continue;
         }

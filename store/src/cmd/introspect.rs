@@ -8,7 +8,6 @@
 //! LATENCY HISTOGRAM buckets are powers of two microseconds, like Redis's.
 
 use crate::cmd::{eq_ic, CmdError, CmdResult, Cx};
-use std::sync::atomic::Ordering;
 
 const SLOWLOG_HELP: &[&str] = &[
     "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -95,15 +94,14 @@ pub fn slowlog(cx: &mut Cx) -> CmdResult {
 
 /// One command's `{calls, histogram_usec}` map.
 fn histogram_reply(cx: &mut Cx, st: &crate::stats::CmdStat) {
-    let calls = st.calls.load(Ordering::Relaxed);
+    let calls = st.calls();
     cx.out.map(2);
     cx.out.bulk(b"calls");
     cx.out.int(calls as i64);
     cx.out.bulk(b"histogram_usec");
     let mut cum = 0u64;
     let mut rows = Vec::new();
-    for (i, b) in st.hist.iter().enumerate() {
-        let n = b.load(Ordering::Relaxed);
+    for (i, n) in st.hist().into_iter().enumerate() {
         if n > 0 {
             cum += n;
             rows.push((1u64 << i, cum));
@@ -119,11 +117,7 @@ fn histogram_reply(cx: &mut Cx, st: &crate::stats::CmdStat) {
 fn latency_histogram(cx: &mut Cx) -> CmdResult {
     let all: Vec<(String, std::sync::Arc<crate::stats::CmdStat>)> = {
         let m = cx.srv.stats.cmds.read();
-        let mut v: Vec<_> = m
-            .iter()
-            .filter(|(_, s)| s.calls.load(Ordering::Relaxed) > 0)
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let mut v: Vec<_> = m.iter().filter(|(_, s)| s.calls() > 0).map(|(k, s)| (k.clone(), s.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };

@@ -379,6 +379,7 @@ impl<'a, 's> Ks<'a, 's> {
         if was_expired {
             srv.store.dbs[db].signal_expired_deleted(key);
             crate::persist::propagate::expired(srv, db, key);
+            crate::cmd::client::tracking::invalidate_by_server(srv, key);
             crate::stats::Stats::add(&srv.stats.expired_keys, 1);
         }
         self.modified_in(db, key);

@@ -160,8 +160,18 @@ fn set(cx: &mut Cx) -> CmdResult {
     } else {
         None
     };
-    let exists = if o.get { old.is_some() } else { cx.ks.exists(key)? };
-    let do_set = if exists { !o.nx } else { !o.xx };
+    // Without NX/XX/GET the old value does not matter: the insert itself
+    // expires a logically expired old key first (as the lookup would).
+    let do_set = if !o.nx && !o.xx {
+        true
+    } else {
+        let exists = if o.get { old.is_some() } else { cx.ks.exists(key)? };
+        if exists {
+            !o.nx
+        } else {
+            !o.xx
+        }
+    };
     if do_set {
         let value = Value::str(cx.arg(2));
         match at {

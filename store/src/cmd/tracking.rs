@@ -74,6 +74,8 @@ thread_local! {
     /// The running script called a read-only command (then its caller
     /// tracks the script's declared keys, as Redis does).
     static SCRIPT_READ: Cell<bool> = const { Cell::new(false) };
+    /// Something may be in PENDING or INLINE (lets `end_command` skip both).
+    static QUEUED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A command called by a script finished (instead of [`after_command`]):
@@ -104,6 +106,9 @@ pub fn last_client() -> u64 {
 /// it produced for its own client, and forget the current client.
 pub fn end_command(srv: &Server) {
     set_current(0);
+    if !QUEUED.with(|q| q.replace(false)) {
+        return;
+    }
     for (dest, push) in INLINE.with(|p| std::mem::take(&mut *p.borrow_mut())) {
         let _ = dest.tx.send(push);
     }
@@ -171,6 +176,7 @@ fn send(srv: &Server, target: &Arc<ClientHandle>, keys: Option<Vec<Bytes>>) {
         };
         if redirected && dest.id == CURRENT.with(|c| c.get()) {
             INLINE.with(|p| p.borrow_mut().push((dest, push)));
+            QUEUED.with(|q| q.set(true));
         } else {
             let _ = dest.tx.send(push);
         }
@@ -247,6 +253,7 @@ fn invalidate_as(srv: &Server, key: &[u8], by_server: bool) {
             }
             if id == cur {
                 PENDING.with(|p| p.borrow_mut().push((target, key.to_vec())));
+                QUEUED.with(|q| q.set(true));
             } else {
                 send(srv, &target, Some(vec![Bytes::copy_from_slice(key)]));
             }

@@ -514,6 +514,18 @@ impl Store {
         Access { store: self, world, guards }
     }
 
+    /// Lock the shard holding `slot` of `db` (`access_slots` for one slot).
+    #[inline]
+    pub fn access_slot(&self, db: usize, slot: u16) -> Access<'_> {
+        let world = World::Shared(self.world.read());
+        let mut guards = SmallVec::new();
+        if let Some(d) = self.dbs.get(db) {
+            let shard = shard_of(slot);
+            guards.push((((db as u32) << 16) | shard as u32, d.shards[shard].lock()));
+        }
+        Access { store: self, world, guards }
+    }
+
     /// Exclusive access to everything.
     pub fn access_all(&self) -> Access<'_> {
         Access { store: self, world: World::Exclusive(self.world.write()), guards: SmallVec::new() }
