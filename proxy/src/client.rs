@@ -1576,11 +1576,11 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 out.extend_from_slice(&m);
             }
         }
+        // Published before the replies are written: a client that read its reply sees it counted.
+        cl.publish_counts();
         // Write what the socket takes now; the rest waits for the client to read while requests are still read
         // and answered, as Redis does (waiting here deadlocks with a client that sends a whole pipeline before
         // reading any reply, once both directions outgrow the socket buffers).
-        // Published before the replies are written: a client that read its reply sees it counted.
-        cl.publish_counts();
         if !out.is_empty() && write_now(&wr, &mut out).is_err() {
             break;
         }

@@ -276,6 +276,13 @@ fn integrity<T>(r: Result<T>, msg: &'static str) -> Result<T> {
     })
 }
 
+/// A value stored as one packed blob: read the blob (a read error stays what it is), decode it with `f`, and
+/// report a failure with `msg` ([`integrity`]).
+fn packed<T>(r: &mut Reader<'_>, msg: &'static str, f: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    let blob = r.string()?;
+    integrity(f(&blob), msg)
+}
+
 /// Decode a value of RDB type `ty` from `r`.
 pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
     match ty {
@@ -323,54 +330,33 @@ pub fn decode_value(ty: u8, r: &mut Reader<'_>) -> Result<RdbValue> {
             finish_hash(v)
         }
         // A packed encoding that is not valid (or holds duplicates) is refused with Redis's message for it.
-        t::HASH_ZIPMAP => {
-            let blob = r.string()?;
-            integrity(packs::zipmap(&blob).and_then(finish_hash), "Zipmap integrity check failed.")
-        }
+        t::HASH_ZIPMAP => packed(r, "Zipmap integrity check failed.", |b| packs::zipmap(b).and_then(finish_hash)),
         t::LIST_ZIPLIST => {
-            let blob = r.string()?;
-            let v = integrity(packs::ziplist(&blob), "List ziplist integrity check failed.")?;
+            let v = packed(r, "List ziplist integrity check failed.", packs::ziplist)?;
             if v.is_empty() {
                 return Err(RdbError::EmptyKey);
             }
             Ok(RdbValue::List(v))
         }
         t::SET_INTSET => {
-            let blob = r.string()?;
-            integrity(packs::intset(&blob, r.deep).and_then(finish_set), "Intset integrity check failed.")
+            let deep = r.deep;
+            packed(r, "Intset integrity check failed.", |b| packs::intset(b, deep).and_then(finish_set))
         }
         t::SET_LISTPACK => {
-            let blob = r.string()?;
-            integrity(packs::listpack(&blob).and_then(finish_set), "Set listpack integrity check failed.")
+            packed(r, "Set listpack integrity check failed.", |b| packs::listpack(b).and_then(finish_set))
         }
-        t::ZSET_ZIPLIST => {
-            let blob = r.string()?;
-            integrity(
-                packs::ziplist(&blob).and_then(pairs).and_then(zset_from_pairs),
-                "Zset ziplist integrity check failed.",
-            )
-        }
-        t::ZSET_LISTPACK => {
-            let blob = r.string()?;
-            integrity(
-                packs::listpack(&blob).and_then(pairs).and_then(zset_from_pairs),
-                "Zset listpack integrity check failed.",
-            )
-        }
-        t::HASH_ZIPLIST => {
-            let blob = r.string()?;
-            integrity(
-                packs::ziplist(&blob).and_then(pairs).and_then(finish_hash),
-                "Hash ziplist integrity check failed.",
-            )
-        }
-        t::HASH_LISTPACK => {
-            let blob = r.string()?;
-            integrity(
-                packs::listpack(&blob).and_then(pairs).and_then(finish_hash),
-                "Hash listpack integrity check failed.",
-            )
-        }
+        t::ZSET_ZIPLIST => packed(r, "Zset ziplist integrity check failed.", |b| {
+            packs::ziplist(b).and_then(pairs).and_then(zset_from_pairs)
+        }),
+        t::ZSET_LISTPACK => packed(r, "Zset listpack integrity check failed.", |b| {
+            packs::listpack(b).and_then(pairs).and_then(zset_from_pairs)
+        }),
+        t::HASH_ZIPLIST => packed(r, "Hash ziplist integrity check failed.", |b| {
+            packs::ziplist(b).and_then(pairs).and_then(finish_hash)
+        }),
+        t::HASH_LISTPACK => packed(r, "Hash listpack integrity check failed.", |b| {
+            packs::listpack(b).and_then(pairs).and_then(finish_hash)
+        }),
         t::LIST_QUICKLIST | t::LIST_QUICKLIST_2 => {
             let nodes = r.count()?;
             let mut v = Vec::new();

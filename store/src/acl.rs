@@ -1272,18 +1272,22 @@ pub fn check_script(
     meta: &CommandMeta,
     args: &[Bytes],
 ) -> Result<(), crate::cmd::CmdError> {
-    if client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    let Err(d) = user_check(srv, client, meta, args) else { return Ok(()) };
+    let Err(d) = verdict(srv, client, meta, args) else { return Ok(()) };
     log_denied(srv, client, meta, args, d, "lua");
     Err(denied_error(d, meta))
 }
 
 /// `redis.acl_check_cmd`: the verdict only (Redis logs nothing).
 pub fn allowed(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes]) -> bool {
-    (client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed))
-        || user_check(srv, client, meta, args).is_ok()
+    verdict(srv, client, meta, args).is_ok()
+}
+
+/// The user's verdict, with the shortcut for an open `default` user (what [`check`] does before logging).
+fn verdict(srv: &Server, client: &Client, meta: &CommandMeta, args: &[Bytes]) -> Result<(), Denied> {
+    if client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    user_check(srv, client, meta, args)
 }
 
 /// The re-check of a queued command inside EXEC.
@@ -1293,10 +1297,7 @@ pub fn check_exec(
     meta: &CommandMeta,
     args: &[Bytes],
 ) -> Result<(), crate::cmd::CmdError> {
-    if client.user == "default" && srv.acl.default_open.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    let Err(d) = user_check(srv, client, meta, args) else { return Ok(()) };
+    let Err(d) = verdict(srv, client, meta, args) else { return Ok(()) };
     log_denied(srv, client, meta, args, d, "multi");
     let reason = match d {
         Denied::Cmd => "no permission to execute the command or subcommand",

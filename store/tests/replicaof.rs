@@ -926,6 +926,21 @@ fn writable_replica_expires_its_own_keys_like_redis() {
     assert_eq!(got[0], got[1]);
 }
 
+/// A ferrite master started with `master_args` and two replicas of it in sync, a ferrite and a real
+/// redis-server: (the processes, kept alive by the caller; a connection to the master; one to each replica).
+fn master_and_two_replicas(master_args: &[&str]) -> (Vec<support::Proc>, Conn, [Conn; 2]) {
+    let m = start_ferrite(master_args);
+    let fr = start_ferrite(&[]);
+    let rr = start_redis(&[]);
+    let mut mc = Conn::connect(m.port).unwrap();
+    let mut replicas = [Conn::connect(fr.port).unwrap(), Conn::connect(rr.port).unwrap()];
+    for r in replicas.iter_mut() {
+        attach(r, m.port);
+        wait_synced(&mut mc, r, 20);
+    }
+    (vec![m, fr, rr], mc, replicas)
+}
+
 /// An extended XPENDING reply without the idle times (the 6th line of each 7-line entry after the header).
 fn strip_idle(v: &[u8]) -> Vec<String> {
     let text = s(v);
@@ -940,15 +955,7 @@ fn strip_idle(v: &[u8]) -> Vec<String> {
 /// entries").
 #[test]
 fn xclaim_of_deleted_entries_reaches_replicas() {
-    let m = start_ferrite(&[]);
-    let fr = start_ferrite(&[]);
-    let rr = start_redis(&[]);
-    let mut mc = Conn::connect(m.port).unwrap();
-    let mut replicas = [Conn::connect(fr.port).unwrap(), Conn::connect(rr.port).unwrap()];
-    for r in replicas.iter_mut() {
-        attach(r, m.port);
-        wait_synced(&mut mc, r, 20);
-    }
+    let (_procs, mut mc, mut replicas) = master_and_two_replicas(&[]);
     for autoclaim in [false, true] {
         mc.line("DEL x");
         for i in 1..=5 {
@@ -968,13 +975,11 @@ fn xclaim_of_deleted_entries_reaches_replicas() {
         let want_bob = mc.line("XPENDING x grp - + 10 Bob");
         for r in replicas.iter_mut() {
             wait_synced(&mut mc, r, 20);
-            let pending = |r: &mut Conn, who: &str| -> Vec<String> {
-                // Without the idle times (they differ per server).
-                strip_idle(&r.line(&format!("XPENDING x grp - + 10 {who}")))
-            };
-            let strip = |v: &[u8]| strip_idle(v);
-            assert_eq!(pending(r, "Alice"), strip(&want), "autoclaim={autoclaim}: Alice's pending entries");
-            assert_eq!(pending(r, "Bob"), strip(&want_bob), "autoclaim={autoclaim}: Bob's pending entries");
+            // Without the idle times (they differ per server).
+            let alice = strip_idle(&r.line("XPENDING x grp - + 10 Alice"));
+            let bob = strip_idle(&r.line("XPENDING x grp - + 10 Bob"));
+            assert_eq!(alice, strip_idle(&want), "autoclaim={autoclaim}: Alice's pending entries");
+            assert_eq!(bob, strip_idle(&want_bob), "autoclaim={autoclaim}: Bob's pending entries");
         }
     }
 }
@@ -984,15 +989,7 @@ fn xclaim_of_deleted_entries_reaches_replicas() {
 /// real redis-server as replicas of a ferrite master.
 #[test]
 fn script_set_repl_selects_targets() {
-    let m = start_ferrite(&["--appendonly", "yes"]);
-    let fr = start_ferrite(&[]);
-    let rr = start_redis(&[]);
-    let mut mc = Conn::connect(m.port).unwrap();
-    let mut replicas = [Conn::connect(fr.port).unwrap(), Conn::connect(rr.port).unwrap()];
-    for r in replicas.iter_mut() {
-        attach(r, m.port);
-        wait_synced(&mut mc, r, 20);
-    }
+    let (_procs, mut mc, mut replicas) = master_and_two_replicas(&["--appendonly", "yes"]);
     let script = "redis.call('set','a','1'); redis.set_repl(redis.REPL_NONE); redis.call('set','b','2'); \
                   redis.set_repl(redis.REPL_AOF); redis.call('set','c','3'); redis.set_repl(redis.REPL_ALL); \
                   redis.call('set','d','4')";

@@ -543,12 +543,7 @@ fn with_group<T>(
     group: &[u8],
     f: impl FnOnce(&crate::types::stream::Group) -> T,
 ) -> Option<T> {
-    let slot = key_hash_slot(key);
-    let e = acc.shard(db, slot)?.get_raw(slot, key)?;
-    match &e.value {
-        Value::Stream(s) => s.groups.get(group).map(f),
-        _ => None,
-    }
+    with_stream(acc, db, key, |s| s.groups.get(group).map(f)).flatten()
 }
 
 fn parse_id(b: &[u8]) -> Option<crate::types::stream::StreamId> {
