@@ -3,7 +3,8 @@
 # redis-server behind them, around one redis-benchmark run per target. Needs a release build
 # (cargo build --release -p ferrite-proxy), redis-server, redis-benchmark, nutcracker, bc. Loopback only.
 #
-#   proxy/bench/cpu_per_request.sh            # PROXYARGS="--threads 2" to try other proxy settings
+#   proxy/bench/cpu_per_request.sh            # PROXYARGS="--threads 2" to try other proxy settings,
+#                                             # PROXY=path/to/ferrite-proxy for another binary
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 RP=${BASE_PORT:-31001}; PP=$((RP + 1)); NP=$((RP + 2))
@@ -15,7 +16,7 @@ redis-server --port $RP --bind 127.0.0.1 --save '' --dir "$work" --daemonize no 
 R=$!; pids+=($R)
 sleep 0.3
 # shellcheck disable=SC2086
-"$root/target/release/ferrite-proxy" --listen 127.0.0.1:$PP --ferrite 127.0.0.1:$RP --log-level warn ${PROXYARGS:-} >/dev/null 2>&1 &
+"${PROXY:-$root/target/release/ferrite-proxy}" --listen 127.0.0.1:$PP --ferrite 127.0.0.1:$RP --log-level warn ${PROXYARGS:-} >/dev/null 2>&1 &
 P=$!; pids+=($P)
 printf "pool:\n  listen: 127.0.0.1:%s\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  servers:\n   - 127.0.0.1:%s:1\n" $NP $RP > "$work/nut.yml"
 nutcracker -c "$work/nut.yml" >/dev/null 2>&1 &

@@ -292,7 +292,16 @@ impl Conn {
     /// `datas.len()` reply frames are delivered together to `inbox` under sequence number `seq`. Returns false when
     /// the connection is closed (nothing was queued).
     pub fn push_group(&self, datas: &[Bytes], inbox: &Arc<Inbox>, seq: u64) -> bool {
-        let n = datas.len() as u32;
+        self.push_requests(datas, datas.len() as u32, inbox, seq)
+    }
+
+    /// Queue `n` consecutive requests of a client sent as one block of bytes (one reply frame each), like
+    /// [`Conn::push_group`].
+    pub fn push_run(&self, data: &Bytes, n: u32, inbox: &Arc<Inbox>, seq: u64) -> bool {
+        self.push_requests(std::slice::from_ref(data), n, inbox, seq)
+    }
+
+    fn push_requests(&self, datas: &[Bytes], n: u32, inbox: &Arc<Inbox>, seq: u64) -> bool {
         if n == 0 {
             return true;
         }
@@ -703,6 +712,35 @@ async fn run_conn(
                 break b;
             }
         };
+        // The front group's replies that did arrive are delivered; only its requests without a reply fail.
+        if pos > 0 {
+            let part = {
+                let mut q = rshared.q.lock();
+                let written = q.pending.len() - q.unsent;
+                match q.pending.front_mut() {
+                    Some(f) if written > 0 && f.keep_all && f.left > 0 && f.left < f.count => match &mut f.sink {
+                        Sink::Client(inbox, seq, n) => {
+                            let got = f.count - f.left;
+                            let part = (inbox.clone(), *seq, got, f.err);
+                            *seq += u64::from(got);
+                            *n -= got;
+                            f.count = f.left;
+                            f.err = false;
+                            Some(part)
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            };
+            if let Some((inbox, seq, got, err)) = part {
+                let frames = buf.split_to(pos).freeze();
+                Sink::Client(inbox, seq, got).deliver_with(Ok(frames), err, &mut woken);
+                for w in woken.drain(..) {
+                    w.waker.wake();
+                }
+            }
+        }
         rshared.kill(&why);
         why
     });

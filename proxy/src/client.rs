@@ -56,12 +56,48 @@ struct FastInfo {
     // for it. Whoever consumes a `FastInfo` ends it (`Slots::done`) or hands it to a guard.
 }
 
+/// A request waiting for a fast-path reply.
+enum Fast {
+    /// Sent on its own (through [`Client::handle`]).
+    Own(FastInfo),
+    /// Part of a run ([`Client::fast_run`]): its bytes are `off..off + len` of the run's.
+    Run { slot: u16, meta: &'static CommandMeta, off: usize, len: usize },
+}
+
+impl Fast {
+    fn slot(&self) -> u16 {
+        match self {
+            Fast::Own(f) => f.slot,
+            Fast::Run { slot, .. } => *slot,
+        }
+    }
+}
+
+/// Consecutive requests of a client sent to one backend connection as one block of bytes, as the client sent
+/// them; kept until their replies are written (a redirected or failed request is retried from these bytes).
+struct Run {
+    /// Sequence number of the first request.
+    first: u64,
+    n: u32,
+    side: Side,
+    addr: Arc<str>,
+    data: Bytes,
+}
+
+/// The backend connection of the run being gathered in [`Client::fast_run`].
+struct RunTarget {
+    conn: Conn,
+    addr: Arc<str>,
+    side: Side,
+    lane: u16,
+}
+
 /// A request whose reply is not written yet, in request order.
 struct Entry {
     reply: Option<Bytes>,
     /// A pub/sub confirmation: pushed messages wait until it is written.
     ctrl: bool,
-    fast: Option<FastInfo>,
+    fast: Option<Fast>,
 }
 
 /// A job for the client's dedicated-connection task (transactions, blocking commands).
@@ -169,6 +205,8 @@ pub struct Client {
     group: Option<(Conn, u64)>,
     /// The bytes of the requests of `group`.
     group_data: Vec<Bytes>,
+    /// Runs sent by [`Client::fast_run`] whose replies are not all written yet, oldest first.
+    runs: VecDeque<Run>,
 }
 
 fn eq(a: &[u8], b: &str) -> bool {
@@ -248,6 +286,7 @@ impl Client {
             raw: None,
             group: None,
             group_data: Vec::new(),
+            runs: VecDeque::new(),
         }
     }
 
@@ -368,6 +407,126 @@ impl Client {
             self.inbox.replies.lock().push(Delivery { seq, n, err: true, r });
         }
         self.group_data.clear();
+    }
+
+    /// The run fast path: take the complete requests at the front of `inbuf` that are plain commands with their
+    /// only key at `args[1]` (GET, SET, INCR, HSET, ...) for slots simply owned by one side, find each request's
+    /// end, command and key without building arguments, and send each run of consecutive requests for one backend
+    /// connection as one block of the bytes the client sent (one queue entry, one reply delivery per run). Stops at
+    /// the first request that needs anything else (left in `inbuf` for the general path). Returns the number of
+    /// requests taken; each got a queue entry.
+    fn fast_run(&mut self, inbuf: &mut BytesMut, queue: &mut VecDeque<Entry>, head: u64) -> usize {
+        self.flush_group();
+        let max_bulk = self.proxy.cfg.proto_max_bulk_len;
+        let resp3 = self.resp3;
+        let proxy = self.proxy.clone();
+        // Slot maps, loaded once per call (per side).
+        let mut views: [Option<arc_swap::Guard<Arc<crate::topology::View>>>; 2] = [None, None];
+        let mut target: Option<RunTarget> = None;
+        // Bytes at the front of `inbuf` in the current run, its requests, and the first one's sequence number.
+        let (mut at, mut n, mut first) = (0usize, 0u32, 0u64);
+        let mut taken = 0usize;
+        while queue.len() < MAX_PENDING {
+            let Some(s) = crate::fastrun::scan_simple(&inbuf[at..], max_bulk, 1024) else { break };
+            let Some(meta) = self.lookup(&inbuf[at + s.name.0..at + s.name.1]) else { break };
+            if !self.last_simple_key || !meta.arity_ok(s.nargs) {
+                break;
+            }
+            let slot = key_hash_slot(&inbuf[at + s.key.0..at + s.key.1]);
+            let write = meta.flags.has(Flags::WRITE);
+            let e = proxy.slots.route_counted(slot);
+            if e.state == State::Paused || e.mirror || (write && proxy.slots.is_tracked(slot)) {
+                proxy.slots.done(slot);
+                break;
+            }
+            let side = side_of(e.state);
+            let lane = proxy.lane(side, Some(slot));
+            let Some(topo) = proxy.topo_of(side) else {
+                proxy.slots.done(slot);
+                break;
+            };
+            let view = views[side as usize].get_or_insert_with(|| topo.view());
+            let Some(addr) = view.node(slot) else {
+                proxy.slots.done(slot);
+                break;
+            };
+            let same = target.as_ref().is_some_and(|t| t.side == side && t.lane == lane && Arc::ptr_eq(&t.addr, addr));
+            if !same {
+                let found = self
+                    .conns
+                    .iter()
+                    .find(|c| Arc::ptr_eq(&c.0, addr) && c.1 == lane && c.2 == resp3 && c.3.alive())
+                    .map(|c| c.3.clone());
+                let conn = match found {
+                    Some(c) => c,
+                    None => match proxy.slot_conn(side, slot, addr, resp3) {
+                        Some(c) => {
+                            self.conns.retain(|c| c.3.alive());
+                            if self.conns.len() >= 64 {
+                                self.conns.clear();
+                            }
+                            self.conns.push((addr.clone(), lane, resp3, c.clone()));
+                            c
+                        }
+                        None => {
+                            proxy.slots.done(slot);
+                            break;
+                        }
+                    },
+                };
+                let addr = addr.clone();
+                if let Some(t) = target.take() {
+                    self.end_run(inbuf, t, at, n, first);
+                    at = 0;
+                }
+                target = Some(RunTarget { conn, addr, side, lane });
+                n = 0;
+                first = head + queue.len() as u64;
+            }
+            self.count(meta.name.as_str(), side);
+            queue.push_back(Entry {
+                reply: None,
+                ctrl: false,
+                fast: Some(Fast::Run { slot, meta, off: at, len: s.end }),
+            });
+            at += s.end;
+            n += 1;
+            taken += 1;
+        }
+        if let Some(t) = target {
+            self.end_run(inbuf, t, at, n, first);
+        }
+        taken
+    }
+
+    /// Send the run of `n` requests that are the first `len` bytes of `inbuf`.
+    fn end_run(&mut self, inbuf: &mut BytesMut, t: RunTarget, len: usize, n: u32, first: u64) {
+        let data = inbuf.split_to(len).freeze();
+        if !t.conn.push_run(&data, n, &self.inbox, first) {
+            // The connection closed meanwhile: nothing was written, the general path retries each request.
+            let r = Err(BackendError::NotSent("connection closed".into()));
+            self.inbox.replies.lock().push(Delivery { seq: first, n, err: true, r });
+        }
+        self.runs.push_back(Run { first, n, side: t.side, addr: t.addr, data });
+    }
+
+    /// What the general path needs to finish fast-path request `seq`.
+    fn resolve(&self, seq: u64, f: Fast) -> Option<FastInfo> {
+        match f {
+            Fast::Own(i) => Some(i),
+            Fast::Run { slot, meta, off, len } => {
+                let r = self.runs.iter().find(|r| seq >= r.first && seq - r.first < u64::from(r.n))?;
+                Some(FastInfo {
+                    slot,
+                    side: r.side,
+                    addr: r.addr.clone(),
+                    data: r.data.slice(off..off + len),
+                    name: meta.name.as_str(),
+                    write: meta.flags.has(Flags::WRITE),
+                    readonly: meta.flags.has(Flags::READONLY),
+                })
+            }
+        }
     }
 
     /// Does this request run on the client's dedicated connection (so it must not overtake or be overtaken by
@@ -1442,6 +1601,19 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 None => false,
             };
             cl.raw = None;
+            if !from_deferred
+                && !parser.in_progress()
+                && cl.authed
+                && cl.multi.is_none()
+                && !cl.barrier
+                && !cl.subscribed()
+            {
+                let n = cl.fast_run(&mut inbuf, &mut queue, head);
+                if n > 0 {
+                    fast_waiting += n;
+                    continue;
+                }
+            }
             if !from_deferred {
                 // A complete request is taken without copying; anything else (partial, inline, malformed) goes
                 // through the incremental parser, which keeps the arguments of an incomplete request in `args`
@@ -1504,7 +1676,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                 }
                 Out::Fast(info) => {
                     fast_waiting += 1;
-                    Entry { reply: None, ctrl: false, fast: Some(info) }
+                    Entry { reply: None, ctrl: false, fast: Some(Fast::Own(info)) }
                 }
             };
             queue.push_back(entry);
@@ -1529,7 +1701,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                         for k in 0..d.n as usize {
                             let Some(e) = queue.get_mut(base + k) else { break };
                             let Some(info) = e.fast.take() else { continue };
-                            proxy.slots.done(info.slot);
+                            proxy.slots.done(info.slot());
                             fast_waiting -= 1;
                             progress = true;
                             e.reply = Some(whole.take().unwrap_or_default());
@@ -1540,9 +1712,15 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
                     for (k, r) in split_delivery(d.r, d.n).into_iter().enumerate() {
                         let seq = d.seq + k as u64;
                         let Some(e) = queue.get_mut(base + k) else { break };
-                        let Some(info) = e.fast.take() else { continue };
+                        let Some(fast) = e.fast.take() else { continue };
                         fast_waiting -= 1;
                         progress = true;
+                        let slot = fast.slot();
+                        let Some(info) = cl.resolve(seq, fast) else {
+                            proxy.slots.done(slot);
+                            e.reply = Some(resp::error("ERR internal proxy error: request bytes lost"));
+                            continue;
+                        };
                         match fast_reply(&proxy, cl.resp3, info, r) {
                             Ok(b) => e.reply = Some(b),
                             Err(f) => slow.push(Box::pin(f.map(move |b| (seq, b)))),
@@ -1567,6 +1745,10 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
             if e.ctrl {
                 ctrl_pending -= 1;
             }
+        }
+        // Runs whose replies are all written.
+        while cl.runs.front().is_some_and(|r| r.first + u64::from(r.n) <= head) {
+            cl.runs.pop_front();
         }
         // Pushed messages exist only once the client used pub/sub (its sender is handed out then): other clients
         // skip the channel entirely.
@@ -1659,7 +1841,7 @@ pub async fn handle(proxy: Arc<Proxy>, sock: TcpStream, peer: SocketAddr) {
     // Requests still waiting for their replies end here (their replies will be dropped by the inbox).
     for e in queue.iter() {
         if let Some(f) = &e.fast {
-            proxy.slots.done(f.slot);
+            proxy.slots.done(f.slot());
         }
     }
     let _ = wr.shutdown().await;

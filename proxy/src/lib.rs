@@ -29,6 +29,7 @@ pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod fastrun;
 pub mod metrics;
 pub mod mirror;
 pub mod pubsub;
