@@ -350,6 +350,22 @@ impl Client {
         }))
     }
 
+    /// The client's cached shared connection to `addr` for `lane`, opened (and cached) when missing or dead.
+    fn cached_conn(&mut self, side: Side, slot: u16, addr: &Arc<str>, lane: u16) -> Option<Conn> {
+        let resp3 = self.resp3;
+        let found = self.conns.iter().find(|c| Arc::ptr_eq(&c.0, addr) && c.1 == lane && c.2 == resp3 && c.3.alive());
+        if let Some(c) = found {
+            return Some(c.3.clone());
+        }
+        let c = self.proxy.slot_conn(side, slot, addr, resp3)?;
+        self.conns.retain(|c| c.3.alive());
+        if self.conns.len() >= 64 {
+            self.conns.clear();
+        }
+        self.conns.push((addr.clone(), lane, resp3, c.clone()));
+        Some(c)
+    }
+
     fn fast_send(
         &mut self,
         slot: u16,
@@ -357,26 +373,13 @@ impl Client {
         write: bool,
         args: &[Bytes],
     ) -> Option<(Side, Arc<str>, Bytes)> {
-        if entry.state == State::Paused || entry.mirror || (write && self.proxy.slots.is_tracked(slot)) {
+        if !self.proxy.plainly_owned(slot, entry, write) {
             return None;
         }
         let side = side_of(entry.state);
         let addr = self.proxy.slot_node(side, slot)?;
         let lane = self.proxy.lane(side, Some(slot));
-        let resp3 = self.resp3;
-        let found = self.conns.iter().find(|c| Arc::ptr_eq(&c.0, &addr) && c.1 == lane && c.2 == resp3 && c.3.alive());
-        let conn = match found {
-            Some(c) => c.3.clone(),
-            None => {
-                let c = self.proxy.slot_conn(side, slot, &addr, resp3)?;
-                self.conns.retain(|c| c.3.alive());
-                if self.conns.len() >= 64 {
-                    self.conns.clear();
-                }
-                self.conns.push((addr.clone(), lane, resp3, c.clone()));
-                c
-            }
-        };
+        let conn = self.cached_conn(side, slot, &addr, lane)?;
         let data = match self.raw.take() {
             Some(raw) => raw,
             None => {
@@ -418,7 +421,6 @@ impl Client {
     fn fast_run(&mut self, inbuf: &mut BytesMut, queue: &mut VecDeque<Entry>, head: u64) -> usize {
         self.flush_group();
         let max_bulk = self.proxy.cfg.proto_max_bulk_len;
-        let resp3 = self.resp3;
         let proxy = self.proxy.clone();
         // Slot maps, loaded once per call (per side).
         let mut views: [Option<arc_swap::Guard<Arc<crate::topology::View>>>; 2] = [None, None];
@@ -435,7 +437,7 @@ impl Client {
             let slot = key_hash_slot(&inbuf[at + s.key.0..at + s.key.1]);
             let write = meta.flags.has(Flags::WRITE);
             let e = proxy.slots.route_counted(slot);
-            if e.state == State::Paused || e.mirror || (write && proxy.slots.is_tracked(slot)) {
+            if !proxy.plainly_owned(slot, e, write) {
                 proxy.slots.done(slot);
                 break;
             }
@@ -452,29 +454,11 @@ impl Client {
             };
             let same = target.as_ref().is_some_and(|t| t.side == side && t.lane == lane && Arc::ptr_eq(&t.addr, addr));
             if !same {
-                let found = self
-                    .conns
-                    .iter()
-                    .find(|c| Arc::ptr_eq(&c.0, addr) && c.1 == lane && c.2 == resp3 && c.3.alive())
-                    .map(|c| c.3.clone());
-                let conn = match found {
-                    Some(c) => c,
-                    None => match proxy.slot_conn(side, slot, addr, resp3) {
-                        Some(c) => {
-                            self.conns.retain(|c| c.3.alive());
-                            if self.conns.len() >= 64 {
-                                self.conns.clear();
-                            }
-                            self.conns.push((addr.clone(), lane, resp3, c.clone()));
-                            c
-                        }
-                        None => {
-                            proxy.slots.done(slot);
-                            break;
-                        }
-                    },
-                };
                 let addr = addr.clone();
+                let Some(conn) = self.cached_conn(side, slot, &addr, lane) else {
+                    proxy.slots.done(slot);
+                    break;
+                };
                 if let Some(t) = target.take() {
                     self.end_run(inbuf, t, at, n, first);
                     at = 0;

@@ -77,6 +77,13 @@ impl Proxy {
         }
     }
 
+    /// May a request for `slot` (in state `entry`) skip the general path: the slot is not paused, not mirrored,
+    /// and (for a write) its keys are not tracked for a migration's catch-up?
+    #[inline]
+    pub(crate) fn plainly_owned(&self, slot: u16, entry: crate::slots::SlotEntry, write: bool) -> bool {
+        entry.state != State::Paused && !entry.mirror && !(write && self.slots.is_tracked(slot))
+    }
+
     /// The node serving `slot` on `side` and the pool's connection to it (the fast path's lookup).
     #[inline]
     pub fn slot_node(&self, side: Side, slot: u16) -> Option<Arc<str>> {
